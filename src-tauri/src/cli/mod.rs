@@ -1,0 +1,205 @@
+//! The command line: clap definitions and one function per command. Commands that need a
+//! refresh run it here under the machine's lock when no engine is running; while one runs,
+//! they read what it stored and leave refreshing to it.
+
+mod output;
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::lock::{self, Role};
+use crate::engine::names::{parse_duration, AccountName};
+use crate::engine::paths::Context;
+use crate::engine::secret::Secret;
+use crate::engine::{Engine, Mode};
+
+#[derive(Parser, Debug)]
+#[command(name = "tokenwarden", version, about = "Keeps API access tokens fresh: OAuth consent, refresh before expiry, OS keychain, local API")]
+pub struct Cli {
+    /// The config file [default: $XDG_CONFIG_HOME/tokenwarden/config.toml]
+    #[arg(long, global = true, env = "TOKENWARDEN_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Runs the engine in the foreground: refreshes every account before it expires
+    Serve,
+    /// Lists accounts: status, expiry, last refresh
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prints the current access token (never an expired one)
+    Token {
+        name: AccountName,
+        /// Refresh first unless the token stays valid this long (e.g. 60s, 5m)
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
+        min_valid: Duration,
+        /// Print `Authorization: Bearer …` instead of the bare token
+        #[arg(long)]
+        header: bool,
+    },
+    /// Refreshes an account's token now
+    Refresh { name: AccountName },
+    /// Runs the consent flow in the browser and stores the first token
+    Connect {
+        name: AccountName,
+        /// Print the authorization URL alone on one stdout line instead of opening a browser
+        #[arg(long)]
+        no_browser: bool,
+        /// Use the device authorization grant (RFC 8628)
+        #[arg(long, conflicts_with = "no_browser")]
+        device: bool,
+    },
+    /// Manages an account's client secret in the keychain
+    Secret {
+        #[command(subcommand)]
+        action: SecretAction,
+    },
+    /// Revokes at the provider where it can and deletes the account's secrets
+    Disconnect { name: AccountName },
+    /// Shows the refresh history, newest first
+    Log {
+        name: Option<AccountName>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretAction {
+    /// Reads the client secret (WeChat appsecret, OAuth client secret) from stdin
+    Set { name: AccountName },
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let ctx = Context::resolve(cli.config).map_err(anyhow::Error::msg)?;
+    let Some(command) = cli.command else {
+        <Cli as clap::CommandFactory>::command().print_help()?;
+        return Ok(());
+    };
+    match command {
+        Command::Serve => serve(&ctx).await,
+        Command::List { json } => {
+            let engine = open(&ctx, Mode::Observer).await?;
+            let running = lock::holder(&ctx.data_dir).is_some();
+            output::accounts(&engine.snapshot(), json, running)
+        }
+        Command::Token { name, min_valid, header } => {
+            let engine = open_for_work(&ctx).await?;
+            let token = engine.token(&name, min_valid).await?;
+            let mut out = std::io::stdout().lock();
+            if header {
+                writeln!(out, "Authorization: Bearer {}", token.access_token.expose())?;
+            } else {
+                writeln!(out, "{}", token.access_token.expose())?;
+            }
+            Ok(())
+        }
+        Command::Refresh { name } => {
+            let engine = open_for_work(&ctx).await?;
+            let token = engine.refresh(&name).await?;
+            println!("{name}: refreshed; expires at {} (in {}s)", token.expires_at, token.expires_in);
+            Ok(())
+        }
+        Command::Connect { name, no_browser, device } => {
+            if device {
+                bail!("{name}: the device authorization grant is not available yet; use `connect {name} --no-browser` and open the URL on any machine that can reach this one's loopback");
+            }
+            let engine = open_for_work(&ctx).await?;
+            let view = engine
+                .connect(&name, |url| {
+                    if no_browser {
+                        println!("{url}");
+                        let _ = std::io::stdout().flush(); // a closed stdout shows up as no redirect
+                    } else {
+                        eprintln!("Opening the browser to connect {name}. If it does not open, visit:\n{url}");
+                        if let Err(e) = open::that_detached(url.as_str()) {
+                            eprintln!("(could not open a browser: {e})");
+                        }
+                    }
+                })
+                .await?;
+            let expires = view.expires_at.map(|d| d.to_string()).unwrap_or_default();
+            eprintln!("{name}: connected; token expires at {expires}");
+            Ok(())
+        }
+        Command::Secret { action: SecretAction::Set { name } } => {
+            let engine = open(&ctx, Mode::Observer).await?;
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).context("reading the secret from stdin")?;
+            let value = Secret::new(text.trim_end_matches(['\r', '\n']).to_owned());
+            engine.set_client_secret(&name, value).await?;
+            eprintln!("{name}: client secret stored in the keychain");
+            Ok(())
+        }
+        Command::Disconnect { name } => {
+            let engine = open(&ctx, Mode::Observer).await?;
+            if let Some(warning) = engine.disconnect(&name).await? {
+                eprintln!("{name}: {warning}");
+            }
+            eprintln!("{name}: disconnected; its secrets are deleted from the keychain");
+            Ok(())
+        }
+        Command::Log { name, json, limit } => {
+            let engine = open(&ctx, Mode::Observer).await?;
+            output::history(&engine.history(name.as_ref(), limit)?, json)
+        }
+    }
+}
+
+async fn open(ctx: &Context, mode: Mode) -> Result<Engine> {
+    Ok(Engine::open(ctx, mode, Role::Cli).await?)
+}
+
+/// Refresher when no engine runs on this machine, observer when one does: one process
+/// refreshes.
+async fn open_for_work(ctx: &Context) -> Result<Engine> {
+    let running = matches!(lock::holder(&ctx.data_dir), Some(h) if h.role == Role::Engine);
+    match Engine::open(ctx, if running { Mode::Observer } else { Mode::Refresher }, Role::Cli).await {
+        // It started between our look and our lock: leave the work to it.
+        Err(crate::engine::EngineError::Lock(lock::LockError::HeldByEngine { .. })) => open(ctx, Mode::Observer).await,
+        other => Ok(other?),
+    }
+}
+
+async fn serve(ctx: &Context) -> Result<()> {
+    let engine = Engine::open(ctx, Mode::Refresher, Role::Engine).await?;
+    let count = engine.config().accounts.len();
+    tracing::info!(accounts = count, config = %engine.config().path.display(), "engine started");
+    let stop = CancellationToken::new();
+    let runner = tokio::spawn({
+        let engine = engine.clone();
+        let stop = stop.clone();
+        async move { engine.run(stop).await }
+    });
+    shutdown_signal().await?;
+    tracing::info!("stopping: waiting for refreshes in flight");
+    stop.cancel();
+    runner.await.context("engine task")?;
+    Ok(())
+}
+
+async fn shutdown_signal() -> Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}

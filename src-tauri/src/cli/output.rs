@@ -1,0 +1,70 @@
+//! How the CLI prints accounts and history: JSON for programs, aligned text for people.
+
+use std::io::Write;
+use std::time::SystemTime;
+
+use anyhow::Result;
+
+use crate::engine::health::AccountView;
+use crate::engine::history::Entry;
+
+pub fn accounts(views: &[AccountView], json: bool, engine_running: bool) -> Result<()> {
+    let now = SystemTime::now();
+    let views: Vec<AccountView> = views
+        .iter()
+        .cloned()
+        .map(|mut v| {
+            // With no engine running nothing refreshes it: say so rather than "fresh".
+            if !engine_running && v.status == "fresh" && v.expires_at.is_some_and(|e| e.has_passed(now)) {
+                v.status = "expired".into();
+            }
+            v
+        })
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &views)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    if views.is_empty() {
+        writeln!(out, "no accounts; add one to the config file")?;
+        return Ok(());
+    }
+    writeln!(out, "{:<20} {:<20} {:<16} {:<22} {:<22} LAST ERROR", "NAME", "PROVIDER", "STATUS", "EXPIRES", "LAST REFRESH")?;
+    for v in &views {
+        writeln!(
+            out,
+            "{:<20} {:<20} {:<16} {:<22} {:<22} {}",
+            v.name,
+            v.provider,
+            v.status,
+            v.expires_at.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+            v.last_refresh.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+            v.last_error.as_deref().unwrap_or("")
+        )?;
+    }
+    Ok(())
+}
+
+pub fn history(entries: &[Entry], json: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, entries)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    for e in entries {
+        writeln!(
+            out,
+            "{} {:<20} {:<10} {:<16} {:>6}ms {}",
+            e.at,
+            e.account,
+            e.trigger,
+            e.outcome,
+            e.duration_ms,
+            e.message.as_deref().or(e.expires_at.map(|_| "").as_deref()).unwrap_or("")
+        )?;
+    }
+    Ok(())
+}

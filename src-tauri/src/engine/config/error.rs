@@ -1,0 +1,75 @@
+//! Config errors: each names the file, line and column, the account and the key, and says
+//! what is allowed, e.g.
+//! `config.toml:14:12: account `fitbit`: key `provider`: unknown provider `fitbt` (known: …)`.
+
+use std::fmt;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, #[source] source: std::io::Error },
+    #[error("{0}")]
+    Invalid(Box<Located>),
+}
+
+/// Where a problem is and what it is.
+#[derive(Debug)]
+pub struct Located {
+    pub path: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub account: Option<String>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for Located {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.path.display(), self.line, self.column)?;
+        if let Some(account) = &self.account {
+            write!(f, "account `{account}`: ")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, "key `{key}`: ")?;
+        }
+        // toml's messages span several lines; the contract is one line per error.
+        let message = self.message.split_whitespace().collect::<Vec<_>>().join(" ");
+        f.write_str(&message)
+    }
+}
+
+/// A problem found while resolving, before its file position is known.
+#[derive(Debug)]
+pub struct Problem {
+    pub span: std::ops::Range<usize>,
+    pub account: Option<String>,
+    pub key: Option<&'static str>,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(span: std::ops::Range<usize>, key: Option<&'static str>, message: impl Into<String>) -> Self {
+        Self { span, account: None, key, message: message.into() }
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..text.floor_char_boundary(offset)];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn line_column_counts_from_one() {
+        let text = "a = 1\nbé = 2\n";
+        assert_eq!(super::line_column(text, 0), (1, 1));
+        assert_eq!(super::line_column(text, 6), (2, 1));
+        assert_eq!(super::line_column(text, 10), (2, 4));
+    }
+}

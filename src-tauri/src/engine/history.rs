@@ -1,0 +1,241 @@
+//! The refresh log and the last known state of each account, in SQLite in the data dir.
+//! Rows hold times, names, outcomes and error codes: never a secret. Other processes (the
+//! CLI while an engine runs) read it too, so it uses WAL and a busy timeout.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use super::names::{AccountName, Deadline};
+
+/// Rows kept: enough for months of a dozen accounts refreshed every hour.
+const KEEP_ROWS: i64 = 50_000;
+
+#[derive(Debug, thiserror::Error)]
+#[error("history database {path}: {source}")]
+pub struct HistoryError {
+    path: String,
+    #[source]
+    source: rusqlite::Error,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Scheduled,
+    Manual,
+    MinValid,
+    Retry,
+    Dependency,
+    Connect,
+    Startup,
+}
+
+impl Trigger {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Manual => "manual",
+            Self::MinValid => "min_valid",
+            Self::Retry => "retry",
+            Self::Dependency => "dependency",
+            Self::Connect => "connect",
+            Self::Startup => "startup",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    TransientError,
+    PermanentError,
+}
+
+impl Outcome {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::TransientError => "transient_error",
+            Self::PermanentError => "permanent_error",
+        }
+    }
+}
+
+/// One row of `log` and `GET /v1/history`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Entry {
+    pub at: Deadline,
+    pub account: String,
+    pub trigger: String,
+    pub outcome: String,
+    pub duration_ms: i64,
+    pub expires_at: Option<Deadline>,
+    pub error_code: Option<String>,
+    pub message: Option<String>,
+}
+
+/// What survives a restart of an account's health, for `list` from another process.
+#[derive(Clone, Debug)]
+pub struct SavedState {
+    pub status: String,
+    pub last_error: Option<String>,
+    pub last_refresh: Option<Deadline>,
+    pub updated: Deadline,
+}
+
+pub struct History {
+    conn: Mutex<Connection>,
+    path: String,
+}
+
+impl History {
+    pub fn open(path: &Path) -> Result<Self, HistoryError> {
+        let name = path.display().to_string();
+        let fail = |source| HistoryError { path: name.clone(), source };
+        let conn = Connection::open(path).map_err(fail)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(fail)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS refreshes (
+                id INTEGER PRIMARY KEY,
+                at_ms INTEGER NOT NULL,
+                account TEXT NOT NULL,
+                trigger TEXT NOT NULL,
+                outcome TEXT NOT NULL,
+                duration_ms INTEGER NOT NULL,
+                expires_at INTEGER,
+                error_code TEXT,
+                message TEXT
+            );
+            CREATE INDEX IF NOT EXISTS refreshes_account ON refreshes(account, id);
+            CREATE TABLE IF NOT EXISTS state (
+                account TEXT PRIMARY KEY,
+                status TEXT NOT NULL,
+                last_error TEXT,
+                last_refresh_ms INTEGER,
+                updated_ms INTEGER NOT NULL
+            );",
+        )
+        .map_err(fail)?;
+        Ok(Self { conn: Mutex::new(conn), path: name })
+    }
+
+    fn fail(&self, source: rusqlite::Error) -> HistoryError {
+        HistoryError { path: self.path.clone(), source }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        &self,
+        account: &AccountName,
+        trigger: Trigger,
+        outcome: Outcome,
+        duration: Duration,
+        expires_at: Option<Deadline>,
+        error_code: Option<&str>,
+        message: Option<&str>,
+    ) -> Result<(), HistoryError> {
+        let conn = self.conn.lock().expect("poisoned");
+        conn.execute(
+            "INSERT INTO refreshes (at_ms, account, trigger, outcome, duration_ms, expires_at, error_code, message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                Deadline::now().unix_millis(),
+                account.as_str(),
+                trigger.as_str(),
+                outcome.as_str(),
+                duration.as_millis() as i64,
+                expires_at.map(|d| d.unix()),
+                error_code,
+                message
+            ],
+        )
+        .map_err(|e| self.fail(e))?;
+        let id = conn.last_insert_rowid();
+        if id % 500 == 0 {
+            conn.execute("DELETE FROM refreshes WHERE id <= ?1", params![id - KEEP_ROWS]).map_err(|e| self.fail(e))?;
+        }
+        Ok(())
+    }
+
+    pub fn entries(&self, account: Option<&AccountName>, limit: usize) -> Result<Vec<Entry>, HistoryError> {
+        let conn = self.conn.lock().expect("poisoned");
+        let mut stmt = conn
+            .prepare(
+                "SELECT at_ms, account, trigger, outcome, duration_ms, expires_at, error_code, message
+                 FROM refreshes WHERE (?1 IS NULL OR account = ?1) ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(|e| self.fail(e))?;
+        let rows = stmt
+            .query_map(params![account.map(|a| a.as_str()), limit as i64], |row| {
+                Ok(Entry {
+                    at: Deadline::from_unix_millis(row.get(0)?),
+                    account: row.get(1)?,
+                    trigger: row.get(2)?,
+                    outcome: row.get(3)?,
+                    duration_ms: row.get(4)?,
+                    expires_at: row.get::<_, Option<i64>>(5)?.map(Deadline::from_unix),
+                    error_code: row.get(6)?,
+                    message: row.get(7)?,
+                })
+            })
+            .map_err(|e| self.fail(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.fail(e))
+    }
+
+    pub fn save_state(&self, account: &AccountName, status: &str, last_error: Option<&str>, last_refresh: Option<Deadline>) -> Result<(), HistoryError> {
+        let conn = self.conn.lock().expect("poisoned");
+        conn.execute(
+            "INSERT INTO state (account, status, last_error, last_refresh_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(account) DO UPDATE SET status = ?2, last_error = ?3, last_refresh_ms = ?4, updated_ms = ?5",
+            params![account.as_str(), status, last_error, last_refresh.map(|d| d.unix_millis()), Deadline::now().unix_millis()],
+        )
+        .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    pub fn saved_state(&self, account: &AccountName) -> Result<Option<SavedState>, HistoryError> {
+        let conn = self.conn.lock().expect("poisoned");
+        conn.query_row(
+            "SELECT status, last_error, last_refresh_ms, updated_ms FROM state WHERE account = ?1",
+            params![account.as_str()],
+            |row| {
+                Ok(SavedState {
+                    status: row.get(0)?,
+                    last_error: row.get(1)?,
+                    last_refresh: row.get::<_, Option<i64>>(2)?.map(Deadline::from_unix_millis),
+                    updated: Deadline::from_unix_millis(row.get(3)?),
+                })
+            },
+        )
+        .optional()
+        .map_err(|e| self.fail(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_reads_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::open(&dir.path().join("h.sqlite3")).unwrap();
+        let a: AccountName = "a".parse().unwrap();
+        let b: AccountName = "b".parse().unwrap();
+        h.record(&a, Trigger::Scheduled, Outcome::Ok, Duration::from_millis(5), Some(Deadline::from_unix(10)), None, None).unwrap();
+        h.record(&b, Trigger::Manual, Outcome::PermanentError, Duration::ZERO, None, Some("invalid_grant"), Some("m")).unwrap();
+        let all = h.entries(None, 10).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].account, "b");
+        assert_eq!(all[0].outcome, "permanent_error");
+        assert_eq!(h.entries(Some(&a), 10).unwrap().len(), 1);
+        h.save_state(&a, "fresh", None, None).unwrap();
+        h.save_state(&a, "retrying", Some("x"), None).unwrap();
+        assert_eq!(h.saved_state(&a).unwrap().unwrap().status, "retrying");
+    }
+}

@@ -1,0 +1,737 @@
+//! Engine: everything Tokenwarden does, with no window, server or terminal in sight.
+//! * `config`    config.toml → resolved accounts     * `provider`  one submodule per kind
+//! * `secrets`   the keychain behind `SecretStore`   * `scheduler` sleeps until the next deadline
+//! * `history`   the refresh log (SQLite)            * `events`    what front ends redraw from
+//! * `timing`    refresh lead and backoff            * `lock`      one refresher per machine
+//! * `redirect`  the consent flow's loopback listener * `health`    states and views
+//!
+//! [`Engine`] is a cheap-to-clone handle. State sits behind a std mutex that is never held
+//! across `.await`; each account has an async gate so that one refresh runs at a time.
+
+pub mod config;
+pub mod events;
+pub mod health;
+pub mod history;
+pub mod lock;
+pub mod names;
+pub mod paths;
+pub mod provider;
+mod redirect;
+mod scheduler;
+pub mod secret;
+pub mod secrets;
+pub mod timing;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{broadcast, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use url::Url;
+
+use config::{Account, Config, ConfigError};
+use events::EngineEvent;
+use health::{AccountView, Health, TokenView};
+use history::{History, HistoryError, Outcome, Trigger};
+use names::{AccountName, Deadline};
+use paths::Context;
+use provider::oauth2::{GrantKind, Redirect};
+use provider::{FetchRequest, Provider, RefreshError};
+use secret::{Secret, TokenSet};
+use secrets::{Keychain, KeychainError, SecretKey, SecretStore};
+
+/// How long a fetch may take before it counts as a network failure.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a consent flow waits for the browser.
+pub const CONSENT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// Keychain writes of a new token set are tried this many times before the engine keeps
+/// the set in memory and reports the failure.
+const KEYCHAIN_TRIES: u32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("no account is named `{0}` in the config")]
+    UnknownAccount(AccountName),
+    #[error(transparent)]
+    Refresh(#[from] RefreshError),
+    #[error(transparent)]
+    Keychain(#[from] KeychainError),
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
+    #[error("{account}: {message}")]
+    NotValid { account: AccountName, message: String },
+    #[error("{account}: {message}")]
+    Usage { account: AccountName, message: String },
+    #[error("{0}")]
+    Io(String),
+}
+
+impl EngineError {
+    /// The error code of the HTTP API and the UI.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Config(_) => "config",
+            Self::UnknownAccount(_) => "unknown_account",
+            Self::Refresh(e) if e.is_transient() => "provider_unavailable",
+            Self::Refresh(_) => "refresh_failed",
+            Self::Keychain(_) => "keychain",
+            Self::History(_) => "history",
+            Self::Lock(_) => "locked",
+            Self::NotValid { .. } => "no_valid_token",
+            Self::Usage { .. } => "bad_request",
+            Self::Io(_) => "io",
+        }
+    }
+}
+
+/// Whether this engine may refresh (it holds the machine's lock) or only read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Refresher,
+    Observer,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: Config,
+    mode: Mode,
+    keychain: Keychain,
+    history: History,
+    http: reqwest::Client,
+    accounts: Mutex<HashMap<AccountName, Slot>>,
+    wake: Notify,
+    events: broadcast::Sender<EngineEvent>,
+    tasks: TaskTracker,
+    _lock: Option<lock::EngineLock>,
+}
+
+/// One account's state. `gate` serializes refreshes; `generation` tells a refresh whether
+/// the tokens changed while it waited.
+struct Slot {
+    account: Arc<Account>,
+    tokens: Option<TokenSet>,
+    health: Health,
+    refresh_at: Option<SystemTime>,
+    last_refresh: Option<Deadline>,
+    last_error: Option<String>,
+    /// The in-memory set is newer than the keychain's (a write failed); retry the write.
+    unsaved: bool,
+    /// A scheduled task is already on its way.
+    in_flight: bool,
+    /// When the keychain was last re-read for a connect or `secret set` from another process.
+    last_recheck: Option<Instant>,
+    /// The client secret the last fetch used, to notice a new one set by another process.
+    last_secret: Option<Secret>,
+    generation: u64,
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Slot {
+    fn view(&self) -> AccountView {
+        AccountView {
+            name: self.account.name.clone(),
+            provider: self.account.provider_name.clone(),
+            status: self.health.status().to_owned(),
+            expires_at: self.tokens.as_ref().map(|t| t.expires_at),
+            last_refresh: self.last_refresh,
+            last_error: self.last_error.clone(),
+        }
+    }
+
+    fn schedule(&mut self) {
+        self.refresh_at = self.tokens.as_ref().map(|t| {
+            timing::refresh_at(t.obtained_at, t.expires_at, self.account.refresh_before, rand::random::<f64>())
+        });
+    }
+}
+
+impl Engine {
+    /// Opens the engine for this machine. `Refresher` takes the lock (a CLI command waits a
+    /// little for another CLI command, never for a running engine); `Observer` reads only.
+    pub async fn open(ctx: &Context, mode: Mode, role: lock::Role) -> Result<Self, EngineError> {
+        let config = Config::load(&ctx.config_path)?;
+        std::fs::create_dir_all(&ctx.data_dir)
+            .map_err(|e| EngineError::Io(format!("data dir {}: {e}", ctx.data_dir.display())))?;
+        let lock = match mode {
+            Mode::Refresher => {
+                let wait = if role == lock::Role::Cli { Duration::from_secs(30) } else { Duration::ZERO };
+                let dir = ctx.data_dir.clone();
+                Some(tokio::task::spawn_blocking(move || lock::acquire(&dir, role, wait)).await.map_err(|e| EngineError::Io(e.to_string()))??)
+            }
+            Mode::Observer => None,
+        };
+        let store: Arc<dyn SecretStore> = Arc::new(secrets::OsKeychain::new(&ctx.keychain_service));
+        Self::with_parts(config, mode, store, History::open(&ctx.history_path())?, lock).await
+    }
+
+    /// Builds an engine from parts; tests of engine logic pass a memory store.
+    pub async fn with_parts(
+        config: Config,
+        mode: Mode,
+        store: Arc<dyn SecretStore>,
+        history: History,
+        lock: Option<lock::EngineLock>,
+    ) -> Result<Self, EngineError> {
+        let keychain = Keychain::new(store);
+        let mut accounts = HashMap::new();
+        for account in &config.accounts {
+            let tokens = keychain.tokens(&account.name).await?;
+            let saved = history.saved_state(&account.name)?;
+            let health = match (&tokens, saved.as_ref().map(|s| s.status.as_str())) {
+                // A permanent failure stays one across restarts: retrying it would only fail again.
+                (_, Some("needs_reconnect")) => Health::NeedsReconnect,
+                (Some(_), _) => Health::Fresh,
+                (None, _) => Health::NotConnected,
+            };
+            let mut slot = Slot {
+                account: account.clone(),
+                tokens,
+                health,
+                refresh_at: None,
+                last_refresh: saved.as_ref().and_then(|s| s.last_refresh),
+                last_error: saved.as_ref().and_then(|s| s.last_error.clone()),
+                unsaved: false,
+                in_flight: false,
+                last_recheck: None,
+                last_secret: None,
+                generation: 0,
+                gate: Arc::new(tokio::sync::Mutex::new(())),
+            };
+            slot.schedule();
+            if mode == Mode::Observer {
+                if let Some(saved) = &saved {
+                    slot.health = match saved.status.as_str() {
+                        "retrying" => Health::Retrying { attempt: 0, next_try: saved.updated },
+                        "refreshing" => Health::Refreshing,
+                        _ => slot.health,
+                    };
+                }
+            }
+            accounts.insert(account.name.clone(), slot);
+        }
+        let http = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .user_agent(concat!("tokenwarden/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| EngineError::Io(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                config,
+                mode,
+                keychain,
+                history,
+                http,
+                accounts: Mutex::new(accounts),
+                wake: Notify::new(),
+                events: broadcast::channel(256).0,
+                tasks: TaskTracker::new(),
+                _lock: lock,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.shared.mode
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+        self.shared.events.subscribe()
+    }
+
+    fn emit(&self, event: EngineEvent) {
+        let _ = self.shared.events.send(event); // no subscribers is fine
+    }
+
+    fn account(&self, name: &AccountName) -> Result<Arc<Account>, EngineError> {
+        self.shared.config.account(name).cloned().ok_or_else(|| EngineError::UnknownAccount(name.clone()))
+    }
+
+    fn with_slot<T>(&self, name: &AccountName, f: impl FnOnce(&mut Slot) -> T) -> Result<T, EngineError> {
+        let mut accounts = self.shared.accounts.lock().expect("poisoned");
+        accounts.get_mut(name).map(f).ok_or_else(|| EngineError::UnknownAccount(name.clone()))
+    }
+
+    /// Every account's view, in config order.
+    pub fn snapshot(&self) -> Vec<AccountView> {
+        let accounts = self.shared.accounts.lock().expect("poisoned");
+        self.shared.config.accounts.iter().filter_map(|a| accounts.get(&a.name).map(Slot::view)).collect()
+    }
+
+    pub fn history(&self, account: Option<&AccountName>, limit: usize) -> Result<Vec<history::Entry>, EngineError> {
+        if let Some(name) = account {
+            self.account(name)?;
+        }
+        Ok(self.shared.history.entries(account, limit)?)
+    }
+
+    /// The current token if it stays valid for `min_valid`: the only way tokens are served,
+    /// so "never after expires_at" holds everywhere.
+    fn valid_token(&self, name: &AccountName, min_valid: Duration) -> Result<Option<TokenView>, EngineError> {
+        self.with_slot(name, |slot| {
+            let now = SystemTime::now();
+            slot.tokens.as_ref().and_then(|t| {
+                let left = t.expires_at.remaining(now);
+                (left > Duration::ZERO && left >= min_valid).then(|| TokenView {
+                    access_token: t.access.clone(),
+                    token_type: t.token_type.clone(),
+                    expires_at: t.expires_at,
+                    expires_in: left.as_secs(),
+                    scope: t.scope.clone(),
+                })
+            })
+        })
+    }
+
+    /// A token valid for at least `min_valid`, refreshed first if needed (and allowed).
+    pub async fn token(&self, name: &AccountName, min_valid: Duration) -> Result<TokenView, EngineError> {
+        if let Some(view) = self.valid_token(name, min_valid)? {
+            return Ok(view);
+        }
+        if self.shared.mode == Mode::Observer {
+            // The running engine may have refreshed since we loaded: the keychain is the truth.
+            let fresh = self.shared.keychain.tokens(name).await?;
+            self.with_slot(name, |slot| slot.tokens = fresh)?;
+            return self.valid_token(name, min_valid)?.ok_or_else(|| self.not_valid(name, min_valid));
+        }
+        self.refresh_with(name, Trigger::MinValid, Some(min_valid)).await?;
+        self.valid_token(name, min_valid)?.ok_or_else(|| self.not_valid(name, min_valid))
+    }
+
+    fn not_valid(&self, name: &AccountName, min_valid: Duration) -> EngineError {
+        let view = self.with_slot(name, |s| s.view()).ok();
+        let why = match view.as_ref().map(|v| (v.status.as_str(), v.last_error.as_deref())) {
+            Some((_, Some(error))) => format!("no token valid for {}s: {error}", min_valid.as_secs()),
+            Some(("not_connected", None)) => format!("not connected; run `tokenwarden connect {name}`"),
+            _ if self.shared.mode == Mode::Observer => {
+                format!("no token valid for {}s yet; the running engine refreshes it", min_valid.as_secs())
+            }
+            _ => format!("no token valid for {}s", min_valid.as_secs()),
+        };
+        EngineError::NotValid { account: name.clone(), message: why }
+    }
+
+    /// Refreshes now, whatever the token's age.
+    pub async fn refresh(&self, name: &AccountName) -> Result<TokenView, EngineError> {
+        self.refresh_with(name, Trigger::Manual, None).await?;
+        self.valid_token(name, Duration::ZERO)?.ok_or_else(|| self.not_valid(name, Duration::ZERO))
+    }
+
+    /// One refresh under the account's gate. With `unless_valid`, a token that became valid
+    /// for that long while we waited for the gate (someone else refreshed) is good enough.
+    async fn refresh_with(&self, name: &AccountName, trigger: Trigger, unless_valid: Option<Duration>) -> Result<(), EngineError> {
+        let account = self.account(name)?;
+        if self.shared.mode == Mode::Observer {
+            return Err(EngineError::Usage {
+                account: name.clone(),
+                message: "another Tokenwarden engine is running and refreshes this account".into(),
+            });
+        }
+        let gate = self.with_slot(name, |s| s.gate.clone())?;
+        let _turn = gate.lock().await;
+        if let Some(min_valid) = unless_valid {
+            if self.valid_token(name, min_valid)?.is_some() {
+                return Ok(());
+            }
+        }
+        self.adopt_stored(name).await?;
+        if let Some(min_valid) = unless_valid {
+            if self.valid_token(name, min_valid)?.is_some() {
+                return Ok(());
+            }
+        }
+        let result = self.fetch_and_store(&account, trigger).await;
+        if result.is_ok() {
+            self.refresh_dependents(name);
+        }
+        self.shared.wake.notify_one();
+        result
+    }
+
+    /// Takes a token set that another process (a `connect` or `disconnect`) wrote to the
+    /// keychain, unless ours is newer and not yet saved.
+    async fn adopt_stored(&self, name: &AccountName) -> Result<bool, EngineError> {
+        if self.with_slot(name, |s| s.unsaved)? {
+            return Ok(false);
+        }
+        let stored = self.shared.keychain.tokens(name).await?;
+        self.with_slot(name, |slot| {
+            let same = match (&stored, &slot.tokens) {
+                (Some(a), Some(b)) => a.access.same_as(b.access.expose()),
+                (None, None) => true,
+                _ => false,
+            };
+            if same {
+                return false;
+            }
+            let connected = stored.is_some();
+            slot.tokens = stored;
+            slot.generation += 1;
+            slot.health = if connected { Health::Fresh } else { Health::NotConnected };
+            if connected {
+                slot.last_error = None;
+            }
+            slot.schedule();
+            true
+        })
+    }
+
+    /// The heart of a refresh: fetch, then the keychain write before anything else sees
+    /// the new token, then state, history and events.
+    async fn fetch_and_store(&self, account: &Arc<Account>, trigger: Trigger) -> Result<(), EngineError> {
+        let name = &account.name;
+        let started = Instant::now();
+        let (current, previous_health) = self.with_slot(name, |slot| {
+            let previous = slot.health.clone();
+            slot.health = Health::Refreshing;
+            (slot.tokens.clone(), previous)
+        })?;
+        self.emit(EngineEvent::HealthChanged { account: name.clone(), status: "refreshing" });
+        let issued = self.fetch(account, current.as_ref()).await;
+        let elapsed = started.elapsed();
+        match issued {
+            Ok(issued) => {
+                let set = TokenSet {
+                    access: issued.access,
+                    // No new refresh token (Google) means the old one stays valid.
+                    refresh: issued.refresh.or_else(|| current.as_ref().and_then(|c| c.refresh.clone())),
+                    token_type: issued.token_type,
+                    scope: issued.scope.or_else(|| current.as_ref().and_then(|c| c.scope.clone())),
+                    expires_at: issued.expires_at,
+                    obtained_at: Deadline::now(),
+                };
+                self.commit(account, set, trigger, elapsed).await;
+                Ok(())
+            }
+            Err(error) => {
+                self.fail(account, &error, trigger, elapsed, previous_health);
+                Err(error.into())
+            }
+        }
+    }
+
+    async fn fetch(&self, account: &Account, current: Option<&TokenSet>) -> Result<provider::Issued, RefreshError> {
+        let name = &account.name;
+        if account.provider.needs_consent() && current.and_then(|c| c.refresh.as_ref()).is_none() {
+            return Err(RefreshError::NotConnected { account: name.clone() });
+        }
+        let secret = if account.provider.needs_secret() {
+            let secret = self.shared.keychain.get(SecretKey::ClientSecret(name.clone())).await.map_err(|e| RefreshError::Setup {
+                account: name.clone(),
+                what: e.to_string(),
+            })?;
+            Some(secret.ok_or_else(|| RefreshError::MissingSecret { account: name.clone() })?)
+        } else {
+            None
+        };
+        self.with_slot(name, |s| s.last_secret = secret.clone()).ok();
+        let upstream = self.upstream_tokens(account);
+        let request = FetchRequest {
+            account: name,
+            provider: &account.provider_name,
+            client_secret: secret.as_ref(),
+            current,
+            upstream: &upstream,
+            http: &self.shared.http,
+        };
+        account.provider.fetch(&request).await
+    }
+
+    /// Valid tokens of the accounts this one depends on. A dead one is left out, so a
+    /// dependent is never fetched with it.
+    fn upstream_tokens(&self, account: &Account) -> HashMap<AccountName, Secret> {
+        let accounts = self.shared.accounts.lock().expect("poisoned");
+        let now = SystemTime::now();
+        account
+            .upstream
+            .iter()
+            .filter_map(|up| {
+                let t = accounts.get(up)?.tokens.as_ref()?;
+                (!t.expires_at.has_passed(now + Duration::from_secs(1))).then(|| (up.clone(), t.access.clone()))
+            })
+            .collect()
+    }
+
+    async fn commit(&self, account: &Account, set: TokenSet, trigger: Trigger, elapsed: Duration) {
+        let name = &account.name;
+        let saved = self.save_tokens(name, &set).await;
+        let expires_at = set.expires_at;
+        self.with_slot(name, |slot| {
+            slot.tokens = Some(set);
+            slot.generation += 1;
+            slot.health = Health::Fresh;
+            slot.last_refresh = Some(Deadline::now());
+            slot.unsaved = saved.is_err();
+            slot.last_error = saved.as_ref().err().map(|e| format!("the new token is not saved yet: {e}"));
+            slot.schedule();
+        })
+        .ok();
+        if let Err(e) = &saved {
+            tracing::error!(account = %name, error = %e, "keychain write failed; the new token is kept in memory and the write retried");
+            self.emit(EngineEvent::KeychainWriteFailed { account: name.clone(), message: e.to_string() });
+        }
+        tracing::info!(account = %name, trigger = trigger.as_str(), expires_at = %expires_at, "refreshed");
+        self.record(name, trigger, Outcome::Ok, elapsed, Some(expires_at), None, None);
+        self.persist_state(name);
+        self.emit(EngineEvent::Refreshed { account: name.clone(), expires_at });
+        self.emit(EngineEvent::HealthChanged { account: name.clone(), status: "fresh" });
+    }
+
+    /// Writes a token set, retrying a few times: a rotated refresh token that is not stored
+    /// is lost at the next crash.
+    async fn save_tokens(&self, name: &AccountName, set: &TokenSet) -> Result<(), KeychainError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.shared.keychain.store_tokens(name, set).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt >= KEYCHAIN_TRIES => return Err(e),
+                Err(e) => {
+                    tracing::warn!(account = %name, error = %e, attempt, "keychain write failed, retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+            }
+        }
+    }
+
+    fn fail(&self, account: &Account, error: &RefreshError, trigger: Trigger, elapsed: Duration, previous: Health) {
+        let name = &account.name;
+        let message = error.to_string();
+        let transient = error.is_transient();
+        let retry = self.shared.config.retry;
+        let health = self
+            .with_slot(name, |slot| {
+                slot.health = if transient {
+                    let attempt = match previous {
+                        Health::Retrying { attempt, .. } => attempt + 1,
+                        _ => 1,
+                    };
+                    let delay = timing::backoff(attempt, retry, error.wait_hint(), rand::random::<f64>());
+                    Health::Retrying { attempt, next_try: Deadline::after(SystemTime::now(), delay) }
+                } else if matches!(error, RefreshError::NotConnected { .. }) && slot.tokens.is_none() {
+                    Health::NotConnected
+                } else {
+                    Health::NeedsReconnect
+                };
+                slot.last_error = Some(message.clone());
+                slot.health.clone()
+            })
+            .unwrap_or(Health::NeedsReconnect);
+        let outcome = if transient { Outcome::TransientError } else { Outcome::PermanentError };
+        tracing::warn!(account = %name, trigger = trigger.as_str(), code = %error.code(), status = health.status(), "{message}");
+        self.record(name, trigger, outcome, elapsed, None, Some(&error.code()), Some(&message));
+        self.persist_state(name);
+        // One notification per episode: the first failure, and giving up. Retries are silent.
+        let first = !matches!(previous, Health::Retrying { .. });
+        if first || !transient {
+            self.emit(EngineEvent::RefreshFailed { account: name.clone(), message, gave_up: !transient });
+        }
+        self.emit(EngineEvent::HealthChanged { account: name.clone(), status: health.status() });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(&self, name: &AccountName, trigger: Trigger, outcome: Outcome, elapsed: Duration, expires_at: Option<Deadline>, code: Option<&str>, message: Option<&str>) {
+        if let Err(e) = self.shared.history.record(name, trigger, outcome, elapsed, expires_at, code, message) {
+            tracing::error!(error = %e, "could not write the refresh log");
+        }
+    }
+
+    fn persist_state(&self, name: &AccountName) {
+        let Ok(view) = self.with_slot(name, |s| s.view()) else { return };
+        if let Err(e) = self.shared.history.save_state(name, &view.status, view.last_error.as_deref(), view.last_refresh) {
+            tracing::error!(error = %e, "could not save account state");
+        }
+    }
+
+    /// Accounts that use this one's token are refreshed right after it changes.
+    fn refresh_dependents(&self, name: &AccountName) {
+        for account in &self.shared.config.accounts {
+            if account.upstream.contains(name) {
+                self.spawn_refresh(account.name.clone(), Trigger::Dependency);
+            }
+        }
+    }
+
+    fn spawn_refresh(&self, name: AccountName, trigger: Trigger) {
+        let engine = self.clone();
+        self.shared.tasks.spawn(async move {
+            // Failures are already recorded, logged and broadcast by the refresh itself.
+            let _ = engine.refresh_with(&name, trigger, None).await;
+            engine.with_slot(&name, |s| s.in_flight = false).ok();
+            engine.shared.wake.notify_one();
+        });
+    }
+
+    /// Saves a client secret (`secret set`, the UI).
+    pub async fn set_client_secret(&self, name: &AccountName, value: Secret) -> Result<(), EngineError> {
+        self.account(name)?;
+        if value.expose().trim().is_empty() {
+            return Err(EngineError::Usage { account: name.clone(), message: "the secret is empty; nothing was stored".into() });
+        }
+        self.shared.keychain.set(SecretKey::ClientSecret(name.clone()), value).await?;
+        // A `needs_reconnect` caused by a missing or wrong secret may now succeed.
+        self.with_slot(name, |s| s.last_recheck = None)?;
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// Runs the consent flow for an authorization-code account: `show` gets the URL to
+    /// open; the redirect arrives on a loopback listener. Writes the first token set.
+    pub async fn connect(&self, name: &AccountName, show: impl FnOnce(&Url)) -> Result<AccountView, EngineError> {
+        let account = self.account(name)?;
+        let usage = |message: &str| EngineError::Usage { account: name.clone(), message: message.to_owned() };
+        let Provider::OAuth2(spec) = &account.provider else {
+            return Err(usage("this provider needs no consent: it fetches tokens with the client secret alone (`tokenwarden secret set`)"));
+        };
+        if spec.grant != GrantKind::AuthorizationCode {
+            return Err(usage("this account uses a grant without a browser consent (set grant = \"authorization_code\", or use --device)"));
+        }
+        let (bind, path) = match &spec.redirect {
+            Redirect::Exact(url) => (format!("127.0.0.1:{}", url.port().unwrap_or(80)), url.path().to_owned()),
+            Redirect::AnyLoopbackPort => ("127.0.0.1:0".to_owned(), "/callback".to_owned()),
+        };
+        let listener = tokio::net::TcpListener::bind(&bind)
+            .await
+            .map_err(|e| usage(&format!("cannot listen on {bind} for the redirect ({e}); is another connect running?")))?;
+        let port = listener.local_addr().map_err(|e| EngineError::Io(e.to_string()))?.port();
+        let redirect_uri = match &spec.redirect {
+            Redirect::Exact(url) => url.clone(),
+            Redirect::AnyLoopbackPort => Url::parse(&format!("http://127.0.0.1:{port}{path}")).expect("valid"),
+        };
+        let consent = spec.begin_consent(&self.shared.http, name, &account.provider_name, &redirect_uri).await?;
+        show(&consent.url);
+        let redirected = tokio::time::timeout(CONSENT_TIMEOUT, redirect::receive(&listener, &path, consent.state.secret()))
+            .await
+            .map_err(|_| usage(&format!("no authorization arrived within {} minutes; run `tokenwarden connect {name}` again", CONSENT_TIMEOUT.as_secs() / 60)))?
+            .map_err(|e| EngineError::Io(format!("redirect listener: {e}")))?;
+        drop(listener);
+        let code = match redirected {
+            redirect::Redirected::Code(code) => code,
+            redirect::Redirected::Refused(error) => return Err(usage(&format!("the provider did not grant access ({error})"))),
+        };
+        let secret = if account.provider.needs_secret() {
+            self.shared.keychain.get(SecretKey::ClientSecret(name.clone())).await?
+        } else {
+            None
+        };
+        let started = Instant::now();
+        let upstream = HashMap::new();
+        let request = FetchRequest {
+            account: name,
+            provider: &account.provider_name,
+            client_secret: secret.as_ref(),
+            current: None,
+            upstream: &upstream,
+            http: &self.shared.http,
+        };
+        let issued = spec.exchange_code(&request, code, consent.verifier, &redirect_uri).await;
+        let issued = match issued {
+            Ok(issued) => issued,
+            Err(e) => {
+                self.record(name, Trigger::Connect, Outcome::PermanentError, started.elapsed(), None, Some(&e.code()), Some(&e.to_string()));
+                return Err(e.into());
+            }
+        };
+        let set = TokenSet {
+            access: issued.access,
+            refresh: issued.refresh,
+            token_type: issued.token_type,
+            scope: issued.scope,
+            expires_at: issued.expires_at,
+            obtained_at: Deadline::now(),
+        };
+        // Stored before anything else: a refresh token that is only in memory is one crash from lost.
+        self.shared.keychain.store_tokens(name, &set).await?;
+        let expires_at = set.expires_at;
+        self.with_slot(name, |slot| {
+            slot.tokens = Some(set);
+            slot.generation += 1;
+            slot.health = Health::Fresh;
+            slot.last_refresh = Some(Deadline::now());
+            slot.last_error = None;
+            slot.unsaved = false;
+            slot.schedule();
+        })?;
+        self.record(name, Trigger::Connect, Outcome::Ok, started.elapsed(), Some(expires_at), None, None);
+        self.persist_state(name);
+        self.emit(EngineEvent::Refreshed { account: name.clone(), expires_at });
+        self.emit(EngineEvent::HealthChanged { account: name.clone(), status: "fresh" });
+        self.shared.wake.notify_one();
+        self.with_slot(name, |s| s.view())
+    }
+
+    /// Revokes at the provider where it can, then deletes the account's secrets. A failed
+    /// revocation is reported but does not keep the secrets.
+    pub async fn disconnect(&self, name: &AccountName) -> Result<Option<String>, EngineError> {
+        let account = self.account(name)?;
+        let gate = self.with_slot(name, |s| s.gate.clone())?;
+        let _turn = gate.lock().await;
+        let tokens = self.shared.keychain.tokens(name).await.ok().flatten();
+        let mut warning = None;
+        if let (Provider::OAuth2(spec), Some(tokens)) = (&account.provider, &tokens) {
+            let secret = self.shared.keychain.get(SecretKey::ClientSecret(name.clone())).await.ok().flatten();
+            let upstream = HashMap::new();
+            let request = FetchRequest {
+                account: name,
+                provider: &account.provider_name,
+                client_secret: secret.as_ref(),
+                current: Some(tokens),
+                upstream: &upstream,
+                http: &self.shared.http,
+            };
+            let (token, is_refresh) = match &tokens.refresh {
+                Some(r) => (r, true),
+                None => (&tokens.access, false),
+            };
+            match spec.revoke(&request, token, is_refresh).await {
+                Ok(true) => {}
+                Ok(false) => warning = Some(format!("{}: has no revocation endpoint; revoke access in the provider's settings too", account.provider_name)),
+                Err(e) => warning = Some(format!("revocation failed ({e}); revoke access in the provider's settings")),
+            }
+        }
+        self.shared.keychain.delete(SecretKey::Tokens(name.clone())).await?;
+        self.shared.keychain.delete(SecretKey::ClientSecret(name.clone())).await?;
+        self.with_slot(name, |slot| {
+            slot.tokens = None;
+            slot.generation += 1;
+            slot.health = Health::NotConnected;
+            slot.last_error = None;
+            slot.unsaved = false;
+            slot.refresh_at = None;
+        })?;
+        self.persist_state(name);
+        self.emit(EngineEvent::HealthChanged { account: name.clone(), status: "not_connected" });
+        Ok(warning)
+    }
+
+    /// Runs the scheduler until `stop`, then waits for in-flight refreshes to finish their
+    /// keychain writes.
+    pub async fn run(&self, stop: CancellationToken) {
+        if self.shared.mode != Mode::Refresher {
+            return;
+        }
+        scheduler::run(self.clone(), stop).await;
+        self.shared.tasks.close();
+        self.shared.tasks.wait().await;
+    }
+
+    pub fn tracker(&self) -> TaskTracker {
+        self.shared.tasks.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,44 @@
+//! Where things live: the config file, the data dir (history, lock) and the keychain
+//! service name, from flags, environment and the platform's conventions.
+
+use std::path::PathBuf;
+
+pub const DEFAULT_KEYCHAIN_SERVICE: &str = "tokenwarden";
+
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub config_path: PathBuf,
+    pub data_dir: PathBuf,
+    /// Separate services keep separate sets of secrets (tests, several profiles).
+    pub keychain_service: String,
+}
+
+impl Context {
+    /// `config` comes from `--config` or `TOKENWARDEN_CONFIG` (clap reads both).
+    pub fn resolve(config: Option<PathBuf>) -> Result<Self, String> {
+        let dirs = directories::ProjectDirs::from("", "", "tokenwarden");
+        let config_path = match config {
+            Some(path) => path,
+            None => dirs
+                .as_ref()
+                .map(|d| d.config_dir().join("config.toml"))
+                .ok_or("cannot find a home directory; pass --config PATH")?,
+        };
+        let data_dir = match std::env::var_os("TOKENWARDEN_DATA_DIR") {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => dirs
+                .as_ref()
+                .map(|d| d.data_dir().to_owned())
+                .ok_or("cannot find a home directory; set TOKENWARDEN_DATA_DIR")?,
+        };
+        let keychain_service = std::env::var("TOKENWARDEN_KEYCHAIN_SERVICE")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| DEFAULT_KEYCHAIN_SERVICE.to_owned());
+        Ok(Self { config_path, data_dir, keychain_service })
+    }
+
+    pub fn history_path(&self) -> PathBuf {
+        self.data_dir.join("history.sqlite3")
+    }
+}

@@ -1,0 +1,101 @@
+//! Why a fetch failed, classified once: transient failures are retried with backoff,
+//! permanent ones wait for the user. Messages quote the provider's error code, never a
+//! body, a header or a token.
+
+use std::time::Duration;
+
+use crate::engine::names::AccountName;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("{account}: could not reach {provider} ({detail})")]
+    Network { account: AccountName, provider: String, detail: String },
+    #[error("{account}: {provider} answered HTTP {status}{}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    Http { account: AccountName, provider: String, status: u16, code: Option<String>, retry_after: Option<Duration> },
+    #[error("{account}: {provider} refused the grant ({code}); run `tokenwarden connect {account}`")]
+    Rejected { account: AccountName, provider: String, code: String },
+    #[error("{account}: {provider} refused the client credentials ({code}); check client_id and run `tokenwarden secret set {account}`")]
+    BadClient { account: AccountName, provider: String, code: String },
+    #[error("{account}: {provider} answered error {code}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Provider { account: AccountName, provider: String, code: String, message: Option<String>, transient: bool, wait: Option<Duration> },
+    #[error("{account}: {provider} is gone (HTTP 410): {advice}")]
+    Gone { account: AccountName, provider: String, advice: String },
+    #[error("{account}: {provider} sent an answer Tokenwarden cannot use: {what}")]
+    BadAnswer { account: AccountName, provider: String, what: String },
+    #[error("{account}: not connected; run `tokenwarden connect {account}`")]
+    NotConnected { account: AccountName },
+    #[error("{account}: no client secret in the keychain; run `tokenwarden secret set {account}`")]
+    MissingSecret { account: AccountName },
+    #[error("{account}: waits for `{upstream}`, which has no valid token yet")]
+    Upstream { account: AccountName, upstream: AccountName },
+    #[error("{account}: {what}")]
+    Setup { account: AccountName, what: String },
+}
+
+impl RefreshError {
+    /// Whether a retry could help without the user doing anything.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Network { .. } | Self::Upstream { .. } | Self::BadAnswer { .. } => true,
+            Self::Http { status, .. } => matches!(status, 408 | 425 | 429 | 500..=599),
+            Self::Provider { transient, .. } => *transient,
+            _ => false,
+        }
+    }
+
+    /// A wait the provider asked for (Retry-After, a quota window).
+    pub fn wait_hint(&self) -> Option<Duration> {
+        match self {
+            Self::Http { retry_after, .. } => *retry_after,
+            Self::Provider { wait, .. } => *wait,
+            _ => None,
+        }
+    }
+
+    /// The provider's error code (OAuth `error`, WeChat `errcode`) or our own, for history.
+    pub fn code(&self) -> String {
+        match self {
+            Self::Network { .. } => "network".into(),
+            Self::Http { status, code, .. } => code.clone().unwrap_or_else(|| format!("http_{status}")),
+            Self::Rejected { code, .. } | Self::BadClient { code, .. } | Self::Provider { code, .. } => code.clone(),
+            Self::Gone { .. } => "gone".into(),
+            Self::BadAnswer { .. } => "bad_answer".into(),
+            Self::NotConnected { .. } => "not_connected".into(),
+            Self::MissingSecret { .. } => "missing_secret".into(),
+            Self::Upstream { .. } => "upstream_not_ready".into(),
+            Self::Setup { .. } => "setup".into(),
+        }
+    }
+}
+
+/// Reads a Retry-After header given in seconds (the HTTP-date form is rare on token endpoints
+/// and is ignored: the backoff still applies).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// Describes a reqwest failure without its URL: a URL may carry a secret in its query
+/// (WeChat puts the appsecret there).
+pub fn network_detail(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "the answer broke off"
+    } else {
+        "request failed"
+    };
+    match e.url().and_then(|u| u.host_str().map(|h| (h.to_owned(), u.port_or_known_default()))) {
+        Some((host, Some(port))) => format!("{what}: {host}:{port}"),
+        Some((host, None)) => format!("{what}: {host}"),
+        None => what.to_owned(),
+    }
+}

@@ -1,0 +1,106 @@
+//! Providers: how to get a new token from each kind of endpoint. One submodule per kind;
+//! `Provider` matches and delegates. Providers touch neither engine state nor the keychain:
+//! they take what they need in a [`FetchRequest`] and return an [`Issued`] token or a
+//! classified [`RefreshError`].
+//! * `oauth2`  RFC 6749 grants (authorization code + PKCE, refresh, client credentials);
+//!   `oidc` discovery fills its endpoints
+//! * `wechat`  WeChat `cgi-bin/token` / `stable_token`, and the jsapi ticket
+//! * `http`    any token endpoint described in the config (TokenBoy style)
+
+pub mod error;
+pub mod http;
+pub mod oauth2;
+pub mod oidc;
+pub mod wechat;
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+pub use error::RefreshError;
+
+use super::names::{AccountName, Deadline};
+use super::secret::{Secret, TokenSet};
+
+#[derive(Debug)]
+pub enum Provider {
+    OAuth2(oauth2::OAuth2Spec),
+    WeChat(wechat::TokenSpec),
+    WeChatTicket(wechat::TicketSpec),
+    Http(http::HttpSpec),
+}
+
+/// Everything a provider may need for one fetch, gathered by the engine beforehand.
+pub struct FetchRequest<'a> {
+    pub account: &'a AccountName,
+    /// The preset name, for messages.
+    pub provider: &'a str,
+    pub client_secret: Option<&'a Secret>,
+    pub current: Option<&'a TokenSet>,
+    /// Current access tokens of the accounts this one depends on.
+    pub upstream: &'a HashMap<AccountName, Secret>,
+    pub http: &'a reqwest::Client,
+}
+
+/// A token as a provider issued it. `refresh: None` means "no new refresh token": the
+/// engine keeps the one it has (Google does not rotate).
+pub struct Issued {
+    pub access: Secret,
+    pub refresh: Option<Secret>,
+    pub token_type: String,
+    pub scope: Option<String>,
+    pub expires_at: Deadline,
+}
+
+/// Tokens that carry no lifetime (GitHub OAuth-app tokens) are treated as living this long,
+/// so they are re-checked now and then rather than never.
+pub const UNSTATED_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+
+impl Issued {
+    pub fn expires_in(lifetime: Option<u64>) -> Deadline {
+        Deadline::after(
+            SystemTime::now(),
+            lifetime.map(Duration::from_secs).unwrap_or(UNSTATED_LIFETIME),
+        )
+    }
+}
+
+impl Provider {
+    /// Asks the endpoint for a new token.
+    pub async fn fetch(&self, req: &FetchRequest<'_>) -> Result<Issued, RefreshError> {
+        match self {
+            Self::OAuth2(p) => p.refresh(req).await,
+            Self::WeChat(p) => p.fetch(req).await,
+            Self::WeChatTicket(p) => p.fetch(req).await,
+            Self::Http(p) => p.fetch(req).await,
+        }
+    }
+
+    /// Whether the user must run a consent flow before the first token exists.
+    pub fn needs_consent(&self) -> bool {
+        matches!(self, Self::OAuth2(p) if p.grant == oauth2::GrantKind::AuthorizationCode)
+    }
+
+    /// Whether a client secret from the keychain is part of every fetch.
+    pub fn needs_secret(&self) -> bool {
+        match self {
+            Self::OAuth2(p) => p.client_auth != oauth2::ClientAuth::None,
+            Self::WeChat(_) => true,
+            Self::WeChatTicket(_) => false,
+            Self::Http(p) => p.uses_secret(),
+        }
+    }
+
+    /// A token re-fetched from this provider may not say its true remaining life (the
+    /// WeChat ticket), so it is refreshed whenever the account it depends on changes.
+    pub fn follows_upstream(&self) -> bool {
+        matches!(self, Self::WeChatTicket(_)) || matches!(self, Self::Http(p) if !p.upstream().is_empty())
+    }
+
+    /// Accounts whose tokens this one's fetch uses.
+    pub fn upstream(&self) -> Vec<AccountName> {
+        match self {
+            Self::Http(p) => p.upstream(),
+            _ => Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! RFC 6749 grants through the `oauth2` crate: authorization code with PKCE S256 and CSRF
+//! state, refresh (rotation-aware), client credentials, and revocation (RFC 7009).
+//! The crate's HTTP client is a closure over our reqwest that remembers the status and
+//! Retry-After, which the crate itself drops but classification needs.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenResponse, BasicTokenType};
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
+    EndpointNotSet, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
+    RequestTokenError, RevocationUrl, Scope, StandardRevocableToken, TokenResponse, TokenUrl,
+};
+use url::Url;
+
+use super::error::{network_detail, retry_after};
+use super::{FetchRequest, Issued, RefreshError};
+use crate::engine::names::AccountName;
+use crate::engine::secret::Secret;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantKind {
+    AuthorizationCode,
+    ClientCredentials,
+    DeviceCode,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    Basic,
+    Post,
+    None,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Redirect {
+    /// RFC 8252: any port on 127.0.0.1, chosen when the flow starts.
+    AnyLoopbackPort,
+    /// Matched exactly by the provider (legacy Fitbit): this port, this path.
+    Exact(Url),
+}
+
+/// How a provider spells its errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Standard,
+    /// `{"errors":[{"errorType":"invalid_grant",…}],"success":false}`
+    FitbitLegacy,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Endpoints {
+    pub auth_url: Option<Url>,
+    pub token_url: Option<Url>,
+    pub revoke_url: Option<Url>,
+    pub device_auth_url: Option<Url>,
+}
+
+#[derive(Debug)]
+pub struct OAuth2Spec {
+    pub client_id: String,
+    pub grant: GrantKind,
+    pub endpoints: Endpoints,
+    /// OIDC: endpoints not given in the config come from this issuer's discovery document.
+    pub issuer: Option<Url>,
+    pub discovered: tokio::sync::OnceCell<Endpoints>,
+    pub redirect: Redirect,
+    pub scopes: Vec<String>,
+    /// Strava joins scopes with commas; everyone else with spaces.
+    pub scope_separator: char,
+    pub auth_params: Vec<(String, String)>,
+    pub client_auth: ClientAuth,
+    pub pkce: bool,
+    pub dialect: Dialect,
+    /// What to tell the user when the token endpoint answers 410 Gone.
+    pub gone_advice: Option<String>,
+}
+
+/// A consent flow in progress: the URL to open and what the redirect must match.
+pub struct Consent {
+    pub url: Url,
+    pub state: CsrfToken,
+    pub verifier: Option<PkceCodeVerifier>,
+}
+
+type Client = BasicClient<EndpointMaybeSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
+
+/// Status and Retry-After of the last answer, which `RequestTokenError` does not carry.
+#[derive(Clone, Copy, Default)]
+struct Seen {
+    status: u16,
+    retry_after: Option<Duration>,
+}
+
+impl OAuth2Spec {
+    async fn endpoints(&self, http: &reqwest::Client, who: &Who<'_>) -> Result<Endpoints, RefreshError> {
+        let Some(issuer) = &self.issuer else { return Ok(self.endpoints.clone()) };
+        let found = self
+            .discovered
+            .get_or_try_init(|| super::oidc::discover(http, issuer, who.account, who.provider))
+            .await?;
+        let given = &self.endpoints;
+        Ok(Endpoints {
+            auth_url: given.auth_url.clone().or_else(|| found.auth_url.clone()),
+            token_url: given.token_url.clone().or_else(|| found.token_url.clone()),
+            revoke_url: given.revoke_url.clone().or_else(|| found.revoke_url.clone()),
+            device_auth_url: given.device_auth_url.clone().or_else(|| found.device_auth_url.clone()),
+        })
+    }
+
+    fn client(&self, ep: &Endpoints, secret: Option<&Secret>, redirect: Option<&Url>) -> Client {
+        let mut client = BasicClient::new(ClientId::new(self.client_id.clone()))
+            .set_auth_uri_option(ep.auth_url.clone().map(AuthUrl::from_url))
+            .set_token_uri_option(ep.token_url.clone().map(TokenUrl::from_url))
+            .set_revocation_url_option(ep.revoke_url.clone().map(RevocationUrl::from_url))
+            .set_auth_type(match self.client_auth {
+                ClientAuth::Basic => AuthType::BasicAuth,
+                ClientAuth::Post | ClientAuth::None => AuthType::RequestBody,
+            });
+        if let (Some(secret), false) = (secret, self.client_auth == ClientAuth::None) {
+            client = client.set_client_secret(ClientSecret::new(secret.expose().to_owned()));
+        }
+        if let Some(redirect) = redirect {
+            client = client.set_redirect_uri(RedirectUrl::from_url(redirect.clone()));
+        }
+        client
+    }
+
+    /// Builds the authorization URL for a consent flow that will be redirected to `redirect`.
+    pub async fn begin_consent(
+        &self,
+        http: &reqwest::Client,
+        account: &AccountName,
+        provider: &str,
+        redirect: &Url,
+    ) -> Result<Consent, RefreshError> {
+        let who = Who { account, provider };
+        let ep = self.endpoints(http, &who).await?;
+        if ep.auth_url.is_none() {
+            return Err(who.setup("no auth_url: set `auth_url` (or `issuer`) in the config"));
+        }
+        let client = self.client(&ep, None, Some(redirect));
+        let mut request = client
+            .authorize_url(CsrfToken::new_random)
+            .map_err(|e| who.setup(&e.to_string()))?;
+        if self.scope_separator == ' ' {
+            request = request.add_scopes(self.scopes.iter().cloned().map(Scope::new));
+        } else if !self.scopes.is_empty() {
+            request = request.add_extra_param("scope", self.scopes.join(&self.scope_separator.to_string()));
+        }
+        for (key, value) in &self.auth_params {
+            request = request.add_extra_param(key.clone(), value.clone());
+        }
+        let verifier = if self.pkce {
+            let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+            request = request.set_pkce_challenge(challenge);
+            Some(verifier)
+        } else {
+            None
+        };
+        let (url, state) = request.url();
+        Ok(Consent { url, state, verifier })
+    }
+
+    /// Trades an authorization code for the first token set.
+    pub async fn exchange_code(
+        &self,
+        req: &FetchRequest<'_>,
+        code: String,
+        verifier: Option<PkceCodeVerifier>,
+        redirect: &Url,
+    ) -> Result<Issued, RefreshError> {
+        let who = Who { account: req.account, provider: req.provider };
+        let ep = self.endpoints(req.http, &who).await?;
+        let client = self.client(&ep, req.client_secret, Some(redirect));
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let http = recording_client(req.http, &seen);
+        let mut exchange = client
+            .exchange_code(AuthorizationCode::new(code))
+            .map_err(|e| who.setup(&e.to_string()))?;
+        if let Some(verifier) = verifier {
+            exchange = exchange.set_pkce_verifier(verifier);
+        }
+        let answer = exchange.request_async(&http).await;
+        self.issued(&who, answer, &seen)
+    }
+
+    /// Gets a new access token: refresh_token grant, or client credentials again.
+    pub async fn refresh(&self, req: &FetchRequest<'_>) -> Result<Issued, RefreshError> {
+        let who = Who { account: req.account, provider: req.provider };
+        let ep = self.endpoints(req.http, &who).await?;
+        let client = self.client(&ep, req.client_secret, None);
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let http = recording_client(req.http, &seen);
+        let answer = match self.grant {
+            GrantKind::ClientCredentials => {
+                client
+                    .exchange_client_credentials()
+                    .map_err(|e| who.setup(&e.to_string()))?
+                    .add_scopes(self.scopes.iter().cloned().map(Scope::new))
+                    .request_async(&http)
+                    .await
+            }
+            GrantKind::AuthorizationCode | GrantKind::DeviceCode => {
+                let refresh = req
+                    .current
+                    .and_then(|t| t.refresh.as_ref())
+                    .ok_or_else(|| RefreshError::NotConnected { account: req.account.clone() })?;
+                let token = RefreshToken::new(refresh.expose().to_owned());
+                client
+                    .exchange_refresh_token(&token)
+                    .map_err(|e| who.setup(&e.to_string()))?
+                    .request_async(&http)
+                    .await
+            }
+        };
+        self.issued(&who, answer, &seen)
+    }
+
+    /// Revokes a token at the provider, where it has a revocation endpoint. `Ok(false)` when
+    /// it has none.
+    pub async fn revoke(&self, req: &FetchRequest<'_>, token: &Secret, is_refresh: bool) -> Result<bool, RefreshError> {
+        let who = Who { account: req.account, provider: req.provider };
+        let ep = self.endpoints(req.http, &who).await?;
+        if ep.revoke_url.is_none() {
+            return Ok(false);
+        }
+        let client = self.client(&ep, req.client_secret, None);
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let http = recording_client(req.http, &seen);
+        let revocable = if is_refresh {
+            StandardRevocableToken::RefreshToken(RefreshToken::new(token.expose().to_owned()))
+        } else {
+            StandardRevocableToken::AccessToken(oauth2::AccessToken::new(token.expose().to_owned()))
+        };
+        let answer = client
+            .revoke_token(revocable)
+            .map_err(|e| who.setup(&e.to_string()))?
+            .request_async(&http)
+            .await;
+        match answer {
+            Ok(()) => Ok(true),
+            Err(RequestTokenError::Request(e)) => Err(who.network(&e)),
+            Err(RequestTokenError::ServerResponse(r)) => {
+                let status = seen.lock().expect("poisoned").status;
+                Err(RefreshError::Http {
+                    account: who.account.clone(),
+                    provider: who.provider.to_owned(),
+                    status,
+                    code: Some(r.error().as_ref().to_owned()),
+                    retry_after: None,
+                })
+            }
+            Err(_) => {
+                let seen = *seen.lock().expect("poisoned");
+                Err(RefreshError::Http {
+                    account: who.account.clone(),
+                    provider: who.provider.to_owned(),
+                    status: seen.status,
+                    code: None,
+                    retry_after: seen.retry_after,
+                })
+            }
+        }
+    }
+
+    fn issued(
+        &self,
+        who: &Who<'_>,
+        answer: Result<BasicTokenResponse, RequestTokenError<reqwest::Error, BasicErrorResponse>>,
+        seen: &Mutex<Seen>,
+    ) -> Result<Issued, RefreshError> {
+        let seen = *seen.lock().expect("poisoned");
+        match answer {
+            Ok(token) => Ok(Issued {
+                access: Secret::new(token.access_token().secret().clone()),
+                refresh: token.refresh_token().map(|r| Secret::new(r.secret().clone())),
+                token_type: match token.token_type() {
+                    BasicTokenType::Bearer => "Bearer".to_owned(),
+                    other => other.as_ref().to_owned(),
+                },
+                scope: token
+                    .scopes()
+                    .map(|s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")),
+                expires_at: Issued::expires_in(token.expires_in().map(|d| d.as_secs())),
+            }),
+            Err(RequestTokenError::Request(e)) => Err(who.network(&e)),
+            Err(RequestTokenError::ServerResponse(r)) => Err(self.classify(who, seen, Some(r.error().as_ref().to_owned()))),
+            Err(RequestTokenError::Parse(_, body)) => {
+                let code = match self.dialect {
+                    Dialect::FitbitLegacy => fitbit_error_type(&body),
+                    Dialect::Standard => None,
+                };
+                if (200..300).contains(&seen.status) {
+                    // The serde error is not quoted: it can include the body, and so a token.
+                    Err(who.bad_answer("the token answer is not a valid OAuth 2.0 token response"))
+                } else {
+                    Err(self.classify(who, seen, code))
+                }
+            }
+            Err(RequestTokenError::Other(_)) if (200..300).contains(&seen.status) => {
+                Err(who.bad_answer("the token answer is not JSON"))
+            }
+            Err(RequestTokenError::Other(_)) => Err(self.classify(who, seen, None)),
+        }
+    }
+
+    /// Turns an error answer into transient or permanent, by status first (410, 408, 429,
+    /// 5xx), then by the OAuth error code.
+    fn classify(&self, who: &Who<'_>, seen: Seen, code: Option<String>) -> RefreshError {
+        let account = who.account.clone();
+        let provider = who.provider.to_owned();
+        if seen.status == 410 {
+            let advice = self
+                .gone_advice
+                .clone()
+                .unwrap_or_else(|| format!("the endpoint was turned off; run `tokenwarden connect {account}` after updating the config"));
+            return RefreshError::Gone { account, provider, advice };
+        }
+        if matches!(seen.status, 408 | 425 | 429 | 500..=599) {
+            return RefreshError::Http { account, provider, status: seen.status, code, retry_after: seen.retry_after };
+        }
+        match code.as_deref() {
+            Some("invalid_client" | "unauthorized_client") => RefreshError::BadClient { account, provider, code: code.unwrap_or_default() },
+            Some("temporarily_unavailable" | "server_error" | "slow_down") => RefreshError::Provider {
+                account,
+                provider,
+                code: code.unwrap_or_default(),
+                message: None,
+                transient: true,
+                wait: seen.retry_after,
+            },
+            Some(code) => RefreshError::Rejected { account, provider, code: code.to_owned() },
+            None => RefreshError::Http { account, provider, status: seen.status, code: None, retry_after: seen.retry_after },
+        }
+    }
+}
+
+/// Legacy Fitbit's error envelope: the first `errorType`, if the body is that shape.
+fn fitbit_error_type(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        errors: Vec<Item>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Item {
+        error_type: String,
+    }
+    let envelope: Envelope = serde_json::from_slice(body).ok()?;
+    let code = envelope.errors.into_iter().next()?.error_type;
+    // Quote only a code-shaped value: it ends up in messages and history.
+    code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_').then_some(code)
+}
+
+/// Names for messages.
+struct Who<'a> {
+    account: &'a AccountName,
+    provider: &'a str,
+}
+
+impl Who<'_> {
+    fn setup(&self, what: &str) -> RefreshError {
+        RefreshError::Setup { account: self.account.clone(), what: format!("{}: {what}", self.provider) }
+    }
+    fn network(&self, e: &reqwest::Error) -> RefreshError {
+        RefreshError::Network { account: self.account.clone(), provider: self.provider.to_owned(), detail: network_detail(e) }
+    }
+    fn bad_answer(&self, what: &str) -> RefreshError {
+        RefreshError::BadAnswer { account: self.account.clone(), provider: self.provider.to_owned(), what: what.to_owned() }
+    }
+}
+
+/// The oauth2 crate's HTTP client: our reqwest, remembering status and Retry-After.
+fn recording_client(
+    client: &reqwest::Client,
+    seen: &Arc<Mutex<Seen>>,
+) -> impl Fn(oauth2::HttpRequest) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<oauth2::HttpResponse, reqwest::Error>> + Send>> {
+    let client = client.clone();
+    let seen = seen.clone();
+    move |request: oauth2::HttpRequest| {
+        let client = client.clone();
+        let seen = seen.clone();
+        Box::pin(async move {
+            let request = reqwest::Request::try_from(request)?;
+            let response = client.execute(request).await?;
+            let status = response.status();
+            *seen.lock().expect("poisoned") = Seen { status: status.as_u16(), retry_after: retry_after(response.headers()) };
+            let mut builder = oauth2::http::Response::builder().status(status.as_u16());
+            for (name, value) in response.headers() {
+                builder = builder.header(name.as_str(), value.as_bytes());
+            }
+            let body = response.bytes().await?;
+            Ok(builder.body(body.to_vec()).expect("status and headers came from a valid response"))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fitbit_envelope_yields_its_error_type() {
+        let body = br#"{"errors":[{"errorType":"invalid_grant","message":"Refresh token invalid: abc"}],"success":false}"#;
+        assert_eq!(fitbit_error_type(body).as_deref(), Some("invalid_grant"));
+        assert_eq!(fitbit_error_type(b"<html>"), None);
+        assert_eq!(fitbit_error_type(br#"{"errors":[{"errorType":"a b"}]}"#), None);
+    }
+}

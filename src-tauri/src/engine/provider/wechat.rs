@@ -1,0 +1,168 @@
+//! WeChat Official Account tokens. `cgi-bin/token` hands out a new access_token on every
+//! call and invalidates older ones (after a ~5 minute overlap), so only one process may
+//! fetch it; `cgi-bin/stable_token` (endpoint = "stable") is not disturbed by other callers.
+//! The jsapi ticket is fetched with the current access token of the account it depends on.
+//! Failures come as HTTP 200 with a non-zero `errcode`.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+use super::error::{network_detail, retry_after};
+use super::{FetchRequest, Issued, RefreshError};
+use crate::engine::names::AccountName;
+use crate::engine::secret::Secret;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Token,
+    Stable,
+}
+
+#[derive(Debug)]
+pub struct TokenSpec {
+    pub appid: String,
+    pub base_url: Url,
+    pub endpoint: Endpoint,
+}
+
+#[derive(Debug)]
+pub struct TicketSpec {
+    pub base_url: Url,
+    pub upstream: AccountName,
+    /// `jsapi` (or `wx_card`).
+    pub kind: String,
+}
+
+/// Every field any of these endpoints answers with.
+#[derive(Deserialize)]
+struct Answer {
+    #[serde(default)]
+    errcode: i64,
+    access_token: Option<String>,
+    ticket: Option<String>,
+    expires_in: Option<u64>,
+}
+
+impl TokenSpec {
+    pub async fn fetch(&self, req: &FetchRequest<'_>) -> Result<Issued, RefreshError> {
+        let secret = req
+            .client_secret
+            .ok_or_else(|| RefreshError::MissingSecret { account: req.account.clone() })?;
+        let request = match self.endpoint {
+            Endpoint::Token => req.http.get(join(&self.base_url, "cgi-bin/token")).query(&[
+                ("grant_type", "client_credential"),
+                ("appid", self.appid.as_str()),
+                ("secret", secret.expose()),
+            ]),
+            Endpoint::Stable => req.http.post(join(&self.base_url, "cgi-bin/stable_token")).json(&serde_json::json!({
+                "grant_type": "client_credential",
+                "appid": self.appid,
+                "secret": secret.expose(),
+                "force_refresh": false,
+            })),
+        };
+        let answer = send(req, request).await?;
+        let token = answer.access_token.ok_or_else(|| bad_answer(req, "no access_token in the answer"))?;
+        Ok(Issued {
+            access: Secret::new(token),
+            refresh: None,
+            token_type: "Bearer".into(),
+            scope: None,
+            expires_at: Issued::expires_in(Some(answer.expires_in.unwrap_or(7200))),
+        })
+    }
+}
+
+impl TicketSpec {
+    pub async fn fetch(&self, req: &FetchRequest<'_>) -> Result<Issued, RefreshError> {
+        let token = req.upstream.get(&self.upstream).ok_or_else(|| RefreshError::Upstream {
+            account: req.account.clone(),
+            upstream: self.upstream.clone(),
+        })?;
+        let request = req
+            .http
+            .get(join(&self.base_url, "cgi-bin/ticket/getticket"))
+            .query(&[("type", self.kind.as_str()), ("access_token", token.expose())]);
+        let answer = send(req, request).await?;
+        let ticket = answer.ticket.ok_or_else(|| bad_answer(req, "no ticket in the answer"))?;
+        Ok(Issued {
+            access: Secret::new(ticket),
+            refresh: None,
+            token_type: "jsapi_ticket".into(),
+            scope: None,
+            expires_at: Issued::expires_in(Some(answer.expires_in.unwrap_or(7200))),
+        })
+    }
+}
+
+fn join(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    let joined = format!("{}/{path}", base.path().trim_end_matches('/'));
+    url.set_path(&joined);
+    url
+}
+
+async fn send(req: &FetchRequest<'_>, request: reqwest::RequestBuilder) -> Result<Answer, RefreshError> {
+    let response = request.send().await.map_err(|e| RefreshError::Network {
+        account: req.account.clone(),
+        provider: req.provider.to_owned(),
+        detail: network_detail(&e),
+    })?;
+    let status = response.status().as_u16();
+    if status != 200 {
+        return Err(RefreshError::Http {
+            account: req.account.clone(),
+            provider: req.provider.to_owned(),
+            status,
+            code: None,
+            retry_after: retry_after(response.headers()),
+        });
+    }
+    let answer: Answer = response.json().await.map_err(|_| bad_answer(req, "the answer is not WeChat JSON"))?;
+    if answer.errcode != 0 {
+        return Err(errcode(req, answer.errcode));
+    }
+    Ok(answer)
+}
+
+fn bad_answer(req: &FetchRequest<'_>, what: &str) -> RefreshError {
+    RefreshError::BadAnswer { account: req.account.clone(), provider: req.provider.to_owned(), what: what.to_owned() }
+}
+
+/// WeChat's error codes, classified. The message is ours: `errmsg` is not quoted, as it
+/// can carry caller addresses and request ids.
+fn errcode(req: &FetchRequest<'_>, code: i64) -> RefreshError {
+    let (transient, wait, message): (bool, Option<Duration>, &str) = match code {
+        -1 => (true, None, "system busy, will retry"),
+        45009 => (true, Some(Duration::from_secs(3600)), "daily API quota used up; retrying hourly (reset it in the WeChat console)"),
+        45011 => (true, Some(Duration::from_secs(60)), "per-minute quota reached"),
+        40001 | 40014 | 42001 if req.upstream.is_empty() => (false, None, "invalid credential: check the appid and appsecret (`tokenwarden secret set`)"),
+        // The ticket's access token died under it: refresh the token, then the ticket.
+        40001 | 40014 | 42001 => (true, None, "the access token was rejected; waiting for its account to refresh"),
+        40013 => (false, None, "invalid appid: check client_id"),
+        40125 => (false, None, "invalid appsecret: run `tokenwarden secret set` with the right one"),
+        40164 | 61004 => (false, None, "this machine's IP is not on the account's whitelist: add it in the WeChat console"),
+        89503 | 89501 => (false, None, "the call needs an administrator's confirmation in the WeChat console"),
+        41002 | 41004 => (false, None, "appid or appsecret missing from the request"),
+        _ => (false, None, "see WeChat's global return codes"),
+    };
+    RefreshError::Provider {
+        account: req.account.clone(),
+        provider: req.provider.to_owned(),
+        code: code.to_string(),
+        message: Some(message.to_owned()),
+        transient,
+        wait,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn join_keeps_a_base_path() {
+        let base = url::Url::parse("http://127.0.0.1:9/prefix/").unwrap();
+        assert_eq!(super::join(&base, "cgi-bin/token").as_str(), "http://127.0.0.1:9/prefix/cgi-bin/token");
+    }
+}

@@ -1,0 +1,161 @@
+//! The OS keychain behind [`SecretStore`]: one item per account token set, one per client
+//! secret, one per API key, all under one service name. Calls block (D-Bus round trips of
+//! ~0.2 s), so the engine runs them on the blocking pool through [`Keychain`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::names::AccountName;
+use super::secret::{Secret, TokenSet};
+
+/// Which keychain item. The entry names are part of the contract: `secret-tool lookup
+/// service tokenwarden username tokens:fitbit` reads the same item.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SecretKey {
+    Tokens(AccountName),
+    ClientSecret(AccountName),
+    ApiKey(String),
+}
+
+impl SecretKey {
+    pub fn entry(&self) -> String {
+        match self {
+            Self::Tokens(name) => format!("tokens:{name}"),
+            Self::ClientSecret(name) => format!("client-secret:{name}"),
+            Self::ApiKey(label) => format!("api-key:{label}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("keychain item `{entry}`: {message}")]
+pub struct KeychainError {
+    pub entry: String,
+    /// keyring's own message: it names the platform failure, never the stored value.
+    pub message: String,
+}
+
+/// A store of secret strings. The real one is the OS keychain; tests of pure logic use
+/// [`MemoryStore`].
+pub trait SecretStore: Send + Sync + 'static {
+    fn get(&self, key: &SecretKey) -> Result<Option<Secret>, KeychainError>;
+    fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), KeychainError>;
+    /// Deleting an absent item is not an error.
+    fn delete(&self, key: &SecretKey) -> Result<(), KeychainError>;
+}
+
+pub struct OsKeychain {
+    service: String,
+}
+
+impl OsKeychain {
+    pub fn new(service: impl Into<String>) -> Self {
+        Self { service: service.into() }
+    }
+
+    fn entry(&self, key: &SecretKey) -> Result<keyring::Entry, KeychainError> {
+        keyring::Entry::new(&self.service, &key.entry()).map_err(|e| fail(key, e))
+    }
+}
+
+fn fail(key: &SecretKey, e: keyring::Error) -> KeychainError {
+    let message = match e {
+        keyring::Error::NoStorageAccess(_) | keyring::Error::PlatformFailure(_) => format!(
+            "the keychain is not reachable ({e}); on Linux a Secret Service (gnome-keyring, KWallet) must run and be unlocked"
+        ),
+        other => other.to_string(),
+    };
+    KeychainError { entry: key.entry(), message }
+}
+
+impl SecretStore for OsKeychain {
+    fn get(&self, key: &SecretKey) -> Result<Option<Secret>, KeychainError> {
+        match self.entry(key)?.get_password() {
+            Ok(value) => Ok(Some(Secret::new(value))),
+            Err(keyring::Error::NoEntry) => Ok(None),
+            Err(e) => Err(fail(key, e)),
+        }
+    }
+    fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), KeychainError> {
+        self.entry(key)?.set_password(value.expose()).map_err(|e| fail(key, e))
+    }
+    fn delete(&self, key: &SecretKey) -> Result<(), KeychainError> {
+        match self.entry(key)?.delete_credential() {
+            Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+            Err(e) => Err(fail(key, e)),
+        }
+    }
+}
+
+/// In-memory store for unit tests of engine logic. `fail_writes` simulates a keychain that
+/// refuses writes (locked, or its daemon gone).
+#[derive(Default, Clone)]
+pub struct MemoryStore {
+    items: Arc<Mutex<HashMap<String, Secret>>>,
+    pub fail_writes: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SecretStore for MemoryStore {
+    fn get(&self, key: &SecretKey) -> Result<Option<Secret>, KeychainError> {
+        Ok(self.items.lock().expect("poisoned").get(&key.entry()).cloned())
+    }
+    fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), KeychainError> {
+        if self.fail_writes.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(KeychainError { entry: key.entry(), message: "locked (test)".into() });
+        }
+        self.items.lock().expect("poisoned").insert(key.entry(), value.clone());
+        Ok(())
+    }
+    fn delete(&self, key: &SecretKey) -> Result<(), KeychainError> {
+        self.items.lock().expect("poisoned").remove(&key.entry());
+        Ok(())
+    }
+}
+
+/// Async face of a [`SecretStore`], with typed helpers for token sets.
+#[derive(Clone)]
+pub struct Keychain {
+    store: Arc<dyn SecretStore>,
+}
+
+impl Keychain {
+    pub fn new(store: Arc<dyn SecretStore>) -> Self {
+        Self { store }
+    }
+
+    pub async fn get(&self, key: SecretKey) -> Result<Option<Secret>, KeychainError> {
+        let store = self.store.clone();
+        blocking(move || store.get(&key)).await
+    }
+
+    pub async fn set(&self, key: SecretKey, value: Secret) -> Result<(), KeychainError> {
+        let store = self.store.clone();
+        blocking(move || store.set(&key, &value)).await
+    }
+
+    pub async fn delete(&self, key: SecretKey) -> Result<(), KeychainError> {
+        let store = self.store.clone();
+        blocking(move || store.delete(&key)).await
+    }
+
+    pub async fn tokens(&self, name: &AccountName) -> Result<Option<TokenSet>, KeychainError> {
+        let key = SecretKey::Tokens(name.clone());
+        let Some(json) = self.get(key.clone()).await? else { return Ok(None) };
+        TokenSet::from_stored_json(&json).map(Some).ok_or_else(|| KeychainError {
+            entry: key.entry(),
+            message: "holds something that is not a Tokenwarden token set; run `tokenwarden connect` again".into(),
+        })
+    }
+
+    pub async fn store_tokens(&self, name: &AccountName, set: &TokenSet) -> Result<(), KeychainError> {
+        self.set(SecretKey::Tokens(name.clone()), set.to_stored_json()).await
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, KeychainError> + Send + 'static,
+) -> Result<T, KeychainError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(KeychainError { entry: String::new(), message: format!("keychain task failed: {e}") })
+    })
+}

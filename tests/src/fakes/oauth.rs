@@ -1,0 +1,557 @@
+//! A Fitbit-legacy-like or Google-like OAuth 2.0 server, one flavour per instance.
+//!
+//! Owns four endpoints and the grant state behind them:
+//! * `GET  /oauth2/authorize`      checks client_id, response_type, redirect_uri and PKCE S256,
+//!   records the whole query, auto-approves: 302 to `redirect_uri?code=..&state=..`
+//! * `POST /oauth2/token`          `authorization_code` (verifier and exact redirect_uri checked)
+//!   and `refresh_token` grants, client auth by HTTP Basic or in the body
+//! * `POST /oauth2/revoke`         RFC 7009; revoking any token of the grant kills the whole grant
+//! * `GET  /1/user/-/profile.json` 200 only for the current, unexpired, unrevoked access token
+//!
+//! Refresh tokens are single use when the flavour rotates them (legacy Fitbit): presenting a
+//! consumed one answers invalid_grant and is counted in [`State::reused_refresh_tokens`], which a
+//! test asserts stays 0. Google does not rotate: its refresh answer has no refresh_token and the
+//! old one stays valid. Faults queued with [`OAuthFake::fail_next`] answer the next token requests.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::extract::{RawQuery, State as AxState};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde_json::{json, Value};
+use sha2::Digest as _;
+
+use super::{parse_form, token_value};
+
+/// Error envelopes and refresh-token rotation differ between the two providers we model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// `{"errors":[{"errorType","message"}],"success":false}`, single-use rotating refresh tokens.
+    FitbitLegacy,
+    /// RFC 6749 `{"error"}`, refresh token only with access_type=offline, never rotated.
+    Google,
+}
+
+/// How the token endpoint wants the client authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `Authorization: Basic base64(client_id:client_secret)` is required (legacy Fitbit).
+    Basic,
+    /// `client_id` and `client_secret` are required in the form body (Google).
+    Post,
+}
+
+#[derive(Clone, Debug)]
+pub struct OAuthConfig {
+    pub flavor: Flavor,
+    pub client_auth: ClientAuth,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Lifetime of every access token, in seconds.
+    pub expires_in: u64,
+    /// Some: redirect_uri must match exactly (legacy Fitbit). None: any
+    /// `http://127.0.0.1:PORT/...` loopback redirect is allowed (RFC 8252, Google).
+    pub redirect_uri: Option<String>,
+    /// Prefixes of issued values, so a leak test can plant recognisable canaries.
+    pub access_token_prefix: String,
+    pub refresh_token_prefix: String,
+}
+
+impl OAuthConfig {
+    /// Legacy Fitbit: Basic auth, exact redirect_uri, rotating refresh tokens, 8 h tokens.
+    pub fn fitbit_legacy(redirect_uri: &str) -> Self {
+        Self {
+            flavor: Flavor::FitbitLegacy,
+            client_auth: ClientAuth::Basic,
+            client_id: "22942C".into(),
+            client_secret: "fitbit-client-secret-0123".into(),
+            expires_in: 28_800,
+            redirect_uri: Some(redirect_uri.into()),
+            access_token_prefix: "fb-at-".into(),
+            refresh_token_prefix: "fb-rt-".into(),
+        }
+    }
+
+    /// Google OAuth as used for Fitbit data today: secret in the body, any loopback port, 1 h tokens.
+    pub fn google() -> Self {
+        Self {
+            flavor: Flavor::Google,
+            client_auth: ClientAuth::Post,
+            client_id: "1234-abc.apps.googleusercontent.com".into(),
+            client_secret: "GOCSPX-google-client-secret".into(),
+            expires_in: 3_600,
+            redirect_uri: None,
+            access_token_prefix: "ya29.".into(),
+            refresh_token_prefix: "1//".into(),
+        }
+    }
+
+    pub fn expires_in(mut self, seconds: u64) -> Self {
+        self.expires_in = seconds;
+        self
+    }
+}
+
+/// What the next token requests answer instead of doing their work.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// This HTTP status and raw body, with `Retry-After: secs` when given.
+    Status {
+        status: u16,
+        retry_after: Option<u64>,
+        body: String,
+    },
+    /// An OAuth error code in the flavour's envelope (invalid_grant → 400, invalid_client → 401).
+    /// Like the real Fitbit, the message quotes the presented refresh token.
+    OAuthError(&'static str),
+    /// Wait this long, then answer normally.
+    Delay(Duration),
+}
+
+impl Fault {
+    pub fn status(status: u16) -> Self {
+        Self::Status {
+            status,
+            retry_after: None,
+            body: json!({"error": "temporarily_unavailable"}).to_string(),
+        }
+    }
+
+    pub fn too_many_requests(retry_after: u64) -> Self {
+        Self::Status {
+            status: 429,
+            retry_after: Some(retry_after),
+            body: json!({"errors": [{"errorType": "system", "message": "Too Many Requests"}]})
+                .to_string(),
+        }
+    }
+
+    /// What the legacy Fitbit endpoints answer since they were turned off.
+    pub fn gone() -> Self {
+        Self::Status {
+            status: 410,
+            retry_after: None,
+            body: json!({"errors": [{"errorType": "system",
+                "message": "The Fitbit Web API has been retired."}], "success": false})
+            .to_string(),
+        }
+    }
+}
+
+/// One request the token endpoint received, in arrival order.
+#[derive(Clone, Debug)]
+pub struct TokenRequest {
+    /// When it arrived (before any injected delay): backoff gaps are measured on this.
+    pub at: Instant,
+    pub grant_type: String,
+    pub refresh_token: Option<String>,
+    pub status: u16,
+}
+
+struct PendingCode {
+    challenge: String,
+    redirect_uri: String,
+    scope: String,
+    offline: bool,
+}
+
+/// Everything the fake knows. Fields a test reads are public; take it with [`OAuthFake::lock`].
+pub struct State {
+    pub config: OAuthConfig,
+    /// The full query of every authorize request, valid or not.
+    pub authorize_queries: Vec<HashMap<String, String>>,
+    pub token_requests: Vec<TokenRequest>,
+    /// Successful authorization_code exchanges.
+    pub code_grants: usize,
+    /// Successful refresh_token grants.
+    pub refresh_grants: usize,
+    pub issued_refresh_tokens: Vec<String>,
+    /// Refresh tokens that a successful grant consumed (rotation), in order.
+    pub used_refresh_tokens: Vec<String>,
+    /// Refresh grants that presented an already consumed refresh token.
+    pub reused_refresh_tokens: usize,
+    /// Every token value posted to the revocation endpoint.
+    pub revoked: Vec<String>,
+    faults: VecDeque<Fault>,
+    codes: HashMap<String, PendingCode>,
+    live_refresh: HashSet<String>,
+    current_access: Option<(String, Instant)>,
+    scope: String,
+    serial: u64,
+}
+
+impl State {
+    pub fn current_access_token(&self) -> Option<String> {
+        self.current_access.as_ref().map(|(t, _)| t.clone())
+    }
+
+    pub fn latest_refresh_token(&self) -> Option<String> {
+        self.issued_refresh_tokens.last().cloned()
+    }
+
+    pub fn is_live_refresh_token(&self, token: &str) -> bool {
+        self.live_refresh.contains(token)
+    }
+
+    /// True when `token` is the current access token and has neither expired nor been revoked.
+    pub fn accepts_access_token(&self, token: &str) -> bool {
+        matches!(&self.current_access, Some((t, exp)) if t == token && Instant::now() < *exp)
+    }
+
+    pub fn refresh_requests(&self) -> Vec<TokenRequest> {
+        self.token_requests
+            .iter()
+            .filter(|r| r.grant_type == "refresh_token")
+            .cloned()
+            .collect()
+    }
+
+    fn next(&mut self) -> u64 {
+        self.serial += 1;
+        self.serial
+    }
+
+    /// Issues an access token (and a refresh token when asked) and answers like the provider.
+    fn issue(&mut self, with_refresh: bool) -> Value {
+        let n = self.next();
+        let access = token_value(&self.config.access_token_prefix, "access", n);
+        let expires = Instant::now() + Duration::from_secs(self.config.expires_in);
+        self.current_access = Some((access.clone(), expires));
+        let mut answer = json!({
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": self.config.expires_in,
+            "scope": self.scope,
+        });
+        if self.config.flavor == Flavor::FitbitLegacy {
+            answer["user_id"] = json!("ABC123");
+        }
+        if with_refresh {
+            let refresh = token_value(&self.config.refresh_token_prefix, "refresh", n);
+            self.live_refresh.insert(refresh.clone());
+            self.issued_refresh_tokens.push(refresh.clone());
+            answer["refresh_token"] = json!(refresh);
+        }
+        answer
+    }
+
+    fn error(&self, code: &str, presented: Option<&str>) -> Response {
+        let status = match code {
+            "invalid_client" | "invalid_token" => StatusCode::UNAUTHORIZED,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let body = match self.config.flavor {
+            // The real Fitbit quotes the refresh token back; a client must never print bodies.
+            Flavor::FitbitLegacy => json!({
+                "errors": [{"errorType": code, "message": format!(
+                    "Refresh token invalid: {}. Visit https://dev.fitbit.com/docs/oauth2 for more information on the Fitbit Web API authorization process.",
+                    presented.unwrap_or(""))}],
+                "success": false,
+            }),
+            Flavor::Google => json!({"error": code, "error_description": "Token has been expired or revoked."}),
+        };
+        (status, Json(body)).into_response()
+    }
+
+    fn client_authenticated(&self, headers: &HeaderMap, form: &HashMap<String, String>) -> bool {
+        let (id, secret) = (&self.config.client_id, &self.config.client_secret);
+        match self.config.client_auth {
+            ClientAuth::Basic => basic_credentials(headers).is_some_and(|(i, s)| &i == id && &s == secret),
+            ClientAuth::Post => {
+                form.get("client_id") == Some(id) && form.get("client_secret") == Some(secret)
+            }
+        }
+    }
+
+    fn grant(&mut self, headers: &HeaderMap, form: &HashMap<String, String>) -> Response {
+        if !self.client_authenticated(headers, form) {
+            return self.error("invalid_client", None);
+        }
+        match form.get("grant_type").map(String::as_str) {
+            Some("authorization_code") => self.code_grant(form),
+            Some("refresh_token") => self.refresh_grant(form),
+            _ => self.error("unsupported_grant_type", None),
+        }
+    }
+
+    fn code_grant(&mut self, form: &HashMap<String, String>) -> Response {
+        let code = form.get("code").cloned().unwrap_or_default();
+        // Codes are single use, whatever the outcome.
+        let Some(pending) = self.codes.remove(&code) else {
+            return self.error("invalid_grant", None);
+        };
+        let verifier_ok = form
+            .get("code_verifier")
+            .is_some_and(|v| s256(v) == pending.challenge);
+        if !verifier_ok || form.get("redirect_uri") != Some(&pending.redirect_uri) {
+            return self.error("invalid_grant", None);
+        }
+        self.code_grants += 1;
+        self.scope = pending.scope;
+        let with_refresh = self.config.flavor == Flavor::FitbitLegacy || pending.offline;
+        Json(self.issue(with_refresh)).into_response()
+    }
+
+    fn refresh_grant(&mut self, form: &HashMap<String, String>) -> Response {
+        let presented = form.get("refresh_token").cloned().unwrap_or_default();
+        if !self.live_refresh.contains(&presented) {
+            if self.used_refresh_tokens.contains(&presented) {
+                self.reused_refresh_tokens += 1;
+            }
+            return self.error("invalid_grant", Some(&presented));
+        }
+        self.refresh_grants += 1;
+        let rotate = self.config.flavor == Flavor::FitbitLegacy;
+        if rotate {
+            self.live_refresh.remove(&presented);
+            self.used_refresh_tokens.push(presented);
+        }
+        Json(self.issue(rotate)).into_response()
+    }
+}
+
+/// The test's handle on a running fake.
+#[derive(Clone)]
+pub struct OAuthFake {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+}
+
+type Shared = Arc<Mutex<State>>;
+
+impl OAuthFake {
+    pub async fn start(config: OAuthConfig) -> Self {
+        let state = Arc::new(Mutex::new(State {
+            config,
+            authorize_queries: Vec::new(),
+            token_requests: Vec::new(),
+            code_grants: 0,
+            refresh_grants: 0,
+            issued_refresh_tokens: Vec::new(),
+            used_refresh_tokens: Vec::new(),
+            reused_refresh_tokens: 0,
+            revoked: Vec::new(),
+            faults: VecDeque::new(),
+            codes: HashMap::new(),
+            live_refresh: HashSet::new(),
+            current_access: None,
+            scope: String::new(),
+            serial: 0,
+        }));
+        let router = Router::new()
+            .route("/oauth2/authorize", get(authorize))
+            .route("/oauth2/token", post(token))
+            .route("/oauth2/revoke", post(revoke))
+            .route("/1/user/-/profile.json", get(profile))
+            .with_state(state.clone());
+        let addr = super::serve(router).await;
+        Self { addr, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("fake oauth state")
+    }
+
+    /// The next `n` token requests answer `fault` (a delay still answers normally after it).
+    pub fn fail_next(&self, n: usize, fault: Fault) {
+        let mut st = self.lock();
+        st.faults.extend(std::iter::repeat_n(fault, n));
+    }
+
+    /// Tokens as if the user had consented, for tests that start from a connected account.
+    /// Counts as no grant. Returns `(access_token, refresh_token)`.
+    pub fn issue_grant(&self) -> (String, String) {
+        let mut st = self.lock();
+        let answer = st.issue(true);
+        let field = |k: &str| answer[k].as_str().expect("issued token").to_string();
+        (field("access_token"), field("refresh_token"))
+    }
+
+    /// An `[[account]]` table pointing the preset's endpoints at this fake. `extra` is appended
+    /// verbatim (redirect_uri, scopes, refresh_before, ...).
+    pub fn account_toml(&self, name: &str, preset: &str, extra: &str) -> String {
+        let client_id = self.lock().config.client_id.clone();
+        format!(
+            "[[account]]\nname = \"{name}\"\nprovider = \"{preset}\"\nclient_id = \"{client_id}\"\n\
+             auth_url = \"{}\"\ntoken_url = \"{}\"\nrevoke_url = \"{}\"\n{extra}\n",
+            self.url("/oauth2/authorize"),
+            self.url("/oauth2/token"),
+            self.url("/oauth2/revoke"),
+        )
+    }
+
+    /// Asks the protected resource with `access_token`, as an API client would.
+    pub async fn profile_status(&self, access_token: &str) -> u16 {
+        reqwest::Client::new()
+            .get(self.url("/1/user/-/profile.json"))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .expect("profile request to the fake")
+            .status()
+            .as_u16()
+    }
+}
+
+async fn authorize(AxState(state): AxState<Shared>, RawQuery(query): RawQuery) -> Response {
+    let q = parse_form(query.as_deref().unwrap_or(""));
+    let mut st = state.lock().expect("fake oauth state");
+    st.authorize_queries.push(q.clone());
+    let param = |k: &str| q.get(k).map(String::as_str).unwrap_or("");
+    let redirect_uri = param("redirect_uri");
+    let problem = if param("client_id") != st.config.client_id {
+        Some("unknown client_id")
+    } else if param("response_type") != "code" {
+        Some("response_type must be code")
+    } else if !redirect_allowed(st.config.redirect_uri.as_deref(), redirect_uri) {
+        Some("redirect_uri mismatch")
+    } else if param("code_challenge_method") != "S256" || param("code_challenge").len() != 43 {
+        Some("PKCE S256 code_challenge required")
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        return (StatusCode::BAD_REQUEST, problem).into_response();
+    }
+    let n = st.next();
+    let code = token_value("", "code", n);
+    st.codes.insert(
+        code.clone(),
+        PendingCode {
+            challenge: param("code_challenge").into(),
+            redirect_uri: redirect_uri.into(),
+            scope: param("scope").into(),
+            offline: param("access_type") == "offline",
+        },
+    );
+    let mut location = url::Url::parse(redirect_uri).expect("checked above");
+    location.query_pairs_mut().append_pair("code", &code);
+    if let Some(s) = q.get("state") {
+        location.query_pairs_mut().append_pair("state", s);
+    }
+    (StatusCode::FOUND, [(header::LOCATION, location.to_string())]).into_response()
+}
+
+fn redirect_allowed(registered: Option<&str>, asked: &str) -> bool {
+    match registered {
+        Some(exact) => exact == asked,
+        None => url::Url::parse(asked).is_ok_and(|u| {
+            u.scheme() == "http" && u.host_str() == Some("127.0.0.1") && u.port().is_some()
+        }),
+    }
+}
+
+async fn token(AxState(state): AxState<Shared>, headers: HeaderMap, body: String) -> Response {
+    let at = Instant::now();
+    let form = parse_form(&body);
+    let fault = state.lock().expect("fake oauth state").faults.pop_front();
+    let fault = match fault {
+        Some(Fault::Delay(d)) => {
+            tokio::time::sleep(d).await;
+            None
+        }
+        other => other,
+    };
+    let mut st = state.lock().expect("fake oauth state");
+    let response = match fault {
+        Some(Fault::Status {
+            status,
+            retry_after,
+            body,
+        }) => {
+            let mut r = (
+                StatusCode::from_u16(status).expect("fault status"),
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response();
+            if let Some(secs) = retry_after {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, secs.to_string().parse().expect("header"));
+            }
+            r
+        }
+        Some(Fault::OAuthError(code)) => st.error(code, form.get("refresh_token").map(String::as_str)),
+        _ => st.grant(&headers, &form),
+    };
+    st.token_requests.push(TokenRequest {
+        at,
+        grant_type: form.get("grant_type").cloned().unwrap_or_default(),
+        refresh_token: form.get("refresh_token").cloned(),
+        status: response.status().as_u16(),
+    });
+    response
+}
+
+async fn revoke(
+    AxState(state): AxState<Shared>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: String,
+) -> Response {
+    // Google also takes `token` in the query string.
+    let mut form = parse_form(query.as_deref().unwrap_or(""));
+    form.extend(parse_form(&body));
+    let mut st = state.lock().expect("fake oauth state");
+    if st.config.client_auth == ClientAuth::Basic && !st.client_authenticated(&headers, &form) {
+        return st.error("invalid_client", None);
+    }
+    let Some(token) = form.get("token").cloned() else {
+        return (StatusCode::BAD_REQUEST, "token required").into_response();
+    };
+    let known = st.live_refresh.contains(&token) || st.current_access_token().as_ref() == Some(&token);
+    if known {
+        st.live_refresh.clear();
+        st.current_access = None;
+    }
+    st.revoked.push(token);
+    StatusCode::OK.into_response()
+}
+
+async fn profile(AxState(state): AxState<Shared>, headers: HeaderMap) -> Response {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if state.lock().expect("fake oauth state").accepts_access_token(bearer) {
+        Json(json!({"user": {"encodedId": "ABC123", "displayName": "Fake User"}})).into_response()
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"errors": [{"errorType": "invalid_token", "message": "Access token invalid"}], "success": false})),
+        )
+            .into_response()
+    }
+}
+
+/// `Authorization: Basic` → (client_id, client_secret), each form-urlencoded per RFC 6749 2.3.1.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let unescape = |s: &str| -> String {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Some((unescape(id), unescape(secret)))
+}
+
+/// PKCE S256: BASE64URL-NOPAD(SHA256(verifier)).
+pub fn s256(verifier: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()))
+}

@@ -1,0 +1,659 @@
+//! One isolated Tokenwarden environment per test, and helpers that drive the real binary.
+//!
+//! An [`Env`] owns a temp dir (config file + data dir) and a keychain service name nobody else
+//! uses, so tests can run in parallel and leftovers never collide; dropping it clears that
+//! service's keychain items. The binary is `TOKENWARDEN_BIN`, else `target/debug/tokenwarden`.
+//! * [`Env::run`]         one command to completion → [`Output`]
+//! * [`Env::spawn_serve`] `serve` in the background → [`Serve`], SIGTERM on drop
+//! * [`Env::connect`]     `connect --no-browser` with the test playing the browser
+//! * [`Env::keychain_get`] reads the OS keychain with `secret-tool`, independently of the binary
+//! * [`Env::history_rows`] the `refreshes` table of `<data dir>/history.sqlite3`, read-only
+
+use std::fmt;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+/// The binary under test.
+pub fn bin_path() -> PathBuf {
+    let path = std::env::var_os("TOKENWARDEN_BIN").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/tokenwarden"),
+        PathBuf::from,
+    );
+    assert!(
+        path.exists(),
+        "{} does not exist: build it with `cargo build -p tokenwarden` or set TOKENWARDEN_BIN",
+        path.display()
+    );
+    path
+}
+
+/// A port that was free a moment ago, for listeners the binary opens itself.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("probe a free port")
+        .port()
+}
+
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
+
+/// RFC 3339 → unix seconds; panics with the text when it is not RFC 3339.
+pub fn unix_from_rfc3339(text: &str) -> i64 {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{text:?} is not RFC 3339: {e}"))
+        .unix_timestamp()
+}
+
+/// Polls `cond` every 100 ms until it holds; panics naming `what` after `timeout`.
+pub async fn wait_until(timeout: Duration, what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What one command did.
+#[derive(Clone, Debug)]
+pub struct Output {
+    pub args: Vec<String>,
+    /// Exit code; -1 when a signal ended the process.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`tokenwarden {}` exited {}\n--- stdout\n{}\n--- stderr\n{}\n---",
+            self.args.join(" "),
+            self.code,
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+impl Output {
+    /// Panics with everything the command printed unless it exited 0.
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "expected success:\n{self}");
+        self
+    }
+
+    /// Panics unless the command exited 1 with exactly one `tokenwarden: ` line on stderr
+    /// (other stderr lines are logs); returns that line.
+    #[track_caller]
+    pub fn failure_line(&self) -> String {
+        assert_eq!(self.code, 1, "expected exit code 1:\n{self}");
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("tokenwarden: "))
+            .collect();
+        assert_eq!(lines.len(), 1, "expected one `tokenwarden: ` line on stderr:\n{self}");
+        lines[0].to_string()
+    }
+
+    pub fn stdout_trimmed(&self) -> &str {
+        self.stdout.trim_end_matches(['\n', '\r'])
+    }
+}
+
+/// An isolated environment: its own config file, data dir and keychain service.
+pub struct Env {
+    dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub data_dir: PathBuf,
+    /// `TOKENWARDEN_KEYCHAIN_SERVICE`: unique, so tests never see each other's items.
+    pub service: String,
+    /// Port of `[api] listen`, so parallel `serve`s never fight over the default one.
+    pub api_port: u16,
+    /// `TOKENWARDEN_LOG` for every command started from now on.
+    pub log: String,
+    /// Every command's output, in order, for tests that scan everything that was printed.
+    pub transcript: Mutex<Vec<Output>>,
+}
+
+impl Env {
+    /// A config made of a header (`[api] listen` on a free port, `[refresh] retry_initial = "1s"`)
+    /// followed by `accounts` (`[[account]]` tables).
+    pub fn new(accounts: &str) -> Self {
+        let env = Self::without_config();
+        let header = format!(
+            "[api]\nlisten = \"127.0.0.1:{}\"\n\n[refresh]\nretry_initial = \"1s\"\n\n",
+            env.api_port
+        );
+        env.write_config(&(header + accounts));
+        env
+    }
+
+    /// An environment whose config file does not exist yet (see [`Env::write_config`]).
+    pub fn without_config() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("tokenwarden-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let config_path = dir.path().join("config").join("config.toml");
+        let data_dir = dir.path().join("data");
+        std::fs::create_dir_all(&data_dir).expect("data dir");
+        let service = format!(
+            "tokenwarden-e2e-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        Self {
+            dir,
+            config_path,
+            data_dir,
+            service,
+            api_port: free_port(),
+            log: "info".into(),
+            transcript: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn write_config(&self, contents: &str) {
+        std::fs::create_dir_all(self.config_path.parent().expect("config dir")).expect("config dir");
+        std::fs::write(&self.config_path, contents).expect("write config");
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(bin_path());
+        cmd.args(args)
+            .env("TOKENWARDEN_CONFIG", &self.config_path)
+            .env("TOKENWARDEN_DATA_DIR", &self.data_dir)
+            .env("TOKENWARDEN_KEYCHAIN_SERVICE", &self.service)
+            .env("TOKENWARDEN_LOG", &self.log)
+            .env_remove("RUST_LOG");
+        cmd
+    }
+
+    /// Runs `tokenwarden args` to completion (60 s at most), feeding `stdin` when given.
+    pub async fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        self.run_for(args, stdin, Duration::from_secs(60)).await
+    }
+
+    pub async fn run_for(&self, args: &[&str], stdin: Option<&str>, limit: Duration) -> Output {
+        let mut cmd = tokio::process::Command::from(self.command(args));
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("spawn tokenwarden");
+        if let Some(input) = stdin {
+            let mut pipe = child.stdin.take().expect("stdin pipe");
+            pipe.write_all(input.as_bytes()).await.expect("write stdin");
+        }
+        let out = tokio::time::timeout(limit, child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("`tokenwarden {}` still running after {limit:?}", args.join(" ")))
+            .expect("wait for tokenwarden");
+        let out = Output {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        self.transcript.lock().expect("transcript").push(out.clone());
+        out
+    }
+
+    /// `secret set NAME` with `value` on stdin (plus the newline a shell would add).
+    pub async fn set_secret(&self, name: &str, value: &str) {
+        self.run(&["secret", "set", name], Some(&format!("{value}\n")))
+            .await
+            .ok();
+    }
+
+    /// `list --json`, parsed.
+    pub async fn list(&self) -> Vec<Value> {
+        let out = self.run(&["list", "--json"], None).await.ok();
+        let value: Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("list --json is not JSON ({e}):\n{out}"));
+        value.as_array().cloned().unwrap_or_else(|| panic!("list --json is not an array:\n{out}"))
+    }
+
+    /// One account's entry of `list --json`.
+    pub async fn account(&self, name: &str) -> Value {
+        let list = self.list().await;
+        list.iter()
+            .find(|a| a["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no account {name:?} in list --json: {list:?}"))
+    }
+
+    pub async fn status(&self, name: &str) -> String {
+        self.account(name).await["status"].as_str().unwrap_or("").to_string()
+    }
+
+    /// `log [NAME] --json`, parsed (newest first).
+    pub async fn log_entries(&self, name: Option<&str>) -> Vec<Value> {
+        let mut args = vec!["log"];
+        args.extend(name);
+        args.push("--json");
+        let out = self.run(&args, None).await.ok();
+        let value: Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("log --json is not JSON ({e}):\n{out}"));
+        value.as_array().cloned().unwrap_or_else(|| panic!("log --json is not an array:\n{out}"))
+    }
+
+    /// `token NAME`'s output, which must succeed: the token alone.
+    pub async fn token(&self, name: &str) -> String {
+        self.run(&["token", name], None).await.ok().stdout_trimmed().to_string()
+    }
+
+    /// The secret stored under `username = entry`, read by `secret-tool`, not by the binary.
+    pub async fn keychain_get(&self, entry: &str) -> Option<String> {
+        let out = tokio::process::Command::new("secret-tool")
+            .args(["lookup", "service", &self.service, "username", entry])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .expect("run secret-tool (Debian package libsecret-tools)");
+        let value = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success() && !value.is_empty()).then_some(value)
+    }
+
+    /// The JSON of `tokens:NAME` in the keychain, if any.
+    pub async fn stored_tokens(&self, name: &str) -> Option<Value> {
+        let text = self.keychain_get(&format!("tokens:{name}")).await?;
+        Some(serde_json::from_str(&text).unwrap_or_else(|e| {
+            panic!("tokens:{name} in the keychain is not JSON ({e}): {} bytes", text.len())
+        }))
+    }
+
+    /// Writes an item the way keyring-rs v3 does (same attributes), so the binary finds it.
+    pub async fn keychain_set(&self, entry: &str, value: &str) {
+        let mut child = tokio::process::Command::new("secret-tool")
+            .args(["store", "--label", &format!("{entry}@{} (e2e seed)", self.service)])
+            .args(["service", &self.service, "username", entry])
+            .args(["target", "default", "application", "rust-keyring"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("run secret-tool");
+        let mut pipe = child.stdin.take().expect("stdin");
+        pipe.write_all(value.as_bytes()).await.expect("write secret");
+        drop(pipe);
+        assert!(child.wait().await.expect("secret-tool").success(), "secret-tool store failed");
+    }
+
+    /// Stores `tokens:NAME` as if the account had been connected: the contract's JSON shape.
+    pub async fn seed_tokens(&self, name: &str, access: &str, refresh: &str, expires_at: i64) {
+        let json = serde_json::json!({
+            "access_token": access,
+            "refresh_token": refresh,
+            "token_type": "Bearer",
+            "expires_at": expires_at,
+        });
+        self.keychain_set(&format!("tokens:{name}"), &json.to_string()).await;
+    }
+
+    /// Rows of the `refreshes` table as JSON objects (column → value), read-only.
+    /// Empty when the database or the table does not exist yet.
+    pub fn history_rows(&self) -> Vec<serde_json::Map<String, Value>> {
+        use rusqlite::{types::ValueRef, OpenFlags};
+        let path = self.data_dir.join("history.sqlite3");
+        let Ok(db) = rusqlite::Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        ) else {
+            return Vec::new();
+        };
+        let _ = db.busy_timeout(Duration::from_secs(2));
+        let Ok(mut stmt) = db.prepare("SELECT * FROM refreshes") else {
+            return Vec::new();
+        };
+        let names: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
+        let rows = stmt.query_map([], |row| {
+            let mut map = serde_json::Map::new();
+            for (i, name) in names.iter().enumerate() {
+                let value = match row.get_ref(i)? {
+                    ValueRef::Null => Value::Null,
+                    ValueRef::Integer(n) => n.into(),
+                    ValueRef::Real(x) => x.into(),
+                    ValueRef::Text(t) | ValueRef::Blob(t) => {
+                        String::from_utf8_lossy(t).into_owned().into()
+                    }
+                };
+                map.insert(name.clone(), value);
+            }
+            Ok(map)
+        });
+        rows.map(|r| r.filter_map(Result::ok).collect()).unwrap_or_default()
+    }
+
+    /// Starts `serve` in the background; the guard stops it with SIGTERM when dropped.
+    pub fn spawn_serve(&self) -> Serve {
+        let mut cmd = self.command(&["serve"]);
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn tokenwarden serve");
+        // Drain both pipes continuously: trace logs would otherwise fill a pipe and block serve.
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            let buf = Arc::new(Mutex::new(Vec::new()));
+            let sink = buf.clone();
+            let handle = std::thread::spawn(move || {
+                let mut chunk = [0u8; 8192];
+                while let Ok(n) = pipe.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock().expect("pipe buffer").extend_from_slice(&chunk[..n]);
+                }
+            });
+            (buf, handle)
+        };
+        let (stdout, out_reader) = drain(Box::new(child.stdout.take().expect("stdout")));
+        let (stderr, err_reader) = drain(Box::new(child.stderr.take().expect("stderr")));
+        Serve {
+            child: Some(child),
+            stdout,
+            stderr,
+            readers: vec![out_reader, err_reader],
+            api_port: self.api_port,
+        }
+    }
+
+    /// Starts `connect NAME --no-browser` and reads the authorization URL from its first line.
+    pub async fn start_connect(&self, name: &str) -> Connecting {
+        let args = ["connect", name, "--no-browser"];
+        let mut cmd = tokio::process::Command::from(self.command(&args));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("spawn tokenwarden connect");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut stderr = child.stderr.take().expect("stderr");
+        let stderr_task = tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text).await;
+            text
+        });
+        let mut first = String::new();
+        let read = tokio::time::timeout(Duration::from_secs(20), stdout.read_line(&mut first)).await;
+        if !matches!(read, Ok(Ok(n)) if n > 0) {
+            let _ = child.start_kill();
+            let stderr = stderr_task.await.unwrap_or_default();
+            panic!("`tokenwarden connect {name} --no-browser` printed no URL line\n--- stderr\n{stderr}");
+        }
+        let stdout_task = tokio::spawn(async move {
+            let mut rest = String::new();
+            let _ = stdout.read_to_string(&mut rest).await;
+            rest
+        });
+        Connecting {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            auth_url: first.trim_end().to_string(),
+            first_line: first,
+            child,
+            stdout_task,
+            stderr_task,
+        }
+    }
+
+    /// The whole consent flow: start connect, follow the fake's redirect into the app's loopback
+    /// listener, expect its 200 page, expect exit 0. Returns the authorization URL.
+    pub async fn connect(&self, name: &str) -> url::Url {
+        let flow = self.start_connect(name).await;
+        let auth_url = flow.url();
+        let callback = authorize_in_browser(&flow.auth_url).await;
+        let (status, body) = browser_get(&callback).await;
+        assert_eq!(status, 200, "the loopback listener's answer to {callback}: {body}");
+        let out = flow.finish().await;
+        self.transcript.lock().expect("transcript").push(out.clone());
+        out.ok();
+        auth_url
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Everything this test stored lives under its own service name.
+        let _ = std::process::Command::new("secret-tool")
+            .args(["clear", "service", &self.service])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A running `connect --no-browser`.
+pub struct Connecting {
+    args: Vec<String>,
+    /// The first stdout line, trimmed: the authorization URL.
+    pub auth_url: String,
+    pub first_line: String,
+    child: tokio::process::Child,
+    stdout_task: tokio::task::JoinHandle<String>,
+    stderr_task: tokio::task::JoinHandle<String>,
+}
+
+impl Connecting {
+    /// The authorization URL; panics unless the first line is a URL and nothing else.
+    pub fn url(&self) -> url::Url {
+        url::Url::parse(&self.auth_url).unwrap_or_else(|e| {
+            panic!("connect's first stdout line is not a URL ({e}): {:?}", self.first_line)
+        })
+    }
+
+    /// Waits (30 s at most) for the process to exit.
+    pub async fn finish(mut self) -> Output {
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
+        let code = match status {
+            Ok(Ok(s)) => s.code().unwrap_or(-1),
+            _ => {
+                let _ = self.child.start_kill();
+                let _ = self.child.wait().await;
+                -2
+            }
+        };
+        let rest = self.stdout_task.await.unwrap_or_default();
+        Output {
+            args: self.args,
+            code,
+            stdout: self.first_line + &rest,
+            stderr: self.stderr_task.await.unwrap_or_default(),
+        }
+    }
+}
+
+/// Plays the browser on the provider: GET the authorization URL without following the redirect,
+/// and return where the provider sends the user (the app's loopback callback).
+pub async fn authorize_in_browser(auth_url: &str) -> String {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client");
+    let response = client.get(auth_url).send().await.expect("GET the authorization URL");
+    let status = response.status();
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    match location {
+        Some(l) if status.is_redirection() => l,
+        _ => panic!(
+            "the provider refused the authorization request {auth_url}: HTTP {status}: {}",
+            response.text().await.unwrap_or_default()
+        ),
+    }
+}
+
+/// GET `url` like a browser on the loopback listener: (status, body). Retries refused
+/// connections for 2 s, since a browser is never faster than that after the URL is printed.
+pub async fn browser_get(url: &str) -> (u16, String) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match client.get(url).send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                return (status, r.text().await.unwrap_or_default());
+            }
+            Err(e) if e.is_connect() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("GET {url}: {e}"),
+        }
+    }
+}
+
+/// A background `serve`. Dropping it sends SIGTERM (then SIGKILL after 5 s).
+pub struct Serve {
+    child: Option<Child>,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+    api_port: u16,
+}
+
+impl Serve {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("serve child").id()
+    }
+
+    /// What serve has written to stderr so far.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().expect("stderr")).into_owned()
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Waits until serve answers `/healthz` on its API port. Without an API answer, it settles
+    /// for serve having stayed up for 3 s. Panics with its output if it exited.
+    pub async fn wait_ready(&mut self) {
+        let url = format!("http://127.0.0.1:{}/healthz", self.api_port);
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            assert!(self.running(), "serve exited early:\n{}", self.stderr());
+            if let Ok(r) = client.get(&url).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if started.elapsed() > Duration::from_secs(3) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGTERM, then waits (15 s at most) for a clean exit.
+    pub async fn stop(mut self) -> Output {
+        signal(self.pid(), "TERM");
+        self.collect(Duration::from_secs(15)).await
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub async fn kill9(mut self) -> Output {
+        signal(self.pid(), "KILL");
+        self.collect(Duration::from_secs(5)).await
+    }
+
+    /// Waits for the process to exit by itself (panics after `limit`).
+    pub async fn wait_exit(mut self, limit: Duration) -> Output {
+        self.collect(limit).await
+    }
+
+    async fn collect(&mut self, limit: Duration) -> Output {
+        let deadline = Instant::now() + limit;
+        let mut child = self.child.take().expect("serve child");
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait serve") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("serve did not exit within {limit:?}:\n{}", self.stderr());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        Output {
+            args: vec!["serve".into()],
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&self.stdout.lock().expect("stdout")).into_owned(),
+            stderr: self.stderr(),
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        signal(child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Sends a signal to one process we started, by its id.
+fn signal(pid: u32, name: &str) {
+    let _ = std::process::Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status();
+}
+
+/// Files under `dir` (recursively) whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                stack.extend(entries.filter_map(|e| e.ok()).map(|e| e.path()));
+            }
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                found.push(path);
+            }
+        }
+    }
+    found
+}

@@ -1,0 +1,15 @@
+//! End-to-end test support for Tokenwarden: the real binary, the real OS keychain, fake providers.
+//!
+//! * [`fakes::oauth`]  a Fitbit-legacy-like / Google-like OAuth 2.0 server
+//! * [`fakes::wechat`] a WeChat-like `cgi-bin/token` + `jsapi_ticket` server
+//! * [`harness`]       one isolated environment per test (config, data dir, keychain service) and
+//!   helpers that run the binary and read what it left behind
+//!
+//! The fakes are in-process axum servers on 127.0.0.1:0 running on the test's own tokio runtime;
+//! a test reads their counters and injects faults through the handle it holds, so no HTTP control
+//! plane exists. Tests run inside `tests/scripts/session.sh`, which provides the keychain.
+
+pub mod fakes;
+pub mod harness;
+
+pub use harness::{wait_until, Env, Output, Serve};
