@@ -32,11 +32,11 @@ build: deps-build check-cargo
 	$(CARGO) build --workspace
 
 deps-build:
-	@scripts/install-packages.sh $(BUILD_PKGS)
+	@.ci/install-packages.sh $(BUILD_PKGS)
 deps-run:
-	@scripts/install-packages.sh $(RUN_PKGS)
+	@.ci/install-packages.sh $(RUN_PKGS)
 deps-test:
-	@scripts/install-packages.sh $(TEST_PKGS)
+	@.ci/install-packages.sh $(TEST_PKGS)
 
 check-cargo:
 	@command -v $(CARGO) >/dev/null || { echo "make: cargo not found. Install Rust (https://rustup.rs) and run again."; exit 1; }

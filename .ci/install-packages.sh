@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Used by the Makefile for `make run` and `make test` (kept here: the top-level layout is fixed).
 # Installs the named Debian/Ubuntu packages that are not installed yet. Uses sudo when not
 # root; on systems without apt-get it names what is missing and stops.
 set -euo pipefail
