@@ -19,7 +19,11 @@ use crate::engine::secret::Secret;
 use crate::engine::{Engine, Mode};
 
 #[derive(Parser, Debug)]
-#[command(name = "tokenwarden", version, about = "Keeps API access tokens fresh: OAuth consent, refresh before expiry, OS keychain, local API")]
+#[command(
+    name = "tokenwarden",
+    version,
+    about = "Keeps API access tokens fresh: OAuth consent, refresh before expiry, OS keychain, local API"
+)]
 pub struct Cli {
     /// The config file [default: $XDG_CONFIG_HOME/tokenwarden/config.toml]
     #[arg(long, global = true, env = "TOKENWARDEN_CONFIG", value_name = "PATH")]
@@ -95,7 +99,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             let running = lock::holder(&ctx.data_dir).is_some();
             output::accounts(&engine.snapshot(), json, running)
         }
-        Command::Token { name, min_valid, header } => {
+        Command::Token {
+            name,
+            min_valid,
+            header,
+        } => {
             let engine = open_for_work(&ctx).await?;
             let token = engine.token(&name, min_valid).await?;
             let mut out = std::io::stdout().lock();
@@ -109,10 +117,17 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Refresh { name } => {
             let engine = open_for_work(&ctx).await?;
             let token = engine.refresh(&name).await?;
-            println!("{name}: refreshed; expires at {} (in {}s)", token.expires_at, token.expires_in);
+            println!(
+                "{name}: refreshed; expires at {} (in {}s)",
+                token.expires_at, token.expires_in
+            );
             Ok(())
         }
-        Command::Connect { name, no_browser, device } => {
+        Command::Connect {
+            name,
+            no_browser,
+            device,
+        } => {
             if device {
                 bail!("{name}: the device authorization grant is not available yet; use `connect {name} --no-browser` and open the URL on any machine that can reach this one's loopback");
             }
@@ -134,10 +149,14 @@ pub async fn run(cli: Cli) -> Result<()> {
             eprintln!("{name}: connected; token expires at {expires}");
             Ok(())
         }
-        Command::Secret { action: SecretAction::Set { name } } => {
+        Command::Secret {
+            action: SecretAction::Set { name },
+        } => {
             let engine = open(&ctx, Mode::Observer).await?;
             let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).context("reading the secret from stdin")?;
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the secret from stdin")?;
             let value = Secret::new(text.trim_end_matches(['\r', '\n']).to_owned());
             engine.set_client_secret(&name, value).await?;
             eprintln!("{name}: client secret stored in the keychain");
@@ -166,9 +185,21 @@ async fn open(ctx: &Context, mode: Mode) -> Result<Engine> {
 /// refreshes.
 async fn open_for_work(ctx: &Context) -> Result<Engine> {
     let running = matches!(lock::holder(&ctx.data_dir), Some(h) if h.role == Role::Engine);
-    match Engine::open(ctx, if running { Mode::Observer } else { Mode::Refresher }, Role::Cli).await {
+    match Engine::open(
+        ctx,
+        if running {
+            Mode::Observer
+        } else {
+            Mode::Refresher
+        },
+        Role::Cli,
+    )
+    .await
+    {
         // It started between our look and our lock: leave the work to it.
-        Err(crate::engine::EngineError::Lock(lock::LockError::HeldByEngine { .. })) => open(ctx, Mode::Observer).await,
+        Err(crate::engine::EngineError::Lock(lock::LockError::HeldByEngine { .. })) => {
+            open(ctx, Mode::Observer).await
+        }
         other => Ok(other?),
     }
 }

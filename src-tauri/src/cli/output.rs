@@ -15,7 +15,10 @@ pub fn accounts(views: &[AccountView], json: bool, engine_running: bool) -> Resu
         .cloned()
         .map(|mut v| {
             // With no engine running nothing refreshes it: say so rather than "fresh".
-            if !engine_running && v.status == "fresh" && v.expires_at.is_some_and(|e| e.has_passed(now)) {
+            if !engine_running
+                && v.status == "fresh"
+                && v.expires_at.is_some_and(|e| e.has_passed(now))
+            {
                 v.status = "expired".into();
             }
             v
@@ -31,7 +34,11 @@ pub fn accounts(views: &[AccountView], json: bool, engine_running: bool) -> Resu
         writeln!(out, "no accounts; add one to the config file")?;
         return Ok(());
     }
-    writeln!(out, "{:<20} {:<20} {:<16} {:<22} {:<22} LAST ERROR", "NAME", "PROVIDER", "STATUS", "EXPIRES", "LAST REFRESH")?;
+    writeln!(
+        out,
+        "{:<20} {:<20} {:<16} {:<22} {:<22} LAST ERROR",
+        "NAME", "PROVIDER", "STATUS", "EXPIRES", "LAST REFRESH"
+    )?;
     for v in &views {
         writeln!(
             out,
@@ -39,8 +46,12 @@ pub fn accounts(views: &[AccountView], json: bool, engine_running: bool) -> Resu
             v.name,
             v.provider,
             v.status,
-            v.expires_at.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
-            v.last_refresh.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+            v.expires_at
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "-".into()),
+            v.last_refresh
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "-".into()),
             v.last_error.as_deref().unwrap_or("")
         )?;
     }
@@ -63,7 +74,10 @@ pub fn history(entries: &[Entry], json: bool) -> Result<()> {
             e.trigger,
             e.outcome,
             e.duration_ms,
-            e.message.as_deref().or(e.expires_at.map(|_| "").as_deref()).unwrap_or("")
+            e.message
+                .as_deref()
+                .or(e.expires_at.map(|_| ""))
+                .unwrap_or("")
         )?;
     }
     Ok(())

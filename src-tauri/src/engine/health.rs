@@ -12,7 +12,10 @@ pub enum Health {
     Fresh,
     Refreshing,
     /// A transient failure; the next attempt is due at `next_try`.
-    Retrying { attempt: u32, next_try: Deadline },
+    Retrying {
+        attempt: u32,
+        next_try: Deadline,
+    },
     /// A permanent failure: nothing is tried until the user acts.
     NeedsReconnect,
 }

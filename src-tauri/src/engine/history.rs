@@ -95,10 +95,14 @@ pub struct History {
 impl History {
     pub fn open(path: &Path) -> Result<Self, HistoryError> {
         let name = path.display().to_string();
-        let fail = |source| HistoryError { path: name.clone(), source };
+        let fail = |source| HistoryError {
+            path: name.clone(),
+            source,
+        };
         let conn = Connection::open(path).map_err(fail)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(fail)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(fail)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS refreshes (
                 id INTEGER PRIMARY KEY,
@@ -121,11 +125,17 @@ impl History {
             );",
         )
         .map_err(fail)?;
-        Ok(Self { conn: Mutex::new(conn), path: name })
+        Ok(Self {
+            conn: Mutex::new(conn),
+            path: name,
+        })
     }
 
     fn fail(&self, source: rusqlite::Error) -> HistoryError {
-        HistoryError { path: self.path.clone(), source }
+        HistoryError {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -157,12 +167,20 @@ impl History {
         .map_err(|e| self.fail(e))?;
         let id = conn.last_insert_rowid();
         if id % 500 == 0 {
-            conn.execute("DELETE FROM refreshes WHERE id <= ?1", params![id - KEEP_ROWS]).map_err(|e| self.fail(e))?;
+            conn.execute(
+                "DELETE FROM refreshes WHERE id <= ?1",
+                params![id - KEEP_ROWS],
+            )
+            .map_err(|e| self.fail(e))?;
         }
         Ok(())
     }
 
-    pub fn entries(&self, account: Option<&AccountName>, limit: usize) -> Result<Vec<Entry>, HistoryError> {
+    pub fn entries(
+        &self,
+        account: Option<&AccountName>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, HistoryError> {
         let conn = self.conn.lock().expect("poisoned");
         let mut stmt = conn
             .prepare(
@@ -184,10 +202,17 @@ impl History {
                 })
             })
             .map_err(|e| self.fail(e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.fail(e))
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.fail(e))
     }
 
-    pub fn save_state(&self, account: &AccountName, status: &str, last_error: Option<&str>, last_refresh: Option<Deadline>) -> Result<(), HistoryError> {
+    pub fn save_state(
+        &self,
+        account: &AccountName,
+        status: &str,
+        last_error: Option<&str>,
+        last_refresh: Option<Deadline>,
+    ) -> Result<(), HistoryError> {
         let conn = self.conn.lock().expect("poisoned");
         conn.execute(
             "INSERT INTO state (account, status, last_error, last_refresh_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -207,7 +232,9 @@ impl History {
                 Ok(SavedState {
                     status: row.get(0)?,
                     last_error: row.get(1)?,
-                    last_refresh: row.get::<_, Option<i64>>(2)?.map(Deadline::from_unix_millis),
+                    last_refresh: row
+                        .get::<_, Option<i64>>(2)?
+                        .map(Deadline::from_unix_millis),
                     updated: Deadline::from_unix_millis(row.get(3)?),
                 })
             },
@@ -227,8 +254,26 @@ mod tests {
         let h = History::open(&dir.path().join("h.sqlite3")).unwrap();
         let a: AccountName = "a".parse().unwrap();
         let b: AccountName = "b".parse().unwrap();
-        h.record(&a, Trigger::Scheduled, Outcome::Ok, Duration::from_millis(5), Some(Deadline::from_unix(10)), None, None).unwrap();
-        h.record(&b, Trigger::Manual, Outcome::PermanentError, Duration::ZERO, None, Some("invalid_grant"), Some("m")).unwrap();
+        h.record(
+            &a,
+            Trigger::Scheduled,
+            Outcome::Ok,
+            Duration::from_millis(5),
+            Some(Deadline::from_unix(10)),
+            None,
+            None,
+        )
+        .unwrap();
+        h.record(
+            &b,
+            Trigger::Manual,
+            Outcome::PermanentError,
+            Duration::ZERO,
+            None,
+            Some("invalid_grant"),
+            Some("m"),
+        )
+        .unwrap();
         let all = h.entries(None, 10).unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].account, "b");

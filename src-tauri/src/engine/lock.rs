@@ -36,7 +36,11 @@ pub enum LockError {
     #[error("timed out waiting for another tokenwarden command (pid {pid}) to finish")]
     Busy { pid: u32 },
     #[error("lock file {}: {source}", path.display())]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Who holds the lock now, if anyone does.
@@ -70,7 +74,10 @@ pub fn acquire(dir: &Path, role: Role, wait: Duration) -> Result<EngineLock, Loc
     loop {
         match file.try_lock() {
             Ok(()) => {
-                let holder = Holder { pid: std::process::id(), role };
+                let holder = Holder {
+                    pid: std::process::id(),
+                    role,
+                };
                 let path = dir.join("engine.json");
                 std::fs::write(&path, serde_json::to_vec(&holder).expect("serializes"))
                     .map_err(|source| LockError::Io { path, source })?;
@@ -79,13 +86,28 @@ pub fn acquire(dir: &Path, role: Role, wait: Duration) -> Result<EngineLock, Loc
             Err(std::fs::TryLockError::WouldBlock) => {
                 let holder = read_holder(dir);
                 match holder {
-                    Some(Holder { pid, role: Role::Engine }) => return Err(LockError::HeldByEngine { pid, dir: dir.to_owned() }),
-                    other if started.elapsed() >= wait => return Err(LockError::Busy { pid: other.map_or(0, |h| h.pid) }),
+                    Some(Holder {
+                        pid,
+                        role: Role::Engine,
+                    }) => {
+                        return Err(LockError::HeldByEngine {
+                            pid,
+                            dir: dir.to_owned(),
+                        })
+                    }
+                    other if started.elapsed() >= wait => {
+                        return Err(LockError::Busy {
+                            pid: other.map_or(0, |h| h.pid),
+                        })
+                    }
                     _ => std::thread::sleep(Duration::from_millis(100)),
                 }
             }
             Err(std::fs::TryLockError::Error(source)) => {
-                return Err(LockError::Io { path: dir.join("engine.lock"), source })
+                return Err(LockError::Io {
+                    path: dir.join("engine.lock"),
+                    source,
+                })
             }
         }
     }

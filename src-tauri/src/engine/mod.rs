@@ -65,9 +65,15 @@ pub enum EngineError {
     #[error(transparent)]
     Lock(#[from] lock::LockError),
     #[error("{account}: {message}")]
-    NotValid { account: AccountName, message: String },
+    NotValid {
+        account: AccountName,
+        message: String,
+    },
     #[error("{account}: {message}")]
-    Usage { account: AccountName, message: String },
+    Usage {
+        account: AccountName,
+        message: String,
+    },
     #[error("{0}")]
     Io(String),
 }
@@ -150,7 +156,12 @@ impl Slot {
 
     fn schedule(&mut self) {
         self.refresh_at = self.tokens.as_ref().map(|t| {
-            timing::refresh_at(t.obtained_at, t.expires_at, self.account.refresh_before, rand::random::<f64>())
+            timing::refresh_at(
+                t.obtained_at,
+                t.expires_at,
+                self.account.refresh_before,
+                rand::random::<f64>(),
+            )
         });
     }
 }
@@ -164,14 +175,29 @@ impl Engine {
             .map_err(|e| EngineError::Io(format!("data dir {}: {e}", ctx.data_dir.display())))?;
         let lock = match mode {
             Mode::Refresher => {
-                let wait = if role == lock::Role::Cli { Duration::from_secs(30) } else { Duration::ZERO };
+                let wait = if role == lock::Role::Cli {
+                    Duration::from_secs(30)
+                } else {
+                    Duration::ZERO
+                };
                 let dir = ctx.data_dir.clone();
-                Some(tokio::task::spawn_blocking(move || lock::acquire(&dir, role, wait)).await.map_err(|e| EngineError::Io(e.to_string()))??)
+                Some(
+                    tokio::task::spawn_blocking(move || lock::acquire(&dir, role, wait))
+                        .await
+                        .map_err(|e| EngineError::Io(e.to_string()))??,
+                )
             }
             Mode::Observer => None,
         };
         let store: Arc<dyn SecretStore> = Arc::new(secrets::OsKeychain::new(&ctx.keychain_service));
-        Self::with_parts(config, mode, store, History::open(&ctx.history_path())?, lock).await
+        Self::with_parts(
+            config,
+            mode,
+            store,
+            History::open(&ctx.history_path())?,
+            lock,
+        )
+        .await
     }
 
     /// Builds an engine from parts; tests of engine logic pass a memory store.
@@ -211,7 +237,10 @@ impl Engine {
             if mode == Mode::Observer {
                 if let Some(saved) = &saved {
                     slot.health = match saved.status.as_str() {
-                        "retrying" => Health::Retrying { attempt: 0, next_try: saved.updated },
+                        "retrying" => Health::Retrying {
+                            attempt: 0,
+                            next_try: saved.updated,
+                        },
                         "refreshing" => Health::Refreshing,
                         _ => slot.health,
                     };
@@ -257,21 +286,41 @@ impl Engine {
     }
 
     fn account(&self, name: &AccountName) -> Result<Arc<Account>, EngineError> {
-        self.shared.config.account(name).cloned().ok_or_else(|| EngineError::UnknownAccount(name.clone()))
+        self.shared
+            .config
+            .account(name)
+            .cloned()
+            .ok_or_else(|| EngineError::UnknownAccount(name.clone()))
     }
 
-    fn with_slot<T>(&self, name: &AccountName, f: impl FnOnce(&mut Slot) -> T) -> Result<T, EngineError> {
+    fn with_slot<T>(
+        &self,
+        name: &AccountName,
+        f: impl FnOnce(&mut Slot) -> T,
+    ) -> Result<T, EngineError> {
         let mut accounts = self.shared.accounts.lock().expect("poisoned");
-        accounts.get_mut(name).map(f).ok_or_else(|| EngineError::UnknownAccount(name.clone()))
+        accounts
+            .get_mut(name)
+            .map(f)
+            .ok_or_else(|| EngineError::UnknownAccount(name.clone()))
     }
 
     /// Every account's view, in config order.
     pub fn snapshot(&self) -> Vec<AccountView> {
         let accounts = self.shared.accounts.lock().expect("poisoned");
-        self.shared.config.accounts.iter().filter_map(|a| accounts.get(&a.name).map(Slot::view)).collect()
+        self.shared
+            .config
+            .accounts
+            .iter()
+            .filter_map(|a| accounts.get(&a.name).map(Slot::view))
+            .collect()
     }
 
-    pub fn history(&self, account: Option<&AccountName>, limit: usize) -> Result<Vec<history::Entry>, EngineError> {
+    pub fn history(
+        &self,
+        account: Option<&AccountName>,
+        limit: usize,
+    ) -> Result<Vec<history::Entry>, EngineError> {
         if let Some(name) = account {
             self.account(name)?;
         }
@@ -280,7 +329,11 @@ impl Engine {
 
     /// The current token if it stays valid for `min_valid`: the only way tokens are served,
     /// so "never after expires_at" holds everywhere.
-    fn valid_token(&self, name: &AccountName, min_valid: Duration) -> Result<Option<TokenView>, EngineError> {
+    fn valid_token(
+        &self,
+        name: &AccountName,
+        min_valid: Duration,
+    ) -> Result<Option<TokenView>, EngineError> {
         self.with_slot(name, |slot| {
             let now = SystemTime::now();
             slot.tokens.as_ref().and_then(|t| {
@@ -297,7 +350,11 @@ impl Engine {
     }
 
     /// A token valid for at least `min_valid`, refreshed first if needed (and allowed).
-    pub async fn token(&self, name: &AccountName, min_valid: Duration) -> Result<TokenView, EngineError> {
+    pub async fn token(
+        &self,
+        name: &AccountName,
+        min_valid: Duration,
+    ) -> Result<TokenView, EngineError> {
         if let Some(view) = self.valid_token(name, min_valid)? {
             return Ok(view);
         }
@@ -305,34 +362,57 @@ impl Engine {
             // The running engine may have refreshed since we loaded: the keychain is the truth.
             let fresh = self.shared.keychain.tokens(name).await?;
             self.with_slot(name, |slot| slot.tokens = fresh)?;
-            return self.valid_token(name, min_valid)?.ok_or_else(|| self.not_valid(name, min_valid));
+            return self
+                .valid_token(name, min_valid)?
+                .ok_or_else(|| self.not_valid(name, min_valid));
         }
-        self.refresh_with(name, Trigger::MinValid, Some(min_valid)).await?;
-        self.valid_token(name, min_valid)?.ok_or_else(|| self.not_valid(name, min_valid))
+        self.refresh_with(name, Trigger::MinValid, Some(min_valid))
+            .await?;
+        self.valid_token(name, min_valid)?
+            .ok_or_else(|| self.not_valid(name, min_valid))
     }
 
     fn not_valid(&self, name: &AccountName, min_valid: Duration) -> EngineError {
         let view = self.with_slot(name, |s| s.view()).ok();
-        let why = match view.as_ref().map(|v| (v.status.as_str(), v.last_error.as_deref())) {
-            Some((_, Some(error))) => format!("no token valid for {}s: {error}", min_valid.as_secs()),
-            Some(("not_connected", None)) => format!("not connected; run `tokenwarden connect {name}`"),
+        let why = match view
+            .as_ref()
+            .map(|v| (v.status.as_str(), v.last_error.as_deref()))
+        {
+            Some((_, Some(error))) => {
+                format!("no token valid for {}s: {error}", min_valid.as_secs())
+            }
+            Some(("not_connected", None)) => {
+                format!("not connected; run `tokenwarden connect {name}`")
+            }
             _ if self.shared.mode == Mode::Observer => {
-                format!("no token valid for {}s yet; the running engine refreshes it", min_valid.as_secs())
+                format!(
+                    "no token valid for {}s yet; the running engine refreshes it",
+                    min_valid.as_secs()
+                )
             }
             _ => format!("no token valid for {}s", min_valid.as_secs()),
         };
-        EngineError::NotValid { account: name.clone(), message: why }
+        EngineError::NotValid {
+            account: name.clone(),
+            message: why,
+        }
     }
 
     /// Refreshes now, whatever the token's age.
     pub async fn refresh(&self, name: &AccountName) -> Result<TokenView, EngineError> {
         self.refresh_with(name, Trigger::Manual, None).await?;
-        self.valid_token(name, Duration::ZERO)?.ok_or_else(|| self.not_valid(name, Duration::ZERO))
+        self.valid_token(name, Duration::ZERO)?
+            .ok_or_else(|| self.not_valid(name, Duration::ZERO))
     }
 
     /// One refresh under the account's gate. With `unless_valid`, a token that became valid
     /// for that long while we waited for the gate (someone else refreshed) is good enough.
-    async fn refresh_with(&self, name: &AccountName, trigger: Trigger, unless_valid: Option<Duration>) -> Result<(), EngineError> {
+    async fn refresh_with(
+        &self,
+        name: &AccountName,
+        trigger: Trigger,
+        unless_valid: Option<Duration>,
+    ) -> Result<(), EngineError> {
         let account = self.account(name)?;
         if self.shared.mode == Mode::Observer {
             return Err(EngineError::Usage {
@@ -380,7 +460,11 @@ impl Engine {
             let connected = stored.is_some();
             slot.tokens = stored;
             slot.generation += 1;
-            slot.health = if connected { Health::Fresh } else { Health::NotConnected };
+            slot.health = if connected {
+                Health::Fresh
+            } else {
+                Health::NotConnected
+            };
             if connected {
                 slot.last_error = None;
             }
@@ -391,7 +475,11 @@ impl Engine {
 
     /// The heart of a refresh: fetch, then the keychain write before anything else sees
     /// the new token, then state, history and events.
-    async fn fetch_and_store(&self, account: &Arc<Account>, trigger: Trigger) -> Result<(), EngineError> {
+    async fn fetch_and_store(
+        &self,
+        account: &Arc<Account>,
+        trigger: Trigger,
+    ) -> Result<(), EngineError> {
         let name = &account.name;
         let started = Instant::now();
         let (current, previous_health) = self.with_slot(name, |slot| {
@@ -399,7 +487,10 @@ impl Engine {
             slot.health = Health::Refreshing;
             (slot.tokens.clone(), previous)
         })?;
-        self.emit(EngineEvent::HealthChanged { account: name.clone(), status: "refreshing" });
+        self.emit(EngineEvent::HealthChanged {
+            account: name.clone(),
+            status: "refreshing",
+        });
         let issued = self.fetch(account, current.as_ref()).await;
         let elapsed = started.elapsed();
         match issued {
@@ -407,9 +498,13 @@ impl Engine {
                 let set = TokenSet {
                     access: issued.access,
                     // No new refresh token (Google) means the old one stays valid.
-                    refresh: issued.refresh.or_else(|| current.as_ref().and_then(|c| c.refresh.clone())),
+                    refresh: issued
+                        .refresh
+                        .or_else(|| current.as_ref().and_then(|c| c.refresh.clone())),
                     token_type: issued.token_type,
-                    scope: issued.scope.or_else(|| current.as_ref().and_then(|c| c.scope.clone())),
+                    scope: issued
+                        .scope
+                        .or_else(|| current.as_ref().and_then(|c| c.scope.clone())),
                     expires_at: issued.expires_at,
                     obtained_at: Deadline::now(),
                 };
@@ -423,21 +518,35 @@ impl Engine {
         }
     }
 
-    async fn fetch(&self, account: &Account, current: Option<&TokenSet>) -> Result<provider::Issued, RefreshError> {
+    async fn fetch(
+        &self,
+        account: &Account,
+        current: Option<&TokenSet>,
+    ) -> Result<provider::Issued, RefreshError> {
         let name = &account.name;
         if account.provider.needs_consent() && current.and_then(|c| c.refresh.as_ref()).is_none() {
-            return Err(RefreshError::NotConnected { account: name.clone() });
+            return Err(RefreshError::NotConnected {
+                account: name.clone(),
+            });
         }
         let secret = if account.provider.needs_secret() {
-            let secret = self.shared.keychain.get(SecretKey::ClientSecret(name.clone())).await.map_err(|e| RefreshError::Setup {
+            let secret = self
+                .shared
+                .keychain
+                .get(SecretKey::ClientSecret(name.clone()))
+                .await
+                .map_err(|e| RefreshError::Setup {
+                    account: name.clone(),
+                    what: e.to_string(),
+                })?;
+            Some(secret.ok_or_else(|| RefreshError::MissingSecret {
                 account: name.clone(),
-                what: e.to_string(),
-            })?;
-            Some(secret.ok_or_else(|| RefreshError::MissingSecret { account: name.clone() })?)
+            })?)
         } else {
             None
         };
-        self.with_slot(name, |s| s.last_secret = secret.clone()).ok();
+        self.with_slot(name, |s| s.last_secret = secret.clone())
+            .ok();
         let upstream = self.upstream_tokens(account);
         let request = FetchRequest {
             account: name,
@@ -460,7 +569,8 @@ impl Engine {
             .iter()
             .filter_map(|up| {
                 let t = accounts.get(up)?.tokens.as_ref()?;
-                (!t.expires_at.has_passed(now + Duration::from_secs(1))).then(|| (up.clone(), t.access.clone()))
+                (!t.expires_at.has_passed(now + Duration::from_secs(1)))
+                    .then(|| (up.clone(), t.access.clone()))
             })
             .collect()
     }
@@ -475,19 +585,39 @@ impl Engine {
             slot.health = Health::Fresh;
             slot.last_refresh = Some(Deadline::now());
             slot.unsaved = saved.is_err();
-            slot.last_error = saved.as_ref().err().map(|e| format!("the new token is not saved yet: {e}"));
+            slot.last_error = saved
+                .as_ref()
+                .err()
+                .map(|e| format!("the new token is not saved yet: {e}"));
             slot.schedule();
         })
         .ok();
         if let Err(e) = &saved {
             tracing::error!(account = %name, error = %e, "keychain write failed; the new token is kept in memory and the write retried");
-            self.emit(EngineEvent::KeychainWriteFailed { account: name.clone(), message: e.to_string() });
+            self.emit(EngineEvent::KeychainWriteFailed {
+                account: name.clone(),
+                message: e.to_string(),
+            });
         }
         tracing::info!(account = %name, trigger = trigger.as_str(), expires_at = %expires_at, "refreshed");
-        self.record(name, trigger, Outcome::Ok, elapsed, Some(expires_at), None, None);
+        self.record(
+            name,
+            trigger,
+            Outcome::Ok,
+            elapsed,
+            Some(expires_at),
+            None,
+            None,
+        );
         self.persist_state(name);
-        self.emit(EngineEvent::Refreshed { account: name.clone(), expires_at });
-        self.emit(EngineEvent::HealthChanged { account: name.clone(), status: "fresh" });
+        self.emit(EngineEvent::Refreshed {
+            account: name.clone(),
+            expires_at,
+        });
+        self.emit(EngineEvent::HealthChanged {
+            account: name.clone(),
+            status: "fresh",
+        });
     }
 
     /// Writes a token set, retrying a few times: a rotated refresh token that is not stored
@@ -507,7 +637,14 @@ impl Engine {
         }
     }
 
-    fn fail(&self, account: &Account, error: &RefreshError, trigger: Trigger, elapsed: Duration, previous: Health) {
+    fn fail(
+        &self,
+        account: &Account,
+        error: &RefreshError,
+        trigger: Trigger,
+        elapsed: Duration,
+        previous: Health,
+    ) {
         let name = &account.name;
         let message = error.to_string();
         let transient = error.is_transient();
@@ -519,9 +656,15 @@ impl Engine {
                         Health::Retrying { attempt, .. } => attempt + 1,
                         _ => 1,
                     };
-                    let delay = timing::backoff(attempt, retry, error.wait_hint(), rand::random::<f64>());
-                    Health::Retrying { attempt, next_try: Deadline::after(SystemTime::now(), delay) }
-                } else if matches!(error, RefreshError::NotConnected { .. }) && slot.tokens.is_none() {
+                    let delay =
+                        timing::backoff(attempt, retry, error.wait_hint(), rand::random::<f64>());
+                    Health::Retrying {
+                        attempt,
+                        next_try: Deadline::after(SystemTime::now(), delay),
+                    }
+                } else if matches!(error, RefreshError::NotConnected { .. })
+                    && slot.tokens.is_none()
+                {
                     Health::NotConnected
                 } else {
                     Health::NeedsReconnect
@@ -530,28 +673,67 @@ impl Engine {
                 slot.health.clone()
             })
             .unwrap_or(Health::NeedsReconnect);
-        let outcome = if transient { Outcome::TransientError } else { Outcome::PermanentError };
+        let outcome = if transient {
+            Outcome::TransientError
+        } else {
+            Outcome::PermanentError
+        };
         tracing::warn!(account = %name, trigger = trigger.as_str(), code = %error.code(), status = health.status(), "{message}");
-        self.record(name, trigger, outcome, elapsed, None, Some(&error.code()), Some(&message));
+        self.record(
+            name,
+            trigger,
+            outcome,
+            elapsed,
+            None,
+            Some(&error.code()),
+            Some(&message),
+        );
         self.persist_state(name);
         // One notification per episode: the first failure, and giving up. Retries are silent.
         let first = !matches!(previous, Health::Retrying { .. });
         if first || !transient {
-            self.emit(EngineEvent::RefreshFailed { account: name.clone(), message, gave_up: !transient });
+            self.emit(EngineEvent::RefreshFailed {
+                account: name.clone(),
+                message,
+                gave_up: !transient,
+            });
         }
-        self.emit(EngineEvent::HealthChanged { account: name.clone(), status: health.status() });
+        self.emit(EngineEvent::HealthChanged {
+            account: name.clone(),
+            status: health.status(),
+        });
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn record(&self, name: &AccountName, trigger: Trigger, outcome: Outcome, elapsed: Duration, expires_at: Option<Deadline>, code: Option<&str>, message: Option<&str>) {
-        if let Err(e) = self.shared.history.record(name, trigger, outcome, elapsed, expires_at, code, message) {
+    fn record(
+        &self,
+        name: &AccountName,
+        trigger: Trigger,
+        outcome: Outcome,
+        elapsed: Duration,
+        expires_at: Option<Deadline>,
+        code: Option<&str>,
+        message: Option<&str>,
+    ) {
+        if let Err(e) = self
+            .shared
+            .history
+            .record(name, trigger, outcome, elapsed, expires_at, code, message)
+        {
             tracing::error!(error = %e, "could not write the refresh log");
         }
     }
 
     fn persist_state(&self, name: &AccountName) {
-        let Ok(view) = self.with_slot(name, |s| s.view()) else { return };
-        if let Err(e) = self.shared.history.save_state(name, &view.status, view.last_error.as_deref(), view.last_refresh) {
+        let Ok(view) = self.with_slot(name, |s| s.view()) else {
+            return;
+        };
+        if let Err(e) = self.shared.history.save_state(
+            name,
+            &view.status,
+            view.last_error.as_deref(),
+            view.last_refresh,
+        ) {
             tracing::error!(error = %e, "could not save account state");
         }
     }
@@ -576,12 +758,22 @@ impl Engine {
     }
 
     /// Saves a client secret (`secret set`, the UI).
-    pub async fn set_client_secret(&self, name: &AccountName, value: Secret) -> Result<(), EngineError> {
+    pub async fn set_client_secret(
+        &self,
+        name: &AccountName,
+        value: Secret,
+    ) -> Result<(), EngineError> {
         self.account(name)?;
         if value.expose().trim().is_empty() {
-            return Err(EngineError::Usage { account: name.clone(), message: "the secret is empty; nothing was stored".into() });
+            return Err(EngineError::Usage {
+                account: name.clone(),
+                message: "the secret is empty; nothing was stored".into(),
+            });
         }
-        self.shared.keychain.set(SecretKey::ClientSecret(name.clone()), value).await?;
+        self.shared
+            .keychain
+            .set(SecretKey::ClientSecret(name.clone()), value)
+            .await?;
         // A `needs_reconnect` caused by a missing or wrong secret may now succeed.
         self.with_slot(name, |s| s.last_recheck = None)?;
         self.shared.wake.notify_one();
@@ -590,9 +782,16 @@ impl Engine {
 
     /// Runs the consent flow for an authorization-code account: `show` gets the URL to
     /// open; the redirect arrives on a loopback listener. Writes the first token set.
-    pub async fn connect(&self, name: &AccountName, show: impl FnOnce(&Url)) -> Result<AccountView, EngineError> {
+    pub async fn connect(
+        &self,
+        name: &AccountName,
+        show: impl FnOnce(&Url),
+    ) -> Result<AccountView, EngineError> {
         let account = self.account(name)?;
-        let usage = |message: &str| EngineError::Usage { account: name.clone(), message: message.to_owned() };
+        let usage = |message: &str| EngineError::Usage {
+            account: name.clone(),
+            message: message.to_owned(),
+        };
         let Provider::OAuth2(spec) = &account.provider else {
             return Err(usage("this provider needs no consent: it fetches tokens with the client secret alone (`tokenwarden secret set`)"));
         };
@@ -600,18 +799,35 @@ impl Engine {
             return Err(usage("this account uses a grant without a browser consent (set grant = \"authorization_code\", or use --device)"));
         }
         let (bind, path) = match &spec.redirect {
-            Redirect::Exact(url) => (format!("127.0.0.1:{}", url.port().unwrap_or(80)), url.path().to_owned()),
+            Redirect::Exact(url) => (
+                format!("127.0.0.1:{}", url.port().unwrap_or(80)),
+                url.path().to_owned(),
+            ),
             Redirect::AnyLoopbackPort => ("127.0.0.1:0".to_owned(), "/callback".to_owned()),
         };
-        let listener = tokio::net::TcpListener::bind(&bind)
-            .await
-            .map_err(|e| usage(&format!("cannot listen on {bind} for the redirect ({e}); is another connect running?")))?;
-        let port = listener.local_addr().map_err(|e| EngineError::Io(e.to_string()))?.port();
+        let listener = tokio::net::TcpListener::bind(&bind).await.map_err(|e| {
+            usage(&format!(
+                "cannot listen on {bind} for the redirect ({e}); is another connect running?"
+            ))
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| EngineError::Io(e.to_string()))?
+            .port();
         let redirect_uri = match &spec.redirect {
             Redirect::Exact(url) => url.clone(),
-            Redirect::AnyLoopbackPort => Url::parse(&format!("http://127.0.0.1:{port}{path}")).expect("valid"),
+            Redirect::AnyLoopbackPort => {
+                Url::parse(&format!("http://127.0.0.1:{port}{path}")).expect("valid")
+            }
         };
-        let consent = spec.begin_consent(&self.shared.http, name, &account.provider_name, &redirect_uri).await?;
+        let consent = spec
+            .begin_consent(
+                &self.shared.http,
+                name,
+                &account.provider_name,
+                &redirect_uri,
+            )
+            .await?;
         show(&consent.url);
         let redirected = tokio::time::timeout(CONSENT_TIMEOUT, redirect::receive(&listener, &path, consent.state.secret()))
             .await
@@ -620,10 +836,17 @@ impl Engine {
         drop(listener);
         let code = match redirected {
             redirect::Redirected::Code(code) => code,
-            redirect::Redirected::Refused(error) => return Err(usage(&format!("the provider did not grant access ({error})"))),
+            redirect::Redirected::Refused(error) => {
+                return Err(usage(&format!(
+                    "the provider did not grant access ({error})"
+                )))
+            }
         };
         let secret = if account.provider.needs_secret() {
-            self.shared.keychain.get(SecretKey::ClientSecret(name.clone())).await?
+            self.shared
+                .keychain
+                .get(SecretKey::ClientSecret(name.clone()))
+                .await?
         } else {
             None
         };
@@ -637,11 +860,21 @@ impl Engine {
             upstream: &upstream,
             http: &self.shared.http,
         };
-        let issued = spec.exchange_code(&request, code, consent.verifier, &redirect_uri).await;
+        let issued = spec
+            .exchange_code(&request, code, consent.verifier, &redirect_uri)
+            .await;
         let issued = match issued {
             Ok(issued) => issued,
             Err(e) => {
-                self.record(name, Trigger::Connect, Outcome::PermanentError, started.elapsed(), None, Some(&e.code()), Some(&e.to_string()));
+                self.record(
+                    name,
+                    Trigger::Connect,
+                    Outcome::PermanentError,
+                    started.elapsed(),
+                    None,
+                    Some(&e.code()),
+                    Some(&e.to_string()),
+                );
                 return Err(e.into());
             }
         };
@@ -665,10 +898,24 @@ impl Engine {
             slot.unsaved = false;
             slot.schedule();
         })?;
-        self.record(name, Trigger::Connect, Outcome::Ok, started.elapsed(), Some(expires_at), None, None);
+        self.record(
+            name,
+            Trigger::Connect,
+            Outcome::Ok,
+            started.elapsed(),
+            Some(expires_at),
+            None,
+            None,
+        );
         self.persist_state(name);
-        self.emit(EngineEvent::Refreshed { account: name.clone(), expires_at });
-        self.emit(EngineEvent::HealthChanged { account: name.clone(), status: "fresh" });
+        self.emit(EngineEvent::Refreshed {
+            account: name.clone(),
+            expires_at,
+        });
+        self.emit(EngineEvent::HealthChanged {
+            account: name.clone(),
+            status: "fresh",
+        });
         self.shared.wake.notify_one();
         self.with_slot(name, |s| s.view())
     }
@@ -682,7 +929,13 @@ impl Engine {
         let tokens = self.shared.keychain.tokens(name).await.ok().flatten();
         let mut warning = None;
         if let (Provider::OAuth2(spec), Some(tokens)) = (&account.provider, &tokens) {
-            let secret = self.shared.keychain.get(SecretKey::ClientSecret(name.clone())).await.ok().flatten();
+            let secret = self
+                .shared
+                .keychain
+                .get(SecretKey::ClientSecret(name.clone()))
+                .await
+                .ok()
+                .flatten();
             let upstream = HashMap::new();
             let request = FetchRequest {
                 account: name,
@@ -698,12 +951,27 @@ impl Engine {
             };
             match spec.revoke(&request, token, is_refresh).await {
                 Ok(true) => {}
-                Ok(false) => warning = Some(format!("{}: has no revocation endpoint; revoke access in the provider's settings too", account.provider_name)),
-                Err(e) => warning = Some(format!("revocation failed ({e}); revoke access in the provider's settings")),
+                Ok(false) => {
+                    warning = Some(format!(
+                    "{}: has no revocation endpoint; revoke access in the provider's settings too",
+                    account.provider_name
+                ))
+                }
+                Err(e) => {
+                    warning = Some(format!(
+                        "revocation failed ({e}); revoke access in the provider's settings"
+                    ))
+                }
             }
         }
-        self.shared.keychain.delete(SecretKey::Tokens(name.clone())).await?;
-        self.shared.keychain.delete(SecretKey::ClientSecret(name.clone())).await?;
+        self.shared
+            .keychain
+            .delete(SecretKey::Tokens(name.clone()))
+            .await?;
+        self.shared
+            .keychain
+            .delete(SecretKey::ClientSecret(name.clone()))
+            .await?;
         self.with_slot(name, |slot| {
             slot.tokens = None;
             slot.generation += 1;
@@ -713,7 +981,10 @@ impl Engine {
             slot.refresh_at = None;
         })?;
         self.persist_state(name);
-        self.emit(EngineEvent::HealthChanged { account: name.clone(), status: "not_connected" });
+        self.emit(EngineEvent::HealthChanged {
+            account: name.clone(),
+            status: "not_connected",
+        });
         Ok(warning)
     }
 

@@ -53,7 +53,7 @@ impl From<AccountName> for String {
 
 impl fmt::Display for AccountName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -120,7 +120,7 @@ impl Serialize for Deadline {
 
 impl fmt::Display for Deadline {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.rfc3339())
+        f.pad(&self.rfc3339())
     }
 }
 
@@ -130,7 +130,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if let Ok(secs) = text.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. \"90s\", \"5m\", \"2h\""))
+    humantime::parse_duration(text).map_err(|e| {
+        format!("`{text}` is not a duration ({e}); write e.g. \"90s\", \"5m\", \"2h\"")
+    })
 }
 
 #[cfg(test)]

@@ -35,7 +35,11 @@ impl Context {
             .ok()
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| DEFAULT_KEYCHAIN_SERVICE.to_owned());
-        Ok(Self { config_path, data_dir, keychain_service })
+        Ok(Self {
+            config_path,
+            data_dir,
+            keychain_service,
+        })
     }
 
     pub fn history_path(&self) -> PathBuf {

@@ -22,7 +22,11 @@ const REFUSED: &str = "<!doctype html><meta charset=utf-8><title>Tokenwarden</ti
 const MISMATCH: &str = "<!doctype html><meta charset=utf-8><title>Tokenwarden</title><body style=\"font:16px system-ui;margin:3em\"><h1>Not this sign-in</h1><p>This response does not belong to the sign-in Tokenwarden is waiting for (its state does not match). Use the link Tokenwarden printed most recently.</p>";
 
 /// Waits for the redirect to `path` whose `state` equals `state`.
-pub async fn receive(listener: &TcpListener, path: &str, state: &str) -> std::io::Result<Redirected> {
+pub async fn receive(
+    listener: &TcpListener,
+    path: &str,
+    state: &str,
+) -> std::io::Result<Redirected> {
     loop {
         let (stream, _) = listener.accept().await?;
         if let Some(result) = handle(stream, path, state).await {
@@ -32,7 +36,8 @@ pub async fn receive(listener: &TcpListener, path: &str, state: &str) -> std::io
 }
 
 async fn handle(mut stream: TcpStream, path: &str, state: &str) -> Option<Redirected> {
-    let target = match tokio::time::timeout(Duration::from_secs(10), read_target(&mut stream)).await {
+    let target = match tokio::time::timeout(Duration::from_secs(10), read_target(&mut stream)).await
+    {
         Ok(Some(target)) => target,
         _ => return None,
     };
@@ -41,8 +46,13 @@ async fn handle(mut stream: TcpStream, path: &str, state: &str) -> Option<Redire
         respond(&mut stream, "404 Not Found", "").await;
         return None;
     }
-    let param = |key: &str| url.query_pairs().find(|(k, _)| k == key).map(|(_, v)| v.into_owned());
-    let state_ok = param("state").is_some_and(|s| crate::engine::secret::Secret::new(s).same_as(state));
+    let param = |key: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    };
+    let state_ok =
+        param("state").is_some_and(|s| crate::engine::secret::Secret::new(s).same_as(state));
     if !state_ok {
         respond(&mut stream, "400 Bad Request", MISMATCH).await;
         return None;
@@ -54,7 +64,14 @@ async fn handle(mut stream: TcpStream, path: &str, state: &str) -> Option<Redire
     let error = param("error").unwrap_or_else(|| "no_code".into());
     respond(&mut stream, "200 OK", REFUSED).await;
     // Quote only a code-shaped value.
-    let error = if error.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') { error } else { "error".into() };
+    let error = if error
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        error
+    } else {
+        "error".into()
+    };
     Some(Redirected::Refused(error))
 }
 

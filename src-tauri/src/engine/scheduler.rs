@@ -28,9 +28,18 @@ pub(super) async fn run(engine: Engine, stop: CancellationToken) {
         }
         for name in plan.recheck {
             let engine = engine.clone();
-            engine.shared.tasks.clone().spawn(async move { engine.recheck(&name).await });
+            engine
+                .shared
+                .tasks
+                .clone()
+                .spawn(async move { engine.recheck(&name).await });
         }
-        let nap = plan.next.map_or(MAX_SLEEP, |t| t.duration_since(now).unwrap_or(Duration::ZERO)).min(MAX_SLEEP);
+        let nap = plan
+            .next
+            .map_or(MAX_SLEEP, |t| {
+                t.duration_since(now).unwrap_or(Duration::ZERO)
+            })
+            .min(MAX_SLEEP);
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = engine.shared.wake.notified() => {}
@@ -53,7 +62,11 @@ impl Engine {
         let mut accounts = self.shared.accounts.lock().expect("poisoned");
         let ready: Vec<AccountName> = accounts
             .iter()
-            .filter(|(_, s)| s.tokens.as_ref().is_some_and(|t| !t.expires_at.has_passed(now)))
+            .filter(|(_, s)| {
+                s.tokens
+                    .as_ref()
+                    .is_some_and(|t| !t.expires_at.has_passed(now))
+            })
             .map(|(n, _)| n.clone())
             .collect();
         for slot in accounts.values_mut() {
@@ -78,11 +91,18 @@ impl Engine {
                     slot.in_flight = true;
                     false
                 }
-                Health::Fresh => slot.refresh_at.is_some_and(|t| at(t, Trigger::Scheduled, &mut plan)),
+                Health::Fresh => slot
+                    .refresh_at
+                    .is_some_and(|t| at(t, Trigger::Scheduled, &mut plan)),
                 Health::Retrying { next_try, .. } => at(next_try.time(), Trigger::Retry, &mut plan),
-                Health::NotConnected if !slot.account.provider.needs_consent() => at(now, Trigger::Startup, &mut plan),
+                Health::NotConnected if !slot.account.provider.needs_consent() => {
+                    at(now, Trigger::Startup, &mut plan)
+                }
                 Health::NotConnected | Health::NeedsReconnect => {
-                    if slot.last_recheck.is_none_or(|t| t.elapsed() >= RECHECK_EVERY) {
+                    if slot
+                        .last_recheck
+                        .is_none_or(|t| t.elapsed() >= RECHECK_EVERY)
+                    {
                         slot.last_recheck = Some(Instant::now());
                         slot.in_flight = true;
                         plan.recheck.push(slot.account.name.clone());
@@ -100,7 +120,7 @@ impl Engine {
 
     /// An account that waits for the user (or for a keychain write) looks again: a token set
     /// written by `connect` in another process, a new client secret, or a retry of the write.
-    async fn recheck(&self, name: &AccountName) {
+    pub(super) async fn recheck(&self, name: &AccountName) {
         let result = self.recheck_inner(name).await;
         if let Err(e) = result {
             tracing::debug!(account = %name, error = %e, "recheck failed");
@@ -111,7 +131,12 @@ impl Engine {
 
     async fn recheck_inner(&self, name: &AccountName) -> Result<(), super::EngineError> {
         let (unsaved, tokens, needs_consent, last_secret) = self.with_slot(name, |s| {
-            (s.unsaved, s.tokens.clone(), s.account.provider.needs_consent(), s.last_secret.clone())
+            (
+                s.unsaved,
+                s.tokens.clone(),
+                s.account.provider.needs_consent(),
+                s.last_secret.clone(),
+            )
         })?;
         if unsaved {
             if let Some(set) = tokens {
@@ -129,19 +154,31 @@ impl Engine {
         if self.adopt_stored(name).await? {
             tracing::info!(account = %name, "took the token set stored by another process");
             self.persist_state(name);
-            self.emit(super::events::EngineEvent::HealthChanged { account: name.clone(), status: "fresh" });
+            self.emit(super::events::EngineEvent::HealthChanged {
+                account: name.clone(),
+                status: "fresh",
+            });
             return Ok(());
         }
         if !needs_consent {
             // A secret set since the last failure (missing before, or a different one) may work.
-            let secret = self.shared.keychain.get(SecretKey::ClientSecret(name.clone())).await?;
+            let secret = self
+                .shared
+                .keychain
+                .get(SecretKey::ClientSecret(name.clone()))
+                .await?;
             let changed = match (&secret, &last_secret) {
                 (Some(now), Some(before)) => !now.same_as(before.expose()),
                 (Some(_), None) => true,
                 (None, _) => false,
             };
             if changed {
-                self.with_slot(name, |s| s.health = Health::Retrying { attempt: 0, next_try: super::names::Deadline::now() })?;
+                self.with_slot(name, |s| {
+                    s.health = Health::Retrying {
+                        attempt: 0,
+                        next_try: super::names::Deadline::now(),
+                    }
+                })?;
             }
         }
         Ok(())

@@ -82,7 +82,9 @@ impl TokenSet {
             token_type: stored.token_type.unwrap_or_else(|| "Bearer".into()),
             scope: stored.scope,
             expires_at: Deadline::from_unix(stored.expires_at),
-            obtained_at: Deadline::from_unix(stored.obtained_at.unwrap_or(stored.expires_at - 3600)),
+            obtained_at: Deadline::from_unix(
+                stored.obtained_at.unwrap_or(stored.expires_at - 3600),
+            ),
         })
     }
 }

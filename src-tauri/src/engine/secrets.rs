@@ -50,7 +50,9 @@ pub struct OsKeychain {
 
 impl OsKeychain {
     pub fn new(service: impl Into<String>) -> Self {
-        Self { service: service.into() }
+        Self {
+            service: service.into(),
+        }
     }
 
     fn entry(&self, key: &SecretKey) -> Result<keyring::Entry, KeychainError> {
@@ -65,7 +67,10 @@ fn fail(key: &SecretKey, e: keyring::Error) -> KeychainError {
         ),
         other => other.to_string(),
     };
-    KeychainError { entry: key.entry(), message }
+    KeychainError {
+        entry: key.entry(),
+        message,
+    }
 }
 
 impl SecretStore for OsKeychain {
@@ -77,7 +82,9 @@ impl SecretStore for OsKeychain {
         }
     }
     fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), KeychainError> {
-        self.entry(key)?.set_password(value.expose()).map_err(|e| fail(key, e))
+        self.entry(key)?
+            .set_password(value.expose())
+            .map_err(|e| fail(key, e))
     }
     fn delete(&self, key: &SecretKey) -> Result<(), KeychainError> {
         match self.entry(key)?.delete_credential() {
@@ -97,13 +104,24 @@ pub struct MemoryStore {
 
 impl SecretStore for MemoryStore {
     fn get(&self, key: &SecretKey) -> Result<Option<Secret>, KeychainError> {
-        Ok(self.items.lock().expect("poisoned").get(&key.entry()).cloned())
+        Ok(self
+            .items
+            .lock()
+            .expect("poisoned")
+            .get(&key.entry())
+            .cloned())
     }
     fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), KeychainError> {
         if self.fail_writes.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(KeychainError { entry: key.entry(), message: "locked (test)".into() });
+            return Err(KeychainError {
+                entry: key.entry(),
+                message: "locked (test)".into(),
+            });
         }
-        self.items.lock().expect("poisoned").insert(key.entry(), value.clone());
+        self.items
+            .lock()
+            .expect("poisoned")
+            .insert(key.entry(), value.clone());
         Ok(())
     }
     fn delete(&self, key: &SecretKey) -> Result<(), KeychainError> {
@@ -140,15 +158,22 @@ impl Keychain {
 
     pub async fn tokens(&self, name: &AccountName) -> Result<Option<TokenSet>, KeychainError> {
         let key = SecretKey::Tokens(name.clone());
-        let Some(json) = self.get(key.clone()).await? else { return Ok(None) };
+        let Some(json) = self.get(key.clone()).await? else {
+            return Ok(None);
+        };
         TokenSet::from_stored_json(&json).map(Some).ok_or_else(|| KeychainError {
             entry: key.entry(),
             message: "holds something that is not a Tokenwarden token set; run `tokenwarden connect` again".into(),
         })
     }
 
-    pub async fn store_tokens(&self, name: &AccountName, set: &TokenSet) -> Result<(), KeychainError> {
-        self.set(SecretKey::Tokens(name.clone()), set.to_stored_json()).await
+    pub async fn store_tokens(
+        &self,
+        name: &AccountName,
+        set: &TokenSet,
+    ) -> Result<(), KeychainError> {
+        self.set(SecretKey::Tokens(name.clone()), set.to_stored_json())
+            .await
     }
 }
 
@@ -156,6 +181,9 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, KeychainError> + Send + 'static,
 ) -> Result<T, KeychainError> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(KeychainError { entry: String::new(), message: format!("keychain task failed: {e}") })
+        Err(KeychainError {
+            entry: String::new(),
+            message: format!("keychain task failed: {e}"),
+        })
     })
 }

@@ -1,1 +1,211 @@
+//! Engine logic with an in-memory keychain (the only way to make a keychain write fail on
+//! purpose) and a real loopback token endpoint.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::*;
+
+/// A token endpoint that answers `{"access_token":"tok-N","expires_in":3600}` after `delay`,
+/// counting requests and the most that were in flight at once.
+struct Endpoint {
+    url: String,
+    requests: Arc<AtomicUsize>,
+    max_parallel: Arc<AtomicUsize>,
+}
+
+async fn endpoint(delay: Duration, body: &'static str) -> Endpoint {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/token", listener.local_addr().unwrap());
+    let requests = Arc::new(AtomicUsize::new(0));
+    let max_parallel = Arc::new(AtomicUsize::new(0));
+    let now = Arc::new(AtomicUsize::new(0));
+    let (r, m) = (requests.clone(), max_parallel.clone());
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let (r, m, now) = (r.clone(), m.clone(), now.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let n = r.fetch_add(1, Ordering::SeqCst) + 1;
+                let inside = now.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(inside, Ordering::SeqCst);
+                tokio::time::sleep(delay).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                let body = body.replace("{n}", &n.to_string());
+                let answer = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    Endpoint {
+        url,
+        requests,
+        max_parallel,
+    }
+}
+
+async fn engine_for(url: &str, store: secrets::MemoryStore) -> (Engine, tempfile::TempDir) {
+    let text = format!("[[account]]\nname = \"svc\"\nprovider = \"http\"\nurl = \"{url}\"\nquery = {{ key = \"{{{{secret}}}}\" }}\n");
+    let config = Config::parse(std::path::Path::new("test.toml"), &text).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let history = History::open(&dir.path().join("h.sqlite3")).unwrap();
+    store
+        .set(
+            &SecretKey::ClientSecret("svc".parse().unwrap()),
+            &Secret::new("tw-canary-client-9f2"),
+        )
+        .unwrap();
+    let engine = Engine::with_parts(config, Mode::Refresher, Arc::new(store), history, None)
+        .await
+        .unwrap();
+    (engine, dir)
+}
+
+fn svc() -> AccountName {
+    "svc".parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_failed_keychain_write_keeps_the_token_in_memory_and_is_retried() {
+    let ep = endpoint(
+        Duration::ZERO,
+        r#"{"access_token":"tok-{n}","expires_in":3600}"#,
+    )
+    .await;
+    let store = secrets::MemoryStore::default();
+    let (engine, _dir) = engine_for(&ep.url, store.clone()).await;
+    store.fail_writes.store(true, Ordering::SeqCst);
+    let mut events = engine.subscribe();
+
+    let token = engine.token(&svc(), Duration::from_secs(60)).await.unwrap();
+    assert_eq!(
+        token.access_token.expose(),
+        "tok-1",
+        "served from memory although the write failed"
+    );
+    assert!(store.get(&SecretKey::Tokens(svc())).unwrap().is_none());
+    let view = &engine.snapshot()[0];
+    assert_eq!(view.status, "fresh");
+    assert!(
+        view.last_error
+            .as_deref()
+            .unwrap()
+            .contains("not saved yet"),
+        "{view:?}"
+    );
+    let mut reported = false;
+    while let Ok(event) = events.try_recv() {
+        reported |= matches!(event, EngineEvent::KeychainWriteFailed { .. });
+    }
+    assert!(reported, "the failure is broadcast");
+
+    // The keychain comes back: the scheduler's recheck writes the kept token.
+    store.fail_writes.store(false, Ordering::SeqCst);
+    engine.recheck(&svc()).await;
+    let stored = store.get(&SecretKey::Tokens(svc())).unwrap().unwrap();
+    assert_eq!(
+        TokenSet::from_stored_json(&stored).unwrap().access.expose(),
+        "tok-1"
+    );
+    assert_eq!(engine.snapshot()[0].last_error, None);
+    assert_eq!(
+        ep.requests.load(Ordering::SeqCst),
+        1,
+        "no second fetch was needed"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_callers_share_one_refresh_at_a_time() {
+    let ep = endpoint(
+        Duration::from_millis(200),
+        r#"{"access_token":"tok-{n}","expires_in":3600}"#,
+    )
+    .await;
+    let (engine, _dir) = engine_for(&ep.url, secrets::MemoryStore::default()).await;
+    let calls = (0..20).map(|_| {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            engine
+                .token(&svc(), Duration::from_secs(60))
+                .await
+                .unwrap()
+                .access_token
+                .expose()
+                .to_owned()
+        })
+    });
+    let tokens: Vec<String> = futures_join(calls).await;
+    assert!(tokens.iter().all(|t| t == "tok-1"), "{tokens:?}");
+    assert_eq!(ep.requests.load(Ordering::SeqCst), 1);
+    assert_eq!(ep.max_parallel.load(Ordering::SeqCst), 1);
+
+    // Forced refreshes queue behind each other rather than overlap.
+    let calls = (0..3).map(|_| {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.refresh(&svc()).await.unwrap() })
+    });
+    futures_join(calls).await;
+    assert_eq!(ep.requests.load(Ordering::SeqCst), 4);
+    assert_eq!(ep.max_parallel.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_error_field_answer_is_not_stored_and_nothing_leaks() {
+    let ep = endpoint(
+        Duration::ZERO,
+        r#"{"errcode":40125,"errmsg":"invalid appsecret tw-canary-client-9f2"}"#,
+    )
+    .await;
+    let text = format!(
+        "[[account]]\nname = \"svc\"\nprovider = \"http\"\nurl = \"{}\"\nquery = {{ key = \"{{{{secret}}}}\" }}\nerror_field = \"errcode\"\n",
+        ep.url
+    );
+    let config = Config::parse(std::path::Path::new("test.toml"), &text).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = secrets::MemoryStore::default();
+    store
+        .set(
+            &SecretKey::ClientSecret(svc()),
+            &Secret::new("tw-canary-client-9f2"),
+        )
+        .unwrap();
+    let history = History::open(&dir.path().join("h.sqlite3")).unwrap();
+    let engine = Engine::with_parts(
+        config,
+        Mode::Refresher,
+        Arc::new(store.clone()),
+        history,
+        None,
+    )
+    .await
+    .unwrap();
+
+    let err = engine.refresh(&svc()).await.unwrap_err().to_string();
+    assert!(err.contains("40125"), "{err}");
+    assert!(
+        store.get(&SecretKey::Tokens(svc())).unwrap().is_none(),
+        "an error answer is not a token"
+    );
+    let view = serde_json::to_string(&engine.snapshot()).unwrap();
+    assert!(view.contains("needs_reconnect"), "{view}");
+    let log = serde_json::to_string(&engine.history(None, 10).unwrap()).unwrap();
+    for text in [&err, &view, &log] {
+        assert!(!text.contains("tw-canary"), "leaked: {text}");
+    }
+}
+
+async fn futures_join<T: Send + 'static>(
+    handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}

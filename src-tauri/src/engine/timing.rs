@@ -12,23 +12,43 @@ const MAX_JITTER: Duration = Duration::from_secs(30);
 /// How long before expiry to refresh: the configured value, else the larger of 20% of the
 /// lifetime and 5 minutes; never more than half the lifetime (DESIGN "Refresh timing").
 pub fn lead(lifetime: Duration, configured: Option<Duration>) -> Duration {
-    configured.unwrap_or_else(|| (lifetime / 5).max(MIN_LEAD)).min(lifetime / 2)
+    configured
+        .unwrap_or_else(|| (lifetime / 5).max(MIN_LEAD))
+        .min(lifetime / 2)
 }
 
 /// When to refresh a token obtained at `obtained_at` that expires at `expires_at`.
 /// `jitter` in [0, 1) moves it earlier by up to a tenth of the lead (at most 30 s), so that
 /// many accounts issued together do not all refresh in the same second.
-pub fn refresh_at(obtained_at: Deadline, expires_at: Deadline, configured: Option<Duration>, jitter: f64) -> SystemTime {
-    let lifetime = expires_at.time().duration_since(obtained_at.time()).unwrap_or(Duration::ZERO);
+pub fn refresh_at(
+    obtained_at: Deadline,
+    expires_at: Deadline,
+    configured: Option<Duration>,
+    jitter: f64,
+) -> SystemTime {
+    let lifetime = expires_at
+        .time()
+        .duration_since(obtained_at.time())
+        .unwrap_or(Duration::ZERO);
     let lead = lead(lifetime, configured);
     let spread = (lead / 10).min(MAX_JITTER).mul_f64(jitter.clamp(0.0, 1.0));
-    expires_at.time().checked_sub(lead + spread).unwrap_or(obtained_at.time())
+    expires_at
+        .time()
+        .checked_sub(lead + spread)
+        .unwrap_or(obtained_at.time())
 }
 
 /// Delay before retry number `attempt` (1-based): doubling from `initial` up to `max`,
 /// ±10% jitter (`jitter` in [0, 1)), and never shorter than what the provider asked for.
-pub fn backoff(attempt: u32, retry: RetrySettings, asked: Option<Duration>, jitter: f64) -> Duration {
-    let doubled = retry.initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+pub fn backoff(
+    attempt: u32,
+    retry: RetrySettings,
+    asked: Option<Duration>,
+    jitter: f64,
+) -> Duration {
+    let doubled = retry
+        .initial
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
     let base = doubled.min(retry.max);
     let factor = 0.9 + 0.2 * jitter.clamp(0.0, 1.0);
     base.mul_f64(factor).max(asked.unwrap_or(Duration::ZERO))
@@ -61,17 +81,29 @@ mod tests {
         let expires = Deadline::at(t0 + 120 * MIN);
         assert_eq!(refresh_at(obtained, expires, None, 0.0), t0 + 96 * MIN);
         // Jitter is capped at 30 s.
-        assert_eq!(refresh_at(obtained, expires, None, 0.999_999), t0 + 96 * MIN - Duration::from_secs(30) + Duration::from_micros(30));
+        assert_eq!(
+            refresh_at(obtained, expires, None, 0.999_999),
+            t0 + 96 * MIN - Duration::from_secs(30) + Duration::from_micros(30)
+        );
     }
 
     #[test]
     fn backoff_doubles_caps_and_honours_retry_after() {
-        let retry = RetrySettings { initial: Duration::from_secs(1), max: Duration::from_secs(10) };
+        let retry = RetrySettings {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(10),
+        };
         let mid = |n| backoff(n, retry, None, 0.5);
-        assert_eq!([mid(1), mid(2), mid(3), mid(4), mid(5)].map(|d| d.as_secs()), [1, 2, 4, 8, 10]);
+        assert_eq!(
+            [mid(1), mid(2), mid(3), mid(4), mid(5)].map(|d| d.as_secs()),
+            [1, 2, 4, 8, 10]
+        );
         assert_eq!(backoff(1, retry, None, 0.0), Duration::from_millis(900));
         assert!(backoff(1, retry, None, 0.999) < Duration::from_millis(1100));
-        assert_eq!(backoff(1, retry, Some(Duration::from_secs(30)), 0.5), Duration::from_secs(30));
+        assert_eq!(
+            backoff(1, retry, Some(Duration::from_secs(30)), 0.5),
+            Duration::from_secs(30)
+        );
         assert_eq!(backoff(60, retry, None, 0.5), Duration::from_secs(10));
     }
 }

@@ -8,7 +8,11 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Invalid(Box<Located>),
 }
@@ -34,7 +38,11 @@ impl fmt::Display for Located {
             write!(f, "key `{key}`: ")?;
         }
         // toml's messages span several lines; the contract is one line per error.
-        let message = self.message.split_whitespace().collect::<Vec<_>>().join(" ");
+        let message = self
+            .message
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         f.write_str(&message)
     }
 }
@@ -49,8 +57,17 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn new(span: std::ops::Range<usize>, key: Option<&'static str>, message: impl Into<String>) -> Self {
-        Self { span, account: None, key, message: message.into() }
+    pub fn new(
+        span: std::ops::Range<usize>,
+        key: Option<&'static str>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            span,
+            account: None,
+            key,
+            message: message.into(),
+        }
     }
 }
 

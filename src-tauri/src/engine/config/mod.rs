@@ -47,7 +47,10 @@ pub struct RetrySettings {
 
 impl Default for RetrySettings {
     fn default() -> Self {
-        Self { initial: Duration::from_secs(5), max: Duration::from_secs(30 * 60) }
+        Self {
+            initial: Duration::from_secs(5),
+            max: Duration::from_secs(30 * 60),
+        }
     }
 }
 
@@ -71,7 +74,12 @@ impl Config {
                 create_example(path)?;
                 EXAMPLE.to_owned()
             }
-            Err(source) => return Err(ConfigError::Io { path: path.to_owned(), source }),
+            Err(source) => {
+                return Err(ConfigError::Io {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
         };
         Self::parse(path, &text)
     }
@@ -80,7 +88,14 @@ impl Config {
         let locate = |p: Problem| {
             let (line, column) = line_column(text, p.span.start);
             let account = p.account.or_else(|| raw::account_at(text, p.span.start));
-            ConfigError::Invalid(Box::new(Located { path: path.to_owned(), line, column, account, key: p.key.map(str::to_owned), message: p.message }))
+            ConfigError::Invalid(Box::new(Located {
+                path: path.to_owned(),
+                line,
+                column,
+                account,
+                key: p.key.map(str::to_owned),
+                message: p.message,
+            }))
         };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
@@ -89,7 +104,14 @@ impl Config {
             problem.key = key;
             locate(problem)
         })?;
-        resolve(raw).map_err(locate).map(|(api, retry, accounts)| Config { path: path.to_owned(), api, retry, accounts })
+        resolve(raw)
+            .map_err(locate)
+            .map(|(api, retry, accounts)| Config {
+                path: path.to_owned(),
+                api,
+                retry,
+                accounts,
+            })
     }
 
     pub fn account(&self, name: &AccountName) -> Option<&Arc<Account>> {
@@ -112,7 +134,16 @@ fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
     let allow_remote = api.allow_remote.unwrap_or(false);
     let listen = match &api.listen {
         Some(l) => {
-            let addr: SocketAddr = l.get_ref().parse().map_err(|_| Problem::new(l.span(), Some("listen"), format!("`{}` is not an IP:port address, e.g. \"127.0.0.1:8732\"", l.get_ref())))?;
+            let addr: SocketAddr = l.get_ref().parse().map_err(|_| {
+                Problem::new(
+                    l.span(),
+                    Some("listen"),
+                    format!(
+                        "`{}` is not an IP:port address, e.g. \"127.0.0.1:8732\"",
+                        l.get_ref()
+                    ),
+                )
+            })?;
             if !addr.ip().is_loopback() && !allow_remote {
                 return Err(Problem::new(l.span(), Some("listen"), "not a loopback address; tokens would be served to the network. Set `allow_remote = true` under [api] if that is really meant"));
             }
@@ -134,22 +165,35 @@ fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
     let mut names = Vec::new();
     for account in &raw.account {
         let name = &account.get_ref().name;
-        let parsed: AccountName = name.get_ref().parse().map_err(|e: super::names::BadAccountName| Problem::new(name.span(), Some("name"), e.to_string()))?;
+        let parsed: AccountName =
+            name.get_ref()
+                .parse()
+                .map_err(|e: super::names::BadAccountName| {
+                    Problem::new(name.span(), Some("name"), e.to_string())
+                })?;
         if let Some(first) = seen.insert(name.get_ref().clone(), name.span()) {
             let _ = first;
-            return Err(Problem::new(name.span(), Some("name"), format!("duplicate account name `{parsed}`: names must be unique")));
+            return Err(Problem::new(
+                name.span(),
+                Some("name"),
+                format!("duplicate account name `{parsed}`: names must be unique"),
+            ));
         }
         names.push(parsed);
     }
 
     let mut accounts = Vec::new();
+    // A WeChat ticket talks to the same host as the token it is fetched with.
     let bases: HashMap<&str, url::Url> = raw
         .account
         .iter()
         .filter(|a| a.get_ref().provider.get_ref() == "wechat")
         .filter_map(|a| {
-            let base = a.get_ref().base_url.as_ref().and_then(|b| url::Url::parse(b.get_ref()).ok());
-            Some((a.get_ref().name.get_ref().as_str(), base.unwrap_or_else(|| url::Url::parse("https://api.weixin.qq.com").expect("valid"))))
+            let base = a.get_ref().base_url.as_ref()?;
+            Some((
+                a.get_ref().name.get_ref().as_str(),
+                url::Url::parse(base.get_ref()).ok()?,
+            ))
         })
         .collect();
     for (spanned, name) in raw.account.iter().zip(&names) {
@@ -158,13 +202,25 @@ fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
             p.account = Some(name.to_string());
             p
         };
-        let parent_base = raw_account.depends_on.as_ref().and_then(|d| bases.get(d.get_ref().as_str()));
+        let parent_base = raw_account
+            .depends_on
+            .as_ref()
+            .and_then(|d| bases.get(d.get_ref().as_str()));
         let provider = presets::resolve(raw_account, name, parent_base).map_err(with_account)?;
         let mut upstream = provider.upstream();
         if let Some(dep) = &raw_account.depends_on {
-            let dep_name: AccountName = dep.get_ref().parse().map_err(|e: super::names::BadAccountName| with_account(Problem::new(dep.span(), Some("depends_on"), e.to_string())))?;
+            let dep_name: AccountName =
+                dep.get_ref()
+                    .parse()
+                    .map_err(|e: super::names::BadAccountName| {
+                        with_account(Problem::new(dep.span(), Some("depends_on"), e.to_string()))
+                    })?;
             if !names.contains(&dep_name) {
-                return Err(with_account(Problem::new(dep.span(), Some("depends_on"), format!("no account is named `{dep_name}`"))));
+                return Err(with_account(Problem::new(
+                    dep.span(),
+                    Some("depends_on"),
+                    format!("no account is named `{dep_name}`"),
+                )));
             }
             if !upstream.contains(&dep_name) {
                 upstream.push(dep_name);
@@ -172,11 +228,24 @@ fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
         }
         for up in &upstream {
             if !names.contains(up) {
-                let span = raw_account.url.as_ref().map(|u| u.span()).unwrap_or(spanned.span());
-                return Err(with_account(Problem::new(span, None, format!("a template names account `{up}`, which does not exist"))));
+                let span = raw_account
+                    .url
+                    .as_ref()
+                    .map(|u| u.span())
+                    .unwrap_or(spanned.span());
+                return Err(with_account(Problem::new(
+                    span,
+                    None,
+                    format!("a template names account `{up}`, which does not exist"),
+                )));
             }
         }
-        let refresh_before = raw_account.refresh_before.as_ref().map(|v| presets::duration(v, "refresh_before")).transpose().map_err(with_account)?;
+        let refresh_before = raw_account
+            .refresh_before
+            .as_ref()
+            .map(|v| presets::duration(v, "refresh_before"))
+            .transpose()
+            .map_err(with_account)?;
         accounts.push(Arc::new(Account {
             name: name.clone(),
             provider_name: raw_account.provider.get_ref().clone(),
@@ -186,19 +255,43 @@ fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
         }));
     }
     if let Some(cycle) = find_cycle(&accounts) {
-        let at = raw.account.iter().find(|a| a.get_ref().name.get_ref() == cycle[0].as_str()).expect("cycle members exist");
-        let span = at.get_ref().depends_on.as_ref().map_or(at.span(), |d| d.span());
-        let path = cycle.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(" → ");
-        let mut p = Problem::new(span, Some("depends_on"), format!("dependency cycle: {path}"));
+        let at = raw
+            .account
+            .iter()
+            .find(|a| a.get_ref().name.get_ref() == cycle[0].as_str())
+            .expect("cycle members exist");
+        let span = at
+            .get_ref()
+            .depends_on
+            .as_ref()
+            .map_or(at.span(), |d| d.span());
+        let path = cycle
+            .iter()
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>()
+            .join(" → ");
+        let mut p = Problem::new(
+            span,
+            Some("depends_on"),
+            format!("dependency cycle: {path}"),
+        );
         p.account = Some(cycle[0].to_string());
         return Err(p);
     }
-    Ok((ApiSettings { listen, allow_remote }, retry, accounts))
+    Ok((
+        ApiSettings {
+            listen,
+            allow_remote,
+        },
+        retry,
+        accounts,
+    ))
 }
 
 /// A dependency cycle, as the list of names around it (first repeated at the end).
 fn find_cycle(accounts: &[Arc<Account>]) -> Option<Vec<AccountName>> {
-    let edges: HashMap<&AccountName, &Vec<AccountName>> = accounts.iter().map(|a| (&a.name, &a.upstream)).collect();
+    let edges: HashMap<&AccountName, &Vec<AccountName>> =
+        accounts.iter().map(|a| (&a.name, &a.upstream)).collect();
     fn visit<'a>(
         node: &'a AccountName,
         edges: &HashMap<&'a AccountName, &'a Vec<AccountName>>,
@@ -223,16 +316,25 @@ fn find_cycle(accounts: &[Arc<Account>]) -> Option<Vec<AccountName>> {
         None
     }
     let mut done = HashSet::new();
-    accounts.iter().find_map(|a| visit(&a.name, &edges, &mut Vec::new(), &mut done))
+    accounts
+        .iter()
+        .find_map(|a| visit(&a.name, &edges, &mut Vec::new(), &mut done))
 }
 
 fn create_example(path: &Path) -> Result<(), ConfigError> {
-    let io = |source| ConfigError::Io { path: path.to_owned(), source };
+    let io = |source| ConfigError::Io {
+        path: path.to_owned(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
     // create_new: never replace a file that appeared meanwhile.
-    match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
         Ok(mut file) => std::io::Write::write_all(&mut file, EXAMPLE.as_bytes()).map_err(io),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(io(e)),
@@ -323,10 +425,20 @@ error_field = "errcode"
 "#;
         let config = parse(text).unwrap();
         assert_eq!(config.accounts.len(), 5);
-        let Provider::OAuth2(fitbit) = &config.accounts[0].provider else { panic!() };
-        assert_eq!(fitbit.scopes[0], "https://www.googleapis.com/auth/googlehealth.activity_and_fitness.readonly");
-        assert!(fitbit.auth_params.contains(&("access_type".into(), "offline".into())));
-        assert_eq!(config.accounts[3].upstream, vec!["weixin".parse::<AccountName>().unwrap()]);
+        let Provider::OAuth2(fitbit) = &config.accounts[0].provider else {
+            panic!()
+        };
+        assert_eq!(
+            fitbit.scopes[0],
+            "https://www.googleapis.com/auth/googlehealth.activity_and_fitness.readonly"
+        );
+        assert!(fitbit
+            .auth_params
+            .contains(&("access_type".into(), "offline".into())));
+        assert_eq!(
+            config.accounts[3].upstream,
+            vec!["weixin".parse::<AccountName>().unwrap()]
+        );
         assert!(config.accounts[4].provider.needs_secret());
     }
 
@@ -334,13 +446,24 @@ error_field = "errcode"
     fn errors_name_line_account_and_key() {
         let text = "[[account]]\nname = \"fb\"\nprovider = \"fitbt\"\n";
         let e = parse(text).unwrap_err();
-        assert!(e.starts_with("config.toml:3:12: account `fb`: key `provider`: unknown provider `fitbt`"), "{e}");
+        assert!(
+            e.starts_with(
+                "config.toml:3:12: account `fb`: key `provider`: unknown provider `fitbt`"
+            ),
+            "{e}"
+        );
 
         let e = parse("[[account]]\nname = \"a\"\nprovider = \"wechat\"\nclient_id = \"x\"\nclientid = \"y\"\n").unwrap_err();
-        assert!(e.contains(":5:1: account `a`: key `clientid`: unknown field"), "{e}");
+        assert!(
+            e.contains(":5:1: account `a`: key `clientid`: unknown field"),
+            "{e}"
+        );
 
         let e = parse("[[account]]\nname = \"a\"\nprovider = \"wechat\"\nclient_id = \"x\"\n[[account]]\nname = \"a\"\nprovider = \"wechat\"\nclient_id = \"x\"\n").unwrap_err();
-        assert!(e.contains(":6:8: account `a`: key `name`: duplicate account name `a`"), "{e}");
+        assert!(
+            e.contains(":6:8: account `a`: key `name`: duplicate account name `a`"),
+            "{e}"
+        );
 
         let e = parse("[[account]\nname = 1").unwrap_err();
         assert!(e.starts_with("config.toml:1:"), "{e}");
@@ -360,13 +483,19 @@ provider = "wechat-jsapi-ticket"
 depends_on = "a"
 "#;
         let e = parse(text).unwrap_err();
-        assert!(e.contains("key `depends_on`: dependency cycle: a → b → a"), "{e}");
+        assert!(
+            e.contains("key `depends_on`: dependency cycle: a → b → a"),
+            "{e}"
+        );
     }
 
     #[test]
     fn keys_a_provider_ignores_are_refused() {
         let e = parse("[[account]]\nname = \"a\"\nprovider = \"wechat\"\nclient_id = \"x\"\nurl = \"http://x\"\n").unwrap_err();
-        assert!(e.contains("account `a`: key `url`: provider `wechat` does not use this key"), "{e}");
+        assert!(
+            e.contains("account `a`: key `url`: provider `wechat` does not use this key"),
+            "{e}"
+        );
     }
 
     #[test]

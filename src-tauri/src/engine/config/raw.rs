@@ -74,10 +74,34 @@ impl RawAccount {
             ($($field:ident),*) => { $( if let Some(v) = &self.$field { keys.push((stringify!($field), v.span())); } )* };
         }
         check!(
-            client_id, scopes, auth_url, token_url, revoke_url, device_auth_url, redirect_uri,
-            auth_params, client_auth, pkce, grant, issuer, tenant, base_url, endpoint, depends_on,
-            url, method, query, form, json, headers, token_field, expires_in_field,
-            expires_at_field, lifetime, error_field, refresh_before
+            client_id,
+            scopes,
+            auth_url,
+            token_url,
+            revoke_url,
+            device_auth_url,
+            redirect_uri,
+            auth_params,
+            client_auth,
+            pkce,
+            grant,
+            issuer,
+            tenant,
+            base_url,
+            endpoint,
+            depends_on,
+            url,
+            method,
+            query,
+            form,
+            json,
+            headers,
+            token_field,
+            expires_in_field,
+            expires_at_field,
+            lifetime,
+            error_field,
+            refresh_before
         );
         keys
     }
@@ -88,11 +112,17 @@ impl RawAccount {
 pub fn account_at(text: &str, offset: usize) -> Option<String> {
     let doc = toml::de::DeTable::parse(text).ok()?;
     let accounts = doc.get_ref().get("account")?;
-    let toml::de::DeValue::Array(items) = accounts.get_ref() else { return None };
+    let toml::de::DeValue::Array(items) = accounts.get_ref() else {
+        return None;
+    };
     items.iter().find_map(|item| {
-        let toml::de::DeValue::Table(table) = item.get_ref() else { return None };
+        let toml::de::DeValue::Table(table) = item.get_ref() else {
+            return None;
+        };
         let inside = item.span().contains(&offset)
-            || table.iter().any(|(k, v)| k.span().contains(&offset) || v.span().contains(&offset));
+            || table
+                .iter()
+                .any(|(k, v)| k.span().contains(&offset) || v.span().contains(&offset));
         if !inside {
             return None;
         }

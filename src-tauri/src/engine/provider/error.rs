@@ -9,25 +9,63 @@ use crate::engine::names::AccountName;
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshError {
     #[error("{account}: could not reach {provider} ({detail})")]
-    Network { account: AccountName, provider: String, detail: String },
+    Network {
+        account: AccountName,
+        provider: String,
+        detail: String,
+    },
     #[error("{account}: {provider} answered HTTP {status}{}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
-    Http { account: AccountName, provider: String, status: u16, code: Option<String>, retry_after: Option<Duration> },
-    #[error("{account}: {provider} refused the grant ({code}); run `tokenwarden connect {account}`")]
-    Rejected { account: AccountName, provider: String, code: String },
+    Http {
+        account: AccountName,
+        provider: String,
+        status: u16,
+        code: Option<String>,
+        retry_after: Option<Duration>,
+    },
+    #[error(
+        "{account}: {provider} refused the grant ({code}); run `tokenwarden connect {account}`"
+    )]
+    Rejected {
+        account: AccountName,
+        provider: String,
+        code: String,
+    },
     #[error("{account}: {provider} refused the client credentials ({code}); check client_id and run `tokenwarden secret set {account}`")]
-    BadClient { account: AccountName, provider: String, code: String },
+    BadClient {
+        account: AccountName,
+        provider: String,
+        code: String,
+    },
     #[error("{account}: {provider} answered error {code}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
-    Provider { account: AccountName, provider: String, code: String, message: Option<String>, transient: bool, wait: Option<Duration> },
+    Provider {
+        account: AccountName,
+        provider: String,
+        code: String,
+        message: Option<String>,
+        transient: bool,
+        wait: Option<Duration>,
+    },
     #[error("{account}: {provider} is gone (HTTP 410): {advice}")]
-    Gone { account: AccountName, provider: String, advice: String },
+    Gone {
+        account: AccountName,
+        provider: String,
+        advice: String,
+    },
     #[error("{account}: {provider} sent an answer Tokenwarden cannot use: {what}")]
-    BadAnswer { account: AccountName, provider: String, what: String },
+    BadAnswer {
+        account: AccountName,
+        provider: String,
+        what: String,
+    },
     #[error("{account}: not connected; run `tokenwarden connect {account}`")]
     NotConnected { account: AccountName },
     #[error("{account}: no client secret in the keychain; run `tokenwarden secret set {account}`")]
     MissingSecret { account: AccountName },
     #[error("{account}: waits for `{upstream}`, which has no valid token yet")]
-    Upstream { account: AccountName, upstream: AccountName },
+    Upstream {
+        account: AccountName,
+        upstream: AccountName,
+    },
     #[error("{account}: {what}")]
     Setup { account: AccountName, what: String },
 }
@@ -56,8 +94,12 @@ impl RefreshError {
     pub fn code(&self) -> String {
         match self {
             Self::Network { .. } => "network".into(),
-            Self::Http { status, code, .. } => code.clone().unwrap_or_else(|| format!("http_{status}")),
-            Self::Rejected { code, .. } | Self::BadClient { code, .. } | Self::Provider { code, .. } => code.clone(),
+            Self::Http { status, code, .. } => {
+                code.clone().unwrap_or_else(|| format!("http_{status}"))
+            }
+            Self::Rejected { code, .. }
+            | Self::BadClient { code, .. }
+            | Self::Provider { code, .. } => code.clone(),
             Self::Gone { .. } => "gone".into(),
             Self::BadAnswer { .. } => "bad_answer".into(),
             Self::NotConnected { .. } => "not_connected".into(),
@@ -93,7 +135,10 @@ pub fn network_detail(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    match e.url().and_then(|u| u.host_str().map(|h| (h.to_owned(), u.port_or_known_default()))) {
+    match e.url().and_then(|u| {
+        u.host_str()
+            .map(|h| (h.to_owned(), u.port_or_known_default()))
+    }) {
         Some((host, Some(port))) => format!("{what}: {host}:{port}"),
         Some((host, None)) => format!("{what}: {host}"),
         None => what.to_owned(),

@@ -55,7 +55,13 @@ impl HttpSpec {
     fn templates(&self) -> impl Iterator<Item = &str> {
         let json = self.json.iter().flat_map(json_strings);
         std::iter::once(self.url.as_str())
-            .chain(self.query.iter().chain(&self.form).chain(&self.headers).map(|(_, v)| v.as_str()))
+            .chain(
+                self.query
+                    .iter()
+                    .chain(&self.form)
+                    .chain(&self.headers)
+                    .map(|(_, v)| v.as_str()),
+            )
             .chain(json)
     }
 
@@ -66,15 +72,27 @@ impl HttpSpec {
             Method::Get => req.http.get(url.expose()),
             Method::Post => req.http.post(url.expose()),
         };
-        let query = self.query.iter().map(|(k, v)| Ok((k.clone(), fill(v)?))).collect::<Result<Vec<_>, RefreshError>>()?;
-        let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (k.as_str(), v.expose())).collect();
+        let query = self
+            .query
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), fill(v)?)))
+            .collect::<Result<Vec<_>, RefreshError>>()?;
+        let query: Vec<(&str, &str)> = query
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.expose()))
+            .collect();
         request = request.query(&query);
         for (name, value) in &self.headers {
             request = request.header(name, fill(value)?.expose());
         }
         if !self.form.is_empty() {
-            let form = self.form.iter().map(|(k, v)| Ok((k.clone(), fill(v)?))).collect::<Result<Vec<_>, RefreshError>>()?;
-            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.expose())).collect();
+            let form = self
+                .form
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), fill(v)?)))
+                .collect::<Result<Vec<_>, RefreshError>>()?;
+            let form: Vec<(&str, &str)> =
+                form.iter().map(|(k, v)| (k.as_str(), v.expose())).collect();
             request = request.form(&form);
         }
         if let Some(json) = &self.json {
@@ -90,9 +108,19 @@ impl HttpSpec {
         let body: Option<serde_json::Value> = response.json().await.ok();
         let code = body.as_ref().and_then(|b| self.error_code(b));
         if !(200..300).contains(&status) {
-            return Err(RefreshError::Http { account: req.account.clone(), provider: req.provider.to_owned(), status, code, retry_after: wait });
+            return Err(RefreshError::Http {
+                account: req.account.clone(),
+                provider: req.provider.to_owned(),
+                status,
+                code,
+                retry_after: wait,
+            });
         }
-        let bad = |what: String| RefreshError::BadAnswer { account: req.account.clone(), provider: req.provider.to_owned(), what };
+        let bad = |what: String| RefreshError::BadAnswer {
+            account: req.account.clone(),
+            provider: req.provider.to_owned(),
+            what,
+        };
         let body = body.ok_or_else(|| bad("the answer is not JSON".into()))?;
         if let Some(code) = code {
             return Err(RefreshError::Provider {
@@ -110,17 +138,28 @@ impl HttpSpec {
         let expires_at = match &self.expiry {
             Expiry::Fixed(lifetime) => Deadline::after(SystemTime::now(), *lifetime),
             Expiry::InField(path) => {
-                let secs = lookup(&body, path)
-                    .and_then(number)
-                    .ok_or_else(|| bad(format!("no number of seconds at `{path}` in the answer")))?;
+                let secs = lookup(&body, path).and_then(number).ok_or_else(|| {
+                    bad(format!("no number of seconds at `{path}` in the answer"))
+                })?;
                 Issued::expires_in(Some(secs as u64))
             }
             Expiry::AtField(path) => {
-                let value = lookup(&body, path).ok_or_else(|| bad(format!("nothing at `{path}` in the answer")))?;
-                at_time(value).ok_or_else(|| bad(format!("`{path}` is neither unix seconds nor an RFC 3339 time")))?
+                let value = lookup(&body, path)
+                    .ok_or_else(|| bad(format!("nothing at `{path}` in the answer")))?;
+                at_time(value).ok_or_else(|| {
+                    bad(format!(
+                        "`{path}` is neither unix seconds nor an RFC 3339 time"
+                    ))
+                })?
             }
         };
-        Ok(Issued { access: Secret::new(token.to_owned()), refresh: None, token_type: "Bearer".into(), scope: None, expires_at })
+        Ok(Issued {
+            access: Secret::new(token.to_owned()),
+            refresh: None,
+            token_type: "Bearer".into(),
+            scope: None,
+            expires_at,
+        })
     }
 
     /// A non-zero, non-empty value at `error_field` is a failure even with HTTP 200.
@@ -134,7 +173,10 @@ impl HttpSpec {
             other => other.to_string(),
         };
         // Quote only a code-shaped value: anything else might be a message with data in it.
-        let code_like = code.len() <= 64 && code.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        let code_like = code.len() <= 64
+            && code
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
         Some(if code_like { code } else { "error".into() })
     }
 }
@@ -148,7 +190,9 @@ fn lookup<'v>(value: &'v serde_json::Value, path: &str) -> Option<&'v serde_json
 }
 
 fn number(value: &serde_json::Value) -> Option<f64> {
-    value.as_f64().or_else(|| value.as_str()?.trim().parse().ok())
+    value
+        .as_f64()
+        .or_else(|| value.as_str()?.trim().parse().ok())
 }
 
 fn at_time(value: &serde_json::Value) -> Option<Deadline> {
@@ -158,7 +202,8 @@ fn at_time(value: &serde_json::Value) -> Option<Deadline> {
         return Some(Deadline::from_unix(secs as i64));
     }
     let text = value.as_str()?;
-    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     Some(Deadline::at(SystemTime::from(t)))
 }
 
@@ -171,12 +216,24 @@ fn json_strings(value: &serde_json::Value) -> Vec<&str> {
     }
 }
 
-fn fill_json(value: &serde_json::Value, req: &FetchRequest<'_>) -> Result<serde_json::Value, RefreshError> {
+fn fill_json(
+    value: &serde_json::Value,
+    req: &FetchRequest<'_>,
+) -> Result<serde_json::Value, RefreshError> {
     Ok(match value {
-        serde_json::Value::String(s) => serde_json::Value::String(fill(s, req)?.expose().to_owned()),
-        serde_json::Value::Array(items) => serde_json::Value::Array(items.iter().map(|v| fill_json(v, req)).collect::<Result<_, _>>()?),
+        serde_json::Value::String(s) => {
+            serde_json::Value::String(fill(s, req)?.expose().to_owned())
+        }
+        serde_json::Value::Array(items) => serde_json::Value::Array(
+            items
+                .iter()
+                .map(|v| fill_json(v, req))
+                .collect::<Result<_, _>>()?,
+        ),
         serde_json::Value::Object(map) => serde_json::Value::Object(
-            map.iter().map(|(k, v)| Ok((k.clone(), fill_json(v, req)?))).collect::<Result<_, RefreshError>>()?,
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), fill_json(v, req)?)))
+                .collect::<Result<_, RefreshError>>()?,
         ),
         other => other.clone(),
     })
@@ -185,13 +242,20 @@ fn fill_json(value: &serde_json::Value, req: &FetchRequest<'_>) -> Result<serde_
 /// Account names in `{{accounts.NAME.access_token}}` placeholders of one template.
 pub fn referenced_accounts(text: &str) -> Vec<AccountName> {
     placeholders(text)
-        .filter_map(|p| p.strip_prefix("accounts.")?.strip_suffix(".access_token")?.parse().ok())
+        .filter_map(|p| {
+            p.strip_prefix("accounts.")?
+                .strip_suffix(".access_token")?
+                .parse()
+                .ok()
+        })
         .collect()
 }
 
 /// The inside of every `{{…}}` in a template.
 pub fn placeholders(text: &str) -> impl Iterator<Item = &str> {
-    text.split("{{").skip(1).filter_map(|part| part.split_once("}}").map(|(inside, _)| inside.trim()))
+    text.split("{{")
+        .skip(1)
+        .filter_map(|part| part.split_once("}}").map(|(inside, _)| inside.trim()))
 }
 
 /// Fills a template. The result may hold a secret, so it is one.
@@ -204,13 +268,23 @@ fn fill(text: &str, req: &FetchRequest<'_>) -> Result<Secret, RefreshError> {
         let Some(end) = after.find("}}") else { break };
         let inside = after[..end].trim();
         if inside == "secret" {
-            let secret = req.client_secret.ok_or_else(|| RefreshError::MissingSecret { account: req.account.clone() })?;
+            let secret = req
+                .client_secret
+                .ok_or_else(|| RefreshError::MissingSecret {
+                    account: req.account.clone(),
+                })?;
             out.push_str(secret.expose());
-        } else if let Some(name) = referenced_accounts(&format!("{{{{{inside}}}}}")).into_iter().next() {
+        } else if let Some(name) = referenced_accounts(&format!("{{{{{inside}}}}}"))
+            .into_iter()
+            .next()
+        {
             let token = req
                 .upstream
                 .get(&name)
-                .ok_or_else(|| RefreshError::Upstream { account: req.account.clone(), upstream: name.clone() })?;
+                .ok_or_else(|| RefreshError::Upstream {
+                    account: req.account.clone(),
+                    upstream: name.clone(),
+                })?;
             out.push_str(token.expose());
         }
         rest = &after[end + 2..];
@@ -227,20 +301,39 @@ mod tests {
     fn placeholders_are_found() {
         let names = referenced_accounts("a={{ accounts.wx.access_token }}&b={{secret}}");
         assert_eq!(names, vec!["wx".parse::<AccountName>().unwrap()]);
-        assert_eq!(placeholders("x{{secret}}y{{a}}").collect::<Vec<_>>(), vec!["secret", "a"]);
+        assert_eq!(
+            placeholders("x{{secret}}y{{a}}").collect::<Vec<_>>(),
+            vec!["secret", "a"]
+        );
     }
 
     #[test]
     fn lookup_walks_paths() {
         let v = serde_json::json!({"data": {"items": [{"token": "t"}]}});
-        assert_eq!(lookup(&v, "data.items.0.token").and_then(|v| v.as_str()), Some("t"));
+        assert_eq!(
+            lookup(&v, "data.items.0.token").and_then(|v| v.as_str()),
+            Some("t")
+        );
         assert!(lookup(&v, "data.missing").is_none());
     }
 
     #[test]
     fn times_parse_in_both_forms() {
-        assert_eq!(at_time(&serde_json::json!(1_900_000_000)).unwrap().unix(), 1_900_000_000);
-        assert_eq!(at_time(&serde_json::json!(1_900_000_000_000_i64)).unwrap().unix(), 1_900_000_000);
-        assert_eq!(at_time(&serde_json::json!("2030-01-01T00:00:00Z")).unwrap().unix(), 1_893_456_000);
+        assert_eq!(
+            at_time(&serde_json::json!(1_900_000_000)).unwrap().unix(),
+            1_900_000_000
+        );
+        assert_eq!(
+            at_time(&serde_json::json!(1_900_000_000_000_i64))
+                .unwrap()
+                .unix(),
+            1_900_000_000
+        );
+        assert_eq!(
+            at_time(&serde_json::json!("2030-01-01T00:00:00Z"))
+                .unwrap()
+                .unix(),
+            1_893_456_000
+        );
     }
 }

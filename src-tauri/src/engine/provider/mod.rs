@@ -23,7 +23,7 @@ use super::secret::{Secret, TokenSet};
 
 #[derive(Debug)]
 pub enum Provider {
-    OAuth2(oauth2::OAuth2Spec),
+    OAuth2(Box<oauth2::OAuth2Spec>),
     WeChat(wechat::TokenSpec),
     WeChatTicket(wechat::TicketSpec),
     Http(http::HttpSpec),
@@ -59,7 +59,9 @@ impl Issued {
     pub fn expires_in(lifetime: Option<u64>) -> Deadline {
         Deadline::after(
             SystemTime::now(),
-            lifetime.map(Duration::from_secs).unwrap_or(UNSTATED_LIFETIME),
+            lifetime
+                .map(Duration::from_secs)
+                .unwrap_or(UNSTATED_LIFETIME),
         )
     }
 }
@@ -93,7 +95,8 @@ impl Provider {
     /// A token re-fetched from this provider may not say its true remaining life (the
     /// WeChat ticket), so it is refreshed whenever the account it depends on changes.
     pub fn follows_upstream(&self) -> bool {
-        matches!(self, Self::WeChatTicket(_)) || matches!(self, Self::Http(p) if !p.upstream().is_empty())
+        matches!(self, Self::WeChatTicket(_))
+            || matches!(self, Self::Http(p) if !p.upstream().is_empty())
     }
 
     /// Accounts whose tokens this one's fetch uses.

@@ -84,7 +84,13 @@ pub struct Consent {
     pub verifier: Option<PkceCodeVerifier>,
 }
 
-type Client = BasicClient<EndpointMaybeSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
+type Client = BasicClient<
+    EndpointMaybeSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
 
 /// Status and Retry-After of the last answer, which `RequestTokenError` does not carry.
 #[derive(Clone, Copy, Default)]
@@ -94,8 +100,14 @@ struct Seen {
 }
 
 impl OAuth2Spec {
-    async fn endpoints(&self, http: &reqwest::Client, who: &Who<'_>) -> Result<Endpoints, RefreshError> {
-        let Some(issuer) = &self.issuer else { return Ok(self.endpoints.clone()) };
+    async fn endpoints(
+        &self,
+        http: &reqwest::Client,
+        who: &Who<'_>,
+    ) -> Result<Endpoints, RefreshError> {
+        let Some(issuer) = &self.issuer else {
+            return Ok(self.endpoints.clone());
+        };
         let found = self
             .discovered
             .get_or_try_init(|| super::oidc::discover(http, issuer, who.account, who.provider))
@@ -104,8 +116,14 @@ impl OAuth2Spec {
         Ok(Endpoints {
             auth_url: given.auth_url.clone().or_else(|| found.auth_url.clone()),
             token_url: given.token_url.clone().or_else(|| found.token_url.clone()),
-            revoke_url: given.revoke_url.clone().or_else(|| found.revoke_url.clone()),
-            device_auth_url: given.device_auth_url.clone().or_else(|| found.device_auth_url.clone()),
+            revoke_url: given
+                .revoke_url
+                .clone()
+                .or_else(|| found.revoke_url.clone()),
+            device_auth_url: given
+                .device_auth_url
+                .clone()
+                .or_else(|| found.device_auth_url.clone()),
         })
     }
 
@@ -147,7 +165,8 @@ impl OAuth2Spec {
         if self.scope_separator == ' ' {
             request = request.add_scopes(self.scopes.iter().cloned().map(Scope::new));
         } else if !self.scopes.is_empty() {
-            request = request.add_extra_param("scope", self.scopes.join(&self.scope_separator.to_string()));
+            request = request
+                .add_extra_param("scope", self.scopes.join(&self.scope_separator.to_string()));
         }
         for (key, value) in &self.auth_params {
             request = request.add_extra_param(key.clone(), value.clone());
@@ -160,7 +179,11 @@ impl OAuth2Spec {
             None
         };
         let (url, state) = request.url();
-        Ok(Consent { url, state, verifier })
+        Ok(Consent {
+            url,
+            state,
+            verifier,
+        })
     }
 
     /// Trades an authorization code for the first token set.
@@ -171,7 +194,10 @@ impl OAuth2Spec {
         verifier: Option<PkceCodeVerifier>,
         redirect: &Url,
     ) -> Result<Issued, RefreshError> {
-        let who = Who { account: req.account, provider: req.provider };
+        let who = Who {
+            account: req.account,
+            provider: req.provider,
+        };
         let ep = self.endpoints(req.http, &who).await?;
         let client = self.client(&ep, req.client_secret, Some(redirect));
         let seen = Arc::new(Mutex::new(Seen::default()));
@@ -188,7 +214,10 @@ impl OAuth2Spec {
 
     /// Gets a new access token: refresh_token grant, or client credentials again.
     pub async fn refresh(&self, req: &FetchRequest<'_>) -> Result<Issued, RefreshError> {
-        let who = Who { account: req.account, provider: req.provider };
+        let who = Who {
+            account: req.account,
+            provider: req.provider,
+        };
         let ep = self.endpoints(req.http, &who).await?;
         let client = self.client(&ep, req.client_secret, None);
         let seen = Arc::new(Mutex::new(Seen::default()));
@@ -206,7 +235,9 @@ impl OAuth2Spec {
                 let refresh = req
                     .current
                     .and_then(|t| t.refresh.as_ref())
-                    .ok_or_else(|| RefreshError::NotConnected { account: req.account.clone() })?;
+                    .ok_or_else(|| RefreshError::NotConnected {
+                        account: req.account.clone(),
+                    })?;
                 let token = RefreshToken::new(refresh.expose().to_owned());
                 client
                     .exchange_refresh_token(&token)
@@ -220,8 +251,16 @@ impl OAuth2Spec {
 
     /// Revokes a token at the provider, where it has a revocation endpoint. `Ok(false)` when
     /// it has none.
-    pub async fn revoke(&self, req: &FetchRequest<'_>, token: &Secret, is_refresh: bool) -> Result<bool, RefreshError> {
-        let who = Who { account: req.account, provider: req.provider };
+    pub async fn revoke(
+        &self,
+        req: &FetchRequest<'_>,
+        token: &Secret,
+        is_refresh: bool,
+    ) -> Result<bool, RefreshError> {
+        let who = Who {
+            account: req.account,
+            provider: req.provider,
+        };
         let ep = self.endpoints(req.http, &who).await?;
         if ep.revoke_url.is_none() {
             return Ok(false);
@@ -275,7 +314,9 @@ impl OAuth2Spec {
         match answer {
             Ok(token) => Ok(Issued {
                 access: Secret::new(token.access_token().secret().clone()),
-                refresh: token.refresh_token().map(|r| Secret::new(r.secret().clone())),
+                refresh: token
+                    .refresh_token()
+                    .map(|r| Secret::new(r.secret().clone())),
                 token_type: match token.token_type() {
                     BasicTokenType::Bearer => "Bearer".to_owned(),
                     other => other.as_ref().to_owned(),
@@ -286,7 +327,9 @@ impl OAuth2Spec {
                 expires_at: Issued::expires_in(token.expires_in().map(|d| d.as_secs())),
             }),
             Err(RequestTokenError::Request(e)) => Err(who.network(&e)),
-            Err(RequestTokenError::ServerResponse(r)) => Err(self.classify(who, seen, Some(r.error().as_ref().to_owned()))),
+            Err(RequestTokenError::ServerResponse(r)) => {
+                Err(self.classify(who, seen, Some(r.error().as_ref().to_owned())))
+            }
             Err(RequestTokenError::Parse(_, body)) => {
                 let code = match self.dialect {
                     Dialect::FitbitLegacy => fitbit_error_type(&body),
@@ -316,23 +359,49 @@ impl OAuth2Spec {
                 .gone_advice
                 .clone()
                 .unwrap_or_else(|| format!("the endpoint was turned off; run `tokenwarden connect {account}` after updating the config"));
-            return RefreshError::Gone { account, provider, advice };
+            return RefreshError::Gone {
+                account,
+                provider,
+                advice,
+            };
         }
         if matches!(seen.status, 408 | 425 | 429 | 500..=599) {
-            return RefreshError::Http { account, provider, status: seen.status, code, retry_after: seen.retry_after };
+            return RefreshError::Http {
+                account,
+                provider,
+                status: seen.status,
+                code,
+                retry_after: seen.retry_after,
+            };
         }
         match code.as_deref() {
-            Some("invalid_client" | "unauthorized_client") => RefreshError::BadClient { account, provider, code: code.unwrap_or_default() },
-            Some("temporarily_unavailable" | "server_error" | "slow_down") => RefreshError::Provider {
+            Some("invalid_client" | "unauthorized_client") => RefreshError::BadClient {
                 account,
                 provider,
                 code: code.unwrap_or_default(),
-                message: None,
-                transient: true,
-                wait: seen.retry_after,
             },
-            Some(code) => RefreshError::Rejected { account, provider, code: code.to_owned() },
-            None => RefreshError::Http { account, provider, status: seen.status, code: None, retry_after: seen.retry_after },
+            Some("temporarily_unavailable" | "server_error" | "slow_down") => {
+                RefreshError::Provider {
+                    account,
+                    provider,
+                    code: code.unwrap_or_default(),
+                    message: None,
+                    transient: true,
+                    wait: seen.retry_after,
+                }
+            }
+            Some(code) => RefreshError::Rejected {
+                account,
+                provider,
+                code: code.to_owned(),
+            },
+            None => RefreshError::Http {
+                account,
+                provider,
+                status: seen.status,
+                code: None,
+                retry_after: seen.retry_after,
+            },
         }
     }
 }
@@ -351,7 +420,9 @@ fn fitbit_error_type(body: &[u8]) -> Option<String> {
     let envelope: Envelope = serde_json::from_slice(body).ok()?;
     let code = envelope.errors.into_iter().next()?.error_type;
     // Quote only a code-shaped value: it ends up in messages and history.
-    code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_').then_some(code)
+    code.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        .then_some(code)
 }
 
 /// Names for messages.
@@ -362,13 +433,24 @@ struct Who<'a> {
 
 impl Who<'_> {
     fn setup(&self, what: &str) -> RefreshError {
-        RefreshError::Setup { account: self.account.clone(), what: format!("{}: {what}", self.provider) }
+        RefreshError::Setup {
+            account: self.account.clone(),
+            what: format!("{}: {what}", self.provider),
+        }
     }
     fn network(&self, e: &reqwest::Error) -> RefreshError {
-        RefreshError::Network { account: self.account.clone(), provider: self.provider.to_owned(), detail: network_detail(e) }
+        RefreshError::Network {
+            account: self.account.clone(),
+            provider: self.provider.to_owned(),
+            detail: network_detail(e),
+        }
     }
     fn bad_answer(&self, what: &str) -> RefreshError {
-        RefreshError::BadAnswer { account: self.account.clone(), provider: self.provider.to_owned(), what: what.to_owned() }
+        RefreshError::BadAnswer {
+            account: self.account.clone(),
+            provider: self.provider.to_owned(),
+            what: what.to_owned(),
+        }
     }
 }
 
@@ -376,7 +458,11 @@ impl Who<'_> {
 fn recording_client(
     client: &reqwest::Client,
     seen: &Arc<Mutex<Seen>>,
-) -> impl Fn(oauth2::HttpRequest) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<oauth2::HttpResponse, reqwest::Error>> + Send>> {
+) -> impl Fn(
+    oauth2::HttpRequest,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<oauth2::HttpResponse, reqwest::Error>> + Send>,
+> {
     let client = client.clone();
     let seen = seen.clone();
     move |request: oauth2::HttpRequest| {
@@ -386,13 +472,18 @@ fn recording_client(
             let request = reqwest::Request::try_from(request)?;
             let response = client.execute(request).await?;
             let status = response.status();
-            *seen.lock().expect("poisoned") = Seen { status: status.as_u16(), retry_after: retry_after(response.headers()) };
+            *seen.lock().expect("poisoned") = Seen {
+                status: status.as_u16(),
+                retry_after: retry_after(response.headers()),
+            };
             let mut builder = oauth2::http::Response::builder().status(status.as_u16());
             for (name, value) in response.headers() {
                 builder = builder.header(name.as_str(), value.as_bytes());
             }
             let body = response.bytes().await?;
-            Ok(builder.body(body.to_vec()).expect("status and headers came from a valid response"))
+            Ok(builder
+                .body(body.to_vec())
+                .expect("status and headers came from a valid response"))
         })
     }
 }
@@ -406,6 +497,9 @@ mod tests {
         let body = br#"{"errors":[{"errorType":"invalid_grant","message":"Refresh token invalid: abc"}],"success":false}"#;
         assert_eq!(fitbit_error_type(body).as_deref(), Some("invalid_grant"));
         assert_eq!(fitbit_error_type(b"<html>"), None);
-        assert_eq!(fitbit_error_type(br#"{"errors":[{"errorType":"a b"}]}"#), None);
+        assert_eq!(
+            fitbit_error_type(br#"{"errors":[{"errorType":"a b"}]}"#),
+            None
+        );
     }
 }

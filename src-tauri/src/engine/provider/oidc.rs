@@ -24,12 +24,20 @@ pub async fn discover(
     provider: &str,
 ) -> Result<Endpoints, RefreshError> {
     let url = discovery_url(issuer);
-    let fail = |what: String| RefreshError::BadAnswer { account: account.clone(), provider: provider.to_owned(), what };
-    let response = http.get(url.clone()).send().await.map_err(|e| RefreshError::Network {
+    let fail = |what: String| RefreshError::BadAnswer {
         account: account.clone(),
         provider: provider.to_owned(),
-        detail: super::error::network_detail(&e),
-    })?;
+        what,
+    };
+    let response = http
+        .get(url.clone())
+        .send()
+        .await
+        .map_err(|e| RefreshError::Network {
+            account: account.clone(),
+            provider: provider.to_owned(),
+            detail: super::error::network_detail(&e),
+        })?;
     let status = response.status().as_u16();
     if status != 200 {
         return Err(RefreshError::Http {
@@ -58,7 +66,10 @@ pub async fn discover(
 /// RFC 8414 §5 / OIDC Discovery §4: the well-known path is appended to the issuer's path.
 pub fn discovery_url(issuer: &Url) -> Url {
     let mut url = issuer.clone();
-    let path = format!("{}/.well-known/openid-configuration", issuer.path().trim_end_matches('/'));
+    let path = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.path().trim_end_matches('/')
+    );
     url.set_path(&path);
     url
 }

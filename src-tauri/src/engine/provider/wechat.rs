@@ -49,22 +49,29 @@ impl TokenSpec {
     pub async fn fetch(&self, req: &FetchRequest<'_>) -> Result<Issued, RefreshError> {
         let secret = req
             .client_secret
-            .ok_or_else(|| RefreshError::MissingSecret { account: req.account.clone() })?;
+            .ok_or_else(|| RefreshError::MissingSecret {
+                account: req.account.clone(),
+            })?;
         let request = match self.endpoint {
             Endpoint::Token => req.http.get(join(&self.base_url, "cgi-bin/token")).query(&[
                 ("grant_type", "client_credential"),
                 ("appid", self.appid.as_str()),
                 ("secret", secret.expose()),
             ]),
-            Endpoint::Stable => req.http.post(join(&self.base_url, "cgi-bin/stable_token")).json(&serde_json::json!({
-                "grant_type": "client_credential",
-                "appid": self.appid,
-                "secret": secret.expose(),
-                "force_refresh": false,
-            })),
+            Endpoint::Stable => req
+                .http
+                .post(join(&self.base_url, "cgi-bin/stable_token"))
+                .json(&serde_json::json!({
+                    "grant_type": "client_credential",
+                    "appid": self.appid,
+                    "secret": secret.expose(),
+                    "force_refresh": false,
+                })),
         };
         let answer = send(req, request).await?;
-        let token = answer.access_token.ok_or_else(|| bad_answer(req, "no access_token in the answer"))?;
+        let token = answer
+            .access_token
+            .ok_or_else(|| bad_answer(req, "no access_token in the answer"))?;
         Ok(Issued {
             access: Secret::new(token),
             refresh: None,
@@ -77,16 +84,24 @@ impl TokenSpec {
 
 impl TicketSpec {
     pub async fn fetch(&self, req: &FetchRequest<'_>) -> Result<Issued, RefreshError> {
-        let token = req.upstream.get(&self.upstream).ok_or_else(|| RefreshError::Upstream {
-            account: req.account.clone(),
-            upstream: self.upstream.clone(),
-        })?;
+        let token = req
+            .upstream
+            .get(&self.upstream)
+            .ok_or_else(|| RefreshError::Upstream {
+                account: req.account.clone(),
+                upstream: self.upstream.clone(),
+            })?;
         let request = req
             .http
             .get(join(&self.base_url, "cgi-bin/ticket/getticket"))
-            .query(&[("type", self.kind.as_str()), ("access_token", token.expose())]);
+            .query(&[
+                ("type", self.kind.as_str()),
+                ("access_token", token.expose()),
+            ]);
         let answer = send(req, request).await?;
-        let ticket = answer.ticket.ok_or_else(|| bad_answer(req, "no ticket in the answer"))?;
+        let ticket = answer
+            .ticket
+            .ok_or_else(|| bad_answer(req, "no ticket in the answer"))?;
         Ok(Issued {
             access: Secret::new(ticket),
             refresh: None,
@@ -104,7 +119,10 @@ fn join(base: &Url, path: &str) -> Url {
     url
 }
 
-async fn send(req: &FetchRequest<'_>, request: reqwest::RequestBuilder) -> Result<Answer, RefreshError> {
+async fn send(
+    req: &FetchRequest<'_>,
+    request: reqwest::RequestBuilder,
+) -> Result<Answer, RefreshError> {
     let response = request.send().await.map_err(|e| RefreshError::Network {
         account: req.account.clone(),
         provider: req.provider.to_owned(),
@@ -120,7 +138,10 @@ async fn send(req: &FetchRequest<'_>, request: reqwest::RequestBuilder) -> Resul
             retry_after: retry_after(response.headers()),
         });
     }
-    let answer: Answer = response.json().await.map_err(|_| bad_answer(req, "the answer is not WeChat JSON"))?;
+    let answer: Answer = response
+        .json()
+        .await
+        .map_err(|_| bad_answer(req, "the answer is not WeChat JSON"))?;
     if answer.errcode != 0 {
         return Err(errcode(req, answer.errcode));
     }
@@ -128,7 +149,11 @@ async fn send(req: &FetchRequest<'_>, request: reqwest::RequestBuilder) -> Resul
 }
 
 fn bad_answer(req: &FetchRequest<'_>, what: &str) -> RefreshError {
-    RefreshError::BadAnswer { account: req.account.clone(), provider: req.provider.to_owned(), what: what.to_owned() }
+    RefreshError::BadAnswer {
+        account: req.account.clone(),
+        provider: req.provider.to_owned(),
+        what: what.to_owned(),
+    }
 }
 
 /// WeChat's error codes, classified. The message is ours: `errmsg` is not quoted, as it
@@ -136,15 +161,43 @@ fn bad_answer(req: &FetchRequest<'_>, what: &str) -> RefreshError {
 fn errcode(req: &FetchRequest<'_>, code: i64) -> RefreshError {
     let (transient, wait, message): (bool, Option<Duration>, &str) = match code {
         -1 => (true, None, "system busy, will retry"),
-        45009 => (true, Some(Duration::from_secs(3600)), "daily API quota used up; retrying hourly (reset it in the WeChat console)"),
-        45011 => (true, Some(Duration::from_secs(60)), "per-minute quota reached"),
-        40001 | 40014 | 42001 if req.upstream.is_empty() => (false, None, "invalid credential: check the appid and appsecret (`tokenwarden secret set`)"),
+        45009 => (
+            true,
+            Some(Duration::from_secs(3600)),
+            "daily API quota used up; retrying hourly (reset it in the WeChat console)",
+        ),
+        45011 => (
+            true,
+            Some(Duration::from_secs(60)),
+            "per-minute quota reached",
+        ),
+        40001 | 40014 | 42001 if req.upstream.is_empty() => (
+            false,
+            None,
+            "invalid credential: check the appid and appsecret (`tokenwarden secret set`)",
+        ),
         // The ticket's access token died under it: refresh the token, then the ticket.
-        40001 | 40014 | 42001 => (true, None, "the access token was rejected; waiting for its account to refresh"),
+        40001 | 40014 | 42001 => (
+            true,
+            None,
+            "the access token was rejected; waiting for its account to refresh",
+        ),
         40013 => (false, None, "invalid appid: check client_id"),
-        40125 => (false, None, "invalid appsecret: run `tokenwarden secret set` with the right one"),
-        40164 | 61004 => (false, None, "this machine's IP is not on the account's whitelist: add it in the WeChat console"),
-        89503 | 89501 => (false, None, "the call needs an administrator's confirmation in the WeChat console"),
+        40125 => (
+            false,
+            None,
+            "invalid appsecret: run `tokenwarden secret set` with the right one",
+        ),
+        40164 | 61004 => (
+            false,
+            None,
+            "this machine's IP is not on the account's whitelist: add it in the WeChat console",
+        ),
+        89503 | 89501 => (
+            false,
+            None,
+            "the call needs an administrator's confirmation in the WeChat console",
+        ),
         41002 | 41004 => (false, None, "appid or appsecret missing from the request"),
         _ => (false, None, "see WeChat's global return codes"),
     };
@@ -163,6 +216,9 @@ mod tests {
     #[test]
     fn join_keeps_a_base_path() {
         let base = url::Url::parse("http://127.0.0.1:9/prefix/").unwrap();
-        assert_eq!(super::join(&base, "cgi-bin/token").as_str(), "http://127.0.0.1:9/prefix/cgi-bin/token");
+        assert_eq!(
+            super::join(&base, "cgi-bin/token").as_str(),
+            "http://127.0.0.1:9/prefix/cgi-bin/token"
+        );
     }
 }
