@@ -433,6 +433,28 @@ impl Engine {
                 return Ok(());
             }
         }
+        if trigger == Trigger::MinValid {
+            // A caller's need for a token does not override backoff or a permanent failure:
+            // hammering a failing provider helps no one (a manual refresh still goes through).
+            let health = self.with_slot(name, |s| s.health.clone())?;
+            match health {
+                Health::Retrying { next_try, .. } if !next_try.has_passed(SystemTime::now()) => {
+                    return Err(self.not_valid(name, unless_valid.unwrap_or_default()));
+                }
+                Health::NeedsReconnect => {
+                    return Err(self.not_valid(name, unless_valid.unwrap_or_default()))
+                }
+                _ => {}
+            }
+        }
+        // Without a running scheduler (a CLI command), a dependency may have lapsed: refresh
+        // it first so that this fetch never uses a dead token.
+        for up in &account.upstream {
+            if self.valid_token(up, Duration::from_secs(5))?.is_none() {
+                Box::pin(self.refresh_with(up, Trigger::Dependency, Some(Duration::from_secs(5))))
+                    .await?;
+            }
+        }
         let result = self.fetch_and_store(&account, trigger).await;
         if result.is_ok() {
             self.refresh_dependents(name);
