@@ -63,7 +63,10 @@ pub async fn wait_until(timeout: Duration, what: &str, mut cond: impl AsyncFnMut
         if cond().await {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -109,7 +112,11 @@ impl Output {
             .lines()
             .filter(|l| l.starts_with("tokenwarden: "))
             .collect();
-        assert_eq!(lines.len(), 1, "expected one `tokenwarden: ` line on stderr:\n{self}");
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected one `tokenwarden: ` line on stderr:\n{self}"
+        );
         lines[0].to_string()
     }
 
@@ -172,7 +179,8 @@ impl Env {
     }
 
     pub fn write_config(&self, contents: &str) {
-        std::fs::create_dir_all(self.config_path.parent().expect("config dir")).expect("config dir");
+        std::fs::create_dir_all(self.config_path.parent().expect("config dir"))
+            .expect("config dir");
         std::fs::write(&self.config_path, contents).expect("write config");
     }
 
@@ -198,10 +206,14 @@ impl Env {
 
     pub async fn run_for(&self, args: &[&str], stdin: Option<&str>, limit: Duration) -> Output {
         let mut cmd = tokio::process::Command::from(self.command(args));
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
         let mut child = cmd.spawn().expect("spawn tokenwarden");
         if let Some(input) = stdin {
             let mut pipe = child.stdin.take().expect("stdin pipe");
@@ -209,7 +221,12 @@ impl Env {
         }
         let out = tokio::time::timeout(limit, child.wait_with_output())
             .await
-            .unwrap_or_else(|_| panic!("`tokenwarden {}` still running after {limit:?}", args.join(" ")))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "`tokenwarden {}` still running after {limit:?}",
+                    args.join(" ")
+                )
+            })
             .expect("wait for tokenwarden");
         let out = Output {
             args: args.iter().map(|a| a.to_string()).collect(),
@@ -217,7 +234,10 @@ impl Env {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         };
-        self.transcript.lock().expect("transcript").push(out.clone());
+        self.transcript
+            .lock()
+            .expect("transcript")
+            .push(out.clone());
         out
     }
 
@@ -233,7 +253,10 @@ impl Env {
         let out = self.run(&["list", "--json"], None).await.ok();
         let value: Value = serde_json::from_str(&out.stdout)
             .unwrap_or_else(|e| panic!("list --json is not JSON ({e}):\n{out}"));
-        value.as_array().cloned().unwrap_or_else(|| panic!("list --json is not an array:\n{out}"))
+        value
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| panic!("list --json is not an array:\n{out}"))
     }
 
     /// One account's entry of `list --json`.
@@ -246,7 +269,10 @@ impl Env {
     }
 
     pub async fn status(&self, name: &str) -> String {
-        self.account(name).await["status"].as_str().unwrap_or("").to_string()
+        self.account(name).await["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 
     /// `log [NAME] --json`, parsed (newest first).
@@ -257,12 +283,19 @@ impl Env {
         let out = self.run(&args, None).await.ok();
         let value: Value = serde_json::from_str(&out.stdout)
             .unwrap_or_else(|e| panic!("log --json is not JSON ({e}):\n{out}"));
-        value.as_array().cloned().unwrap_or_else(|| panic!("log --json is not an array:\n{out}"))
+        value
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| panic!("log --json is not an array:\n{out}"))
     }
 
     /// `token NAME`'s output, which must succeed: the token alone.
     pub async fn token(&self, name: &str) -> String {
-        self.run(&["token", name], None).await.ok().stdout_trimmed().to_string()
+        self.run(&["token", name], None)
+            .await
+            .ok()
+            .stdout_trimmed()
+            .to_string()
     }
 
     /// The secret stored under `username = entry`, read by `secret-tool`, not by the binary.
@@ -281,23 +314,35 @@ impl Env {
     pub async fn stored_tokens(&self, name: &str) -> Option<Value> {
         let text = self.keychain_get(&format!("tokens:{name}")).await?;
         Some(serde_json::from_str(&text).unwrap_or_else(|e| {
-            panic!("tokens:{name} in the keychain is not JSON ({e}): {} bytes", text.len())
+            panic!(
+                "tokens:{name} in the keychain is not JSON ({e}): {} bytes",
+                text.len()
+            )
         }))
     }
 
     /// Writes an item the way keyring-rs v3 does (same attributes), so the binary finds it.
     pub async fn keychain_set(&self, entry: &str, value: &str) {
         let mut child = tokio::process::Command::new("secret-tool")
-            .args(["store", "--label", &format!("{entry}@{} (e2e seed)", self.service)])
+            .args([
+                "store",
+                "--label",
+                &format!("{entry}@{} (e2e seed)", self.service),
+            ])
             .args(["service", &self.service, "username", entry])
             .args(["target", "default", "application", "rust-keyring"])
             .stdin(Stdio::piped())
             .spawn()
             .expect("run secret-tool");
         let mut pipe = child.stdin.take().expect("stdin");
-        pipe.write_all(value.as_bytes()).await.expect("write secret");
+        pipe.write_all(value.as_bytes())
+            .await
+            .expect("write secret");
         drop(pipe);
-        assert!(child.wait().await.expect("secret-tool").success(), "secret-tool store failed");
+        assert!(
+            child.wait().await.expect("secret-tool").success(),
+            "secret-tool store failed"
+        );
     }
 
     /// Stores `tokens:NAME` as if the account had been connected: the contract's JSON shape.
@@ -308,7 +353,8 @@ impl Env {
             "token_type": "Bearer",
             "expires_at": expires_at,
         });
-        self.keychain_set(&format!("tokens:{name}"), &json.to_string()).await;
+        self.keychain_set(&format!("tokens:{name}"), &json.to_string())
+            .await;
     }
 
     /// Rows of the `refreshes` table as JSON objects (column → value), read-only.
@@ -342,13 +388,16 @@ impl Env {
             }
             Ok(map)
         });
-        rows.map(|r| r.filter_map(Result::ok).collect()).unwrap_or_default()
+        rows.map(|r| r.filter_map(Result::ok).collect())
+            .unwrap_or_default()
     }
 
     /// Starts `serve` in the background; the guard stops it with SIGTERM when dropped.
     pub fn spawn_serve(&self) -> Serve {
         let mut cmd = self.command(&["serve"]);
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn tokenwarden serve");
         // Drain both pipes continuously: trace logs would otherwise fill a pipe and block serve.
         let drain = |mut pipe: Box<dyn Read + Send>| {
@@ -360,7 +409,9 @@ impl Env {
                     if n == 0 {
                         break;
                     }
-                    sink.lock().expect("pipe buffer").extend_from_slice(&chunk[..n]);
+                    sink.lock()
+                        .expect("pipe buffer")
+                        .extend_from_slice(&chunk[..n]);
                 }
             });
             (buf, handle)
@@ -393,7 +444,8 @@ impl Env {
             text
         });
         let mut first = String::new();
-        let read = tokio::time::timeout(Duration::from_secs(20), stdout.read_line(&mut first)).await;
+        let read =
+            tokio::time::timeout(Duration::from_secs(20), stdout.read_line(&mut first)).await;
         if !matches!(read, Ok(Ok(n)) if n > 0) {
             let _ = child.start_kill();
             let stderr = stderr_task.await.unwrap_or_default();
@@ -421,9 +473,15 @@ impl Env {
         let auth_url = flow.url();
         let callback = authorize_in_browser(&flow.auth_url).await;
         let (status, body) = browser_get(&callback).await;
-        assert_eq!(status, 200, "the loopback listener's answer to {callback}: {body}");
+        assert_eq!(
+            status, 200,
+            "the loopback listener's answer to {callback}: {body}"
+        );
         let out = flow.finish().await;
-        self.transcript.lock().expect("transcript").push(out.clone());
+        self.transcript
+            .lock()
+            .expect("transcript")
+            .push(out.clone());
         out.ok();
         auth_url
     }
@@ -456,7 +514,10 @@ impl Connecting {
     /// The authorization URL; panics unless the first line is a URL and nothing else.
     pub fn url(&self) -> url::Url {
         url::Url::parse(&self.auth_url).unwrap_or_else(|e| {
-            panic!("connect's first stdout line is not a URL ({e}): {:?}", self.first_line)
+            panic!(
+                "connect's first stdout line is not a URL ({e}): {:?}",
+                self.first_line
+            )
         })
     }
 
@@ -488,7 +549,11 @@ pub async fn authorize_in_browser(auth_url: &str) -> String {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("http client");
-    let response = client.get(auth_url).send().await.expect("GET the authorization URL");
+    let response = client
+        .get(auth_url)
+        .send()
+        .await
+        .expect("GET the authorization URL");
     let status = response.status();
     let location = response
         .headers()

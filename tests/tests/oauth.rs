@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use tokenwarden_e2e::fakes::oauth::{Fault, OAuthConfig, OAuthFake};
-use tokenwarden_e2e::harness::{authorize_in_browser, browser_get, free_port, unix_from_rfc3339, unix_now};
+use tokenwarden_e2e::harness::{
+    authorize_in_browser, browser_get, free_port, unix_from_rfc3339, unix_now,
+};
 use tokenwarden_e2e::Env;
 
 /// A legacy-Fitbit fake and an environment with account `fb` whose client secret is stored.
@@ -42,51 +44,109 @@ async fn connect_token_and_refresh_rotate_through_the_keychain() {
     env.connect("fb").await;
 
     let secret = fake.lock().config.client_secret.clone();
-    assert_eq!(env.keychain_get("client-secret:fb").await.as_deref(), Some(secret.as_str()));
-    let stored = env.stored_tokens("fb").await.expect("tokens:fb in the keychain after connect");
+    assert_eq!(
+        env.keychain_get("client-secret:fb").await.as_deref(),
+        Some(secret.as_str())
+    );
+    let stored = env
+        .stored_tokens("fb")
+        .await
+        .expect("tokens:fb in the keychain after connect");
     let (access0, refresh0) = {
         let st = fake.lock();
         assert_eq!(st.code_grants, 1, "one code exchange");
-        (st.current_access_token().unwrap(), st.latest_refresh_token().unwrap())
+        (
+            st.current_access_token().unwrap(),
+            st.latest_refresh_token().unwrap(),
+        )
     };
     assert_eq!(stored["access_token"], access0.as_str());
     assert_eq!(stored["refresh_token"], refresh0.as_str());
-    let expires_at = stored["expires_at"].as_i64().expect("expires_at: unix seconds");
-    assert!((expires_at - (unix_now() + 28_800)).abs() < 120, "expires_at {expires_at}");
+    let expires_at = stored["expires_at"]
+        .as_i64()
+        .expect("expires_at: unix seconds");
+    assert!(
+        (expires_at - (unix_now() + 28_800)).abs() < 120,
+        "expires_at {expires_at}"
+    );
 
     let token = env.token("fb").await;
     assert_eq!(token, access0, "`token fb` prints the stored access token");
     assert_eq!(fake.profile_status(&token).await, 200);
     let header = env.run(&["token", "fb", "--header"], None).await.ok();
-    assert_eq!(header.stdout_trimmed(), format!("Authorization: Bearer {access0}"));
-    assert_eq!(fake.lock().refresh_grants, 0, "a fresh token is served without refreshing");
+    assert_eq!(
+        header.stdout_trimmed(),
+        format!("Authorization: Bearer {access0}")
+    );
+    assert_eq!(
+        fake.lock().refresh_grants,
+        0,
+        "a fresh token is served without refreshing"
+    );
 
     let out = env.run(&["refresh", "fb"], None).await.ok();
-    assert_eq!(out.stdout.lines().count(), 1, "refresh prints one line:\n{out}");
-    let stored = env.stored_tokens("fb").await.expect("tokens:fb after refresh");
+    assert_eq!(
+        out.stdout.lines().count(),
+        1,
+        "refresh prints one line:\n{out}"
+    );
+    let stored = env
+        .stored_tokens("fb")
+        .await
+        .expect("tokens:fb after refresh");
     let refresh1 = {
         let st = fake.lock();
         assert_eq!(st.refresh_grants, 1);
-        assert!(!st.is_live_refresh_token(&refresh0), "the old refresh token was consumed");
+        assert!(
+            !st.is_live_refresh_token(&refresh0),
+            "the old refresh token was consumed"
+        );
         st.latest_refresh_token().unwrap()
     };
     assert_ne!(refresh1, refresh0);
-    assert_eq!(stored["refresh_token"], refresh1.as_str(), "the keychain holds the rotated one");
+    assert_eq!(
+        stored["refresh_token"],
+        refresh1.as_str(),
+        "the keychain holds the rotated one"
+    );
     let token1 = env.token("fb").await;
     assert_ne!(token1, access0);
     assert_eq!(fake.profile_status(&token1).await, 200);
-    assert_eq!(fake.profile_status(&access0).await, 401, "the fake only accepts the current token");
+    assert_eq!(
+        fake.profile_status(&access0).await,
+        401,
+        "the fake only accepts the current token"
+    );
 
     // A second refresh can only work if the rotated refresh token was kept.
     env.run(&["refresh", "fb"], None).await.ok();
     {
         let st = fake.lock();
         assert_eq!(st.refresh_grants, 2);
-        assert_eq!(st.reused_refresh_tokens, 0, "no refresh token was presented twice");
-        assert!(st.token_requests.iter().all(|r| r.status == 200), "every token request succeeded");
+        assert_eq!(
+            st.reused_refresh_tokens, 0,
+            "no refresh token was presented twice"
+        );
+        assert!(
+            st.token_requests.iter().all(|r| r.status == 200),
+            "every token request succeeded"
+        );
     }
 
     let account = env.account("fb").await;
+    for key in [
+        "name",
+        "provider",
+        "status",
+        "expires_at",
+        "last_refresh",
+        "last_error",
+    ] {
+        assert!(
+            account.get(key).is_some(),
+            "list --json has `{key}`: {account}"
+        );
+    }
     assert_eq!(account["status"], "fresh", "{account}");
     assert_eq!(account["provider"], "fitbit-legacy");
     assert!(account["last_error"].is_null(), "{account}");
@@ -95,7 +155,12 @@ async fn connect_token_and_refresh_rotate_through_the_keychain() {
 
     let log = env.log_entries(Some("fb")).await;
     assert!(log.len() >= 2, "two refreshes in the log: {log:?}");
-    assert!(log.iter().take(2).all(|e| e["outcome"] == "ok" && e["account"] == "fb"), "{log:?}");
+    assert!(
+        log.iter()
+            .take(2)
+            .all(|e| e["outcome"] == "ok" && e["account"] == "fb"),
+        "{log:?}"
+    );
     let at = |e: &serde_json::Value| unix_from_rfc3339(e["at"].as_str().expect("at"));
     assert!(at(&log[0]) >= at(&log[1]), "newest first: {log:?}");
 }
@@ -105,14 +170,20 @@ async fn callback_with_wrong_or_missing_state_is_refused_and_the_listener_keeps_
     let (fake, env) = legacy(|c| c).await;
     let flow = env.start_connect("fb").await;
     let auth = flow.url();
-    let state = query(&auth).get("state").cloned().expect("the authorization URL carries state");
+    let state = query(&auth)
+        .get("state")
+        .cloned()
+        .expect("the authorization URL carries state");
     assert!(state.len() >= 16, "state looks random enough: {state:?}");
 
     let callback = url::Url::parse(&authorize_in_browser(&flow.auth_url).await).unwrap();
     let with_state = |value: Option<&str>| {
         let mut url = callback.clone();
-        let pairs: Vec<(String, String)> =
-            callback.query_pairs().into_owned().filter(|(k, _)| k != "state").collect();
+        let pairs: Vec<(String, String)> = callback
+            .query_pairs()
+            .into_owned()
+            .filter(|(k, _)| k != "state")
+            .collect();
         let mut q = url.query_pairs_mut();
         q.clear();
         for (k, v) in &pairs {
@@ -124,19 +195,35 @@ async fn callback_with_wrong_or_missing_state_is_refused_and_the_listener_keeps_
         drop(q);
         url.to_string()
     };
-    for bad in [with_state(Some("forged-state-0000000000")), with_state(None)] {
+    for bad in [
+        with_state(Some("forged-state-0000000000")),
+        with_state(None),
+    ] {
         let (status, body) = browser_get(&bad).await;
-        assert!((400..500).contains(&status), "{bad} must get an error page, got {status}: {body}");
+        assert!(
+            (400..500).contains(&status),
+            "{bad} must get an error page, got {status}: {body}"
+        );
     }
-    assert_eq!(fake.lock().token_requests.len(), 0, "a bad callback's code is never exchanged");
+    assert_eq!(
+        fake.lock().token_requests.len(),
+        0,
+        "a bad callback's code is never exchanged"
+    );
 
     let (status, body) = browser_get(callback.as_str()).await;
     assert_eq!(status, 200, "the real redirect still works: {body}");
     let lower = body.to_lowercase();
     assert!(
-        ["connected", "success", "authorized", "authorised", "you can close"]
-            .iter()
-            .any(|w| lower.contains(w)),
+        [
+            "connected",
+            "success",
+            "authorized",
+            "authorised",
+            "you can close"
+        ]
+        .iter()
+        .any(|w| lower.contains(w)),
         "the page says it worked: {body}"
     );
     flow.finish().await.ok();
@@ -146,11 +233,18 @@ async fn callback_with_wrong_or_missing_state_is_refused_and_the_listener_keeps_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fitbit_preset_authorization_url_asks_google_for_offline_access_with_pkce() {
-    let scopes = ["googlehealth.activity_and_fitness.readonly", "googlehealth.sleep.readonly"];
+    let scopes = [
+        "googlehealth.activity_and_fitness.readonly",
+        "googlehealth.sleep.readonly",
+    ];
     let (fake, env) = google(&scopes).await;
     let url = env.connect("fit").await;
 
-    assert_eq!(url.port(), Some(fake.addr.port()), "the overridden auth_url is used: {url}");
+    assert_eq!(
+        url.port(),
+        Some(fake.addr.port()),
+        "the overridden auth_url is used: {url}"
+    );
     assert_eq!(url.path(), "/oauth2/authorize");
     let q = query(&url);
     let param = |k: &str| q.get(k).map(String::as_str).unwrap_or("<missing>");
@@ -162,16 +256,25 @@ async fn fitbit_preset_authorization_url_asks_google_for_offline_access_with_pkc
     let asked: Vec<&str> = param("scope").split_whitespace().collect();
     for scope in scopes {
         assert!(
-            asked.iter().any(|a| *a == scope || a.ends_with(&format!("/{scope}"))),
+            asked
+                .iter()
+                .any(|a| *a == scope || a.ends_with(&format!("/{scope}"))),
             "scope {scope} in {asked:?}"
         );
     }
     let redirect = url::Url::parse(param("redirect_uri")).expect("redirect_uri");
-    assert_eq!(redirect.host_str(), Some("127.0.0.1"), "loopback redirect: {redirect}");
+    assert_eq!(
+        redirect.host_str(),
+        Some("127.0.0.1"),
+        "loopback redirect: {redirect}"
+    );
     assert_eq!(redirect.path(), "/callback");
     assert_eq!(fake.lock().authorize_queries.len(), 1);
     let stored = env.stored_tokens("fit").await.expect("tokens:fit");
-    assert!(stored["refresh_token"].is_string(), "offline access gave a refresh token");
+    assert!(
+        stored["refresh_token"].is_string(),
+        "offline access gave a refresh token"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,7 +286,11 @@ async fn google_refresh_answer_without_refresh_token_keeps_the_old_one() {
     for round in 1..=2 {
         env.run(&["refresh", "fit"], None).await.ok();
         let stored = env.stored_tokens("fit").await.expect("tokens:fit");
-        assert_eq!(stored["refresh_token"], refresh0.as_str(), "round {round}: kept");
+        assert_eq!(
+            stored["refresh_token"],
+            refresh0.as_str(),
+            "round {round}: kept"
+        );
         let token = env.token("fit").await;
         assert_eq!(fake.profile_status(&token).await, 200, "round {round}");
         assert_eq!(fake.lock().refresh_grants, round);
@@ -201,16 +308,34 @@ async fn legacy_410_gone_needs_reconnect_and_names_the_fitbit_preset() {
     let out = env.run(&["refresh", "fb"], None).await;
     let line = out.failure_line();
     let names_preset = |text: &str| text.replace("fitbit-legacy", "").contains("fitbit");
-    assert!(names_preset(&line), "the reason names the `fitbit` preset: {line}");
-    assert_eq!(fake.lock().refresh_requests().len(), 1, "410 is not retried");
+    assert!(
+        names_preset(&line),
+        "the reason names the `fitbit` preset: {line}"
+    );
+    assert_eq!(
+        fake.lock().refresh_requests().len(),
+        1,
+        "410 is not retried"
+    );
 
     let account = env.account("fb").await;
     assert_eq!(account["status"], "needs_reconnect", "{account}");
     let last_error = account["last_error"].as_str().expect("last_error");
-    assert!(names_preset(last_error), "last_error names the `fitbit` preset: {last_error}");
-    assert_eq!(env.stored_tokens("fb").await, Some(before), "nothing stored was lost");
+    assert!(
+        names_preset(last_error),
+        "last_error names the `fitbit` preset: {last_error}"
+    );
+    assert_eq!(
+        env.stored_tokens("fb").await,
+        Some(before),
+        "nothing stored was lost"
+    );
     let log = env.log_entries(Some("fb")).await;
-    assert_eq!(log.first().map(|e| e["outcome"].clone()), Some("permanent_error".into()), "{log:?}");
+    assert_eq!(
+        log.first().map(|e| e["outcome"].clone()),
+        Some("permanent_error".into()),
+        "{log:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,13 +344,22 @@ async fn disconnect_revokes_at_the_provider_and_deletes_the_secrets() {
     env.connect("fb").await;
     let (access, refresh) = {
         let st = fake.lock();
-        (st.current_access_token().unwrap(), st.latest_refresh_token().unwrap())
+        (
+            st.current_access_token().unwrap(),
+            st.latest_refresh_token().unwrap(),
+        )
     };
 
-    env.run(&["disconnect", "fb"], None).await.ok();
+    let out = env.run(&["disconnect", "fb"], None).await.ok();
     let revoked = fake.lock().revoked.clone();
-    assert!(!revoked.is_empty(), "disconnect revoked at the provider");
-    assert!(revoked.iter().all(|t| *t == access || *t == refresh), "{revoked:?}");
+    assert!(
+        !revoked.is_empty(),
+        "disconnect revoked at the provider:\n{out}"
+    );
+    assert!(
+        revoked.iter().all(|t| *t == access || *t == refresh),
+        "{revoked:?}"
+    );
     assert_eq!(fake.profile_status(&access).await, 401, "the grant is dead");
     assert_eq!(env.keychain_get("tokens:fb").await, None);
     assert_eq!(env.keychain_get("client-secret:fb").await, None);
@@ -239,26 +373,43 @@ async fn disconnect_revokes_at_the_provider_and_deletes_the_secrets() {
 async fn token_honours_min_valid_and_never_prints_an_expired_token() {
     let (fake, env) = legacy(|c| c.expires_in(3600)).await;
     let (access, refresh) = fake.issue_grant();
-    env.seed_tokens("fb", &access, &refresh, unix_now() + 100).await;
+    env.seed_tokens("fb", &access, &refresh, unix_now() + 100)
+        .await;
 
-    assert_eq!(env.token("fb").await, access, "100 s left is enough by default");
+    assert_eq!(
+        env.token("fb").await,
+        access,
+        "100 s left is enough by default"
+    );
     assert_eq!(fake.lock().refresh_grants, 0);
 
-    let out = env.run(&["token", "fb", "--min-valid", "200s"], None).await.ok();
+    let out = env
+        .run(&["token", "fb", "--min-valid", "200s"], None)
+        .await
+        .ok();
     let fresh = out.stdout_trimmed().to_string();
     assert_ne!(fresh, access, "--min-valid 200s forced a refresh");
     assert_eq!(fake.lock().refresh_grants, 1);
     assert_eq!(fake.profile_status(&fresh).await, 200);
-    let expires_at = env.stored_tokens("fb").await.unwrap()["expires_at"].as_i64().unwrap();
-    assert!(expires_at >= unix_now() + 3000, "the new token was stored: {expires_at}");
+    let expires_at = env.stored_tokens("fb").await.unwrap()["expires_at"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        expires_at >= unix_now() + 3000,
+        "the new token was stored: {expires_at}"
+    );
 
     // An expired token and a provider that cannot refresh it: fail, print nothing.
     let (access, refresh) = fake.issue_grant();
-    env.seed_tokens("fb", &access, &refresh, unix_now() - 5).await;
+    env.seed_tokens("fb", &access, &refresh, unix_now() - 5)
+        .await;
     fake.fail_next(20, Fault::status(503));
     let out = tokio::time::timeout(Duration::from_secs(60), env.run(&["token", "fb"], None))
         .await
         .expect("token gives up");
     out.failure_line();
-    assert!(!out.stdout.contains(&access), "an expired token was printed:\n{out}");
+    assert!(
+        !out.stdout.contains(&access),
+        "an expired token was printed:\n{out}"
+    );
 }

@@ -254,7 +254,9 @@ impl State {
                     presented.unwrap_or(""))}],
                 "success": false,
             }),
-            Flavor::Google => json!({"error": code, "error_description": "Token has been expired or revoked."}),
+            Flavor::Google => {
+                json!({"error": code, "error_description": "Token has been expired or revoked."})
+            }
         };
         (status, Json(body)).into_response()
     }
@@ -262,7 +264,9 @@ impl State {
     fn client_authenticated(&self, headers: &HeaderMap, form: &HashMap<String, String>) -> bool {
         let (id, secret) = (&self.config.client_id, &self.config.client_secret);
         match self.config.client_auth {
-            ClientAuth::Basic => basic_credentials(headers).is_some_and(|(i, s)| &i == id && &s == secret),
+            ClientAuth::Basic => {
+                basic_credentials(headers).is_some_and(|(i, s)| &i == id && &s == secret)
+            }
             ClientAuth::Post => {
                 form.get("client_id") == Some(id) && form.get("client_secret") == Some(secret)
             }
@@ -439,7 +443,11 @@ async fn authorize(AxState(state): AxState<Shared>, RawQuery(query): RawQuery) -
     if let Some(s) = q.get("state") {
         location.query_pairs_mut().append_pair("state", s);
     }
-    (StatusCode::FOUND, [(header::LOCATION, location.to_string())]).into_response()
+    (
+        StatusCode::FOUND,
+        [(header::LOCATION, location.to_string())],
+    )
+        .into_response()
 }
 
 fn redirect_allowed(registered: Option<&str>, asked: &str) -> bool {
@@ -476,12 +484,16 @@ async fn token(AxState(state): AxState<Shared>, headers: HeaderMap, body: String
             )
                 .into_response();
             if let Some(secs) = retry_after {
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, secs.to_string().parse().expect("header"));
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    secs.to_string().parse().expect("header"),
+                );
             }
             r
         }
-        Some(Fault::OAuthError(code)) => st.error(code, form.get("refresh_token").map(String::as_str)),
+        Some(Fault::OAuthError(code)) => {
+            st.error(code, form.get("refresh_token").map(String::as_str))
+        }
         _ => st.grant(&headers, &form),
     };
     st.token_requests.push(TokenRequest {
@@ -509,7 +521,8 @@ async fn revoke(
     let Some(token) = form.get("token").cloned() else {
         return (StatusCode::BAD_REQUEST, "token required").into_response();
     };
-    let known = st.live_refresh.contains(&token) || st.current_access_token().as_ref() == Some(&token);
+    let known =
+        st.live_refresh.contains(&token) || st.current_access_token().as_ref() == Some(&token);
     if known {
         st.live_refresh.clear();
         st.current_access = None;
@@ -524,7 +537,11 @@ async fn profile(AxState(state): AxState<Shared>, headers: HeaderMap) -> Respons
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if state.lock().expect("fake oauth state").accepts_access_token(bearer) {
+    if state
+        .lock()
+        .expect("fake oauth state")
+        .accepts_access_token(bearer)
+    {
         Json(json!({"user": {"encodedId": "ABC123", "displayName": "Fake User"}})).into_response()
     } else {
         (
@@ -539,7 +556,9 @@ async fn profile(AxState(state): AxState<Shared>, headers: HeaderMap) -> Respons
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let encoded = value.strip_prefix("Basic ")?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (id, secret) = text.split_once(':')?;
     let unescape = |s: &str| -> String {
@@ -553,5 +572,6 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 
 /// PKCE S256: BASE64URL-NOPAD(SHA256(verifier)).
 pub fn s256(verifier: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()))
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()))
 }

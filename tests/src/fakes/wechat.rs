@@ -136,7 +136,11 @@ impl State {
         let now = Instant::now();
         let (expires_in, overlap) = (self.config.expires_in, self.config.overlap);
         let value = token_value(&self.config.token_prefix, "token", self.serial);
-        let series = if stable { &mut self.stable_tokens } else { &mut self.tokens };
+        let series = if stable {
+            &mut self.stable_tokens
+        } else {
+            &mut self.tokens
+        };
         let count = series.len();
         for (i, old) in series.iter_mut().enumerate() {
             let dies = if i + 1 == count { now + overlap } else { now };
@@ -170,7 +174,11 @@ fn fault_response(fault: Fault) -> (i64, Response) {
         Fault::Errcode(code, msg) => (code, Json(errcode(code, msg)).into_response()),
         Fault::Http(status) => (
             -1,
-            (StatusCode::from_u16(status).expect("fault status"), "upstream busy").into_response(),
+            (
+                StatusCode::from_u16(status).expect("fault status"),
+                "upstream busy",
+            )
+                .into_response(),
         ),
     }
 }
@@ -218,12 +226,16 @@ impl WeChatFake {
 
     /// The next `n` answers of the token endpoints (token and stable_token) are `fault`.
     pub fn fail_next_tokens(&self, n: usize, fault: Fault) {
-        self.lock().token_faults.extend(std::iter::repeat_n(fault, n));
+        self.lock()
+            .token_faults
+            .extend(std::iter::repeat_n(fault, n));
     }
 
     /// The next `n` getticket answers are `fault`.
     pub fn fail_next_tickets(&self, n: usize, fault: Fault) {
-        self.lock().ticket_faults.extend(std::iter::repeat_n(fault, n));
+        self.lock()
+            .ticket_faults
+            .extend(std::iter::repeat_n(fault, n));
     }
 
     /// A `wechat` account table for this fake; `extra` is appended verbatim.
@@ -243,11 +255,18 @@ async fn token(AxState(state): AxState<Shared>, RawQuery(query): RawQuery) -> Re
     let (code, response) = if let Some(fault) = st.token_faults.pop_front() {
         fault_response(fault)
     } else if q.get("grant_type").map(String::as_str) != Some("client_credential") {
-        (40002, Json(errcode(40002, "invalid grant_type")).into_response())
-    } else if let Some(err) =
-        st.credentials_error(q.get("appid").map(String::as_str), q.get("secret").map(String::as_str))
-    {
-        (err["errcode"].as_i64().unwrap_or(-2), Json(err).into_response())
+        (
+            40002,
+            Json(errcode(40002, "invalid grant_type")).into_response(),
+        )
+    } else if let Some(err) = st.credentials_error(
+        q.get("appid").map(String::as_str),
+        q.get("secret").map(String::as_str),
+    ) {
+        (
+            err["errcode"].as_i64().unwrap_or(-2),
+            Json(err).into_response(),
+        )
     } else {
         (0, Json(st.issue(false)).into_response())
     };
@@ -268,18 +287,33 @@ async fn stable_token(AxState(state): AxState<Shared>, body: String) -> Response
     let (code, response) = if let Some(fault) = st.token_faults.pop_front() {
         fault_response(fault)
     } else if field("grant_type") != Some("client_credential") {
-        (40002, Json(errcode(40002, "invalid grant_type")).into_response())
+        (
+            40002,
+            Json(errcode(40002, "invalid grant_type")).into_response(),
+        )
     } else if let Some(err) = st.credentials_error(field("appid"), field("secret")) {
-        (err["errcode"].as_i64().unwrap_or(-2), Json(err).into_response())
+        (
+            err["errcode"].as_i64().unwrap_or(-2),
+            Json(err).into_response(),
+        )
     } else {
-        let force = body.get("force_refresh").and_then(Value::as_bool).unwrap_or(false);
+        let force = body
+            .get("force_refresh")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let overlap = st.config.overlap;
         let current = st.stable_tokens.last().cloned();
         match current {
             // Normal mode answers the current token with what remains of its life.
             Some(t) if !force && t.dies_at > Instant::now() + overlap => {
-                let left = t.dies_at.saturating_duration_since(Instant::now()).as_secs();
-                (0, Json(json!({"access_token": t.value, "expires_in": left})).into_response())
+                let left = t
+                    .dies_at
+                    .saturating_duration_since(Instant::now())
+                    .as_secs();
+                (
+                    0,
+                    Json(json!({"access_token": t.value, "expires_in": left})).into_response(),
+                )
             }
             _ => (0, Json(st.issue(true)).into_response()),
         }
@@ -310,8 +344,11 @@ async fn getticket(AxState(state): AxState<Shared>, RawQuery(query): RawQuery) -
         return Json(errcode(40097, "invalid args")).into_response();
     }
     if !token_alive {
-        return Json(errcode(40001, "invalid credential, access_token is invalid or not latest"))
-            .into_response();
+        return Json(errcode(
+            40001,
+            "invalid credential, access_token is invalid or not latest",
+        ))
+        .into_response();
     }
     st.serial += 1;
     let expires_in = st.config.ticket_expires_in;
@@ -331,6 +368,9 @@ async fn check(AxState(state): AxState<Shared>, RawQuery(query): RawQuery) -> Js
     if state.lock().expect("fake wechat state").token_alive(token) {
         Json(json!({"errcode": 0, "errmsg": "ok"}))
     } else {
-        Json(errcode(40001, "invalid credential, access_token is invalid or not latest"))
+        Json(errcode(
+            40001,
+            "invalid credential, access_token is invalid or not latest",
+        ))
     }
 }

@@ -10,7 +10,7 @@ use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenResponse, BasicTo
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
     EndpointNotSet, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
-    RequestTokenError, RevocationUrl, Scope, StandardRevocableToken, TokenResponse, TokenUrl,
+    RequestTokenError, RevocationUrl, Scope, TokenResponse, TokenUrl,
 };
 use url::Url;
 
@@ -248,9 +248,9 @@ impl OAuth2Spec {
         };
         self.issued(&who, answer, &seen)
     }
-
-    /// Revokes a token at the provider, where it has a revocation endpoint. `Ok(false)` when
-    /// it has none.
+    /// Revokes a token at the provider (RFC 7009), where it has a revocation endpoint.
+    /// `Ok(false)` when it has none. Sent with our own client: the oauth2 crate refuses
+    /// plain-http endpoints, which loopback test servers and overrides legitimately use.
     pub async fn revoke(
         &self,
         req: &FetchRequest<'_>,
@@ -262,46 +262,48 @@ impl OAuth2Spec {
             provider: req.provider,
         };
         let ep = self.endpoints(req.http, &who).await?;
-        if ep.revoke_url.is_none() {
+        let Some(url) = ep.revoke_url else {
             return Ok(false);
-        }
-        let client = self.client(&ep, req.client_secret, None);
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let http = recording_client(req.http, &seen);
-        let revocable = if is_refresh {
-            StandardRevocableToken::RefreshToken(RefreshToken::new(token.expose().to_owned()))
-        } else {
-            StandardRevocableToken::AccessToken(oauth2::AccessToken::new(token.expose().to_owned()))
         };
-        let answer = client
-            .revoke_token(revocable)
-            .map_err(|e| who.setup(&e.to_string()))?
-            .request_async(&http)
-            .await;
-        match answer {
-            Ok(()) => Ok(true),
-            Err(RequestTokenError::Request(e)) => Err(who.network(&e)),
-            Err(RequestTokenError::ServerResponse(r)) => {
-                let status = seen.lock().expect("poisoned").status;
-                Err(RefreshError::Http {
-                    account: who.account.clone(),
-                    provider: who.provider.to_owned(),
-                    status,
-                    code: Some(r.error().as_ref().to_owned()),
-                    retry_after: None,
-                })
+        let hint = if is_refresh {
+            "refresh_token"
+        } else {
+            "access_token"
+        };
+        let mut form = vec![("token", token.expose()), ("token_type_hint", hint)];
+        let mut request = req.http.post(url);
+        match (self.client_auth, req.client_secret) {
+            (ClientAuth::Basic, Some(secret)) => {
+                request = request.basic_auth(&self.client_id, Some(secret.expose()));
             }
-            Err(_) => {
-                let seen = *seen.lock().expect("poisoned");
-                Err(RefreshError::Http {
-                    account: who.account.clone(),
-                    provider: who.provider.to_owned(),
-                    status: seen.status,
-                    code: None,
-                    retry_after: seen.retry_after,
-                })
+            (ClientAuth::Post, Some(secret)) => {
+                form.push(("client_id", &self.client_id));
+                form.push(("client_secret", secret.expose()));
             }
+            _ => form.push(("client_id", &self.client_id)),
         }
+        let response = request
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| who.network(&e))?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(true);
+        }
+        let retry_after = retry_after(response.headers());
+        let body = response.bytes().await.unwrap_or_default();
+        let code = match self.dialect {
+            Dialect::FitbitLegacy => fitbit_error_type(&body),
+            Dialect::Standard => standard_error_code(&body),
+        };
+        Err(RefreshError::Http {
+            account: who.account.clone(),
+            provider: who.provider.to_owned(),
+            status,
+            code,
+            retry_after,
+        })
     }
 
     fn issued(
@@ -420,6 +422,18 @@ fn fitbit_error_type(body: &[u8]) -> Option<String> {
     let envelope: Envelope = serde_json::from_slice(body).ok()?;
     let code = envelope.errors.into_iter().next()?.error_type;
     // Quote only a code-shaped value: it ends up in messages and history.
+    code.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        .then_some(code)
+}
+
+/// RFC 6749's `{"error": "..."}`, if the body is that shape and the code looks like one.
+fn standard_error_code(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        error: String,
+    }
+    let code = serde_json::from_slice::<Answer>(body).ok()?.error;
     code.bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'_')
         .then_some(code)
