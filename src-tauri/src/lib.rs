@@ -1,8 +1,10 @@
 //! Tokenwarden keeps API access tokens fresh.
 //! * `engine`  the headless core: config, providers, keychain, scheduler, history, events
-//! * `cli`     clap commands over the engine
+//! * `api`     the local HTTP API (axum) over the engine
+//! * `cli`     clap commands over the engine, or over a running engine's API
 //! * `desktop` the tray app (feature `desktop`; a later step)
 
+pub mod api;
 pub mod cli;
 pub mod engine;
 pub mod logging;

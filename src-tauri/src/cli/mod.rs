@@ -2,21 +2,25 @@
 //! refresh run it here under the machine's lock when no engine is running; while one runs,
 //! they read what it stored and leave refreshing to it.
 
+mod client;
 mod output;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::api_keys::ApiKeys;
 use crate::engine::lock::{self, Role};
 use crate::engine::names::{parse_duration, AccountName};
 use crate::engine::paths::Context;
 use crate::engine::secret::Secret;
+use crate::engine::secrets::{Keychain, OsKeychain};
 use crate::engine::{Engine, Mode};
+use client::ApiClient;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -70,6 +74,11 @@ pub enum Command {
     },
     /// Revokes at the provider where it can and deletes the account's secrets
     Disconnect { name: AccountName },
+    /// Manages API keys for the local HTTP API
+    ApiKey {
+        #[command(subcommand)]
+        action: ApiKeyAction,
+    },
     /// Shows the refresh history, newest first
     Log {
         name: Option<AccountName>,
@@ -78,6 +87,19 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApiKeyAction {
+    /// Creates a key and prints it once
+    Create { label: String },
+    /// Lists key labels and creation times (never the keys)
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revokes a key: it stops working at once, also for a running engine
+    Revoke { label: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -95,17 +117,22 @@ pub async fn run(cli: Cli) -> Result<()> {
     match command {
         Command::Serve => serve(&ctx).await,
         Command::List { json } => {
-            let engine = open(&ctx, Mode::Observer).await?;
+            let views = match ApiClient::discover(&ctx, &api_keys(&ctx)).await? {
+                Some(api) => api.accounts().await?,
+                None => open(&ctx, Mode::Observer).await?.snapshot(),
+            };
             let running = lock::holder(&ctx.data_dir).is_some();
-            output::accounts(&engine.snapshot(), json, running)
+            output::accounts(&views, json, running)
         }
         Command::Token {
             name,
             min_valid,
             header,
         } => {
-            let engine = open_for_work(&ctx).await?;
-            let token = engine.token(&name, min_valid).await?;
+            let token = match ApiClient::discover(&ctx, &api_keys(&ctx)).await? {
+                Some(api) => api.token(&name, min_valid).await?,
+                None => open_for_work(&ctx).await?.token(&name, min_valid).await?,
+            };
             let mut out = std::io::stdout().lock();
             if header {
                 writeln!(out, "Authorization: Bearer {}", token.access_token.expose())?;
@@ -115,8 +142,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Refresh { name } => {
-            let engine = open_for_work(&ctx).await?;
-            let token = engine.refresh(&name).await?;
+            let token = match ApiClient::discover(&ctx, &api_keys(&ctx)).await? {
+                Some(api) => api.refresh(&name).await?,
+                None => open_for_work(&ctx).await?.refresh(&name).await?,
+            };
             println!(
                 "{name}: refreshed; expires at {} (in {}s)",
                 token.expires_at, token.expires_in
@@ -127,28 +156,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             name,
             no_browser,
             device,
-        } => {
-            if device {
-                bail!("{name}: the device authorization grant is not available yet; use `connect {name} --no-browser` and open the URL on any machine that can reach this one's loopback");
-            }
-            let engine = open_for_work(&ctx).await?;
-            let view = engine
-                .connect(&name, |url| {
-                    if no_browser {
-                        println!("{url}");
-                        let _ = std::io::stdout().flush(); // a closed stdout shows up as no redirect
-                    } else {
-                        eprintln!("Opening the browser to connect {name}. If it does not open, visit:\n{url}");
-                        if let Err(e) = open::that_detached(url.as_str()) {
-                            eprintln!("(could not open a browser: {e})");
-                        }
-                    }
-                })
-                .await?;
-            let expires = view.expires_at.map(|d| d.to_string()).unwrap_or_default();
-            eprintln!("{name}: connected; token expires at {expires}");
-            Ok(())
-        }
+        } => connect(&ctx, &name, no_browser, device).await,
         Command::Secret {
             action: SecretAction::Set { name },
         } => {
@@ -170,11 +178,95 @@ pub async fn run(cli: Cli) -> Result<()> {
             eprintln!("{name}: disconnected; its secrets are deleted from the keychain");
             Ok(())
         }
+        Command::ApiKey { action } => api_key(&ctx, action).await,
         Command::Log { name, json, limit } => {
-            let engine = open(&ctx, Mode::Observer).await?;
-            output::history(&engine.history(name.as_ref(), limit)?, json)
+            let entries = match ApiClient::discover(&ctx, &api_keys(&ctx)).await? {
+                Some(api) => api.history(name.as_ref(), limit).await?,
+                None => open(&ctx, Mode::Observer)
+                    .await?
+                    .history(name.as_ref(), limit)?,
+            };
+            output::history(&entries, json)
         }
     }
+}
+
+fn api_keys(ctx: &Context) -> ApiKeys {
+    let store = std::sync::Arc::new(OsKeychain::new(&ctx.keychain_service));
+    ApiKeys::new(&ctx.data_dir, Keychain::new(store))
+}
+
+async fn api_key(ctx: &Context, action: ApiKeyAction) -> Result<()> {
+    std::fs::create_dir_all(&ctx.data_dir)
+        .with_context(|| format!("data dir {}", ctx.data_dir.display()))?;
+    let keys = api_keys(ctx);
+    match action {
+        ApiKeyAction::Create { label } => {
+            let key = keys.create(&label).await?;
+            println!("{}", key.expose());
+            eprintln!("API key `{label}` created; it is shown only this once");
+        }
+        ApiKeyAction::List { json } => {
+            let list = keys.list()?;
+            if json {
+                let rows: Vec<_> = list
+                    .iter()
+                    .map(|k| serde_json::json!({ "label": k.label, "created_at": k.created_at }))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if list.is_empty() {
+                println!("no API keys; create one with `tokenwarden api-key create LABEL`");
+            } else {
+                for k in &list {
+                    println!("{:<24} created {}", k.label, k.created_at);
+                }
+            }
+        }
+        ApiKeyAction::Revoke { label } => {
+            keys.revoke(&label).await?;
+            eprintln!("API key `{label}` revoked");
+        }
+    }
+    Ok(())
+}
+
+async fn connect(ctx: &Context, name: &AccountName, no_browser: bool, device: bool) -> Result<()> {
+    let engine = open_for_work(ctx).await?;
+    let view = if device {
+        engine
+            .connect_device(name, |start| {
+                // stdout: the URL and the code alone, for scripts; the explanation on stderr.
+                println!("{}", start.verification_uri);
+                println!("{}", start.user_code);
+                let _ = std::io::stdout().flush(); // a closed stdout shows up as no approval
+                eprintln!(
+                    "To connect {name}, open {} on any device and enter the code {} (valid for {} minutes).",
+                    start.verification_uri,
+                    start.user_code,
+                    start.expires_in.as_secs().div_ceil(60)
+                );
+            })
+            .await?
+    } else {
+        engine
+            .connect(name, |url| {
+                if no_browser {
+                    println!("{url}");
+                    let _ = std::io::stdout().flush(); // a closed stdout shows up as no redirect
+                } else {
+                    eprintln!(
+                        "Opening the browser to connect {name}. If it does not open, visit:\n{url}"
+                    );
+                    if let Err(e) = open::that_detached(url.as_str()) {
+                        eprintln!("(could not open a browser: {e})");
+                    }
+                }
+            })
+            .await?
+    };
+    let expires = view.expires_at.map(|d| d.to_string()).unwrap_or_default();
+    eprintln!("{name}: connected; token expires at {expires}");
+    Ok(())
 }
 
 async fn open(ctx: &Context, mode: Mode) -> Result<Engine> {
@@ -204,21 +296,38 @@ async fn open_for_work(ctx: &Context) -> Result<Engine> {
     }
 }
 
+/// The engine in the foreground: scheduler and local API until SIGINT/SIGTERM, then both
+/// drain (in-flight refreshes finish their keychain writes).
 async fn serve(ctx: &Context) -> Result<()> {
     let engine = Engine::open(ctx, Mode::Refresher, Role::Engine).await?;
+    let listener = crate::api::bind(&engine).await?;
+    let listen = listener.local_addr()?;
+    engine.api_keys().make_engine_key().await?;
+    engine.announce(listen)?;
     let count = engine.config().accounts.len();
-    tracing::info!(accounts = count, config = %engine.config().path.display(), "engine started");
+    tracing::info!(accounts = count, api = %listen, config = %engine.config().path.display(), "engine started");
     let stop = CancellationToken::new();
     let runner = tokio::spawn({
-        let engine = engine.clone();
-        let stop = stop.clone();
+        let (engine, stop) = (engine.clone(), stop.clone());
         async move { engine.run(stop).await }
     });
-    shutdown_signal().await?;
+    let mut api = tokio::spawn(crate::api::serve(engine.clone(), listener, stop.clone()));
+    let api_ended = tokio::select! {
+        r = shutdown_signal() => { r?; None }
+        r = &mut api => Some(r),
+    };
     tracing::info!("stopping: waiting for refreshes in flight");
     stop.cancel();
     runner.await.context("engine task")?;
-    Ok(())
+    let result = match api_ended {
+        Some(r) => r,
+        None => api.await,
+    };
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(anyhow::anyhow!("the local API stopped: {e}")),
+        Err(e) => Err(anyhow::anyhow!("the local API task failed: {e}")),
+    }
 }
 
 async fn shutdown_signal() -> Result<()> {

@@ -1,7 +1,7 @@
 //! Account health and the views front ends read. Health variants carry only what is true
 //! in that state; views hold names, states and times, never a secret.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::names::{AccountName, Deadline};
 use super::secret::Secret;
@@ -43,7 +43,7 @@ impl Health {
 }
 
 /// One row of `list` and `GET /v1/accounts`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AccountView {
     pub name: AccountName,
     pub provider: String,
@@ -62,6 +62,28 @@ pub struct TokenView {
     pub expires_at: Deadline,
     pub expires_in: u64,
     pub scope: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for TokenView {
+    /// For the CLI reading a running engine's answer.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            access_token: String,
+            token_type: String,
+            expires_at: Deadline,
+            expires_in: u64,
+            scope: Option<String>,
+        }
+        let raw = Raw::deserialize(d)?;
+        Ok(Self {
+            access_token: Secret::new(raw.access_token),
+            token_type: raw.token_type,
+            expires_at: raw.expires_at,
+            expires_in: raw.expires_in,
+            scope: raw.scope,
+        })
+    }
 }
 
 fn expose<S: serde::Serializer>(secret: &Secret, s: S) -> Result<S::Ok, S::Error> {

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::names::{AccountName, Deadline};
 
@@ -32,6 +32,8 @@ pub enum Trigger {
     Dependency,
     Connect,
     Startup,
+    /// A client reported the token was rejected upstream (HTTP 401).
+    Rejected,
 }
 
 impl Trigger {
@@ -44,6 +46,7 @@ impl Trigger {
             Self::Dependency => "dependency",
             Self::Connect => "connect",
             Self::Startup => "startup",
+            Self::Rejected => "rejected",
         }
     }
 }
@@ -56,7 +59,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn as_str(&self) -> &'static str {
+    pub fn as_str(&self) -> &'static str {
         match self {
             Self::Ok => "ok",
             Self::TransientError => "transient_error",
@@ -66,7 +69,7 @@ impl Outcome {
 }
 
 /// One row of `log` and `GET /v1/history`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Entry {
     pub at: Deadline,
     pub account: String,

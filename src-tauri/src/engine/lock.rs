@@ -21,6 +21,9 @@ pub enum Role {
 pub struct Holder {
     pub pid: u32,
     pub role: Role,
+    /// Where its local API listens, once it does.
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// Held while alive; dropping it releases the lock.
@@ -66,6 +69,27 @@ fn open(dir: &Path) -> Result<File, LockError> {
         .map_err(|source| LockError::Io { path, source })
 }
 
+/// Records where the lock holder's API listens (call only while holding the lock).
+pub fn announce(dir: &Path, listen: Option<std::net::SocketAddr>) -> Result<(), LockError> {
+    let role = read_holder(dir).map_or(Role::Engine, |h| h.role);
+    write_holder(
+        dir,
+        &Holder {
+            pid: std::process::id(),
+            role,
+            listen,
+        },
+    )
+}
+
+fn write_holder(dir: &Path, holder: &Holder) -> Result<(), LockError> {
+    let path = dir.join("engine.json");
+    let tmp = dir.join("engine.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(holder).expect("serializes"))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|source| LockError::Io { path, source })
+}
+
 /// Takes the lock. A CLI command waits up to `wait` for another CLI command; nobody waits
 /// for a running engine.
 pub fn acquire(dir: &Path, role: Role, wait: Duration) -> Result<EngineLock, LockError> {
@@ -74,13 +98,14 @@ pub fn acquire(dir: &Path, role: Role, wait: Duration) -> Result<EngineLock, Loc
     loop {
         match file.try_lock() {
             Ok(()) => {
-                let holder = Holder {
-                    pid: std::process::id(),
-                    role,
-                };
-                let path = dir.join("engine.json");
-                std::fs::write(&path, serde_json::to_vec(&holder).expect("serializes"))
-                    .map_err(|source| LockError::Io { path, source })?;
+                write_holder(
+                    dir,
+                    &Holder {
+                        pid: std::process::id(),
+                        role,
+                        listen: None,
+                    },
+                )?;
                 return Ok(EngineLock { _file: file });
             }
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -89,6 +114,7 @@ pub fn acquire(dir: &Path, role: Role, wait: Duration) -> Result<EngineLock, Loc
                     Some(Holder {
                         pid,
                         role: Role::Engine,
+                        ..
                     }) => {
                         return Err(LockError::HeldByEngine {
                             pid,

@@ -8,11 +8,13 @@
 //! [`Engine`] is a cheap-to-clone handle. State sits behind a std mutex that is never held
 //! across `.await`; each account has an async gate so that one refresh runs at a time.
 
+pub mod api_keys;
 pub mod config;
 pub mod events;
 pub mod health;
 pub mod history;
 pub mod lock;
+pub mod metrics;
 pub mod names;
 pub mod paths;
 pub mod provider;
@@ -64,9 +66,13 @@ pub enum EngineError {
     History(#[from] HistoryError),
     #[error(transparent)]
     Lock(#[from] lock::LockError),
+    #[error(transparent)]
+    ApiKey(#[from] api_keys::ApiKeyError),
     #[error("{account}: {message}")]
     NotValid {
         account: AccountName,
+        /// The account's status when it was asked: says whether the user must act.
+        status: String,
         message: String,
     },
     #[error("{account}: {message}")]
@@ -89,6 +95,7 @@ impl EngineError {
             Self::Keychain(_) => "keychain",
             Self::History(_) => "history",
             Self::Lock(_) => "locked",
+            Self::ApiKey(_) => "api_key",
             Self::NotValid { .. } => "no_valid_token",
             Self::Usage { .. } => "bad_request",
             Self::Io(_) => "io",
@@ -118,8 +125,27 @@ struct Shared {
     wake: Notify,
     events: broadcast::Sender<EngineEvent>,
     tasks: TaskTracker,
+    metrics: metrics::Metrics,
+    api_keys: api_keys::ApiKeys,
+    data_dir: std::path::PathBuf,
     _lock: Option<lock::EngineLock>,
 }
+
+/// What a refresh may skip, decided under the account's gate.
+#[derive(Clone, Debug)]
+enum Skip {
+    /// Always refresh.
+    Never,
+    /// Skip if the token is (now) valid for this long: someone refreshed while we waited.
+    IfValidFor(Duration),
+    /// Skip unless this is still the current token and it was not refreshed just now:
+    /// reports of a 401 share one refresh and cannot loop.
+    UnlessCurrent(Secret),
+}
+
+/// A token refreshed this recently is not refreshed again because a client reports it
+/// rejected: the upstream API may keep rejecting it for reasons a new token will not fix.
+const REJECT_GRACE: Duration = Duration::from_secs(5);
 
 /// One account's state. `gate` serializes refreshes; `generation` tells a refresh whether
 /// the tokens changed while it waited.
@@ -195,6 +221,7 @@ impl Engine {
             mode,
             store,
             History::open(&ctx.history_path())?,
+            &ctx.data_dir,
             lock,
         )
         .await
@@ -206,9 +233,11 @@ impl Engine {
         mode: Mode,
         store: Arc<dyn SecretStore>,
         history: History,
+        data_dir: &std::path::Path,
         lock: Option<lock::EngineLock>,
     ) -> Result<Self, EngineError> {
         let keychain = Keychain::new(store);
+        let api_keys = api_keys::ApiKeys::new(data_dir, keychain.clone());
         let mut accounts = HashMap::new();
         for account in &config.accounts {
             let tokens = keychain.tokens(&account.name).await?;
@@ -264,6 +293,9 @@ impl Engine {
                 wake: Notify::new(),
                 events: broadcast::channel(256).0,
                 tasks: TaskTracker::new(),
+                metrics: metrics::Metrics::default(),
+                api_keys,
+                data_dir: data_dir.to_owned(),
                 _lock: lock,
             }),
         })
@@ -275,6 +307,39 @@ impl Engine {
 
     pub fn mode(&self) -> Mode {
         self.shared.mode
+    }
+
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.shared.metrics
+    }
+
+    pub fn api_keys(&self) -> &api_keys::ApiKeys {
+        &self.shared.api_keys
+    }
+
+    /// Sets the seconds-until-expiry gauges from the current tokens (called when scraped).
+    pub fn update_expiry_gauges(&self) {
+        let accounts = self.shared.accounts.lock().expect("poisoned");
+        let now = SystemTime::now();
+        for (name, slot) in accounts.iter() {
+            let left = slot
+                .tokens
+                .as_ref()
+                .map_or(0.0, |t| t.expires_at.remaining(now).as_secs_f64());
+            let labels = metrics::AccountLabels {
+                account: name.to_string(),
+            };
+            self.shared
+                .metrics
+                .expiry_seconds
+                .get_or_create(&labels)
+                .set(left);
+        }
+    }
+
+    /// Tells other processes on this machine where this engine's API listens.
+    pub fn announce(&self, listen: std::net::SocketAddr) -> Result<(), EngineError> {
+        Ok(lock::announce(&self.shared.data_dir, Some(listen))?)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
@@ -366,7 +431,7 @@ impl Engine {
                 .valid_token(name, min_valid)?
                 .ok_or_else(|| self.not_valid(name, min_valid));
         }
-        self.refresh_with(name, Trigger::MinValid, Some(min_valid))
+        self.refresh_with(name, Trigger::MinValid, Skip::IfValidFor(min_valid))
             .await?;
         self.valid_token(name, min_valid)?
             .ok_or_else(|| self.not_valid(name, min_valid))
@@ -394,24 +459,47 @@ impl Engine {
         };
         EngineError::NotValid {
             account: name.clone(),
+            status: view.map_or_else(|| "unknown".to_owned(), |v| v.status),
             message: why,
         }
     }
 
     /// Refreshes now, whatever the token's age.
     pub async fn refresh(&self, name: &AccountName) -> Result<TokenView, EngineError> {
-        self.refresh_with(name, Trigger::Manual, None).await?;
+        self.refresh_with(name, Trigger::Manual, Skip::Never)
+            .await?;
         self.valid_token(name, Duration::ZERO)?
             .ok_or_else(|| self.not_valid(name, Duration::ZERO))
     }
 
-    /// One refresh under the account's gate. With `unless_valid`, a token that became valid
-    /// for that long while we waited for the gate (someone else refreshed) is good enough.
+    /// A client says an upstream API answered 401 to `reported`. If that is still the
+    /// current token, refresh once; reports arriving meanwhile wait for that refresh and
+    /// share it. An older token, or one refreshed moments ago, just gets the current one.
+    pub async fn rejected(
+        &self,
+        name: &AccountName,
+        reported: &str,
+    ) -> Result<TokenView, EngineError> {
+        self.account(name)?;
+        let is_current = self.with_slot(name, |s| {
+            s.tokens
+                .as_ref()
+                .is_some_and(|t| t.access.same_as(reported))
+        })?;
+        if is_current {
+            let skip = Skip::UnlessCurrent(Secret::new(reported.to_owned()));
+            self.refresh_with(name, Trigger::Rejected, skip).await?;
+        }
+        self.valid_token(name, Duration::ZERO)?
+            .ok_or_else(|| self.not_valid(name, Duration::ZERO))
+    }
+
+    /// One refresh under the account's gate, unless `skip` says the wait made it needless.
     async fn refresh_with(
         &self,
         name: &AccountName,
         trigger: Trigger,
-        unless_valid: Option<Duration>,
+        skip: Skip,
     ) -> Result<(), EngineError> {
         let account = self.account(name)?;
         if self.shared.mode == Mode::Observer {
@@ -422,16 +510,12 @@ impl Engine {
         }
         let gate = self.with_slot(name, |s| s.gate.clone())?;
         let _turn = gate.lock().await;
-        if let Some(min_valid) = unless_valid {
-            if self.valid_token(name, min_valid)?.is_some() {
-                return Ok(());
-            }
+        if self.can_skip(name, &skip)? {
+            return Ok(());
         }
         self.adopt_stored(name).await?;
-        if let Some(min_valid) = unless_valid {
-            if self.valid_token(name, min_valid)?.is_some() {
-                return Ok(());
-            }
+        if self.can_skip(name, &skip)? {
+            return Ok(());
         }
         if trigger == Trigger::MinValid {
             // A caller's need for a token does not override backoff or a permanent failure:
@@ -439,11 +523,9 @@ impl Engine {
             let health = self.with_slot(name, |s| s.health.clone())?;
             match health {
                 Health::Retrying { next_try, .. } if !next_try.has_passed(SystemTime::now()) => {
-                    return Err(self.not_valid(name, unless_valid.unwrap_or_default()));
+                    return Err(self.not_valid(name, Duration::ZERO));
                 }
-                Health::NeedsReconnect => {
-                    return Err(self.not_valid(name, unless_valid.unwrap_or_default()))
-                }
+                Health::NeedsReconnect => return Err(self.not_valid(name, Duration::ZERO)),
                 _ => {}
             }
         }
@@ -451,8 +533,12 @@ impl Engine {
         // it first so that this fetch never uses a dead token.
         for up in &account.upstream {
             if self.valid_token(up, Duration::from_secs(5))?.is_none() {
-                Box::pin(self.refresh_with(up, Trigger::Dependency, Some(Duration::from_secs(5))))
-                    .await?;
+                Box::pin(self.refresh_with(
+                    up,
+                    Trigger::Dependency,
+                    Skip::IfValidFor(Duration::from_secs(5)),
+                ))
+                .await?;
             }
         }
         let result = self.fetch_and_store(&account, trigger).await;
@@ -461,6 +547,23 @@ impl Engine {
         }
         self.shared.wake.notify_one();
         result
+    }
+
+    fn can_skip(&self, name: &AccountName, skip: &Skip) -> Result<bool, EngineError> {
+        Ok(match skip {
+            Skip::Never => false,
+            Skip::IfValidFor(min_valid) => self.valid_token(name, *min_valid)?.is_some(),
+            Skip::UnlessCurrent(reported) => self.with_slot(name, |s| {
+                let current = s
+                    .tokens
+                    .as_ref()
+                    .is_some_and(|t| t.access.same_as(reported.expose()));
+                let recent = s
+                    .last_refresh
+                    .is_some_and(|at| at.time().elapsed().unwrap_or_default() < REJECT_GRACE);
+                !current || recent
+            })?,
+        })
     }
 
     /// Takes a token set that another process (a `connect` or `disconnect`) wrote to the
@@ -737,6 +840,9 @@ impl Engine {
         code: Option<&str>,
         message: Option<&str>,
     ) {
+        self.shared
+            .metrics
+            .refresh(name.as_str(), outcome.as_str(), elapsed.as_secs_f64());
         if let Err(e) = self
             .shared
             .history
@@ -773,7 +879,7 @@ impl Engine {
         let engine = self.clone();
         self.shared.tasks.spawn(async move {
             // Failures are already recorded, logged and broadcast by the refresh itself.
-            let _ = engine.refresh_with(&name, trigger, None).await;
+            let _ = engine.refresh_with(&name, trigger, Skip::Never).await;
             engine.with_slot(&name, |s| s.in_flight = false).ok();
             engine.shared.wake.notify_one();
         });
@@ -864,14 +970,7 @@ impl Engine {
                 )))
             }
         };
-        let secret = if account.provider.needs_secret() {
-            self.shared
-                .keychain
-                .get(SecretKey::ClientSecret(name.clone()))
-                .await?
-        } else {
-            None
-        };
+        let secret = self.client_secret_if_needed(&account).await?;
         let started = Instant::now();
         let upstream = HashMap::new();
         let request = FetchRequest {
@@ -885,17 +984,75 @@ impl Engine {
         let issued = spec
             .exchange_code(&request, code, consent.verifier, &redirect_uri)
             .await;
+        self.store_first_tokens(name, issued, started).await
+    }
+
+    /// Connects with the device authorization grant (RFC 8628): `show` gets the URL and
+    /// the code for the user; this polls until they approve, deny, or the code expires.
+    pub async fn connect_device(
+        &self,
+        name: &AccountName,
+        show: impl FnOnce(&provider::oauth2::DeviceStart),
+    ) -> Result<AccountView, EngineError> {
+        let account = self.account(name)?;
+        let Provider::OAuth2(spec) = &account.provider else {
+            return Err(EngineError::Usage {
+                account: name.clone(),
+                message: "the device flow needs an OAuth 2.0 provider".into(),
+            });
+        };
+        let secret = self.client_secret_if_needed(&account).await?;
+        let upstream = HashMap::new();
+        let request = FetchRequest {
+            account: name,
+            provider: &account.provider_name,
+            client_secret: secret.as_ref(),
+            current: None,
+            upstream: &upstream,
+            http: &self.shared.http,
+        };
+        let start = spec.begin_device(&request).await?;
+        show(&start);
+        let started = Instant::now();
+        let issued = spec.finish_device(&request, &start).await;
+        self.store_first_tokens(name, issued, started).await
+    }
+
+    async fn client_secret_if_needed(
+        &self,
+        account: &Account,
+    ) -> Result<Option<Secret>, EngineError> {
+        if !account.provider.needs_secret() {
+            return Ok(None);
+        }
+        Ok(self
+            .shared
+            .keychain
+            .get(SecretKey::ClientSecret(account.name.clone()))
+            .await?)
+    }
+
+    /// The end of a consent flow: the first token set goes to the keychain before anything
+    /// else, then state, history and events.
+    async fn store_first_tokens(
+        &self,
+        name: &AccountName,
+        issued: Result<provider::Issued, RefreshError>,
+        started: Instant,
+    ) -> Result<AccountView, EngineError> {
         let issued = match issued {
             Ok(issued) => issued,
             Err(e) => {
+                let (code, message) = (e.code(), e.to_string());
+                let elapsed = started.elapsed();
                 self.record(
                     name,
                     Trigger::Connect,
                     Outcome::PermanentError,
-                    started.elapsed(),
+                    elapsed,
                     None,
-                    Some(&e.code()),
-                    Some(&e.to_string()),
+                    Some(&code),
+                    Some(&message),
                 );
                 return Err(e.into());
             }
@@ -908,7 +1065,7 @@ impl Engine {
             expires_at: issued.expires_at,
             obtained_at: Deadline::now(),
         };
-        // Stored before anything else: a refresh token that is only in memory is one crash from lost.
+        // A refresh token that is only in memory is one crash from lost.
         self.shared.keychain.store_tokens(name, &set).await?;
         let expires_at = set.expires_at;
         self.with_slot(name, |slot| {
@@ -920,11 +1077,12 @@ impl Engine {
             slot.unsaved = false;
             slot.schedule();
         })?;
+        let elapsed = started.elapsed();
         self.record(
             name,
             Trigger::Connect,
             Outcome::Ok,
-            started.elapsed(),
+            elapsed,
             Some(expires_at),
             None,
             None,

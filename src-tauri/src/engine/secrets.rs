@@ -15,6 +15,8 @@ pub enum SecretKey {
     Tokens(AccountName),
     ClientSecret(AccountName),
     ApiKey(String),
+    /// The running engine's own key, which the CLI uses to reach it.
+    EngineKey,
 }
 
 impl SecretKey {
@@ -23,6 +25,7 @@ impl SecretKey {
             Self::Tokens(name) => format!("tokens:{name}"),
             Self::ClientSecret(name) => format!("client-secret:{name}"),
             Self::ApiKey(label) => format!("api-key:{label}"),
+            Self::EngineKey => "engine:api-key".to_owned(),
         }
     }
 }

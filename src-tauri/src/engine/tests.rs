@@ -60,9 +60,16 @@ async fn engine_for(url: &str, store: secrets::MemoryStore) -> (Engine, tempfile
             &Secret::new("tw-canary-client-9f2"),
         )
         .unwrap();
-    let engine = Engine::with_parts(config, Mode::Refresher, Arc::new(store), history, None)
-        .await
-        .unwrap();
+    let engine = Engine::with_parts(
+        config,
+        Mode::Refresher,
+        Arc::new(store),
+        history,
+        dir.path(),
+        None,
+    )
+    .await
+    .unwrap();
     (engine, dir)
 }
 
@@ -181,6 +188,7 @@ async fn an_error_field_answer_is_not_stored_and_nothing_leaks() {
         Mode::Refresher,
         Arc::new(store.clone()),
         history,
+        dir.path(),
         None,
     )
     .await

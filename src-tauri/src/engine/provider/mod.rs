@@ -79,7 +79,7 @@ impl Provider {
 
     /// Whether the user must run a consent flow before the first token exists.
     pub fn needs_consent(&self) -> bool {
-        matches!(self, Self::OAuth2(p) if p.grant == oauth2::GrantKind::AuthorizationCode)
+        matches!(self, Self::OAuth2(p) if p.grant != oauth2::GrantKind::ClientCredentials)
     }
 
     /// Whether a client secret from the keychain is part of every fetch.

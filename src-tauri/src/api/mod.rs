@@ -1,0 +1,81 @@
+//! The local HTTP API (axum): a thin adapter over the engine handle.
+//! * `guard`   who gets in: loopback Host, no Origin, bearer key, failed-auth rate limit
+//! * `routes`  one small handler per route of the contract (DESIGN "Local HTTP API")
+//! * `error`   engine errors → `{"error","message"}` with the contract's status codes
+
+mod error;
+mod guard;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::Engine;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub guard: Arc<guard::Guard>,
+    /// Ends long-lived answers (the event stream) at shutdown.
+    pub stop: CancellationToken,
+}
+
+pub fn router(engine: Engine, listen: SocketAddr, stop: CancellationToken) -> Router {
+    let allow_remote = engine.config().api.allow_remote;
+    let state = AppState {
+        engine,
+        guard: Arc::new(guard::Guard::new(listen, allow_remote)),
+        stop,
+    };
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/accounts", get(routes::accounts))
+        .route("/v1/accounts/{name}/token", get(routes::token))
+        .route("/v1/accounts/{name}/refresh", post(routes::refresh))
+        .route("/v1/accounts/{name}/rejected", post(routes::rejected))
+        .route("/v1/history", get(routes::history))
+        .route("/v1/events", get(routes::events))
+        .route("/metrics", get(routes::metrics))
+        .route("/token", get(routes::tokenboy))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), guard::check))
+        .with_state(state)
+}
+
+/// Binds `api.listen`. Refused before anything listens when the address is not loopback
+/// and `allow_remote` is not set (the config loader checks this too).
+pub async fn bind(engine: &Engine) -> anyhow::Result<TcpListener> {
+    let api = &engine.config().api;
+    if !api.listen.ip().is_loopback() && !api.allow_remote {
+        anyhow::bail!("api.listen {} is not a loopback address; set allow_remote = true to serve tokens to the network", api.listen);
+    }
+    TcpListener::bind(api.listen).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {} ({e}); set [api] listen to a free port",
+            api.listen
+        )
+    })
+}
+
+/// Serves until `stop` is cancelled, then lets in-flight requests finish.
+pub async fn serve(
+    engine: Engine,
+    listener: TcpListener,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let listen = listener.local_addr()?;
+    let app = router(engine, listen, stop.clone());
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop.cancelled_owned())
+    .await
+}

@@ -1,0 +1,200 @@
+//! One handler per route: parse the request strictly (bad input is a JSON 400, never
+//! axum's plain-text rejection), make one engine call, answer JSON.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use axum::Json;
+use futures_util::{Stream, StreamExt};
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::engine::health::{AccountView, TokenView};
+use crate::engine::history::Entry;
+use crate::engine::names::AccountName;
+
+type Params = Query<HashMap<String, String>>;
+
+const HISTORY_DEFAULT: usize = 100;
+const HISTORY_MAX: usize = 1000;
+
+fn account(
+    raw: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<AccountName, ApiError> {
+    let Path(raw) =
+        raw.map_err(|_| ApiError::bad_request("the account name in the path is not valid"))?;
+    raw.parse()
+        .map_err(|e: crate::engine::names::BadAccountName| ApiError::bad_request(e.to_string()))
+}
+
+fn params(
+    raw: Result<Params, axum::extract::rejection::QueryRejection>,
+) -> Result<HashMap<String, String>, ApiError> {
+    raw.map(|Query(q)| q)
+        .map_err(|_| ApiError::bad_request("the query string is not valid"))
+}
+
+fn seconds(params: &HashMap<String, String>, key: &str) -> Result<Duration, ApiError> {
+    match params.get(key) {
+        None => Ok(Duration::ZERO),
+        Some(v) => v.parse::<u64>().map(Duration::from_secs).map_err(|_| {
+            ApiError::bad_request(format!("`{key}` must be a whole number of seconds"))
+        }),
+    }
+}
+
+pub async fn accounts(State(s): State<AppState>) -> Json<Vec<AccountView>> {
+    Json(s.engine.snapshot())
+}
+
+pub async fn token(
+    State(s): State<AppState>,
+    name: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    query: Result<Params, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<TokenView>, ApiError> {
+    let (name, query) = (account(name)?, params(query)?);
+    Ok(Json(
+        s.engine.token(&name, seconds(&query, "min_valid")?).await?,
+    ))
+}
+
+pub async fn refresh(
+    State(s): State<AppState>,
+    name: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<TokenView>, ApiError> {
+    Ok(Json(s.engine.refresh(&account(name)?).await?))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rejected {
+    access_token: String,
+}
+
+pub async fn rejected(
+    State(s): State<AppState>,
+    name: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    body: Bytes,
+) -> Result<Json<TokenView>, ApiError> {
+    let name = account(name)?;
+    // The serde error is not quoted: it could echo the token.
+    let report: Rejected = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::bad_request(r#"the body must be JSON {"access_token": "..."}"#))?;
+    Ok(Json(s.engine.rejected(&name, &report.access_token).await?))
+}
+
+pub async fn history(
+    State(s): State<AppState>,
+    query: Result<Params, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<Entry>>, ApiError> {
+    let query = params(query)?;
+    let name = match query.get("account") {
+        Some(raw) => Some(
+            raw.parse::<AccountName>()
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let limit = match query.get("limit") {
+        None => HISTORY_DEFAULT,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=HISTORY_MAX).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "`limit` must be a whole number from 1 to {HISTORY_MAX}"
+                ))
+            })?,
+    };
+    Ok(Json(s.engine.history(name.as_ref(), limit)?))
+}
+
+/// TokenBoy's `GET /token?name=…`, for clients written against it.
+pub async fn tokenboy(
+    State(s): State<AppState>,
+    query: Result<Params, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let query = params(query)?;
+    let raw = query
+        .get("name")
+        .ok_or_else(|| ApiError::bad_request("`name` is required"))?;
+    let name: AccountName = raw
+        .parse()
+        .map_err(|e: crate::engine::names::BadAccountName| ApiError::bad_request(e.to_string()))?;
+    let token = s.engine.token(&name, Duration::ZERO).await?;
+    Ok(Json(
+        serde_json::json!({ "access_token": token.access_token.expose(), "expires_in": token.expires_in }),
+    ))
+}
+
+/// Server-Sent Events of engine events. A subscriber that falls behind gets a `lagged`
+/// event and should re-read `/v1/accounts`.
+pub async fn events(
+    State(s): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stream = BroadcastStream::new(s.engine.subscribe())
+        .map(|item| {
+            Ok(match item {
+                Ok(event) => {
+                    let json = serde_json::to_value(&event).unwrap_or_default();
+                    let kind = json
+                        .get("kind")
+                        .and_then(|k| k.as_str())
+                        .unwrap_or("event")
+                        .to_owned();
+                    Event::default().event(kind).data(json.to_string())
+                }
+                Err(BroadcastStreamRecvError::Lagged(n)) => {
+                    Event::default().event("lagged").data(n.to_string())
+                }
+            })
+        })
+        .take_until(s.stop.clone().cancelled_owned());
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    s.engine.update_expiry_gauges();
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &s.engine.metrics().registry).map_err(
+        |_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "could not encode metrics",
+            )
+        },
+    )?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    ))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route; see the API section of the README",
+    )
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}

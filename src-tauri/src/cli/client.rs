@@ -1,0 +1,101 @@
+//! The CLI as a client of a running engine: found through the data dir (`engine.json`
+//! says where its API listens) and reached with the engine's own key from the keychain.
+//! Answers are the engine's views, so output is the same as when the CLI does the work.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use serde::de::DeserializeOwned;
+
+use crate::engine::api_keys::ApiKeys;
+use crate::engine::health::{AccountView, TokenView};
+use crate::engine::history::Entry;
+use crate::engine::lock::{self, Role};
+use crate::engine::names::AccountName;
+use crate::engine::paths::Context;
+use crate::engine::secret::Secret;
+
+pub struct ApiClient {
+    base: String,
+    key: Secret,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    /// The running engine's API, if an engine runs and can be reached.
+    pub async fn discover(ctx: &Context, keys: &ApiKeys) -> Result<Option<Self>> {
+        let Some(holder) = lock::holder(&ctx.data_dir) else {
+            return Ok(None);
+        };
+        let (Role::Engine, Some(listen)) = (holder.role, holder.listen) else {
+            return Ok(None);
+        };
+        let Some(key) = keys.engine_key().await? else {
+            return Ok(None);
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(90))
+            .build()?;
+        Ok(Some(Self {
+            base: format!("http://{listen}"),
+            key,
+            http,
+        }))
+    }
+
+    async fn call<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T> {
+        let response = request
+            .bearer_auth(self.key.expose())
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "the running engine at {} did not answer: {}",
+                    self.base,
+                    crate::engine::provider::error::network_detail(&e)
+                )
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return response.json().await.map_err(|e| anyhow!("the running engine's answer is not what this CLI expects ({e}); are both the same version?"));
+        }
+        #[derive(serde::Deserialize)]
+        struct Failure {
+            message: String,
+        }
+        match response.json::<Failure>().await {
+            Ok(f) => Err(anyhow!(f.message)),
+            Err(_) => Err(anyhow!("the running engine answered HTTP {status}")),
+        }
+    }
+
+    pub async fn token(&self, name: &AccountName, min_valid: Duration) -> Result<TokenView> {
+        let url = format!(
+            "{}/v1/accounts/{name}/token?min_valid={}",
+            self.base,
+            min_valid.as_secs()
+        );
+        self.call(self.http.get(url)).await
+    }
+
+    pub async fn refresh(&self, name: &AccountName) -> Result<TokenView> {
+        self.call(
+            self.http
+                .post(format!("{}/v1/accounts/{name}/refresh", self.base)),
+        )
+        .await
+    }
+
+    pub async fn accounts(&self) -> Result<Vec<AccountView>> {
+        self.call(self.http.get(format!("{}/v1/accounts", self.base)))
+            .await
+    }
+
+    pub async fn history(&self, name: Option<&AccountName>, limit: usize) -> Result<Vec<Entry>> {
+        let mut url = format!("{}/v1/history?limit={}", self.base, limit.clamp(1, 1000));
+        if let Some(name) = name {
+            url.push_str(&format!("&account={name}"));
+        }
+        self.call(self.http.get(url)).await
+    }
+}

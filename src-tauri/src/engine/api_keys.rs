@@ -1,0 +1,255 @@
+//! API keys for the local HTTP API. Each key is a keychain item (`api-key:LABEL`); the
+//! labels and creation times, which are not secret, are indexed in `api-keys.json` in the
+//! data dir so they can be listed (keychains cannot enumerate portably). A running engine
+//! re-reads the index when its modification time changes, so `api-key create/revoke` in
+//! another process takes effect on the next request.
+//! The engine also makes a key of its own at start (`engine:api-key`) that the CLI uses to
+//! reach it; it is replaced at every start.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use super::names::Deadline;
+use super::secret::Secret;
+use super::secrets::{Keychain, KeychainError, SecretKey};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub label: String,
+    /// Unix seconds in the file; RFC 3339 in `list --json`.
+    #[serde(with = "unix")]
+    pub created_at: Deadline,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiKeyError {
+    #[error("`{0}` is not a valid key label: use 1–64 of a-z, 0-9, `_` and `-`")]
+    BadLabel(String),
+    #[error("an API key labelled `{0}` already exists; revoke it first or pick another label")]
+    Exists(String),
+    #[error("no API key is labelled `{0}`")]
+    Unknown(String),
+    #[error(transparent)]
+    Keychain(#[from] KeychainError),
+    #[error("API key index {}: {message}", path.display())]
+    Index { path: PathBuf, message: String },
+}
+
+pub struct ApiKeys {
+    index: PathBuf,
+    keychain: Keychain,
+    cache: Mutex<Cache>,
+}
+
+#[derive(Default)]
+struct Cache {
+    stamp: Option<SystemTime>,
+    loaded: bool,
+    keys: Vec<(String, Secret)>,
+    engine_key: Option<Secret>,
+}
+
+impl ApiKeys {
+    pub fn new(data_dir: &Path, keychain: Keychain) -> Self {
+        Self {
+            index: data_dir.join("api-keys.json"),
+            keychain,
+            cache: Mutex::new(Cache::default()),
+        }
+    }
+
+    pub fn list(&self) -> Result<Vec<KeyInfo>, ApiKeyError> {
+        read_index(&self.index)
+    }
+
+    /// Makes a key, stores it, and returns it: the only time it is shown.
+    pub async fn create(&self, label: &str) -> Result<Secret, ApiKeyError> {
+        check_label(label)?;
+        let mut index = self.list()?;
+        if index.iter().any(|k| k.label == label) {
+            return Err(ApiKeyError::Exists(label.to_owned()));
+        }
+        let key = new_key();
+        self.keychain
+            .set(SecretKey::ApiKey(label.to_owned()), key.clone())
+            .await?;
+        index.push(KeyInfo {
+            label: label.to_owned(),
+            created_at: Deadline::now(),
+        });
+        write_index(&self.index, &index)?;
+        Ok(key)
+    }
+
+    pub async fn revoke(&self, label: &str) -> Result<(), ApiKeyError> {
+        let mut index = self.list()?;
+        let before = index.len();
+        index.retain(|k| k.label != label);
+        if index.len() == before {
+            return Err(ApiKeyError::Unknown(label.to_owned()));
+        }
+        // Index first: once the label is gone from it, the key no longer opens anything.
+        write_index(&self.index, &index)?;
+        self.keychain
+            .delete(SecretKey::ApiKey(label.to_owned()))
+            .await?;
+        Ok(())
+    }
+
+    /// A fresh key for this engine's own clients (the CLI), replacing the last one.
+    pub async fn make_engine_key(&self) -> Result<(), ApiKeyError> {
+        let key = new_key();
+        self.keychain.set(SecretKey::EngineKey, key.clone()).await?;
+        self.cache.lock().expect("poisoned").engine_key = Some(key);
+        Ok(())
+    }
+
+    pub async fn engine_key(&self) -> Result<Option<Secret>, ApiKeyError> {
+        Ok(self.keychain.get(SecretKey::EngineKey).await?)
+    }
+
+    /// The label of the key presented, if it is one of ours. Constant-time per comparison.
+    pub async fn verify(&self, presented: &str) -> Option<String> {
+        if let Err(e) = self.refresh_cache().await {
+            tracing::error!(error = %e, "could not reload API keys");
+        }
+        let cache = self.cache.lock().expect("poisoned");
+        if cache
+            .engine_key
+            .as_ref()
+            .is_some_and(|k| k.same_as(presented))
+        {
+            return Some("engine".into());
+        }
+        // Every key is compared, so the time taken does not tell which label came close.
+        let mut found = None;
+        for (label, key) in &cache.keys {
+            if key.same_as(presented) {
+                found = Some(label.clone());
+            }
+        }
+        found
+    }
+
+    async fn refresh_cache(&self) -> Result<(), ApiKeyError> {
+        let stamp = std::fs::metadata(&self.index)
+            .and_then(|m| m.modified())
+            .ok();
+        {
+            let cache = self.cache.lock().expect("poisoned");
+            if cache.loaded && cache.stamp == stamp {
+                return Ok(());
+            }
+        }
+        let mut keys = Vec::new();
+        for info in self.list()? {
+            if let Some(key) = self
+                .keychain
+                .get(SecretKey::ApiKey(info.label.clone()))
+                .await?
+            {
+                keys.push((info.label, key));
+            }
+        }
+        let mut cache = self.cache.lock().expect("poisoned");
+        cache.keys = keys;
+        cache.stamp = stamp;
+        cache.loaded = true;
+        Ok(())
+    }
+}
+
+fn check_label(label: &str) -> Result<(), ApiKeyError> {
+    let ok = !label.is_empty()
+        && label.len() <= 64
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiKeyError::BadLabel(label.chars().take(40).collect()))
+    }
+}
+
+/// 256 random bits, hex, with a prefix that secret scanners and people can recognise.
+fn new_key() -> Secret {
+    let bytes: [u8; 32] = rand::random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Secret::new(format!("tw_{hex}"))
+}
+
+fn read_index(path: &Path) -> Result<Vec<KeyInfo>, ApiKeyError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ApiKeyError::Index {
+            path: path.to_owned(),
+            message: format!("not a key index ({e}); fix or delete it"),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(ApiKeyError::Index {
+            path: path.to_owned(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// Written to a temporary file and renamed, so a crash never leaves half an index.
+fn write_index(path: &Path, index: &[KeyInfo]) -> Result<(), ApiKeyError> {
+    let fail = |e: std::io::Error| ApiKeyError::Index {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(index).expect("serializes")).map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)
+}
+
+mod unix {
+    use super::Deadline;
+    pub fn serialize<S: serde::Serializer>(d: &Deadline, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(d.unix())
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Deadline, D::Error> {
+        Ok(Deadline::from_unix(serde::Deserialize::deserialize(d)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::engine::secrets::MemoryStore;
+
+    #[tokio::test]
+    async fn create_verify_revoke() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = ApiKeys::new(dir.path(), Keychain::new(Arc::new(MemoryStore::default())));
+        let key = keys.create("ci").await.unwrap();
+        assert!(key.expose().starts_with("tw_") && key.expose().len() == 67);
+        assert!(matches!(
+            keys.create("ci").await,
+            Err(ApiKeyError::Exists(_))
+        ));
+        assert!(matches!(
+            keys.create("Bad Label").await,
+            Err(ApiKeyError::BadLabel(_))
+        ));
+        assert_eq!(keys.verify(key.expose()).await.as_deref(), Some("ci"));
+        assert_eq!(keys.verify("tw_wrong").await, None);
+        let text = std::fs::read_to_string(dir.path().join("api-keys.json")).unwrap();
+        assert!(!text.contains(key.expose()), "the index holds no key");
+        // A second handle (another process) revokes; this one notices.
+        let other = ApiKeys::new(dir.path(), keys.keychain.clone());
+        std::thread::sleep(std::time::Duration::from_millis(20)); // a distinct mtime
+        other.revoke("ci").await.unwrap();
+        assert_eq!(keys.verify(key.expose()).await, None);
+        assert!(matches!(
+            other.revoke("ci").await,
+            Err(ApiKeyError::Unknown(_))
+        ));
+    }
+}

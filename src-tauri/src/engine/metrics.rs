@@ -1,0 +1,108 @@
+//! Counters for `/metrics`: refreshes by account and outcome, refresh latency, API requests
+//! by route and status, and seconds until each token expires (set when scraped). The
+//! registry lives in the engine so that every refresh is counted, whoever started it;
+//! encoding to text is the API's business.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefreshLabels {
+    pub account: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountLabels {
+    pub account: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub status: u16,
+}
+
+fn latency_histogram() -> Histogram {
+    // 5 ms … ~20 s: token endpoints answer in tens of ms to a few seconds.
+    Histogram::new(exponential_buckets(0.005, 2.0, 13))
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub refreshes: Family<RefreshLabels, Counter>,
+    pub refresh_seconds: Family<AccountLabels, Histogram, fn() -> Histogram>,
+    pub api_requests: Family<RequestLabels, Counter>,
+    pub expiry_seconds: Family<AccountLabels, Gauge<f64, AtomicU64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let refreshes = Family::<RefreshLabels, Counter>::default();
+        let refresh_seconds =
+            Family::<AccountLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram as fn() -> Histogram,
+            );
+        let api_requests = Family::<RequestLabels, Counter>::default();
+        let expiry_seconds = Family::<AccountLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "tokenwarden_refreshes",
+            "Refresh attempts by account and outcome",
+            refreshes.clone(),
+        );
+        registry.register(
+            "tokenwarden_refresh_duration_seconds",
+            "Time a refresh took at the provider",
+            refresh_seconds.clone(),
+        );
+        registry.register(
+            "tokenwarden_api_requests",
+            "Local API requests by route and status",
+            api_requests.clone(),
+        );
+        registry.register(
+            "tokenwarden_token_expiry_seconds",
+            "Seconds until the current token expires (0 when none or expired)",
+            expiry_seconds.clone(),
+        );
+        Self {
+            registry,
+            refreshes,
+            refresh_seconds,
+            api_requests,
+            expiry_seconds,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn refresh(&self, account: &str, outcome: &str, seconds: f64) {
+        self.refreshes
+            .get_or_create(&RefreshLabels {
+                account: account.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.refresh_seconds
+            .get_or_create(&AccountLabels {
+                account: account.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    pub fn api_request(&self, route: &str, status: u16) {
+        self.api_requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                status,
+            })
+            .inc();
+    }
+}
