@@ -264,6 +264,14 @@ async fn connect(ctx: &Context, name: &AccountName, no_browser: bool, device: bo
             })
             .await?
     };
+    if engine.mode() == Mode::Observer {
+        // A running engine takes the new token set from the keychain when asked for it.
+        if let Some(api) = ApiClient::discover(ctx, &api_keys(ctx)).await? {
+            if let Err(e) = api.token(name, Duration::ZERO).await {
+                tracing::warn!(error = %e, "the running engine has not taken the new token yet");
+            }
+        }
+    }
     let expires = view.expires_at.map(|d| d.to_string()).unwrap_or_default();
     eprintln!("{name}: connected; token expires at {expires}");
     Ok(())
