@@ -701,8 +701,21 @@ impl Engine {
     }
 
     async fn commit(&self, account: &Account, set: TokenSet, trigger: Trigger, elapsed: Duration) {
-        let name = &account.name;
-        let saved = self.save_tokens(name, &set).await;
+        let saved = self.save_tokens(&account.name, &set).await;
+        self.install(&account.name, set, saved, trigger, elapsed);
+    }
+
+    /// Makes a new token set the current one, after its keychain write was tried: state,
+    /// history, metrics and events. A failed write leaves it marked unsaved for the
+    /// scheduler to retry.
+    fn install(
+        &self,
+        name: &AccountName,
+        set: TokenSet,
+        saved: Result<(), KeychainError>,
+        trigger: Trigger,
+        elapsed: Duration,
+    ) {
         let expires_at = set.expires_at;
         self.with_slot(name, |slot| {
             slot.tokens = Some(set);
@@ -1065,37 +1078,10 @@ impl Engine {
             expires_at: issued.expires_at,
             obtained_at: Deadline::now(),
         };
-        // A refresh token that is only in memory is one crash from lost.
-        self.shared.keychain.store_tokens(name, &set).await?;
-        let expires_at = set.expires_at;
-        self.with_slot(name, |slot| {
-            slot.tokens = Some(set);
-            slot.generation += 1;
-            slot.health = Health::Fresh;
-            slot.last_refresh = Some(Deadline::now());
-            slot.last_error = None;
-            slot.unsaved = false;
-            slot.schedule();
-        })?;
-        let elapsed = started.elapsed();
-        self.record(
-            name,
-            Trigger::Connect,
-            Outcome::Ok,
-            elapsed,
-            Some(expires_at),
-            None,
-            None,
-        );
-        self.persist_state(name);
-        self.emit(EngineEvent::Refreshed {
-            account: name.clone(),
-            expires_at,
-        });
-        self.emit(EngineEvent::HealthChanged {
-            account: name.clone(),
-            status: "fresh",
-        });
+        // A refresh token that is only in memory is one crash from lost: a consent flow
+        // whose token cannot be stored fails, and the user connects again.
+        self.save_tokens(name, &set).await?;
+        self.install(name, set, Ok(()), Trigger::Connect, started.elapsed());
         self.shared.wake.notify_one();
         self.with_slot(name, |s| s.view())
     }
