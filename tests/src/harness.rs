@@ -8,6 +8,8 @@
 //! * [`Env::connect`]     `connect --no-browser` with the test playing the browser
 //! * [`Env::keychain_get`] reads the OS keychain with `secret-tool`, independently of the binary
 //! * [`Env::history_rows`] the `refreshes` table of `<data dir>/history.sqlite3`, read-only
+//! * [`Env::create_api_key`] `api-key create LABEL` → the key; [`Env::api`] an API client with it
+//! * [`Env::start_connect_device`] `connect NAME --device`, reading its two stdout lines
 
 use std::fmt;
 use std::io::Read;
@@ -429,8 +431,53 @@ impl Env {
 
     /// Starts `connect NAME --no-browser` and reads the authorization URL from its first line.
     pub async fn start_connect(&self, name: &str) -> Connecting {
-        let args = ["connect", name, "--no-browser"];
-        let mut cmd = tokio::process::Command::from(self.command(&args));
+        self.spawn_reading_lines(&["connect", name, "--no-browser"], 1)
+            .await
+    }
+
+    /// Starts `connect NAME --device` and reads its first two stdout lines: the verification
+    /// URI and the user code.
+    pub async fn start_connect_device(&self, name: &str) -> DeviceConnecting {
+        let flow = self
+            .spawn_reading_lines(&["connect", name, "--device"], 2)
+            .await;
+        let lines: Vec<String> = flow
+            .first_line
+            .lines()
+            .map(|l| l.trim_end().to_string())
+            .collect();
+        DeviceConnecting {
+            verification_uri: lines[0].clone(),
+            user_code: lines[1].clone(),
+            flow,
+        }
+    }
+
+    /// `api-key create LABEL`, which must succeed and print the key alone on one line.
+    pub async fn create_api_key(&self, label: &str) -> String {
+        let out = self.run(&["api-key", "create", label], None).await.ok();
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "api-key create prints the key alone on one line:\n{out}"
+        );
+        let key = lines[0].trim().to_string();
+        assert!(
+            key.len() >= 20 && !key.contains(char::is_whitespace),
+            "an API key is one long word:\n{out}"
+        );
+        key
+    }
+
+    /// A client of this environment's API (port of `[api] listen`) with bearer `key`.
+    pub fn api(&self, key: &str) -> crate::api::Api {
+        crate::api::Api::new(self.api_port, Some(key))
+    }
+
+    /// Starts `tokenwarden args` and reads `lines` stdout lines (20 s at most).
+    async fn spawn_reading_lines(&self, args: &[&str], lines: usize) -> Connecting {
+        let mut cmd = tokio::process::Command::from(self.command(args));
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -444,12 +491,19 @@ impl Env {
             text
         });
         let mut first = String::new();
-        let read =
-            tokio::time::timeout(Duration::from_secs(20), stdout.read_line(&mut first)).await;
-        if !matches!(read, Ok(Ok(n)) if n > 0) {
-            let _ = child.start_kill();
-            let stderr = stderr_task.await.unwrap_or_default();
-            panic!("`tokenwarden connect {name} --no-browser` printed no URL line\n--- stderr\n{stderr}");
+        for i in 0..lines {
+            let mut line = String::new();
+            let read =
+                tokio::time::timeout(Duration::from_secs(20), stdout.read_line(&mut line)).await;
+            if !matches!(read, Ok(Ok(n)) if n > 0) {
+                let _ = child.start_kill();
+                let stderr = stderr_task.await.unwrap_or_default();
+                panic!(
+                    "`tokenwarden {}` printed {i} stdout lines, expected {lines}\n--- stdout\n{first}\n--- stderr\n{stderr}",
+                    args.join(" ")
+                );
+            }
+            first.push_str(&line);
         }
         let stdout_task = tokio::spawn(async move {
             let mut rest = String::new();
@@ -458,7 +512,7 @@ impl Env {
         });
         Connecting {
             args: args.iter().map(|a| a.to_string()).collect(),
-            auth_url: first.trim_end().to_string(),
+            auth_url: first.lines().next().unwrap_or("").trim_end().to_string(),
             first_line: first,
             child,
             stdout_task,
@@ -499,11 +553,12 @@ impl Drop for Env {
     }
 }
 
-/// A running `connect --no-browser`.
+/// A running `connect --no-browser` (or another command whose first lines were read).
 pub struct Connecting {
     args: Vec<String>,
     /// The first stdout line, trimmed: the authorization URL.
     pub auth_url: String,
+    /// The stdout lines read before returning, with their line ends.
     pub first_line: String,
     child: tokio::process::Child,
     stdout_task: tokio::task::JoinHandle<String>,
@@ -539,6 +594,22 @@ impl Connecting {
             stdout: self.first_line + &rest,
             stderr: self.stderr_task.await.unwrap_or_default(),
         }
+    }
+}
+
+/// A running `connect NAME --device`.
+pub struct DeviceConnecting {
+    /// Stdout line 1.
+    pub verification_uri: String,
+    /// Stdout line 2.
+    pub user_code: String,
+    pub flow: Connecting,
+}
+
+impl DeviceConnecting {
+    /// Waits (30 s at most) for the process to exit; stdout includes the two lines read.
+    pub async fn finish(self) -> Output {
+        self.flow.finish().await
     }
 }
 
@@ -634,6 +705,29 @@ impl Serve {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits (10 s at most) until serve answers `GET /healthz` with 200 `ok`; panics with its
+    /// output otherwise. For tests of the API, which must not fall back like [`Serve::wait_ready`].
+    pub async fn wait_api(&mut self) {
+        let url = format!("http://127.0.0.1:{}/healthz", self.api_port);
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            assert!(self.running(), "serve exited early:\n{}", self.stderr());
+            let last = match client.get(&url).send().await {
+                Ok(r) if r.status().is_success() => return,
+                Ok(r) => format!("HTTP {}", r.status()),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "serve does not answer GET /healthz on 127.0.0.1:{} after 10 s ({last}):\n{}",
+                self.api_port,
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

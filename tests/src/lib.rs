@@ -4,12 +4,17 @@
 //! * [`fakes::wechat`] a WeChat-like `cgi-bin/token` + `jsapi_ticket` server
 //! * [`harness`]       one isolated environment per test (config, data dir, keychain service) and
 //!   helpers that run the binary and read what it left behind
+//! * [`api`]           a byte-exact client of the local HTTP API and a Server-Sent Events reader
+//! * [`prometheus`]    a strict parser of the Prometheus text exposition format
 //!
 //! The fakes are in-process axum servers on 127.0.0.1:0 running on the test's own tokio runtime;
 //! a test reads their counters and injects faults through the handle it holds, so no HTTP control
 //! plane exists. Tests run inside `tests/scripts/session.sh`, which provides the keychain.
 
+pub mod api;
 pub mod fakes;
 pub mod harness;
+pub mod prometheus;
 
+pub use api::{Answer, Api, Request};
 pub use harness::{wait_until, Env, Output, Serve};

@@ -45,6 +45,8 @@ pub fn router(engine: Engine, listen: SocketAddr, stop: CancellationToken) -> Ro
         .route("/token", get(routes::tokenboy))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        // Bodies are a token or nothing; a few KiB is plenty.
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(from_fn_with_state(state.clone(), guard::check))
         .with_state(state)
 }

@@ -82,9 +82,16 @@ struct Rejected {
 pub async fn rejected(
     State(s): State<AppState>,
     name: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<TokenView>, ApiError> {
     let name = account(name)?;
+    let body = body.map_err(|e| {
+        ApiError::new(
+            e.status(),
+            "bad_request",
+            "the body could not be read (at most 64 KiB)",
+        )
+    })?;
     // The serde error is not quoted: it could echo the token.
     let report: Rejected = serde_json::from_slice(&body)
         .map_err(|_| ApiError::bad_request(r#"the body must be JSON {"access_token": "..."}"#))?;

@@ -541,6 +541,14 @@ impl Engine {
                 .await?;
             }
         }
+        let never_connected = self.with_slot(name, |s| s.tokens.is_none())?;
+        if never_connected && account.provider.needs_consent() {
+            // Nothing to refresh and nothing failed: not a refresh attempt worth logging.
+            return Err(RefreshError::NotConnected {
+                account: name.clone(),
+            }
+            .into());
+        }
         let result = self.fetch_and_store(&account, trigger).await;
         if result.is_ok() {
             self.refresh_dependents(name);

@@ -7,6 +7,11 @@
 //!   and `refresh_token` grants, client auth by HTTP Basic or in the body
 //! * `POST /oauth2/revoke`         RFC 7009; revoking any token of the grant kills the whole grant
 //! * `GET  /1/user/-/profile.json` 200 only for the current, unexpired, unrevoked access token
+//! * `POST /oauth2/device`         RFC 8628 device authorization: issues a device code and a user
+//!   code; the token endpoint then answers the device_code grant with `authorization_pending`
+//!   until the test approves ([`OAuthFake::approve_device`]) or denies it, `slow_down` once when
+//!   asked ([`OAuthFake::slow_down_once`]), `expired_token` after the code's `expires_in`.
+//!   Every poll is recorded with its arrival time in [`State::device_polls`].
 //!
 //! Refresh tokens are single use when the flavour rotates them (legacy Fitbit): presenting a
 //! consumed one answers invalid_grant and is counted in [`State::reused_refresh_tokens`], which a
@@ -45,6 +50,8 @@ pub enum ClientAuth {
     Basic,
     /// `client_id` and `client_secret` are required in the form body (Google).
     Post,
+    /// A public client: only `client_id` in the form body, no secret (device flow clients).
+    None,
 }
 
 #[derive(Clone, Debug)]
@@ -61,6 +68,10 @@ pub struct OAuthConfig {
     /// Prefixes of issued values, so a leak test can plant recognisable canaries.
     pub access_token_prefix: String,
     pub refresh_token_prefix: String,
+    /// `interval` of device authorizations, in seconds.
+    pub device_interval: u64,
+    /// `expires_in` of device codes, in seconds: polls after it answer `expired_token`.
+    pub device_expires_in: u64,
 }
 
 impl OAuthConfig {
@@ -75,6 +86,8 @@ impl OAuthConfig {
             redirect_uri: Some(redirect_uri.into()),
             access_token_prefix: "fb-at-".into(),
             refresh_token_prefix: "fb-rt-".into(),
+            device_interval: 5,
+            device_expires_in: 600,
         }
     }
 
@@ -89,6 +102,26 @@ impl OAuthConfig {
             redirect_uri: None,
             access_token_prefix: "ya29.".into(),
             refresh_token_prefix: "1//".into(),
+            device_interval: 5,
+            device_expires_in: 600,
+        }
+    }
+
+    /// A public client using the device authorization grant (RFC 8628): no client secret,
+    /// RFC 6749 error envelope, refresh tokens not rotated, 1 h tokens. `interval` and the
+    /// device code's `expires_in` are in seconds.
+    pub fn device(interval: u64, code_expires_in: u64) -> Self {
+        Self {
+            flavor: Flavor::Google,
+            client_auth: ClientAuth::None,
+            client_id: "tw-device-client".into(),
+            client_secret: String::new(),
+            expires_in: 3_600,
+            redirect_uri: None,
+            access_token_prefix: "dev-at-".into(),
+            refresh_token_prefix: "dev-rt-".into(),
+            device_interval: interval,
+            device_expires_in: code_expires_in,
         }
     }
 
@@ -154,6 +187,34 @@ pub struct TokenRequest {
     pub status: u16,
 }
 
+/// One poll of the token endpoint with the device_code grant.
+#[derive(Clone, Debug)]
+pub struct DevicePoll {
+    pub at: Instant,
+    /// The whole form the client posted.
+    pub form: HashMap<String, String>,
+    /// `authorization_pending`, `slow_down`, `expired_token`, `access_denied`,
+    /// `invalid_grant`, or `ok` when tokens were issued.
+    pub answer: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Decision {
+    Pending,
+    Approved,
+    Denied,
+}
+
+struct DeviceAuthorization {
+    device_code: String,
+    user_code: String,
+    scope: String,
+    expires: Instant,
+    decision: Decision,
+    slow_down: bool,
+    used: bool,
+}
+
 struct PendingCode {
     challenge: String,
     redirect_uri: String,
@@ -178,6 +239,15 @@ pub struct State {
     pub reused_refresh_tokens: usize,
     /// Every token value posted to the revocation endpoint.
     pub revoked: Vec<String>,
+    /// The form of every device authorization request.
+    pub device_requests: Vec<HashMap<String, String>>,
+    /// Every device_code grant request, in arrival order.
+    pub device_polls: Vec<DevicePoll>,
+    /// Successful device_code grants.
+    pub device_grants: usize,
+    /// Where device authorizations send the user: `http://ADDR/device`.
+    pub verification_uri: String,
+    devices: Vec<DeviceAuthorization>,
     faults: VecDeque<Fault>,
     codes: HashMap<String, PendingCode>,
     live_refresh: HashSet<String>,
@@ -270,7 +340,56 @@ impl State {
             ClientAuth::Post => {
                 form.get("client_id") == Some(id) && form.get("client_secret") == Some(secret)
             }
+            ClientAuth::None => form.get("client_id") == Some(id),
         }
+    }
+
+    /// An RFC 6749 / RFC 8628 error answer: HTTP 400 `{"error", "error_description"}`.
+    fn standard_error(code: &str, description: &str) -> Response {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": code, "error_description": description})),
+        )
+            .into_response()
+    }
+
+    fn device_grant(&mut self, form: &HashMap<String, String>) -> Response {
+        let presented = form.get("device_code").cloned().unwrap_or_default();
+        let now = Instant::now();
+        let answer = match self.devices.iter_mut().find(|d| d.device_code == presented) {
+            None => "invalid_grant",
+            Some(d) if d.used => "invalid_grant",
+            Some(d) if now >= d.expires => "expired_token",
+            Some(d) if d.decision == Decision::Denied => "access_denied",
+            Some(d) if d.slow_down => {
+                d.slow_down = false;
+                "slow_down"
+            }
+            Some(d) if d.decision == Decision::Pending => "authorization_pending",
+            Some(d) => {
+                d.used = true;
+                "ok"
+            }
+        };
+        let response = if answer == "ok" {
+            let scope = self
+                .devices
+                .iter()
+                .find(|d| d.device_code == presented)
+                .map(|d| d.scope.clone())
+                .unwrap_or_default();
+            self.scope = scope;
+            self.device_grants += 1;
+            Json(self.issue(true)).into_response()
+        } else {
+            Self::standard_error(answer, "device authorization")
+        };
+        self.device_polls.push(DevicePoll {
+            at: now,
+            form: form.clone(),
+            answer: answer.into(),
+        });
+        response
     }
 
     fn grant(&mut self, headers: &HeaderMap, form: &HashMap<String, String>) -> Response {
@@ -280,6 +399,7 @@ impl State {
         match form.get("grant_type").map(String::as_str) {
             Some("authorization_code") => self.code_grant(form),
             Some("refresh_token") => self.refresh_grant(form),
+            Some(DEVICE_GRANT) => self.device_grant(form),
             _ => self.error("unsupported_grant_type", None),
         }
     }
@@ -320,6 +440,9 @@ impl State {
     }
 }
 
+/// The RFC 8628 grant type of token requests that poll with a device code.
+pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
 /// The test's handle on a running fake.
 #[derive(Clone)]
 pub struct OAuthFake {
@@ -341,6 +464,11 @@ impl OAuthFake {
             used_refresh_tokens: Vec::new(),
             reused_refresh_tokens: 0,
             revoked: Vec::new(),
+            device_requests: Vec::new(),
+            device_polls: Vec::new(),
+            device_grants: 0,
+            verification_uri: String::new(),
+            devices: Vec::new(),
             faults: VecDeque::new(),
             codes: HashMap::new(),
             live_refresh: HashSet::new(),
@@ -353,8 +481,10 @@ impl OAuthFake {
             .route("/oauth2/token", post(token))
             .route("/oauth2/revoke", post(revoke))
             .route("/1/user/-/profile.json", get(profile))
+            .route("/oauth2/device", post(device_authorization))
             .with_state(state.clone());
         let addr = super::serve(router).await;
+        state.lock().expect("fake oauth state").verification_uri = format!("http://{addr}/device");
         Self { addr, state }
     }
 
@@ -370,6 +500,60 @@ impl OAuthFake {
     pub fn fail_next(&self, n: usize, fault: Fault) {
         let mut st = self.lock();
         st.faults.extend(std::iter::repeat_n(fault, n));
+    }
+
+    /// Drops the faults still queued.
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    /// The user approves the device authorization showing `user_code`.
+    pub fn approve_device(&self, user_code: &str) {
+        self.decide_device(user_code, Decision::Approved);
+    }
+
+    /// The user denies the device authorization showing `user_code`: polls get `access_denied`.
+    pub fn deny_device(&self, user_code: &str) {
+        self.decide_device(user_code, Decision::Denied);
+    }
+
+    /// The next poll for `user_code`'s device code answers `slow_down` (once).
+    pub fn slow_down_once(&self, user_code: &str) {
+        let mut st = self.lock();
+        let device = st
+            .devices
+            .iter_mut()
+            .find(|d| d.user_code == user_code)
+            .unwrap_or_else(|| panic!("no device authorization with user code {user_code:?}"));
+        device.slow_down = true;
+    }
+
+    fn decide_device(&self, user_code: &str, decision: Decision) {
+        let mut st = self.lock();
+        let known: Vec<String> = st.devices.iter().map(|d| d.user_code.clone()).collect();
+        let device = st
+            .devices
+            .iter_mut()
+            .find(|d| d.user_code == user_code)
+            .unwrap_or_else(|| {
+                panic!("no device authorization with user code {user_code:?} (issued: {known:?})")
+            });
+        device.decision = decision;
+    }
+
+    /// An `[[account]]` table for the generic `oauth2` preset with the device_code grant and
+    /// no client authentication, pointing at this fake.
+    pub fn device_account_toml(&self, name: &str, scopes: &[&str]) -> String {
+        let client_id = self.lock().config.client_id.clone();
+        let scopes: Vec<String> = scopes.iter().map(|s| format!("\"{s}\"")).collect();
+        format!(
+            "[[account]]\nname = \"{name}\"\nprovider = \"oauth2\"\ngrant = \"device_code\"\n\
+             client_id = \"{client_id}\"\ndevice_auth_url = \"{}\"\ntoken_url = \"{}\"\n\
+             client_auth = \"none\"\nscopes = [{}]\n",
+            self.url("/oauth2/device"),
+            self.url("/oauth2/token"),
+            scopes.join(", "),
+        )
     }
 
     /// Tokens as if the user had consented, for tests that start from a connected account.
@@ -448,6 +632,47 @@ async fn authorize(AxState(state): AxState<Shared>, RawQuery(query): RawQuery) -
         [(header::LOCATION, location.to_string())],
     )
         .into_response()
+}
+
+async fn device_authorization(AxState(state): AxState<Shared>, body: String) -> Response {
+    let form = parse_form(&body);
+    let mut st = state.lock().expect("fake oauth state");
+    st.device_requests.push(form.clone());
+    if form.get("client_id") != Some(&st.config.client_id) {
+        return State::standard_error("invalid_client", "unknown client_id");
+    }
+    let n = st.next();
+    let device_code = token_value("", "device-code", n);
+    // RFC 8628 6.1: short, case-insensitive, no ambiguous characters.
+    let letters = b"BCDFGHJKLMNPQRSTVWXZ";
+    let user_code: String = (0..8)
+        .map(|i| {
+            let c = letters[rand::random_range(0..letters.len())] as char;
+            if i == 4 {
+                format!("-{c}")
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
+    let (interval, expires_in) = (st.config.device_interval, st.config.device_expires_in);
+    st.devices.push(DeviceAuthorization {
+        device_code: device_code.clone(),
+        user_code: user_code.clone(),
+        scope: form.get("scope").cloned().unwrap_or_default(),
+        expires: Instant::now() + Duration::from_secs(expires_in),
+        decision: Decision::Pending,
+        slow_down: false,
+        used: false,
+    });
+    Json(json!({
+        "device_code": device_code,
+        "user_code": user_code,
+        "verification_uri": st.verification_uri,
+        "expires_in": expires_in,
+        "interval": interval,
+    }))
+    .into_response()
 }
 
 fn redirect_allowed(registered: Option<&str>, asked: &str) -> bool {

@@ -1,0 +1,194 @@
+//! The CLI as a client of a running engine: while `serve` runs, `token`, `refresh`, `list` and
+//! `log` ask it over the local API (found without any help from the test), print exactly what
+//! they print without an engine, and never refresh by themselves: `refresh` and
+//! `token --min-valid` beside serve are done by serve (its event stream and history show them,
+//! and the fake sees exactly one refresh each).
+
+use std::time::Duration;
+
+use tokenwarden_e2e::fakes::oauth::{OAuthConfig, OAuthFake};
+use tokenwarden_e2e::harness::{free_port, unix_now};
+use tokenwarden_e2e::{prometheus, Api, Env, Output};
+
+/// The sum of `tokenwarden_api_requests_total` over all routes and statuses.
+async fn api_requests(api: &Api) -> f64 {
+    let a = api.get("/metrics").await;
+    assert_eq!(a.status, 200, "{a}");
+    let exp = prometheus::parse(&a.body).unwrap_or_else(|e| panic!("/metrics: {e}\n{a}"));
+    exp.sum("tokenwarden_api_requests_total", &[])
+}
+
+/// The commands whose output must not depend on whether an engine runs.
+const SAME: &[&[&str]] = &[
+    &["list", "--json"],
+    &["list"],
+    &["token", "fb"],
+    &["token", "fb", "--header"],
+    &["log", "--json"],
+    &["log"],
+    &["log", "fb", "--json"],
+];
+
+/// Every pair of outputs that differ in exit code or stdout, described for a failure message.
+fn differences(first: &[Output], second: &[Output], what: (&str, &str)) -> Vec<String> {
+    first
+        .iter()
+        .zip(second)
+        .filter(|(a, b)| (a.code, &a.stdout) != (b.code, &b.stdout))
+        .map(|(a, b)| format!("--- {}\n{a}\n--- {}\n{b}", what.0, what.1))
+        .collect()
+}
+
+async fn run_all(env: &Env) -> Vec<Output> {
+    let mut outs = Vec::new();
+    for args in SAME {
+        outs.push(env.run(args, None).await);
+    }
+    outs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_beside_serve_answers_the_same_and_leaves_refreshing_to_serve() {
+    let redirect = format!("http://127.0.0.1:{}/callback", free_port());
+    let fake = OAuthFake::start(OAuthConfig::fitbit_legacy(&redirect).expires_in(3600)).await;
+    let nc_redirect = format!("http://127.0.0.1:{}/callback", free_port());
+    let env = Env::new(
+        &(fake.account_toml(
+            "fb",
+            "fitbit-legacy",
+            &format!("redirect_uri = \"{redirect}\""),
+        ) + &fake.account_toml(
+            "nc",
+            "fitbit-legacy",
+            &format!("redirect_uri = \"{nc_redirect}\""),
+        )),
+    );
+    let secret = fake.lock().config.client_secret.clone();
+    env.set_secret("fb", &secret).await;
+    let (access, refresh) = fake.issue_grant();
+    env.seed_tokens("fb", &access, &refresh, unix_now() + 3600)
+        .await;
+    let key = env.create_api_key("cli-client-test").await;
+
+    // Without an engine: the CLI refreshes by itself, under the lock.
+    let refreshed_alone = env.run(&["refresh", "fb"], None).await.ok();
+    assert_eq!(fake.lock().refresh_grants, 1);
+    // First, since a refused `token` may leave a history entry that `log` then shows.
+    let alone_nc = env.run(&["token", "nc"], None).await;
+    alone_nc.failure_line();
+    assert!(alone_nc.stdout.is_empty(), "{alone_nc}");
+    let alone = run_all(&env).await;
+    for out in &alone {
+        assert_eq!(out.code, 0, "{out}");
+    }
+    let token = alone[2].stdout_trimmed().to_string();
+    assert_eq!(
+        Some(token.clone()),
+        fake.lock().current_access_token(),
+        "token prints the refreshed token"
+    );
+
+    let mut serve = env.spawn_serve();
+    serve.wait_api().await;
+    let api = env.api(&key);
+    let requests_before = api_requests(&api).await;
+    let beside = run_all(&env).await;
+    let diffs = differences(&alone, &beside, ("without an engine", "beside serve"));
+    assert!(
+        diffs.is_empty(),
+        "{} commands printed something else beside serve:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+    // A token that cannot be had fails the same way (its history entry, if any, is no output).
+    let refused_alone = alone_nc;
+    let refused_beside = env.run(&["token", "nc"], None).await;
+    refused_beside.failure_line();
+    assert!(refused_beside.stdout.is_empty(), "{refused_beside}");
+    assert_eq!(refused_alone.code, refused_beside.code);
+    let requests_after = api_requests(&api).await;
+    assert!(
+        requests_after - requests_before > SAME.len() as f64,
+        "{} CLI commands beside serve made {} API requests: they did not ask serve",
+        SAME.len() + 1,
+        requests_after - requests_before
+    );
+    assert_eq!(
+        fake.lock().token_requests.len(),
+        1,
+        "nothing refreshed beside serve"
+    );
+
+    // `refresh` beside serve: serve does it (its events and history show it), once.
+    let events = api.events().await;
+    assert_eq!(events.status, 200);
+    fake.lock().config.expires_in = 2000;
+    let refreshed = env.run(&["refresh", "fb"], None).await.ok();
+    assert_eq!(
+        refreshed.stdout.lines().count(),
+        refreshed_alone.stdout.lines().count(),
+        "refresh prints the same shape with and without an engine:\n{refreshed_alone}\n{refreshed}"
+    );
+    {
+        let st = fake.lock();
+        assert_eq!(
+            st.refresh_grants, 2,
+            "exactly one refresh: {:?}",
+            st.token_requests
+        );
+        assert_eq!(st.token_requests.len(), 2);
+        assert_eq!(st.reused_refresh_tokens, 0);
+    }
+    let (seen, _) = events
+        .wait_for("refreshed", "fb", 0, Duration::from_secs(5))
+        .await;
+    let history = api.get("/v1/history?account=fb").await.expect(200);
+    assert_eq!(history[0]["trigger"], "manual", "{history}");
+    assert_eq!(history[0]["outcome"], "ok", "{history}");
+    let log = env.log_entries(Some("fb")).await;
+    assert_eq!(serde_json::Value::Array(log.clone()), history);
+    assert_eq!(log.len(), 2, "the CLI's refresh and serve's: {log:?}");
+    let current = fake.lock().current_access_token().unwrap();
+    assert_eq!(env.token("fb").await, current);
+    assert_eq!(api.token("fb").await, current, "serve holds the new token");
+
+    // `token --min-valid` beside serve: enough left → nothing; not enough → serve refreshes.
+    fake.lock().config.expires_in = 3600;
+    let out = env
+        .run(&["token", "fb", "--min-valid", "60s"], None)
+        .await
+        .ok();
+    assert_eq!(out.stdout_trimmed(), current);
+    assert_eq!(fake.lock().token_requests.len(), 2);
+    let out = env
+        .run(&["token", "fb", "--min-valid", "3000s"], None)
+        .await
+        .ok();
+    let newest = fake.lock().current_access_token().unwrap();
+    assert_ne!(newest, current, "2000 s left is not 3000 s: refreshed");
+    assert_eq!(out.stdout_trimmed(), newest, "prints the new token");
+    assert_eq!(fake.lock().refresh_grants, 3, "exactly one more refresh");
+    events
+        .wait_for("refreshed", "fb", seen + 1, Duration::from_secs(5))
+        .await;
+    let history = api.get("/v1/history?account=fb&limit=1").await.expect(200);
+    assert_eq!(history[0]["trigger"], "min_valid", "{history}");
+    let status = env.status("fb").await;
+    assert_eq!(status, "fresh");
+
+    let with_serve = run_all(&env).await;
+    let out = serve.stop().await;
+    assert_eq!(out.code, 0, "{out}");
+    drop(events);
+
+    // And the other way round: after serve, the CLI alone prints what it printed beside serve.
+    let after = run_all(&env).await;
+    let diffs = differences(&with_serve, &after, ("beside serve", "without an engine"));
+    assert!(
+        diffs.is_empty(),
+        "{} commands printed something else without serve:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+    assert_eq!(fake.lock().token_requests.len(), 3);
+}
