@@ -14,7 +14,7 @@ RUN_PKGS := gnome-keyring libsecret-tools
 # Test: an X server, a private D-Bus session and a real keyring daemon.
 TEST_PKGS := xvfb xauth dbus dbus-x11 gnome-keyring libsecret-tools procps
 
-.PHONY: run test build deps-build deps-run deps-test check-cargo lint unit e2e bench clean-test-state
+.PHONY: run test build bench deps-build deps-run deps-test check-cargo lint
 
 run: deps-build deps-run check-cargo
 	$(CARGO) build --release -p tokenwarden
@@ -23,6 +23,12 @@ run: deps-build deps-run check-cargo
 test: deps-build deps-test check-cargo lint
 	$(CARGO) build --workspace --all-targets
 	tests/scripts/session.sh $(CARGO) test --workspace -- --test-threads=4
+
+# Figures for the README and closing notes: API latency and throughput, the 401 burst, CLI round trips.
+bench: deps-build deps-test check-cargo
+	$(CARGO) build --release --workspace
+	TOKENWARDEN_BIN=$(CURDIR)/target/release/tokenwarden tests/scripts/session.sh \
+		$(CARGO) test --release -p tokenwarden-e2e --test bench -- --nocapture
 
 lint:
 	$(CARGO) fmt --all -- --check

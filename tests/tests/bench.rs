@@ -1,0 +1,139 @@
+//! Figures, not assertions: how fast a running engine serves tokens over the local API and
+//! through the CLI, and how a burst of 401 reports collapses into one refresh. Timing is
+//! printed (`make bench` shows it), never asserted, so a busy machine cannot make it fail;
+//! only behaviour is asserted.
+
+use std::time::{Duration, Instant};
+
+use tokenwarden_e2e::fakes::wechat::{WeChatConfig, WeChatFake};
+use tokenwarden_e2e::Env;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn report(what: &str, mut samples: Vec<Duration>, wall: Duration) {
+    samples.sort();
+    println!(
+        "bench: {what}: n={} p50={:.2?} p99={:.2?} max={:.2?} throughput={:.0}/s",
+        samples.len(),
+        percentile(&samples, 0.5),
+        percentile(&samples, 0.99),
+        samples[samples.len() - 1],
+        samples.len() as f64 / wall.as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bench_token_serving() {
+    let fake = WeChatFake::start(WeChatConfig::default()).await;
+    let env = Env::new(&fake.account_toml("wx", ""));
+    let secret = fake.lock().config.secret.clone();
+    env.set_secret("wx", &secret).await;
+    let key = env.create_api_key("bench").await;
+    let mut serve = env.spawn_serve();
+    serve.wait_api().await;
+    let port = env.api(&key).port;
+    let url = format!("http://127.0.0.1:{port}/v1/accounts/wx/token");
+    let http = reqwest::Client::new();
+    let get = || http.get(&url).bearer_auth(&key).send();
+    let first = get()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let token = first["access_token"].as_str().unwrap().to_owned();
+
+    // One client, keep-alive, one request at a time.
+    let (mut samples, started) = (Vec::new(), Instant::now());
+    for _ in 0..2000 {
+        let t = Instant::now();
+        assert_eq!(get().await.unwrap().status(), 200);
+        samples.push(t.elapsed());
+    }
+    report("GET token, 1 client sequential", samples, started.elapsed());
+
+    // 32 clients at once.
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let (http, url, key) = (http.clone(), url.clone(), key.clone());
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                for _ in 0..200 {
+                    let t = Instant::now();
+                    let r = http.get(&url).bearer_auth(&key).send().await.unwrap();
+                    assert_eq!(r.status(), 200);
+                    samples.push(t.elapsed());
+                }
+                samples
+            })
+        })
+        .collect();
+    let mut samples = Vec::new();
+    for t in tasks {
+        samples.extend(t.await.unwrap());
+    }
+    report(
+        "GET token, 32 clients concurrent",
+        samples,
+        started.elapsed(),
+    );
+
+    // 500 programs report the same 401 at once: one upstream fetch serves them all.
+    // Past the 5 s grace after serve's first fetch, so the burst really refreshes.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    let issued_before = fake.lock().tokens_issued();
+    let started = Instant::now();
+    let report_url = format!("http://127.0.0.1:{port}/v1/accounts/wx/rejected");
+    let tasks: Vec<_> = (0..500)
+        .map(|_| {
+            let (http, url, key, token) =
+                (http.clone(), report_url.clone(), key.clone(), token.clone());
+            tokio::spawn(async move {
+                let t = Instant::now();
+                let r = http
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&serde_json::json!({ "access_token": token }))
+                    .send()
+                    .await
+                    .unwrap();
+                let body: serde_json::Value = r.json().await.unwrap();
+                (
+                    t.elapsed(),
+                    body["access_token"].as_str().unwrap().to_owned(),
+                )
+            })
+        })
+        .collect();
+    let mut samples = Vec::new();
+    let mut answers = std::collections::HashSet::new();
+    for t in tasks {
+        let (d, token) = t.await.unwrap();
+        samples.push(d);
+        answers.insert(token);
+    }
+    let wall = started.elapsed();
+    assert_eq!(answers.len(), 1, "all reports get the same token");
+    assert!(!answers.contains(&token), "and it is a new one");
+    let fetches = fake.lock().tokens_issued() - issued_before;
+    assert_eq!(fetches, 1, "one upstream fetch for the whole burst");
+    report(
+        &format!("POST rejected x500 burst ({fetches} upstream fetch)"),
+        samples,
+        wall,
+    );
+
+    // The CLI beside a running engine: process start, keychain read of the engine key, one request.
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    for _ in 0..10 {
+        let t = Instant::now();
+        env.run(&["token", "wx"], None).await.ok();
+        samples.push(t.elapsed());
+    }
+    report("CLI `token` beside serve", samples, started.elapsed());
+    assert_eq!(serve.stop().await.code, 0);
+}
