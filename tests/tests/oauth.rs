@@ -413,3 +413,40 @@ async fn token_honours_min_valid_and_never_prints_an_expired_token() {
         "an expired token was printed:\n{out}"
     );
 }
+
+/// Beside a running engine, `connect` hands it the new token at once (no 20 s recheck wait)
+/// and `disconnect` makes it stop serving and refreshing the account at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_and_disconnect_beside_a_running_engine_take_effect_at_once() {
+    let (fake, env) = legacy(|c| c).await;
+    let key = env.create_api_key("beside").await;
+    let mut serve = env.spawn_serve();
+    serve.wait_api().await;
+    let api = env.api(&key);
+    api.get("/v1/accounts/fb/token")
+        .await
+        .expect_error(409, "not_connected");
+
+    env.connect("fb").await;
+    let access = fake.lock().current_access_token().unwrap();
+    assert_eq!(
+        api.token("fb").await,
+        access,
+        "serve took the new token at once"
+    );
+    let refreshes = fake.lock().refresh_grants;
+
+    env.run(&["disconnect", "fb"], None).await.ok();
+    assert!(!fake.lock().revoked.is_empty(), "revoked at the provider");
+    api.get("/v1/accounts/fb/token")
+        .await
+        .expect_error(409, "not_connected");
+    let accounts = api.get("/v1/accounts").await.expect(200);
+    assert_eq!(accounts[0]["status"], "not_connected");
+    assert_eq!(
+        fake.lock().refresh_grants,
+        refreshes,
+        "no refresh with the revoked grant"
+    );
+    assert_eq!(serve.stop().await.code, 0);
+}

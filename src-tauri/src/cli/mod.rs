@@ -175,6 +175,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             if let Some(warning) = engine.disconnect(&name).await? {
                 eprintln!("{name}: {warning}");
             }
+            // A running engine still holds the token in memory; asking it to refresh makes it
+            // re-read the keychain, find nothing, and stop serving and refreshing the account.
+            if let Some(api) = ApiClient::discover(&ctx, &api_keys(&ctx)).await? {
+                let _ = api.refresh(&name).await; // answers "not connected", as it should
+            }
             eprintln!("{name}: disconnected; its secrets are deleted from the keychain");
             Ok(())
         }

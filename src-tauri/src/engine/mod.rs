@@ -147,8 +147,8 @@ enum Skip {
 /// rejected: the upstream API may keep rejecting it for reasons a new token will not fix.
 const REJECT_GRACE: Duration = Duration::from_secs(5);
 
-/// One account's state. `gate` serializes refreshes; `generation` tells a refresh whether
-/// the tokens changed while it waited.
+/// One account's state. `gate` serializes refreshes; a refresh decides under it (see
+/// [`Skip`]) whether the wait already gave it what it needed.
 struct Slot {
     account: Arc<Account>,
     tokens: Option<TokenSet>,
@@ -164,7 +164,6 @@ struct Slot {
     last_recheck: Option<Instant>,
     /// The client secret the last fetch used, to notice a new one set by another process.
     last_secret: Option<Secret>,
-    generation: u64,
     gate: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -259,7 +258,6 @@ impl Engine {
                 in_flight: false,
                 last_recheck: None,
                 last_secret: None,
-                generation: 0,
                 gate: Arc::new(tokio::sync::Mutex::new(())),
             };
             slot.schedule();
@@ -513,7 +511,14 @@ impl Engine {
         if self.can_skip(name, &skip)? {
             return Ok(());
         }
-        self.adopt_stored(name).await?;
+        if self.adopt_stored(name).await? {
+            self.persist_state(name);
+            let status = self.with_slot(name, |s| s.health.status())?;
+            self.emit(EngineEvent::HealthChanged {
+                account: name.clone(),
+                status,
+            });
+        }
         if self.can_skip(name, &skip)? {
             return Ok(());
         }
@@ -592,7 +597,6 @@ impl Engine {
             }
             let connected = stored.is_some();
             slot.tokens = stored;
-            slot.generation += 1;
             slot.health = if connected {
                 Health::Fresh
             } else {
@@ -727,7 +731,6 @@ impl Engine {
         let expires_at = set.expires_at;
         self.with_slot(name, |slot| {
             slot.tokens = Some(set);
-            slot.generation += 1;
             slot.health = Health::Fresh;
             slot.last_refresh = Some(Deadline::now());
             slot.unsaved = saved.is_err();
@@ -1148,7 +1151,6 @@ impl Engine {
             .await?;
         self.with_slot(name, |slot| {
             slot.tokens = None;
-            slot.generation += 1;
             slot.health = Health::NotConnected;
             slot.last_error = None;
             slot.unsaved = false;
