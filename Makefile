@@ -9,8 +9,8 @@ CARGO ?= cargo
 
 # Build: D-Bus headers for the Secret Service keychain client.
 BUILD_PKGS := pkg-config libdbus-1-dev gcc
-# Run: a Secret Service to keep the secrets in.
-RUN_PKGS := gnome-keyring libsecret-tools
+# Run: a Secret Service to keep the secrets in (started by with-keyring.sh where none runs).
+RUN_PKGS := gnome-keyring libsecret-tools dbus
 # Test: an X server, a private D-Bus session and a real keyring daemon.
 TEST_PKGS := xvfb xauth dbus dbus-x11 gnome-keyring libsecret-tools procps
 
@@ -18,7 +18,7 @@ TEST_PKGS := xvfb xauth dbus dbus-x11 gnome-keyring libsecret-tools procps
 
 run: deps-build deps-run check-cargo
 	$(CARGO) build --release -p tokenwarden
-	./target/release/tokenwarden serve
+	src-tauri/scripts/with-keyring.sh ./target/release/tokenwarden serve
 
 test: deps-build deps-test check-cargo lint
 	$(CARGO) build --workspace --all-targets
