@@ -112,6 +112,16 @@ impl TicketSpec {
     }
 }
 
+/// WeChat's daily quotas reset at midnight China Standard Time (UTC+8).
+fn until_quota_reset(now: time::OffsetDateTime) -> Duration {
+    let beijing = now.to_offset(time::macros::offset!(+8));
+    let next_midnight = (beijing.date() + time::Duration::days(1))
+        .midnight()
+        .assume_offset(time::macros::offset!(+8));
+    // A minute past the reset, so that a slightly fast clock here does not hit the old quota.
+    Duration::try_from(next_midnight - now).unwrap_or(Duration::ZERO) + Duration::from_secs(60)
+}
+
 fn join(base: &Url, path: &str) -> Url {
     let mut url = base.clone();
     let joined = format!("{}/{path}", base.path().trim_end_matches('/'));
@@ -163,8 +173,8 @@ fn errcode(req: &FetchRequest<'_>, code: i64) -> RefreshError {
         -1 => (true, None, "system busy, will retry"),
         45009 => (
             true,
-            Some(Duration::from_secs(3600)),
-            "daily API quota used up; retrying hourly (reset it in the WeChat console)",
+            Some(until_quota_reset(time::OffsetDateTime::now_utc())),
+            "daily API quota used up; retrying after it resets at midnight Beijing time (or reset it in the WeChat console)",
         ),
         45011 => (
             true,
@@ -213,6 +223,22 @@ fn errcode(req: &FetchRequest<'_>, code: i64) -> RefreshError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn quota_resets_at_beijing_midnight() {
+        // 2026-11-23 15:30 UTC is 23:30 in Beijing: 30 minutes (+1 minute margin) to go.
+        let now = time::macros::datetime!(2026-11-23 15:30 UTC);
+        assert_eq!(
+            super::until_quota_reset(now),
+            std::time::Duration::from_secs(31 * 60)
+        );
+        // 16:00 UTC is Beijing midnight: a whole day.
+        let now = time::macros::datetime!(2026-11-23 16:00 UTC);
+        assert_eq!(
+            super::until_quota_reset(now),
+            std::time::Duration::from_secs(24 * 3600 + 60)
+        );
+    }
+
     #[test]
     fn join_keeps_a_base_path() {
         let base = url::Url::parse("http://127.0.0.1:9/prefix/").unwrap();
