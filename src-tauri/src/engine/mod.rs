@@ -238,8 +238,13 @@ impl Engine {
         let keychain = Keychain::new(store);
         let api_keys = api_keys::ApiKeys::new(data_dir, keychain.clone());
         let mut accounts = HashMap::new();
-        for account in &config.accounts {
-            let tokens = keychain.tokens(&account.name).await?;
+        // Concurrently: each keychain read is a D-Bus round trip.
+        let stored = futures_util::future::join_all(
+            config.accounts.iter().map(|a| keychain.tokens(&a.name)),
+        )
+        .await;
+        for (account, tokens) in config.accounts.iter().zip(stored) {
+            let tokens = tokens?;
             let saved = history.saved_state(&account.name)?;
             let health = match (&tokens, saved.as_ref().map(|s| s.status.as_str())) {
                 // A permanent failure stays one across restarts: retrying it would only fail again.
