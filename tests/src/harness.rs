@@ -9,7 +9,12 @@
 //! * [`Env::keychain_get`] reads the OS keychain with `secret-tool`, independently of the binary
 //! * [`Env::history_rows`] the `refreshes` table of `<data dir>/history.sqlite3`, read-only
 //! * [`Env::create_api_key`] `api-key create LABEL` → the key; [`Env::api`] an API client with it
+//! * [`Env::serve_api`]   `serve` answering its API, and a client; [`Env::serve_with_new_key`]
+//!   creates the key first
 //! * [`Env::start_connect_device`] `connect NAME --device`, reading its two stdout lines
+//!
+//! [`LegacyAccount`] builds the setup most tests start from: account `fb` on a legacy-Fitbit
+//! fake, its client secret stored and, with [`LegacyAccount::connected`], tokens seeded.
 
 use std::fmt;
 use std::io::Read;
@@ -21,6 +26,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+use crate::api::Api;
+use crate::fakes::oauth::{OAuthConfig, OAuthFake};
 
 /// The binary under test.
 pub fn bin_path() -> PathBuf {
@@ -471,8 +479,24 @@ impl Env {
     }
 
     /// A client of this environment's API (port of `[api] listen`) with bearer `key`.
-    pub fn api(&self, key: &str) -> crate::api::Api {
-        crate::api::Api::new(self.api_port, Some(key))
+    pub fn api(&self, key: &str) -> Api {
+        Api::new(self.api_port, Some(key))
+    }
+
+    /// [`Env::spawn_serve`], waits until it answers `GET /healthz` ([`Serve::wait_api`]), and
+    /// returns it with a client of its API with bearer `key`.
+    pub async fn serve_api(&self, key: &str) -> (Serve, Api) {
+        let mut serve = self.spawn_serve();
+        serve.wait_api().await;
+        (serve, self.api(key))
+    }
+
+    /// [`Env::create_api_key`] `label`, then [`Env::serve_api`] with that key:
+    /// `(serve, client, key)`.
+    pub async fn serve_with_new_key(&self, label: &str) -> (Serve, Api, String) {
+        let key = self.create_api_key(label).await;
+        let (serve, api) = self.serve_api(&key).await;
+        (serve, api, key)
     }
 
     /// Starts `tokenwarden args` and reads `lines` stdout lines (20 s at most).
@@ -550,6 +574,82 @@ impl Drop for Env {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+    }
+}
+
+/// Account `fb` on a legacy-Fitbit [`OAuthFake`] of its own, the setup most tests start from.
+///
+/// [`LegacyAccount::start`] starts the fake (config [`OAuthConfig::fitbit_legacy`] with `fb`'s
+/// redirect_uri, passed through `configure`), writes an [`Env`] whose `fb` table points at the
+/// fake with `redirect_uri` on a port that was free (the one redirect the fake accepts), and
+/// stores `fb`'s client secret. [`LegacyAccount::connected`] also seeds `fb`'s tokens.
+/// [`Env::serve_with_new_key`] is the usual next step.
+pub struct LegacyAccount {
+    configure: Box<dyn FnOnce(OAuthConfig) -> OAuthConfig + Send>,
+    /// Appended to `fb`'s table after its redirect_uri, each part on a line of its own.
+    extra: String,
+    /// Names of the never-connected accounts after `fb`.
+    others: Vec<String>,
+}
+
+impl LegacyAccount {
+    /// `configure` gets the fake's default legacy config (8 h tokens) and returns the one to
+    /// run, e.g. `|c| c.expires_in(3600)`.
+    pub fn new(configure: impl FnOnce(OAuthConfig) -> OAuthConfig + Send + 'static) -> Self {
+        Self {
+            configure: Box::new(configure),
+            extra: String::new(),
+            others: Vec::new(),
+        }
+    }
+
+    /// TOML lines for `fb`'s table after its redirect_uri (`refresh_before`, `scopes`, ...).
+    pub fn extra(mut self, lines: &str) -> Self {
+        self.extra.push('\n');
+        self.extra.push_str(lines);
+        self
+    }
+
+    /// Another `fitbit-legacy` account `name` on the same fake, after `fb`, with a redirect_uri
+    /// of its own on a free port: configured but never connected, no client secret stored.
+    pub fn another_account(mut self, name: &str) -> Self {
+        self.others.push(name.into());
+        self
+    }
+
+    /// The fake, and the environment with `fb`'s client secret stored (no tokens).
+    pub async fn start(self) -> (OAuthFake, Env) {
+        let redirect = format!("http://127.0.0.1:{}/callback", free_port());
+        let config = (self.configure)(OAuthConfig::fitbit_legacy(&redirect));
+        let fake = OAuthFake::start(config).await;
+        let mut accounts = fake.account_toml(
+            "fb",
+            "fitbit-legacy",
+            &format!("redirect_uri = \"{redirect}\"{}", self.extra),
+        );
+        for name in &self.others {
+            let redirect = format!("http://127.0.0.1:{}/callback", free_port());
+            accounts.push_str(&fake.account_toml(
+                name,
+                "fitbit-legacy",
+                &format!("redirect_uri = \"{redirect}\""),
+            ));
+        }
+        let env = Env::new(&accounts);
+        let secret = fake.lock().config.client_secret.clone();
+        env.set_secret("fb", &secret).await;
+        (fake, env)
+    }
+
+    /// [`LegacyAccount::start`], then `fb` connected: a grant from the fake
+    /// ([`OAuthFake::issue_grant`]) stored as `tokens:fb`, expiring `left` seconds from now
+    /// (negative: already expired). Returns the access token as well.
+    pub async fn connected(self, left: i64) -> (OAuthFake, Env, String) {
+        let (fake, env) = self.start().await;
+        let (access, refresh) = fake.issue_grant();
+        env.seed_tokens("fb", &access, &refresh, unix_now() + left)
+            .await;
+        (fake, env, access)
     }
 }
 

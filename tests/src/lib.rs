@@ -2,8 +2,9 @@
 //!
 //! * [`fakes::oauth`]  a Fitbit-legacy-like / Google-like OAuth 2.0 server
 //! * [`fakes::wechat`] a WeChat-like `cgi-bin/token` + `jsapi_ticket` server
-//! * [`harness`]       one isolated environment per test (config, data dir, keychain service) and
-//!   helpers that run the binary and read what it left behind
+//! * [`harness`]       one isolated environment per test (config, data dir, keychain service),
+//!   helpers that run the binary and read what it left behind, and
+//!   [`harness::LegacyAccount`], the connected legacy-Fitbit account most tests start from
 //! * [`api`]           a byte-exact client of the local HTTP API and a Server-Sent Events reader
 //! * [`prometheus`]    a strict parser of the Prometheus text exposition format
 //!

@@ -10,8 +10,10 @@
 //! outside a token answer, and serve's stderr free of secrets and of the API keys.
 
 use serde_json::{json, Value};
-use tokenwarden_e2e::fakes::oauth::{Fault, OAuthConfig, OAuthFake};
-use tokenwarden_e2e::harness::{files_containing, free_port, unix_from_rfc3339, unix_now};
+use tokenwarden_e2e::fakes::oauth::{Fault, OAuthFake};
+use tokenwarden_e2e::harness::{
+    files_containing, free_port, unix_from_rfc3339, unix_now, LegacyAccount,
+};
 use tokenwarden_e2e::{Answer, Api, Env, Request, Serve};
 
 /// In the client secret and refresh tokens: never in an answer or a log.
@@ -32,32 +34,11 @@ struct Setup {
 /// Account `fb` (legacy-Fitbit fake, connected, an hour left) and `nc` (configured, never
 /// connected); API key `tests`; serve running and answering /healthz.
 async fn setup() -> Setup {
-    let redirect = format!("http://127.0.0.1:{}/callback", free_port());
-    let mut config = OAuthConfig::fitbit_legacy(&redirect).expires_in(3600);
-    config.client_secret = format!("{CANARY}-client-secret");
-    config.refresh_token_prefix = format!("{CANARY}-rt-");
-    config.access_token_prefix = AT.into();
-    let fake = OAuthFake::start(config.clone()).await;
-    let nc_redirect = format!("http://127.0.0.1:{}/callback", free_port());
-    let env = Env::new(
-        &(fake.account_toml(
-            "fb",
-            "fitbit-legacy",
-            &format!("redirect_uri = \"{redirect}\""),
-        ) + &fake.account_toml(
-            "nc",
-            "fitbit-legacy",
-            &format!("redirect_uri = \"{nc_redirect}\""),
-        )),
-    );
-    env.set_secret("fb", &config.client_secret).await;
-    let (access, refresh) = fake.issue_grant();
-    env.seed_tokens("fb", &access, &refresh, unix_now() + 3600)
+    let (fake, env, access) = LegacyAccount::new(|c| c.expires_in(3600).canaries(CANARY, AT))
+        .another_account("nc")
+        .connected(3600)
         .await;
-    let key = env.create_api_key("tests").await;
-    let mut serve = env.spawn_serve();
-    serve.wait_api().await;
-    let api = env.api(&key);
+    let (serve, api, key) = env.serve_with_new_key("tests").await;
     Setup {
         fake,
         env,

@@ -30,10 +30,8 @@ async fn bench_token_serving() {
     let env = Env::new(&fake.account_toml("wx", ""));
     let secret = fake.lock().config.secret.clone();
     env.set_secret("wx", &secret).await;
-    let key = env.create_api_key("bench").await;
-    let mut serve = env.spawn_serve();
-    serve.wait_api().await;
-    let port = env.api(&key).port;
+    let (serve, api, key) = env.serve_with_new_key("bench").await;
+    let port = api.port;
     let url = format!("http://127.0.0.1:{port}/v1/accounts/wx/token");
     let http = reqwest::Client::new();
     let get = || http.get(&url).bearer_auth(&key).send();

@@ -6,8 +6,7 @@
 
 use std::time::Duration;
 
-use tokenwarden_e2e::fakes::oauth::{OAuthConfig, OAuthFake};
-use tokenwarden_e2e::harness::{free_port, unix_now};
+use tokenwarden_e2e::harness::LegacyAccount;
 use tokenwarden_e2e::{prometheus, Api, Env, Output};
 
 /// The sum of `tokenwarden_api_requests_total` over all routes and statuses.
@@ -29,14 +28,22 @@ const SAME: &[&[&str]] = &[
     &["log", "fb", "--json"],
 ];
 
-/// Every pair of outputs that differ in exit code or stdout, described for a failure message.
-fn differences(first: &[Output], second: &[Output], what: (&str, &str)) -> Vec<String> {
-    first
+/// Panics, listing every pair of outputs that differ in exit code or stdout, unless `second`
+/// printed what `first` did; `what` names the two runs, `how` the second in the message.
+#[track_caller]
+fn assert_same_outputs(first: &[Output], second: &[Output], what: (&str, &str), how: &str) {
+    let diffs: Vec<String> = first
         .iter()
         .zip(second)
         .filter(|(a, b)| (a.code, &a.stdout) != (b.code, &b.stdout))
         .map(|(a, b)| format!("--- {}\n{a}\n--- {}\n{b}", what.0, what.1))
-        .collect()
+        .collect();
+    assert!(
+        diffs.is_empty(),
+        "{} commands printed something else {how}:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
 }
 
 async fn run_all(env: &Env) -> Vec<Output> {
@@ -49,24 +56,9 @@ async fn run_all(env: &Env) -> Vec<Output> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_beside_serve_answers_the_same_and_leaves_refreshing_to_serve() {
-    let redirect = format!("http://127.0.0.1:{}/callback", free_port());
-    let fake = OAuthFake::start(OAuthConfig::fitbit_legacy(&redirect).expires_in(3600)).await;
-    let nc_redirect = format!("http://127.0.0.1:{}/callback", free_port());
-    let env = Env::new(
-        &(fake.account_toml(
-            "fb",
-            "fitbit-legacy",
-            &format!("redirect_uri = \"{redirect}\""),
-        ) + &fake.account_toml(
-            "nc",
-            "fitbit-legacy",
-            &format!("redirect_uri = \"{nc_redirect}\""),
-        )),
-    );
-    let secret = fake.lock().config.client_secret.clone();
-    env.set_secret("fb", &secret).await;
-    let (access, refresh) = fake.issue_grant();
-    env.seed_tokens("fb", &access, &refresh, unix_now() + 3600)
+    let (fake, env, _) = LegacyAccount::new(|c| c.expires_in(3600))
+        .another_account("nc")
+        .connected(3600)
         .await;
     let key = env.create_api_key("cli-client-test").await;
 
@@ -88,17 +80,14 @@ async fn cli_beside_serve_answers_the_same_and_leaves_refreshing_to_serve() {
         "token prints the refreshed token"
     );
 
-    let mut serve = env.spawn_serve();
-    serve.wait_api().await;
-    let api = env.api(&key);
+    let (serve, api) = env.serve_api(&key).await;
     let requests_before = api_requests(&api).await;
     let beside = run_all(&env).await;
-    let diffs = differences(&alone, &beside, ("without an engine", "beside serve"));
-    assert!(
-        diffs.is_empty(),
-        "{} commands printed something else beside serve:\n{}",
-        diffs.len(),
-        diffs.join("\n")
+    assert_same_outputs(
+        &alone,
+        &beside,
+        ("without an engine", "beside serve"),
+        "beside serve",
     );
     // A token that cannot be had fails the same way (its history entry, if any, is no output).
     let refused_alone = alone_nc;
@@ -183,12 +172,11 @@ async fn cli_beside_serve_answers_the_same_and_leaves_refreshing_to_serve() {
 
     // And the other way round: after serve, the CLI alone prints what it printed beside serve.
     let after = run_all(&env).await;
-    let diffs = differences(&with_serve, &after, ("beside serve", "without an engine"));
-    assert!(
-        diffs.is_empty(),
-        "{} commands printed something else without serve:\n{}",
-        diffs.len(),
-        diffs.join("\n")
+    assert_same_outputs(
+        &with_serve,
+        &after,
+        ("beside serve", "without an engine"),
+        "without serve",
     );
     assert_eq!(fake.lock().token_requests.len(), 3);
 }

@@ -4,8 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use tokenwarden_e2e::fakes::oauth::{OAuthConfig, OAuthFake};
-use tokenwarden_e2e::harness::{free_port, unix_now};
+use tokenwarden_e2e::harness::LegacyAccount;
 use tokenwarden_e2e::{wait_until, Env};
 
 /// Successful refreshes recorded in the history; straight from SQLite when its schema has an
@@ -21,14 +20,9 @@ async fn ok_refreshes(env: &Env) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_killed_right_after_a_refresh_can_still_refresh() {
-    let redirect = format!("http://127.0.0.1:{}/callback", free_port());
-    let fake = OAuthFake::start(OAuthConfig::fitbit_legacy(&redirect).expires_in(8)).await;
-    let extra = format!("redirect_uri = \"{redirect}\"\nrefresh_before = \"5s\"");
-    let env = Env::new(&fake.account_toml("fb", "fitbit-legacy", &extra));
-    let secret = fake.lock().config.client_secret.clone();
-    env.set_secret("fb", &secret).await;
-    let (access, refresh) = fake.issue_grant();
-    env.seed_tokens("fb", &access, &refresh, unix_now() - 5)
+    let (fake, env, _) = LegacyAccount::new(|c| c.expires_in(8))
+        .extra("refresh_before = \"5s\"")
+        .connected(-5)
         .await;
 
     for round in 1..=2 {

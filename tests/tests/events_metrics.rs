@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use tokenwarden_e2e::fakes::oauth::{Fault, OAuthConfig, OAuthFake};
-use tokenwarden_e2e::harness::{free_port, unix_now};
+use tokenwarden_e2e::fakes::oauth::{Fault, OAuthFake};
+use tokenwarden_e2e::harness::{unix_now, LegacyAccount};
 use tokenwarden_e2e::prometheus::{self, Exposition};
 use tokenwarden_e2e::{wait_until, Answer, Api, Env, Serve};
 
@@ -20,25 +20,10 @@ const KINDS: &[&str] = &[
 
 /// Account `fb` connected for an hour; serve running; an API key.
 async fn setup() -> (OAuthFake, Env, Serve, Api, String) {
-    let redirect = format!("http://127.0.0.1:{}/callback", free_port());
-    let mut config = OAuthConfig::fitbit_legacy(&redirect).expires_in(3600);
-    config.client_secret = format!("{CANARY}-client-secret");
-    config.refresh_token_prefix = format!("{CANARY}-rt-");
-    config.access_token_prefix = AT.into();
-    let fake = OAuthFake::start(config.clone()).await;
-    let env = Env::new(&fake.account_toml(
-        "fb",
-        "fitbit-legacy",
-        &format!("redirect_uri = \"{redirect}\""),
-    ));
-    env.set_secret("fb", &config.client_secret).await;
-    let (access, refresh) = fake.issue_grant();
-    env.seed_tokens("fb", &access, &refresh, unix_now() + 3600)
+    let (fake, env, _) = LegacyAccount::new(|c| c.expires_in(3600).canaries(CANARY, AT))
+        .connected(3600)
         .await;
-    let key = env.create_api_key("observer").await;
-    let mut serve = env.spawn_serve();
-    serve.wait_api().await;
-    let api = env.api(&key);
+    let (serve, api, key) = env.serve_with_new_key("observer").await;
     (fake, env, serve, api, key)
 }
 

@@ -4,23 +4,14 @@
 
 use std::time::Duration;
 
-use tokenwarden_e2e::fakes::oauth::{Fault, OAuthConfig, OAuthFake};
-use tokenwarden_e2e::harness::{free_port, unix_now};
+use tokenwarden_e2e::fakes::oauth::{Fault, OAuthFake};
+use tokenwarden_e2e::harness::LegacyAccount;
 use tokenwarden_e2e::{wait_until, Env};
 
 /// A legacy-Fitbit account `fb` whose stored token has just expired, so `serve` refreshes at once.
 async fn expired_account() -> (OAuthFake, Env) {
-    let redirect = format!("http://127.0.0.1:{}/callback", free_port());
-    let fake = OAuthFake::start(OAuthConfig::fitbit_legacy(&redirect).expires_in(3600)).await;
-    let env = Env::new(&fake.account_toml(
-        "fb",
-        "fitbit-legacy",
-        &format!("redirect_uri = \"{redirect}\""),
-    ));
-    let secret = fake.lock().config.client_secret.clone();
-    env.set_secret("fb", &secret).await;
-    let (access, refresh) = fake.issue_grant();
-    env.seed_tokens("fb", &access, &refresh, unix_now() - 5)
+    let (fake, env, _) = LegacyAccount::new(|c| c.expires_in(3600))
+        .connected(-5)
         .await;
     (fake, env)
 }

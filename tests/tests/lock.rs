@@ -4,30 +4,21 @@
 
 use std::time::Duration;
 
-use tokenwarden_e2e::fakes::oauth::{OAuthConfig, OAuthFake};
-use tokenwarden_e2e::harness::{free_port, unix_now};
+use tokenwarden_e2e::fakes::oauth::OAuthFake;
+use tokenwarden_e2e::harness::LegacyAccount;
 use tokenwarden_e2e::{wait_until, Env};
 
-/// Account `fb` on a legacy-Fitbit fake, connected with a token that expires at `expires_at`.
-async fn connected(expires_at: impl FnOnce(i64) -> i64) -> (OAuthFake, Env, String) {
-    let redirect = format!("http://127.0.0.1:{}/callback", free_port());
-    let fake = OAuthFake::start(OAuthConfig::fitbit_legacy(&redirect).expires_in(3600)).await;
-    let env = Env::new(&fake.account_toml(
-        "fb",
-        "fitbit-legacy",
-        &format!("redirect_uri = \"{redirect}\""),
-    ));
-    let secret = fake.lock().config.client_secret.clone();
-    env.set_secret("fb", &secret).await;
-    let (access, refresh) = fake.issue_grant();
-    env.seed_tokens("fb", &access, &refresh, expires_at(unix_now()))
-        .await;
-    (fake, env, access)
+/// Account `fb` on a legacy-Fitbit fake, connected with a token that expires `left` seconds
+/// from now; returns the seeded access token too.
+async fn connected(left: i64) -> (OAuthFake, Env, String) {
+    LegacyAccount::new(|c| c.expires_in(3600))
+        .connected(left)
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_serve_on_the_same_data_dir_exits_saying_one_is_running() {
-    let (_fake, env, _) = connected(|now| now + 3600).await;
+    let (_fake, env, _) = connected(3600).await;
     let mut first = env.spawn_serve();
     first.wait_ready().await;
 
@@ -44,7 +35,7 @@ async fn a_second_serve_on_the_same_data_dir_exits_saying_one_is_running() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_beside_a_running_serve_reads_the_keychain_and_never_refreshes() {
     // Expired: serve refreshes it once at start; the CLI must then print serve's new token.
-    let (fake, env, seeded) = connected(|now| now - 5).await;
+    let (fake, env, seeded) = connected(-5).await;
     let mut serve = env.spawn_serve();
     serve.wait_ready().await;
     wait_until(
@@ -80,7 +71,7 @@ async fn token_beside_a_running_serve_reads_the_keychain_and_never_refreshes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_token_calls_without_an_engine_refresh_once() {
-    let (fake, env, seeded) = connected(|now| now - 5).await;
+    let (fake, env, seeded) = connected(-5).await;
     let (a, b, c, d) = tokio::join!(
         env.run(&["token", "fb"], None),
         env.run(&["token", "fb"], None),

@@ -8,19 +8,14 @@ use std::time::Duration;
 
 use tokenwarden_e2e::fakes::oauth::{Fault, OAuthConfig, OAuthFake};
 use tokenwarden_e2e::harness::{
-    authorize_in_browser, browser_get, free_port, unix_from_rfc3339, unix_now,
+    authorize_in_browser, browser_get, unix_from_rfc3339, unix_now, LegacyAccount,
 };
 use tokenwarden_e2e::Env;
 
-/// A legacy-Fitbit fake and an environment with account `fb` whose client secret is stored.
-async fn legacy(config: impl FnOnce(OAuthConfig) -> OAuthConfig) -> (OAuthFake, Env) {
-    let redirect = format!("http://127.0.0.1:{}/callback", free_port());
-    let fake = OAuthFake::start(config(OAuthConfig::fitbit_legacy(&redirect))).await;
-    let extra = format!("redirect_uri = \"{redirect}\"\nscopes = [\"activity\", \"sleep\"]");
-    let env = Env::new(&fake.account_toml("fb", "fitbit-legacy", &extra));
-    let secret = fake.lock().config.client_secret.clone();
-    env.set_secret("fb", &secret).await;
-    (fake, env)
+/// Account `fb` on a legacy-Fitbit fake (config through `config`), scopes activity and sleep,
+/// client secret stored: `.start()` it, or `.connected(left)` to seed tokens too.
+fn legacy(config: impl FnOnce(OAuthConfig) -> OAuthConfig + Send + 'static) -> LegacyAccount {
+    LegacyAccount::new(config).extra("scopes = [\"activity\", \"sleep\"]")
 }
 
 /// The Google flavour behind the `fitbit` preset, account `fit`, client secret stored.
@@ -40,7 +35,7 @@ fn query(url: &url::Url) -> HashMap<String, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_token_and_refresh_rotate_through_the_keychain() {
-    let (fake, env) = legacy(|c| c).await;
+    let (fake, env) = legacy(|c| c).start().await;
     env.connect("fb").await;
 
     let secret = fake.lock().config.client_secret.clone();
@@ -167,7 +162,7 @@ async fn connect_token_and_refresh_rotate_through_the_keychain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callback_with_wrong_or_missing_state_is_refused_and_the_listener_keeps_waiting() {
-    let (fake, env) = legacy(|c| c).await;
+    let (fake, env) = legacy(|c| c).start().await;
     let flow = env.start_connect("fb").await;
     let auth = flow.url();
     let state = query(&auth)
@@ -300,7 +295,7 @@ async fn google_refresh_answer_without_refresh_token_keeps_the_old_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_410_gone_needs_reconnect_and_names_the_fitbit_preset() {
-    let (fake, env) = legacy(|c| c).await;
+    let (fake, env) = legacy(|c| c).start().await;
     env.connect("fb").await;
     let before = env.stored_tokens("fb").await.expect("tokens:fb");
     fake.fail_next(1, Fault::gone());
@@ -340,7 +335,7 @@ async fn legacy_410_gone_needs_reconnect_and_names_the_fitbit_preset() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnect_revokes_at_the_provider_and_deletes_the_secrets() {
-    let (fake, env) = legacy(|c| c).await;
+    let (fake, env) = legacy(|c| c).start().await;
     env.connect("fb").await;
     let (access, refresh) = {
         let st = fake.lock();
@@ -371,10 +366,7 @@ async fn disconnect_revokes_at_the_provider_and_deletes_the_secrets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_honours_min_valid_and_never_prints_an_expired_token() {
-    let (fake, env) = legacy(|c| c.expires_in(3600)).await;
-    let (access, refresh) = fake.issue_grant();
-    env.seed_tokens("fb", &access, &refresh, unix_now() + 100)
-        .await;
+    let (fake, env, access) = legacy(|c| c.expires_in(3600)).connected(100).await;
 
     assert_eq!(
         env.token("fb").await,
@@ -418,11 +410,8 @@ async fn token_honours_min_valid_and_never_prints_an_expired_token() {
 /// and `disconnect` makes it stop serving and refreshing the account at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_and_disconnect_beside_a_running_engine_take_effect_at_once() {
-    let (fake, env) = legacy(|c| c).await;
-    let key = env.create_api_key("beside").await;
-    let mut serve = env.spawn_serve();
-    serve.wait_api().await;
-    let api = env.api(&key);
+    let (fake, env) = legacy(|c| c).start().await;
+    let (serve, api, _) = env.serve_with_new_key("beside").await;
     api.get("/v1/accounts/fb/token")
         .await
         .expect_error(409, "not_connected");

@@ -9,26 +9,18 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokenwarden_e2e::fakes::oauth::{Fault, OAuthConfig, OAuthFake};
-use tokenwarden_e2e::harness::{free_port, unix_now};
+use tokenwarden_e2e::fakes::oauth::{Fault, OAuthFake};
+use tokenwarden_e2e::harness::LegacyAccount;
 use tokenwarden_e2e::{wait_until, Answer, Api, Env, Serve};
 
 /// Legacy-Fitbit account `fb` connected with `access` expiring at now + `left` seconds (the
 /// fake issues 1 h tokens), refresh_before 10 s so serve leaves it alone; serve running.
 async fn setup(left: i64) -> (OAuthFake, Env, Serve, Api, String) {
-    let redirect = format!("http://127.0.0.1:{}/callback", free_port());
-    let fake = OAuthFake::start(OAuthConfig::fitbit_legacy(&redirect).expires_in(3600)).await;
-    let extra = format!("redirect_uri = \"{redirect}\"\nrefresh_before = \"10s\"");
-    let env = Env::new(&fake.account_toml("fb", "fitbit-legacy", &extra));
-    let secret = fake.lock().config.client_secret.clone();
-    env.set_secret("fb", &secret).await;
-    let (access, refresh) = fake.issue_grant();
-    env.seed_tokens("fb", &access, &refresh, unix_now() + left)
+    let (fake, env, access) = LegacyAccount::new(|c| c.expires_in(3600))
+        .extra("refresh_before = \"10s\"")
+        .connected(left)
         .await;
-    let key = env.create_api_key("rejected").await;
-    let mut serve = env.spawn_serve();
-    serve.wait_api().await;
-    let api = env.api(&key);
+    let (serve, api, _) = env.serve_with_new_key("rejected").await;
     (fake, env, serve, api, access)
 }
 

@@ -129,6 +129,15 @@ impl OAuthConfig {
         self.expires_in = seconds;
         self
     }
+
+    /// Plants canaries for leak checks: the client secret is `{secret}-client-secret`, refresh
+    /// tokens start with `{secret}-rt-` and access tokens with `access_prefix`.
+    pub fn canaries(mut self, secret: &str, access_prefix: &str) -> Self {
+        self.client_secret = format!("{secret}-client-secret");
+        self.refresh_token_prefix = format!("{secret}-rt-");
+        self.access_token_prefix = access_prefix.into();
+        self
+    }
 }
 
 /// What the next token requests answer instead of doing their work.

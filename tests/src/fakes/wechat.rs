@@ -154,6 +154,48 @@ impl State {
         json!({"access_token": value, "expires_in": expires_in})
     }
 
+    /// How a token endpoint refuses a request before issuing anything, in this order: the
+    /// next injected fault, a grant_type other than `client_credential`, wrong credentials.
+    /// `(errcode, answer)`; `None` when the request is to be served.
+    fn token_refusal(
+        &mut self,
+        grant_type: Option<&str>,
+        appid: Option<&str>,
+        secret: Option<&str>,
+    ) -> Option<(i64, Response)> {
+        if let Some(fault) = self.token_faults.pop_front() {
+            Some(fault_response(fault))
+        } else if grant_type != Some("client_credential") {
+            Some((
+                40002,
+                Json(errcode(40002, "invalid grant_type")).into_response(),
+            ))
+        } else {
+            self.credentials_error(appid, secret).map(|err| {
+                (
+                    err["errcode"].as_i64().unwrap_or(-2),
+                    Json(err).into_response(),
+                )
+            })
+        }
+    }
+
+    /// Records a call of the token endpoint `endpoint` with its `(errcode, answer)`; returns
+    /// the answer.
+    fn record_token_call(
+        &mut self,
+        endpoint: &'static str,
+        (code, response): (i64, Response),
+    ) -> Response {
+        self.token_calls.push(TokenCall {
+            at: Instant::now(),
+            endpoint,
+            errcode: code,
+            http_status: response.status().as_u16(),
+        });
+        response
+    }
+
     fn credentials_error(&self, appid: Option<&str>, secret: Option<&str>) -> Option<Value> {
         if appid != Some(self.config.appid.as_str()) {
             Some(errcode(40013, "invalid appid"))
@@ -252,31 +294,11 @@ impl WeChatFake {
 async fn token(AxState(state): AxState<Shared>, RawQuery(query): RawQuery) -> Response {
     let q = parse_form(query.as_deref().unwrap_or(""));
     let mut st = state.lock().expect("fake wechat state");
-    let (code, response) = if let Some(fault) = st.token_faults.pop_front() {
-        fault_response(fault)
-    } else if q.get("grant_type").map(String::as_str) != Some("client_credential") {
-        (
-            40002,
-            Json(errcode(40002, "invalid grant_type")).into_response(),
-        )
-    } else if let Some(err) = st.credentials_error(
-        q.get("appid").map(String::as_str),
-        q.get("secret").map(String::as_str),
-    ) {
-        (
-            err["errcode"].as_i64().unwrap_or(-2),
-            Json(err).into_response(),
-        )
-    } else {
-        (0, Json(st.issue(false)).into_response())
-    };
-    st.token_calls.push(TokenCall {
-        at: Instant::now(),
-        endpoint: "token",
-        errcode: code,
-        http_status: response.status().as_u16(),
-    });
-    response
+    let field = |k: &str| q.get(k).map(String::as_str);
+    let answer = st
+        .token_refusal(field("grant_type"), field("appid"), field("secret"))
+        .unwrap_or_else(|| (0, Json(st.issue(false)).into_response()));
+    st.record_token_call("token", answer)
 }
 
 async fn stable_token(AxState(state): AxState<Shared>, body: String) -> Response {
@@ -284,47 +306,32 @@ async fn stable_token(AxState(state): AxState<Shared>, body: String) -> Response
     let mut st = state.lock().expect("fake wechat state");
     st.stable_bodies.push(body.clone());
     let field = |k: &str| body.get(k).and_then(Value::as_str);
-    let (code, response) = if let Some(fault) = st.token_faults.pop_front() {
-        fault_response(fault)
-    } else if field("grant_type") != Some("client_credential") {
-        (
-            40002,
-            Json(errcode(40002, "invalid grant_type")).into_response(),
-        )
-    } else if let Some(err) = st.credentials_error(field("appid"), field("secret")) {
-        (
-            err["errcode"].as_i64().unwrap_or(-2),
-            Json(err).into_response(),
-        )
-    } else {
-        let force = body
-            .get("force_refresh")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let overlap = st.config.overlap;
-        let current = st.stable_tokens.last().cloned();
-        match current {
-            // Normal mode answers the current token with what remains of its life.
-            Some(t) if !force && t.dies_at > Instant::now() + overlap => {
-                let left = t
-                    .dies_at
-                    .saturating_duration_since(Instant::now())
-                    .as_secs();
-                (
-                    0,
-                    Json(json!({"access_token": t.value, "expires_in": left})).into_response(),
-                )
+    let answer = match st.token_refusal(field("grant_type"), field("appid"), field("secret")) {
+        Some(refused) => refused,
+        None => {
+            let force = body
+                .get("force_refresh")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let overlap = st.config.overlap;
+            let current = st.stable_tokens.last().cloned();
+            match current {
+                // Normal mode answers the current token with what remains of its life.
+                Some(t) if !force && t.dies_at > Instant::now() + overlap => {
+                    let left = t
+                        .dies_at
+                        .saturating_duration_since(Instant::now())
+                        .as_secs();
+                    (
+                        0,
+                        Json(json!({"access_token": t.value, "expires_in": left})).into_response(),
+                    )
+                }
+                _ => (0, Json(st.issue(true)).into_response()),
             }
-            _ => (0, Json(st.issue(true)).into_response()),
         }
     };
-    st.token_calls.push(TokenCall {
-        at: Instant::now(),
-        endpoint: "stable_token",
-        errcode: code,
-        http_status: response.status().as_u16(),
-    });
-    response
+    st.record_token_call("stable_token", answer)
 }
 
 async fn getticket(AxState(state): AxState<Shared>, RawQuery(query): RawQuery) -> Response {
