@@ -1179,10 +1179,6 @@ impl Engine {
         self.shared.tasks.close();
         self.shared.tasks.wait().await;
     }
-
-    pub fn tracker(&self) -> TaskTracker {
-        self.shared.tasks.clone()
-    }
 }
 
 #[cfg(test)]
