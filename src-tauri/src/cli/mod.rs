@@ -1,6 +1,6 @@
 //! The command line: clap definitions and one function per command. Commands that need a
 //! refresh run it here under the machine's lock when no engine is running; while one runs,
-//! they read what it stored and leave refreshing to it.
+//! they ask it over its local API (`client`), so that it alone refreshes.
 
 mod client;
 mod output;

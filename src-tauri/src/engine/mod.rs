@@ -671,21 +671,19 @@ impl Engine {
                 account: name.clone(),
             });
         }
-        let secret = if account.provider.needs_secret() {
-            let secret = self
-                .shared
-                .keychain
-                .get(SecretKey::ClientSecret(name.clone()))
-                .await
-                .map_err(|e| RefreshError::Setup {
+        let secret = match self.client_secret_if_needed(account).await {
+            Ok(None) if account.provider.needs_secret() => {
+                return Err(RefreshError::MissingSecret {
+                    account: name.clone(),
+                })
+            }
+            Ok(secret) => secret,
+            Err(e) => {
+                return Err(RefreshError::Setup {
                     account: name.clone(),
                     what: e.to_string(),
-                })?;
-            Some(secret.ok_or_else(|| RefreshError::MissingSecret {
-                account: name.clone(),
-            })?)
-        } else {
-            None
+                })
+            }
         };
         self.with_slot(name, |s| s.last_secret = secret.clone())
             .ok();
@@ -1111,13 +1109,8 @@ impl Engine {
         let tokens = self.shared.keychain.tokens(name).await.ok().flatten();
         let mut warning = None;
         if let (Provider::OAuth2(spec), Some(tokens)) = (&account.provider, &tokens) {
-            let secret = self
-                .shared
-                .keychain
-                .get(SecretKey::ClientSecret(name.clone()))
-                .await
-                .ok()
-                .flatten();
+            // Revoking without the secret may still work (public clients): try anyway.
+            let secret = self.client_secret_if_needed(&account).await.ok().flatten();
             let upstream = HashMap::new();
             let request = FetchRequest {
                 account: name,
