@@ -2,9 +2,11 @@
 //! * `engine`  the headless core: config, providers, keychain, scheduler, history, events
 //! * `api`     the local HTTP API (axum) over the engine
 //! * `cli`     clap commands over the engine, or over a running engine's API
+//! * `host`    starts and stops engine + API + lock for `serve` and the tray app alike
 //! * `desktop` the tray app (feature `desktop`; a later step)
 
 pub mod api;
 pub mod cli;
 pub mod engine;
+pub mod host;
 pub mod logging;

@@ -12,6 +12,8 @@
 //! * [`Env::serve_api`]   `serve` answering its API, and a client; [`Env::serve_with_new_key`]
 //!   creates the key first
 //! * [`Env::start_connect_device`] `connect NAME --device`, reading its two stdout lines
+//! * [`Env::fail_keychain_writes`] makes every keychain write of the binary fail (debug builds)
+//! * [`Env::sibling`]     another data dir and config on the same keychain service
 //!
 //! [`LegacyAccount`] builds the setup most tests start from: account `fb` on a legacy-Fitbit
 //! fake, its client secret stored and, with [`LegacyAccount::connected`], tokens seeded.
@@ -148,15 +150,26 @@ pub struct Env {
     pub log: String,
     /// Every command's output, in order, for tests that scan everything that was printed.
     pub transcript: Mutex<Vec<Output>>,
+    /// `TOKENWARDEN_FAULT_KEYCHAIN_WRITES` of every command: while a file exists here, the
+    /// binary's keychain writes fail ([`Env::fail_keychain_writes`]).
+    pub keychain_fault_path: PathBuf,
+    /// Whether dropping this environment clears the keychain service ([`Env::sibling`]s don't).
+    owns_service: bool,
 }
 
 impl Env {
     /// A config made of a header (`[api] listen` on a free port, `[refresh] retry_initial = "1s"`)
     /// followed by `accounts` (`[[account]]` tables).
     pub fn new(accounts: &str) -> Self {
+        Self::with_refresh("retry_initial = \"1s\"", accounts)
+    }
+
+    /// Like [`Env::new`] with `refresh` (TOML lines) as the `[refresh]` table instead of
+    /// `retry_initial = "1s"`.
+    pub fn with_refresh(refresh: &str, accounts: &str) -> Self {
         let env = Self::without_config();
         let header = format!(
-            "[api]\nlisten = \"127.0.0.1:{}\"\n\n[refresh]\nretry_initial = \"1s\"\n\n",
+            "[api]\nlisten = \"127.0.0.1:{}\"\n\n[refresh]\n{refresh}\n\n",
             env.api_port
         );
         env.write_config(&(header + accounts));
@@ -178,6 +191,7 @@ impl Env {
             rand::random::<u32>()
         );
         Self {
+            keychain_fault_path: dir.path().join("fail-keychain-writes"),
             dir,
             config_path,
             data_dir,
@@ -185,6 +199,39 @@ impl Env {
             api_port: free_port(),
             log: "info".into(),
             transcript: Mutex::new(Vec::new()),
+            owns_service: true,
+        }
+    }
+
+    /// Another environment on the same keychain service (so the same accounts and secrets),
+    /// with its own data dir and a copy of this config whose `[api] listen` is another free
+    /// port: a second installation that shares only the keychain. Dropping it leaves the
+    /// keychain to this one.
+    pub fn sibling(&self) -> Self {
+        let mut other = Self::without_config();
+        other.service = self.service.clone();
+        other.owns_service = false;
+        let config = std::fs::read_to_string(&self.config_path).expect("read config");
+        let old = format!("listen = \"127.0.0.1:{}\"", self.api_port);
+        assert!(config.contains(&old), "the config has no {old}");
+        other.write_config(
+            &config.replace(&old, &format!("listen = \"127.0.0.1:{}\"", other.api_port)),
+        );
+        other
+    }
+
+    /// While `on`, every keychain write of the binary (every command this environment runs,
+    /// including a `serve` already running) fails; reads still work. Uses the debug builds'
+    /// fault hook `TOKENWARDEN_FAULT_KEYCHAIN_WRITES`, which checks for the file on each write.
+    pub fn fail_keychain_writes(&self, on: bool) {
+        if on {
+            std::fs::write(&self.keychain_fault_path, b"fail").expect("create the fault file");
+        } else {
+            match std::fs::remove_file(&self.keychain_fault_path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => panic!("remove the fault file: {e}"),
+            }
         }
     }
 
@@ -205,6 +252,10 @@ impl Env {
             .env("TOKENWARDEN_DATA_DIR", &self.data_dir)
             .env("TOKENWARDEN_KEYCHAIN_SERVICE", &self.service)
             .env("TOKENWARDEN_LOG", &self.log)
+            .env(
+                "TOKENWARDEN_FAULT_KEYCHAIN_WRITES",
+                &self.keychain_fault_path,
+            )
             .env_remove("RUST_LOG");
         cmd
     }
@@ -318,6 +369,40 @@ impl Env {
             .expect("run secret-tool (Debian package libsecret-tools)");
         let value = String::from_utf8_lossy(&out.stdout).into_owned();
         (out.status.success() && !value.is_empty()).then_some(value)
+    }
+
+    /// Every item of this environment's service, `username` → secret, in one `secret-tool
+    /// search --all` (for tests with too many items to look up one by one). secret-tool prints
+    /// secrets on stdout and attributes on stderr, each in item order, so they pair by index.
+    pub async fn keychain_all(&self) -> std::collections::HashMap<String, String> {
+        let out = tokio::process::Command::new("secret-tool")
+            .args(["search", "--all", "--unlock", "service", &self.service])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .expect("run secret-tool (Debian package libsecret-tools)");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let secrets: Vec<&str> = stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("secret = "))
+            .collect();
+        let users: Vec<&str> = stderr
+            .lines()
+            .filter_map(|l| l.strip_prefix("attribute.username = "))
+            .collect();
+        assert_eq!(
+            secrets.len(),
+            users.len(),
+            "secret-tool search: {} secrets but {} usernames",
+            secrets.len(),
+            users.len()
+        );
+        users
+            .into_iter()
+            .zip(secrets)
+            .map(|(u, s)| (u.to_string(), s.to_string()))
+            .collect()
     }
 
     /// The JSON of `tokens:NAME` in the keychain, if any.
@@ -567,6 +652,9 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
+        if !self.owns_service {
+            return;
+        }
         // Everything this test stored lives under its own service name.
         let _ = std::process::Command::new("secret-tool")
             .args(["clear", "service", &self.service])
@@ -590,6 +678,8 @@ pub struct LegacyAccount {
     extra: String,
     /// Names of the never-connected accounts after `fb`.
     others: Vec<String>,
+    /// The `[refresh]` table's lines, when not [`Env::new`]'s.
+    refresh: Option<String>,
 }
 
 impl LegacyAccount {
@@ -600,7 +690,14 @@ impl LegacyAccount {
             configure: Box::new(configure),
             extra: String::new(),
             others: Vec::new(),
+            refresh: None,
         }
+    }
+
+    /// TOML lines for the `[refresh]` table instead of `retry_initial = "1s"`.
+    pub fn refresh_settings(mut self, lines: &str) -> Self {
+        self.refresh = Some(lines.into());
+        self
     }
 
     /// TOML lines for `fb`'s table after its redirect_uri (`refresh_before`, `scopes`, ...).
@@ -635,7 +732,10 @@ impl LegacyAccount {
                 &format!("redirect_uri = \"{redirect}\""),
             ));
         }
-        let env = Env::new(&accounts);
+        let env = match &self.refresh {
+            Some(refresh) => Env::with_refresh(refresh, &accounts),
+            None => Env::new(&accounts),
+        };
         let secret = fake.lock().config.client_secret.clone();
         env.set_secret("fb", &secret).await;
         (fake, env)
@@ -776,6 +876,11 @@ impl Serve {
         self.child.as_ref().expect("serve child").id()
     }
 
+    /// CPU time (user + system) serve has used so far, from `/proc/PID/stat`.
+    pub fn cpu_seconds(&self) -> f64 {
+        process_cpu_seconds(self.pid())
+    }
+
     /// What serve has written to stderr so far.
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.stderr.lock().expect("stderr")).into_owned()
@@ -890,6 +995,30 @@ impl Drop for Serve {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// CPU time (utime + stime) of process `pid` in seconds, from `/proc/PID/stat`.
+pub fn process_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/stat: {e}"));
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    let rest = &stat[stat.rfind(')').expect("comm field") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); utime and stime are fields 14 and 15.
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    let per_second = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or(100.0);
+    ticks as f64 / per_second
 }
 
 /// Sends a signal to one process we started, by its id.

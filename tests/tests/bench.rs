@@ -5,8 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+use tokenwarden_e2e::fakes::http::HttpTokenFake;
 use tokenwarden_e2e::fakes::wechat::{WeChatConfig, WeChatFake};
-use tokenwarden_e2e::Env;
+use tokenwarden_e2e::{wait_until, Env};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
@@ -133,5 +134,88 @@ async fn bench_token_serving() {
         samples.push(t.elapsed());
     }
     report("CLI `token` beside serve", samples, started.elapsed());
+    assert_eq!(serve.stop().await.code, 0);
+}
+
+/// How many `http` accounts the scale test configures.
+const SCALE: usize = 1000;
+
+/// 1,000 `http` accounts on a fresh keyring against a fast local fake: the first start fetches
+/// and stores every set, a restart fetches none again, and an idle engine costs little CPU.
+/// Slow (minutes: every set is a keychain write over D-Bus), so ignored by `make test`;
+/// `make bench` runs it (it needs `-- --include-ignored`), `--nocapture` shows the figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow: run by `make bench` (cargo test --test bench -- --include-ignored --nocapture)"]
+async fn bench_thousand_http_accounts() {
+    let fake = HttpTokenFake::start(7200).await;
+    let names: Vec<String> = (0..SCALE).map(|i| format!("h{i:04}")).collect();
+    let accounts: String = names.iter().map(|n| fake.account_toml(n)).collect();
+    let env = Env::new(&accounts);
+    let key = env.create_api_key("scale").await;
+
+    let started = Instant::now();
+    let (serve, api) = env.serve_api(&key).await;
+    let all_fresh = async || {
+        let list = api.get("/v1/accounts").await.expect(200);
+        let list = list.as_array().cloned().unwrap_or_default();
+        list.len() == SCALE && list.iter().all(|a| a["status"] == "fresh")
+    };
+    wait_until(Duration::from_secs(900), "every account fresh", all_fresh).await;
+    let first_start = started.elapsed();
+    let stored = env.keychain_all().await;
+    let fetched = {
+        let st = fake.lock();
+        for name in &names {
+            assert_eq!(st.issued.get(name), Some(&1), "{name} fetched once");
+            let set = stored
+                .get(&format!("tokens:{name}"))
+                .unwrap_or_else(|| panic!("tokens:{name} not in the keychain"));
+            let set: serde_json::Value = serde_json::from_str(set).expect("a token set");
+            assert_eq!(
+                set["access_token"].as_str(),
+                st.latest.get(name).map(String::as_str),
+                "{name}: the keychain holds another token than the one fetched"
+            );
+        }
+        st.total_issued()
+    };
+    assert_eq!(fetched, SCALE);
+    println!(
+        "bench: {SCALE} http accounts: first start fetched and stored all in {first_start:.1?}"
+    );
+    assert_eq!(serve.stop().await.code, 0);
+
+    // A restart reads the sets back and fetches none.
+    let started = Instant::now();
+    let (mut serve, api) = env.serve_api(&key).await;
+    let all_fresh = async || {
+        let list = api.get("/v1/accounts").await.expect(200);
+        let list = list.as_array().cloned().unwrap_or_default();
+        list.len() == SCALE && list.iter().all(|a| a["status"] == "fresh")
+    };
+    wait_until(
+        Duration::from_secs(600),
+        "every account fresh after restart",
+        all_fresh,
+    )
+    .await;
+    let restart = started.elapsed();
+    println!("bench: {SCALE} http accounts: restart to all fresh in {restart:.1?}");
+    assert_eq!(
+        fake.lock().total_issued(),
+        SCALE,
+        "the restart fetched again"
+    );
+
+    // Idle: 20 s with nothing due.
+    let before = serve.cpu_seconds();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let idle = serve.cpu_seconds() - before;
+    assert!(serve.running(), "{}", serve.stderr());
+    println!(
+        "bench: {SCALE} http accounts: serve used {idle:.2} CPU seconds over 20 idle seconds ({:.1}%)",
+        idle / 20.0 * 100.0
+    );
+    assert_eq!(fake.lock().total_issued(), SCALE, "an idle engine fetched");
     assert_eq!(serve.stop().await.code, 0);
 }

@@ -1,5 +1,5 @@
 //! What serve reports about itself: `GET /v1/events` (Server-Sent Events: `refreshed`,
-//! `refresh_failed`, `health_changed`, never a secret) and `GET /metrics` (Prometheus text that a
+//! `refresh_failed`, `status_changed`, `recovered`, never a secret) and `GET /metrics` (Prometheus text that a
 //! strict parser accepts, with the four families and the refreshes counted).
 
 use std::time::Duration;
@@ -11,11 +11,17 @@ use tokenwarden_e2e::{wait_until, Answer, Api, Env, Serve};
 
 const CANARY: &str = "tw-canary-ev-91b3";
 const AT: &str = "tw-at-ev-";
+/// Every event kind of the contract (`health_changed` was replaced by `status_changed`).
 const KINDS: &[&str] = &[
-    "health_changed",
+    "status_changed",
     "refreshed",
     "refresh_failed",
+    "recovered",
+    "connect_progress",
     "keychain_write_failed",
+    "saved",
+    "reports_refused",
+    "config_reloaded",
 ];
 
 /// Account `fb` connected for an hour; serve running; an API key.
@@ -74,12 +80,38 @@ async fn event_stream_reports_refreshes_and_failures_without_secrets() {
         .wait_for("refresh_failed", "fb", i + 1, Duration::from_secs(5))
         .await;
     assert_eq!(e.data["kind"], "refresh_failed", "{}", e.raw);
+    assert_eq!(
+        e.data["first"], true,
+        "the episode's first failure: {}",
+        e.raw
+    );
+    assert_eq!(e.data["gave_up"], false, "{}", e.raw);
+    assert_eq!(e.data["code"], "provider_unavailable", "{}", e.raw);
     events
         .wait_for("refreshed", "fb", j + 1, Duration::from_secs(10))
         .await;
+    let (_, e) = events
+        .wait_for("recovered", "fb", j + 1, Duration::from_secs(5))
+        .await;
+    assert_eq!(e.data["kind"], "recovered", "{}", e.raw);
+    let retrying = events
+        .events()
+        .into_iter()
+        .any(|e| e.event == "status_changed" && e.data["to"] == "retrying");
     assert!(
-        events.events().iter().any(|e| e.event == "health_changed"),
-        "the failure changed the account's health: {:?}",
+        retrying,
+        "the failure changed the account's status: {:?}",
+        events.events()
+    );
+    let failures = events
+        .events()
+        .iter()
+        .filter(|e| e.event == "refresh_failed")
+        .count();
+    assert_eq!(
+        failures,
+        1,
+        "one refresh_failed per episode: {:?}",
         events.events()
     );
 

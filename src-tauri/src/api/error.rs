@@ -1,18 +1,19 @@
-//! Every error answer is JSON `{"error": code, "message": text}`; the status says who must
-//! act: 4xx the caller or the user, 502 the provider refused, 503 try again later.
+//! Every error answer is JSON `{"error": code, "message": text, "remedy": …}`; the status
+//! says who must act: 4xx the caller or the user, 502 the provider refused, 503 try again
+//! later. Codes and remedies come from the engine's one table (`engine::error`).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::engine::provider::RefreshError;
-use crate::engine::EngineError;
+use crate::engine::{EngineError, ErrorKind, Remedy};
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    pub remedy: Option<Remedy>,
 }
 
 impl ApiError {
@@ -21,6 +22,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            remedy: None,
         }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -30,43 +32,36 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.code, "message": self.message });
+        let body = serde_json::json!({ "error": self.code, "message": self.message, "remedy": self.remedy });
         (self.status, Json(body)).into_response()
     }
 }
 
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
-        let message = e.to_string();
-        let (status, code) = match &e {
-            EngineError::UnknownAccount(_) => (StatusCode::NOT_FOUND, "unknown_account"),
-            EngineError::Refresh(RefreshError::NotConnected { .. }) => {
-                (StatusCode::CONFLICT, "not_connected")
-            }
-            EngineError::Refresh(RefreshError::MissingSecret { .. }) => {
-                (StatusCode::CONFLICT, "needs_reconnect")
-            }
-            EngineError::Refresh(r) if r.is_transient() => {
-                (StatusCode::SERVICE_UNAVAILABLE, "provider_unavailable")
-            }
-            EngineError::Refresh(_) => (StatusCode::BAD_GATEWAY, "refresh_failed"),
-            EngineError::NotValid { status, .. } => match status.as_str() {
-                "not_connected" => (StatusCode::CONFLICT, "not_connected"),
-                "needs_reconnect" => (StatusCode::CONFLICT, "needs_reconnect"),
-                _ => (StatusCode::SERVICE_UNAVAILABLE, "provider_unavailable"),
-            },
-            EngineError::Usage { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
-            EngineError::Lock(_) => (StatusCode::CONFLICT, "locked"),
-            EngineError::Keychain(_) => (StatusCode::SERVICE_UNAVAILABLE, "keychain_unavailable"),
-            EngineError::History(_) => (StatusCode::SERVICE_UNAVAILABLE, "history_unavailable"),
-            EngineError::Config(_) | EngineError::ApiKey(_) | EngineError::Io(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-            }
-        };
+        let kind = e.kind();
         Self {
-            status,
-            code,
-            message,
+            status: status_of(kind),
+            code: kind.code(),
+            message: e.to_string(),
+            remedy: e.remedy(),
         }
+    }
+}
+
+/// The only thing the API decides about an engine error: its status code.
+fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Config | ErrorKind::BadRequest | ErrorKind::ApiKey => StatusCode::BAD_REQUEST,
+        ErrorKind::UnknownAccount => StatusCode::NOT_FOUND,
+        ErrorKind::NotConnected
+        | ErrorKind::NeedsReconnect
+        | ErrorKind::Locked
+        | ErrorKind::RejectedLoop => StatusCode::CONFLICT,
+        ErrorKind::RefreshFailed => StatusCode::BAD_GATEWAY,
+        ErrorKind::ProviderUnavailable
+        | ErrorKind::KeychainUnavailable
+        | ErrorKind::HistoryUnavailable
+        | ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     }
 }

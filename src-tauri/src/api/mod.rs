@@ -1,17 +1,19 @@
 //! The local HTTP API (axum): a thin adapter over the engine handle.
 //! * `guard`   who gets in: loopback Host, no Origin, bearer key, failed-auth rate limit
 //! * `routes`  one small handler per route of the contract (DESIGN "Local HTTP API")
+//! * `manage`  the routes that change an account: connect, disconnect, secret, reload
 //! * `error`   engine errors → `{"error","message"}` with the contract's status codes
 
 mod error;
 mod guard;
+mod manage;
 mod routes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +41,16 @@ pub fn router(engine: Engine, listen: SocketAddr, stop: CancellationToken) -> Ro
         .route("/v1/accounts/{name}/token", get(routes::token))
         .route("/v1/accounts/{name}/refresh", post(routes::refresh))
         .route("/v1/accounts/{name}/rejected", post(routes::rejected))
+        .route(
+            "/v1/accounts/{name}/connect",
+            post(manage::begin_connect)
+                .get(manage::connect_status)
+                .delete(manage::cancel_connect),
+        )
+        .route("/v1/accounts/{name}/disconnect", post(manage::disconnect))
+        .route("/v1/accounts/{name}/reload", post(manage::reload_account))
+        .route("/v1/accounts/{name}/secret", put(manage::set_secret))
+        .route("/v1/reload", post(manage::reload_config))
         .route("/v1/history", get(routes::history))
         .route("/v1/events", get(routes::events))
         .route("/metrics", get(routes::metrics))

@@ -17,16 +17,16 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::engine::health::{AccountView, TokenView};
+use crate::engine::views::{AccountView, TokenView};
 use crate::engine::history::Entry;
 use crate::engine::names::AccountName;
 
-type Params = Query<HashMap<String, String>>;
+pub(super) type Params = Query<HashMap<String, String>>;
 
 const HISTORY_DEFAULT: usize = 100;
 const HISTORY_MAX: usize = 1000;
 
-fn account(
+pub(super) fn account(
     raw: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<AccountName, ApiError> {
     let Path(raw) =
@@ -35,14 +35,14 @@ fn account(
         .map_err(|e: crate::engine::names::BadAccountName| ApiError::bad_request(e.to_string()))
 }
 
-fn params(
+pub(super) fn params(
     raw: Result<Params, axum::extract::rejection::QueryRejection>,
 ) -> Result<HashMap<String, String>, ApiError> {
     raw.map(|Query(q)| q)
         .map_err(|_| ApiError::bad_request("the query string is not valid"))
 }
 
-fn seconds(params: &HashMap<String, String>, key: &str) -> Result<Duration, ApiError> {
+pub(super) fn seconds(params: &HashMap<String, String>, key: &str) -> Result<Duration, ApiError> {
     match params.get(key) {
         None => Ok(Duration::ZERO),
         Some(v) => v.parse::<u64>().map(Duration::from_secs).map_err(|_| {
@@ -122,7 +122,7 @@ pub async fn history(
                 ))
             })?,
     };
-    Ok(Json(s.engine.history(name.as_ref(), limit)?))
+    Ok(Json(s.engine.history(name.as_ref(), limit).await?))
 }
 
 /// TokenBoy's `GET /token?name=…`, for clients written against it.

@@ -8,12 +8,24 @@ use anyhow::{anyhow, Result};
 use serde::de::DeserializeOwned;
 
 use crate::engine::api_keys::ApiKeys;
-use crate::engine::health::{AccountView, TokenView};
+use crate::engine::views::{AccountView, TokenView};
+use crate::engine::{ConnectFlow, ConnectStart, ConnectStatus, Remedy};
 use crate::engine::history::Entry;
 use crate::engine::lock::{self, Role};
 use crate::engine::names::AccountName;
 use crate::engine::paths::Context;
 use crate::engine::secret::Secret;
+
+/// An error answer of the running engine: the same code and remedy as the engine's own
+/// error would have, so the CLI words both alike.
+#[derive(Debug, serde::Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiFailure {
+    pub error: String,
+    pub message: String,
+    #[serde(default)]
+    pub remedy: Option<Remedy>,
+}
 
 pub struct ApiClient {
     base: String,
@@ -24,7 +36,7 @@ pub struct ApiClient {
 impl ApiClient {
     /// The running engine's API, if an engine runs and can be reached.
     pub async fn discover(ctx: &Context, keys: &ApiKeys) -> Result<Option<Self>> {
-        let Some(holder) = lock::holder(&ctx.data_dir) else {
+        let Some(holder) = lock::holder(&ctx.lock_place()) else {
             return Ok(None);
         };
         let (Role::Engine, Some(listen)) = (holder.role, holder.listen) else {
@@ -59,12 +71,8 @@ impl ApiClient {
         if status.is_success() {
             return response.json().await.map_err(|e| anyhow!("the running engine's answer is not what this CLI expects ({e}); are both the same version?"));
         }
-        #[derive(serde::Deserialize)]
-        struct Failure {
-            message: String,
-        }
-        match response.json::<Failure>().await {
-            Ok(f) => Err(anyhow!(f.message)),
+        match response.json::<ApiFailure>().await {
+            Ok(f) => Err(f.into()),
             Err(_) => Err(anyhow!("the running engine answered HTTP {status}")),
         }
     }
@@ -97,5 +105,37 @@ impl ApiClient {
             url.push_str(&format!("&account={name}"));
         }
         self.call(self.http.get(url)).await
+    }
+
+    pub async fn begin_connect(&self, name: &AccountName, flow: ConnectFlow) -> Result<ConnectStart> {
+        let body = serde_json::json!({ "device": flow == ConnectFlow::Device });
+        let url = format!("{}/v1/accounts/{name}/connect", self.base);
+        self.call(self.http.post(url).json(&body)).await
+    }
+
+    /// The flow's status once it stops waiting, or after `wait`.
+    pub async fn connect_status(&self, name: &AccountName, wait: Duration) -> Result<ConnectStatus> {
+        let url = format!(
+            "{}/v1/accounts/{name}/connect?wait={}",
+            self.base,
+            wait.as_secs()
+        );
+        self.call(self.http.get(url)).await
+    }
+
+    pub async fn disconnect(&self, name: &AccountName) -> Result<Option<String>> {
+        #[derive(serde::Deserialize)]
+        struct Disconnected {
+            warning: Option<String>,
+        }
+        let url = format!("{}/v1/accounts/{name}/disconnect", self.base);
+        let answer: Disconnected = self.call(self.http.post(url)).await?;
+        Ok(answer.warning)
+    }
+
+    pub async fn set_secret(&self, name: &AccountName, secret: &Secret) -> Result<AccountView> {
+        let body = serde_json::json!({ "secret": secret.expose() });
+        let url = format!("{}/v1/accounts/{name}/secret", self.base);
+        self.call(self.http.put(url).json(&body)).await
     }
 }

@@ -1,29 +1,13 @@
 //! How the CLI prints accounts and history: JSON for programs, aligned text for people.
 
 use std::io::Write;
-use std::time::SystemTime;
 
 use anyhow::Result;
 
-use crate::engine::health::AccountView;
+use crate::engine::views::AccountView;
 use crate::engine::history::Entry;
 
-pub fn accounts(views: &[AccountView], json: bool, engine_running: bool) -> Result<()> {
-    let now = SystemTime::now();
-    let views: Vec<AccountView> = views
-        .iter()
-        .cloned()
-        .map(|mut v| {
-            // With no engine running nothing refreshes it: say so rather than "fresh".
-            if !engine_running
-                && v.status == "fresh"
-                && v.expires_at.is_some_and(|e| e.has_passed(now))
-            {
-                v.status = "expired".into();
-            }
-            v
-        })
-        .collect();
+pub fn accounts(views: &[AccountView], json: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &views)?;
@@ -39,13 +23,13 @@ pub fn accounts(views: &[AccountView], json: bool, engine_running: bool) -> Resu
         "{:<20} {:<20} {:<16} {:<22} {:<22} LAST ERROR",
         "NAME", "PROVIDER", "STATUS", "EXPIRES", "LAST REFRESH"
     )?;
-    for v in &views {
+    for v in views {
         writeln!(
             out,
             "{:<20} {:<20} {:<16} {:<22} {:<22} {}",
             v.name,
             v.provider,
-            v.status,
+            v.status.as_str(),
             v.expires_at
                 .map(|d| d.to_string())
                 .unwrap_or_else(|| "-".into()),

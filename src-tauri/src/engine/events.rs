@@ -1,29 +1,67 @@
 //! What front ends redraw from. Names, states and messages only, never a secret. An event
 //! is a hint to re-read the snapshot: a slow subscriber that lags just redraws.
+//! The "one notification per failure episode" rule is applied before an event is sent
+//! (see `state::Notice`), so `RefreshFailed` and `Recovered` can be shown as they come.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use super::history::Trigger;
 use super::names::{AccountName, Deadline};
+use super::state::Status;
 
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EngineEvent {
-    HealthChanged {
+    StatusChanged {
         account: AccountName,
-        status: &'static str,
+        from: Status,
+        to: Status,
     },
     Refreshed {
         account: AccountName,
         expires_at: Deadline,
+        trigger: Trigger,
     },
+    /// The first failure of an episode (`first`), or giving up into `needs_reconnect`
+    /// (`gave_up`); never one per retry.
     RefreshFailed {
         account: AccountName,
+        code: String,
         message: String,
+        first: bool,
         gave_up: bool,
+    },
+    /// The first success after a failure episode.
+    Recovered { account: AccountName },
+    ConnectProgress {
+        account: AccountName,
+        stage: ConnectStage,
+        message: Option<String>,
     },
     /// The new token could not be saved; it is kept in memory and the write is retried.
     KeychainWriteFailed {
         account: AccountName,
         message: String,
     },
+    /// A token set that was only in memory is now in the keychain.
+    Saved { account: AccountName },
+    /// Clients keep reporting fresh tokens as rejected; reports no longer refresh for a while.
+    ReportsRefused {
+        account: AccountName,
+        message: String,
+    },
+    ConfigReloaded { accounts: usize },
+}
+
+/// Where a consent flow is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectStage {
+    /// No flow has run since the engine started.
+    None,
+    /// The browser (or the device) has the user; the engine waits for the redirect.
+    Waiting,
+    Completed,
+    Failed,
+    Cancelled,
 }

@@ -34,6 +34,8 @@ pub enum Trigger {
     Startup,
     /// A client reported the token was rejected upstream (HTTP 401).
     Rejected,
+    /// A token set that was kept in memory is finally written to the keychain.
+    Save,
 }
 
 impl Trigger {
@@ -47,6 +49,7 @@ impl Trigger {
             Self::Connect => "connect",
             Self::Startup => "startup",
             Self::Rejected => "rejected",
+            Self::Save => "save",
         }
     }
 }
@@ -79,6 +82,18 @@ pub struct Entry {
     pub expires_at: Option<Deadline>,
     pub error_code: Option<String>,
     pub message: Option<String>,
+}
+
+/// One row to add to the refresh log.
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub account: AccountName,
+    pub trigger: Trigger,
+    pub outcome: Outcome,
+    pub elapsed: Duration,
+    pub expires_at: Option<Deadline>,
+    /// The error code and message of a failure.
+    pub error: Option<(String, String)>,
 }
 
 /// What survives a restart of an account's health, for `list` from another process.
@@ -141,28 +156,22 @@ impl History {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn record(
-        &self,
-        account: &AccountName,
-        trigger: Trigger,
-        outcome: Outcome,
-        duration: Duration,
-        expires_at: Option<Deadline>,
-        error_code: Option<&str>,
-        message: Option<&str>,
-    ) -> Result<(), HistoryError> {
+    pub fn record(&self, r: &Record) -> Result<(), HistoryError> {
         let conn = self.conn.lock().expect("poisoned");
+        let (error_code, message) = match &r.error {
+            Some((code, message)) => (Some(code.as_str()), Some(message.as_str())),
+            None => (None, None),
+        };
         conn.execute(
             "INSERT INTO refreshes (at_ms, account, trigger, outcome, duration_ms, expires_at, error_code, message)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 Deadline::now().unix_millis(),
-                account.as_str(),
-                trigger.as_str(),
-                outcome.as_str(),
-                duration.as_millis() as i64,
-                expires_at.map(|d| d.unix()),
+                r.account.as_str(),
+                r.trigger.as_str(),
+                r.outcome.as_str(),
+                r.elapsed.as_millis() as i64,
+                r.expires_at.map(|d| d.unix()),
                 error_code,
                 message
             ],
@@ -247,6 +256,103 @@ impl History {
     }
 }
 
+/// A write for the history thread.
+enum Write {
+    Record(Record),
+    State {
+        account: AccountName,
+        status: String,
+        last_error: Option<String>,
+        last_refresh: Option<Deadline>,
+    },
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+/// Writes the history on a thread of its own, in order, so that SQLite (and its busy
+/// timeout when another process reads) never blocks the async workers.
+pub struct Writer {
+    queue: Mutex<Option<std::sync::mpsc::Sender<Write>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Writer {
+    pub fn start(history: History) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<Write>();
+        let thread = std::thread::Builder::new()
+            .name("history".into())
+            .spawn(move || {
+                for write in rx {
+                    let result = match write {
+                        Write::Record(r) => history.record(&r),
+                        Write::State {
+                            account,
+                            status,
+                            last_error,
+                            last_refresh,
+                        } => history.save_state(
+                            &account,
+                            &status,
+                            last_error.as_deref(),
+                            last_refresh,
+                        ),
+                        Write::Flush(done) => {
+                            let _ = done.send(());
+                            Ok(())
+                        }
+                    };
+                    if let Err(e) = result {
+                        tracing::error!(error = %e, "could not write the refresh log");
+                    }
+                }
+            })
+            .ok();
+        Self {
+            queue: Mutex::new(Some(tx)),
+            thread: Mutex::new(thread),
+        }
+    }
+
+    fn send(&self, write: Write) {
+        if let Some(queue) = self.queue.lock().expect("poisoned").as_ref() {
+            let _ = queue.send(write); // after close: nothing more is written
+        }
+    }
+
+    pub fn record(&self, record: Record) {
+        self.send(Write::Record(record));
+    }
+
+    pub fn save_state(
+        &self,
+        account: &AccountName,
+        status: &str,
+        last_error: Option<String>,
+        last_refresh: Option<Deadline>,
+    ) {
+        self.send(Write::State {
+            account: account.clone(),
+            status: status.to_owned(),
+            last_error,
+            last_refresh,
+        });
+    }
+
+    /// Waits until everything sent so far is written (blocking: call off the async workers).
+    pub fn flush(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.send(Write::Flush(tx));
+        let _ = rx.recv_timeout(Duration::from_secs(10));
+    }
+
+    /// Writes what is queued and stops the thread.
+    pub fn close(&self) {
+        self.queue.lock().expect("poisoned").take();
+        if let Some(thread) = self.thread.lock().expect("poisoned").take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,25 +363,23 @@ mod tests {
         let h = History::open(&dir.path().join("h.sqlite3")).unwrap();
         let a: AccountName = "a".parse().unwrap();
         let b: AccountName = "b".parse().unwrap();
-        h.record(
-            &a,
-            Trigger::Scheduled,
-            Outcome::Ok,
-            Duration::from_millis(5),
-            Some(Deadline::from_unix(10)),
-            None,
-            None,
-        )
+        h.record(&Record {
+            account: a.clone(),
+            trigger: Trigger::Scheduled,
+            outcome: Outcome::Ok,
+            elapsed: Duration::from_millis(5),
+            expires_at: Some(Deadline::from_unix(10)),
+            error: None,
+        })
         .unwrap();
-        h.record(
-            &b,
-            Trigger::Manual,
-            Outcome::PermanentError,
-            Duration::ZERO,
-            None,
-            Some("invalid_grant"),
-            Some("m"),
-        )
+        h.record(&Record {
+            account: b.clone(),
+            trigger: Trigger::Manual,
+            outcome: Outcome::PermanentError,
+            elapsed: Duration::ZERO,
+            expires_at: None,
+            error: Some(("invalid_grant".into(), "m".into())),
+        })
         .unwrap();
         let all = h.entries(None, 10).unwrap();
         assert_eq!(all.len(), 2);

@@ -1,9 +1,13 @@
-//! One refresher per machine: an exclusive lock on `engine.lock` in the data dir, held for
-//! the life of whichever process refreshes. The OS drops the lock when that process dies,
-//! however it dies. Beside it, `engine.json` says who holds it.
+//! One refresher per keychain service: an exclusive lock on `<service>.lock` in the user's
+//! runtime dir, held for the life of whichever process refreshes. Its scope is the keychain
+//! service because that is what two processes really share: two data dirs over one keychain
+//! would otherwise both refresh the same rotating token. The OS drops the lock when that
+//! process dies, however it dies. Beside it, `<service>.json` says who holds it and where
+//! its API listens.
+//! This is the seam for "who may refresh": a shared store can take its place later.
 
 use std::fs::{File, OpenOptions};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -26,6 +30,42 @@ pub struct Holder {
     pub listen: Option<std::net::SocketAddr>,
 }
 
+/// Where the lock of one keychain service lives.
+#[derive(Clone, Debug)]
+pub struct LockPlace {
+    pub dir: PathBuf,
+    /// The keychain service, made safe for a file name.
+    pub stem: String,
+    /// For messages.
+    pub service: String,
+}
+
+impl LockPlace {
+    pub fn new(dir: PathBuf, service: &str) -> Self {
+        let stem = service
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        Self {
+            dir,
+            stem,
+            service: service.to_owned(),
+        }
+    }
+    fn lock_file(&self) -> PathBuf {
+        self.dir.join(format!("{}.lock", self.stem))
+    }
+    fn holder_file(&self) -> PathBuf {
+        self.dir.join(format!("{}.json", self.stem))
+    }
+}
+
 /// Held while alive; dropping it releases the lock.
 #[derive(Debug)]
 pub struct EngineLock {
@@ -34,8 +74,8 @@ pub struct EngineLock {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("another Tokenwarden engine (pid {pid}) is already running on {}; stop it first, or point TOKENWARDEN_DATA_DIR elsewhere", dir.display())]
-    HeldByEngine { pid: u32, dir: PathBuf },
+    #[error("another Tokenwarden engine (pid {pid}) is already running for keychain service `{service}`; use it (the CLI and the API reach it), or stop it first")]
+    HeldByEngine { pid: u32, service: String },
     #[error("timed out waiting for another tokenwarden command (pid {pid}) to finish")]
     Busy { pid: u32 },
     #[error("lock file {}: {source}", path.display())]
@@ -47,20 +87,24 @@ pub enum LockError {
 }
 
 /// Who holds the lock now, if anyone does.
-pub fn holder(dir: &Path) -> Option<Holder> {
-    let file = open(dir).ok()?;
+pub fn holder(place: &LockPlace) -> Option<Holder> {
+    let file = open(place).ok()?;
     match file.try_lock() {
         Ok(()) => None, // nobody: our probe lock is released when `file` drops
-        Err(_) => read_holder(dir),
+        Err(_) => read_holder(place),
     }
 }
 
-fn read_holder(dir: &Path) -> Option<Holder> {
-    serde_json::from_slice(&std::fs::read(dir.join("engine.json")).ok()?).ok()
+fn read_holder(place: &LockPlace) -> Option<Holder> {
+    serde_json::from_slice(&std::fs::read(place.holder_file()).ok()?).ok()
 }
 
-fn open(dir: &Path) -> Result<File, LockError> {
-    let path = dir.join("engine.lock");
+fn open(place: &LockPlace) -> Result<File, LockError> {
+    let path = place.lock_file();
+    std::fs::create_dir_all(&place.dir).map_err(|source| LockError::Io {
+        path: place.dir.clone(),
+        source,
+    })?;
     OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -70,10 +114,13 @@ fn open(dir: &Path) -> Result<File, LockError> {
 }
 
 /// Records where the lock holder's API listens (call only while holding the lock).
-pub fn announce(dir: &Path, listen: Option<std::net::SocketAddr>) -> Result<(), LockError> {
-    let role = read_holder(dir).map_or(Role::Engine, |h| h.role);
+pub fn announce(
+    place: &LockPlace,
+    listen: Option<std::net::SocketAddr>,
+) -> Result<(), LockError> {
+    let role = read_holder(place).map_or(Role::Engine, |h| h.role);
     write_holder(
-        dir,
+        place,
         &Holder {
             pid: std::process::id(),
             role,
@@ -82,9 +129,9 @@ pub fn announce(dir: &Path, listen: Option<std::net::SocketAddr>) -> Result<(), 
     )
 }
 
-fn write_holder(dir: &Path, holder: &Holder) -> Result<(), LockError> {
-    let path = dir.join("engine.json");
-    let tmp = dir.join("engine.json.tmp");
+fn write_holder(place: &LockPlace, holder: &Holder) -> Result<(), LockError> {
+    let path = place.holder_file();
+    let tmp = place.dir.join(format!("{}.json.{}.tmp", place.stem, std::process::id()));
     std::fs::write(&tmp, serde_json::to_vec(holder).expect("serializes"))
         .and_then(|()| std::fs::rename(&tmp, &path))
         .map_err(|source| LockError::Io { path, source })
@@ -92,14 +139,14 @@ fn write_holder(dir: &Path, holder: &Holder) -> Result<(), LockError> {
 
 /// Takes the lock. A CLI command waits up to `wait` for another CLI command; nobody waits
 /// for a running engine.
-pub fn acquire(dir: &Path, role: Role, wait: Duration) -> Result<EngineLock, LockError> {
-    let file = open(dir)?;
+pub fn acquire(place: &LockPlace, role: Role, wait: Duration) -> Result<EngineLock, LockError> {
+    let file = open(place)?;
     let started = Instant::now();
     loop {
         match file.try_lock() {
             Ok(()) => {
                 write_holder(
-                    dir,
+                    place,
                     &Holder {
                         pid: std::process::id(),
                         role,
@@ -109,7 +156,7 @@ pub fn acquire(dir: &Path, role: Role, wait: Duration) -> Result<EngineLock, Loc
                 return Ok(EngineLock { _file: file });
             }
             Err(std::fs::TryLockError::WouldBlock) => {
-                let holder = read_holder(dir);
+                let holder = read_holder(place);
                 match holder {
                     Some(Holder {
                         pid,
@@ -118,7 +165,7 @@ pub fn acquire(dir: &Path, role: Role, wait: Duration) -> Result<EngineLock, Loc
                     }) => {
                         return Err(LockError::HeldByEngine {
                             pid,
-                            dir: dir.to_owned(),
+                            service: place.service.clone(),
                         })
                     }
                     other if started.elapsed() >= wait => {
@@ -131,7 +178,7 @@ pub fn acquire(dir: &Path, role: Role, wait: Duration) -> Result<EngineLock, Loc
             }
             Err(std::fs::TryLockError::Error(source)) => {
                 return Err(LockError::Io {
-                    path: dir.join("engine.lock"),
+                    path: place.lock_file(),
                     source,
                 })
             }
@@ -146,12 +193,17 @@ mod tests {
     #[test]
     fn a_second_engine_is_refused_and_the_lock_frees_on_drop() {
         let dir = tempfile::tempdir().unwrap();
-        let lock = acquire(dir.path(), Role::Engine, Duration::ZERO).unwrap();
-        let err = acquire(dir.path(), Role::Engine, Duration::ZERO).unwrap_err();
+        let place = LockPlace::new(dir.path().to_owned(), "tokenwarden/test one");
+        assert_eq!(place.stem, "tokenwarden_test_one");
+        let lock = acquire(&place, Role::Engine, Duration::ZERO).unwrap();
+        let err = acquire(&place, Role::Engine, Duration::ZERO).unwrap_err();
         assert!(matches!(err, LockError::HeldByEngine { .. }), "{err}");
-        assert_eq!(holder(dir.path()).unwrap().pid, std::process::id());
+        assert_eq!(holder(&place).unwrap().pid, std::process::id());
+        // Another service is another lock.
+        let other = LockPlace::new(dir.path().to_owned(), "other");
+        drop(acquire(&other, Role::Engine, Duration::ZERO).unwrap());
         drop(lock);
-        assert!(holder(dir.path()).is_none());
-        acquire(dir.path(), Role::Cli, Duration::ZERO).unwrap();
+        assert!(holder(&place).is_none());
+        acquire(&place, Role::Cli, Duration::ZERO).unwrap();
     }
 }

@@ -1,5 +1,6 @@
-//! Where things live: the config file, the data dir (history, lock) and the keychain
-//! service name, from flags, environment and the platform's conventions.
+//! Where things live: the config file, the data dir (history, API key index), the keychain
+//! service name and the refresher lock (per service, in the runtime dir), from flags,
+//! environment and the platform's conventions.
 
 use std::path::PathBuf;
 
@@ -11,6 +12,8 @@ pub struct Context {
     pub data_dir: PathBuf,
     /// Separate services keep separate sets of secrets (tests, several profiles).
     pub keychain_service: String,
+    /// Where the refresher lock of each keychain service lives.
+    pub lock_dir: PathBuf,
 }
 
 impl Context {
@@ -39,10 +42,27 @@ impl Context {
             config_path,
             data_dir,
             keychain_service,
+            lock_dir: lock_dir(),
         })
+    }
+
+    pub fn lock_place(&self) -> crate::engine::lock::LockPlace {
+        crate::engine::lock::LockPlace::new(self.lock_dir.clone(), &self.keychain_service)
     }
 
     pub fn history_path(&self) -> PathBuf {
         self.data_dir.join("history.sqlite3")
     }
+}
+
+/// `$XDG_RUNTIME_DIR/tokenwarden` (private to the user, gone at logout with the processes
+/// it describes), else a per-user folder in the temp dir.
+fn lock_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("tokenwarden");
+    }
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "user".to_owned());
+    std::env::temp_dir().join(format!("tokenwarden-{user}"))
 }

@@ -43,6 +43,8 @@ pub struct TokenSet {
     pub expires_at: Deadline,
     /// When it was issued: with `expires_at`, the lifetime the refresh rule works from.
     pub obtained_at: Deadline,
+    /// When the refresh token itself stops working, where the provider says so.
+    pub refresh_expires_at: Option<Deadline>,
 }
 
 /// The keychain item's JSON. Only `secrets.rs` builds or reads this.
@@ -58,6 +60,8 @@ pub(crate) struct StoredTokenSet {
     expires_at: i64,
     #[serde(default)]
     obtained_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh_expires_at: Option<i64>,
 }
 
 impl TokenSet {
@@ -69,6 +73,7 @@ impl TokenSet {
             scope: self.scope.clone(),
             expires_at: self.expires_at.unix(),
             obtained_at: Some(self.obtained_at.unix()),
+            refresh_expires_at: self.refresh_expires_at.map(|d| d.unix()),
         };
         Secret::new(serde_json::to_string(&stored).expect("a struct of strings serializes"))
     }
@@ -85,6 +90,7 @@ impl TokenSet {
             obtained_at: Deadline::from_unix(
                 stored.obtained_at.unwrap_or(stored.expires_at - 3600),
             ),
+            refresh_expires_at: stored.refresh_expires_at.map(Deadline::from_unix),
         })
     }
 }
@@ -102,6 +108,7 @@ mod tests {
             scope: None,
             expires_at: Deadline::from_unix(1),
             obtained_at: Deadline::from_unix(0),
+            refresh_expires_at: None,
         };
         let text = format!("{set:?}");
         assert!(!text.contains("tw-canary"), "{text}");
@@ -116,11 +123,13 @@ mod tests {
             scope: Some("x y".into()),
             expires_at: Deadline::from_unix(1_900_000_000),
             obtained_at: Deadline::from_unix(1_899_990_000),
+            refresh_expires_at: Some(Deadline::from_unix(1_950_000_000)),
         };
         let back = TokenSet::from_stored_json(&set.to_stored_json()).unwrap();
         assert_eq!(back.access.expose(), "a");
         assert_eq!(back.refresh.unwrap().expose(), "r");
         assert_eq!(back.expires_at.unix(), 1_900_000_000);
+        assert_eq!(back.refresh_expires_at.unwrap().unix(), 1_950_000_000);
         assert!(Secret::new("abc").same_as("abc"));
         assert!(!Secret::new("abc").same_as("abd"));
     }

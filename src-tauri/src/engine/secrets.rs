@@ -1,6 +1,7 @@
 //! The OS keychain behind [`SecretStore`]: one item per account token set, one per client
 //! secret, one per API key, all under one service name. Calls block (D-Bus round trips of
-//! ~0.2 s), so the engine runs them on the blocking pool through [`Keychain`].
+//! ~0.2 s), so the engine runs them on the blocking pool through [`Keychain`], a few at a
+//! time: a thousand accounts at once make the Secret Service time out.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -97,6 +98,47 @@ impl SecretStore for OsKeychain {
     }
 }
 
+/// The OS keychain for this service. Debug builds honour a fault hook for end-to-end tests:
+/// while a file exists at `TOKENWARDEN_FAULT_KEYCHAIN_WRITES`, every write fails as a
+/// locked keychain's would (reads still work). Release builds have no such hook.
+pub fn os_store(service: &str) -> Arc<dyn SecretStore> {
+    let store: Arc<dyn SecretStore> = Arc::new(OsKeychain::new(service));
+    #[cfg(debug_assertions)]
+    if let Some(flag) = std::env::var_os("TOKENWARDEN_FAULT_KEYCHAIN_WRITES") {
+        return Arc::new(FaultyWrites {
+            inner: store,
+            flag: flag.into(),
+        });
+    }
+    store
+}
+
+#[cfg(debug_assertions)]
+struct FaultyWrites {
+    inner: Arc<dyn SecretStore>,
+    flag: std::path::PathBuf,
+}
+
+#[cfg(debug_assertions)]
+impl SecretStore for FaultyWrites {
+    fn get(&self, key: &SecretKey) -> Result<Option<Secret>, KeychainError> {
+        self.inner.get(key)
+    }
+    fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), KeychainError> {
+        if self.flag.exists() {
+            return Err(KeychainError {
+                entry: key.entry(),
+                message: "the keychain refused the write (fault injected by the test hook)"
+                    .into(),
+            });
+        }
+        self.inner.set(key, value)
+    }
+    fn delete(&self, key: &SecretKey) -> Result<(), KeychainError> {
+        self.inner.delete(key)
+    }
+}
+
 /// In-memory store for unit tests of engine logic. `fail_writes` simulates a keychain that
 /// refuses writes (locked, or its daemon gone).
 #[derive(Default, Clone)]
@@ -133,30 +175,47 @@ impl SecretStore for MemoryStore {
     }
 }
 
+/// Keychain calls in flight at once. gnome-keyring serves D-Bus calls one by one; more
+/// than a few at a time only queue there until they time out.
+const CONCURRENT_CALLS: usize = 4;
+
 /// Async face of a [`SecretStore`], with typed helpers for token sets.
 #[derive(Clone)]
 pub struct Keychain {
     store: Arc<dyn SecretStore>,
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl Keychain {
     pub fn new(store: Arc<dyn SecretStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            permits: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_CALLS)),
+        }
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn SecretStore) -> Result<T, KeychainError> + Send + 'static,
+    ) -> Result<T, KeychainError> {
+        let _permit = self.permits.acquire().await.map_err(|_| KeychainError {
+            entry: String::new(),
+            message: "the keychain client is shut down".into(),
+        })?;
+        let store = self.store.clone();
+        blocking(move || f(&*store)).await
     }
 
     pub async fn get(&self, key: SecretKey) -> Result<Option<Secret>, KeychainError> {
-        let store = self.store.clone();
-        blocking(move || store.get(&key)).await
+        self.call(move |store| store.get(&key)).await
     }
 
     pub async fn set(&self, key: SecretKey, value: Secret) -> Result<(), KeychainError> {
-        let store = self.store.clone();
-        blocking(move || store.set(&key, &value)).await
+        self.call(move |store| store.set(&key, &value)).await
     }
 
     pub async fn delete(&self, key: SecretKey) -> Result<(), KeychainError> {
-        let store = self.store.clone();
-        blocking(move || store.delete(&key)).await
+        self.call(move |store| store.delete(&key)).await
     }
 
     pub async fn tokens(&self, name: &AccountName) -> Result<Option<TokenSet>, KeychainError> {
@@ -166,7 +225,7 @@ impl Keychain {
         };
         TokenSet::from_stored_json(&json).map(Some).ok_or_else(|| KeychainError {
             entry: key.entry(),
-            message: "holds something that is not a Tokenwarden token set; run `tokenwarden connect` again".into(),
+            message: "holds something that is not a Tokenwarden token set; connect the account again".into(),
         })
     }
 

@@ -8,6 +8,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
+use config::Config;
+use secret::{Secret, TokenSet};
+use secrets::{SecretKey, SecretStore};
+use state::Status;
 
 /// A token endpoint that answers `{"access_token":"tok-N","expires_in":3600}` after `delay`,
 /// counting requests and the most that were in flight at once.
@@ -53,24 +57,28 @@ async fn engine_for(url: &str, store: secrets::MemoryStore) -> (Engine, tempfile
     let text = format!("[[account]]\nname = \"svc\"\nprovider = \"http\"\nurl = \"{url}\"\nquery = {{ key = \"{{{{secret}}}}\" }}\n");
     let config = Config::parse(std::path::Path::new("test.toml"), &text).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let history = History::open(&dir.path().join("h.sqlite3")).unwrap();
     store
         .set(
             &SecretKey::ClientSecret("svc".parse().unwrap()),
             &Secret::new("tw-canary-client-9f2"),
         )
         .unwrap();
-    let engine = Engine::with_parts(
-        config,
-        Mode::Refresher,
-        Arc::new(store),
-        history,
-        dir.path(),
-        None,
-    )
-    .await
-    .unwrap();
+    let engine = Engine::with_parts(parts(config, Arc::new(store), dir.path()))
+        .await
+        .unwrap();
     (engine, dir)
+}
+
+fn parts(config: Config, store: Arc<dyn SecretStore>, dir: &std::path::Path) -> Parts {
+    Parts {
+        config,
+        mode: Mode::Refresher,
+        store,
+        history_path: dir.join("h.sqlite3"),
+        data_dir: dir.to_owned(),
+        lock_place: None,
+        lock: None,
+    }
 }
 
 fn svc() -> AccountName {
@@ -89,6 +97,8 @@ async fn a_failed_keychain_write_keeps_the_token_in_memory_and_is_retried() {
     store.fail_writes.store(true, Ordering::SeqCst);
     let mut events = engine.subscribe();
 
+    let err = engine.refresh(&svc()).await.unwrap_err();
+    assert_eq!(err.code(), "keychain_unavailable", "{err}");
     let token = engine.token(&svc(), Duration::from_secs(60)).await.unwrap();
     assert_eq!(
         token.access_token.expose(),
@@ -97,12 +107,13 @@ async fn a_failed_keychain_write_keeps_the_token_in_memory_and_is_retried() {
     );
     assert!(store.get(&SecretKey::Tokens(svc())).unwrap().is_none());
     let view = &engine.snapshot()[0];
-    assert_eq!(view.status, "fresh");
+    assert_eq!(view.status, Status::Fresh);
+    assert!(view.unsaved, "{view:?}");
     assert!(
         view.last_error
             .as_deref()
             .unwrap()
-            .contains("not saved yet"),
+            .contains("not saved in the keychain yet"),
         "{view:?}"
     );
     let mut reported = false;
@@ -111,15 +122,19 @@ async fn a_failed_keychain_write_keeps_the_token_in_memory_and_is_retried() {
     }
     assert!(reported, "the failure is broadcast");
 
-    // The keychain comes back: the scheduler's recheck writes the kept token.
+    // The keychain comes back: the scheduler's retry writes the kept token.
     store.fail_writes.store(false, Ordering::SeqCst);
-    engine.recheck(&svc()).await;
+    engine.retry_save(&svc()).await;
     let stored = store.get(&SecretKey::Tokens(svc())).unwrap().unwrap();
     assert_eq!(
         TokenSet::from_stored_json(&stored).unwrap().access.expose(),
         "tok-1"
     );
     assert_eq!(engine.snapshot()[0].last_error, None);
+    assert!(!engine.snapshot()[0].unsaved);
+    let log = engine.history(Some(&svc()), 10).await.unwrap();
+    assert_eq!(log[0].trigger, "save", "{log:?}");
+    assert_eq!(log[1].error_code.as_deref(), Some("keychain_write_failed"));
     assert_eq!(
         ep.requests.load(Ordering::SeqCst),
         1,
@@ -152,14 +167,38 @@ async fn concurrent_callers_share_one_refresh_at_a_time() {
     assert_eq!(ep.requests.load(Ordering::SeqCst), 1);
     assert_eq!(ep.max_parallel.load(Ordering::SeqCst), 1);
 
-    // Forced refreshes queue behind each other rather than overlap.
+    // Forced refreshes asked for together share one: those that queued behind it take its
+    // outcome. One asked for after it finished fetches again.
     let calls = (0..3).map(|_| {
         let engine = engine.clone();
         tokio::spawn(async move { engine.refresh(&svc()).await.unwrap() })
     });
     futures_join(calls).await;
-    assert_eq!(ep.requests.load(Ordering::SeqCst), 4);
+    assert_eq!(ep.requests.load(Ordering::SeqCst), 2);
+    engine.refresh(&svc()).await.unwrap();
+    assert_eq!(ep.requests.load(Ordering::SeqCst), 3);
     assert_eq!(ep.max_parallel.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_caller_that_goes_away_cancels_nothing() {
+    let ep = endpoint(
+        Duration::from_millis(400),
+        r#"{"access_token":"tok-{n}","expires_in":3600}"#,
+    )
+    .await;
+    let store = secrets::MemoryStore::default();
+    let (engine, _dir) = engine_for(&ep.url, store.clone()).await;
+    let gone = tokio::time::timeout(Duration::from_millis(50), engine.refresh(&svc())).await;
+    assert!(gone.is_err(), "the caller gave up first");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let stored = store.get(&SecretKey::Tokens(svc())).unwrap().expect("saved");
+    assert_eq!(
+        TokenSet::from_stored_json(&stored).unwrap().access.expose(),
+        "tok-1"
+    );
+    assert_eq!(engine.snapshot()[0].status, Status::Fresh, "not stuck refreshing");
+    assert_eq!(ep.requests.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
@@ -182,17 +221,9 @@ async fn an_error_field_answer_is_not_stored_and_nothing_leaks() {
             &Secret::new("tw-canary-client-9f2"),
         )
         .unwrap();
-    let history = History::open(&dir.path().join("h.sqlite3")).unwrap();
-    let engine = Engine::with_parts(
-        config,
-        Mode::Refresher,
-        Arc::new(store.clone()),
-        history,
-        dir.path(),
-        None,
-    )
-    .await
-    .unwrap();
+    let engine = Engine::with_parts(parts(config, Arc::new(store.clone()), dir.path()))
+        .await
+        .unwrap();
 
     let err = engine.refresh(&svc()).await.unwrap_err().to_string();
     assert!(err.contains("40125"), "{err}");
@@ -202,15 +233,17 @@ async fn an_error_field_answer_is_not_stored_and_nothing_leaks() {
     );
     let view = serde_json::to_string(&engine.snapshot()).unwrap();
     assert!(view.contains("needs_reconnect"), "{view}");
-    let log = serde_json::to_string(&engine.history(None, 10).unwrap()).unwrap();
+    let log = serde_json::to_string(&engine.history(None, 10).await.unwrap()).unwrap();
     for text in [&err, &view, &log] {
         assert!(!text.contains("tw-canary"), "leaked: {text}");
     }
 }
 
+/// Spawns every task first (the iterator is lazy), then awaits them in order.
 async fn futures_join<T: Send + 'static>(
     handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
 ) -> Vec<T> {
+    let handles: Vec<_> = handles.collect();
     let mut out = Vec::new();
     for h in handles {
         out.push(h.await.unwrap());

@@ -16,7 +16,9 @@
 //! Refresh tokens are single use when the flavour rotates them (legacy Fitbit): presenting a
 //! consumed one answers invalid_grant and is counted in [`State::reused_refresh_tokens`], which a
 //! test asserts stays 0. Google does not rotate: its refresh answer has no refresh_token and the
-//! old one stays valid. Faults queued with [`OAuthFake::fail_next`] answer the next token requests.
+//! old one stays valid. Faults queued with [`OAuthFake::fail_next`] answer the next token requests:
+//! an error, a delay before the work, or [`Fault::DelayAfterIssue`] (rotate at once, answer late)
+//! for tests of what happens while an answer is in flight.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -154,9 +156,23 @@ pub enum Fault {
     OAuthError(&'static str),
     /// Wait this long, then answer normally.
     Delay(Duration),
+    /// Do the work at once (a refresh grant rotates: the presented refresh token is consumed
+    /// and a new one issued, and the request is recorded), then wait this long before
+    /// answering: the client's answer is in flight while the provider already moved on.
+    DelayAfterIssue(Duration),
+    /// Wait this long, then answer as the inner fault does (e.g. a slow 503).
+    DelayThen(Duration, Box<Fault>),
+    /// Do the work normally but answer `"expires_in": "<n>"` as a string: a 2xx answer a
+    /// strict client cannot fully parse, that still carries a new (rotated) refresh token.
+    ExpiresInAsString,
 }
 
 impl Fault {
+    /// `fault` answered after `delay`.
+    pub fn after(delay: Duration, fault: Fault) -> Self {
+        Self::DelayThen(delay, Box::new(fault))
+    }
+
     pub fn status(status: u16) -> Self {
         Self::Status {
             status,
@@ -194,6 +210,8 @@ pub struct TokenRequest {
     pub grant_type: String,
     pub refresh_token: Option<String>,
     pub status: u16,
+    /// The refresh token this request's answer carried, if it issued one.
+    pub issued_refresh_token: Option<String>,
 }
 
 /// One poll of the token endpoint with the device_code grant.
@@ -263,6 +281,8 @@ pub struct State {
     current_access: Option<(String, Instant)>,
     scope: String,
     serial: u64,
+    /// Set while one answer is to carry `expires_in` as a string ([`Fault::ExpiresInAsString`]).
+    expires_in_as_string: bool,
 }
 
 impl State {
@@ -302,10 +322,15 @@ impl State {
         let access = token_value(&self.config.access_token_prefix, "access", n);
         let expires = Instant::now() + Duration::from_secs(self.config.expires_in);
         self.current_access = Some((access.clone(), expires));
+        let expires_in = if self.expires_in_as_string {
+            json!(self.config.expires_in.to_string())
+        } else {
+            json!(self.config.expires_in)
+        };
         let mut answer = json!({
             "access_token": access,
             "token_type": "Bearer",
-            "expires_in": self.config.expires_in,
+            "expires_in": expires_in,
             "scope": self.scope,
         });
         if self.config.flavor == Flavor::FitbitLegacy {
@@ -484,6 +509,7 @@ impl OAuthFake {
             current_access: None,
             scope: String::new(),
             serial: 0,
+            expires_in_as_string: false,
         }));
         let router = Router::new()
             .route("/oauth2/authorize", get(authorize))
@@ -696,46 +722,70 @@ fn redirect_allowed(registered: Option<&str>, asked: &str) -> bool {
 async fn token(AxState(state): AxState<Shared>, headers: HeaderMap, body: String) -> Response {
     let at = Instant::now();
     let form = parse_form(&body);
-    let fault = state.lock().expect("fake oauth state").faults.pop_front();
-    let fault = match fault {
-        Some(Fault::Delay(d)) => {
-            tokio::time::sleep(d).await;
-            None
-        }
-        other => other,
-    };
-    let mut st = state.lock().expect("fake oauth state");
-    let response = match fault {
-        Some(Fault::Status {
-            status,
-            retry_after,
-            body,
-        }) => {
-            let mut r = (
-                StatusCode::from_u16(status).expect("fault status"),
-                [(header::CONTENT_TYPE, "application/json")],
-                body,
-            )
-                .into_response();
-            if let Some(secs) = retry_after {
-                r.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    secs.to_string().parse().expect("header"),
-                );
+    let mut fault = state.lock().expect("fake oauth state").faults.pop_front();
+    // Delays before the work, possibly nested.
+    loop {
+        match fault {
+            Some(Fault::Delay(d)) => {
+                tokio::time::sleep(d).await;
+                fault = None;
             }
-            r
+            Some(Fault::DelayThen(d, inner)) => {
+                tokio::time::sleep(d).await;
+                fault = Some(*inner);
+            }
+            _ => break,
         }
-        Some(Fault::OAuthError(code)) => {
-            st.error(code, form.get("refresh_token").map(String::as_str))
-        }
-        _ => st.grant(&headers, &form),
+    }
+    let (response, answer_after) = {
+        let mut st = state.lock().expect("fake oauth state");
+        let issued_before = st.issued_refresh_tokens.len();
+        let (response, answer_after) = match fault {
+            Some(Fault::Status {
+                status,
+                retry_after,
+                body,
+            }) => {
+                let mut r = (
+                    StatusCode::from_u16(status).expect("fault status"),
+                    [(header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+                    .into_response();
+                if let Some(secs) = retry_after {
+                    r.headers_mut().insert(
+                        header::RETRY_AFTER,
+                        secs.to_string().parse().expect("header"),
+                    );
+                }
+                (r, None)
+            }
+            Some(Fault::OAuthError(code)) => (
+                st.error(code, form.get("refresh_token").map(String::as_str)),
+                None,
+            ),
+            Some(Fault::ExpiresInAsString) => {
+                st.expires_in_as_string = true;
+                let r = st.grant(&headers, &form);
+                st.expires_in_as_string = false;
+                (r, None)
+            }
+            Some(Fault::DelayAfterIssue(d)) => (st.grant(&headers, &form), Some(d)),
+            _ => (st.grant(&headers, &form), None),
+        };
+        let issued_refresh_token = st.issued_refresh_tokens[issued_before..].last().cloned();
+        st.token_requests.push(TokenRequest {
+            at,
+            grant_type: form.get("grant_type").cloned().unwrap_or_default(),
+            refresh_token: form.get("refresh_token").cloned(),
+            status: response.status().as_u16(),
+            issued_refresh_token,
+        });
+        (response, answer_after)
     };
-    st.token_requests.push(TokenRequest {
-        at,
-        grant_type: form.get("grant_type").cloned().unwrap_or_default(),
-        refresh_token: form.get("refresh_token").cloned(),
-        status: response.status().as_u16(),
-    });
+    if let Some(d) = answer_after {
+        tokio::time::sleep(d).await;
+    }
     response
 }
 

@@ -17,6 +17,16 @@ pub enum ConfigError {
     Invalid(Box<Located>),
 }
 
+impl ConfigError {
+    /// The line of the problem, for "fix line N" remedies and the window.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            Self::Invalid(located) => Some(located.line),
+            Self::Io { .. } => None,
+        }
+    }
+}
+
 /// Where a problem is and what it is.
 #[derive(Debug)]
 pub struct Located {
@@ -52,7 +62,7 @@ impl fmt::Display for Located {
 pub struct Problem {
     pub span: std::ops::Range<usize>,
     pub account: Option<String>,
-    pub key: Option<&'static str>,
+    pub key: Option<std::borrow::Cow<'static, str>>,
     pub message: String,
 }
 
@@ -65,7 +75,7 @@ impl Problem {
         Self {
             span,
             account: None,
-            key,
+            key: key.map(std::borrow::Cow::Borrowed),
             message: message.into(),
         }
     }

@@ -93,7 +93,7 @@ impl Config {
                 line,
                 column,
                 account,
-                key: p.key.map(str::to_owned),
+                key: p.key.map(|k| k.into_owned()),
                 message: p.message,
             }))
         };
@@ -120,11 +120,10 @@ impl Config {
 }
 
 /// serde says "unknown field `foo`, expected one of …"; pull out `foo` for the key slot.
-fn unknown_key(message: &str) -> Option<&'static str> {
+fn unknown_key(message: &str) -> Option<std::borrow::Cow<'static, str>> {
     let rest = message.strip_prefix("unknown field `")?;
     let key = rest.split('`').next()?;
-    // Leaked once per failed load, which ends the process: keeps Problem's key `'static`.
-    Some(Box::leak(key.to_owned().into_boxed_str()))
+    Some(std::borrow::Cow::Owned(key.to_owned()))
 }
 
 type Resolved = (ApiSettings, RetrySettings, Vec<Arc<Account>>);

@@ -60,7 +60,7 @@ const HTTP_KEYS: &[&str] = &[
     "error_field",
 ];
 
-const LEGACY_FITBIT_GONE: &str = "the legacy Fitbit Web API was turned off; Fitbit data is now served by the Google Health API: change this account to `provider = \"fitbit\"` with a Google OAuth client and googlehealth scopes, then run `tokenwarden connect`";
+const LEGACY_FITBIT_GONE: &str = "the legacy Fitbit Web API was turned off; Fitbit data is now served by the Google Health API: change this account to `provider = \"fitbit\"` with a Google OAuth client and googlehealth scopes, then connect it again";
 
 /// Resolves one account. `parent_base` is the `base_url` of the account it depends on, for
 /// the WeChat ticket.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::engine::names::AccountName;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum RefreshError {
     #[error("{account}: could not reach {provider} ({detail})")]
     Network {
@@ -22,15 +22,13 @@ pub enum RefreshError {
         code: Option<String>,
         retry_after: Option<Duration>,
     },
-    #[error(
-        "{account}: {provider} refused the grant ({code}); run `tokenwarden connect {account}`"
-    )]
+    #[error("{account}: {provider} refused the grant ({code}); the account must be connected again")]
     Rejected {
         account: AccountName,
         provider: String,
         code: String,
     },
-    #[error("{account}: {provider} refused the client credentials ({code}); check client_id and run `tokenwarden secret set {account}`")]
+    #[error("{account}: {provider} refused the client credentials ({code}); check client_id and the client secret")]
     BadClient {
         account: AccountName,
         provider: String,
@@ -56,10 +54,13 @@ pub enum RefreshError {
         account: AccountName,
         provider: String,
         what: String,
+        /// A new refresh token found in the answer anyway: the provider may have consumed
+        /// the old one, so this one must be saved before anything else.
+        rotated: Option<crate::engine::secret::Secret>,
     },
-    #[error("{account}: not connected; run `tokenwarden connect {account}`")]
+    #[error("{account}: not connected yet")]
     NotConnected { account: AccountName },
-    #[error("{account}: no client secret in the keychain; run `tokenwarden secret set {account}`")]
+    #[error("{account}: no client secret in the keychain")]
     MissingSecret { account: AccountName },
     #[error("{account}: waits for `{upstream}`, which has no valid token yet")]
     Upstream {
@@ -71,6 +72,22 @@ pub enum RefreshError {
 }
 
 impl RefreshError {
+    pub fn account(&self) -> &AccountName {
+        match self {
+            Self::Network { account, .. }
+            | Self::Http { account, .. }
+            | Self::Rejected { account, .. }
+            | Self::BadClient { account, .. }
+            | Self::Provider { account, .. }
+            | Self::Gone { account, .. }
+            | Self::BadAnswer { account, .. }
+            | Self::NotConnected { account }
+            | Self::MissingSecret { account }
+            | Self::Upstream { account, .. }
+            | Self::Setup { account, .. } => account,
+        }
+    }
+
     /// Whether a retry could help without the user doing anything.
     pub fn is_transient(&self) -> bool {
         match self {

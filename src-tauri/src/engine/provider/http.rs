@@ -120,6 +120,7 @@ impl HttpSpec {
             account: req.account.clone(),
             provider: req.provider.to_owned(),
             what,
+            rotated: None,
         };
         let body = body.ok_or_else(|| bad("the answer is not JSON".into()))?;
         if let Some(code) = code {
@@ -159,6 +160,7 @@ impl HttpSpec {
             token_type: "Bearer".into(),
             scope: None,
             expires_at,
+            refresh_expires_at: None,
         })
     }
 

@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod http;
+mod lenient;
 pub mod oauth2;
 pub mod oidc;
 pub mod wechat;
@@ -49,6 +50,8 @@ pub struct Issued {
     pub token_type: String,
     pub scope: Option<String>,
     pub expires_at: Deadline,
+    /// When the refresh token itself expires, where the answer says so.
+    pub refresh_expires_at: Option<Deadline>,
 }
 
 /// Tokens that carry no lifetime (GitHub OAuth-app tokens) are treated as living this long,
@@ -56,6 +59,24 @@ pub struct Issued {
 pub const UNSTATED_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 
 impl Issued {
+    /// The token set to store: a missing refresh token or scope means "unchanged" (Google
+    /// does not rotate), so the current ones carry over.
+    pub fn into_set(self, current: Option<&TokenSet>) -> TokenSet {
+        TokenSet {
+            access: self.access,
+            refresh: self
+                .refresh
+                .or_else(|| current.and_then(|c| c.refresh.clone())),
+            token_type: self.token_type,
+            scope: self.scope.or_else(|| current.and_then(|c| c.scope.clone())),
+            expires_at: self.expires_at,
+            obtained_at: Deadline::now(),
+            refresh_expires_at: self
+                .refresh_expires_at
+                .or_else(|| current.and_then(|c| c.refresh_expires_at)),
+        }
+    }
+
     pub fn expires_in(lifetime: Option<u64>) -> Deadline {
         Deadline::after(
             SystemTime::now(),
@@ -80,6 +101,19 @@ impl Provider {
     /// Whether the user must run a consent flow before the first token exists.
     pub fn needs_consent(&self) -> bool {
         matches!(self, Self::OAuth2(p) if p.grant != oauth2::GrantKind::ClientCredentials)
+    }
+
+    /// How the first token is obtained, for views.
+    pub fn connects_with(&self) -> crate::engine::views::ConnectsWith {
+        use crate::engine::views::ConnectsWith;
+        match self {
+            Self::OAuth2(p) => match p.grant {
+                oauth2::GrantKind::AuthorizationCode => ConnectsWith::Browser,
+                oauth2::GrantKind::DeviceCode => ConnectsWith::Device,
+                oauth2::GrantKind::ClientCredentials => ConnectsWith::None,
+            },
+            _ => ConnectsWith::None,
+        }
     }
 
     /// Whether a client secret from the keychain is part of every fetch.

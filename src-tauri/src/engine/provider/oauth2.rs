@@ -15,6 +15,7 @@ use oauth2::{
 use url::Url;
 
 use super::error::{network_detail, retry_after};
+use super::lenient;
 use super::{FetchRequest, Issued, RefreshError};
 use crate::engine::names::AccountName;
 use crate::engine::secret::Secret;
@@ -97,6 +98,14 @@ type Client = BasicClient<
 struct Seen {
     status: u16,
     retry_after: Option<Duration>,
+}
+
+/// The last answer: what classification needs, and the body, so that a 2xx answer the
+/// crate refuses can still give up the refresh token it carries.
+#[derive(Default)]
+struct Recording {
+    seen: Seen,
+    body: Vec<u8>,
 }
 
 impl OAuth2Spec {
@@ -200,7 +209,7 @@ impl OAuth2Spec {
         };
         let ep = self.endpoints(req.http, &who).await?;
         let client = self.client(&ep, req.client_secret, Some(redirect));
-        let seen = Arc::new(Mutex::new(Seen::default()));
+        let seen = Arc::new(Mutex::new(Recording::default()));
         let http = recording_client(req.http, &seen);
         let mut exchange = client
             .exchange_code(AuthorizationCode::new(code))
@@ -220,7 +229,7 @@ impl OAuth2Spec {
         };
         let ep = self.endpoints(req.http, &who).await?;
         let client = self.client(&ep, req.client_secret, None);
-        let seen = Arc::new(Mutex::new(Seen::default()));
+        let seen = Arc::new(Mutex::new(Recording::default()));
         let http = recording_client(req.http, &seen);
         let answer = match self.grant {
             GrantKind::ClientCredentials => {
@@ -310,11 +319,32 @@ impl OAuth2Spec {
         &self,
         who: &Who<'_>,
         answer: Result<BasicTokenResponse, RequestTokenError<reqwest::Error, BasicErrorResponse>>,
-        seen: &Mutex<Seen>,
+        recording: &Mutex<Recording>,
     ) -> Result<Issued, RefreshError> {
-        let seen = *seen.lock().expect("poisoned");
+        let (seen, body) = {
+            let r = recording.lock().expect("poisoned");
+            (r.seen, r.body.clone())
+        };
+        let success = (200..300).contains(&seen.status);
         match answer {
-            Ok(token) => Ok(issued_from(&token)),
+            Ok(token) => {
+                let mut issued = issued_from(&token);
+                issued.refresh_expires_at = lenient::parse(&body).and_then(|a| a.refresh_expires_at);
+                Ok(issued)
+            }
+            Err(RequestTokenError::Parse(..) | RequestTokenError::Other(_)) if success => {
+                // The crate is strict (types, content type, token_type); the provider may
+                // have rotated the refresh token all the same, and it must not be lost.
+                match lenient::parse(&body) {
+                    Some(answer) => answer.into_issued().map_err(|rotated| RefreshError::BadAnswer {
+                        account: who.account.clone(),
+                        provider: who.provider.to_owned(),
+                        what: "the token answer has no usable access token".to_owned(),
+                        rotated,
+                    }),
+                    None => Err(who.bad_answer("the token answer is not a JSON object")),
+                }
+            }
             Err(RequestTokenError::Request(e)) => Err(who.network(&e)),
             Err(RequestTokenError::ServerResponse(r)) => {
                 Err(self.classify(who, seen, Some(r.error().as_ref().to_owned())))
@@ -324,15 +354,7 @@ impl OAuth2Spec {
                     Dialect::FitbitLegacy => fitbit_error_type(&body),
                     Dialect::Standard => None,
                 };
-                if (200..300).contains(&seen.status) {
-                    // The serde error is not quoted: it can include the body, and so a token.
-                    Err(who.bad_answer("the token answer is not a valid OAuth 2.0 token response"))
-                } else {
-                    Err(self.classify(who, seen, code))
-                }
-            }
-            Err(RequestTokenError::Other(_)) if (200..300).contains(&seen.status) => {
-                Err(who.bad_answer("the token answer is not JSON"))
+                Err(self.classify(who, seen, code))
             }
             Err(RequestTokenError::Other(_)) => Err(self.classify(who, seen, None)),
         }
@@ -347,7 +369,7 @@ impl OAuth2Spec {
             let advice = self
                 .gone_advice
                 .clone()
-                .unwrap_or_else(|| format!("the endpoint was turned off; run `tokenwarden connect {account}` after updating the config"));
+                .unwrap_or_else(|| "the endpoint was turned off; update the config, then connect the account again".to_owned());
             return RefreshError::Gone {
                 account,
                 provider,
@@ -451,6 +473,7 @@ impl Who<'_> {
             account: self.account.clone(),
             provider: self.provider.to_owned(),
             what: what.to_owned(),
+            rotated: None,
         }
     }
 }
@@ -458,7 +481,7 @@ impl Who<'_> {
 /// The oauth2 crate's HTTP client: our reqwest, remembering status and Retry-After.
 fn recording_client(
     client: &reqwest::Client,
-    seen: &Arc<Mutex<Seen>>,
+    seen: &Arc<Mutex<Recording>>,
 ) -> impl Fn(
     oauth2::HttpRequest,
 ) -> std::pin::Pin<
@@ -473,7 +496,7 @@ fn recording_client(
             let request = reqwest::Request::try_from(request)?;
             let response = client.execute(request).await?;
             let status = response.status();
-            *seen.lock().expect("poisoned") = Seen {
+            seen.lock().expect("poisoned").seen = Seen {
                 status: status.as_u16(),
                 retry_after: retry_after(response.headers()),
             };
@@ -482,6 +505,7 @@ fn recording_client(
                 builder = builder.header(name.as_str(), value.as_bytes());
             }
             let body = response.bytes().await?;
+            seen.lock().expect("poisoned").body = body.to_vec();
             Ok(builder
                 .body(body.to_vec())
                 .expect("status and headers came from a valid response"))
@@ -543,7 +567,7 @@ impl OAuth2Spec {
         };
         let ep = self.endpoints(req.http, &who).await?;
         let client = self.device_client(&ep, req.client_secret, &who)?;
-        let seen = Arc::new(Mutex::new(Seen::default()));
+        let seen = Arc::new(Mutex::new(Recording::default()));
         let http = recording_client(req.http, &seen);
         let mut request = client.exchange_device_code();
         for (key, value) in &self.auth_params {
@@ -559,12 +583,12 @@ impl OAuth2Spec {
             Err(RequestTokenError::ServerResponse(r)) => {
                 return Err(self.classify(
                     &who,
-                    *seen.lock().expect("poisoned"),
+                    seen.lock().expect("poisoned").seen,
                     Some(r.error().as_ref().to_owned()),
                 ))
             }
             Err(_) => {
-                let seen = *seen.lock().expect("poisoned");
+                let seen = seen.lock().expect("poisoned").seen;
                 if (200..300).contains(&seen.status) {
                     return Err(who
                         .bad_answer("the device authorization answer is not valid RFC 8628 JSON"));
@@ -596,7 +620,7 @@ impl OAuth2Spec {
         };
         let ep = self.endpoints(req.http, &who).await?;
         let client = self.device_client(&ep, req.client_secret, &who)?;
-        let seen = Arc::new(Mutex::new(Seen::default()));
+        let seen = Arc::new(Mutex::new(Recording::default()));
         let http = recording_client(req.http, &seen);
         let answer = client
             .exchange_device_access_token(&start.details)
@@ -621,7 +645,7 @@ impl OAuth2Spec {
                     wait: None,
                 })
             }
-            Err(_) => Err(self.classify(&who, *seen.lock().expect("poisoned"), None)),
+            Err(_) => Err(self.classify(&who, seen.lock().expect("poisoned").seen, None)),
         }
     }
 }
@@ -640,6 +664,7 @@ fn issued_from(token: &BasicTokenResponse) -> Issued {
             .scopes()
             .map(|s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")),
         expires_at: Issued::expires_in(token.expires_in().map(|d| d.as_secs())),
+        refresh_expires_at: None,
     }
 }
 

@@ -28,6 +28,7 @@ pub async fn discover(
         account: account.clone(),
         provider: provider.to_owned(),
         what,
+        rotated: None,
     };
     let response = http
         .get(url.clone())

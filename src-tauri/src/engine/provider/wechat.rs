@@ -78,6 +78,7 @@ impl TokenSpec {
             token_type: "Bearer".into(),
             scope: None,
             expires_at: Issued::expires_in(Some(answer.expires_in.unwrap_or(7200))),
+            refresh_expires_at: None,
         })
     }
 }
@@ -108,6 +109,7 @@ impl TicketSpec {
             token_type: "jsapi_ticket".into(),
             scope: None,
             expires_at: Issued::expires_in(Some(answer.expires_in.unwrap_or(7200))),
+            refresh_expires_at: None,
         })
     }
 }
@@ -163,6 +165,7 @@ fn bad_answer(req: &FetchRequest<'_>, what: &str) -> RefreshError {
         account: req.account.clone(),
         provider: req.provider.to_owned(),
         what: what.to_owned(),
+        rotated: None,
     }
 }
 
@@ -184,7 +187,7 @@ fn errcode(req: &FetchRequest<'_>, code: i64) -> RefreshError {
         40001 | 40014 | 42001 if req.upstream.is_empty() => (
             false,
             None,
-            "invalid credential: check the appid and appsecret (`tokenwarden secret set`)",
+            "invalid credential: check the appid and appsecret",
         ),
         // The ticket's access token died under it: refresh the token, then the ticket.
         40001 | 40014 | 42001 => (
@@ -196,7 +199,7 @@ fn errcode(req: &FetchRequest<'_>, code: i64) -> RefreshError {
         40125 => (
             false,
             None,
-            "invalid appsecret: run `tokenwarden secret set` with the right one",
+            "invalid appsecret: set the right one",
         ),
         40164 | 61004 => (
             false,

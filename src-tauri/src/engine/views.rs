@@ -1,45 +1,23 @@
-//! Account health and the views front ends read. Health variants carry only what is true
-//! in that state; views hold names, states and times, never a secret.
+//! What front ends read: an account's view (names, states and times, never a secret) and
+//! the one view that carries a secret on purpose, the token handed out.
 
 use serde::{Deserialize, Serialize};
 
+use super::error::Remedy;
 use super::names::{AccountName, Deadline};
 use super::secret::Secret;
+use super::state::Status;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Health {
-    NotConnected,
-    Fresh,
-    Refreshing,
-    /// A transient failure; the next attempt is due at `next_try`.
-    Retrying {
-        attempt: u32,
-        next_try: Deadline,
-    },
-    /// A permanent failure: nothing is tried until the user acts.
-    NeedsReconnect,
-}
-
-impl Health {
-    pub fn status(&self) -> &'static str {
-        match self {
-            Self::NotConnected => "not_connected",
-            Self::Fresh => "fresh",
-            Self::Refreshing => "refreshing",
-            Self::Retrying { .. } => "retrying",
-            Self::NeedsReconnect => "needs_reconnect",
-        }
-    }
-
-    /// For "the worst state" (tray icon colour, exit codes of scripts).
-    pub fn severity(&self) -> u8 {
-        match self {
-            Self::Fresh | Self::Refreshing => 0,
-            Self::NotConnected => 1,
-            Self::Retrying { .. } => 2,
-            Self::NeedsReconnect => 3,
-        }
-    }
+/// How an account gets its first token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectsWith {
+    /// A consent flow in the browser (authorization code).
+    Browser,
+    /// The device authorization grant: a code typed on another device.
+    Device,
+    /// No consent: the client secret (or another account's token) is enough.
+    None,
 }
 
 /// One row of `list` and `GET /v1/accounts`.
@@ -47,10 +25,21 @@ impl Health {
 pub struct AccountView {
     pub name: AccountName,
     pub provider: String,
-    pub status: String,
+    pub status: Status,
     pub expires_at: Option<Deadline>,
     pub last_refresh: Option<Deadline>,
     pub last_error: Option<String>,
+    /// When the next refresh, retry or keychain read is due.
+    pub next_refresh: Option<Deadline>,
+    /// Failed attempts in the current episode (0 when healthy).
+    pub attempt: u32,
+    pub connects_with: ConnectsWith,
+    /// When the refresh token itself stops working, where the provider says so.
+    pub refresh_token_expires_at: Option<Deadline>,
+    /// The current token set is only in memory: its keychain write failed and is retried.
+    pub unsaved: bool,
+    /// What the user can do about the current state, if anything.
+    pub remedy: Option<Remedy>,
 }
 
 /// A token handed out: the one place where a secret is serialized on purpose.

@@ -1,0 +1,145 @@
+//! Routes that change an account, so that while an engine runs it alone writes secrets (one
+//! writer per account): consent flows (begin, follow, cancel), disconnect, the client secret,
+//! re-reading the keychain, and reloading the config file. Each is one engine call.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::routes::{account, params, seconds, Params};
+use super::AppState;
+use crate::engine::secret::Secret;
+use crate::engine::views::AccountView;
+use crate::engine::{ConnectFlow, ConnectStart, ConnectStatus};
+
+/// How long a flow begun over the API waits for the browser (or device) by default.
+const CONSENT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// The longest a `?wait=` may hold a request.
+const MAX_WAIT: Duration = Duration::from_secs(600);
+
+/// Parses an optional JSON body strictly; the serde error is not quoted (it could echo a secret).
+fn body<T: serde::de::DeserializeOwned + Default>(
+    raw: Result<Bytes, BytesRejection>,
+    shape: &str,
+) -> Result<T, ApiError> {
+    let raw = raw.map_err(|e| {
+        ApiError::new(
+            e.status(),
+            "bad_request",
+            "the body could not be read (at most 64 KiB)",
+        )
+    })?;
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&raw)
+        .map_err(|_| ApiError::bad_request(format!("the body must be JSON {shape}")))
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Begin {
+    #[serde(default)]
+    device: bool,
+    /// Seconds to wait for the user.
+    #[serde(default)]
+    timeout: Option<u64>,
+}
+
+pub async fn begin_connect(
+    State(s): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<ConnectStart>, ApiError> {
+    let name = account(name)?;
+    let begin: Begin = body(raw, r#"{"device": false, "timeout": SECONDS}"#)?;
+    let flow = if begin.device {
+        ConnectFlow::Device
+    } else {
+        ConnectFlow::Browser
+    };
+    let timeout = begin
+        .timeout
+        .map_or(CONSENT_TIMEOUT, Duration::from_secs)
+        .min(Duration::from_secs(3600));
+    Ok(Json(s.engine.begin_connect(&name, flow, timeout).await?))
+}
+
+pub async fn connect_status(
+    State(s): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    query: Result<Params, QueryRejection>,
+) -> Result<Json<ConnectStatus>, ApiError> {
+    let (name, query) = (account(name)?, params(query)?);
+    let wait = seconds(&query, "wait")?.min(MAX_WAIT);
+    let status = tokio::select! {
+        status = s.engine.connect_status(&name, wait) => status?,
+        _ = s.stop.cancelled() => s.engine.connect_status(&name, Duration::ZERO).await?,
+    };
+    Ok(Json(status))
+}
+
+pub async fn cancel_connect(
+    State(s): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<ConnectStatus>, ApiError> {
+    let name = account(name)?;
+    s.engine.cancel_connect(&name)?;
+    Ok(Json(
+        s.engine
+            .connect_status(&name, Duration::from_secs(2))
+            .await?,
+    ))
+}
+
+#[derive(serde::Serialize)]
+pub struct Disconnected {
+    account: AccountView,
+    warning: Option<String>,
+}
+
+pub async fn disconnect(
+    State(s): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<Disconnected>, ApiError> {
+    let name = account(name)?;
+    let warning = s.engine.disconnect(&name).await?;
+    Ok(Json(Disconnected {
+        account: s.engine.view(&name)?,
+        warning,
+    }))
+}
+
+pub async fn reload_account(
+    State(s): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<AccountView>, ApiError> {
+    Ok(Json(s.engine.reload_account(&account(name)?).await?))
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSecret {
+    secret: String,
+}
+
+pub async fn set_secret(
+    State(s): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<AccountView>, ApiError> {
+    let name = account(name)?;
+    let new: NewSecret = body(raw, r#"{"secret": "..."}"#)?;
+    let value = Secret::new(new.secret);
+    Ok(Json(s.engine.set_client_secret(&name, value).await?))
+}
+
+pub async fn reload_config(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let count = s.engine.reload_config().await?;
+    Ok(Json(serde_json::json!({ "accounts": count })))
+}

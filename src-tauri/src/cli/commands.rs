@@ -1,0 +1,227 @@
+//! One function per command. Each asks a running engine over its API when there is one,
+//! else does the work itself: reading needs no lock, writing takes the lock of the keychain
+//! service (waiting a little for another CLI command, never for a running engine).
+
+use std::io::{Read, Write};
+
+use anyhow::{Context as _, Result};
+
+use super::client::ApiClient;
+use super::{output, ApiKeyAction, Command, SecretAction};
+use crate::engine::api_keys::ApiKeys;
+use crate::engine::lock::{self, Role};
+use crate::engine::paths::Context;
+use crate::engine::secret::Secret;
+use crate::engine::secrets::{self, Keychain};
+use crate::engine::{Engine, EngineError, Mode};
+
+pub async fn dispatch(ctx: &Context, command: Command) -> Result<()> {
+    match command {
+        Command::Serve => serve(ctx).await,
+        Command::List { json } => {
+            let views = match running(ctx).await? {
+                Some(api) => api.accounts().await?,
+                None => open(ctx, Mode::Observer).await?.snapshot(),
+            };
+            output::accounts(&views, json)
+        }
+        Command::Token {
+            name,
+            min_valid,
+            header,
+        } => {
+            let token = match running(ctx).await? {
+                Some(api) => api.token(&name, min_valid).await?,
+                None => {
+                    let engine = open_for_work(ctx).await?;
+                    finish(&engine, engine.token(&name, min_valid).await).await?
+                }
+            };
+            let mut out = std::io::stdout().lock();
+            if header {
+                writeln!(out, "Authorization: Bearer {}", token.access_token.expose())?;
+            } else {
+                writeln!(out, "{}", token.access_token.expose())?;
+            }
+            Ok(())
+        }
+        Command::Refresh { name } => {
+            let token = match running(ctx).await? {
+                Some(api) => api.refresh(&name).await?,
+                None => {
+                    let engine = open_for_work(ctx).await?;
+                    finish(&engine, engine.refresh(&name).await).await?
+                }
+            };
+            println!(
+                "{name}: refreshed; expires at {} (in {}s)",
+                token.expires_at, token.expires_in
+            );
+            Ok(())
+        }
+        Command::Connect {
+            name,
+            no_browser,
+            device,
+        } => super::connect::run(ctx, &name, no_browser, device).await,
+        Command::Secret {
+            action: SecretAction::Set { name },
+        } => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the secret from stdin")?;
+            let value = Secret::new(text.trim_end_matches(['\r', '\n']).to_owned());
+            match running(ctx).await? {
+                Some(api) => {
+                    api.set_secret(&name, &value).await?;
+                }
+                None => {
+                    let engine = open_for_work(ctx).await?;
+                    finish(&engine, engine.set_client_secret(&name, value).await).await?;
+                }
+            }
+            eprintln!("{name}: client secret stored in the keychain");
+            Ok(())
+        }
+        Command::Disconnect { name } => {
+            let warning = match running(ctx).await? {
+                Some(api) => api.disconnect(&name).await?,
+                None => {
+                    let engine = open_for_work(ctx).await?;
+                    finish(&engine, engine.disconnect(&name).await).await?
+                }
+            };
+            if let Some(warning) = warning {
+                eprintln!("{name}: {warning}");
+            }
+            eprintln!("{name}: disconnected; its secrets are deleted from the keychain");
+            Ok(())
+        }
+        Command::ApiKey { action } => api_key(ctx, action).await,
+        Command::Log { name, json, limit } => {
+            let entries = match running(ctx).await? {
+                Some(api) => api.history(name.as_ref(), limit).await?,
+                None => {
+                    open(ctx, Mode::Observer)
+                        .await?
+                        .history(name.as_ref(), limit)
+                        .await?
+                }
+            };
+            output::history(&entries, json)
+        }
+    }
+}
+
+/// The running engine's API, if an engine runs for this keychain service.
+pub async fn running(ctx: &Context) -> Result<Option<ApiClient>> {
+    ApiClient::discover(ctx, &api_keys(ctx)).await
+}
+
+fn api_keys(ctx: &Context) -> ApiKeys {
+    ApiKeys::new(
+        &ctx.data_dir,
+        Keychain::new(secrets::os_store(&ctx.keychain_service)),
+    )
+}
+
+pub async fn open(ctx: &Context, mode: Mode) -> Result<Engine> {
+    Ok(Engine::open(ctx, mode, Role::Cli).await?)
+}
+
+/// The writer when no engine runs; an observer (which refreshes nothing) when one does but
+/// its API could not be reached.
+async fn open_for_work(ctx: &Context) -> Result<Engine> {
+    let running = matches!(lock::holder(&ctx.lock_place()), Some(h) if h.role == Role::Engine);
+    let mode = if running {
+        Mode::Observer
+    } else {
+        Mode::Refresher
+    };
+    match Engine::open(ctx, mode, Role::Cli).await {
+        // It started between our look and our lock: leave the work to it.
+        Err(EngineError::Lock(lock::LockError::HeldByEngine { .. })) => {
+            open(ctx, Mode::Observer).await
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Closes a one-shot engine: waits for its tasks and saves what is only in memory. A token
+/// set that still cannot be saved fails the command, because this process is its only copy.
+pub async fn finish<T>(engine: &Engine, result: Result<T, EngineError>) -> Result<T> {
+    let unsaved = engine.close().await;
+    match (result, unsaved.into_iter().next()) {
+        (_, Some(lost)) => Err(anyhow::Error::new(lost).context(
+            "the provider issued a new token that could not be saved, and this command is its only holder",
+        )),
+        (Err(EngineError::Unsaved { account, .. }), None) => Err(anyhow::anyhow!(
+            "{account}: the new token was saved in the keychain only on a later try; it is valid, run the command again to use it"
+        )),
+        (result, None) => Ok(result?),
+    }
+}
+
+async fn api_key(ctx: &Context, action: ApiKeyAction) -> Result<()> {
+    std::fs::create_dir_all(&ctx.data_dir)
+        .with_context(|| format!("data dir {}", ctx.data_dir.display()))?;
+    let keys = api_keys(ctx);
+    match action {
+        ApiKeyAction::Create { label } => {
+            let key = keys.create(&label).await?;
+            println!("{}", key.expose());
+            eprintln!("API key `{label}` created; it is shown only this once");
+        }
+        ApiKeyAction::List { json } => {
+            let list = keys.list()?;
+            if json {
+                let rows: Vec<_> = list
+                    .iter()
+                    .map(|k| serde_json::json!({ "label": k.label, "created_at": k.created_at }))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if list.is_empty() {
+                println!("no API keys; create one with `tokenwarden api-key create LABEL`");
+            } else {
+                for k in &list {
+                    println!("{:<24} created {}", k.label, k.created_at);
+                }
+            }
+        }
+        ApiKeyAction::Revoke { label } => {
+            keys.revoke(&label).await?;
+            eprintln!("API key `{label}` revoked");
+        }
+    }
+    Ok(())
+}
+
+/// The engine in the foreground until SIGINT/SIGTERM, then a clean stop (in-flight refreshes
+/// finish their keychain writes; unsaved sets get a last write).
+async fn serve(ctx: &Context) -> Result<()> {
+    let mut host = crate::host::Host::start(ctx).await?;
+    let failed = tokio::select! {
+        r = shutdown_signal() => { r?; None }
+        e = host.api_failed() => Some(e),
+    };
+    let stopped = host.stop().await;
+    match failed {
+        Some(e) => Err(e),
+        None => stopped,
+    }
+}
+
+async fn shutdown_signal() -> Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}

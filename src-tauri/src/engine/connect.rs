@@ -1,0 +1,505 @@
+//! Everything that changes what an account is connected with, done by the engine that owns
+//! it (one writer per account): consent flows as begin / progress / cancel, the device flow,
+//! disconnect, client secrets, and re-reading the keychain on request. A flow runs as a task
+//! of the engine and reports its progress through a watch channel and events, so a window,
+//! the API and the CLI follow the same flow; a new one for the same account cancels the old.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use super::events::{ConnectStage, EngineEvent};
+use super::history::{Outcome, Record, Trigger};
+use super::names::AccountName;
+use super::provider::oauth2::{GrantKind, OAuth2Spec, Redirect};
+use super::provider::{Issued, Provider, RefreshError};
+use super::redirect;
+use super::secret::Secret;
+use super::secrets::SecretKey;
+use super::state::AccountState;
+use super::views::AccountView;
+use super::{Engine, EngineError, Mode};
+
+/// Which consent flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectFlow {
+    Browser,
+    Device,
+}
+
+/// What the user must do to finish a flow that has begun.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "flow", rename_all = "snake_case")]
+pub enum ConnectStart {
+    Browser {
+        account: AccountName,
+        authorization_url: String,
+        redirect_uri: String,
+    },
+    Device {
+        account: AccountName,
+        verification_uri: String,
+        verification_uri_complete: Option<String>,
+        user_code: String,
+        expires_in: u64,
+    },
+}
+
+/// Where an account's latest flow is.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConnectStatus {
+    pub account: AccountName,
+    pub stage: ConnectStage,
+    pub message: Option<String>,
+    /// The error code of a failed flow.
+    pub error: Option<String>,
+}
+
+impl ConnectStatus {
+    pub fn none(account: &AccountName) -> Self {
+        Self {
+            account: account.clone(),
+            stage: ConnectStage::None,
+            message: None,
+            error: None,
+        }
+    }
+}
+
+/// How a flow that has the user's approval gets its first token set.
+enum Approval {
+    Code {
+        code: String,
+        verifier: Option<oauth2::PkceCodeVerifier>,
+        redirect_uri: Url,
+    },
+    Device(Box<super::provider::oauth2::DeviceStart>),
+}
+
+impl Engine {
+    /// Starts a consent flow; the engine waits for the browser (or the device) for up to
+    /// `timeout`, then exchanges and stores the first token set. Progress: `connect_status`
+    /// and `ConnectProgress` events.
+    pub async fn begin_connect(
+        &self,
+        name: &AccountName,
+        flow: ConnectFlow,
+        timeout: Duration,
+    ) -> Result<ConnectStart, EngineError> {
+        let account = self.account(name)?;
+        let Provider::OAuth2(spec) = &account.provider else {
+            return Err(EngineError::usage(name, "this provider needs no consent: it fetches tokens with the client secret alone (set the secret)"));
+        };
+        let cancel = CancellationToken::new();
+        let previous = self.with_slot(name, |s| s.connect_cancel.replace(cancel.clone()))?;
+        if let Some(previous) = previous {
+            previous.cancel(); // one flow per account: the newest wins
+        }
+        let (start, approval) = match flow {
+            ConnectFlow::Browser => self.begin_browser(name, spec).await?,
+            ConnectFlow::Device => {
+                let secret = self.client_secret(&account).await?;
+                let request = self.request(&account, secret.as_ref(), None, None);
+                let device = spec.begin_device(&request).await?;
+                let start = ConnectStart::Device {
+                    account: name.clone(),
+                    verification_uri: device.verification_uri.clone(),
+                    verification_uri_complete: device.verification_uri_complete.clone(),
+                    user_code: device.user_code.clone(),
+                    expires_in: device.expires_in.as_secs(),
+                };
+                (start, Pending::Device(Box::new(device)))
+            }
+        };
+        self.progress(name, ConnectStage::Waiting, None, None);
+        let (engine, name) = (self.clone(), name.clone());
+        let stop = self.shared.stop.clone();
+        self.shared.tasks.spawn(async move {
+            let outcome = tokio::select! {
+                _ = cancel.cancelled() => Err(None),
+                _ = stop.cancelled() => Err(None),
+                r = tokio::time::timeout(timeout, engine.await_approval(&name, approval)) => match r {
+                    Ok(Ok(approval)) => engine.finish_connect(&name, approval).await.map_err(Some),
+                    Ok(Err(e)) => Err(Some(e)),
+                    Err(_) => Err(Some(EngineError::usage(&name, format!("no authorization arrived within {} minutes; start again", timeout.as_secs().div_ceil(60))))),
+                },
+            };
+            match outcome {
+                Ok(()) => engine.progress(&name, ConnectStage::Completed, None, None),
+                Err(None) => engine.progress(&name, ConnectStage::Cancelled, None, None),
+                Err(Some(e)) => {
+                    let message = e.to_string();
+                    engine.progress(&name, ConnectStage::Failed, Some(message), Some(e.code()));
+                }
+            }
+        });
+        Ok(start)
+    }
+
+    async fn begin_browser(
+        &self,
+        name: &AccountName,
+        spec: &OAuth2Spec,
+    ) -> Result<(ConnectStart, Pending), EngineError> {
+        if spec.grant != GrantKind::AuthorizationCode {
+            return Err(EngineError::usage(name, "this account uses a grant without a browser consent (set grant = \"authorization_code\", or use the device flow)"));
+        }
+        let (bind, path) = match &spec.redirect {
+            Redirect::Exact(url) => (
+                format!("127.0.0.1:{}", url.port().unwrap_or(80)),
+                url.path().to_owned(),
+            ),
+            Redirect::AnyLoopbackPort => ("127.0.0.1:0".to_owned(), "/callback".to_owned()),
+        };
+        let listener = tokio::net::TcpListener::bind(&bind).await.map_err(|e| {
+            EngineError::usage(
+                name,
+                format!("cannot listen on {bind} for the redirect ({e}); is another program using that port?"),
+            )
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| EngineError::Io(e.to_string()))?
+            .port();
+        let redirect_uri = match &spec.redirect {
+            Redirect::Exact(url) => url.clone(),
+            Redirect::AnyLoopbackPort => Url::parse(&format!("http://127.0.0.1:{port}{path}"))
+                .map_err(|e| EngineError::Io(e.to_string()))?,
+        };
+        let account = self.account(name)?;
+        let consent = spec
+            .begin_consent(&self.shared.http, name, &account.provider_name, &redirect_uri)
+            .await?;
+        let start = ConnectStart::Browser {
+            account: name.clone(),
+            authorization_url: consent.url.to_string(),
+            redirect_uri: redirect_uri.to_string(),
+        };
+        let pending = Pending::Browser {
+            listener,
+            path,
+            state: consent.state.secret().to_owned(),
+            verifier: consent.verifier,
+            redirect_uri,
+        };
+        Ok((start, pending))
+    }
+
+    /// Waits for the user: the redirect on the loopback listener, or the device approval.
+    async fn await_approval(
+        &self,
+        name: &AccountName,
+        pending: Pending,
+    ) -> Result<Approval, EngineError> {
+        match pending {
+            Pending::Browser {
+                listener,
+                path,
+                state,
+                verifier,
+                redirect_uri,
+            } => match redirect::receive(&listener, &path, &state)
+                .await
+                .map_err(|e| EngineError::Io(format!("redirect listener: {e}")))?
+            {
+                redirect::Redirected::Code(code) => Ok(Approval::Code {
+                    code,
+                    verifier,
+                    redirect_uri,
+                }),
+                redirect::Redirected::Refused(error) => Err(EngineError::usage(
+                    name,
+                    format!("the provider did not grant access ({error})"),
+                )),
+            },
+            Pending::Device(device) => Ok(Approval::Device(device)),
+        }
+    }
+
+    /// Trades the approval for the first token set and stores it under the gate, so a refresh
+    /// of the old grant that is still in flight lands first and is then replaced.
+    async fn finish_connect(
+        &self,
+        name: &AccountName,
+        approval: Approval,
+    ) -> Result<(), EngineError> {
+        let account = self.account(name)?;
+        let Provider::OAuth2(spec) = &account.provider else {
+            return Err(EngineError::usage(name, "not an OAuth 2.0 account"));
+        };
+        let secret = self.client_secret(&account).await?;
+        let started = Instant::now();
+        let request = self.request(&account, secret.as_ref(), None, None);
+        let issued = match approval {
+            Approval::Code {
+                code,
+                verifier,
+                redirect_uri,
+            } => {
+                // A CLI that waited for the browser without the lock takes it now.
+                self.become_writer().await?;
+                spec.exchange_code(&request, code, verifier, &redirect_uri)
+                    .await
+            }
+            Approval::Device(device) => {
+                let issued = spec.finish_device(&request, &device).await;
+                self.become_writer().await?;
+                issued
+            }
+        };
+        self.install_grant(name, issued, started).await
+    }
+
+    async fn install_grant(
+        &self,
+        name: &AccountName,
+        issued: Result<Issued, RefreshError>,
+        started: Instant,
+    ) -> Result<(), EngineError> {
+        let issued = match issued {
+            Ok(issued) => issued,
+            Err(e) => {
+                self.record(Record {
+                    account: name.clone(),
+                    trigger: Trigger::Connect,
+                    outcome: Outcome::PermanentError,
+                    elapsed: started.elapsed(),
+                    expires_at: None,
+                    error: Some((e.code(), e.to_string())),
+                });
+                return Err(e.into());
+            }
+        };
+        let account = self.account(name)?;
+        let gate = self.with_slot(name, |s| s.gate.clone())?;
+        let _turn = gate.lock().await;
+        let set = issued.into_set(None);
+        // A refresh token that is only in memory is one crash from lost: a consent flow
+        // whose token cannot be stored fails, and the user connects again.
+        self.save_tokens(name, &set)
+            .await
+            .map_err(|source| EngineError::Unsaved {
+                account: name.clone(),
+                source,
+            })?;
+        let expires_at = set.expires_at;
+        self.update(name, |s| {
+            s.state = AccountState::fresh(set, account.refresh_before, rand::random());
+            s.generation += 1;
+            s.unsaved = None;
+            s.last_refresh = Some(super::names::Deadline::now());
+            s.report_refreshes.clear();
+            s.last_outcome = None;
+        })?;
+        self.record(Record {
+            account: name.clone(),
+            trigger: Trigger::Connect,
+            outcome: Outcome::Ok,
+            elapsed: started.elapsed(),
+            expires_at: Some(expires_at),
+            error: None,
+        });
+        self.emit(EngineEvent::Refreshed {
+            account: name.clone(),
+            expires_at,
+            trigger: Trigger::Connect,
+        });
+        tracing::info!(account = %name, expires_at = %expires_at, "connected");
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    fn progress(
+        &self,
+        name: &AccountName,
+        stage: ConnectStage,
+        message: Option<String>,
+        error: Option<&str>,
+    ) {
+        let status = ConnectStatus {
+            account: name.clone(),
+            stage,
+            message: message.clone(),
+            error: error.map(str::to_owned),
+        };
+        self.with_slot(name, |s| {
+            s.connect.send_replace(status);
+            if stage != ConnectStage::Waiting {
+                s.connect_cancel = None;
+            }
+        })
+        .ok();
+        self.emit(EngineEvent::ConnectProgress {
+            account: name.clone(),
+            stage,
+            message,
+        });
+    }
+
+    /// The latest flow's status, once it is no longer waiting or `wait` has passed.
+    pub async fn connect_status(
+        &self,
+        name: &AccountName,
+        wait: Duration,
+    ) -> Result<ConnectStatus, EngineError> {
+        let mut rx = self.with_slot(name, |s| s.connect.subscribe())?;
+        let _ = tokio::time::timeout(wait, rx.wait_for(|s| s.stage != ConnectStage::Waiting)).await;
+        let status = rx.borrow().clone();
+        Ok(status)
+    }
+
+    /// Cancels the account's pending flow, if any.
+    pub fn cancel_connect(&self, name: &AccountName) -> Result<(), EngineError> {
+        if let Some(cancel) = self.with_slot(name, |s| s.connect_cancel.take())? {
+            cancel.cancel();
+        }
+        Ok(())
+    }
+
+    /// Revokes at the provider where it can, then deletes the account's secrets. A failed
+    /// revocation is reported but does not keep the secrets.
+    pub async fn disconnect(&self, name: &AccountName) -> Result<Option<String>, EngineError> {
+        let account = self.account(name)?;
+        self.writer_only(name)?;
+        self.cancel_connect(name)?;
+        let gate = self.with_slot(name, |s| s.gate.clone())?;
+        let _turn = gate.lock().await;
+        let tokens = self.with_slot(name, |s| s.state.tokens().cloned())?;
+        let tokens = match tokens {
+            Some(t) => Some(t),
+            None => self.shared.keychain.tokens(name).await.ok().flatten(),
+        };
+        let mut warning = None;
+        if let (Provider::OAuth2(spec), Some(tokens)) = (&account.provider, &tokens) {
+            // Revoking without the secret may still work (public clients): try anyway.
+            let secret = self.client_secret(&account).await.ok().flatten();
+            let request = self.request(&account, secret.as_ref(), Some(tokens), None);
+            let (token, is_refresh) = match &tokens.refresh {
+                Some(r) => (r, true),
+                None => (&tokens.access, false),
+            };
+            warning = match spec.revoke(&request, token, is_refresh).await {
+                Ok(true) => None,
+                Ok(false) => Some(format!("{}: has no revocation endpoint; revoke access in the provider's settings too", account.provider_name)),
+                Err(e) => Some(format!("revocation failed ({e}); revoke access in the provider's settings")),
+            };
+        }
+        let keychain = &self.shared.keychain;
+        keychain.delete(SecretKey::Tokens(name.clone())).await?;
+        keychain
+            .delete(SecretKey::ClientSecret(name.clone()))
+            .await?;
+        self.update(name, |s| {
+            s.state = AccountState::NotConnected;
+            s.generation += 1;
+            s.unsaved = None;
+            s.last_outcome = None;
+            s.report_refreshes.clear();
+        })?;
+        tracing::info!(account = %name, "disconnected");
+        Ok(warning)
+    }
+
+    /// Saves a client secret (`secret set`, the window, `PUT …/secret`). An account that
+    /// waited for it is fetched at once.
+    pub async fn set_client_secret(
+        &self,
+        name: &AccountName,
+        value: Secret,
+    ) -> Result<AccountView, EngineError> {
+        let account = self.account(name)?;
+        self.writer_only(name)?;
+        if value.expose().trim().is_empty() {
+            return Err(EngineError::usage(
+                name,
+                "the secret is empty; nothing was stored",
+            ));
+        }
+        self.shared
+            .keychain
+            .set(SecretKey::ClientSecret(name.clone()), value)
+            .await?;
+        if !account.provider.needs_consent() {
+            let now = std::time::SystemTime::now();
+            self.update(name, |s| {
+                s.last_outcome = None;
+                let state = std::mem::replace(&mut s.state, AccountState::NotConnected);
+                s.state = state.retry_now(now);
+            })?;
+            self.shared.wake.notify_one();
+        }
+        self.view(name)
+    }
+
+    /// Re-reads the account's token set from the keychain (another tool wrote it, or a read
+    /// failed before). A set only this engine holds (unsaved) is newer and is kept.
+    pub async fn reload_account(&self, name: &AccountName) -> Result<AccountView, EngineError> {
+        self.account(name)?;
+        let gate = self.with_slot(name, |s| s.gate.clone())?;
+        let _turn = gate.lock().await;
+        self.reread(name).await?;
+        self.view(name)
+    }
+
+    /// The keychain read itself (call under the gate).
+    pub(super) async fn reread(&self, name: &AccountName) -> Result<(), EngineError> {
+        if self.with_slot(name, |s| s.unsaved.is_some())? {
+            return Ok(());
+        }
+        let now = std::time::SystemTime::now();
+        match self.shared.keychain.tokens(name).await {
+            Ok(stored) => {
+                self.update(name, |s| {
+                    let same = match (&stored, s.state.tokens()) {
+                        (Some(a), Some(b)) => a.access.same_as(b.access.expose()),
+                        (None, None) => !matches!(s.state, AccountState::Unread { .. }),
+                        _ => false,
+                    };
+                    if !same {
+                        let lead = s.account.refresh_before;
+                        s.state = AccountState::from_stored(stored, None, lead, rand::random());
+                        s.generation += 1;
+                        s.last_outcome = None;
+                    }
+                })?;
+                self.shared.wake.notify_one();
+                Ok(())
+            }
+            Err(e) => {
+                self.update(name, |s| {
+                    if matches!(s.state, AccountState::Unread { .. }) {
+                        let state = std::mem::replace(&mut s.state, AccountState::NotConnected);
+                        s.state = state.unreadable(e.to_string(), now, rand::random());
+                    }
+                })?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Writes to an account's secrets are for the engine that owns the keychain service.
+    fn writer_only(&self, name: &AccountName) -> Result<(), EngineError> {
+        if self.mode() == Mode::Observer {
+            return Err(EngineError::usage(
+                name,
+                "another Tokenwarden engine owns this account's secrets; ask it (the CLI does so through its API)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A flow that has begun and waits for the user.
+enum Pending {
+    Browser {
+        listener: tokio::net::TcpListener,
+        path: String,
+        state: String,
+        verifier: Option<oauth2::PkceCodeVerifier>,
+        redirect_uri: Url,
+    },
+    Device(Box<super::provider::oauth2::DeviceStart>),
+}

@@ -1,0 +1,234 @@
+//! Building an engine (config, lock, keychain reads, history) and changing what it was built
+//! from while it runs: a config file edited by the window or by hand, an account's keychain
+//! items re-read on request. A keychain item that cannot be read makes that one account wait
+//! and retry; it never stops the engine from starting.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{broadcast, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::config::{Account, Config};
+use super::events::EngineEvent;
+use super::history::{History, SavedState};
+use super::lock::{self, LockPlace};
+use super::paths::Context;
+use super::secrets::{self, Keychain, SecretStore};
+use super::slot::Slot;
+use super::state::{AccountState, Failure, Status};
+use super::{api_keys, metrics, Engine, EngineError, Mode, Shared};
+
+/// How long a fetch may sit without receiving a byte. There is no limit on the whole
+/// answer: a slow answer that is still arriving may carry a rotated refresh token.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything an engine is built from; `Engine::open` gathers it for this machine, tests
+/// of engine logic pass a memory store.
+pub struct Parts {
+    pub config: Config,
+    pub mode: Mode,
+    pub store: Arc<dyn SecretStore>,
+    pub history_path: std::path::PathBuf,
+    pub data_dir: std::path::PathBuf,
+    pub lock_place: Option<LockPlace>,
+    pub lock: Option<lock::EngineLock>,
+}
+
+impl Engine {
+    /// Opens the engine for this machine. `Refresher` takes the lock of the keychain service
+    /// (a CLI command waits a little for another CLI command, never for a running engine);
+    /// `Observer` reads only, until it asks to write (`become_writer`).
+    pub async fn open(ctx: &Context, mode: Mode, role: lock::Role) -> Result<Self, EngineError> {
+        let config = Config::load(&ctx.config_path)?;
+        std::fs::create_dir_all(&ctx.data_dir)
+            .map_err(|e| EngineError::Io(format!("data dir {}: {e}", ctx.data_dir.display())))?;
+        let place = ctx.lock_place();
+        let lock = match mode {
+            Mode::Refresher => Some(take_lock(&place, role).await?),
+            Mode::Observer => None,
+        };
+        Self::with_parts(Parts {
+            config,
+            mode,
+            store: secrets::os_store(&ctx.keychain_service),
+            history_path: ctx.history_path(),
+            data_dir: ctx.data_dir.clone(),
+            lock_place: Some(place),
+            lock,
+        })
+        .await
+    }
+
+    pub async fn with_parts(parts: Parts) -> Result<Self, EngineError> {
+        let keychain = Keychain::new(parts.store);
+        let history = Arc::new(History::open(&parts.history_path)?);
+        let log = super::history::Writer::start(History::open(&parts.history_path)?);
+        let api_keys = api_keys::ApiKeys::new(&parts.data_dir, keychain.clone());
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .user_agent(concat!("tokenwarden/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| EngineError::Io(format!("HTTP client: {e}")))?;
+        let engine = Self {
+            shared: Arc::new(Shared {
+                config: RwLock::new(Arc::new(parts.config)),
+                keychain,
+                history,
+                log,
+                http,
+                accounts: Mutex::new(HashMap::new()),
+                wake: Notify::new(),
+                events: broadcast::channel(1024).0,
+                tasks: TaskTracker::new(),
+                metrics: metrics::Metrics::default(),
+                api_keys,
+                lock_place: parts.lock_place,
+                mode: Mutex::new(parts.mode),
+                lock: Mutex::new(parts.lock),
+                stop: CancellationToken::new(),
+            }),
+        };
+        let accounts = engine.config().accounts.clone();
+        engine.add_slots(&accounts).await;
+        Ok(engine)
+    }
+
+    /// Reads the keychain and the saved state of new accounts (concurrently: each read is a
+    /// D-Bus round trip, and `Keychain` bounds how many run at once).
+    async fn add_slots(&self, accounts: &[Arc<Account>]) {
+        let observer = self.mode() == Mode::Observer;
+        let reads = accounts.iter().map(|a| async move {
+            let stored = self.shared.keychain.tokens(&a.name).await;
+            let saved = self.shared.history.saved_state(&a.name).ok().flatten();
+            (a.clone(), stored, saved)
+        });
+        let now = SystemTime::now();
+        for (account, stored, saved) in futures_util::future::join_all(reads).await {
+            let gave_up = saved
+                .as_ref()
+                .filter(|s| s.status == Status::NeedsReconnect.as_str())
+                .map(restored_failure);
+            let state = match stored {
+                Ok(tokens) => {
+                    let state = AccountState::from_stored(
+                        tokens,
+                        gave_up,
+                        account.refresh_before,
+                        rand::random(),
+                    );
+                    match (&saved, observer) {
+                        (Some(saved), true) => observed(state, saved),
+                        _ => state,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(account = %account.name, error = %e, "cannot read the keychain yet; retrying");
+                    AccountState::NotConnected.unreadable(e.to_string(), now, rand::random())
+                }
+            };
+            let mut slot = Slot::new(account.clone(), state);
+            slot.last_refresh = saved.as_ref().and_then(|s| s.last_refresh);
+            self.shared
+                .accounts
+                .lock()
+                .expect("poisoned")
+                .insert(account.name.clone(), slot);
+        }
+        self.shared.wake.notify_one();
+    }
+
+    /// Re-reads the config file. A bad file changes nothing and says what is wrong where.
+    /// New accounts are read from the keychain; removed ones stop being refreshed (their
+    /// keychain items stay); changed ones keep their tokens.
+    pub async fn reload_config(&self) -> Result<usize, EngineError> {
+        let path = self.config().path.clone();
+        let config = tokio::task::spawn_blocking(move || Config::load(&path))
+            .await
+            .map_err(|e| EngineError::Io(format!("config task: {e}")))??;
+        let count = config.accounts.len();
+        let added: Vec<Arc<Account>> = {
+            let mut slots = self.shared.accounts.lock().expect("poisoned");
+            slots.retain(|name, _| config.account(name).is_some());
+            for account in &config.accounts {
+                if let Some(slot) = slots.get_mut(&account.name) {
+                    slot.account = account.clone();
+                }
+            }
+            let added = config
+                .accounts
+                .iter()
+                .filter(|a| !slots.contains_key(&a.name))
+                .cloned()
+                .collect();
+            *self.shared.config.write().expect("poisoned") = Arc::new(config);
+            added
+        };
+        self.add_slots(&added).await;
+        tracing::info!(accounts = count, "config reloaded");
+        self.emit(EngineEvent::ConfigReloaded { accounts: count });
+        Ok(count)
+    }
+
+    /// Becomes the writer of this keychain service if it is not yet (a CLI `connect` that
+    /// waited for the browser without holding the lock). Fails if an engine took it meanwhile.
+    pub(super) async fn become_writer(&self) -> Result<(), EngineError> {
+        if self.mode() == Mode::Refresher {
+            return Ok(());
+        }
+        let Some(place) = self.shared.lock_place.clone() else {
+            return Ok(());
+        };
+        let lock = take_lock(&place, lock::Role::Cli).await?;
+        *self.shared.lock.lock().expect("poisoned") = Some(lock);
+        *self.shared.mode.lock().expect("poisoned") = Mode::Refresher;
+        Ok(())
+    }
+}
+
+async fn take_lock(place: &LockPlace, role: lock::Role) -> Result<lock::EngineLock, EngineError> {
+    let wait = if role == lock::Role::Cli {
+        Duration::from_secs(30)
+    } else {
+        Duration::ZERO
+    };
+    let place = place.clone();
+    tokio::task::spawn_blocking(move || lock::acquire(&place, role, wait))
+        .await
+        .map_err(|e| EngineError::Io(e.to_string()))?
+        .map_err(EngineError::from)
+}
+
+fn restored_failure(saved: &SavedState) -> Failure {
+    Failure {
+        code: String::new(),
+        message: saved
+            .last_error
+            .clone()
+            .unwrap_or_else(|| "the provider refused the grant".to_owned()),
+        remedy: Some(super::Remedy::Reconnect),
+    }
+}
+
+/// An observer shows what the running (or last) engine saved: retrying, refreshing.
+fn observed(state: AccountState, saved: &SavedState) -> AccountState {
+    let failure = || Failure {
+        code: String::new(),
+        message: saved.last_error.clone().unwrap_or_default(),
+        remedy: None,
+    };
+    match saved.status.as_str() {
+        "retrying" => AccountState::Retrying {
+            tokens: state.tokens().cloned(),
+            attempt: 1,
+            next_try: saved.updated,
+            error: failure(),
+        },
+        "refreshing" => state.begin_refresh(),
+        _ => state,
+    }
+}

@@ -1,0 +1,479 @@
+//! Refreshes, owned by the engine. A caller asks and awaits the result, but the refresh is a
+//! task of the engine: a caller that goes away (a closed HTTP connection, a timeout) cancels
+//! nothing, so an answer that already rotated the refresh token is never thrown away.
+//! Under the account's gate a refresh first decides whether the wait already gave it what it
+//! needed ([`Skip`], or an attempt that finished meanwhile, whose outcome it shares), then
+//! fetches, writes the keychain before anything else sees the new set, and commits the new
+//! state only if the account's generation is still the one it started from.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::config::Account;
+use super::events::EngineEvent;
+use super::history::{Outcome, Record, Trigger};
+use super::names::{AccountName, Deadline};
+use super::provider::{self, FetchRequest, RefreshError};
+use super::secret::{Secret, TokenSet};
+use super::secrets::SecretKey;
+use super::slot::{Slot, Unsaved};
+use super::state::{AccountState, Notice};
+use super::{Engine, EngineError, Mode};
+
+/// What a refresh may skip, decided under the account's gate.
+#[derive(Clone, Debug)]
+pub(super) enum Skip {
+    /// Always refresh (unless an attempt finished while this one waited).
+    Never,
+    /// Skip if the token is (now) valid for this long: someone refreshed while we waited.
+    IfValidFor(Duration),
+    /// Skip unless this is still the current token: reports of a 401 share one refresh.
+    UnlessCurrent(Secret),
+}
+
+/// How long a dependency's token must stay valid for a dependent to be fetched with it.
+const UPSTREAM_MARGIN: Duration = Duration::from_secs(5);
+
+static NO_UPSTREAM: LazyLock<HashMap<AccountName, Secret>> = LazyLock::new(HashMap::new);
+
+impl Engine {
+    /// Runs a refresh as a task of the engine and awaits its result.
+    pub(super) async fn refresh_owned(
+        &self,
+        name: &AccountName,
+        trigger: Trigger,
+        skip: Skip,
+    ) -> Result<(), EngineError> {
+        let seen = self.with_slot(name, |s| s.attempts)?;
+        let (engine, name) = (self.clone(), name.clone());
+        self.shared
+            .tasks
+            .spawn(async move { engine.refresh_with(&name, trigger, skip, Some(seen)).await })
+            .await
+            .map_err(|e| EngineError::Io(format!("refresh task: {e}")))?
+    }
+
+    /// A scheduled refresh, retry or dependent fetch: nobody awaits it.
+    pub(super) fn spawn_refresh(&self, name: AccountName, trigger: Trigger) {
+        let engine = self.clone();
+        self.shared.tasks.spawn(async move {
+            // Failures are already recorded, logged and broadcast by the refresh itself.
+            let _ = engine.refresh_with(&name, trigger, Skip::Never, None).await;
+            engine.with_slot(&name, |s| s.busy = false).ok();
+            engine.shared.wake.notify_one();
+        });
+    }
+
+    /// One refresh under the account's gate. `seen` is the attempt count when the caller
+    /// arrived: an attempt that finished after that answers for this caller too.
+    pub(super) async fn refresh_with(
+        &self,
+        name: &AccountName,
+        trigger: Trigger,
+        skip: Skip,
+        seen: Option<u64>,
+    ) -> Result<(), EngineError> {
+        let account = self.account(name)?;
+        if self.mode() == Mode::Observer {
+            return Err(EngineError::usage(
+                name,
+                "another Tokenwarden engine is running and refreshes this account",
+            ));
+        }
+        let gate = self.with_slot(name, |s| s.gate.clone())?;
+        let _turn = gate.lock().await;
+        if let Some(seen) = seen {
+            let shared = self.with_slot(name, |s| {
+                (s.attempts > seen).then(|| s.last_outcome.clone()).flatten()
+            })?;
+            if let Some(outcome) = shared {
+                return outcome.map_err(EngineError::from);
+            }
+        }
+        if self.can_skip(name, &skip)? {
+            return Ok(());
+        }
+        if matches!(trigger, Trigger::MinValid | Trigger::Rejected) {
+            // A caller's need for a token does not override backoff or a permanent failure:
+            // hammering a failing provider helps no one (a manual refresh still goes through).
+            self.check_not_waiting(name)?;
+        }
+        // Without a running scheduler (a CLI command), a dependency may have lapsed: refresh
+        // it first so that this fetch never uses a dead token.
+        for up in &account.upstream {
+            if self.valid_token(up, UPSTREAM_MARGIN)?.is_none() {
+                let skip = Skip::IfValidFor(UPSTREAM_MARGIN);
+                Box::pin(self.refresh_with(up, Trigger::Dependency, skip, None)).await?;
+            }
+        }
+        if matches!(self.slot_state(name)?, AccountState::Unread { .. }) {
+            self.reread(name).await?;
+        }
+        let state = self.slot_state(name)?;
+        if state.tokens().is_none() && account.provider.needs_consent() {
+            // Nothing to refresh and nothing failed: not a refresh attempt worth logging.
+            return Err(RefreshError::NotConnected {
+                account: name.clone(),
+            }
+            .into());
+        }
+        let (current, generation) = self.update(name, |s| {
+            s.state = std::mem::replace(&mut s.state, AccountState::NotConnected).begin_refresh();
+            if trigger == Trigger::Rejected {
+                s.report_refreshes.push_back(SystemTime::now());
+            }
+            (s.state.tokens().cloned(), s.generation)
+        })?;
+        let started = Instant::now();
+        let result = match self.fetch(&account, current.as_ref()).await {
+            Ok(issued) => {
+                let set = issued.into_set(current.as_ref());
+                self.commit(&account, set, generation, trigger, started)
+                    .await
+            }
+            Err(error) => {
+                self.keep_rotated(&account, current.as_ref(), &error, generation)
+                    .await;
+                self.fail(&account, error, trigger, started)
+            }
+        };
+        let shared = match &result {
+            Ok(()) | Err(EngineError::Unsaved { .. }) => Ok(()),
+            Err(EngineError::Refresh(e)) => Err(e.clone()),
+            Err(other) => Err(RefreshError::Setup {
+                account: name.clone(),
+                what: other.to_string(),
+            }),
+        };
+        let ok = shared.is_ok();
+        self.with_slot(name, |s| {
+            s.attempts += 1;
+            s.last_outcome = Some(shared);
+        })?;
+        if ok {
+            self.refresh_dependents(name);
+        }
+        self.shared.wake.notify_one();
+        result
+    }
+
+    fn slot_state(&self, name: &AccountName) -> Result<AccountState, EngineError> {
+        self.with_slot(name, |s| s.state.clone())
+    }
+
+    fn can_skip(&self, name: &AccountName, skip: &Skip) -> Result<bool, EngineError> {
+        Ok(match skip {
+            Skip::Never => false,
+            Skip::IfValidFor(min_valid) => self.valid_token(name, *min_valid)?.is_some(),
+            Skip::UnlessCurrent(reported) => self.with_slot(name, |s| {
+                !s.state
+                    .tokens()
+                    .is_some_and(|t| t.access.same_as(reported.expose()))
+            })?,
+        })
+    }
+
+    /// Gathers what the provider needs (client secret, upstream tokens) and fetches.
+    async fn fetch(
+        &self,
+        account: &Account,
+        current: Option<&TokenSet>,
+    ) -> Result<provider::Issued, RefreshError> {
+        let name = &account.name;
+        if account.provider.needs_consent() && current.and_then(|c| c.refresh.as_ref()).is_none() {
+            return Err(RefreshError::NotConnected {
+                account: name.clone(),
+            });
+        }
+        let secret = match self.client_secret(account).await {
+            Ok(None) if account.provider.needs_secret() => {
+                return Err(RefreshError::MissingSecret {
+                    account: name.clone(),
+                })
+            }
+            Ok(secret) => secret,
+            Err(e) => {
+                return Err(RefreshError::Setup {
+                    account: name.clone(),
+                    what: e.to_string(),
+                })
+            }
+        };
+        let upstream = self.upstream_tokens(account);
+        let request = self.request(account, secret.as_ref(), current, upstream.as_ref());
+        account.provider.fetch(&request).await
+    }
+
+    /// The one place a [`FetchRequest`] is put together.
+    pub(super) fn request<'a>(
+        &'a self,
+        account: &'a Account,
+        client_secret: Option<&'a Secret>,
+        current: Option<&'a TokenSet>,
+        upstream: Option<&'a HashMap<AccountName, Secret>>,
+    ) -> FetchRequest<'a> {
+        FetchRequest {
+            account: &account.name,
+            provider: &account.provider_name,
+            client_secret,
+            current,
+            upstream: upstream.unwrap_or(&NO_UPSTREAM),
+            http: &self.shared.http,
+        }
+    }
+
+    /// The account's client secret from the keychain, when its provider uses one.
+    pub(super) async fn client_secret(
+        &self,
+        account: &Account,
+    ) -> Result<Option<Secret>, EngineError> {
+        if !account.provider.needs_secret() {
+            return Ok(None);
+        }
+        let key = SecretKey::ClientSecret(account.name.clone());
+        Ok(self.shared.keychain.get(key).await?)
+    }
+
+    /// Valid tokens of the accounts this one depends on. A dead one is left out, so a
+    /// dependent is never fetched with it.
+    fn upstream_tokens(&self, account: &Account) -> Option<HashMap<AccountName, Secret>> {
+        if account.upstream.is_empty() {
+            return None;
+        }
+        let accounts = self.shared.accounts.lock().expect("poisoned");
+        let now = SystemTime::now();
+        let tokens = account
+            .upstream
+            .iter()
+            .filter_map(|up| {
+                let t = accounts.get(up)?.state.tokens()?;
+                (!t.expires_at.has_passed(now + Duration::from_secs(1)))
+                    .then(|| (up.clone(), t.access.clone()))
+            })
+            .collect();
+        Some(tokens)
+    }
+
+    /// A new token set: keychain first, then state, history and events, if the account is
+    /// still in the generation the refresh started from.
+    async fn commit(
+        &self,
+        account: &Account,
+        set: TokenSet,
+        generation: u64,
+        trigger: Trigger,
+        started: Instant,
+    ) -> Result<(), EngineError> {
+        let name = &account.name;
+        let saved = self.save_tokens(name, &set).await;
+        let expires_at = set.expires_at;
+        let now = SystemTime::now();
+        let installed = self.update(name, |s| {
+            if s.generation != generation {
+                return None;
+            }
+            let state = std::mem::replace(&mut s.state, AccountState::NotConnected);
+            let (state, notice) = state.succeeded(set, account.refresh_before, rand::random());
+            s.state = state;
+            s.generation += 1;
+            s.last_refresh = Some(Deadline::at(now));
+            s.unsaved = saved.as_ref().err().map(|e| Unsaved {
+                attempt: 1,
+                next_try: Deadline::after(now, Duration::from_secs(1)),
+                message: format!("the new token is not saved in the keychain yet: {e}"),
+            });
+            Some(notice)
+        })?;
+        let Some(notice) = installed else {
+            tracing::warn!(account = %name, "a newer token set arrived while this refresh ran; this one is dropped");
+            return Ok(());
+        };
+        let error = saved.as_ref().err().map(|e| {
+            (
+                "keychain_write_failed".to_owned(),
+                format!("refreshed, but the new token could not be saved: {e}"),
+            )
+        });
+        self.record(Record {
+            account: name.clone(),
+            trigger,
+            outcome: if error.is_some() {
+                Outcome::TransientError
+            } else {
+                Outcome::Ok
+            },
+            elapsed: started.elapsed(),
+            expires_at: Some(expires_at),
+            error,
+        });
+        tracing::info!(account = %name, trigger = trigger.as_str(), expires_at = %expires_at, "refreshed");
+        self.emit(EngineEvent::Refreshed {
+            account: name.clone(),
+            expires_at,
+            trigger,
+        });
+        if notice == Some(Notice::Recovered) {
+            self.emit(EngineEvent::Recovered {
+                account: name.clone(),
+            });
+        }
+        match saved {
+            Ok(()) => Ok(()),
+            Err(source) => {
+                tracing::error!(account = %name, error = %source, "keychain write failed; the new token is kept in memory and the write retried");
+                self.emit(EngineEvent::KeychainWriteFailed {
+                    account: name.clone(),
+                    message: source.to_string(),
+                });
+                Err(EngineError::Unsaved {
+                    account: name.clone(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// An answer that failed otherwise may still carry a new refresh token (the provider
+    /// rotated it and consumed the old one): store it with the current set before anything.
+    async fn keep_rotated(
+        &self,
+        account: &Account,
+        current: Option<&TokenSet>,
+        error: &RefreshError,
+        generation: u64,
+    ) {
+        let (RefreshError::BadAnswer {
+            rotated: Some(rotated),
+            ..
+        }, Some(current)) = (error, current)
+        else {
+            return;
+        };
+        let mut set = current.clone();
+        set.refresh = Some(rotated.clone());
+        let saved = self.save_tokens(&account.name, &set).await;
+        self.with_slot(&account.name, |s| {
+            if s.generation != generation {
+                return;
+            }
+            s.generation += 1;
+            if let AccountState::Refreshing { tokens, .. } = &mut s.state {
+                *tokens = Some(set);
+            }
+            s.unsaved = saved.as_ref().err().map(|e| Unsaved {
+                attempt: 1,
+                next_try: Deadline::after(SystemTime::now(), Duration::from_secs(1)),
+                message: format!("a new refresh token is not saved in the keychain yet: {e}"),
+            });
+        })
+        .ok();
+        tracing::warn!(account = %account.name, "kept the new refresh token from an answer that was otherwise unusable");
+    }
+
+    fn fail(
+        &self,
+        account: &Account,
+        error: RefreshError,
+        trigger: Trigger,
+        started: Instant,
+    ) -> Result<(), EngineError> {
+        let name = &account.name;
+        let retry = self.config().retry;
+        let now = SystemTime::now();
+        let quiet = matches!(
+            error,
+            RefreshError::NotConnected { .. } | RefreshError::MissingSecret { .. }
+        );
+        let notice = self.update(name, |s| {
+            let state = std::mem::replace(&mut s.state, AccountState::NotConnected);
+            if quiet && state.tokens().is_none() {
+                // Never connected: nothing failed that the user does not already know.
+                return None;
+            }
+            let (state, notice) = state.failed(&error, retry, now, rand::random());
+            s.state = state;
+            Some(notice)
+        })?;
+        let Some(notice) = notice else {
+            return Err(error.into());
+        };
+        let (code, message) = (error.code(), error.to_string());
+        tracing::warn!(account = %name, trigger = trigger.as_str(), code = %code, "{message}");
+        self.record(Record {
+            account: name.clone(),
+            trigger,
+            outcome: if error.is_transient() {
+                Outcome::TransientError
+            } else {
+                Outcome::PermanentError
+            },
+            elapsed: started.elapsed(),
+            expires_at: None,
+            error: Some((code.clone(), message.clone())),
+        });
+        if let Some(Notice::FirstFailure | Notice::GaveUp { .. }) = notice {
+            self.emit(EngineEvent::RefreshFailed {
+                account: name.clone(),
+                code,
+                message,
+                first: !matches!(notice, Some(Notice::GaveUp { first: false })),
+                gave_up: matches!(notice, Some(Notice::GaveUp { .. })),
+            });
+        }
+        Err(error.into())
+    }
+
+    /// Changes a slot, then tells subscribers if its status changed and saves the state for
+    /// other processes. Every state change goes through here.
+    pub(super) fn update<T>(
+        &self,
+        name: &AccountName,
+        f: impl FnOnce(&mut Slot) -> T,
+    ) -> Result<T, EngineError> {
+        let now = SystemTime::now();
+        let (result, from, to, view) = self.with_slot(name, |s| {
+            let from = s.status(now);
+            let result = f(s);
+            (result, from, s.status(now), s.view(now))
+        })?;
+        self.shared.log.save_state(
+            name,
+            to.as_str(),
+            view.last_error.clone(),
+            view.last_refresh,
+        );
+        if from != to {
+            self.emit(EngineEvent::StatusChanged {
+                account: name.clone(),
+                from,
+                to,
+            });
+        }
+        Ok(result)
+    }
+
+    pub(super) fn record(&self, record: Record) {
+        self.shared.metrics.refresh(
+            record.account.as_str(),
+            record.outcome.as_str(),
+            record.elapsed.as_secs_f64(),
+        );
+        self.shared.log.record(record);
+    }
+
+    /// Accounts that use this one's token are refreshed right after it changes.
+    fn refresh_dependents(&self, name: &AccountName) {
+        for account in &self.config().accounts {
+            if account.upstream.contains(name) {
+                let engine = self.clone();
+                let dependent = account.name.clone();
+                self.shared.tasks.spawn(async move {
+                    let _ = engine
+                        .refresh_with(&dependent, Trigger::Dependency, Skip::Never, None)
+                        .await;
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Tokens handed out. Every token served goes through [`Engine::valid_token`], so "never after
+//! `expires_at`" and `min_valid` hold for every front end. Reports of a 401 refresh at most
+//! once per token, share refreshes in flight, respect backoff and `needs_reconnect`, and stop
+//! refreshing after a few reports of tokens that were just refreshed (the loop guard): more
+//! refreshes will not fix an API that refuses a fresh token.
+
+use std::time::{Duration, SystemTime};
+
+use super::error::{ErrorKind, Remedy};
+use super::events::EngineEvent;
+use super::history::Trigger;
+use super::names::{AccountName, Deadline};
+use super::refresh::Skip;
+use super::secret::Secret;
+use super::state::{AccountState, Status};
+use super::views::TokenView;
+use super::{Engine, EngineError, Mode};
+
+/// The loop guard: this many refreshes caused by reports within `REPORT_WINDOW` ...
+const REPORT_LIMIT: usize = 3;
+/// ... and reports stop refreshing until the oldest of them leaves the window.
+const REPORT_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+impl Engine {
+    /// The current token if it stays valid for `min_valid`: the only way tokens are served.
+    pub(super) fn valid_token(
+        &self,
+        name: &AccountName,
+        min_valid: Duration,
+    ) -> Result<Option<TokenView>, EngineError> {
+        self.with_slot(name, |slot| {
+            let now = SystemTime::now();
+            slot.state.tokens().and_then(|t| {
+                let left = t.expires_at.remaining(now);
+                (left > Duration::ZERO && left >= min_valid).then(|| TokenView {
+                    access_token: t.access.clone(),
+                    token_type: t.token_type.clone(),
+                    expires_at: t.expires_at,
+                    expires_in: left.as_secs(),
+                    scope: t.scope.clone(),
+                })
+            })
+        })
+    }
+
+    /// A token valid for at least `min_valid`, refreshed first if needed (and allowed).
+    pub async fn token(
+        &self,
+        name: &AccountName,
+        min_valid: Duration,
+    ) -> Result<TokenView, EngineError> {
+        if let Some(view) = self.valid_token(name, min_valid)? {
+            return Ok(view);
+        }
+        self.check_lifetime(name, min_valid)?;
+        if self.mode() == Mode::Observer {
+            // The running engine may have refreshed since we loaded: the keychain is the truth.
+            let stored = self.shared.keychain.tokens(name).await?;
+            self.with_slot(name, |s| {
+                if let Some(tokens) = stored {
+                    s.state = AccountState::fresh(tokens, s.account.refresh_before, 0.0);
+                }
+            })?;
+            return self
+                .valid_token(name, min_valid)?
+                .ok_or_else(|| self.not_valid(name, min_valid));
+        }
+        self.refresh_owned(name, Trigger::MinValid, Skip::IfValidFor(min_valid))
+            .await?;
+        self.check_lifetime(name, min_valid)?;
+        self.valid_token(name, min_valid)?
+            .ok_or_else(|| self.not_valid(name, min_valid))
+    }
+
+    /// Refreshes now, whatever the token's age.
+    pub async fn refresh(&self, name: &AccountName) -> Result<TokenView, EngineError> {
+        self.refresh_owned(name, Trigger::Manual, Skip::Never)
+            .await?;
+        self.valid_token(name, Duration::ZERO)?
+            .ok_or_else(|| self.not_valid(name, Duration::ZERO))
+    }
+
+    /// A client says an upstream API answered 401 to `reported`. If that is still the
+    /// current token, refresh once; reports arriving meanwhile share that refresh. An older
+    /// token just gets the current one.
+    pub async fn rejected(
+        &self,
+        name: &AccountName,
+        reported: &str,
+    ) -> Result<TokenView, EngineError> {
+        self.account(name)?;
+        let is_current = self.with_slot(name, |s| {
+            s.state
+                .tokens()
+                .is_some_and(|t| t.access.same_as(reported))
+        })?;
+        if is_current {
+            self.check_not_waiting(name)?;
+            self.check_report_loop(name)?;
+            let skip = Skip::UnlessCurrent(Secret::new(reported.to_owned()));
+            self.refresh_owned(name, Trigger::Rejected, skip).await?;
+        }
+        self.valid_token(name, Duration::ZERO)?
+            .ok_or_else(|| self.not_valid(name, Duration::ZERO))
+    }
+
+    /// Fails when the account waits: for its backoff to pass, or for the user.
+    pub(super) fn check_not_waiting(&self, name: &AccountName) -> Result<(), EngineError> {
+        let state = self.with_slot(name, |s| s.state.clone())?;
+        match state {
+            AccountState::Retrying { next_try, .. } if !next_try.has_passed(SystemTime::now()) => {
+                Err(self.not_valid(name, Duration::ZERO))
+            }
+            AccountState::NeedsReconnect { .. } => Err(self.not_valid(name, Duration::ZERO)),
+            _ => Ok(()),
+        }
+    }
+
+    /// `min_valid` longer than the token's whole lifetime can never be met by refreshing.
+    fn check_lifetime(&self, name: &AccountName, min_valid: Duration) -> Result<(), EngineError> {
+        let lifetime = self.with_slot(name, |s| {
+            s.state.tokens().map(|t| {
+                t.expires_at
+                    .time()
+                    .duration_since(t.obtained_at.time())
+                    .unwrap_or_default()
+            })
+        })?;
+        match lifetime {
+            Some(lifetime) if min_valid > lifetime => Err(EngineError::usage(
+                name,
+                format!(
+                    "min_valid {}s is longer than the token's whole lifetime ({}s); ask for less",
+                    min_valid.as_secs(),
+                    lifetime.as_secs()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a report once reports have caused `REPORT_LIMIT` refreshes within the window.
+    fn check_report_loop(&self, name: &AccountName) -> Result<(), EngineError> {
+        let now = SystemTime::now();
+        let tripped = self.with_slot(name, |s| {
+            while s
+                .report_refreshes
+                .front()
+                .is_some_and(|t| now.duration_since(*t).unwrap_or_default() >= REPORT_WINDOW)
+            {
+                s.report_refreshes.pop_front();
+            }
+            (s.report_refreshes.len() >= REPORT_LIMIT).then(|| {
+                let oldest = *s.report_refreshes.front().expect("at least the limit");
+                (s.report_refreshes.len(), Deadline::at(oldest + REPORT_WINDOW))
+            })
+        })?;
+        let Some((count, until)) = tripped else {
+            return Ok(());
+        };
+        let error = EngineError::RejectedLoop {
+            account: name.clone(),
+            count,
+            window_minutes: REPORT_WINDOW.as_secs() / 60,
+            until,
+        };
+        tracing::warn!(account = %name, "{error}");
+        self.emit(EngineEvent::ReportsRefused {
+            account: name.clone(),
+            message: error.to_string(),
+        });
+        Err(error)
+    }
+
+    /// Why no token is valid, as an error the front ends can act on.
+    pub(super) fn not_valid(&self, name: &AccountName, min_valid: Duration) -> EngineError {
+        let view = match self.view(name) {
+            Ok(view) => view,
+            Err(e) => return e,
+        };
+        let (kind, why) = match view.status {
+            Status::NotConnected => (ErrorKind::NotConnected, "not connected yet".to_owned()),
+            Status::NeedsReconnect => (
+                ErrorKind::NeedsReconnect,
+                format!(
+                    "no valid token: {}",
+                    view.last_error.as_deref().unwrap_or("the provider refused the grant")
+                ),
+            ),
+            _ => {
+                let why = match (&view.last_error, self.mode()) {
+                    (Some(error), _) => {
+                        format!("no token valid for {}s: {error}", min_valid.as_secs())
+                    }
+                    (None, Mode::Observer) => format!(
+                        "no token valid for {}s yet; the running engine refreshes it",
+                        min_valid.as_secs()
+                    ),
+                    (None, Mode::Refresher) => {
+                        format!("no token valid for {}s", min_valid.as_secs())
+                    }
+                };
+                (ErrorKind::ProviderUnavailable, why)
+            }
+        };
+        let remedy = view.remedy.or(match view.status {
+            Status::NotConnected | Status::NeedsReconnect => Some(Remedy::Reconnect),
+            _ => None,
+        });
+        EngineError::NoValidToken {
+            account: name.clone(),
+            kind,
+            message: why,
+            remedy,
+        }
+    }
+}

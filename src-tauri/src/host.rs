@@ -1,0 +1,81 @@
+//! The runtime that `serve` and the tray app share: the engine under the lock of its keychain
+//! service, the scheduler, the local API, the announcement that lets the CLI find them, and
+//! the drain at exit (in-flight refreshes finish their keychain writes, unsaved sets get a
+//! last write, the history is flushed). Front ends start a [`Host`], use its engine, and
+//! stop it; none of them composes these parts itself.
+
+use std::net::SocketAddr;
+
+use anyhow::{anyhow, Context as _, Result};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::lock::Role;
+use crate::engine::paths::Context;
+use crate::engine::{Engine, Mode};
+
+pub struct Host {
+    engine: Engine,
+    listen: SocketAddr,
+    stop: CancellationToken,
+    runner: JoinHandle<Vec<crate::engine::EngineError>>,
+    api: JoinHandle<std::io::Result<()>>,
+}
+
+impl Host {
+    /// Opens the engine as this keychain service's refresher (refused if another engine
+    /// runs), binds the API, makes the engine's own key for the CLI, and announces where.
+    pub async fn start(ctx: &Context) -> Result<Self> {
+        let engine = Engine::open(ctx, Mode::Refresher, Role::Engine).await?;
+        let listener = crate::api::bind(&engine).await?;
+        let listen = listener.local_addr()?;
+        engine.api_keys().make_engine_key().await?;
+        engine.announce(listen)?;
+        let config = engine.config();
+        tracing::info!(accounts = config.accounts.len(), api = %listen, config = %config.path.display(), "engine started");
+        let stop = CancellationToken::new();
+        let runner = tokio::spawn({
+            let (engine, stop) = (engine.clone(), stop.clone());
+            async move { engine.run(stop).await }
+        });
+        let api = tokio::spawn(crate::api::serve(engine.clone(), listener, stop.clone()));
+        Ok(Self {
+            engine,
+            listen,
+            stop,
+            runner,
+            api,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// Resolves only if the API stops by itself, which is an error worth exiting for.
+    pub async fn api_failed(&mut self) -> anyhow::Error {
+        match (&mut self.api).await {
+            Ok(Ok(())) => anyhow!("the local API stopped"),
+            Ok(Err(e)) => anyhow!("the local API stopped: {e}"),
+            Err(e) => anyhow!("the local API task failed: {e}"),
+        }
+    }
+
+    /// Stops the API and the scheduler, waits for in-flight work, saves what is unsaved.
+    pub async fn stop(self) -> Result<()> {
+        tracing::info!("stopping: waiting for refreshes in flight");
+        self.stop.cancel();
+        let unsaved = self.runner.await.context("engine task")?;
+        if !self.api.is_finished() {
+            let _ = self.api.await;
+        }
+        match unsaved.first() {
+            None => Ok(()),
+            Some(e) => Err(anyhow!("{e}; it could not be saved before exit either, so that account may need to be connected again")),
+        }
+    }
+}
