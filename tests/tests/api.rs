@@ -388,6 +388,10 @@ async fn unknown_accounts_and_garbage_get_json_4xx_never_500_and_change_nothing(
         ("POST", "/token?name=fb"),
         ("PATCH", "/v1/accounts/fb/refresh"),
         ("PUT", "/v1/accounts/fb/rejected"),
+        // Routes that change an account take only their own method.
+        ("GET", "/v1/accounts/fb/secret"),
+        ("GET", "/v1/accounts/fb/disconnect"),
+        ("PUT", "/v1/accounts/fb/connect"),
     ] {
         cases.push((Request::new(method, path), 405, "method_not_allowed"));
     }
@@ -398,7 +402,7 @@ async fn unknown_accounts_and_garbage_get_json_4xx_never_500_and_change_nothing(
         "/v1/accounts/fb",
         "/v1/accounts/fb/token/extra",
         "/v2/accounts/fb/token",
-        "/v1/accounts/fb/secret",
+        "/v1/accounts/fb/password",
         "/v1/accounts/",
         "//v1/accounts",
         "/v1/accounts/fb/token/",
@@ -691,12 +695,18 @@ async fn accounts_and_history_match_list_and_log_json() {
         assert_eq!(
             keys,
             [
+                "attempt",
+                "connects_with",
                 "expires_at",
                 "last_error",
                 "last_refresh",
                 "name",
+                "next_refresh",
                 "provider",
-                "status"
+                "refresh_token_expires_at",
+                "remedy",
+                "status",
+                "unsaved"
             ],
             "{a}"
         );

@@ -86,7 +86,8 @@ async fn event_stream_reports_refreshes_and_failures_without_secrets() {
         e.raw
     );
     assert_eq!(e.data["gave_up"], false, "{}", e.raw);
-    assert_eq!(e.data["code"], "provider_unavailable", "{}", e.raw);
+    // The provider's own code, as in the refresh log.
+    assert_eq!(e.data["code"], "temporarily_unavailable", "{}", e.raw);
     events
         .wait_for("refreshed", "fb", j + 1, Duration::from_secs(10))
         .await;

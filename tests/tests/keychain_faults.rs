@@ -60,10 +60,9 @@ async fn refresh_without_an_engine_fails_when_the_new_set_cannot_be_saved() {
         before,
         "the fault hook let a write through"
     );
-    for secret in [
-        fake.lock().latest_refresh_token().unwrap(),
-        fake.lock().current_access_token().unwrap(),
-    ] {
+    let rotated = fake.lock().latest_refresh_token().unwrap();
+    let access = fake.lock().current_access_token().unwrap();
+    for secret in [rotated, access] {
         assert!(!out.stderr.contains(&secret), "a secret in stderr:\n{out}");
     }
 }

@@ -17,9 +17,9 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::engine::views::{AccountView, TokenView};
 use crate::engine::history::Entry;
 use crate::engine::names::AccountName;
+use crate::engine::views::{AccountView, TokenView};
 
 pub(super) type Params = Query<HashMap<String, String>>;
 

@@ -8,13 +8,13 @@ use anyhow::{anyhow, Result};
 use serde::de::DeserializeOwned;
 
 use crate::engine::api_keys::ApiKeys;
-use crate::engine::views::{AccountView, TokenView};
-use crate::engine::{ConnectFlow, ConnectStart, ConnectStatus, Remedy};
 use crate::engine::history::Entry;
 use crate::engine::lock::{self, Role};
 use crate::engine::names::AccountName;
 use crate::engine::paths::Context;
 use crate::engine::secret::Secret;
+use crate::engine::views::{AccountView, TokenView};
+use crate::engine::{ConnectFlow, ConnectStart, ConnectStatus, Remedy};
 
 /// An error answer of the running engine: the same code and remedy as the engine's own
 /// error would have, so the CLI words both alike.
@@ -107,14 +107,22 @@ impl ApiClient {
         self.call(self.http.get(url)).await
     }
 
-    pub async fn begin_connect(&self, name: &AccountName, flow: ConnectFlow) -> Result<ConnectStart> {
+    pub async fn begin_connect(
+        &self,
+        name: &AccountName,
+        flow: ConnectFlow,
+    ) -> Result<ConnectStart> {
         let body = serde_json::json!({ "device": flow == ConnectFlow::Device });
         let url = format!("{}/v1/accounts/{name}/connect", self.base);
         self.call(self.http.post(url).json(&body)).await
     }
 
     /// The flow's status once it stops waiting, or after `wait`.
-    pub async fn connect_status(&self, name: &AccountName, wait: Duration) -> Result<ConnectStatus> {
+    pub async fn connect_status(
+        &self,
+        name: &AccountName,
+        wait: Duration,
+    ) -> Result<ConnectStatus> {
         let url = format!(
             "{}/v1/accounts/{name}/connect?wait={}",
             self.base,

@@ -16,11 +16,8 @@ use super::names::AccountName;
 use super::provider::oauth2::{GrantKind, OAuth2Spec, Redirect};
 use super::provider::{Issued, Provider, RefreshError};
 use super::redirect;
-use super::secret::Secret;
-use super::secrets::SecretKey;
 use super::state::AccountState;
-use super::views::AccountView;
-use super::{Engine, EngineError, Mode};
+use super::{Engine, EngineError};
 
 /// Which consent flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,7 +168,12 @@ impl Engine {
         };
         let account = self.account(name)?;
         let consent = spec
-            .begin_consent(&self.shared.http, name, &account.provider_name, &redirect_uri)
+            .begin_consent(
+                &self.shared.http,
+                name,
+                &account.provider_name,
+                &redirect_uri,
+            )
             .await?;
         let start = ConnectStart::Browser {
             account: name.clone(),
@@ -287,7 +289,7 @@ impl Engine {
             })?;
         let expires_at = set.expires_at;
         self.update(name, |s| {
-            s.state = AccountState::fresh(set, account.refresh_before, rand::random());
+            s.state = AccountState::fresh(set, account.refresh_before, name);
             s.generation += 1;
             s.unsaved = None;
             s.last_refresh = Some(super::names::Deadline::now());
@@ -355,138 +357,6 @@ impl Engine {
     pub fn cancel_connect(&self, name: &AccountName) -> Result<(), EngineError> {
         if let Some(cancel) = self.with_slot(name, |s| s.connect_cancel.take())? {
             cancel.cancel();
-        }
-        Ok(())
-    }
-
-    /// Revokes at the provider where it can, then deletes the account's secrets. A failed
-    /// revocation is reported but does not keep the secrets.
-    pub async fn disconnect(&self, name: &AccountName) -> Result<Option<String>, EngineError> {
-        let account = self.account(name)?;
-        self.writer_only(name)?;
-        self.cancel_connect(name)?;
-        let gate = self.with_slot(name, |s| s.gate.clone())?;
-        let _turn = gate.lock().await;
-        let tokens = self.with_slot(name, |s| s.state.tokens().cloned())?;
-        let tokens = match tokens {
-            Some(t) => Some(t),
-            None => self.shared.keychain.tokens(name).await.ok().flatten(),
-        };
-        let mut warning = None;
-        if let (Provider::OAuth2(spec), Some(tokens)) = (&account.provider, &tokens) {
-            // Revoking without the secret may still work (public clients): try anyway.
-            let secret = self.client_secret(&account).await.ok().flatten();
-            let request = self.request(&account, secret.as_ref(), Some(tokens), None);
-            let (token, is_refresh) = match &tokens.refresh {
-                Some(r) => (r, true),
-                None => (&tokens.access, false),
-            };
-            warning = match spec.revoke(&request, token, is_refresh).await {
-                Ok(true) => None,
-                Ok(false) => Some(format!("{}: has no revocation endpoint; revoke access in the provider's settings too", account.provider_name)),
-                Err(e) => Some(format!("revocation failed ({e}); revoke access in the provider's settings")),
-            };
-        }
-        let keychain = &self.shared.keychain;
-        keychain.delete(SecretKey::Tokens(name.clone())).await?;
-        keychain
-            .delete(SecretKey::ClientSecret(name.clone()))
-            .await?;
-        self.update(name, |s| {
-            s.state = AccountState::NotConnected;
-            s.generation += 1;
-            s.unsaved = None;
-            s.last_outcome = None;
-            s.report_refreshes.clear();
-        })?;
-        tracing::info!(account = %name, "disconnected");
-        Ok(warning)
-    }
-
-    /// Saves a client secret (`secret set`, the window, `PUT …/secret`). An account that
-    /// waited for it is fetched at once.
-    pub async fn set_client_secret(
-        &self,
-        name: &AccountName,
-        value: Secret,
-    ) -> Result<AccountView, EngineError> {
-        let account = self.account(name)?;
-        self.writer_only(name)?;
-        if value.expose().trim().is_empty() {
-            return Err(EngineError::usage(
-                name,
-                "the secret is empty; nothing was stored",
-            ));
-        }
-        self.shared
-            .keychain
-            .set(SecretKey::ClientSecret(name.clone()), value)
-            .await?;
-        if !account.provider.needs_consent() {
-            let now = std::time::SystemTime::now();
-            self.update(name, |s| {
-                s.last_outcome = None;
-                let state = std::mem::replace(&mut s.state, AccountState::NotConnected);
-                s.state = state.retry_now(now);
-            })?;
-            self.shared.wake.notify_one();
-        }
-        self.view(name)
-    }
-
-    /// Re-reads the account's token set from the keychain (another tool wrote it, or a read
-    /// failed before). A set only this engine holds (unsaved) is newer and is kept.
-    pub async fn reload_account(&self, name: &AccountName) -> Result<AccountView, EngineError> {
-        self.account(name)?;
-        let gate = self.with_slot(name, |s| s.gate.clone())?;
-        let _turn = gate.lock().await;
-        self.reread(name).await?;
-        self.view(name)
-    }
-
-    /// The keychain read itself (call under the gate).
-    pub(super) async fn reread(&self, name: &AccountName) -> Result<(), EngineError> {
-        if self.with_slot(name, |s| s.unsaved.is_some())? {
-            return Ok(());
-        }
-        let now = std::time::SystemTime::now();
-        match self.shared.keychain.tokens(name).await {
-            Ok(stored) => {
-                self.update(name, |s| {
-                    let same = match (&stored, s.state.tokens()) {
-                        (Some(a), Some(b)) => a.access.same_as(b.access.expose()),
-                        (None, None) => !matches!(s.state, AccountState::Unread { .. }),
-                        _ => false,
-                    };
-                    if !same {
-                        let lead = s.account.refresh_before;
-                        s.state = AccountState::from_stored(stored, None, lead, rand::random());
-                        s.generation += 1;
-                        s.last_outcome = None;
-                    }
-                })?;
-                self.shared.wake.notify_one();
-                Ok(())
-            }
-            Err(e) => {
-                self.update(name, |s| {
-                    if matches!(s.state, AccountState::Unread { .. }) {
-                        let state = std::mem::replace(&mut s.state, AccountState::NotConnected);
-                        s.state = state.unreadable(e.to_string(), now, rand::random());
-                    }
-                })?;
-                Err(e.into())
-            }
-        }
-    }
-
-    /// Writes to an account's secrets are for the engine that owns the keychain service.
-    fn writer_only(&self, name: &AccountName) -> Result<(), EngineError> {
-        if self.mode() == Mode::Observer {
-            return Err(EngineError::usage(
-                name,
-                "another Tokenwarden engine owns this account's secrets; ask it (the CLI does so through its API)",
-            ));
         }
         Ok(())
     }

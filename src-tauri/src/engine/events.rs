@@ -32,7 +32,9 @@ pub enum EngineEvent {
         gave_up: bool,
     },
     /// The first success after a failure episode.
-    Recovered { account: AccountName },
+    Recovered {
+        account: AccountName,
+    },
     ConnectProgress {
         account: AccountName,
         stage: ConnectStage,
@@ -44,13 +46,17 @@ pub enum EngineEvent {
         message: String,
     },
     /// A token set that was only in memory is now in the keychain.
-    Saved { account: AccountName },
+    Saved {
+        account: AccountName,
+    },
     /// Clients keep reporting fresh tokens as rejected; reports no longer refresh for a while.
     ReportsRefused {
         account: AccountName,
         message: String,
     },
-    ConfigReloaded { accounts: usize },
+    ConfigReloaded {
+        accounts: usize,
+    },
 }
 
 /// Where a consent flow is.

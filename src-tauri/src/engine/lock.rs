@@ -114,10 +114,7 @@ fn open(place: &LockPlace) -> Result<File, LockError> {
 }
 
 /// Records where the lock holder's API listens (call only while holding the lock).
-pub fn announce(
-    place: &LockPlace,
-    listen: Option<std::net::SocketAddr>,
-) -> Result<(), LockError> {
+pub fn announce(place: &LockPlace, listen: Option<std::net::SocketAddr>) -> Result<(), LockError> {
     let role = read_holder(place).map_or(Role::Engine, |h| h.role);
     write_holder(
         place,
@@ -131,7 +128,9 @@ pub fn announce(
 
 fn write_holder(place: &LockPlace, holder: &Holder) -> Result<(), LockError> {
     let path = place.holder_file();
-    let tmp = place.dir.join(format!("{}.json.{}.tmp", place.stem, std::process::id()));
+    let tmp = place
+        .dir
+        .join(format!("{}.json.{}.tmp", place.stem, std::process::id()));
     std::fs::write(&tmp, serde_json::to_vec(holder).expect("serializes"))
         .and_then(|()| std::fs::rename(&tmp, &path))
         .map_err(|source| LockError::Io { path, source })

@@ -3,10 +3,12 @@
 //! * `open`      build an engine: config, keychain reads, lock; reload the config
 //! * `state`     an account's state as one enum, transitions as pure functions
 //! * `slot`      one account's live record: state, generation, gate, views
-//! * `refresh`   refreshes owned by the engine: fetch, save first, commit by generation
+//! * `refresh`   refreshes owned by the engine: skip, share, fetch
+//! * `commit`    an attempt's outcome → state: save first, install by generation, notices
 //! * `saving`    keychain writes of token sets: retried under the gate, flushed at exit
 //! * `serving`   tokens handed out: `min_valid`, 401 reports and their loop guard
-//! * `connect`   consent flows (begin/finish/cancel), device flow, disconnect, secrets
+//! * `connect`   consent flows (begin/progress/cancel), browser and device
+//! * `manage`    disconnect, client secrets, re-reading the keychain
 //! * `scheduler` sleeps until the next deadline     * `timing`  refresh lead and backoff
 //! * `config`    config.toml → resolved accounts     * `provider` one submodule per kind
 //! * `secrets`   the keychain behind `SecretStore`   * `history` the refresh log (SQLite)
@@ -19,12 +21,14 @@
 //! save) runs at a time, and a generation that every commit checks.
 
 pub mod api_keys;
+mod commit;
 pub mod config;
 mod connect;
 pub mod error;
 pub mod events;
 pub mod history;
 pub mod lock;
+mod manage;
 pub mod metrics;
 pub mod names;
 mod open;
@@ -50,13 +54,13 @@ use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use config::{Account, Config};
 pub use connect::{ConnectFlow, ConnectStart, ConnectStatus};
 pub use error::{EngineError, ErrorKind, Remedy};
-pub use open::Parts;
-use config::{Account, Config};
 use events::EngineEvent;
 use history::History;
 use names::AccountName;
+pub use open::Parts;
 use secrets::Keychain;
 use slot::Slot;
 use views::AccountView;
@@ -176,9 +180,9 @@ impl Engine {
             shared.log.flush(); // what this engine recorded so far is in the answer
             shared.history.entries(account.as_ref(), limit)
         })
-            .await
-            .map_err(|e| EngineError::Io(format!("history task: {e}")))?
-            .map_err(EngineError::from)
+        .await
+        .map_err(|e| EngineError::Io(format!("history task: {e}")))?
+        .map_err(EngineError::from)
     }
 
     /// Sets the seconds-until-expiry gauges from the current tokens (called when scraped).

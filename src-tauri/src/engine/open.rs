@@ -119,7 +119,7 @@ impl Engine {
                         tokens,
                         gave_up,
                         account.refresh_before,
-                        rand::random(),
+                        &account.name,
                     );
                     match (&saved, observer) {
                         (Some(saved), true) => observed(state, saved),

@@ -11,14 +11,12 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::config::Account;
-use super::events::EngineEvent;
-use super::history::{Outcome, Record, Trigger};
-use super::names::{AccountName, Deadline};
+use super::history::Trigger;
+use super::names::AccountName;
 use super::provider::{self, FetchRequest, RefreshError};
 use super::secret::{Secret, TokenSet};
 use super::secrets::SecretKey;
-use super::slot::{Slot, Unsaved};
-use super::state::{AccountState, Notice};
+use super::state::AccountState;
 use super::{Engine, EngineError, Mode};
 
 /// What a refresh may skip, decided under the account's gate.
@@ -85,7 +83,9 @@ impl Engine {
         let _turn = gate.lock().await;
         if let Some(seen) = seen {
             let shared = self.with_slot(name, |s| {
-                (s.attempts > seen).then(|| s.last_outcome.clone()).flatten()
+                (s.attempts > seen)
+                    .then(|| s.last_outcome.clone())
+                    .flatten()
             })?;
             if let Some(outcome) = shared {
                 return outcome.map_err(EngineError::from);
@@ -253,213 +253,6 @@ impl Engine {
             })
             .collect();
         Some(tokens)
-    }
-
-    /// A new token set: keychain first, then state, history and events, if the account is
-    /// still in the generation the refresh started from.
-    async fn commit(
-        &self,
-        account: &Account,
-        set: TokenSet,
-        generation: u64,
-        trigger: Trigger,
-        started: Instant,
-    ) -> Result<(), EngineError> {
-        let name = &account.name;
-        let saved = self.save_tokens(name, &set).await;
-        let expires_at = set.expires_at;
-        let now = SystemTime::now();
-        let installed = self.update(name, |s| {
-            if s.generation != generation {
-                return None;
-            }
-            let state = std::mem::replace(&mut s.state, AccountState::NotConnected);
-            let (state, notice) = state.succeeded(set, account.refresh_before, rand::random());
-            s.state = state;
-            s.generation += 1;
-            s.last_refresh = Some(Deadline::at(now));
-            s.unsaved = saved.as_ref().err().map(|e| Unsaved {
-                attempt: 1,
-                next_try: Deadline::after(now, Duration::from_secs(1)),
-                message: format!("the new token is not saved in the keychain yet: {e}"),
-            });
-            Some(notice)
-        })?;
-        let Some(notice) = installed else {
-            tracing::warn!(account = %name, "a newer token set arrived while this refresh ran; this one is dropped");
-            return Ok(());
-        };
-        let error = saved.as_ref().err().map(|e| {
-            (
-                "keychain_write_failed".to_owned(),
-                format!("refreshed, but the new token could not be saved: {e}"),
-            )
-        });
-        self.record(Record {
-            account: name.clone(),
-            trigger,
-            outcome: if error.is_some() {
-                Outcome::TransientError
-            } else {
-                Outcome::Ok
-            },
-            elapsed: started.elapsed(),
-            expires_at: Some(expires_at),
-            error,
-        });
-        tracing::info!(account = %name, trigger = trigger.as_str(), expires_at = %expires_at, "refreshed");
-        self.emit(EngineEvent::Refreshed {
-            account: name.clone(),
-            expires_at,
-            trigger,
-        });
-        if notice == Some(Notice::Recovered) {
-            self.emit(EngineEvent::Recovered {
-                account: name.clone(),
-            });
-        }
-        match saved {
-            Ok(()) => Ok(()),
-            Err(source) => {
-                tracing::error!(account = %name, error = %source, "keychain write failed; the new token is kept in memory and the write retried");
-                self.emit(EngineEvent::KeychainWriteFailed {
-                    account: name.clone(),
-                    message: source.to_string(),
-                });
-                Err(EngineError::Unsaved {
-                    account: name.clone(),
-                    source,
-                })
-            }
-        }
-    }
-
-    /// An answer that failed otherwise may still carry a new refresh token (the provider
-    /// rotated it and consumed the old one): store it with the current set before anything.
-    async fn keep_rotated(
-        &self,
-        account: &Account,
-        current: Option<&TokenSet>,
-        error: &RefreshError,
-        generation: u64,
-    ) {
-        let (RefreshError::BadAnswer {
-            rotated: Some(rotated),
-            ..
-        }, Some(current)) = (error, current)
-        else {
-            return;
-        };
-        let mut set = current.clone();
-        set.refresh = Some(rotated.clone());
-        let saved = self.save_tokens(&account.name, &set).await;
-        self.with_slot(&account.name, |s| {
-            if s.generation != generation {
-                return;
-            }
-            s.generation += 1;
-            if let AccountState::Refreshing { tokens, .. } = &mut s.state {
-                *tokens = Some(set);
-            }
-            s.unsaved = saved.as_ref().err().map(|e| Unsaved {
-                attempt: 1,
-                next_try: Deadline::after(SystemTime::now(), Duration::from_secs(1)),
-                message: format!("a new refresh token is not saved in the keychain yet: {e}"),
-            });
-        })
-        .ok();
-        tracing::warn!(account = %account.name, "kept the new refresh token from an answer that was otherwise unusable");
-    }
-
-    fn fail(
-        &self,
-        account: &Account,
-        error: RefreshError,
-        trigger: Trigger,
-        started: Instant,
-    ) -> Result<(), EngineError> {
-        let name = &account.name;
-        let retry = self.config().retry;
-        let now = SystemTime::now();
-        let quiet = matches!(
-            error,
-            RefreshError::NotConnected { .. } | RefreshError::MissingSecret { .. }
-        );
-        let notice = self.update(name, |s| {
-            let state = std::mem::replace(&mut s.state, AccountState::NotConnected);
-            if quiet && state.tokens().is_none() {
-                // Never connected: nothing failed that the user does not already know.
-                return None;
-            }
-            let (state, notice) = state.failed(&error, retry, now, rand::random());
-            s.state = state;
-            Some(notice)
-        })?;
-        let Some(notice) = notice else {
-            return Err(error.into());
-        };
-        let (code, message) = (error.code(), error.to_string());
-        tracing::warn!(account = %name, trigger = trigger.as_str(), code = %code, "{message}");
-        self.record(Record {
-            account: name.clone(),
-            trigger,
-            outcome: if error.is_transient() {
-                Outcome::TransientError
-            } else {
-                Outcome::PermanentError
-            },
-            elapsed: started.elapsed(),
-            expires_at: None,
-            error: Some((code.clone(), message.clone())),
-        });
-        if let Some(Notice::FirstFailure | Notice::GaveUp { .. }) = notice {
-            self.emit(EngineEvent::RefreshFailed {
-                account: name.clone(),
-                code,
-                message,
-                first: !matches!(notice, Some(Notice::GaveUp { first: false })),
-                gave_up: matches!(notice, Some(Notice::GaveUp { .. })),
-            });
-        }
-        Err(error.into())
-    }
-
-    /// Changes a slot, then tells subscribers if its status changed and saves the state for
-    /// other processes. Every state change goes through here.
-    pub(super) fn update<T>(
-        &self,
-        name: &AccountName,
-        f: impl FnOnce(&mut Slot) -> T,
-    ) -> Result<T, EngineError> {
-        let now = SystemTime::now();
-        let (result, from, to, view) = self.with_slot(name, |s| {
-            let from = s.status(now);
-            let result = f(s);
-            (result, from, s.status(now), s.view(now))
-        })?;
-        self.shared.log.save_state(
-            name,
-            to.as_str(),
-            view.last_error.clone(),
-            view.last_refresh,
-        );
-        if from != to {
-            self.emit(EngineEvent::StatusChanged {
-                account: name.clone(),
-                from,
-                to,
-            });
-        }
-        Ok(result)
-    }
-
-    pub(super) fn record(&self, record: Record) {
-        self.shared.metrics.refresh(
-            record.account.as_str(),
-            record.outcome.as_str(),
-            record.elapsed.as_secs_f64(),
-        );
-        self.shared.log.record(record);
     }
 
     /// Accounts that use this one's token are refreshed right after it changes.

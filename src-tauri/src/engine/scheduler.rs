@@ -24,7 +24,9 @@ pub(super) async fn run(engine: Engine, stop: CancellationToken) {
         }
         let nap = plan
             .next
-            .map_or(MAX_SLEEP, |t| t.duration_since(now).unwrap_or(Duration::ZERO))
+            .map_or(MAX_SLEEP, |t| {
+                t.duration_since(now).unwrap_or(Duration::ZERO)
+            })
             .min(MAX_SLEEP);
         tokio::select! {
             _ = stop.cancelled() => return,

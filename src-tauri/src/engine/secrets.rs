@@ -128,8 +128,7 @@ impl SecretStore for FaultyWrites {
         if self.flag.exists() {
             return Err(KeychainError {
                 entry: key.entry(),
-                message: "the keychain refused the write (fault injected by the test hook)"
-                    .into(),
+                message: "the keychain refused the write (fault injected by the test hook)".into(),
             });
         }
         self.inner.set(key, value)
@@ -223,10 +222,14 @@ impl Keychain {
         let Some(json) = self.get(key.clone()).await? else {
             return Ok(None);
         };
-        TokenSet::from_stored_json(&json).map(Some).ok_or_else(|| KeychainError {
-            entry: key.entry(),
-            message: "holds something that is not a Tokenwarden token set; connect the account again".into(),
-        })
+        TokenSet::from_stored_json(&json)
+            .map(Some)
+            .ok_or_else(|| KeychainError {
+                entry: key.entry(),
+                message:
+                    "holds something that is not a Tokenwarden token set; connect the account again"
+                        .into(),
+            })
     }
 
     pub async fn store_tokens(

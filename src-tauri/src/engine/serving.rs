@@ -58,7 +58,7 @@ impl Engine {
             let stored = self.shared.keychain.tokens(name).await?;
             self.with_slot(name, |s| {
                 if let Some(tokens) = stored {
-                    s.state = AccountState::fresh(tokens, s.account.refresh_before, 0.0);
+                    s.state = AccountState::fresh(tokens, s.account.refresh_before, name);
                 }
             })?;
             return self
@@ -90,9 +90,7 @@ impl Engine {
     ) -> Result<TokenView, EngineError> {
         self.account(name)?;
         let is_current = self.with_slot(name, |s| {
-            s.state
-                .tokens()
-                .is_some_and(|t| t.access.same_as(reported))
+            s.state.tokens().is_some_and(|t| t.access.same_as(reported))
         })?;
         if is_current {
             self.check_not_waiting(name)?;
@@ -152,7 +150,10 @@ impl Engine {
             }
             (s.report_refreshes.len() >= REPORT_LIMIT).then(|| {
                 let oldest = *s.report_refreshes.front().expect("at least the limit");
-                (s.report_refreshes.len(), Deadline::at(oldest + REPORT_WINDOW))
+                (
+                    s.report_refreshes.len(),
+                    Deadline::at(oldest + REPORT_WINDOW),
+                )
             })
         })?;
         let Some((count, until)) = tripped else {
@@ -184,7 +185,9 @@ impl Engine {
                 ErrorKind::NeedsReconnect,
                 format!(
                     "no valid token: {}",
-                    view.last_error.as_deref().unwrap_or("the provider refused the grant")
+                    view.last_error
+                        .as_deref()
+                        .unwrap_or("the provider refused the grant")
                 ),
             ),
             _ => {

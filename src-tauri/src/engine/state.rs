@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::RetrySettings;
 use super::error::Remedy;
-use super::names::Deadline;
+use super::names::{AccountName, Deadline};
 use super::provider::RefreshError;
 use super::secret::TokenSet;
 use super::timing;
@@ -135,8 +135,10 @@ pub enum Due {
 }
 
 impl AccountState {
-    /// A connected account with a new token set, its next refresh scheduled by the rule.
-    pub fn fresh(tokens: TokenSet, lead: Option<Duration>, jitter: f64) -> Self {
+    /// A connected account with a new token set, its next refresh scheduled by the rule
+    /// (the jitter comes from the account and the token, so every process agrees on it).
+    pub fn fresh(tokens: TokenSet, lead: Option<Duration>, account: &AccountName) -> Self {
+        let jitter = timing::spread(account.as_str(), tokens.obtained_at);
         let refresh_at = Deadline::at(timing::refresh_at(
             tokens.obtained_at,
             tokens.expires_at,
@@ -152,11 +154,11 @@ impl AccountState {
         tokens: Option<TokenSet>,
         gave_up: Option<Failure>,
         lead: Option<Duration>,
-        jitter: f64,
+        account: &AccountName,
     ) -> Self {
         match (tokens, gave_up) {
             (tokens, Some(error)) => Self::NeedsReconnect { tokens, error },
-            (Some(tokens), None) => Self::fresh(tokens, lead, jitter),
+            (Some(tokens), None) => Self::fresh(tokens, lead, account),
             (None, None) => Self::NotConnected,
         }
     }
@@ -229,10 +231,10 @@ impl AccountState {
         self,
         tokens: TokenSet,
         lead: Option<Duration>,
-        jitter: f64,
+        account: &AccountName,
     ) -> (Self, Option<Notice>) {
         let notice = (self.episode() != Episode::Healthy).then_some(Notice::Recovered);
-        (Self::fresh(tokens, lead, jitter), notice)
+        (Self::fresh(tokens, lead, account), notice)
     }
 
     /// A refresh failed: retry with backoff if a retry can help, else wait for the user.
@@ -324,6 +326,10 @@ mod tests {
         }
     }
 
+    fn fb() -> AccountName {
+        "fb".parse().unwrap()
+    }
+
     fn network() -> RefreshError {
         RefreshError::Network {
             account: "fb".parse().unwrap(),
@@ -352,32 +358,42 @@ mod tests {
 
     #[test]
     fn a_failure_episode_notifies_at_its_start_when_it_gives_up_and_on_recovery() {
-        let fresh = AccountState::fresh(tokens(T0, 3600), None, 0.0);
+        let fresh = AccountState::fresh(tokens(T0, 3600), None, &fb());
         let (s, n) = fresh.begin_refresh().failed(&network(), RETRY, at(T0), 0.5);
         assert_eq!(n, Some(Notice::FirstFailure));
         assert_eq!(s.status(at(T0)), Status::Retrying);
         assert_eq!(s.next_at(), Some(Deadline::at(at(T0 + 10))));
         // The retries are silent, and the backoff doubles.
-        let (s, n) = s.begin_refresh().failed(&network(), RETRY, at(T0 + 10), 0.5);
+        let (s, n) = s
+            .begin_refresh()
+            .failed(&network(), RETRY, at(T0 + 10), 0.5);
         assert_eq!(n, None);
         assert_eq!(s.next_at(), Some(Deadline::at(at(T0 + 30))));
         // Giving up is told once, as part of the same episode.
-        let (s, n) = s.begin_refresh().failed(&refused(), RETRY, at(T0 + 30), 0.5);
+        let (s, n) = s
+            .begin_refresh()
+            .failed(&refused(), RETRY, at(T0 + 30), 0.5);
         assert_eq!(n, Some(Notice::GaveUp { first: false }));
         assert_eq!(s.status(at(T0 + 30)), Status::NeedsReconnect);
         assert_eq!(s.due(), None, "nothing is tried until the user acts");
-        let (s, n) = s.begin_refresh().failed(&refused(), RETRY, at(T0 + 40), 0.5);
+        let (s, n) = s
+            .begin_refresh()
+            .failed(&refused(), RETRY, at(T0 + 40), 0.5);
         assert_eq!(n, None, "a manual retry that fails again is not news");
-        let (s, n) = s.begin_refresh().succeeded(tokens(T0 + 50, 3600), None, 0.0);
+        let (s, n) = s
+            .begin_refresh()
+            .succeeded(tokens(T0 + 50, 3600), None, &fb());
         assert_eq!(n, Some(Notice::Recovered));
         assert_eq!(s.status(at(T0 + 50)), Status::Fresh);
-        let (_, n) = s.begin_refresh().succeeded(tokens(T0 + 60, 3600), None, 0.0);
+        let (_, n) = s
+            .begin_refresh()
+            .succeeded(tokens(T0 + 60, 3600), None, &fb());
         assert_eq!(n, None, "a healthy refresh is not a recovery");
     }
 
     #[test]
     fn a_permanent_first_failure_gives_up_at_once() {
-        let fresh = AccountState::fresh(tokens(T0, 3600), None, 0.0);
+        let fresh = AccountState::fresh(tokens(T0, 3600), None, &fb());
         let (s, n) = fresh.begin_refresh().failed(&refused(), RETRY, at(T0), 0.5);
         assert_eq!(n, Some(Notice::GaveUp { first: true }));
         // The old token stays servable until it expires.
@@ -386,11 +402,18 @@ mod tests {
 
     #[test]
     fn a_fresh_token_past_its_expiry_is_expired() {
-        let s = AccountState::fresh(tokens(T0, 3600), None, 0.0);
+        let s = AccountState::fresh(tokens(T0, 3600), None, &fb());
         assert_eq!(s.status(at(T0 + 3599)), Status::Fresh);
         assert_eq!(s.status(at(T0 + 3600)), Status::Expired);
-        // 20% of an hour is 12 minutes: the refresh is due 48 minutes in.
-        assert_eq!(s.due(), Some(Due::Refresh(Deadline::at(at(T0 + 48 * 60)))));
+        // 20% of an hour is 12 minutes: the refresh is due 48 minutes in, less a jitter of
+        // at most a tenth of the lead that every process computes alike.
+        let Some(Due::Refresh(due)) = s.due() else {
+            panic!("a refresh is due")
+        };
+        let early = at(T0 + 48 * 60).duration_since(due.time()).unwrap();
+        assert!(early <= Duration::from_secs(30), "{early:?}");
+        let again = AccountState::fresh(tokens(T0, 3600), None, &fb());
+        assert_eq!(again.due(), s.due());
     }
 
     #[test]
@@ -405,9 +428,14 @@ mod tests {
 
     #[test]
     fn a_restart_keeps_a_permanent_failure() {
-        let s = AccountState::from_stored(Some(tokens(T0, 3600)), Some((&refused()).into()), None, 0.0);
+        let s = AccountState::from_stored(
+            Some(tokens(T0, 3600)),
+            Some((&refused()).into()),
+            None,
+            &fb(),
+        );
         assert_eq!(s.status(at(T0)), Status::NeedsReconnect);
-        let s = AccountState::from_stored(None, None, None, 0.0);
+        let s = AccountState::from_stored(None, None, None, &fb());
         assert_eq!(s.status(at(T0)), Status::NotConnected);
     }
 }

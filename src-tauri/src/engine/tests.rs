@@ -192,12 +192,19 @@ async fn a_caller_that_goes_away_cancels_nothing() {
     let gone = tokio::time::timeout(Duration::from_millis(50), engine.refresh(&svc())).await;
     assert!(gone.is_err(), "the caller gave up first");
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let stored = store.get(&SecretKey::Tokens(svc())).unwrap().expect("saved");
+    let stored = store
+        .get(&SecretKey::Tokens(svc()))
+        .unwrap()
+        .expect("saved");
     assert_eq!(
         TokenSet::from_stored_json(&stored).unwrap().access.expose(),
         "tok-1"
     );
-    assert_eq!(engine.snapshot()[0].status, Status::Fresh, "not stuck refreshing");
+    assert_eq!(
+        engine.snapshot()[0].status,
+        Status::Fresh,
+        "not stuck refreshing"
+    );
     assert_eq!(ep.requests.load(Ordering::SeqCst), 1);
 }
 

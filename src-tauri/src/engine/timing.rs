@@ -38,6 +38,17 @@ pub fn refresh_at(
         .unwrap_or(obtained_at.time())
 }
 
+/// A jitter in [0, 1) fixed by the account and the token's issue time: accounts issued
+/// together still spread out, and every process (the CLI, the engine, after a restart)
+/// computes the same schedule.
+pub fn spread(account: &str, obtained_at: Deadline) -> f64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new(); // fixed keys: the same in every process
+    account.hash(&mut h);
+    obtained_at.unix().hash(&mut h);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// Delay before retry number `attempt` (1-based): doubling from `initial` up to `max`,
 /// ±10% jitter (`jitter` in [0, 1)), and never shorter than what the provider asked for.
 pub fn backoff(

@@ -3,13 +3,16 @@
 //! carry file, line and column, account and key. Loading never writes, except to create a
 //! missing file with commented examples.
 //! * `raw`      the file as written           * `presets`  provider defaults and key rules
-//! * `error`    located, one-line messages
+//! * `resolve`  raw → accounts, cycles refused    * `fields`   the providers' own fields
+//! * `error`    located, one-line messages        * `example`  the commented file made at first run
 
 pub mod error;
+mod example;
+mod fields;
 mod presets;
 mod raw;
+mod resolve;
 
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,8 +20,11 @@ use std::time::Duration;
 
 pub use error::ConfigError;
 use error::{line_column, Located, Problem};
+use example::create_example;
+pub use example::EXAMPLE;
 pub use presets::PRESETS;
 use raw::RawConfig;
+use resolve::resolve;
 
 use super::names::AccountName;
 use super::provider::Provider;
@@ -125,255 +131,6 @@ fn unknown_key(message: &str) -> Option<std::borrow::Cow<'static, str>> {
     let key = rest.split('`').next()?;
     Some(std::borrow::Cow::Owned(key.to_owned()))
 }
-
-type Resolved = (ApiSettings, RetrySettings, Vec<Arc<Account>>);
-
-fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
-    let api = raw.api.unwrap_or_default();
-    let allow_remote = api.allow_remote.unwrap_or(false);
-    let listen = match &api.listen {
-        Some(l) => {
-            let addr: SocketAddr = l.get_ref().parse().map_err(|_| {
-                Problem::new(
-                    l.span(),
-                    Some("listen"),
-                    format!(
-                        "`{}` is not an IP:port address, e.g. \"127.0.0.1:8732\"",
-                        l.get_ref()
-                    ),
-                )
-            })?;
-            if !addr.ip().is_loopback() && !allow_remote {
-                return Err(Problem::new(l.span(), Some("listen"), "not a loopback address; tokens would be served to the network. Set `allow_remote = true` under [api] if that is really meant"));
-            }
-            addr
-        }
-        None => DEFAULT_LISTEN.parse().expect("valid"),
-    };
-    let mut retry = RetrySettings::default();
-    if let Some(r) = raw.refresh {
-        if let Some(v) = &r.retry_initial {
-            retry.initial = presets::duration(v, "retry_initial")?.max(Duration::from_millis(100));
-        }
-        if let Some(v) = &r.retry_max {
-            retry.max = presets::duration(v, "retry_max")?.max(retry.initial);
-        }
-    }
-
-    let mut seen: HashMap<String, std::ops::Range<usize>> = HashMap::new();
-    let mut names = Vec::new();
-    for account in &raw.account {
-        let name = &account.get_ref().name;
-        let parsed: AccountName =
-            name.get_ref()
-                .parse()
-                .map_err(|e: super::names::BadAccountName| {
-                    Problem::new(name.span(), Some("name"), e.to_string())
-                })?;
-        if let Some(first) = seen.insert(name.get_ref().clone(), name.span()) {
-            let _ = first;
-            return Err(Problem::new(
-                name.span(),
-                Some("name"),
-                format!("duplicate account name `{parsed}`: names must be unique"),
-            ));
-        }
-        names.push(parsed);
-    }
-
-    let mut accounts = Vec::new();
-    // A WeChat ticket talks to the same host as the token it is fetched with.
-    let bases: HashMap<&str, url::Url> = raw
-        .account
-        .iter()
-        .filter(|a| a.get_ref().provider.get_ref() == "wechat")
-        .filter_map(|a| {
-            let base = a.get_ref().base_url.as_ref()?;
-            Some((
-                a.get_ref().name.get_ref().as_str(),
-                url::Url::parse(base.get_ref()).ok()?,
-            ))
-        })
-        .collect();
-    for (spanned, name) in raw.account.iter().zip(&names) {
-        let raw_account = spanned.get_ref();
-        let with_account = |mut p: Problem| {
-            p.account = Some(name.to_string());
-            p
-        };
-        let parent_base = raw_account
-            .depends_on
-            .as_ref()
-            .and_then(|d| bases.get(d.get_ref().as_str()));
-        let provider = presets::resolve(raw_account, name, parent_base).map_err(with_account)?;
-        let mut upstream = provider.upstream();
-        if let Some(dep) = &raw_account.depends_on {
-            let dep_name: AccountName =
-                dep.get_ref()
-                    .parse()
-                    .map_err(|e: super::names::BadAccountName| {
-                        with_account(Problem::new(dep.span(), Some("depends_on"), e.to_string()))
-                    })?;
-            if !names.contains(&dep_name) {
-                return Err(with_account(Problem::new(
-                    dep.span(),
-                    Some("depends_on"),
-                    format!("no account is named `{dep_name}`"),
-                )));
-            }
-            if !upstream.contains(&dep_name) {
-                upstream.push(dep_name);
-            }
-        }
-        for up in &upstream {
-            if !names.contains(up) {
-                let span = raw_account
-                    .url
-                    .as_ref()
-                    .map(|u| u.span())
-                    .unwrap_or(spanned.span());
-                return Err(with_account(Problem::new(
-                    span,
-                    None,
-                    format!("a template names account `{up}`, which does not exist"),
-                )));
-            }
-        }
-        let refresh_before = raw_account
-            .refresh_before
-            .as_ref()
-            .map(|v| presets::duration(v, "refresh_before"))
-            .transpose()
-            .map_err(with_account)?;
-        accounts.push(Arc::new(Account {
-            name: name.clone(),
-            provider_name: raw_account.provider.get_ref().clone(),
-            provider,
-            upstream,
-            refresh_before,
-        }));
-    }
-    if let Some(cycle) = find_cycle(&accounts) {
-        let at = raw
-            .account
-            .iter()
-            .find(|a| a.get_ref().name.get_ref() == cycle[0].as_str())
-            .expect("cycle members exist");
-        let span = at
-            .get_ref()
-            .depends_on
-            .as_ref()
-            .map_or(at.span(), |d| d.span());
-        let path = cycle
-            .iter()
-            .map(|n| n.as_str())
-            .collect::<Vec<_>>()
-            .join(" → ");
-        let mut p = Problem::new(
-            span,
-            Some("depends_on"),
-            format!("dependency cycle: {path}"),
-        );
-        p.account = Some(cycle[0].to_string());
-        return Err(p);
-    }
-    Ok((
-        ApiSettings {
-            listen,
-            allow_remote,
-        },
-        retry,
-        accounts,
-    ))
-}
-
-/// A dependency cycle, as the list of names around it (first repeated at the end).
-fn find_cycle(accounts: &[Arc<Account>]) -> Option<Vec<AccountName>> {
-    let edges: HashMap<&AccountName, &Vec<AccountName>> =
-        accounts.iter().map(|a| (&a.name, &a.upstream)).collect();
-    fn visit<'a>(
-        node: &'a AccountName,
-        edges: &HashMap<&'a AccountName, &'a Vec<AccountName>>,
-        path: &mut Vec<&'a AccountName>,
-        done: &mut HashSet<&'a AccountName>,
-    ) -> Option<Vec<AccountName>> {
-        if let Some(pos) = path.iter().position(|n| *n == node) {
-            let mut cycle: Vec<AccountName> = path[pos..].iter().map(|n| (*n).clone()).collect();
-            cycle.push(node.clone());
-            return Some(cycle);
-        }
-        if !done.insert(node) {
-            return None;
-        }
-        path.push(node);
-        for next in edges.get(node).into_iter().flat_map(|v| v.iter()) {
-            if let Some(c) = visit(next, edges, path, done) {
-                return Some(c);
-            }
-        }
-        path.pop();
-        None
-    }
-    let mut done = HashSet::new();
-    accounts
-        .iter()
-        .find_map(|a| visit(&a.name, &edges, &mut Vec::new(), &mut done))
-}
-
-fn create_example(path: &Path) -> Result<(), ConfigError> {
-    let io = |source| ConfigError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    // create_new: never replace a file that appeared meanwhile.
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-    {
-        Ok(mut file) => std::io::Write::write_all(&mut file, EXAMPLE.as_bytes()).map_err(io),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(io(e)),
-    }
-}
-
-/// Written when no config exists: every example commented out, so nothing runs until the
-/// user chooses.
-pub const EXAMPLE: &str = r#"# Tokenwarden configuration. Secrets never go here: `tokenwarden secret set NAME` puts an
-# account's client secret in the OS keychain. Uncomment and edit an example to start.
-
-# [api]
-# listen = "127.0.0.1:8732"          # loopback only unless allow_remote = true
-
-# [[account]]
-# name = "fitbit"                     # unique, [a-z0-9_-]+
-# provider = "fitbit"                 # Google Health API (Google OAuth), loopback redirect on any port
-# client_id = "1234-abc.apps.googleusercontent.com"
-# scopes = ["googlehealth.activity_and_fitness.readonly", "googlehealth.sleep.readonly"]
-
-# [[account]]
-# name = "weixin"
-# provider = "wechat"                 # cgi-bin/token; endpoint = "stable" for cgi-bin/stable_token
-# client_id = "wx1234567890"          # the appid; the appsecret goes in the keychain
-
-# [[account]]
-# name = "weixin_jsticket"
-# provider = "wechat-jsapi-ticket"
-# depends_on = "weixin"
-
-# [[account]]
-# name = "custom"
-# provider = "http"
-# url = "https://api.example.com/token"
-# method = "GET"
-# query = { grant_type = "client_credential", appid = "abc", secret = "{{secret}}" }
-# token_field = "access_token"
-# expires_in_field = "expires_in"
-# error_field = "errcode"
-"#;
 
 #[cfg(test)]
 mod tests {

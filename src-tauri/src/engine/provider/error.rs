@@ -22,7 +22,9 @@ pub enum RefreshError {
         code: Option<String>,
         retry_after: Option<Duration>,
     },
-    #[error("{account}: {provider} refused the grant ({code}); the account must be connected again")]
+    #[error(
+        "{account}: {provider} refused the grant ({code}); the account must be connected again"
+    )]
     Rejected {
         account: AccountName,
         provider: String,

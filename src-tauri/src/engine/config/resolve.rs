@@ -1,0 +1,206 @@
+//! Stage two for the whole file: the raw tables → API settings, retry settings and resolved
+//! accounts, with names checked for duplicates and `depends_on` / template cycles refused.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::error::Problem;
+use super::raw::RawConfig;
+use super::{fields, presets, Account, ApiSettings, RetrySettings, DEFAULT_LISTEN};
+use crate::engine::names::AccountName;
+
+pub(super) type Resolved = (ApiSettings, RetrySettings, Vec<Arc<Account>>);
+
+pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
+    let api = raw.api.unwrap_or_default();
+    let allow_remote = api.allow_remote.unwrap_or(false);
+    let listen = match &api.listen {
+        Some(l) => {
+            let addr: SocketAddr = l.get_ref().parse().map_err(|_| {
+                Problem::new(
+                    l.span(),
+                    Some("listen"),
+                    format!(
+                        "`{}` is not an IP:port address, e.g. \"127.0.0.1:8732\"",
+                        l.get_ref()
+                    ),
+                )
+            })?;
+            if !addr.ip().is_loopback() && !allow_remote {
+                return Err(Problem::new(l.span(), Some("listen"), "not a loopback address; tokens would be served to the network. Set `allow_remote = true` under [api] if that is really meant"));
+            }
+            addr
+        }
+        None => DEFAULT_LISTEN.parse().expect("valid"),
+    };
+    let mut retry = RetrySettings::default();
+    if let Some(r) = raw.refresh {
+        if let Some(v) = &r.retry_initial {
+            retry.initial = fields::duration(v, "retry_initial")?.max(Duration::from_millis(100));
+        }
+        if let Some(v) = &r.retry_max {
+            retry.max = fields::duration(v, "retry_max")?.max(retry.initial);
+        }
+    }
+
+    let mut seen: HashMap<String, std::ops::Range<usize>> = HashMap::new();
+    let mut names = Vec::new();
+    for account in &raw.account {
+        let name = &account.get_ref().name;
+        let parsed: AccountName =
+            name.get_ref()
+                .parse()
+                .map_err(|e: crate::engine::names::BadAccountName| {
+                    Problem::new(name.span(), Some("name"), e.to_string())
+                })?;
+        if let Some(first) = seen.insert(name.get_ref().clone(), name.span()) {
+            let _ = first;
+            return Err(Problem::new(
+                name.span(),
+                Some("name"),
+                format!("duplicate account name `{parsed}`: names must be unique"),
+            ));
+        }
+        names.push(parsed);
+    }
+
+    let mut accounts = Vec::new();
+    // A WeChat ticket talks to the same host as the token it is fetched with.
+    let bases: HashMap<&str, url::Url> = raw
+        .account
+        .iter()
+        .filter(|a| a.get_ref().provider.get_ref() == "wechat")
+        .filter_map(|a| {
+            let base = a.get_ref().base_url.as_ref()?;
+            Some((
+                a.get_ref().name.get_ref().as_str(),
+                url::Url::parse(base.get_ref()).ok()?,
+            ))
+        })
+        .collect();
+    for (spanned, name) in raw.account.iter().zip(&names) {
+        let raw_account = spanned.get_ref();
+        let with_account = |mut p: Problem| {
+            p.account = Some(name.to_string());
+            p
+        };
+        let parent_base = raw_account
+            .depends_on
+            .as_ref()
+            .and_then(|d| bases.get(d.get_ref().as_str()));
+        let provider = presets::resolve(raw_account, name, parent_base).map_err(with_account)?;
+        let mut upstream = provider.upstream();
+        if let Some(dep) = &raw_account.depends_on {
+            let dep_name: AccountName =
+                dep.get_ref()
+                    .parse()
+                    .map_err(|e: crate::engine::names::BadAccountName| {
+                        with_account(Problem::new(dep.span(), Some("depends_on"), e.to_string()))
+                    })?;
+            if !names.contains(&dep_name) {
+                return Err(with_account(Problem::new(
+                    dep.span(),
+                    Some("depends_on"),
+                    format!("no account is named `{dep_name}`"),
+                )));
+            }
+            if !upstream.contains(&dep_name) {
+                upstream.push(dep_name);
+            }
+        }
+        for up in &upstream {
+            if !names.contains(up) {
+                let span = raw_account
+                    .url
+                    .as_ref()
+                    .map(|u| u.span())
+                    .unwrap_or(spanned.span());
+                return Err(with_account(Problem::new(
+                    span,
+                    None,
+                    format!("a template names account `{up}`, which does not exist"),
+                )));
+            }
+        }
+        let refresh_before = raw_account
+            .refresh_before
+            .as_ref()
+            .map(|v| fields::duration(v, "refresh_before"))
+            .transpose()
+            .map_err(with_account)?;
+        accounts.push(Arc::new(Account {
+            name: name.clone(),
+            provider_name: raw_account.provider.get_ref().clone(),
+            provider,
+            upstream,
+            refresh_before,
+        }));
+    }
+    if let Some(cycle) = find_cycle(&accounts) {
+        let at = raw
+            .account
+            .iter()
+            .find(|a| a.get_ref().name.get_ref() == cycle[0].as_str())
+            .expect("cycle members exist");
+        let span = at
+            .get_ref()
+            .depends_on
+            .as_ref()
+            .map_or(at.span(), |d| d.span());
+        let path = cycle
+            .iter()
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>()
+            .join(" → ");
+        let mut p = Problem::new(
+            span,
+            Some("depends_on"),
+            format!("dependency cycle: {path}"),
+        );
+        p.account = Some(cycle[0].to_string());
+        return Err(p);
+    }
+    Ok((
+        ApiSettings {
+            listen,
+            allow_remote,
+        },
+        retry,
+        accounts,
+    ))
+}
+
+/// A dependency cycle, as the list of names around it (first repeated at the end).
+fn find_cycle(accounts: &[Arc<Account>]) -> Option<Vec<AccountName>> {
+    let edges: HashMap<&AccountName, &Vec<AccountName>> =
+        accounts.iter().map(|a| (&a.name, &a.upstream)).collect();
+    fn visit<'a>(
+        node: &'a AccountName,
+        edges: &HashMap<&'a AccountName, &'a Vec<AccountName>>,
+        path: &mut Vec<&'a AccountName>,
+        done: &mut HashSet<&'a AccountName>,
+    ) -> Option<Vec<AccountName>> {
+        if let Some(pos) = path.iter().position(|n| *n == node) {
+            let mut cycle: Vec<AccountName> = path[pos..].iter().map(|n| (*n).clone()).collect();
+            cycle.push(node.clone());
+            return Some(cycle);
+        }
+        if !done.insert(node) {
+            return None;
+        }
+        path.push(node);
+        for next in edges.get(node).into_iter().flat_map(|v| v.iter()) {
+            if let Some(c) = visit(next, edges, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = HashSet::new();
+    accounts
+        .iter()
+        .find_map(|a| visit(&a.name, &edges, &mut Vec::new(), &mut done))
+}
