@@ -5,6 +5,8 @@
 //! service's keychain items. The binary is `TOKENWARDEN_BIN`, else `target/debug/tokenwarden`.
 //! * [`Env::run`]         one command to completion → [`Output`]
 //! * [`Env::spawn_serve`] `serve` in the background → [`Serve`], SIGTERM on drop
+//! * [`Env::spawn_app`]   the tray app (no arguments) in the background, also a [`Serve`]
+//! * [`Env::vars`]        the variables that isolate it, for launchers such as tauri-driver
 //! * [`Env::connect`]     `connect --no-browser` with the test playing the browser
 //! * [`Env::keychain_get`] reads the OS keychain with `secret-tool`, independently of the binary
 //! * [`Env::history_rows`] the `refreshes` table of `<data dir>/history.sqlite3`, read-only
@@ -245,18 +247,24 @@ impl Env {
         self.dir.path()
     }
 
+    /// The variables every command of this environment runs with, for processes that start
+    /// the binary themselves (tauri-driver launches the tray app with its own environment).
+    pub fn vars(&self) -> Vec<(&'static str, std::ffi::OsString)> {
+        vec![
+            ("TOKENWARDEN_CONFIG", self.config_path.clone().into()),
+            ("TOKENWARDEN_DATA_DIR", self.data_dir.clone().into()),
+            ("TOKENWARDEN_KEYCHAIN_SERVICE", self.service.clone().into()),
+            ("TOKENWARDEN_LOG", self.log.clone().into()),
+            (
+                "TOKENWARDEN_FAULT_KEYCHAIN_WRITES",
+                self.keychain_fault_path.clone().into(),
+            ),
+        ]
+    }
+
     fn command(&self, args: &[&str]) -> std::process::Command {
         let mut cmd = std::process::Command::new(bin_path());
-        cmd.args(args)
-            .env("TOKENWARDEN_CONFIG", &self.config_path)
-            .env("TOKENWARDEN_DATA_DIR", &self.data_dir)
-            .env("TOKENWARDEN_KEYCHAIN_SERVICE", &self.service)
-            .env("TOKENWARDEN_LOG", &self.log)
-            .env(
-                "TOKENWARDEN_FAULT_KEYCHAIN_WRITES",
-                &self.keychain_fault_path,
-            )
-            .env_remove("RUST_LOG");
+        cmd.args(args).envs(self.vars()).env_remove("RUST_LOG");
         cmd
     }
 
@@ -489,11 +497,25 @@ impl Env {
 
     /// Starts `serve` in the background; the guard stops it with SIGTERM when dropped.
     pub fn spawn_serve(&self) -> Serve {
-        let mut cmd = self.command(&["serve"]);
+        self.spawn_background(&["serve"], &[])
+    }
+
+    /// Starts the tray app (`tokenwarden` with no arguments) with `extra` variables on top of
+    /// [`Env::vars`] (DISPLAY and the session bus come from the test's own environment). The
+    /// guard stops it with SIGTERM when dropped; [`Serve::wait_api`] waits for its engine.
+    pub fn spawn_app(&self, extra: &[(&str, std::ffi::OsString)]) -> Serve {
+        self.spawn_background(&[], extra)
+    }
+
+    fn spawn_background(&self, args: &[&str], extra: &[(&str, std::ffi::OsString)]) -> Serve {
+        let mut cmd = self.command(args);
+        cmd.envs(extra.iter().map(|(k, v)| (k, v)));
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn tokenwarden serve");
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn `tokenwarden {}`: {e}", args.join(" ")));
         // Drain both pipes continuously: trace logs would otherwise fill a pipe and block serve.
         let drain = |mut pipe: Box<dyn Read + Send>| {
             let buf = Arc::new(Mutex::new(Vec::new()));
@@ -514,6 +536,7 @@ impl Env {
         let (stdout, out_reader) = drain(Box::new(child.stdout.take().expect("stdout")));
         let (stderr, err_reader) = drain(Box::new(child.stderr.take().expect("stderr")));
         Serve {
+            args: args.iter().map(|a| a.to_string()).collect(),
             child: Some(child),
             stdout,
             stderr,
@@ -862,8 +885,9 @@ pub async fn browser_get(url: &str) -> (u16, String) {
     }
 }
 
-/// A background `serve`. Dropping it sends SIGTERM (then SIGKILL after 5 s).
+/// A background `serve` (or tray app). Dropping it sends SIGTERM (then SIGKILL after 5 s).
 pub struct Serve {
+    args: Vec<String>,
     child: Option<Child>,
     stdout: Arc<Mutex<Vec<u8>>>,
     stderr: Arc<Mutex<Vec<u8>>>,
@@ -971,7 +995,7 @@ impl Serve {
             let _ = reader.join();
         }
         Output {
-            args: vec!["serve".into()],
+            args: self.args.clone(),
             code: status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&self.stdout.lock().expect("stdout")).into_owned(),
             stderr: self.stderr(),

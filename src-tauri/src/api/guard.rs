@@ -69,8 +69,12 @@ pub async fn check(
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     // Owned copies: a `&Request` held across `.await` would make this future !Send.
     let (headers, path) = (request.headers().clone(), request.uri().path().to_owned());
+    let mut request = request;
     let response = match admit(&state, peer, &headers, &path).await {
-        Ok(()) => next.run(request).await,
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
         Err(e) => e.into_response(),
     };
     state
@@ -80,12 +84,23 @@ pub async fn check(
     response
 }
 
+/// Who made an admitted request: the label of the key it presented (`engine` for the
+/// engine's own key, which only processes that can read the keychain have).
+#[derive(Clone, Debug)]
+pub struct Caller(pub Option<String>);
+
+impl Caller {
+    pub fn is_engine_key(&self) -> bool {
+        self.0.as_deref() == Some("engine")
+    }
+}
+
 async fn admit(
     state: &AppState,
     peer: SocketAddr,
     headers: &HeaderMap,
     path: &str,
-) -> Result<(), ApiError> {
+) -> Result<Caller, ApiError> {
     if headers.contains_key(header::ORIGIN) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -102,7 +117,7 @@ async fn admit(
         ));
     }
     if path == "/healthz" {
-        return Ok(());
+        return Ok(Caller(None));
     }
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -117,7 +132,7 @@ async fn admit(
         _ => None,
     };
     if label.is_some() {
-        return Ok(());
+        return Ok(Caller(label));
     }
     // The presented key is never logged: it may be a real key with a typo.
     let reason = if presented.is_some() {

@@ -6,14 +6,16 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 
 use super::error::ApiError;
+use super::guard::Caller;
 use super::routes::{account, params, seconds, Params};
 use super::AppState;
-use crate::engine::secret::Secret;
+use crate::engine::secret::{Secret, TokenSet};
 use crate::engine::views::AccountView;
 use crate::engine::{ConnectFlow, ConnectStart, ConnectStatus};
 
@@ -142,4 +144,33 @@ pub async fn set_secret(
 pub async fn reload_config(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let count = s.engine.reload_config().await?;
     Ok(Json(serde_json::json!({ "accounts": count })))
+}
+
+/// A grant obtained by a CLI `connect` that waited for the browser while this engine started:
+/// the CLI hands it over so that nothing is lost and this engine stays the one writer. Only
+/// the engine's own key may do this (whoever holds it can already write the keychain).
+pub async fn hand_over_grant(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    name: Result<Path<String>, PathRejection>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<AccountView>, ApiError> {
+    let name = account(name)?;
+    if !caller.is_engine_key() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only Tokenwarden's own CLI may hand over a grant",
+        ));
+    }
+    let raw =
+        raw.map_err(|e| ApiError::new(e.status(), "bad_request", "the body could not be read"))?;
+    let text = String::from_utf8(raw.to_vec())
+        .map_err(|_| ApiError::bad_request("the body must be a token set"))?;
+    let set = TokenSet::from_stored_json(&Secret::new(text))
+        .ok_or_else(|| ApiError::bad_request("the body must be a token set"))?;
+    s.engine
+        .adopt_grant(&name, set, std::time::Instant::now())
+        .await?;
+    Ok(Json(s.engine.view(&name)?))
 }

@@ -5,7 +5,7 @@
 //! * `error`   engine errors → `{"error","message"}` with the contract's status codes
 
 mod error;
-mod guard;
+pub(crate) mod guard;
 mod manage;
 mod routes;
 
@@ -49,6 +49,7 @@ pub fn router(engine: Engine, listen: SocketAddr, stop: CancellationToken) -> Ro
         )
         .route("/v1/accounts/{name}/disconnect", post(manage::disconnect))
         .route("/v1/accounts/{name}/reload", post(manage::reload_account))
+        .route("/v1/accounts/{name}/grant", put(manage::hand_over_grant))
         .route("/v1/accounts/{name}/secret", put(manage::set_secret))
         .route("/v1/reload", post(manage::reload_config))
         .route("/v1/history", get(routes::history))

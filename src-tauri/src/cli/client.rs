@@ -12,7 +12,7 @@ use crate::engine::history::Entry;
 use crate::engine::lock::{self, Role};
 use crate::engine::names::AccountName;
 use crate::engine::paths::Context;
-use crate::engine::secret::Secret;
+use crate::engine::secret::{Secret, TokenSet};
 use crate::engine::views::{AccountView, TokenView};
 use crate::engine::{ConnectFlow, ConnectStart, ConnectStatus, Remedy};
 
@@ -145,5 +145,17 @@ impl ApiClient {
         let body = serde_json::json!({ "secret": secret.expose() });
         let url = format!("{}/v1/accounts/{name}/secret", self.base);
         self.call(self.http.put(url).json(&body)).await
+    }
+
+    /// Hands a grant this process obtained to the running engine, the one writer.
+    pub async fn hand_over(&self, name: &AccountName, set: &TokenSet) -> Result<AccountView> {
+        let url = format!("{}/v1/accounts/{name}/grant", self.base);
+        let body = set.to_stored_json();
+        let request = self
+            .http
+            .put(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.expose().to_owned());
+        self.call(request).await
     }
 }

@@ -46,8 +46,17 @@ pub async fn run(ctx: &Context, name: &AccountName, no_browser: bool, device: bo
                     break status;
                 }
             };
+            let handoff = engine.take_handoff(name);
             finish(&engine, Ok(())).await?;
-            status
+            match (handoff, running(ctx).await?) {
+                // An engine started while the browser had the user: it stores the grant.
+                (Some(set), Some(api)) => {
+                    api.hand_over(name, &set).await?;
+                    eprintln!("{name}: handed the new grant to the engine that started meanwhile");
+                    return done(name, completed(name));
+                }
+                _ => status,
+            }
         }
     };
     done(name, status)
@@ -98,5 +107,14 @@ fn done(name: &AccountName, status: ConnectStatus) -> Result<()> {
                 .message
                 .unwrap_or_else(|| format!("{name}: the connect failed"))
         )),
+    }
+}
+
+fn completed(name: &AccountName) -> ConnectStatus {
+    ConnectStatus {
+        account: name.clone(),
+        stage: ConnectStage::Completed,
+        message: None,
+        error: None,
     }
 }

@@ -163,12 +163,7 @@ impl ApiKeys {
 }
 
 fn check_label(label: &str) -> Result<(), ApiKeyError> {
-    let ok = !label.is_empty()
-        && label.len() <= 64
-        && label
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if ok {
+    if super::names::is_plain_name(label) {
         Ok(())
     } else {
         Err(ApiKeyError::BadLabel(label.chars().take(40).collect()))

@@ -161,7 +161,8 @@ impl Engine {
             Some(notice)
         })?;
         let Some(notice) = notice else {
-            return Err(error.into());
+            // Not connected yet: the same answer as asking for a token of such an account.
+            return Err(self.not_valid(name, Duration::ZERO));
         };
         let (code, message) = (error.code(), error.to_string());
         tracing::warn!(account = %name, trigger = trigger.as_str(), code = %code, "{message}");

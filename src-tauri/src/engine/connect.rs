@@ -241,18 +241,25 @@ impl Engine {
                 verifier,
                 redirect_uri,
             } => {
-                // A CLI that waited for the browser without the lock takes it now.
-                self.become_writer().await?;
                 spec.exchange_code(&request, code, verifier, &redirect_uri)
                     .await
             }
-            Approval::Device(device) => {
-                let issued = spec.finish_device(&request, &device).await;
-                self.become_writer().await?;
-                issued
-            }
+            Approval::Device(device) => spec.finish_device(&request, &device).await,
         };
+        if let (Ok(_), Err(e)) = (&issued, self.become_writer().await) {
+            // A CLI that waited for the browser without the lock, while an engine started:
+            // the grant is handed to that engine (`take_handoff`), never dropped.
+            let set = issued.map(|i| i.into_set(None)).ok();
+            self.with_slot(name, |s| s.handoff = set)?;
+            return Err(e);
+        }
         self.install_grant(name, issued, started).await
+    }
+
+    /// A grant this process obtained but may not store (another engine owns the keychain
+    /// service now): the caller hands it to that engine.
+    pub fn take_handoff(&self, name: &AccountName) -> Option<super::secret::TokenSet> {
+        self.with_slot(name, |s| s.handoff.take()).ok().flatten()
     }
 
     async fn install_grant(
@@ -275,10 +282,21 @@ impl Engine {
                 return Err(e.into());
             }
         };
+        self.adopt_grant(name, issued.into_set(None), started).await
+    }
+
+    /// Makes a first token set the account's grant: under the gate (a refresh of the old
+    /// grant still in flight lands first and is then replaced), keychain first.
+    pub async fn adopt_grant(
+        &self,
+        name: &AccountName,
+        set: super::secret::TokenSet,
+        started: Instant,
+    ) -> Result<(), EngineError> {
         let account = self.account(name)?;
+        self.writer_only(name)?;
         let gate = self.with_slot(name, |s| s.gate.clone())?;
         let _turn = gate.lock().await;
-        let set = issued.into_set(None);
         // A refresh token that is only in memory is one crash from lost: a consent flow
         // whose token cannot be stored fails, and the user connects again.
         self.save_tokens(name, &set)

@@ -138,7 +138,7 @@ impl Engine {
     }
 
     /// Writes to an account's secrets are for the engine that owns the keychain service.
-    fn writer_only(&self, name: &AccountName) -> Result<(), EngineError> {
+    pub(super) fn writer_only(&self, name: &AccountName) -> Result<(), EngineError> {
         if self.mode() == Mode::Observer {
             return Err(EngineError::usage(
                 name,

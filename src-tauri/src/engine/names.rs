@@ -21,15 +21,20 @@ impl AccountName {
     }
 }
 
+/// The one rule for names that end up in keychain entries, paths and URLs (accounts, API
+/// key labels): 1–64 of `a-z`, `0-9`, `_`, `-`.
+pub fn is_plain_name(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
 impl TryFrom<String> for AccountName {
     type Error = BadAccountName;
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        let ok = !value.is_empty()
-            && value.len() <= 64
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-        if ok {
+        if is_plain_name(&value) {
             Ok(Self(value))
         } else {
             // Quote at most a short prefix: a mistyped argument might be a pasted secret.

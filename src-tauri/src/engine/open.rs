@@ -15,6 +15,7 @@ use super::config::{Account, Config};
 use super::events::EngineEvent;
 use super::history::{History, SavedState};
 use super::lock::{self, LockPlace};
+use super::names::AccountName;
 use super::paths::Context;
 use super::secrets::{self, Keychain, SecretStore};
 use super::slot::Slot;
@@ -101,11 +102,28 @@ impl Engine {
     /// Reads the keychain and the saved state of new accounts (concurrently: each read is a
     /// D-Bus round trip, and `Keychain` bounds how many run at once).
     async fn add_slots(&self, accounts: &[Arc<Account>]) {
-        let observer = self.mode() == Mode::Observer;
-        let reads = accounts.iter().map(|a| async move {
-            let stored = self.shared.keychain.tokens(&a.name).await;
-            let saved = self.shared.history.saved_state(&a.name).ok().flatten();
-            (a.clone(), stored, saved)
+        // An observer shows "retrying" or "refreshing" only while an engine runs to do it;
+        // with none running, a token past its expiry is simply expired.
+        let observer = self.mode() == Mode::Observer
+            && self
+                .shared
+                .lock_place
+                .as_ref()
+                .and_then(lock::holder)
+                .is_some();
+        let names: Vec<AccountName> = accounts.iter().map(|a| a.name.clone()).collect();
+        let history = self.shared.history.clone();
+        let mut saved: HashMap<AccountName, SavedState> = tokio::task::spawn_blocking(move || {
+            names
+                .into_iter()
+                .filter_map(|n| Some((n.clone(), history.saved_state(&n).ok()??)))
+                .collect()
+        })
+        .await
+        .unwrap_or_default();
+        let reads = accounts.iter().map(|a| {
+            let saved = saved.remove(&a.name);
+            async move { (a.clone(), self.shared.keychain.tokens(&a.name).await, saved) }
         });
         let now = SystemTime::now();
         for (account, stored, saved) in futures_util::future::join_all(reads).await {

@@ -167,9 +167,11 @@ impl Engine {
             Skip::Never => false,
             Skip::IfValidFor(min_valid) => self.valid_token(name, *min_valid)?.is_some(),
             Skip::UnlessCurrent(reported) => self.with_slot(name, |s| {
-                !s.state
+                let current = s
+                    .state
                     .tokens()
-                    .is_some_and(|t| t.access.same_as(reported.expose()))
+                    .is_some_and(|t| t.access.same_as(reported.expose()));
+                !current || s.refreshed_within(super::serving::REJECT_GRACE)
             })?,
         })
     }

@@ -16,6 +16,9 @@ use super::state::{AccountState, Status};
 use super::views::TokenView;
 use super::{Engine, EngineError, Mode};
 
+/// A token refreshed this recently is not refreshed again because a client reports it
+/// rejected: reports racing the refresh that replaced it just get the new token.
+pub(super) const REJECT_GRACE: Duration = Duration::from_secs(5);
 /// The loop guard: this many refreshes caused by reports within `REPORT_WINDOW` ...
 const REPORT_LIMIT: usize = 3;
 /// ... and reports stop refreshing until the oldest of them leaves the window.
@@ -52,7 +55,11 @@ impl Engine {
         if let Some(view) = self.valid_token(name, min_valid)? {
             return Ok(view);
         }
-        self.check_lifetime(name, min_valid)?;
+        if self.with_slot(name, |s| s.short_lived == Some(s.generation))? {
+            // This token was fetched for such a request and still fell short: refreshing
+            // again would only give another token of the same lifetime.
+            self.check_lifetime(name, min_valid)?;
+        }
         if self.mode() == Mode::Observer {
             // The running engine may have refreshed since we loaded: the keychain is the truth.
             let stored = self.shared.keychain.tokens(name).await?;
@@ -67,7 +74,10 @@ impl Engine {
         }
         self.refresh_owned(name, Trigger::MinValid, Skip::IfValidFor(min_valid))
             .await?;
-        self.check_lifetime(name, min_valid)?;
+        if let Err(e) = self.check_lifetime(name, min_valid) {
+            self.with_slot(name, |s| s.short_lived = Some(s.generation))?;
+            return Err(e);
+        }
         self.valid_token(name, min_valid)?
             .ok_or_else(|| self.not_valid(name, min_valid))
     }
@@ -82,15 +92,20 @@ impl Engine {
 
     /// A client says an upstream API answered 401 to `reported`. If that is still the
     /// current token, refresh once; reports arriving meanwhile share that refresh. An older
-    /// token just gets the current one.
+    /// token, or one refreshed in the last few seconds, just gets the current one.
     pub async fn rejected(
         &self,
         name: &AccountName,
         reported: &str,
     ) -> Result<TokenView, EngineError> {
         self.account(name)?;
+        if self.with_slot(name, |s| s.status(SystemTime::now()))? == Status::NeedsReconnect {
+            // Whatever the client holds, the grant behind it is refused: say so.
+            return Err(self.not_valid(name, Duration::ZERO));
+        }
         let is_current = self.with_slot(name, |s| {
             s.state.tokens().is_some_and(|t| t.access.same_as(reported))
+                && !s.refreshed_within(REJECT_GRACE)
         })?;
         if is_current {
             self.check_not_waiting(name)?;
@@ -114,7 +129,9 @@ impl Engine {
         }
     }
 
-    /// `min_valid` longer than the token's whole lifetime can never be met by refreshing.
+    /// `min_valid` longer than the token's whole lifetime can never be met by refreshing. It
+    /// is found out with one refresh (the provider may have changed the lifetime), after
+    /// which such requests fail at once until the token changes.
     fn check_lifetime(&self, name: &AccountName, min_valid: Duration) -> Result<(), EngineError> {
         let lifetime = self.with_slot(name, |s| {
             s.state.tokens().map(|t| {

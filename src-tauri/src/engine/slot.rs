@@ -39,11 +39,15 @@ pub(super) struct Slot {
     /// behind an attempt share its outcome instead of fetching again.
     pub attempts: u64,
     pub last_outcome: Option<Result<(), RefreshError>>,
+    /// The generation whose token turned out shorter-lived than a `min_valid` asked for.
+    pub short_lived: Option<u64>,
     /// When refreshes caused by 401 reports happened (the loop guard's window).
     pub report_refreshes: VecDeque<SystemTime>,
     pub gate: Arc<tokio::sync::Mutex<()>>,
     pub connect: watch::Sender<ConnectStatus>,
     pub connect_cancel: Option<CancellationToken>,
+    /// A grant obtained by a flow that may not store it, waiting to be handed over.
+    pub handoff: Option<super::secret::TokenSet>,
 }
 
 impl Slot {
@@ -58,10 +62,17 @@ impl Slot {
             busy: false,
             attempts: 0,
             last_outcome: None,
+            short_lived: None,
             report_refreshes: VecDeque::new(),
             gate: Arc::new(tokio::sync::Mutex::new(())),
             connect_cancel: None,
+            handoff: None,
         }
+    }
+
+    pub fn refreshed_within(&self, window: std::time::Duration) -> bool {
+        self.last_refresh
+            .is_some_and(|at| at.time().elapsed().unwrap_or_default() < window)
     }
 
     pub fn status(&self, now: SystemTime) -> Status {

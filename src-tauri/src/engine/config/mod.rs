@@ -6,6 +6,8 @@
 //! * `resolve`  raw → accounts, cycles refused    * `fields`   the providers' own fields
 //! * `error`    located, one-line messages        * `example`  the commented file made at first run
 
+pub mod catalog;
+pub mod edit;
 pub mod error;
 mod example;
 mod fields;

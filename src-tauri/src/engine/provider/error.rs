@@ -74,6 +74,16 @@ pub enum RefreshError {
 }
 
 impl RefreshError {
+    /// A request that got no answer. The message names the host, never the URL (a URL may
+    /// carry a secret in its query).
+    pub fn network(account: &AccountName, provider: &str, e: &reqwest::Error) -> Self {
+        Self::Network {
+            account: account.clone(),
+            provider: provider.to_owned(),
+            detail: network_detail(e),
+        }
+    }
+
     pub fn account(&self) -> &AccountName {
         match self {
             Self::Network { account, .. }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::error::{network_detail, retry_after};
+use super::error::retry_after;
 use super::{FetchRequest, Issued, RefreshError};
 use crate::engine::names::{AccountName, Deadline};
 use crate::engine::secret::Secret;
@@ -98,11 +98,10 @@ impl HttpSpec {
         if let Some(json) = &self.json {
             request = request.json(&fill_json(json, req)?);
         }
-        let response = request.send().await.map_err(|e| RefreshError::Network {
-            account: req.account.clone(),
-            provider: req.provider.to_owned(),
-            detail: network_detail(&e),
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| RefreshError::network(req.account, req.provider, &e))?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers());
         let body: Option<serde_json::Value> = response.json().await.ok();

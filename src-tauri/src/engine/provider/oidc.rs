@@ -34,11 +34,7 @@ pub async fn discover(
         .get(url.clone())
         .send()
         .await
-        .map_err(|e| RefreshError::Network {
-            account: account.clone(),
-            provider: provider.to_owned(),
-            detail: super::error::network_detail(&e),
-        })?;
+        .map_err(|e| RefreshError::network(account, provider, &e))?;
     let status = response.status().as_u16();
     if status != 200 {
         return Err(RefreshError::Http {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
-use super::error::{network_detail, retry_after};
+use super::error::retry_after;
 use super::{FetchRequest, Issued, RefreshError};
 use crate::engine::names::AccountName;
 use crate::engine::secret::Secret;
@@ -135,11 +135,10 @@ async fn send(
     req: &FetchRequest<'_>,
     request: reqwest::RequestBuilder,
 ) -> Result<Answer, RefreshError> {
-    let response = request.send().await.map_err(|e| RefreshError::Network {
-        account: req.account.clone(),
-        provider: req.provider.to_owned(),
-        detail: network_detail(&e),
-    })?;
+    let response = request
+        .send()
+        .await
+        .map_err(|e| RefreshError::network(req.account, req.provider, &e))?;
     let status = response.status().as_u16();
     if status != 200 {
         return Err(RefreshError::Http {

@@ -16,7 +16,6 @@ use oauth2::{
 };
 use url::Url;
 
-use super::error::network_detail;
 use super::{FetchRequest, RefreshError};
 use crate::engine::names::AccountName;
 use crate::engine::secret::Secret;
@@ -181,11 +180,7 @@ impl Who<'_> {
         }
     }
     pub(super) fn network(&self, e: &reqwest::Error) -> RefreshError {
-        RefreshError::Network {
-            account: self.account.clone(),
-            provider: self.provider.to_owned(),
-            detail: network_detail(e),
-        }
+        RefreshError::network(self.account, self.provider, e)
     }
     pub(super) fn bad_answer(&self, what: &str) -> RefreshError {
         RefreshError::BadAnswer {

@@ -1,0 +1,184 @@
+//! What the window's "Add account" shows about each preset: a label, the few fields it asks
+//! for, scope suggestions, and what to register at the provider. Descriptive only: the
+//! resolving rules stay in `presets` and `fields`.
+
+use serde::Serialize;
+
+use crate::engine::views::ConnectsWith;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PresetInfo {
+    pub id: &'static str,
+    pub label: &'static str,
+    pub description: &'static str,
+    pub connects_with: ConnectsWith,
+    pub needs_secret: bool,
+    /// Which form fields it asks for (config keys), in order.
+    pub fields: &'static [&'static str],
+    pub scope_suggestions: &'static [&'static str],
+    pub default_scopes: &'static [&'static str],
+    /// What to register at the provider as the redirect URL.
+    pub redirect_hint: Option<&'static str>,
+}
+
+const LOOPBACK_ANY_PORT: &str = "Register http://127.0.0.1 as a loopback redirect: Tokenwarden listens on a free port of 127.0.0.1 for the moment of the consent (RFC 8252).";
+
+const fn oauth(
+    id: &'static str,
+    label: &'static str,
+    description: &'static str,
+    scope_suggestions: &'static [&'static str],
+    default_scopes: &'static [&'static str],
+    redirect_hint: &'static str,
+) -> PresetInfo {
+    PresetInfo {
+        id,
+        label,
+        description,
+        connects_with: ConnectsWith::Browser,
+        needs_secret: true,
+        fields: &["client_id", "scopes"],
+        scope_suggestions,
+        default_scopes,
+        redirect_hint: Some(redirect_hint),
+    }
+}
+
+/// Every preset, Fitbit first.
+pub fn catalog() -> Vec<PresetInfo> {
+    vec![
+        oauth(
+            "fitbit",
+            "Fitbit",
+            "Fitbit data through the Google Health API (Google OAuth).",
+            &[
+                "googlehealth.activity_and_fitness.readonly",
+                "googlehealth.sleep.readonly",
+                "googlehealth.heart_rate.readonly",
+                "googlehealth.body_measurements.readonly",
+            ],
+            &["googlehealth.activity_and_fitness.readonly", "googlehealth.sleep.readonly"],
+            "In the Google Cloud console, enable the Google Health API and create an OAuth client of type \"Desktop app\": it accepts http://127.0.0.1 on any port, which is what Tokenwarden uses. While the app is in \"Testing\", add yourself as a test user.",
+        ),
+        PresetInfo {
+            fields: &["client_id", "redirect_uri", "scopes"],
+            ..oauth(
+                "fitbit-legacy",
+                "Fitbit (legacy Web API)",
+                "The retired Fitbit Web API; existing apps only.",
+                &["activity", "heartrate", "sleep", "profile", "weight"],
+                &["activity", "sleep"],
+                "Register exactly http://127.0.0.1:8733/callback at dev.fitbit.com and enter the same redirect URL here.",
+            )
+        },
+        oauth(
+            "google",
+            "Google",
+            "Any Google API with a Desktop app OAuth client.",
+            &["openid", "email", "profile", "https://www.googleapis.com/auth/drive.readonly"],
+            &["openid", "email"],
+            LOOPBACK_ANY_PORT,
+        ),
+        oauth(
+            "microsoft",
+            "Microsoft",
+            "Microsoft identity platform (Graph, Outlook, …).",
+            &["offline_access", "User.Read", "Mail.Read", "Calendars.Read"],
+            &["offline_access", "User.Read"],
+            "Add a \"Mobile and desktop applications\" platform with redirect URI http://localhost in the app registration.",
+        ),
+        oauth(
+            "github",
+            "GitHub",
+            "A GitHub OAuth app or GitHub App user token.",
+            &["repo", "read:user", "read:org", "gist"],
+            &["read:user"],
+            "Set the app's callback URL to http://127.0.0.1 (GitHub accepts any loopback port).",
+        ),
+        oauth(
+            "spotify",
+            "Spotify",
+            "The Spotify Web API.",
+            &["user-read-email", "user-read-private", "playlist-read-private", "user-top-read"],
+            &["user-read-email"],
+            LOOPBACK_ANY_PORT,
+        ),
+        oauth(
+            "strava",
+            "Strava",
+            "The Strava API.",
+            &["read", "activity:read", "activity:read_all", "profile:read_all"],
+            &["read", "activity:read"],
+            "Set the app's Authorization Callback Domain to 127.0.0.1.",
+        ),
+        PresetInfo {
+            id: "wechat",
+            label: "WeChat",
+            description: "A WeChat Official Account access_token (appid + appsecret).",
+            connects_with: ConnectsWith::None,
+            needs_secret: true,
+            fields: &["client_id", "base_url"],
+            scope_suggestions: &[],
+            default_scopes: &[],
+            redirect_hint: Some("Add this machine's public IP to the account's IP whitelist in the WeChat console (error 40164 otherwise). The client id is the appid; the secret is the appsecret."),
+        },
+        PresetInfo {
+            id: "wechat-jsapi-ticket",
+            label: "WeChat jsapi ticket",
+            description: "The jsapi_ticket fetched with a WeChat account's access token.",
+            connects_with: ConnectsWith::None,
+            needs_secret: false,
+            fields: &["depends_on"],
+            scope_suggestions: &[],
+            default_scopes: &[],
+            redirect_hint: None,
+        },
+        PresetInfo {
+            fields: &["client_id", "auth_url", "token_url", "scopes"],
+            ..oauth(
+                "oauth2",
+                "Generic OAuth 2.0",
+                "Any provider with an authorization and a token endpoint.",
+                &[],
+                &[],
+                LOOPBACK_ANY_PORT,
+            )
+        },
+        PresetInfo {
+            fields: &["client_id", "issuer", "scopes"],
+            ..oauth(
+                "oidc",
+                "OpenID Connect issuer",
+                "Endpoints discovered from the issuer's /.well-known/openid-configuration.",
+                &["openid", "email", "profile", "offline_access"],
+                &["openid", "offline_access"],
+                LOOPBACK_ANY_PORT,
+            )
+        },
+        PresetInfo {
+            id: "http",
+            label: "Custom HTTP",
+            description: "Any token endpoint that answers JSON with access_token and expires_in (more options in the config file).",
+            connects_with: ConnectsWith::None,
+            needs_secret: false,
+            fields: &["url"],
+            scope_suggestions: &[],
+            default_scopes: &[],
+            redirect_hint: None,
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_preset_is_described_once_and_fitbit_comes_first() {
+        let catalog = super::catalog();
+        assert_eq!(catalog[0].id, "fitbit");
+        let mut ids: Vec<_> = catalog.iter().map(|p| p.id).collect();
+        ids.sort_unstable();
+        let mut presets = super::super::PRESETS.to_vec();
+        presets.sort_unstable();
+        assert_eq!(ids, presets);
+    }
+}
