@@ -7,26 +7,40 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-# Build: D-Bus headers for the Secret Service keychain client.
-BUILD_PKGS := pkg-config libdbus-1-dev gcc
-# Run: a Secret Service to keep the secrets in (started by with-keyring.sh where none runs).
-RUN_PKGS := gnome-keyring libsecret-tools dbus
-# Test: an X server, a private D-Bus session and a real keyring daemon.
-TEST_PKGS := xvfb xauth dbus dbus-x11 gnome-keyring libsecret-tools procps
+# Build: D-Bus headers for the Secret Service keychain client; WebKitGTK, the tray indicator,
+# SVG and X input libraries for the tray app (Tauri 2 on Linux).
+BUILD_PKGS := pkg-config libdbus-1-dev gcc libwebkit2gtk-4.1-dev libayatana-appindicator3-dev \
+	librsvg2-dev libxdo-dev
+# Run: a Secret Service to keep the secrets in (started by with-keyring.sh where none runs), and
+# the tray app's runtime libraries (the indicator is loaded at run time: without it the tray panics).
+RUN_PKGS := gnome-keyring libsecret-tools dbus libwebkit2gtk-4.1-0 libayatana-appindicator3-1 \
+	librsvg2-2 xdg-utils
+# Test: an X server, a private D-Bus session and a real keyring daemon; WebKitWebDriver for the
+# window, xclip for the clipboard, dbusmock for notifications, python3-gi for the tray's D-Bus,
+# imagemagick for screenshots.
+TEST_PKGS := xvfb xauth dbus dbus-x11 gnome-keyring libsecret-tools procps webkit2gtk-driver \
+	xclip python3-dbusmock python3-gi gir1.2-glib-2.0 imagemagick libayatana-appindicator3-1
 
-.PHONY: run test build bench deps-build deps-run deps-test check-cargo lint
+.PHONY: run test build bench deps-build deps-run deps-test deps-driver check-cargo lint
 
+# The tray app where there is a display, else the headless engine (`serve`).
 run: deps-build deps-run check-cargo
 	$(CARGO) build --release -p tokenwarden
-	src-tauri/scripts/with-keyring.sh ./target/release/tokenwarden serve
+	@if [ -n "$${DISPLAY:-}$${WAYLAND_DISPLAY:-}" ]; then \
+		echo "make run: a display is available (DISPLAY/WAYLAND_DISPLAY): starting the tray app"; \
+		src-tauri/scripts/with-keyring.sh ./target/release/tokenwarden; \
+	else \
+		echo "make run: no display (DISPLAY and WAYLAND_DISPLAY are unset): starting the headless engine, tokenwarden serve"; \
+		src-tauri/scripts/with-keyring.sh ./target/release/tokenwarden serve; \
+	fi
 
-test: deps-build deps-test check-cargo lint
+test: deps-build deps-test deps-driver check-cargo lint
 	$(CARGO) build --workspace --all-targets
 	tests/scripts/session.sh $(CARGO) test --workspace --no-fail-fast -- --test-threads=4
 
 # Figures for the README and closing notes: API latency and throughput, the 401 burst, CLI round
 # trips, and 1,000 accounts on one keyring (first start, restart, idle CPU).
-bench: deps-build deps-test check-cargo
+bench: deps-build deps-test deps-driver check-cargo
 	$(CARGO) build --release --workspace
 	TOKENWARDEN_BIN=$(CURDIR)/target/release/tokenwarden tests/scripts/session.sh \
 		$(CARGO) test --release -p tokenwarden-e2e --test bench -- --nocapture --include-ignored --test-threads=1
@@ -44,6 +58,10 @@ deps-run:
 	@.ci/install-packages.sh $(RUN_PKGS)
 deps-test:
 	@.ci/install-packages.sh $(TEST_PKGS)
+# tauri-driver drives the real window through WebKitWebDriver (a crates.io package).
+deps-driver: check-cargo
+	@command -v tauri-driver >/dev/null || [ -x "$$HOME/.cargo/bin/tauri-driver" ] || \
+		$(CARGO) install tauri-driver --locked --version '^2'
 
 check-cargo:
 	@command -v $(CARGO) >/dev/null || { echo "make: cargo not found. Install Rust (https://rustup.rs) and run again."; exit 1; }

@@ -5,6 +5,17 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = tokenwarden::cli::Cli::parse(); // clap exits 2 on usage errors
     tokenwarden::logging::init();
+    #[cfg(feature = "desktop")]
+    if cli.command.is_none() {
+        // The tray app: Tauri owns the main thread and its own async runtime.
+        return match tokenwarden::engine::paths::Context::resolve(cli.config) {
+            Ok(ctx) => tokenwarden::desktop::run(ctx),
+            Err(e) => {
+                eprintln!("tokenwarden: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -17,11 +17,15 @@ pub struct PresetInfo {
     pub fields: &'static [&'static str],
     pub scope_suggestions: &'static [&'static str],
     pub default_scopes: &'static [&'static str],
-    /// What to register at the provider as the redirect URL.
+    /// The redirect URL to register at the provider.
     pub redirect_hint: Option<&'static str>,
+    /// What else to do at the provider, in a sentence or two.
+    pub setup: Option<&'static str>,
 }
 
-const LOOPBACK_ANY_PORT: &str = "Register http://127.0.0.1 as a loopback redirect: Tokenwarden listens on a free port of 127.0.0.1 for the moment of the consent (RFC 8252).";
+/// Providers that accept a loopback redirect on any port (RFC 8252): Tokenwarden listens on
+/// a free port of 127.0.0.1 for the moment of the consent.
+const LOOPBACK_ANY_PORT: &str = "http://127.0.0.1 (loopback, any port)";
 
 const fn oauth(
     id: &'static str,
@@ -30,6 +34,7 @@ const fn oauth(
     scope_suggestions: &'static [&'static str],
     default_scopes: &'static [&'static str],
     redirect_hint: &'static str,
+    setup: Option<&'static str>,
 ) -> PresetInfo {
     PresetInfo {
         id,
@@ -41,6 +46,7 @@ const fn oauth(
         scope_suggestions,
         default_scopes,
         redirect_hint: Some(redirect_hint),
+        setup,
     }
 }
 
@@ -58,7 +64,8 @@ pub fn catalog() -> Vec<PresetInfo> {
                 "googlehealth.body_measurements.readonly",
             ],
             &["googlehealth.activity_and_fitness.readonly", "googlehealth.sleep.readonly"],
-            "In the Google Cloud console, enable the Google Health API and create an OAuth client of type \"Desktop app\": it accepts http://127.0.0.1 on any port, which is what Tokenwarden uses. While the app is in \"Testing\", add yourself as a test user.",
+            LOOPBACK_ANY_PORT,
+            Some("In the Google Cloud console, enable the Google Health API and create an OAuth client of type \"Desktop app\" (it accepts the loopback redirect). While the app is in \"Testing\", add yourself as a test user; its refresh tokens then expire after 7 days."),
         ),
         PresetInfo {
             fields: &["client_id", "redirect_uri", "scopes"],
@@ -68,7 +75,8 @@ pub fn catalog() -> Vec<PresetInfo> {
                 "The retired Fitbit Web API; existing apps only.",
                 &["activity", "heartrate", "sleep", "profile", "weight"],
                 &["activity", "sleep"],
-                "Register exactly http://127.0.0.1:8733/callback at dev.fitbit.com and enter the same redirect URL here.",
+                "http://127.0.0.1:8733/callback",
+                Some("Fitbit matches the redirect URL exactly: register this one at dev.fitbit.com and enter the same one below."),
             )
         },
         oauth(
@@ -78,6 +86,7 @@ pub fn catalog() -> Vec<PresetInfo> {
             &["openid", "email", "profile", "https://www.googleapis.com/auth/drive.readonly"],
             &["openid", "email"],
             LOOPBACK_ANY_PORT,
+            Some("Create an OAuth client of type \"Desktop app\" in the Google Cloud console."),
         ),
         oauth(
             "microsoft",
@@ -85,7 +94,8 @@ pub fn catalog() -> Vec<PresetInfo> {
             "Microsoft identity platform (Graph, Outlook, …).",
             &["offline_access", "User.Read", "Mail.Read", "Calendars.Read"],
             &["offline_access", "User.Read"],
-            "Add a \"Mobile and desktop applications\" platform with redirect URI http://localhost in the app registration.",
+            "http://localhost",
+            Some("In the app registration, add a \"Mobile and desktop applications\" platform with this redirect URI."),
         ),
         oauth(
             "github",
@@ -93,7 +103,8 @@ pub fn catalog() -> Vec<PresetInfo> {
             "A GitHub OAuth app or GitHub App user token.",
             &["repo", "read:user", "read:org", "gist"],
             &["read:user"],
-            "Set the app's callback URL to http://127.0.0.1 (GitHub accepts any loopback port).",
+            "http://127.0.0.1",
+            Some("Set it as the OAuth app's callback URL; GitHub accepts any loopback port."),
         ),
         oauth(
             "spotify",
@@ -102,6 +113,7 @@ pub fn catalog() -> Vec<PresetInfo> {
             &["user-read-email", "user-read-private", "playlist-read-private", "user-top-read"],
             &["user-read-email"],
             LOOPBACK_ANY_PORT,
+            None,
         ),
         oauth(
             "strava",
@@ -109,7 +121,8 @@ pub fn catalog() -> Vec<PresetInfo> {
             "The Strava API.",
             &["read", "activity:read", "activity:read_all", "profile:read_all"],
             &["read", "activity:read"],
-            "Set the app's Authorization Callback Domain to 127.0.0.1.",
+            "127.0.0.1",
+            Some("Set it as the app's Authorization Callback Domain."),
         ),
         PresetInfo {
             id: "wechat",
@@ -120,7 +133,8 @@ pub fn catalog() -> Vec<PresetInfo> {
             fields: &["client_id", "base_url"],
             scope_suggestions: &[],
             default_scopes: &[],
-            redirect_hint: Some("Add this machine's public IP to the account's IP whitelist in the WeChat console (error 40164 otherwise). The client id is the appid; the secret is the appsecret."),
+            redirect_hint: None,
+            setup: Some("The client id is the appid and the secret the appsecret. Add this machine's public IP to the account's IP whitelist in the WeChat console (error 40164 otherwise)."),
         },
         PresetInfo {
             id: "wechat-jsapi-ticket",
@@ -132,6 +146,7 @@ pub fn catalog() -> Vec<PresetInfo> {
             scope_suggestions: &[],
             default_scopes: &[],
             redirect_hint: None,
+            setup: Some("Name the WeChat account whose access token fetches the ticket; it is refreshed whenever that token changes."),
         },
         PresetInfo {
             fields: &["client_id", "auth_url", "token_url", "scopes"],
@@ -142,6 +157,7 @@ pub fn catalog() -> Vec<PresetInfo> {
                 &[],
                 &[],
                 LOOPBACK_ANY_PORT,
+                None,
             )
         },
         PresetInfo {
@@ -153,6 +169,7 @@ pub fn catalog() -> Vec<PresetInfo> {
                 &["openid", "email", "profile", "offline_access"],
                 &["openid", "offline_access"],
                 LOOPBACK_ANY_PORT,
+                None,
             )
         },
         PresetInfo {
@@ -165,6 +182,7 @@ pub fn catalog() -> Vec<PresetInfo> {
             scope_suggestions: &[],
             default_scopes: &[],
             redirect_hint: None,
+            setup: Some("Headers, query parameters, the secret placeholder and field names are set in the config file."),
         },
     ]
 }

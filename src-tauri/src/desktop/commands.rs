@@ -1,0 +1,236 @@
+//! The window's commands: each maps one engine operation (or one settings read/write) and
+//! nothing more. Errors carry the engine's code and remedy (`UiError`). No command returns
+//! an access token: copying goes from the engine to the clipboard in Rust.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tauri::{AppHandle, State};
+
+use super::error::UiError;
+use super::settings::{self, Settings};
+use super::{clipboard, Shell};
+use crate::engine::api_keys::KeyInfo;
+use crate::engine::config::catalog::{self, PresetInfo};
+use crate::engine::config::edit::{self, NewAccount};
+use crate::engine::history::Entry;
+use crate::engine::names::AccountName;
+use crate::engine::secret::Secret;
+use crate::engine::views::AccountView;
+use crate::engine::{ConnectFlow, ConnectStart, ConnectStatus};
+
+type Result<T> = std::result::Result<T, UiError>;
+
+/// How long a flow begun in the window waits for the browser.
+const CONSENT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn accounts(shell: State<'_, Shell>) -> Result<Vec<AccountView>> {
+    Ok(shell.engine().map(|e| e.snapshot()).unwrap_or_default())
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn history(
+    shell: State<'_, Shell>,
+    account: Option<AccountName>,
+    limit: Option<usize>,
+) -> Result<Vec<Entry>> {
+    let limit = limit.unwrap_or(200).clamp(1, 1000);
+    Ok(shell.engine()?.history(account.as_ref(), limit).await?)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn refresh_now(shell: State<'_, Shell>, name: AccountName) -> Result<AccountView> {
+    let engine = shell.engine()?;
+    engine.refresh(&name).await?;
+    Ok(engine.view(&name)?)
+}
+
+#[derive(Serialize)]
+pub struct Copied {
+    clear_after_secs: u64,
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn copy_token(
+    app: AppHandle,
+    shell: State<'_, Shell>,
+    name: AccountName,
+) -> Result<Copied> {
+    let token = shell.engine()?.token(&name, Duration::ZERO).await?;
+    let clear_after_secs = shell.settings().clear_clipboard_secs;
+    clipboard::copy(
+        &app,
+        &token.access_token,
+        Duration::from_secs(clear_after_secs),
+    )
+    .map_err(|e| UiError::new("clipboard", e))?;
+    Ok(Copied { clear_after_secs })
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn begin_connect(
+    app: AppHandle,
+    shell: State<'_, Shell>,
+    name: AccountName,
+    device: bool,
+) -> Result<ConnectStart> {
+    let flow = if device {
+        ConnectFlow::Device
+    } else {
+        ConnectFlow::Browser
+    };
+    let start = shell
+        .engine()?
+        .begin_connect(&name, flow, CONSENT_TIMEOUT)
+        .await?;
+    if let ConnectStart::Browser {
+        authorization_url, ..
+    } = &start
+    {
+        super::open_in_browser(&app, authorization_url);
+    }
+    Ok(start)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn cancel_connect(shell: State<'_, Shell>, name: AccountName) -> Result<ConnectStatus> {
+    let engine = shell.engine()?;
+    engine.cancel_connect(&name)?;
+    Ok(engine.connect_status(&name, Duration::from_secs(2)).await?)
+}
+
+#[derive(Serialize)]
+pub struct Removed {
+    warning: Option<String>,
+}
+
+/// Disconnects (revoke, delete the secrets), then removes the account from the config file.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn remove_account(shell: State<'_, Shell>, name: AccountName) -> Result<Removed> {
+    let engine = shell.engine()?;
+    let warning = engine.disconnect(&name).await?;
+    edit::remove_account(&engine.config().path, &name)?;
+    engine.reload_config().await?;
+    Ok(Removed { warning })
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn presets() -> Vec<PresetInfo> {
+    catalog::catalog()
+}
+
+#[derive(serde::Deserialize)]
+pub struct AddForm {
+    #[serde(flatten)]
+    account: NewAccount,
+    #[serde(default)]
+    secret: Option<String>,
+}
+
+/// Writes the account into the config file (comments kept), reloads, and puts the client
+/// secret straight into the keychain.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn add_account(shell: State<'_, Shell>, form: AddForm) -> Result<AccountView> {
+    let engine = shell.engine()?;
+    let name = edit::add_account(&engine.config().path, &form.account)?;
+    engine.reload_config().await?;
+    if let Some(secret) = form.secret.filter(|s| !s.trim().is_empty()) {
+        engine.set_client_secret(&name, Secret::new(secret)).await?;
+    }
+    Ok(engine.view(&name)?)
+}
+
+#[derive(Serialize)]
+pub struct ConfigStatus {
+    path: String,
+    error: Option<ConfigProblem>,
+}
+
+#[derive(Clone, Serialize)]
+pub struct ConfigProblem {
+    pub message: String,
+    pub line: Option<usize>,
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn config_status(shell: State<'_, Shell>) -> ConfigStatus {
+    ConfigStatus {
+        path: shell.ctx.config_path.display().to_string(),
+        error: shell.problem(),
+    }
+}
+
+/// Re-reads the config file; starts the engine if a bad file kept it from starting.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn reload_config(app: AppHandle, shell: State<'_, Shell>) -> Result<serde_json::Value> {
+    let count = match shell.engine() {
+        Ok(engine) => engine.reload_config().await?,
+        Err(_) => super::start_engine(&app, &shell).await?,
+    };
+    Ok(serde_json::json!({ "accounts": count }))
+}
+
+#[derive(Serialize)]
+pub struct SettingsView {
+    api_listen: String,
+    #[serde(flatten)]
+    settings: Settings,
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn settings(shell: State<'_, Shell>) -> SettingsView {
+    shell.settings_view()
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn save_settings(
+    app: AppHandle,
+    shell: State<'_, Shell>,
+    settings: Settings,
+) -> Result<SettingsView> {
+    super::apply_autostart(&app, settings.start_at_login);
+    settings::save(&shell.ctx.data_dir, &settings)
+        .map_err(|e| UiError::new("io", format!("could not save the settings: {e}")))?;
+    *shell.settings.lock().expect("poisoned") = settings;
+    Ok(shell.settings_view())
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn api_keys(shell: State<'_, Shell>) -> Result<Vec<KeyInfo>> {
+    Ok(shell.engine()?.api_keys().list()?)
+}
+
+#[derive(Serialize)]
+pub struct NewKey {
+    label: String,
+    /// Shown once: the user asked for it.
+    key: String,
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn create_api_key(shell: State<'_, Shell>, label: String) -> Result<NewKey> {
+    let key = shell.engine()?.api_keys().create(&label).await?;
+    Ok(NewKey {
+        label,
+        key: key.expose().to_owned(),
+    })
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn revoke_api_key(shell: State<'_, Shell>, label: String) -> Result<()> {
+    Ok(shell.engine()?.api_keys().revoke(&label).await?)
+}
+
+impl Shell {
+    fn settings_view(&self) -> SettingsView {
+        let api_listen = self
+            .engine()
+            .map(|e| e.config().api.listen.to_string())
+            .unwrap_or_default();
+        SettingsView {
+            api_listen,
+            settings: self.settings(),
+        }
+    }
+}

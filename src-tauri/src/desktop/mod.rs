@@ -1,0 +1,296 @@
+//! The tray app (feature `desktop`): a thin shell over the same engine and local API as
+//! `serve`, started and stopped through `host`. It maps engine operations to window commands,
+//! engine events to the window, the tray and notifications, and nothing more.
+//! * `commands`  one engine call per window command   * `error`     what `invoke` rejects with
+//! * `tray`      icon per worst state, menu edited in place
+//! * `notify`    episode events → desktop notifications
+//! * `clipboard` copy a token, clear it later if it is still there
+//! * `settings`  desktop.json: notifications, clipboard delay, start at login
+
+mod clipboard;
+mod commands;
+mod error;
+mod notify;
+mod settings;
+mod tray;
+
+use std::process::ExitCode;
+use std::sync::{Mutex, RwLock};
+use std::time::Duration;
+
+use tauri::{AppHandle, Emitter, Manager, RunEvent, WindowEvent, Wry};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::engine::paths::Context;
+use crate::engine::{Engine, EngineError};
+use crate::host::Host;
+use commands::ConfigProblem;
+use error::UiError;
+use settings::Settings;
+use tray::{MenuId, Tray};
+
+/// What the commands share: where things live, the running host (none while a bad config
+/// or another engine keeps it from starting), and the desktop settings.
+pub struct Shell {
+    ctx: Context,
+    host: tokio::sync::Mutex<Option<Host>>,
+    engine: RwLock<Option<Engine>>,
+    problem: Mutex<Option<ConfigProblem>>,
+    settings: Mutex<Settings>,
+}
+
+impl Shell {
+    fn engine(&self) -> Result<Engine, UiError> {
+        self.engine
+            .read()
+            .expect("poisoned")
+            .clone()
+            .ok_or_else(|| {
+                let why = self
+                    .problem()
+                    .map_or_else(|| "it is starting".to_owned(), |p| p.message);
+                UiError::new("unavailable", format!("the engine is not running: {why}"))
+            })
+    }
+
+    fn problem(&self) -> Option<ConfigProblem> {
+        self.problem.lock().expect("poisoned").clone()
+    }
+
+    fn settings(&self) -> Settings {
+        self.settings.lock().expect("poisoned").clone()
+    }
+}
+
+/// Runs the tray app until Quit. Tauri owns the main thread and the async runtime.
+pub fn run(ctx: Context) -> ExitCode {
+    let mut context = tauri::generate_context!();
+    // One instance per keychain service: tests (and profiles) with their own service each
+    // get their own app.
+    if ctx.keychain_service != crate::engine::paths::DEFAULT_KEYCHAIN_SERVICE {
+        let suffix: String = ctx
+            .keychain_service
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        context.config_mut().identifier = format!("dev.tokenwarden.s_{suffix}");
+    }
+    let shell = Shell {
+        settings: Mutex::new(settings::load(&ctx.data_dir)),
+        ctx,
+        host: tokio::sync::Mutex::new(None),
+        engine: RwLock::new(None),
+        problem: Mutex::new(None),
+    };
+    let app = tauri::Builder::default()
+        // First: a second launch focuses this one and exits before starting anything.
+        .plugin(tauri_plugin_single_instance::init(|app, _, _| {
+            tray::open_window(app)
+        }))
+        .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_clipboard_manager::init())
+        .plugin(tauri_plugin_opener::init())
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            None,
+        ))
+        .manage(shell)
+        .invoke_handler(tauri::generate_handler![
+            commands::accounts,
+            commands::history,
+            commands::refresh_now,
+            commands::copy_token,
+            commands::begin_connect,
+            commands::cancel_connect,
+            commands::remove_account,
+            commands::presets,
+            commands::add_account,
+            commands::config_status,
+            commands::reload_config,
+            commands::settings,
+            commands::save_settings,
+            commands::api_keys,
+            commands::create_api_key,
+            commands::revoke_api_key,
+        ])
+        .on_window_event(|window, event| {
+            // Closing the window hides it; the app lives in the tray.
+            if let WindowEvent::CloseRequested { api, .. } = event {
+                api.prevent_close();
+                if let Err(e) = window.hide() {
+                    tracing::warn!(error = %e, "could not hide the window");
+                }
+            }
+        })
+        .on_menu_event(|app, event| on_menu(app, event.id().as_ref()))
+        .setup(|app| {
+            let handle = app.handle().clone();
+            app.manage(Tray::build(&handle)?);
+            let shell = handle.state::<Shell>();
+            if let Err(e) = tauri::async_runtime::block_on(start_engine(&handle, &shell)) {
+                tracing::error!(error = %e.message, "the engine did not start");
+            }
+            Ok(())
+        })
+        .build(context);
+    let app = match app {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("tokenwarden: the tray app could not start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    app.run(|app, event| match event {
+        RunEvent::ExitRequested {
+            api, code: None, ..
+        } => api.prevent_exit(),
+        RunEvent::Exit => {
+            let shell = app.state::<Shell>();
+            let host = tauri::async_runtime::block_on(shell.host.lock()).take();
+            if let Some(host) = host {
+                // In-flight refreshes finish their keychain writes; unsaved sets get a last try.
+                if let Err(e) = tauri::async_runtime::block_on(host.stop()) {
+                    tracing::error!(error = %e, "stopping the engine");
+                }
+            }
+        }
+        _ => {}
+    });
+    ExitCode::SUCCESS
+}
+
+/// Starts engine + API + lock; on failure (a bad config, another engine running) the window
+/// shows why and `reload_config` tries again. Returns the number of accounts.
+async fn start_engine(app: &AppHandle, shell: &Shell) -> Result<usize, UiError> {
+    let mut host = shell.host.lock().await;
+    if host.is_some() {
+        return Ok(shell.engine()?.config().accounts.len());
+    }
+    match Host::start(&shell.ctx).await {
+        Ok(started) => {
+            let engine = started.engine().clone();
+            *shell.engine.write().expect("poisoned") = Some(engine.clone());
+            *shell.problem.lock().expect("poisoned") = None;
+            *host = Some(started);
+            let count = engine.config().accounts.len();
+            tauri::async_runtime::spawn(forward(app.clone(), engine));
+            Ok(count)
+        }
+        Err(e) => {
+            let (message, line) = match e.downcast_ref::<EngineError>() {
+                Some(EngineError::Config(c)) => (c.to_string(), c.line()),
+                _ => (format!("{e:#}"), None),
+            };
+            *shell.problem.lock().expect("poisoned") = Some(ConfigProblem {
+                message: message.clone(),
+                line,
+            });
+            Err(UiError::new("config", message))
+        }
+    }
+}
+
+/// Engine events → the window (a hint to re-read), the tray, and notifications. The tray's
+/// "time left" is redrawn once a minute; nothing ticks faster while the window is hidden.
+async fn forward(app: AppHandle, engine: Engine) {
+    let mut events = engine.subscribe();
+    let mut minute = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(event) => {
+                    if let Err(e) = app.emit("engine-event", &event) {
+                        tracing::warn!(error = %e, "could not tell the window");
+                    }
+                    if app.state::<Shell>().settings().notifications {
+                        notify::show(&app, &event);
+                    }
+                }
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
+            _ = minute.tick() => {}
+        }
+        if let Err(e) = app.state::<Tray<Wry>>().redraw(&app, &engine.snapshot()) {
+            tracing::warn!(error = %e, "could not redraw the tray");
+        }
+    }
+}
+
+fn on_menu(app: &AppHandle, id: &str) {
+    let Some(id) = MenuId::parse(id) else {
+        return;
+    };
+    match id {
+        MenuId::Open => tray::open_window(app),
+        MenuId::Quit => app.exit(0),
+        MenuId::Copy(name) => {
+            let app = app.clone();
+            tauri::async_runtime::spawn(async move {
+                let shell = app.state::<Shell>();
+                let copied = match shell.engine() {
+                    Ok(engine) => engine
+                        .token(&name, Duration::ZERO)
+                        .await
+                        .map_err(UiError::from),
+                    Err(e) => Err(e),
+                };
+                let delay = Duration::from_secs(shell.settings().clear_clipboard_secs);
+                match copied {
+                    Ok(token) => {
+                        if let Err(e) = clipboard::copy(&app, &token.access_token, delay) {
+                            tracing::warn!(account = %name, error = %e, "copy failed");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(account = %name, error = %e.message, "no token to copy")
+                    }
+                }
+            });
+        }
+        MenuId::RefreshAll => {
+            let Ok(engine) = app.state::<Shell>().engine() else {
+                return;
+            };
+            for view in engine.snapshot() {
+                let engine = engine.clone();
+                tauri::async_runtime::spawn(async move {
+                    // Failures are recorded, shown and notified by the engine itself.
+                    let _ = engine.refresh(&view.name).await;
+                });
+            }
+        }
+    }
+}
+
+/// Opens a URL in the system browser; `BROWSER`, when set, names the program to use.
+fn open_in_browser(app: &AppHandle, url: &str) {
+    use tauri_plugin_opener::OpenerExt;
+    let result = match std::env::var_os("BROWSER").filter(|b| !b.is_empty()) {
+        Some(browser) => std::process::Command::new(browser)
+            .arg(url)
+            .spawn()
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        None => app
+            .opener()
+            .open_url(url, None::<&str>)
+            .map_err(|e| e.to_string()),
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not open the browser");
+    }
+}
+
+fn apply_autostart(app: &AppHandle, on: bool) {
+    use tauri_plugin_autostart::ManagerExt;
+    let launcher = app.autolaunch();
+    let result = if on {
+        launcher.enable()
+    } else {
+        launcher.disable()
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not change start at login");
+    }
+}

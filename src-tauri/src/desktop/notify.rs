@@ -1,0 +1,71 @@
+//! Desktop notifications from the engine's episode events: one when an account's refresh
+//! first fails, one when it gives up (the user must reconnect), one when it recovers. The
+//! engine already sends only those (never one per retry), so this only words them. Names and
+//! reasons only, never a secret; the setting turns them off.
+
+use tauri::{AppHandle, Runtime};
+use tauri_plugin_notification::NotificationExt;
+
+use crate::engine::events::EngineEvent;
+
+/// Title and body for an event worth a notification.
+pub fn wording(event: &EngineEvent) -> Option<(String, String)> {
+    match event {
+        EngineEvent::RefreshFailed {
+            account,
+            message,
+            gave_up: false,
+            ..
+        } => Some((
+            format!("{account}: refresh failed"),
+            format!("{message}. Tokenwarden keeps trying; the current token stays valid until it expires."),
+        )),
+        EngineEvent::RefreshFailed {
+            account,
+            message,
+            gave_up: true,
+            ..
+        } => Some((
+            format!("Reconnect {account}"),
+            format!("{message}. Open Tokenwarden and reconnect the account."),
+        )),
+        EngineEvent::Recovered { account } => Some((
+            format!("{account} recovered"),
+            "A fresh token was obtained.".to_owned(),
+        )),
+        EngineEvent::KeychainWriteFailed { account, .. } => Some((
+            format!("{account}: token not saved"),
+            "The keychain refused the new token. It is kept in memory and saved as soon as the keychain works; do not quit meanwhile.".to_owned(),
+        )),
+        _ => None,
+    }
+}
+
+pub fn show<R: Runtime>(app: &AppHandle<R>, event: &EngineEvent) {
+    let Some((title, body)) = wording(event) else {
+        return;
+    };
+    if let Err(e) = app.notification().builder().title(title).body(body).show() {
+        tracing::warn!(error = %e, "could not show a notification");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_episode_events_are_worded_and_they_name_the_account() {
+        let account: crate::engine::names::AccountName = "fb".parse().unwrap();
+        let failed = EngineEvent::RefreshFailed {
+            account: account.clone(),
+            code: "invalid_grant".into(),
+            message: "fb: fitbit refused the grant (invalid_grant)".into(),
+            first: false,
+            gave_up: true,
+        };
+        assert_eq!(wording(&failed).unwrap().0, "Reconnect fb");
+        let saved = EngineEvent::Saved { account };
+        assert!(wording(&saved).is_none());
+    }
+}

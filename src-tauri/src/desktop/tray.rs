@@ -1,0 +1,297 @@
+//! The tray: an icon for the worst state, a tooltip summary, and a menu with one "Copy NAME
+//! token" entry per account (its state and time left in the label), then Refresh all, Open
+//! Tokenwarden and Quit. Linux cannot swap a tray menu once set and sends no click events
+//! for the icon, so the same menu is edited in place and every action lives in it.
+
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use tauri::image::Image;
+use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
+use tauri::tray::{TrayIcon, TrayIconBuilder};
+use tauri::{AppHandle, Manager, Runtime};
+
+use crate::engine::names::AccountName;
+use crate::engine::state::Status;
+use crate::engine::views::AccountView;
+
+pub const TRAY_ID: &str = "tokenwarden";
+
+/// Menu ids, to and from their strings in one place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MenuId {
+    Copy(AccountName),
+    RefreshAll,
+    Open,
+    Quit,
+}
+
+impl MenuId {
+    pub fn id(&self) -> String {
+        match self {
+            Self::Copy(name) => format!("copy:{name}"),
+            Self::RefreshAll => "refresh-all".into(),
+            Self::Open => "open".into(),
+            Self::Quit => "quit".into(),
+        }
+    }
+
+    pub fn parse(id: &str) -> Option<Self> {
+        match id {
+            "refresh-all" => Some(Self::RefreshAll),
+            "open" => Some(Self::Open),
+            "quit" => Some(Self::Quit),
+            other => other.strip_prefix("copy:")?.parse().ok().map(Self::Copy),
+        }
+    }
+}
+
+/// The icon for the worst state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Look {
+    /// Every account fresh.
+    Fresh,
+    /// Something refreshing or retrying.
+    Busy,
+    /// Something needs the user (reconnect).
+    Alert,
+    /// Nothing connected.
+    Idle,
+}
+
+pub fn look(views: &[AccountView]) -> Look {
+    let has = |s: &[Status]| views.iter().any(|v| s.contains(&v.status));
+    if has(&[Status::NeedsReconnect]) {
+        Look::Alert
+    } else if has(&[Status::Retrying, Status::Refreshing, Status::Expired]) {
+        Look::Busy
+    } else if has(&[Status::Fresh]) {
+        Look::Fresh
+    } else {
+        Look::Idle
+    }
+}
+
+fn icon(look: Look) -> tauri::Result<Image<'static>> {
+    Image::from_bytes(match look {
+        Look::Fresh => include_bytes!("../../../icons/tray-fresh.png").as_slice(),
+        Look::Busy => include_bytes!("../../../icons/tray-busy.png").as_slice(),
+        Look::Alert => include_bytes!("../../../icons/tray-alert.png").as_slice(),
+        Look::Idle => include_bytes!("../../../icons/tray-idle.png").as_slice(),
+    })
+}
+
+/// "59m", "7h 12m", "3d": time left, coarse enough for a menu.
+pub fn left(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86_400 => format!("{}h {:02}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
+/// The entry for one account, and whether Copy is possible (a token valid now).
+pub fn entry(view: &AccountView, now: SystemTime) -> (String, bool) {
+    let remaining = view.expires_at.map(|e| e.remaining(now).as_secs());
+    let (left, valid) = match remaining {
+        Some(0) => ("expired".to_owned(), false),
+        Some(secs) => (left(secs), true),
+        None => ("no token".to_owned(), false),
+    };
+    let usable = valid && view.status != Status::NeedsReconnect;
+    (
+        format!(
+            "Copy {} token — {} · {left}",
+            view.name,
+            view.status.as_str()
+        ),
+        usable,
+    )
+}
+
+pub fn tooltip(views: &[AccountView]) -> String {
+    if views.is_empty() {
+        return "Tokenwarden: no accounts yet".to_owned();
+    }
+    let order = [
+        Status::Fresh,
+        Status::Refreshing,
+        Status::Retrying,
+        Status::Expired,
+        Status::NeedsReconnect,
+        Status::NotConnected,
+    ];
+    let parts: Vec<String> = order
+        .iter()
+        .filter_map(|s| {
+            let n = views.iter().filter(|v| v.status == *s).count();
+            (n > 0).then(|| format!("{n} {}", s.as_str().replace('_', " ")))
+        })
+        .collect();
+    format!("Tokenwarden: {}", parts.join(", "))
+}
+
+/// The menu and its account entries, kept to be edited in place.
+pub struct Tray<R: Runtime> {
+    icon: TrayIcon<R>,
+    menu: Menu<R>,
+    entries: Mutex<Vec<(AccountName, MenuItem<R>)>>,
+    look: Mutex<Option<Look>>,
+}
+
+impl<R: Runtime> Tray<R> {
+    pub fn build(app: &AppHandle<R>) -> tauri::Result<Self> {
+        let menu = Menu::with_items(
+            app,
+            &[
+                &PredefinedMenuItem::separator(app)?,
+                &MenuItem::with_id(
+                    app,
+                    MenuId::RefreshAll.id(),
+                    "Refresh all",
+                    true,
+                    None::<&str>,
+                )?,
+                &MenuItem::with_id(
+                    app,
+                    MenuId::Open.id(),
+                    "Open Tokenwarden",
+                    true,
+                    None::<&str>,
+                )?,
+                &MenuItem::with_id(app, MenuId::Quit.id(), "Quit", true, None::<&str>)?,
+            ],
+        )?;
+        let icon = TrayIconBuilder::with_id(TRAY_ID)
+            .icon(icon(Look::Idle)?)
+            .tooltip("Tokenwarden")
+            .title("Tokenwarden")
+            .menu(&menu)
+            .show_menu_on_left_click(true)
+            .build(app)?;
+        Ok(Self {
+            icon,
+            menu,
+            entries: Mutex::new(Vec::new()),
+            look: Mutex::new(None),
+        })
+    }
+
+    /// Brings icon, tooltip and entries up to date with the accounts.
+    pub fn redraw(&self, app: &AppHandle<R>, views: &[AccountView]) -> tauri::Result<()> {
+        let now = SystemTime::now();
+        let mut entries = self.entries.lock().expect("poisoned");
+        let same_accounts = entries.len() == views.len()
+            && entries.iter().zip(views).all(|((n, _), v)| *n == v.name);
+        if !same_accounts {
+            for (_, item) in entries.drain(..) {
+                self.menu.remove(&item)?;
+            }
+            for (position, view) in views.iter().enumerate() {
+                let (text, enabled) = entry(view, now);
+                let id = MenuId::Copy(view.name.clone()).id();
+                let item = MenuItem::with_id(app, id, text, enabled, None::<&str>)?;
+                self.menu.insert(&item, position)?;
+                entries.push((view.name.clone(), item));
+            }
+        } else {
+            for ((_, item), view) in entries.iter().zip(views) {
+                let (text, enabled) = entry(view, now);
+                if item.text()? != text {
+                    item.set_text(text)?;
+                }
+                if item.is_enabled()? != enabled {
+                    item.set_enabled(enabled)?;
+                }
+            }
+        }
+        let look = look(views);
+        let mut shown = self.look.lock().expect("poisoned");
+        if *shown != Some(look) {
+            self.icon.set_icon(Some(icon(look)?))?;
+            *shown = Some(look);
+        }
+        self.icon.set_tooltip(Some(tooltip(views)))?;
+        Ok(())
+    }
+}
+
+/// Shows and focuses the main window.
+pub fn open_window<R: Runtime>(app: &AppHandle<R>) {
+    if let Some(window) = app.get_webview_window("main") {
+        for result in [window.unminimize(), window.show(), window.set_focus()] {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "could not show the window");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::names::Deadline;
+    use crate::engine::views::ConnectsWith;
+
+    fn view(name: &str, status: Status, left: Option<u64>) -> AccountView {
+        AccountView {
+            name: name.parse().unwrap(),
+            provider: "fitbit".into(),
+            status,
+            expires_at: left.map(|s| {
+                Deadline::after(
+                    SystemTime::UNIX_EPOCH,
+                    std::time::Duration::from_secs(1000 + s),
+                )
+            }),
+            last_refresh: None,
+            last_error: None,
+            next_refresh: None,
+            attempt: 0,
+            connects_with: ConnectsWith::Browser,
+            refresh_token_expires_at: None,
+            unsaved: false,
+            remedy: None,
+        }
+    }
+
+    #[test]
+    fn entries_say_state_and_time_left_and_copy_needs_a_valid_token() {
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000);
+        let (text, enabled) = entry(&view("fb", Status::Fresh, Some(3540)), now);
+        assert_eq!(text, "Copy fb token — fresh · 59m");
+        assert!(enabled);
+        let (text, enabled) = entry(&view("wx", Status::NotConnected, None), now);
+        assert_eq!(text, "Copy wx token — not_connected · no token");
+        assert!(!enabled);
+        assert!(!entry(&view("x", Status::Expired, Some(0)), now).1);
+        assert_eq!(left(7 * 3600 + 12 * 60), "7h 12m");
+    }
+
+    #[test]
+    fn the_icon_shows_the_worst_state_and_ids_round_trip() {
+        let fresh = view("a", Status::Fresh, Some(60));
+        let retry = view("b", Status::Retrying, Some(60));
+        let gone = view("c", Status::NeedsReconnect, None);
+        assert_eq!(look(&[]), Look::Idle);
+        assert_eq!(look(std::slice::from_ref(&fresh)), Look::Fresh);
+        assert_eq!(look(&[fresh.clone(), retry.clone()]), Look::Busy);
+        assert_eq!(look(&[fresh, retry, gone]), Look::Alert);
+        for id in [
+            MenuId::Copy("fb".parse().unwrap()),
+            MenuId::RefreshAll,
+            MenuId::Open,
+            MenuId::Quit,
+        ] {
+            assert_eq!(MenuId::parse(&id.id()), Some(id));
+        }
+        assert_eq!(
+            tooltip(&[
+                view("a", Status::Fresh, Some(1)),
+                view("b", Status::NotConnected, None)
+            ]),
+            "Tokenwarden: 1 fresh, 1 not connected"
+        );
+    }
+}

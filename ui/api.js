@@ -1,0 +1,42 @@
+// ui/api.js: the only module that knows Tauri exists (tauri.conf.json: withGlobalTauri: true).
+// Owns: one function per backend command, the two event subscriptions, and the error shape.
+// Every command rejects with {code, message, remedy}; a string or odd value from the shell is
+// wrapped, so the views never have to guess what they caught.
+
+const { invoke } = window.__TAURI__.core;
+const { listen } = window.__TAURI__.event;
+
+function asUiError(err) {
+  if (err && typeof err === 'object' && typeof err.message === 'string') {
+    return { code: err.code || 'error', message: err.message, remedy: err.remedy || null };
+  }
+  return { code: 'error', message: String(err ?? 'Unknown error'), remedy: null };
+}
+
+const call = (command, args = {}) =>
+  invoke(command, args).catch((err) => {
+    throw asUiError(err);
+  });
+
+export const accounts = () => call('accounts');
+export const history = (account, limit) => call('history', { account, limit });
+export const refreshNow = (name) => call('refresh_now', { name });
+/** The token goes to the clipboard in Rust; the answer only says when it is cleared. */
+export const copyToken = (name) => call('copy_token', { name });
+export const beginConnect = (name, device) => call('begin_connect', { name, device });
+export const cancelConnect = (name) => call('cancel_connect', { name });
+export const removeAccount = (name) => call('remove_account', { name });
+export const presets = () => call('presets');
+export const addAccount = (form) => call('add_account', { form });
+export const configStatus = () => call('config_status');
+export const reloadConfig = () => call('reload_config');
+export const settings = () => call('settings');
+export const saveSettings = (settings) => call('save_settings', { settings });
+export const apiKeys = () => call('api_keys');
+export const createApiKey = (label) => call('create_api_key', { label });
+export const revokeApiKey = (label) => call('revoke_api_key', { label });
+
+/** Engine events are hints to re-read state, never the truth (STYLE habit 11). */
+export const onEngineEvent = (fn) => listen('engine-event', (e) => fn(e.payload || {}));
+/** The tray asks the window to show one account (payload: its name). */
+export const onFocusAccount = (fn) => listen('focus-account', (e) => fn(e.payload));

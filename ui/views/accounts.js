@@ -1,0 +1,243 @@
+// ui/views/accounts.js: the Accounts view, one card per account.
+// Owns: the cards, their actions (Copy token, Refresh now, Connect/Reconnect, Remove), the
+// empty state, and the per-second tick that rewrites countdowns and "5 min ago" in place.
+// Data comes from app.state.accounts; nothing here calls the backend on a tick.
+
+import * as api from '../api.js';
+import { h, icon, keepFocus, replace } from '../dom.js';
+import { countdown, parseTime, relative, upcoming } from '../format.js';
+import { statusLabel, statusSentence, remedyText } from '../words.js';
+import { connecting, connectPanel, startConnect } from '../connect.js';
+import { confirmDialog } from '../dialog.js';
+import { toast } from '../toast.js';
+
+const COPYABLE = new Set(['fresh', 'refreshing', 'retrying']);
+
+export function canCopy(a, now) {
+  const t = parseTime(a.expires_at);
+  return COPYABLE.has(a.status) && t !== null && t > now;
+}
+
+function canConnect(a) {
+  if (a.status === 'needs_reconnect') return a.connects_with !== 'none';
+  if (a.status === 'not_connected') return a.connects_with === 'browser' || a.connects_with === 'device';
+  return Boolean(a.remedy && a.remedy.kind === 'reconnect' && a.connects_with !== 'none');
+}
+
+export function createAccountsView(app) {
+  const el = h('section', { class: 'view-accounts', 'aria-labelledby': 'accounts-title' });
+  const list = h('div', { class: 'account-list' });
+  const top = h('div', { class: 'view-top' });
+  const header = h(
+    'header',
+    { class: 'view-header' },
+    h('div', {}, h('h1', { id: 'accounts-title' }, 'Accounts'), h('p', { class: 'subtitle' }, 'Tokens Tokenwarden keeps fresh for you and your programs.')),
+  );
+  el.append(header, top, list);
+
+  const busy = new Map(); // name → 'refresh' | 'copy' | 'remove'
+
+  function setBusy(name, what) {
+    if (what) busy.set(name, what);
+    else busy.delete(name);
+    update();
+  }
+
+  function showError(name, err) {
+    app.state.rowErrors[name] = { message: err.message, remedy: err.remedy || null };
+    update();
+  }
+
+  async function copy(a) {
+    setBusy(a.name, 'copy');
+    try {
+      const res = await api.copyToken(a.name);
+      delete app.state.rowErrors[a.name];
+      const secs = res && typeof res.clear_after_secs === 'number' ? res.clear_after_secs : 0;
+      toast(secs > 0 ? `Copied ${a.name} token — clipboard clears in ${secs} s` : `Copied ${a.name} token`, 'ok');
+    } catch (err) {
+      showError(a.name, err);
+    } finally {
+      setBusy(a.name, null);
+    }
+  }
+
+  async function refresh(a) {
+    setBusy(a.name, 'refresh');
+    try {
+      const view = await api.refreshNow(a.name);
+      delete app.state.rowErrors[a.name];
+      if (view && view.name) app.setAccount(view);
+    } catch (err) {
+      showError(a.name, err);
+    } finally {
+      setBusy(a.name, null);
+    }
+  }
+
+  function connect(a) {
+    delete app.state.rowErrors[a.name];
+    startConnect(a.name, a.connects_with === 'device', 'accounts');
+  }
+
+  async function remove(a) {
+    const ok = await confirmDialog({
+      title: `Remove ${a.name}?`,
+      body: 'It is taken out of the config file, its tokens are revoked where the provider allows it, and its secrets are deleted from the keychain.',
+      confirm: 'Remove',
+      danger: true,
+    });
+    if (!ok) return;
+    setBusy(a.name, 'remove');
+    try {
+      const res = await api.removeAccount(a.name);
+      delete app.state.rowErrors[a.name];
+      toast(`Removed ${a.name}`, 'ok');
+      if (res && res.warning) toast(res.warning, 'warn', 8000);
+      await app.reloadAccounts();
+    } catch (err) {
+      showError(a.name, err);
+    } finally {
+      setBusy(a.name, null);
+    }
+  }
+
+  /** The remedy in words, plus a button where the window can do it. */
+  function remedyControls(a, remedy, now, withButton) {
+    const text = remedyText(remedy, a.name, now);
+    if (!text) return null;
+    let button = null;
+    if (withButton && remedy.kind === 'reconnect' && a.connects_with !== 'none' && !canConnect(a)) {
+      button = h('button', { type: 'button', class: 'btn btn-small', disabled: Boolean(connecting()), onclick: () => connect(a) }, 'Reconnect');
+    } else if (withButton && remedy.kind === 'fix_config') {
+      button = h('button', { type: 'button', class: 'btn btn-small', onclick: () => app.reloadConfig() }, 'Reload config');
+    } else if (withButton && remedy.kind === 'unlock_keychain') {
+      button = h('button', { type: 'button', class: 'btn btn-small', onclick: () => refresh(a) }, 'Try again');
+    }
+    return h('p', { class: 'hint' }, h('span', {}, text), button);
+  }
+
+  function card(a, now) {
+    const doing = busy.get(a.name);
+    const rowError = app.state.rowErrors[a.name];
+    const provider = app.providerLabel(a.provider);
+    const actions = h(
+      'div',
+      { class: 'account-actions' },
+      h(
+        'button',
+        { type: 'button', class: 'btn', testid: 'copy', disabled: !canCopy(a, now) || doing === 'copy', onclick: () => copy(a) },
+        icon(['M9 9h10v10H9z', 'M5 15V5h10']),
+        'Copy token',
+      ),
+      h(
+        'button',
+        {
+          type: 'button',
+          class: 'btn',
+          testid: 'refresh',
+          disabled: Boolean(doing) || (a.status === 'not_connected' && a.connects_with !== 'none'),
+          onclick: () => refresh(a),
+        },
+        icon(['M20 11a8 8 0 1 0-2.3 5.7', 'M20 4v7h-7']),
+        doing === 'refresh' ? 'Refreshing…' : 'Refresh now',
+      ),
+      canConnect(a)
+        ? h(
+            'button',
+            { type: 'button', class: 'btn btn-primary', testid: 'connect', disabled: Boolean(connecting()), onclick: () => connect(a) },
+            a.status === 'not_connected' ? 'Connect' : 'Reconnect',
+          )
+        : null,
+      h('span', { class: 'spacer' }),
+      h('button', { type: 'button', class: 'btn btn-quiet-danger', testid: 'remove', disabled: doing === 'remove', onclick: () => remove(a) }, 'Remove'),
+    );
+    // The status sentence already covers reconnect, set_secret and the retry time.
+    const extra = a.remedy && (['fix_config', 'unlock_keychain', 'stop_other_engine'].includes(a.remedy.kind) || (a.remedy.kind === 'wait_until' && a.status !== 'retrying'));
+    const remedy = extra ? remedyControls(a, a.remedy, now, true) : null;
+    return h(
+      'article',
+      { class: `account status-${a.status}`, testid: 'account-row', 'data-account': a.name, 'data-status': a.status, tabindex: '-1' },
+      h(
+        'header',
+        { class: 'account-head' },
+        h('div', { class: 'account-title' }, h('h2', { class: 'account-name' }, a.name), provider && provider !== a.name ? h('span', { class: 'account-provider' }, provider) : null),
+        h('span', { class: `badge badge-${a.status}`, testid: 'status', 'data-status': a.status }, h('span', { class: 'dot', 'aria-hidden': 'true' }), statusLabel(a.status)),
+      ),
+      h('p', { class: 'account-sentence', 'data-role': 'sentence' }, statusSentence(a, now)),
+      h(
+        'dl',
+        { class: 'account-meta' },
+        h('div', {}, h('dt', {}, 'Expires in'), h('dd', { testid: 'countdown', class: 'num' }, countdown(a.expires_at, now))),
+        h('div', {}, h('dt', {}, 'Last refresh'), h('dd', { testid: 'last-refresh' }, relative(a.last_refresh, now))),
+        h('div', {}, h('dt', {}, a.status === 'retrying' ? 'Next try' : 'Next refresh'), h('dd', { testid: 'next-refresh' }, upcoming(a.next_refresh, now))),
+        a.status === 'retrying' && a.attempt > 0 ? h('div', {}, h('dt', {}, 'Attempt'), h('dd', { class: 'num' }, String(a.attempt))) : null,
+        a.refresh_token_expires_at ? h('div', {}, h('dt', {}, 'Reconnect by'), h('dd', {}, upcoming(a.refresh_token_expires_at, now))) : null,
+      ),
+      a.unsaved ? h('p', { class: 'note note-warn' }, 'The newest token is only in memory: saving it to the keychain failed and is being retried.') : null,
+      a.last_error ? h('p', { class: a.status === 'retrying' ? 'note note-warn' : 'note note-error' }, h('span', { class: 'note-label' }, 'Last error'), a.last_error) : null,
+      remedy,
+      rowError
+        ? h('div', { class: 'note note-error', role: 'alert' }, rowError.message, remedyControls(a, rowError.remedy, now, true))
+        : null,
+      actions,
+    );
+  }
+
+  function emptyState() {
+    return h(
+      'div',
+      { class: 'empty', testid: 'empty-state' },
+      h('div', { class: 'empty-icon' }, icon(['M8 8a4 4 0 1 0 0 8a4 4 0 0 0 0-8z', 'M12 12h9', 'M18 12v3', 'M21 12v2'])),
+      h('h2', {}, 'No accounts yet'),
+      h('p', {}, 'Add your first account: pick a provider such as Fitbit, paste its client id and secret, then connect in the browser.'),
+      h('button', { type: 'button', class: 'btn btn-primary btn-large', onclick: () => app.navigate('add') }, 'Add account'),
+    );
+  }
+
+  function update() {
+    const now = Date.now();
+    const c = connecting();
+    replace(top, c ? connectPanel(c, app.providerLabel(app.accountProvider(c.account))) : null);
+    keepFocus(list, () => {
+      const accounts = app.state.accounts;
+      if (accounts === null) replace(list, h('p', { class: 'muted loading' }, 'Loading…'));
+      else if (app.state.accountsError && accounts.length === 0) {
+        replace(list, h('div', { class: 'note note-error', role: 'alert' }, app.state.accountsError.message));
+      } else if (accounts.length === 0) replace(list, emptyState());
+      else replace(list, accounts.map((a) => card(a, now)));
+    });
+  }
+
+  /** Rewrites the live parts in place: no rebuild, no backend call. */
+  function tick() {
+    const now = Date.now();
+    const byName = new Map((app.state.accounts || []).map((a) => [a.name, a]));
+    for (const row of list.querySelectorAll('[data-testid=account-row]')) {
+      const a = byName.get(row.getAttribute('data-account'));
+      if (!a) continue;
+      setText(row.querySelector('[data-testid=countdown]'), countdown(a.expires_at, now));
+      setText(row.querySelector('[data-testid=last-refresh]'), relative(a.last_refresh, now));
+      setText(row.querySelector('[data-testid=next-refresh]'), upcoming(a.next_refresh, now));
+      const copyBtn = row.querySelector('[data-testid=copy]');
+      if (copyBtn && busy.get(a.name) !== 'copy') copyBtn.disabled = !canCopy(a, now);
+    }
+  }
+
+  function focusAccount(name) {
+    const row = [...list.querySelectorAll('[data-testid=account-row]')].find((r) => r.getAttribute('data-account') === name);
+    if (!row) return;
+    row.scrollIntoView({ block: 'center', behavior: 'smooth' });
+    row.focus({ preventScroll: true });
+    row.classList.remove('highlight');
+    void row.offsetWidth; // restart the animation
+    row.classList.add('highlight');
+    setTimeout(() => row.classList.remove('highlight'), 2400);
+  }
+
+  return { el, show: update, update, tick, focusAccount };
+}
+
+function setText(node, text) {
+  if (node && node.textContent !== text) node.textContent = text;
+}
