@@ -117,7 +117,8 @@ impl Engine {
                     };
                     if !same {
                         let lead = s.account.refresh_before;
-                        s.state = AccountState::from_stored(stored, None, lead, name);
+                        let gave_up = s.restored.take();
+                        s.state = AccountState::from_stored(stored, gave_up, lead, name);
                         s.generation += 1;
                         s.last_outcome = None;
                     }

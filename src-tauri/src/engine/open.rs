@@ -65,10 +65,11 @@ impl Engine {
     }
 
     pub async fn with_parts(parts: Parts) -> Result<Self, EngineError> {
-        let keychain = Keychain::new(parts.store);
+        let keychain = Keychain::new(parts.store.clone());
         let history = Arc::new(History::open(&parts.history_path)?);
         let log = super::history::Writer::start(History::open(&parts.history_path)?);
-        let api_keys = api_keys::ApiKeys::new(&parts.data_dir, keychain.clone());
+        // Its own keychain queue: checking an API key never waits behind account reads.
+        let api_keys = api_keys::ApiKeys::new(&parts.data_dir, Keychain::new(parts.store));
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
@@ -99,8 +100,9 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Reads the keychain and the saved state of new accounts (concurrently: each read is a
-    /// D-Bus round trip, and `Keychain` bounds how many run at once).
+    /// Adds slots for new accounts with their saved state. An observer reads the keychain now
+    /// (concurrently: each read is a D-Bus round trip, and `Keychain` bounds how many run at
+    /// once); a refresher leaves the reads to the scheduler.
     async fn add_slots(&self, accounts: &[Arc<Account>]) {
         // An observer shows "retrying" or "refreshing" only while an engine runs to do it;
         // with none running, a token past its expiry is simply expired.
@@ -121,11 +123,31 @@ impl Engine {
         })
         .await
         .unwrap_or_default();
+        let now = SystemTime::now();
+        if self.mode() == Mode::Refresher {
+            // The scheduler reads the keychain right away, a few accounts at a time: the
+            // engine and its API answer at once, whatever the number of accounts.
+            for account in accounts {
+                let saved = saved.remove(&account.name);
+                let mut slot = Slot::new(account.clone(), AccountState::unread(now));
+                slot.last_refresh = saved.as_ref().and_then(|s| s.last_refresh);
+                slot.restored = saved
+                    .as_ref()
+                    .filter(|s| s.status == Status::NeedsReconnect.as_str())
+                    .map(restored_failure);
+                self.shared
+                    .accounts
+                    .lock()
+                    .expect("poisoned")
+                    .insert(account.name.clone(), slot);
+            }
+            self.shared.wake.notify_one();
+            return;
+        }
         let reads = accounts.iter().map(|a| {
             let saved = saved.remove(&a.name);
             async move { (a.clone(), self.shared.keychain.tokens(&a.name).await, saved) }
         });
-        let now = SystemTime::now();
         for (account, stored, saved) in futures_util::future::join_all(reads).await {
             let gave_up = saved
                 .as_ref()

@@ -81,6 +81,10 @@ impl Engine {
         }
         let gate = self.with_slot(name, |s| s.gate.clone())?;
         let _turn = gate.lock().await;
+        if matches!(self.slot_state(name)?, AccountState::Unread { .. }) {
+            // Not read from the keychain yet (or a read failed): what it holds decides.
+            self.reread(name).await?;
+        }
         if let Some(seen) = seen {
             let shared = self.with_slot(name, |s| {
                 (s.attempts > seen)
@@ -106,9 +110,6 @@ impl Engine {
                 let skip = Skip::IfValidFor(UPSTREAM_MARGIN);
                 Box::pin(self.refresh_with(up, Trigger::Dependency, skip, None)).await?;
             }
-        }
-        if matches!(self.slot_state(name)?, AccountState::Unread { .. }) {
-            self.reread(name).await?;
         }
         let state = self.slot_state(name)?;
         if state.tokens().is_none() && account.provider.needs_consent() {

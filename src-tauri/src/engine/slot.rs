@@ -46,6 +46,8 @@ pub(super) struct Slot {
     pub gate: Arc<tokio::sync::Mutex<()>>,
     pub connect: watch::Sender<ConnectStatus>,
     pub connect_cancel: Option<CancellationToken>,
+    /// A permanent failure saved before a restart, applied when the keychain is first read.
+    pub restored: Option<super::state::Failure>,
     /// A grant obtained by a flow that may not store it, waiting to be handed over.
     pub handoff: Option<super::secret::TokenSet>,
 }
@@ -67,6 +69,7 @@ impl Slot {
             gate: Arc::new(tokio::sync::Mutex::new(())),
             connect_cancel: None,
             handoff: None,
+            restored: None,
         }
     }
 

@@ -176,6 +176,8 @@ impl AccountState {
     pub fn status(&self, now: SystemTime) -> Status {
         match self {
             Self::NotConnected => Status::NotConnected,
+            // Being read for the first time is work in progress, not a failure.
+            Self::Unread { attempt: 0, .. } => Status::Refreshing,
             Self::Unread { .. } | Self::Retrying { .. } => Status::Retrying,
             Self::Fresh { tokens, .. } if tokens.expires_at.has_passed(now) => Status::Expired,
             Self::Fresh { .. } => Status::Fresh,
@@ -287,6 +289,16 @@ impl AccountState {
                 }
             }
             other => other,
+        }
+    }
+
+    /// Not read from the keychain yet: the engine reads it at once, a few accounts at a time,
+    /// so that a thousand accounts do not keep the engine (and its API) from starting.
+    pub fn unread(now: SystemTime) -> Self {
+        Self::Unread {
+            attempt: 0,
+            next_try: Deadline::at(now),
+            reason: "reading the keychain".to_owned(),
         }
     }
 
