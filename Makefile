@@ -19,7 +19,8 @@ RUN_PKGS := gnome-keyring libsecret-tools dbus libwebkit2gtk-4.1-0 libayatana-ap
 # window, xclip for the clipboard, dbusmock for notifications, python3-gi for the tray's D-Bus,
 # imagemagick for screenshots.
 TEST_PKGS := xvfb xauth dbus dbus-x11 gnome-keyring libsecret-tools procps webkit2gtk-driver \
-	xclip python3-dbusmock python3-gi gir1.2-glib-2.0 imagemagick libayatana-appindicator3-1
+	xclip python3-dbusmock python3-gi python3-dbus gir1.2-glib-2.0 imagemagick x11-utils curl \
+	libayatana-appindicator3-1
 
 .PHONY: run test build bench deps-build deps-run deps-test deps-driver check-cargo lint
 
@@ -43,7 +44,7 @@ test: deps-build deps-test deps-driver check-cargo lint
 bench: deps-build deps-test deps-driver check-cargo
 	$(CARGO) build --release --workspace
 	TOKENWARDEN_BIN=$(CURDIR)/target/release/tokenwarden tests/scripts/session.sh \
-		$(CARGO) test --release -p tokenwarden-e2e --test bench -- --nocapture --include-ignored --test-threads=1
+		$(CARGO) test --release -p tokenwarden-e2e --test bench --test desktop_bench -- --nocapture --include-ignored --test-threads=1
 
 lint:
 	$(CARGO) fmt --all -- --check

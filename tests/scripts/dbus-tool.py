@@ -25,7 +25,7 @@ bus = Gio.bus_get_sync(Gio.BusType.SESSION, None)
 def call(dest, path, iface, method, params, reply_type):
     reply = bus.call_sync(dest, path, iface, method, params,
                           GLib.VariantType(reply_type) if reply_type else None,
-                          Gio.DBusCallFlags.NONE, 5000, None)
+                          Gio.DBusCallFlags.NO_AUTO_START, 5000, None)
     return reply.unpack() if reply is not None else None
 
 

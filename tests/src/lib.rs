@@ -7,12 +7,15 @@
 //!   [`harness::LegacyAccount`], the connected legacy-Fitbit account most tests start from
 //! * [`api`]           a byte-exact client of the local HTTP API and a Server-Sent Events reader
 //! * [`prometheus`]    a strict parser of the Prometheus text exposition format
+//! * [`desktop`]       the tray app in a private desktop session: tray over D-Bus, notifications,
+//!   clipboard, X11 window state, and the real window through tauri-driver (WebDriver)
 //!
 //! The fakes are in-process axum servers on 127.0.0.1:0 running on the test's own tokio runtime;
 //! a test reads their counters and injects faults through the handle it holds, so no HTTP control
 //! plane exists. Tests run inside `tests/scripts/session.sh`, which provides the keychain.
 
 pub mod api;
+pub mod desktop;
 pub mod fakes;
 pub mod harness;
 pub mod prometheus;

@@ -1,0 +1,72 @@
+//! Figures for the README: how long the tray app takes from launch to a drawn window
+//! (`data-ready`), how much memory it holds, and how much CPU it burns in 60 s with the window
+//! hidden. Ignored by default: `make bench` runs it with `--include-ignored` (it needs
+//! `--test desktop_bench`), and `--nocapture` shows the figures.
+
+use std::time::Duration;
+
+use tokenwarden_e2e::desktop::{self, Driver, Session};
+use tokenwarden_e2e::harness::{process_cpu_seconds, LegacyAccount};
+use tokenwarden_e2e::wait_until;
+
+/// CPU seconds of `pid` and every process below it (WebKit's web and network processes).
+fn tree_cpu_seconds(pid: u32) -> f64 {
+    std::iter::once(pid)
+        .chain(desktop::descendants(pid))
+        .filter(|&p| desktop::alive(p))
+        .map(process_cpu_seconds)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with --include-ignored (make bench)"]
+async fn bench_launch_memory_and_idle_cpu() {
+    let session = Session::start().await;
+    let (_fake, env, _) = LegacyAccount::new(|c| c.expires_in(3600))
+        .another_account("second")
+        .another_account("third")
+        .connected(3600)
+        .await;
+    desktop::write_settings(&env, true, 60);
+
+    let driver = Driver::launch(&env, &session, &[]).await;
+    let pid = desktop::engine_pid(&env).expect("the app holds the engine lock");
+    let helpers = desktop::descendants(pid);
+    let rss_app = desktop::rss_kib(pid);
+    let rss_helpers: u64 = helpers
+        .iter()
+        .filter(|&&p| desktop::alive(p))
+        .map(|&p| desktop::rss_kib(p))
+        .sum();
+
+    desktop::close_window(pid).await;
+    wait_until(
+        Duration::from_secs(10),
+        "the window is hidden",
+        async || desktop::window_mapped(pid).await == Some(false),
+    )
+    .await;
+    let cpu_before = tree_cpu_seconds(pid);
+    // The measurement itself: the app idles for a minute with its window hidden.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let cpu_after = tree_cpu_seconds(pid);
+    assert!(desktop::alive(pid), "the app is still running");
+
+    println!("desktop bench (3 accounts, debug unless TOKENWARDEN_BIN says otherwise):");
+    println!(
+        "  launch → data-ready: {:.2} s (WebDriver session created after {:.2} s)",
+        driver.launch_to_ready.as_secs_f64(),
+        driver.session_created.as_secs_f64()
+    );
+    println!(
+        "  resident memory: app {:.1} MiB, WebKit helpers ({}) {:.1} MiB",
+        rss_app as f64 / 1024.0,
+        helpers.len(),
+        rss_helpers as f64 / 1024.0
+    );
+    println!(
+        "  CPU over 60 s, window hidden: {:.3} s (app + helpers)",
+        cpu_after - cpu_before
+    );
+    driver.quit().await;
+}
