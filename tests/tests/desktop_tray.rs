@@ -3,9 +3,9 @@
 //! asserts on what the menu says, what the X clipboard and the OS keychain hold, and how the
 //! process exits. Runs inside `tests/scripts/session.sh` (Xvfb, private bus, gnome-keyring).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokenwarden_e2e::desktop::{self, entry, MenuEntry, Session, TrayItem};
+use tokenwarden_e2e::desktop::{self, entry, MenuEntry, Session};
 use tokenwarden_e2e::fakes::oauth::{Fault, OAuthConfig, OAuthFake};
 use tokenwarden_e2e::harness::{free_port, unix_now};
 use tokenwarden_e2e::{wait_until, Env};
