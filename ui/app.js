@@ -252,7 +252,14 @@ async function focusAccount(name) {
 }
 
 // ── start ────────────────────────────────────────────────────────────────
-for (const b of navButtons) b.addEventListener('click', () => navigate(b.getAttribute('data-view')));
+for (const b of navButtons) {
+  b.addEventListener('click', () => {
+    const view = b.getAttribute('data-view');
+    // "Add account" starts from the preset grid, unless a connect is still waiting.
+    if (view === 'add' && !views.add.el.querySelector('[data-testid=connect-waiting]')) views.add.reset();
+    navigate(view);
+  });
+}
 
 async function start() {
   navigate('accounts');

@@ -748,23 +748,36 @@ impl Driver {
         let _ = self.guard("scrollIntoView", scroll).await;
     }
 
-    /// Clicks the first element matching `css` (waiting for it, scrolling to it).
+    /// Clicks the first element matching `css` (waiting for it, scrolling to it). The page
+    /// redraws on engine events and may replace the element between finding and clicking it,
+    /// so a click on a node that is gone finds it again (a few times at most).
     pub async fn click(&self, css: &str) {
-        let element = self.find(css).await;
-        self.scroll_to(&element).await;
-        if let Err(native) = self.guard(css, element.click()).await {
+        let mut last = String::new();
+        for _ in 0..5 {
+            let element = self.find(css).await;
+            self.scroll_to(&element).await;
+            let native = match self.guard(css, element.click()).await {
+                Ok(_) => return,
+                Err(e) => e,
+            };
             // WebKitWebDriver sometimes refuses a native click on a visible, enabled submit
             // button with an empty error; the DOM click is what that button does anyway.
             println!("native click on {css} failed ({native:?}); clicking through the DOM");
             let arg = serde_json::to_value(&element).expect("an element reference");
-            self.guard(
-                css,
-                self.client
-                    .execute("arguments[0].click(); return true;", vec![arg]),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+            match self
+                .guard(
+                    css,
+                    self.client
+                        .execute("arguments[0].click(); return true;", vec![arg]),
+                )
+                .await
+            {
+                Ok(_) => return,
+                Err(e) => last = e.to_string(), // replaced by a redraw: find it again
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        panic!("click {css}: {last}");
     }
 
     /// Attribute `name` of the first element matching `css` now; `None` if either is missing.

@@ -167,7 +167,7 @@ export function createAddView(app) {
       h(
         'div',
         { class: 'form-top' },
-        h('button', { type: 'button', class: 'btn btn-link', onclick: () => { drawGrid(); update(); } }, '← All providers'),
+        h('button', { type: 'button', class: 'btn btn-link', testid: 'back-to-presets', onclick: () => { drawGrid(); update(); } }, '← All providers'),
         h('span', { class: `preset-tag tag-${p.connects_with}` }, CONNECTS_WITH[p.connects_with] || p.connects_with),
       ),
       h('h2', { class: 'form-title' }, p.label),

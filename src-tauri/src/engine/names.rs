@@ -99,6 +99,12 @@ impl Deadline {
     pub fn from_unix_millis(ms: i64) -> Self {
         Self(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
     }
+    /// The same instant without its fraction of a second: what the keychain keeps, so that a
+    /// schedule computed from a set in memory equals one computed after reading it back.
+    pub fn whole_seconds(self) -> Self {
+        Self::from_unix(self.unix())
+    }
+
     pub fn time(&self) -> SystemTime {
         self.0
     }

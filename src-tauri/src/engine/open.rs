@@ -129,17 +129,8 @@ impl Engine {
             // engine and its API answer at once, whatever the number of accounts.
             for account in accounts {
                 let saved = saved.remove(&account.name);
-                let mut slot = Slot::new(account.clone(), AccountState::unread(now));
-                slot.last_refresh = saved.as_ref().and_then(|s| s.last_refresh);
-                slot.restored = saved
-                    .as_ref()
-                    .filter(|s| s.status == Status::NeedsReconnect.as_str())
-                    .map(restored_failure);
-                self.shared
-                    .accounts
-                    .lock()
-                    .expect("poisoned")
-                    .insert(account.name.clone(), slot);
+                let restored = saved.as_ref().and_then(gave_up);
+                self.insert_slot(account, AccountState::unread(now), saved.as_ref(), restored);
             }
             self.shared.wake.notify_one();
             return;
@@ -149,15 +140,11 @@ impl Engine {
             async move { (a.clone(), self.shared.keychain.tokens(&a.name).await, saved) }
         });
         for (account, stored, saved) in futures_util::future::join_all(reads).await {
-            let gave_up = saved
-                .as_ref()
-                .filter(|s| s.status == Status::NeedsReconnect.as_str())
-                .map(restored_failure);
             let state = match stored {
                 Ok(tokens) => {
                     let state = AccountState::from_stored(
                         tokens,
-                        gave_up,
+                        saved.as_ref().and_then(gave_up),
                         account.refresh_before,
                         &account.name,
                     );
@@ -171,15 +158,28 @@ impl Engine {
                     AccountState::NotConnected.unreadable(e.to_string(), now, rand::random())
                 }
             };
-            let mut slot = Slot::new(account.clone(), state);
-            slot.last_refresh = saved.as_ref().and_then(|s| s.last_refresh);
-            self.shared
-                .accounts
-                .lock()
-                .expect("poisoned")
-                .insert(account.name.clone(), slot);
+            self.insert_slot(&account, state, saved.as_ref(), None);
         }
         self.shared.wake.notify_one();
+    }
+
+    /// Adds an account's slot with what survived the last run (`restored`: a permanent
+    /// failure to apply when the keychain is first read).
+    fn insert_slot(
+        &self,
+        account: &Arc<Account>,
+        state: AccountState,
+        saved: Option<&SavedState>,
+        restored: Option<Failure>,
+    ) {
+        let mut slot = Slot::new(account.clone(), state);
+        slot.last_refresh = saved.and_then(|s| s.last_refresh);
+        slot.restored = restored;
+        self.shared
+            .accounts
+            .lock()
+            .expect("poisoned")
+            .insert(account.name.clone(), slot);
     }
 
     /// Re-reads the config file. A bad file changes nothing and says what is wrong where.
@@ -241,6 +241,11 @@ async fn take_lock(place: &LockPlace, role: lock::Role) -> Result<lock::EngineLo
         .await
         .map_err(|e| EngineError::Io(e.to_string()))?
         .map_err(EngineError::from)
+}
+
+/// A permanent failure saved before a restart stays one: retrying would only fail again.
+fn gave_up(saved: &SavedState) -> Option<Failure> {
+    (saved.status == Status::NeedsReconnect.as_str()).then(|| restored_failure(saved))
 }
 
 fn restored_failure(saved: &SavedState) -> Failure {

@@ -69,8 +69,8 @@ impl Issued {
                 .or_else(|| current.and_then(|c| c.refresh.clone())),
             token_type: self.token_type,
             scope: self.scope.or_else(|| current.and_then(|c| c.scope.clone())),
-            expires_at: self.expires_at,
-            obtained_at: Deadline::now(),
+            expires_at: self.expires_at.whole_seconds(),
+            obtained_at: Deadline::now().whole_seconds(),
             refresh_expires_at: self
                 .refresh_expires_at
                 .or_else(|| current.and_then(|c| c.refresh_expires_at)),
