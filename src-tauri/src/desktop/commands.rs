@@ -12,7 +12,7 @@ use super::settings::{self, Settings};
 use super::{clipboard, Shell};
 use crate::engine::api_keys::KeyInfo;
 use crate::engine::config::catalog::{self, PresetInfo};
-use crate::engine::config::edit::{self, NewAccount};
+use crate::engine::config::edit::NewAccount;
 use crate::engine::history::Entry;
 use crate::engine::names::AccountName;
 use crate::engine::secret::Secret;
@@ -105,13 +105,9 @@ pub struct Removed {
     warning: Option<String>,
 }
 
-/// Disconnects (revoke, delete the secrets), then removes the account from the config file.
 #[tauri::command(rename_all = "snake_case")]
 pub async fn remove_account(shell: State<'_, Shell>, name: AccountName) -> Result<Removed> {
-    let engine = shell.engine()?;
-    let warning = engine.disconnect(&name).await?;
-    edit::remove_account(&engine.config().path, &name)?;
-    engine.reload_config().await?;
+    let warning = shell.engine()?.remove_account(&name).await?;
     Ok(Removed { warning })
 }
 
@@ -128,17 +124,10 @@ pub struct AddForm {
     secret: Option<String>,
 }
 
-/// Writes the account into the config file (comments kept), reloads, and puts the client
-/// secret straight into the keychain.
 #[tauri::command(rename_all = "snake_case")]
 pub async fn add_account(shell: State<'_, Shell>, form: AddForm) -> Result<AccountView> {
-    let engine = shell.engine()?;
-    let name = edit::add_account(&engine.config().path, &form.account)?;
-    engine.reload_config().await?;
-    if let Some(secret) = form.secret.filter(|s| !s.trim().is_empty()) {
-        engine.set_client_secret(&name, Secret::new(secret)).await?;
-    }
-    Ok(engine.view(&name)?)
+    let secret = form.secret.map(Secret::new);
+    Ok(shell.engine()?.add_account(&form.account, secret).await?)
 }
 
 #[derive(Serialize)]

@@ -148,4 +148,29 @@ impl Engine {
         }
         Ok(())
     }
+
+    /// Adds an account to the config file (comments and order kept; checked before it is
+    /// written), takes it into the running engine, and stores its client secret if given.
+    pub async fn add_account(
+        &self,
+        new: &super::config::edit::NewAccount,
+        secret: Option<Secret>,
+    ) -> Result<AccountView, EngineError> {
+        let path = self.config().path.clone();
+        let name = super::config::edit::add_account(&path, new)?;
+        self.reload_config().await?;
+        if let Some(secret) = secret.filter(|s| !s.expose().trim().is_empty()) {
+            self.set_client_secret(&name, secret).await?;
+        }
+        self.view(&name)
+    }
+
+    /// Disconnects an account (revoke, delete its secrets), then removes it from the config
+    /// file. Returns a warning when the provider could not revoke.
+    pub async fn remove_account(&self, name: &AccountName) -> Result<Option<String>, EngineError> {
+        let warning = self.disconnect(name).await?;
+        super::config::edit::remove_account(&self.config().path, name)?;
+        self.reload_config().await?;
+        Ok(warning)
+    }
 }
