@@ -84,14 +84,14 @@ pub async fn check(
     response
 }
 
-/// Who made an admitted request: the label of the key it presented (`engine` for the
+/// Who made an admitted request: the label of the key it presented (`ENGINE_LABEL` for the
 /// engine's own key, which only processes that can read the keychain have).
 #[derive(Clone, Debug)]
 pub struct Caller(pub Option<String>);
 
 impl Caller {
     pub fn is_engine_key(&self) -> bool {
-        self.0.as_deref() == Some("engine")
+        self.0.as_deref() == Some(crate::engine::api_keys::ENGINE_LABEL)
     }
 }
 

@@ -38,6 +38,10 @@ pub enum ApiKeyError {
     Index { path: PathBuf, message: String },
 }
 
+/// The label `verify` gives the engine's own key. Not a plain name, so no key a user creates
+/// (labels are `[a-z0-9_-]+`) can ever be taken for it.
+pub const ENGINE_LABEL: &str = "(engine)";
+
 pub struct ApiKeys {
     index: PathBuf,
     keychain: Keychain,
@@ -122,7 +126,7 @@ impl ApiKeys {
             .as_ref()
             .is_some_and(|k| k.same_as(presented))
         {
-            return Some("engine".into());
+            return Some(ENGINE_LABEL.into());
         }
         // Every key is compared, so the time taken does not tell which label came close.
         let mut found = None;
