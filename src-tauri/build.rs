@@ -13,6 +13,7 @@ const COMMANDS: &[&str] = &[
     "remove_account",
     "presets",
     "add_account",
+    "set_client_secret",
     "config_status",
     "reload_config",
     "settings",

@@ -28,6 +28,8 @@ export const cancelConnect = (name) => call('cancel_connect', { name });
 export const removeAccount = (name) => call('remove_account', { name });
 export const presets = () => call('presets');
 export const addAccount = (form) => call('add_account', { form });
+/** The secret goes straight to the keychain; the answer is the account's new view. */
+export const setClientSecret = (name, secret) => call('set_client_secret', { name, secret });
 export const configStatus = () => call('config_status');
 export const reloadConfig = () => call('reload_config');
 export const settings = () => call('settings');

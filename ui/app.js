@@ -48,6 +48,11 @@ const app = {
     const p = (state.presets || []).find((x) => x.id === id);
     return p ? p.label : id;
   },
+  /** Whether the account's preset takes a client secret (unknown providers: assume so). */
+  usesSecret(id) {
+    const p = (state.presets || []).find((x) => x.id === id);
+    return p ? p.needs_secret : true;
+  },
   accountProvider(name) {
     const a = (state.accounts || []).find((x) => x.name === name);
     return a ? a.provider : null;

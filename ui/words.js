@@ -32,7 +32,7 @@ export function statusSentence(a, now) {
     case 'needs_reconnect':
       if (a.connects_with === 'none') {
         return a.remedy && a.remedy.kind === 'set_secret'
-          ? `The provider refused the credentials. Store the right client secret (tokenwarden secret set ${a.name}), then press Refresh now.`
+          ? 'The provider refused the credentials. Press Client secret… and paste the right one; it is tried again at once.'
           : 'The provider refused the credentials. Check the account settings, then press Refresh now.';
       }
       return 'The provider refused the grant. Reconnect to continue.';
@@ -40,7 +40,7 @@ export function statusSentence(a, now) {
       if (a.connects_with === 'browser') return 'Not connected yet. Press Connect and approve access in your browser.';
       if (a.connects_with === 'device') return 'Not connected yet. Press Connect and enter the code it shows on the provider’s page.';
       if (a.remedy && a.remedy.kind === 'set_secret') {
-        return `Not connected yet. Store its client secret (tokenwarden secret set ${a.name}), then press Refresh now.`;
+        return 'Not connected yet. Press Client secret… and paste the one from the provider; the first token is fetched at once.';
       }
       return 'Not connected yet. Press Refresh now to fetch the first token.';
     case 'expired':
@@ -61,7 +61,7 @@ export function remedyText(remedy, account, now) {
     case 'reconnect':
       return 'Reconnect the account to continue.';
     case 'set_secret':
-      return `Store the right client secret: tokenwarden secret set ${name}`;
+      return `Store the right client secret (Client secret…, or tokenwarden secret set ${name}).`;
     case 'fix_config':
       return remedy.line ? `Fix line ${remedy.line} of the config file, then press Reload.` : 'Fix the config file, then press Reload.';
     case 'wait_until':

@@ -72,39 +72,43 @@ async fn the_menu_lists_accounts_copies_disables_and_quit_keeps_the_rotated_toke
     app.wait_api().await;
     let tray = session.tray_item(app.pid()).await;
 
-    // One entry per account in config order, then a separator and the three actions.
+    // The summary (disabled: AppIndicator has no tooltip), one entry per account in config
+    // order, then a separator and the three actions.
     let menu = tray
         .wait_menu("fb and g fresh, spare not connected, then Quit", |m| {
             copy_entries(m) == 3
-                && m[0].label.starts_with("Copy fb token — fresh · ")
-                && m[1].label.starts_with("Copy g token — fresh · ")
-                && m[2].label.starts_with("Copy spare token — not_connected")
+                && m[2].label.starts_with("Copy fb token — fresh · ")
+                && m[3].label.starts_with("Copy g token — fresh · ")
+                && m[4].label.starts_with("Copy spare token — not_connected")
                 && m.iter().any(|e| e.label == "Quit")
         })
         .await;
     let labels: Vec<&str> = menu.iter().map(|e| e.label.as_str()).collect();
-    assert_eq!(menu.len(), 7, "3 accounts, separator, 3 actions: {menu:#?}");
+    assert_eq!(
+        menu.len(),
+        9,
+        "summary, separator, 3 accounts, separator, 3 actions: {menu:#?}"
+    );
+    assert_eq!(labels[0], "Tokenwarden: 2 fresh, 1 not connected");
+    assert!(!menu[0].enabled, "the summary is not an action: {menu:#?}");
+    assert!(menu[1].separator && menu[5].separator, "{menu:#?}");
     assert!(
-        labels[0].starts_with("Copy fb token — fresh · "),
+        labels[2].starts_with("Copy fb token — fresh · "),
         "{labels:?}"
     );
     assert!(
-        labels[1].starts_with("Copy g token — fresh · "),
+        labels[3].starts_with("Copy g token — fresh · "),
         "{labels:?}"
     );
-    assert_eq!(labels[2], "Copy spare token — not_connected · no token");
+    assert_eq!(labels[4], "Copy spare token — not_connected · no token");
+    assert_eq!(labels[6..], ["Refresh all", "Open Tokenwarden", "Quit"]);
+    assert!(menu[2].enabled && menu[3].enabled, "{menu:#?}");
     assert!(
-        menu[3].separator,
-        "a separator after the accounts: {menu:#?}"
-    );
-    assert_eq!(labels[4..], ["Refresh all", "Open Tokenwarden", "Quit"]);
-    assert!(menu[0].enabled && menu[1].enabled, "{menu:#?}");
-    assert!(
-        !menu[2].enabled,
+        !menu[4].enabled,
         "an account without a token cannot be copied: {menu:#?}"
     );
-    let left = desktop::countdown_seconds(time_left(labels[0]))
-        .unwrap_or_else(|| panic!("fb's time left is not a duration: {:?}", labels[0]));
+    let left = desktop::countdown_seconds(time_left(labels[2]))
+        .unwrap_or_else(|| panic!("fb's time left is not a duration: {:?}", labels[2]));
     assert!(
         (3000..=3600).contains(&left),
         "fb has about an hour left: {left} s"
@@ -118,6 +122,20 @@ async fn the_menu_lists_accounts_copies_disables_and_quit_keeps_the_rotated_toke
         async || desktop::clipboard().await.as_deref() == Some(s.fb_access.as_str()),
     )
     .await;
+    // Marked as a secret for clipboard managers (Klipper and others keep it out of history).
+    let targets = desktop::clipboard_as(Some("TARGETS"))
+        .await
+        .unwrap_or_default();
+    assert!(
+        targets.lines().any(|t| t == "x-kde-passwordManagerHint"),
+        "the copy carries the password-manager hint; the owner offers: {targets:?}"
+    );
+    assert_eq!(
+        desktop::clipboard_as(Some("x-kde-passwordManagerHint"))
+            .await
+            .as_deref(),
+        Some("secret")
+    );
     wait_until(
         Duration::from_secs(20),
         "the clipboard no longer holds the token (clear_clipboard_secs = 2)",
@@ -140,6 +158,12 @@ async fn the_menu_lists_accounts_copies_disables_and_quit_keeps_the_rotated_toke
         })
         .await;
     let g = menu.iter().find(|e| e.id == g_id).expect("g's entry");
+    let summary = tray
+        .wait_menu("the summary counts g as not connected", |m| {
+            m[0].label == "Tokenwarden: 1 fresh, 2 not connected"
+        })
+        .await;
+    assert!(!summary[0].enabled, "{summary:#?}");
     assert!(
         g.label.starts_with("Copy g token — not_connected"),
         "{menu:#?}"

@@ -6,10 +6,12 @@
 
 use std::time::Duration;
 
+use fantoccini::key::Key;
 use serde_json::Value;
 use tokenwarden_e2e::desktop::{self, Driver, Session};
 use tokenwarden_e2e::fakes::http::HttpTokenFake;
 use tokenwarden_e2e::fakes::oauth::{Fault, OAuthConfig, OAuthFake};
+use tokenwarden_e2e::fakes::wechat::{WeChatConfig, WeChatFake};
 use tokenwarden_e2e::harness::unix_now;
 use tokenwarden_e2e::{wait_until, Api, Env};
 
@@ -597,8 +599,225 @@ async fn a_dark_theme_screenshot() {
     println!(
         "accounts-dark.png {w}x{h}; WebKit reports prefers-color-scheme: dark = {dark} under GTK_THEME=Adwaita:dark"
     );
+    for (view, ready) in [
+        ("add", r#"[data-testid="preset"][data-preset="fitbit"]"#),
+        ("log", r#"[data-testid="log-filter-account"]"#),
+        ("settings", r#"[data-testid="setting-autostart"]"#),
+    ] {
+        driver
+            .click(&format!(r#"[data-testid="nav-{view}"]"#))
+            .await;
+        driver.find(ready).await;
+        driver.screenshot(&format!("{view}-dark")).await;
+    }
     driver
         .assert_no_secret(&[&access, &refresh], "in dark mode")
         .await;
+    driver.quit().await;
+}
+
+/// Whether the page's one `<dialog>` is open.
+async fn dialog_open(driver: &Driver) -> bool {
+    driver
+        .execute("return document.getElementById('dialog').open;")
+        .await
+        == Value::Bool(true)
+}
+
+fn saved_start_at_login(env: &Env) -> Option<bool> {
+    let text = std::fs::read_to_string(env.data_dir.join("desktop.json")).ok()?;
+    serde_json::from_str::<Value>(&text).ok()?["start_at_login"].as_bool()
+}
+
+/// Everything here is done with the keyboard alone (WebDriver key actions: Tab, Shift+Tab,
+/// Enter, Space, Escape, typing), the way a user without a mouse would: turn on start at
+/// login (after one failure that must be reported and leave nothing half-saved), store a
+/// client secret that then fetches the first token, and cancel a removal with Escape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyboard_alone_turns_on_start_at_login_sets_a_secret_and_escape_cancels() {
+    let session = Session::start().await;
+    let wechat = WeChatFake::start(WeChatConfig::default()).await;
+    let env = Env::new(&wechat.account_toml("wx", ""));
+    desktop::write_settings(&env, true, 60);
+    // A home of its own: the autostart entry goes to $HOME/.config/autostart. At first that
+    // path is a file, so turning the setting on must fail.
+    let home = tempfile::tempdir().expect("a home");
+    let autostart_dir = home.path().join(".config/autostart");
+    std::fs::create_dir_all(home.path().join(".config")).expect("~/.config");
+    std::fs::write(&autostart_dir, "not a folder").expect("a file in the way");
+    let entry_name: String = env
+        .service
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let entry = autostart_dir.join(format!("tokenwarden-{entry_name}.desktop"));
+
+    let driver = Driver::launch(&env, &session, &[("HOME", home.path().into())]).await;
+    wait_until(
+        Duration::from_secs(15),
+        "wx is listed, not connected (no client secret yet)",
+        async || status_of(&driver, "wx").await.as_deref() == Some("not_connected"),
+    )
+    .await;
+
+    // The first Tab lands on the navigation, in order.
+    let stops = driver.tab_to("nav-settings", None, 10).await;
+    assert_eq!(
+        stops,
+        ["nav-accounts", "nav-add", "nav-log", "nav-settings"],
+        "Tab walks the navigation first"
+    );
+    driver.press(Key::Enter).await;
+    driver.find(r#"[data-testid="setting-autostart"]"#).await;
+
+    // Space on "Start at login" while the entry cannot be written: an error that says so,
+    // the box unticked again, and nothing saved.
+    driver.tab_to("setting-autostart", None, 20).await;
+    driver.press(Key::Space).await;
+    wait_until(
+        Duration::from_secs(10),
+        "the settings view reports the failure",
+        async || {
+            driver
+                .text(".view-settings [role=alert]")
+                .await
+                .is_some_and(|t| t.contains("start at login"))
+        },
+    )
+    .await;
+    assert_eq!(
+        driver
+            .execute("return document.getElementById('setting-autostart').checked;")
+            .await,
+        Value::Bool(false),
+        "the box shows what is true: start at login is off"
+    );
+    assert_ne!(saved_start_at_login(&env), Some(true), "nothing was saved");
+
+    // With the way clear, Space turns it on: the entry starts this binary with this config.
+    std::fs::remove_file(&autostart_dir).expect("clear the way");
+    if driver.focused().await.0 != "setting-autostart" {
+        driver.tab_to("setting-autostart", None, 20).await;
+    }
+    driver.press(Key::Space).await;
+    wait_until(
+        Duration::from_secs(10),
+        "the autostart entry is written",
+        async || entry.exists(),
+    )
+    .await;
+    let desktop_entry = std::fs::read_to_string(&entry).expect("the entry");
+    let exec = desktop_entry
+        .lines()
+        .find_map(|l| l.strip_prefix("Exec="))
+        .unwrap_or_else(|| panic!("an Exec line: {desktop_entry}"));
+    let config = env.config_path.display().to_string();
+    assert!(
+        exec.starts_with(
+            &std::fs::canonicalize(tokenwarden_e2e::harness::bin_path())
+                .expect("the binary")
+                .display()
+                .to_string()
+        ) && exec.ends_with(&format!("--config {config}")),
+        "the entry starts this binary with this config: {exec}"
+    );
+    wait_until(
+        Duration::from_secs(5),
+        "desktop.json says start_at_login",
+        async || saved_start_at_login(&env) == Some(true),
+    )
+    .await;
+    // And Space again turns it off: the entry is gone.
+    // (Once the page has drawn the saved state: a redraw replaces the box.)
+    wait_until(
+        Duration::from_secs(5),
+        "the box is ticked and still has the focus",
+        async || {
+            driver
+                .execute("const e = document.getElementById('setting-autostart'); return e.checked && document.activeElement === e && document.querySelector('.save-status').textContent !== 'Saving…';")
+                .await
+                == Value::Bool(true)
+        },
+    )
+    .await;
+    driver.press(Key::Space).await;
+    wait_until(
+        Duration::from_secs(10),
+        "the autostart entry is removed",
+        async || !entry.exists() && saved_start_at_login(&env) == Some(false),
+    )
+    .await;
+
+    // Back to Accounts with Shift+Tab and Enter; then wx's "Client secret…" button.
+    driver.tab_back_to("nav-accounts", 30).await;
+    driver.press(Key::Enter).await;
+    driver.find(&row("wx")).await;
+    driver.tab_to("set-secret", Some("wx"), 30).await;
+    driver.press(Key::Enter).await;
+    wait_until(
+        Duration::from_secs(5),
+        "the secret dialog opens with the focus in its field",
+        async || dialog_open(&driver).await && driver.focused().await.0 == "secret-input",
+    )
+    .await;
+    driver.screenshot("secret-dialog").await;
+    let secret = wechat.lock().config.secret.clone();
+    driver.type_text(&secret).await;
+    driver.press(Key::Enter).await;
+    wait_until(
+        Duration::from_secs(10),
+        "the keychain holds wx's client secret",
+        async || env.keychain_get("client-secret:wx").await.as_deref() == Some(secret.as_str()),
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(20),
+        "wx fetched its first token with it and is fresh",
+        async || status_of(&driver, "wx").await.as_deref() == Some("fresh"),
+    )
+    .await;
+    assert!(
+        !dialog_open(&driver).await,
+        "Enter saved and closed the dialog"
+    );
+    assert!(
+        driver.find_all("#dialog input").await.is_empty(),
+        "the secret field is gone from the page"
+    );
+    let token = env
+        .stored_tokens("wx")
+        .await
+        .expect("wx's token in the keychain")["access_token"]
+        .as_str()
+        .expect("an access token")
+        .to_owned();
+    assert!(wechat.lock().token_alive(&token));
+    driver
+        .assert_no_secret(&[&secret, &token], "after a secret was set by keyboard")
+        .await;
+    driver.screenshot("accounts-keyboard").await;
+
+    // Remove, then Escape: the confirm dialog closes and wx stays.
+    driver.tab_to("remove", Some("wx"), 10).await;
+    driver.press(Key::Enter).await;
+    wait_until(
+        Duration::from_secs(5),
+        "the confirm dialog opens",
+        async || dialog_open(&driver).await,
+    )
+    .await;
+    driver.press(Key::Escape).await;
+    wait_until(Duration::from_secs(5), "Escape closes it", async || {
+        !dialog_open(&driver).await
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(status_of(&driver, "wx").await.as_deref(), Some("fresh"));
+    assert!(
+        std::fs::read_to_string(&env.config_path)
+            .expect("config")
+            .contains("name = \"wx\""),
+        "Escape removed nothing"
+    );
     driver.quit().await;
 }

@@ -8,7 +8,7 @@ import { h, icon, keepFocus, replace } from '../dom.js';
 import { countdown, parseTime, relative, upcoming } from '../format.js';
 import { statusLabel, statusSentence, remedyText } from '../words.js';
 import { connecting, connectPanel, startConnect } from '../connect.js';
-import { confirmDialog } from '../dialog.js';
+import { confirmDialog, secretDialog } from '../dialog.js';
 import { toast } from '../toast.js';
 
 const COPYABLE = new Set(['fresh', 'refreshing', 'retrying']);
@@ -35,7 +35,7 @@ export function createAccountsView(app) {
   );
   el.append(header, top, list);
 
-  const busy = new Map(); // name → 'refresh' | 'copy' | 'remove'
+  const busy = new Map(); // name → 'refresh' | 'copy' | 'remove' | 'secret'
 
   function setBusy(name, what) {
     if (what) busy.set(name, what);
@@ -102,6 +102,26 @@ export function createAccountsView(app) {
     }
   }
 
+  async function setSecret(a) {
+    const secret = await secretDialog({
+      title: `Client secret for ${a.name}`,
+      body: 'Paste the client secret from the provider’s developer console. It goes straight into the system keychain and replaces the one stored there.',
+      label: 'Client secret',
+    });
+    if (secret === null) return;
+    setBusy(a.name, 'secret');
+    try {
+      const view = await api.setClientSecret(a.name, secret);
+      delete app.state.rowErrors[a.name];
+      if (view && view.name) app.setAccount(view);
+      toast(`Stored ${a.name}’s client secret in the keychain`, 'ok');
+    } catch (err) {
+      showError(a.name, err);
+    } finally {
+      setBusy(a.name, null);
+    }
+  }
+
   /** The remedy in words, plus a button where the window can do it. */
   function remedyControls(a, remedy, now, withButton) {
     const text = remedyText(remedy, a.name, now);
@@ -109,6 +129,8 @@ export function createAccountsView(app) {
     let button = null;
     if (withButton && remedy.kind === 'reconnect' && a.connects_with !== 'none' && !canConnect(a)) {
       button = h('button', { type: 'button', class: 'btn btn-small', disabled: Boolean(connecting()), onclick: () => connect(a) }, 'Reconnect');
+    } else if (withButton && remedy.kind === 'set_secret') {
+      button = h('button', { type: 'button', class: 'btn btn-small', onclick: () => setSecret(a) }, 'Set client secret');
     } else if (withButton && remedy.kind === 'fix_config') {
       button = h('button', { type: 'button', class: 'btn btn-small', onclick: () => app.reloadConfig() }, 'Reload config');
     } else if (withButton && remedy.kind === 'unlock_keychain') {
@@ -150,6 +172,9 @@ export function createAccountsView(app) {
           )
         : null,
       h('span', { class: 'spacer' }),
+      app.usesSecret(a.provider)
+        ? h('button', { type: 'button', class: 'btn btn-quiet', testid: 'set-secret', disabled: doing === 'secret', onclick: () => setSecret(a) }, 'Client secret…')
+        : null,
       h('button', { type: 'button', class: 'btn btn-quiet-danger', testid: 'remove', disabled: doing === 'remove', onclick: () => remove(a) }, 'Remove'),
     );
     // The status sentence already covers reconnect, set_secret and the retry time.

@@ -61,6 +61,7 @@ pub async fn copy_token(
     let clear_after_secs = shell.settings().clear_clipboard_secs;
     clipboard::copy(
         &app,
+        &shell.copier,
         &token.access_token,
         Duration::from_secs(clear_after_secs),
     )
@@ -130,6 +131,19 @@ pub async fn add_account(shell: State<'_, Shell>, form: AddForm) -> Result<Accou
     Ok(shell.engine()?.add_account(&form.account, secret).await?)
 }
 
+/// A new client secret for an existing account: straight to the keychain.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn set_client_secret(
+    shell: State<'_, Shell>,
+    name: AccountName,
+    secret: String,
+) -> Result<AccountView> {
+    Ok(shell
+        .engine()?
+        .set_client_secret(&name, Secret::new(secret))
+        .await?)
+}
+
 #[derive(Serialize)]
 pub struct ConfigStatus {
     path: String,
@@ -178,7 +192,10 @@ pub fn save_settings(
     shell: State<'_, Shell>,
     settings: Settings,
 ) -> Result<SettingsView> {
-    super::apply_autostart(&app, settings.start_at_login);
+    if settings.start_at_login != shell.settings().start_at_login {
+        super::autostart::apply(&app, settings.start_at_login)
+            .map_err(|e| UiError::new("autostart", e))?;
+    }
     settings::save(&shell.ctx.data_dir, &settings)
         .map_err(|e| UiError::new("io", format!("could not save the settings: {e}")))?;
     *shell.settings.lock().expect("poisoned") = settings;

@@ -6,7 +6,9 @@
 //! * `notify`    episode events → desktop notifications
 //! * `clipboard` copy a token, clear it later if it is still there
 //! * `settings`  desktop.json: notifications, clipboard delay, start at login
+//! * `autostart` the start-at-login entry
 
+mod autostart;
 mod clipboard;
 mod commands;
 mod error;
@@ -37,6 +39,7 @@ pub struct Shell {
     engine: RwLock<Option<Engine>>,
     problem: Mutex<Option<ConfigProblem>>,
     settings: Mutex<Settings>,
+    copier: clipboard::Copier,
 }
 
 impl Shell {
@@ -75,12 +78,14 @@ pub fn run(ctx: Context) -> ExitCode {
             .collect();
         context.config_mut().identifier = format!("dev.tokenwarden.s_{suffix}");
     }
+    let start_at_login = autostart::plugin::<Wry>(&ctx);
     let shell = Shell {
         settings: Mutex::new(settings::load(&ctx.data_dir)),
         ctx,
         host: tokio::sync::Mutex::new(None),
         engine: RwLock::new(None),
         problem: Mutex::new(None),
+        copier: clipboard::Copier::default(),
     };
     let app = tauri::Builder::default()
         // First: a second launch focuses this one and exits before starting anything.
@@ -90,10 +95,7 @@ pub fn run(ctx: Context) -> ExitCode {
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_clipboard_manager::init())
         .plugin(tauri_plugin_opener::init())
-        .plugin(tauri_plugin_autostart::init(
-            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
-            None,
-        ))
+        .plugin(start_at_login)
         .manage(shell)
         .invoke_handler(tauri::generate_handler![
             commands::accounts,
@@ -105,6 +107,7 @@ pub fn run(ctx: Context) -> ExitCode {
             commands::remove_account,
             commands::presets,
             commands::add_account,
+            commands::set_client_secret,
             commands::config_status,
             commands::reload_config,
             commands::settings,
@@ -127,6 +130,12 @@ pub fn run(ctx: Context) -> ExitCode {
             let handle = app.handle().clone();
             app.manage(Tray::build(&handle)?);
             let shell = handle.state::<Shell>();
+            // Rewrites the entry so it starts the binary that runs now.
+            if shell.settings().start_at_login {
+                if let Err(e) = autostart::apply(&handle, true) {
+                    tracing::warn!(error = %e, "start at login");
+                }
+            }
             if let Err(e) = tauri::async_runtime::block_on(start_engine(&handle, &shell)) {
                 tracing::error!(error = %e.message, "the engine did not start");
             }
@@ -238,7 +247,9 @@ fn on_menu(app: &AppHandle, id: &str) {
                 let delay = Duration::from_secs(shell.settings().clear_clipboard_secs);
                 match copied {
                     Ok(token) => {
-                        if let Err(e) = clipboard::copy(&app, &token.access_token, delay) {
+                        if let Err(e) =
+                            clipboard::copy(&app, &shell.copier, &token.access_token, delay)
+                        {
                             tracing::warn!(account = %name, error = %e, "copy failed");
                         }
                     }
@@ -279,18 +290,5 @@ fn open_in_browser(app: &AppHandle, url: &str) {
     };
     if let Err(e) = result {
         tracing::warn!(error = %e, "could not open the browser");
-    }
-}
-
-fn apply_autostart(app: &AppHandle, on: bool) {
-    use tauri_plugin_autostart::ManagerExt;
-    let launcher = app.autolaunch();
-    let result = if on {
-        launcher.enable()
-    } else {
-        launcher.disable()
-    };
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "could not change start at login");
     }
 }

@@ -1,7 +1,9 @@
-//! The tray: an icon for the worst state, a tooltip summary, and a menu with one "Copy NAME
-//! token" entry per account (its state and time left in the label), then Refresh all, Open
+//! The tray: an icon for the worst state, a summary, and a menu with one "Copy NAME token"
+//! entry per account (its state and time left in the label), then Refresh all, Open
 //! Tokenwarden and Quit. Linux cannot swap a tray menu once set and sends no click events
-//! for the icon, so the same menu is edited in place and every action lives in it.
+//! for the icon, so the same menu is edited in place and every action lives in it. The
+//! AppIndicator protocol has no tooltip either, so the summary is also the menu's first,
+//! disabled entry.
 
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -16,6 +18,10 @@ use crate::engine::state::Status;
 use crate::engine::views::AccountView;
 
 pub const TRAY_ID: &str = "tokenwarden";
+/// The summary entry: disabled, so it never sends an event.
+const SUMMARY_ID: &str = "summary";
+/// The summary and its separator come before the accounts.
+const FIRST_ACCOUNT: usize = 2;
 
 /// Menu ids, to and from their strings in one place.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,6 +105,11 @@ pub fn entry(view: &AccountView, now: SystemTime) -> (String, bool) {
         Some(secs) => (left(secs), true),
         None => ("no token".to_owned(), false),
     };
+    // At start the keychain is read a few accounts at a time; until then (or until an
+    // `http` account's first fetch answers) there is nothing to copy yet, which is not news.
+    if view.status == Status::Refreshing && remaining.is_none() {
+        return (format!("Copy {} token — getting token…", view.name), false);
+    }
     let usable = valid && view.status != Status::NeedsReconnect;
     (
         format!(
@@ -136,15 +147,19 @@ pub fn tooltip(views: &[AccountView]) -> String {
 pub struct Tray<R: Runtime> {
     icon: TrayIcon<R>,
     menu: Menu<R>,
+    summary: MenuItem<R>,
     entries: Mutex<Vec<(AccountName, MenuItem<R>)>>,
     look: Mutex<Option<Look>>,
 }
 
 impl<R: Runtime> Tray<R> {
     pub fn build(app: &AppHandle<R>) -> tauri::Result<Self> {
+        let summary = MenuItem::with_id(app, SUMMARY_ID, "Tokenwarden", false, None::<&str>)?;
         let menu = Menu::with_items(
             app,
             &[
+                &summary,
+                &PredefinedMenuItem::separator(app)?,
                 &PredefinedMenuItem::separator(app)?,
                 &MenuItem::with_id(
                     app,
@@ -173,6 +188,7 @@ impl<R: Runtime> Tray<R> {
         Ok(Self {
             icon,
             menu,
+            summary,
             entries: Mutex::new(Vec::new()),
             look: Mutex::new(None),
         })
@@ -192,7 +208,7 @@ impl<R: Runtime> Tray<R> {
                 let (text, enabled) = entry(view, now);
                 let id = MenuId::Copy(view.name.clone()).id();
                 let item = MenuItem::with_id(app, id, text, enabled, None::<&str>)?;
-                self.menu.insert(&item, position)?;
+                self.menu.insert(&item, FIRST_ACCOUNT + position)?;
                 entries.push((view.name.clone(), item));
             }
         } else {
@@ -212,7 +228,11 @@ impl<R: Runtime> Tray<R> {
             self.icon.set_icon(Some(icon(look)?))?;
             *shown = Some(look);
         }
-        self.icon.set_tooltip(Some(tooltip(views)))?;
+        let summary = tooltip(views);
+        if self.summary.text()? != summary {
+            self.summary.set_text(&summary)?;
+        }
+        self.icon.set_tooltip(Some(summary))?;
         Ok(())
     }
 }
@@ -266,6 +286,15 @@ mod tests {
         assert_eq!(text, "Copy wx token — not_connected · no token");
         assert!(!enabled);
         assert!(!entry(&view("x", Status::Expired, Some(0)), now).1);
+        let (text, enabled) = entry(&view("new", Status::Refreshing, None), now);
+        assert_eq!(text, "Copy new token — getting token…");
+        assert!(!enabled);
+        let (text, enabled) = entry(&view("busy", Status::Refreshing, Some(30)), now);
+        assert_eq!(text, "Copy busy token — refreshing · 30s");
+        assert!(
+            enabled,
+            "a token still valid while it is refreshed can be copied"
+        );
         assert_eq!(left(7 * 3600 + 12 * 60), "7h 12m");
     }
 

@@ -1,0 +1,109 @@
+//! "Start at login" through tauri-plugin-autostart: on Linux an XDG autostart entry
+//! (`~/.config/autostart/NAME.desktop`), a LaunchAgent on macOS, the Run key on Windows.
+//! The entry starts this binary with `--config PATH`, so the app that starts at login reads
+//! the same config as the one the user turned the setting on in, whatever its environment
+//! holds then. Each keychain service (profile) gets its own entry name.
+
+use std::path::Path;
+
+use tauri::plugin::TauriPlugin;
+use tauri::{AppHandle, Runtime};
+use tauri_plugin_autostart::ManagerExt;
+
+use crate::engine::paths::{Context, DEFAULT_KEYCHAIN_SERVICE};
+
+pub fn plugin<R: Runtime>(ctx: &Context) -> TauriPlugin<R> {
+    let builder = tauri_plugin_autostart::Builder::new()
+        .app_name(entry_name(&ctx.keychain_service))
+        .args(["--config".to_owned(), config_arg(&ctx.config_path)]);
+    #[cfg(target_os = "macos")]
+    let builder = builder.macos_launcher(tauri_plugin_autostart::MacosLauncher::LaunchAgent);
+    builder.build()
+}
+
+/// Turns start at login on or off; an error says what could not be written.
+pub fn apply<R: Runtime>(app: &AppHandle<R>, on: bool) -> Result<(), String> {
+    let launcher = app.autolaunch();
+    let result = if on {
+        launcher.enable()
+    } else {
+        launcher.disable()
+    };
+    result.map_err(|e| {
+        let what = if on { "turn on" } else { "turn off" };
+        format!("could not {what} start at login: {e}")
+    })
+}
+
+/// "tokenwarden" for the default profile, "tokenwarden-NAME" for another keychain service.
+pub fn entry_name(keychain_service: &str) -> String {
+    if keychain_service == DEFAULT_KEYCHAIN_SERVICE {
+        return "tokenwarden".to_owned();
+    }
+    let suffix: String = keychain_service
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    format!("tokenwarden-{suffix}")
+}
+
+/// The config path as one argument of the entry's command line. The plugin joins the
+/// arguments with spaces into the desktop entry's `Exec` key, so on Linux a path with
+/// anything but plain characters is quoted by the Desktop Entry rules (elsewhere each
+/// argument is passed on its own and must stay as it is).
+pub fn config_arg(path: &Path) -> String {
+    let text = path.to_string_lossy().into_owned();
+    if cfg!(target_os = "linux") {
+        exec_quoted(&text)
+    } else {
+        text
+    }
+}
+
+fn exec_quoted(arg: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+,:=@~".contains(c);
+    if !arg.is_empty() && arg.chars().all(plain) {
+        return arg.to_owned();
+    }
+    let mut out = String::from("\"");
+    for c in arg.chars() {
+        match c {
+            // Inside quotes `"`, `` ` ``, `$` and `\` take a backslash, and the value's own
+            // string escaping doubles that backslash again.
+            '"' | '`' | '$' => {
+                out.push_str("\\\\");
+                out.push(c);
+            }
+            '\\' => out.push_str("\\\\\\\\"),
+            // A field code would be expanded by the launcher.
+            '%' => out.push_str("%%"),
+            _ => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_names_differ_per_profile() {
+        assert_eq!(entry_name(DEFAULT_KEYCHAIN_SERVICE), "tokenwarden");
+        assert_eq!(entry_name("tw test.1"), "tokenwarden-tw-test-1");
+    }
+
+    #[test]
+    fn plain_paths_stay_plain_and_others_are_quoted_for_exec() {
+        assert_eq!(
+            exec_quoted("/home/a/.config/tokenwarden/config.toml"),
+            "/home/a/.config/tokenwarden/config.toml"
+        );
+        assert_eq!(
+            exec_quoted("/home/a/My Tokens/c.toml"),
+            "\"/home/a/My Tokens/c.toml\""
+        );
+        assert_eq!(exec_quoted("/t/$x%"), "\"/t/\\\\$x%%\"");
+    }
+}
