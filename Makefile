@@ -49,6 +49,8 @@ bench: deps-build deps-test deps-driver check-cargo
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	# Everything outside src/desktop builds without the tray app.
+	$(CARGO) clippy -p tokenwarden --no-default-features --all-targets -- -D warnings
 
 build: deps-build check-cargo
 	$(CARGO) build --workspace
