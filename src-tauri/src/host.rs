@@ -18,8 +18,9 @@ pub struct Host {
     engine: Engine,
     listen: SocketAddr,
     stop: CancellationToken,
-    runner: JoinHandle<Vec<crate::engine::EngineError>>,
-    api: JoinHandle<std::io::Result<()>>,
+    /// `None` once [`Host::failed`] has seen it end.
+    runner: Option<JoinHandle<Vec<crate::engine::EngineError>>>,
+    api: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 impl Host {
@@ -43,8 +44,8 @@ impl Host {
             engine,
             listen,
             stop,
-            runner,
-            api,
+            runner: Some(runner),
+            api: Some(api),
         })
     }
 
@@ -56,12 +57,28 @@ impl Host {
         self.listen
     }
 
-    /// Resolves only if the API stops by itself, which is an error worth exiting for.
-    pub async fn api_failed(&mut self) -> anyhow::Error {
-        match (&mut self.api).await {
-            Ok(Ok(())) => anyhow!("the local API stopped"),
-            Ok(Err(e)) => anyhow!("the local API stopped: {e}"),
-            Err(e) => anyhow!("the local API task failed: {e}"),
+    /// Resolves only if the API or the scheduler stops by itself (or panics): an engine
+    /// that no longer refreshes, or can no longer be asked, must exit rather than limp on.
+    pub async fn failed(&mut self) -> anyhow::Error {
+        let (Some(runner), Some(api)) = (self.runner.as_mut(), self.api.as_mut()) else {
+            return anyhow!("the engine has already failed");
+        };
+        tokio::select! {
+            r = runner => {
+                self.runner = None;
+                match r {
+                    Ok(_) => anyhow!("the engine's scheduler stopped by itself"),
+                    Err(e) => anyhow!("the engine's scheduler failed: {e}"),
+                }
+            }
+            r = api => {
+                self.api = None;
+                match r {
+                    Ok(Ok(())) => anyhow!("the local API stopped"),
+                    Ok(Err(e)) => anyhow!("the local API stopped: {e}"),
+                    Err(e) => anyhow!("the local API task failed: {e}"),
+                }
+            }
         }
     }
 
@@ -69,9 +86,20 @@ impl Host {
     pub async fn stop(self) -> Result<()> {
         tracing::info!("stopping: waiting for refreshes in flight");
         self.stop.cancel();
-        let unsaved = self.runner.await.context("engine task")?;
-        if !self.api.is_finished() {
-            let _ = self.api.await;
+        let unsaved = match self.runner {
+            Some(runner) => runner.await.context("engine task")?,
+            // The scheduler already failed: still try to drain and save, but a state a panic
+            // left half-changed may panic again, and that must not hide the first failure.
+            None => {
+                use futures_util::FutureExt;
+                std::panic::AssertUnwindSafe(self.engine.close())
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_default()
+            }
+        };
+        if let Some(api) = self.api {
+            let _ = api.await;
         }
         match unsaved.first() {
             None => Ok(()),

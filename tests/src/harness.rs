@@ -160,10 +160,11 @@ pub struct Env {
 }
 
 impl Env {
-    /// A config made of a header (`[api] listen` on a free port, `[refresh] retry_initial = "1s"`)
-    /// followed by `accounts` (`[[account]]` tables).
+    /// A config made of a header (`[api] listen` on a free port, `[refresh] retry_initial = "1s"`
+    /// and `min_interval = "1s"`, so that tests may use tokens living a few seconds) followed
+    /// by `accounts` (`[[account]]` tables).
     pub fn new(accounts: &str) -> Self {
-        Self::with_refresh("retry_initial = \"1s\"", accounts)
+        Self::with_refresh("retry_initial = \"1s\"\nmin_interval = \"1s\"", accounts)
     }
 
     /// Like [`Env::new`] with `refresh` (TOML lines) as the `[refresh]` table instead of

@@ -36,7 +36,7 @@ pub fn router(engine: Engine, listen: SocketAddr, stop: CancellationToken) -> Ro
         stop,
     };
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(routes::healthz))
         .route("/v1/accounts", get(routes::accounts))
         .route("/v1/accounts/{name}/token", get(routes::token))
         .route("/v1/accounts/{name}/refresh", post(routes::refresh))

@@ -51,6 +51,16 @@ pub(super) fn seconds(params: &HashMap<String, String>, key: &str) -> Result<Dur
     }
 }
 
+/// 200 `ok` while the engine does its job; 503 with the reason once it cannot (a panic
+/// left the accounts' state half-changed, or the scheduler stopped), so a supervisor
+/// restarts it rather than trusting a process that no longer refreshes.
+pub async fn healthz(State(s): State<AppState>) -> axum::response::Response {
+    match s.engine.health() {
+        Ok(()) => "ok".into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("failing: {why}")).into_response(),
+    }
+}
+
 pub async fn accounts(State(s): State<AppState>) -> Json<Vec<AccountView>> {
     Json(s.engine.snapshot())
 }

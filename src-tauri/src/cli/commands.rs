@@ -203,7 +203,7 @@ async fn serve(ctx: &Context) -> Result<()> {
     let mut host = crate::host::Host::start(ctx).await?;
     let failed = tokio::select! {
         r = shutdown_signal() => { r?; None }
-        e = host.api_failed() => Some(e),
+        e = host.failed() => Some(e),
     };
     let stopped = host.stop().await;
     match failed {

@@ -265,6 +265,7 @@ mod tests {
                     std::time::Duration::from_secs(1000 + s),
                 )
             }),
+            expiry_estimated: false,
             last_refresh: None,
             last_error: None,
             next_refresh: None,

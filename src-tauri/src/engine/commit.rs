@@ -36,7 +36,7 @@ impl Engine {
                 return None;
             }
             let state = std::mem::replace(&mut s.state, AccountState::NotConnected);
-            let (state, notice) = state.succeeded(set, account.refresh_before, name);
+            let (state, notice) = state.succeeded(set, account.schedule, name);
             s.state = state;
             s.generation += 1;
             s.last_refresh = Some(Deadline::at(now));

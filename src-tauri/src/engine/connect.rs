@@ -307,7 +307,7 @@ impl Engine {
             })?;
         let expires_at = set.expires_at;
         self.update(name, |s| {
-            s.state = AccountState::fresh(set, account.refresh_before, name);
+            s.state = AccountState::fresh(set, account.schedule, name);
             s.generation += 1;
             s.unsaved = None;
             s.last_refresh = Some(super::names::Deadline::now());

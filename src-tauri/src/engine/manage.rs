@@ -116,7 +116,7 @@ impl Engine {
                         _ => false,
                     };
                     if !same {
-                        let lead = s.account.refresh_before;
+                        let lead = s.account.schedule;
                         let gave_up = s.restored.take();
                         s.state = AccountState::from_stored(stored, gave_up, lead, name);
                         s.generation += 1;

@@ -21,6 +21,7 @@
 //! save) runs at a time, and a generation that every commit checks.
 
 pub mod api_keys;
+pub mod bounds;
 mod commit;
 pub mod config;
 mod connect;
@@ -96,6 +97,8 @@ struct Shared {
     lock: Mutex<Option<lock::EngineLock>>,
     /// Cancelled at shutdown: ends consent flows waiting for a browser.
     stop: CancellationToken,
+    /// Why the scheduler stopped while it should be running; `/healthz` reports it.
+    failed: Mutex<Option<String>>,
 }
 
 impl Engine {
@@ -208,12 +211,32 @@ impl Engine {
     /// Runs the scheduler until `stop`, then waits for in-flight work (refreshes finishing
     /// their keychain writes, consent flows) and saves what is still only in memory.
     pub async fn run(&self, stop: CancellationToken) -> Vec<EngineError> {
+        let watch = Watch(self, &stop);
         if self.mode() == Mode::Refresher {
-            scheduler::run(self.clone(), stop).await;
+            scheduler::run(self.clone(), stop.clone()).await;
         } else {
             stop.cancelled().await;
         }
+        drop(watch);
         self.close().await
+    }
+
+    /// `Ok` while the engine does its job: the scheduler runs and no panic has left the
+    /// accounts' state half-changed. Else why not (`/healthz` answers 503 with it).
+    pub fn health(&self) -> Result<(), String> {
+        if let Some(why) = self
+            .shared
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Err(why);
+        }
+        if self.shared.accounts.is_poisoned() {
+            return Err("a panic interrupted a change to the accounts' state".to_owned());
+        }
+        Ok(())
     }
 
     /// Ends consent flows, waits for every task, writes unsaved token sets and the history.
@@ -226,6 +249,28 @@ impl Engine {
         let shared = self.shared.clone();
         let _ = tokio::task::spawn_blocking(move || shared.log.flush()).await;
         failures
+    }
+}
+
+/// Records a scheduler that ends before it was told to stop (a panic unwinds through here).
+struct Watch<'a>(&'a Engine, &'a CancellationToken);
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        if !self.1.is_cancelled() {
+            let why = if std::thread::panicking() {
+                "the scheduler panicked"
+            } else {
+                "the scheduler stopped by itself"
+            };
+            tracing::error!("{why}; the engine no longer refreshes");
+            *self
+                .0
+                .shared
+                .failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(why.to_owned());
+        }
     }
 }
 

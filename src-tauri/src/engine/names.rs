@@ -64,25 +64,34 @@ impl fmt::Display for AccountName {
 
 /// A wall-clock instant. Wall clock, not `Instant`: it survives suspend and restarts,
 /// and a laptop that slept past a deadline sees it as passed on wake.
+///
+/// Always between the Unix epoch and the end of year 9999, by construction: providers send
+/// absurd numbers (`expires_in: 1e300`, `Retry-After: 10000000000000000000`), and an instant
+/// past 9999 can neither be added without overflow nor be written as RFC 3339. Every
+/// constructor saturates instead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Deadline(SystemTime);
 
+/// 9999-12-31T23:59:59Z, the last instant RFC 3339 can write.
+pub const LATEST_UNIX: i64 = 253_402_300_799;
+
 impl Deadline {
+    /// The latest deadline there can be: "never", as far as anything here is concerned.
+    pub fn latest() -> Self {
+        Self(UNIX_EPOCH + Duration::from_secs(LATEST_UNIX as u64))
+    }
     pub fn at(time: SystemTime) -> Self {
-        Self(time)
+        Self(time.max(UNIX_EPOCH)).min(Self::latest())
     }
     pub fn now() -> Self {
-        Self(SystemTime::now())
+        Self::at(SystemTime::now())
     }
     pub fn after(from: SystemTime, lifetime: Duration) -> Self {
-        Self(from + lifetime)
+        from.checked_add(lifetime)
+            .map_or_else(Self::latest, Self::at)
     }
     pub fn from_unix(secs: i64) -> Self {
-        if secs >= 0 {
-            Self(UNIX_EPOCH + Duration::from_secs(secs as u64))
-        } else {
-            Self(UNIX_EPOCH)
-        }
+        Self(UNIX_EPOCH + Duration::from_secs(secs.clamp(0, LATEST_UNIX) as u64))
     }
     pub fn unix(&self) -> i64 {
         self.0
@@ -97,7 +106,7 @@ impl Deadline {
             .unwrap_or(0)
     }
     pub fn from_unix_millis(ms: i64) -> Self {
-        Self(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
+        Self::at(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
     }
     /// The same instant without its fraction of a second: what the keychain keeps, so that a
     /// schedule computed from a set in memory equals one computed after reading it back.
@@ -134,7 +143,7 @@ impl<'de> Deserialize<'de> for Deadline {
         let text = String::deserialize(d)?;
         let t = time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
             .map_err(serde::de::Error::custom)?;
-        Ok(Self(SystemTime::from(t)))
+        Ok(Self::at(SystemTime::from(t)))
     }
 }
 
@@ -176,6 +185,25 @@ mod tests {
         assert_eq!(d.remaining(now), Duration::from_secs(10));
         assert_eq!(d.remaining(now + Duration::from_secs(20)), Duration::ZERO);
         assert!(d.has_passed(now + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn absurd_deadlines_saturate_and_still_format() {
+        let now = SystemTime::now();
+        let latest = Deadline::latest();
+        for d in [
+            Deadline::after(now, Duration::MAX),
+            Deadline::after(now, Duration::from_secs(10_000_000_000_000_000_000)),
+            Deadline::after(now, Duration::from_secs(300_000_000_000)),
+            Deadline::from_unix(i64::MAX),
+            Deadline::from_unix_millis(i64::MAX),
+        ] {
+            assert_eq!(d, latest);
+            assert_eq!(d.rfc3339(), "9999-12-31T23:59:59Z");
+        }
+        assert_eq!(Deadline::from_unix(i64::MIN).unix(), 0);
+        let json = serde_json::to_string(&latest).unwrap();
+        assert_eq!(serde_json::from_str::<Deadline>(&json).unwrap(), latest);
     }
 
     #[test]

@@ -26,6 +26,7 @@ use super::{api_keys, metrics, Engine, EngineError, Mode, Shared};
 /// answer: a slow answer that is still arriving may carry a rotated refresh token.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Everything an engine is built from; `Engine::open` gathers it for this machine, tests
 /// of engine logic pass a memory store.
@@ -70,9 +71,17 @@ impl Engine {
         let log = super::history::Writer::start(History::open(&parts.history_path)?);
         // Its own keychain queue: checking an API key never waits behind account reads.
         let api_keys = api_keys::ApiKeys::new(&parts.data_dir, Keychain::new(parts.store));
+        // Token, revoke and discovery endpoints are called with secrets in the body or the
+        // query: a redirect must never carry them elsewhere (reqwest would re-post a 307's
+        // body to any host, and send the query in Referer), so none is followed. A whole
+        // call is bounded too: a read timeout alone restarts with each byte a slow provider
+        // trickles.
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
+            .timeout(CALL_TIMEOUT)
             .user_agent(concat!("tokenwarden/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| EngineError::Io(format!("HTTP client: {e}")))?;
@@ -93,6 +102,7 @@ impl Engine {
                 mode: Mutex::new(parts.mode),
                 lock: Mutex::new(parts.lock),
                 stop: CancellationToken::new(),
+                failed: Mutex::new(None),
             }),
         };
         let accounts = engine.config().accounts.clone();
@@ -145,7 +155,7 @@ impl Engine {
                     let state = AccountState::from_stored(
                         tokens,
                         saved.as_ref().and_then(gave_up),
-                        account.refresh_before,
+                        account.schedule,
                         &account.name,
                     );
                     match (&saved, observer) {

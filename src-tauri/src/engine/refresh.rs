@@ -56,10 +56,11 @@ impl Engine {
     pub(super) fn spawn_refresh(&self, name: AccountName, trigger: Trigger) {
         let engine = self.clone();
         self.shared.tasks.spawn(async move {
+            // Even if the refresh panics, the account is not left "busy" forever, unseen by
+            // the scheduler.
+            let _idle = NotBusy(&engine, &name);
             // Failures are already recorded, logged and broadcast by the refresh itself.
             let _ = engine.refresh_with(&name, trigger, Skip::Never, None).await;
-            engine.with_slot(&name, |s| s.busy = false).ok();
-            engine.shared.wake.notify_one();
         });
     }
 
@@ -271,5 +272,20 @@ impl Engine {
                 });
             }
         }
+    }
+}
+
+/// Marks a scheduled refresh's account as no longer busy when the task ends, however it
+/// ends, and wakes the scheduler.
+struct NotBusy<'a>(&'a Engine, &'a AccountName);
+
+impl Drop for NotBusy<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut accounts) = self.0.shared.accounts.lock() {
+            if let Some(slot) = accounts.get_mut(self.1) {
+                slot.busy = false;
+            }
+        }
+        self.0.shared.wake.notify_one();
     }
 }

@@ -45,6 +45,8 @@ pub struct TokenSet {
     pub obtained_at: Deadline,
     /// When the refresh token itself stops working, where the provider says so.
     pub refresh_expires_at: Option<Deadline>,
+    /// The provider did not say when it expires: `expires_at` is our estimate.
+    pub expiry_estimated: bool,
 }
 
 /// The keychain item's JSON. Only `secrets.rs` builds or reads this.
@@ -62,6 +64,8 @@ pub(crate) struct StoredTokenSet {
     obtained_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     refresh_expires_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    expiry_estimated: bool,
 }
 
 impl TokenSet {
@@ -74,6 +78,7 @@ impl TokenSet {
             expires_at: self.expires_at.unix(),
             obtained_at: Some(self.obtained_at.unix()),
             refresh_expires_at: self.refresh_expires_at.map(|d| d.unix()),
+            expiry_estimated: self.expiry_estimated,
         };
         Secret::new(serde_json::to_string(&stored).expect("a struct of strings serializes"))
     }
@@ -88,9 +93,12 @@ impl TokenSet {
             scope: stored.scope,
             expires_at: Deadline::from_unix(stored.expires_at),
             obtained_at: Deadline::from_unix(
-                stored.obtained_at.unwrap_or(stored.expires_at - 3600),
+                stored
+                    .obtained_at
+                    .unwrap_or(stored.expires_at.saturating_sub(3600)),
             ),
             refresh_expires_at: stored.refresh_expires_at.map(Deadline::from_unix),
+            expiry_estimated: stored.expiry_estimated,
         })
     }
 }
@@ -109,6 +117,7 @@ mod tests {
             expires_at: Deadline::from_unix(1),
             obtained_at: Deadline::from_unix(0),
             refresh_expires_at: None,
+            expiry_estimated: false,
         };
         let text = format!("{set:?}");
         assert!(!text.contains("tw-canary"), "{text}");
@@ -124,12 +133,23 @@ mod tests {
             expires_at: Deadline::from_unix(1_900_000_000),
             obtained_at: Deadline::from_unix(1_899_990_000),
             refresh_expires_at: Some(Deadline::from_unix(1_950_000_000)),
+            expiry_estimated: true,
         };
         let back = TokenSet::from_stored_json(&set.to_stored_json()).unwrap();
         assert_eq!(back.access.expose(), "a");
         assert_eq!(back.refresh.unwrap().expose(), "r");
         assert_eq!(back.expires_at.unix(), 1_900_000_000);
         assert_eq!(back.refresh_expires_at.unwrap().unix(), 1_950_000_000);
+        assert!(back.expiry_estimated);
+        // A stored set from an odd source: nothing in it may overflow or panic.
+        let odd = Secret::new(format!(
+            r#"{{"access_token":"a","expires_at":{},"refresh_expires_at":{}}}"#,
+            i64::MIN,
+            i64::MAX
+        ));
+        let back = TokenSet::from_stored_json(&odd).unwrap();
+        assert_eq!(back.expires_at.unix(), 0);
+        assert_eq!(back.refresh_expires_at.unwrap(), Deadline::latest());
         assert!(Secret::new("abc").same_as("abc"));
         assert!(!Secret::new("abc").same_as("abd"));
     }

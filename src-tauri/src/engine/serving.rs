@@ -65,7 +65,7 @@ impl Engine {
             let stored = self.shared.keychain.tokens(name).await?;
             self.with_slot(name, |s| {
                 if let Some(tokens) = stored {
-                    s.state = AccountState::fresh(tokens, s.account.refresh_before, name);
+                    s.state = AccountState::fresh(tokens, s.account.schedule, name);
                 }
             })?;
             return self

@@ -110,6 +110,7 @@ impl Slot {
             provider: self.account.provider_name.clone(),
             status: self.status(now),
             expires_at: tokens.map(|t| t.expires_at),
+            expiry_estimated: tokens.is_some_and(|t| t.expiry_estimated),
             last_refresh: self.last_refresh,
             last_error,
             next_refresh: self.state.next_at(),

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::config::RetrySettings;
+use super::config::{RetrySettings, Schedule};
 use super::error::Remedy;
 use super::names::{AccountName, Deadline};
 use super::provider::RefreshError;
@@ -137,12 +137,12 @@ pub enum Due {
 impl AccountState {
     /// A connected account with a new token set, its next refresh scheduled by the rule
     /// (the jitter comes from the account and the token, so every process agrees on it).
-    pub fn fresh(tokens: TokenSet, lead: Option<Duration>, account: &AccountName) -> Self {
+    pub fn fresh(tokens: TokenSet, schedule: Schedule, account: &AccountName) -> Self {
         let jitter = timing::spread(account.as_str(), tokens.obtained_at);
         let refresh_at = Deadline::at(timing::refresh_at(
             tokens.obtained_at,
             tokens.expires_at,
-            lead,
+            schedule,
             jitter,
         ));
         Self::Fresh { tokens, refresh_at }
@@ -153,12 +153,12 @@ impl AccountState {
     pub fn from_stored(
         tokens: Option<TokenSet>,
         gave_up: Option<Failure>,
-        lead: Option<Duration>,
+        schedule: Schedule,
         account: &AccountName,
     ) -> Self {
         match (tokens, gave_up) {
             (tokens, Some(error)) => Self::NeedsReconnect { tokens, error },
-            (Some(tokens), None) => Self::fresh(tokens, lead, account),
+            (Some(tokens), None) => Self::fresh(tokens, schedule, account),
             (None, None) => Self::NotConnected,
         }
     }
@@ -232,11 +232,11 @@ impl AccountState {
     pub fn succeeded(
         self,
         tokens: TokenSet,
-        lead: Option<Duration>,
+        schedule: Schedule,
         account: &AccountName,
     ) -> (Self, Option<Notice>) {
         let notice = (self.episode() != Episode::Healthy).then_some(Notice::Recovered);
-        (Self::fresh(tokens, lead, account), notice)
+        (Self::fresh(tokens, schedule, account), notice)
     }
 
     /// A refresh failed: retry with backoff if a retry can help, else wait for the user.
@@ -335,6 +335,7 @@ mod tests {
             expires_at: Deadline::from_unix((obtained + lifetime) as i64),
             obtained_at: Deadline::from_unix(obtained as i64),
             refresh_expires_at: None,
+            expiry_estimated: false,
         }
     }
 
@@ -370,7 +371,7 @@ mod tests {
 
     #[test]
     fn a_failure_episode_notifies_at_its_start_when_it_gives_up_and_on_recovery() {
-        let fresh = AccountState::fresh(tokens(T0, 3600), None, &fb());
+        let fresh = AccountState::fresh(tokens(T0, 3600), Schedule::default(), &fb());
         let (s, n) = fresh.begin_refresh().failed(&network(), RETRY, at(T0), 0.5);
         assert_eq!(n, Some(Notice::FirstFailure));
         assert_eq!(s.status(at(T0)), Status::Retrying);
@@ -394,18 +395,18 @@ mod tests {
         assert_eq!(n, None, "a manual retry that fails again is not news");
         let (s, n) = s
             .begin_refresh()
-            .succeeded(tokens(T0 + 50, 3600), None, &fb());
+            .succeeded(tokens(T0 + 50, 3600), Schedule::default(), &fb());
         assert_eq!(n, Some(Notice::Recovered));
         assert_eq!(s.status(at(T0 + 50)), Status::Fresh);
         let (_, n) = s
             .begin_refresh()
-            .succeeded(tokens(T0 + 60, 3600), None, &fb());
+            .succeeded(tokens(T0 + 60, 3600), Schedule::default(), &fb());
         assert_eq!(n, None, "a healthy refresh is not a recovery");
     }
 
     #[test]
     fn a_permanent_first_failure_gives_up_at_once() {
-        let fresh = AccountState::fresh(tokens(T0, 3600), None, &fb());
+        let fresh = AccountState::fresh(tokens(T0, 3600), Schedule::default(), &fb());
         let (s, n) = fresh.begin_refresh().failed(&refused(), RETRY, at(T0), 0.5);
         assert_eq!(n, Some(Notice::GaveUp { first: true }));
         // The old token stays servable until it expires.
@@ -414,7 +415,7 @@ mod tests {
 
     #[test]
     fn a_fresh_token_past_its_expiry_is_expired() {
-        let s = AccountState::fresh(tokens(T0, 3600), None, &fb());
+        let s = AccountState::fresh(tokens(T0, 3600), Schedule::default(), &fb());
         assert_eq!(s.status(at(T0 + 3599)), Status::Fresh);
         assert_eq!(s.status(at(T0 + 3600)), Status::Expired);
         // 20% of an hour is 12 minutes: the refresh is due 48 minutes in, less a jitter of
@@ -424,7 +425,7 @@ mod tests {
         };
         let early = at(T0 + 48 * 60).duration_since(due.time()).unwrap();
         assert!(early <= Duration::from_secs(30), "{early:?}");
-        let again = AccountState::fresh(tokens(T0, 3600), None, &fb());
+        let again = AccountState::fresh(tokens(T0, 3600), Schedule::default(), &fb());
         assert_eq!(again.due(), s.due());
     }
 
@@ -443,11 +444,11 @@ mod tests {
         let s = AccountState::from_stored(
             Some(tokens(T0, 3600)),
             Some((&refused()).into()),
-            None,
+            Schedule::default(),
             &fb(),
         );
         assert_eq!(s.status(at(T0)), Status::NeedsReconnect);
-        let s = AccountState::from_stored(None, None, None, &fb());
+        let s = AccountState::from_stored(None, None, Schedule::default(), &fb());
         assert_eq!(s.status(at(T0)), Status::NotConnected);
     }
 }

@@ -3,7 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::config::RetrySettings;
+use super::bounds;
+use super::config::{RetrySettings, Schedule};
 use super::names::Deadline;
 
 const MIN_LEAD: Duration = Duration::from_secs(5 * 60);
@@ -19,23 +20,26 @@ pub fn lead(lifetime: Duration, configured: Option<Duration>) -> Duration {
 
 /// When to refresh a token obtained at `obtained_at` that expires at `expires_at`.
 /// `jitter` in [0, 1) moves it earlier by up to a tenth of the lead (at most 30 s), so that
-/// many accounts issued together do not all refresh in the same second.
+/// many accounts issued together do not all refresh in the same second. Never sooner than
+/// the schedule's `min_interval` after `obtained_at`, whatever lifetime the provider gave:
+/// `expires_in: 0` must not become a refresh loop.
 pub fn refresh_at(
     obtained_at: Deadline,
     expires_at: Deadline,
-    configured: Option<Duration>,
+    schedule: Schedule,
     jitter: f64,
 ) -> SystemTime {
     let lifetime = expires_at
         .time()
         .duration_since(obtained_at.time())
         .unwrap_or(Duration::ZERO);
-    let lead = lead(lifetime, configured);
+    let lead = lead(lifetime, schedule.refresh_before);
     let spread = (lead / 10).min(MAX_JITTER).mul_f64(jitter.clamp(0.0, 1.0));
-    expires_at
+    let by_rule = expires_at
         .time()
         .checked_sub(lead + spread)
-        .unwrap_or(obtained_at.time())
+        .unwrap_or(obtained_at.time());
+    by_rule.max(Deadline::after(obtained_at.time(), schedule.min_interval).time())
 }
 
 /// A jitter in [0, 1) fixed by the account and the token's issue time: accounts issued
@@ -50,7 +54,8 @@ pub fn spread(account: &str, obtained_at: Deadline) -> f64 {
 }
 
 /// Delay before retry number `attempt` (1-based): doubling from `initial` up to `max`,
-/// ±10% jitter (`jitter` in [0, 1)), and never shorter than what the provider asked for.
+/// ±10% jitter (`jitter` in [0, 1)), and never shorter than what the provider asked for
+/// (itself capped: a provider cannot park an account for years).
 pub fn backoff(
     attempt: u32,
     retry: RetrySettings,
@@ -62,7 +67,8 @@ pub fn backoff(
         .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
     let base = doubled.min(retry.max);
     let factor = 0.9 + 0.2 * jitter.clamp(0.0, 1.0);
-    base.mul_f64(factor).max(asked.unwrap_or(Duration::ZERO))
+    let asked = asked.map_or(Duration::ZERO, bounds::provider_wait);
+    Duration::from_secs_f64(base.as_secs_f64() * factor).max(asked)
 }
 
 #[cfg(test)]
@@ -90,12 +96,51 @@ mod tests {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let obtained = Deadline::at(t0);
         let expires = Deadline::at(t0 + 120 * MIN);
-        assert_eq!(refresh_at(obtained, expires, None, 0.0), t0 + 96 * MIN);
+        assert_eq!(
+            refresh_at(obtained, expires, Schedule::default(), 0.0),
+            t0 + 96 * MIN
+        );
         // Jitter is capped at 30 s.
         assert_eq!(
-            refresh_at(obtained, expires, None, 0.999_999),
+            refresh_at(obtained, expires, Schedule::default(), 0.999_999),
             t0 + 96 * MIN - Duration::from_secs(30) + Duration::from_micros(30)
         );
+    }
+
+    #[test]
+    fn a_zero_lifetime_is_refreshed_no_sooner_than_the_floor() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let obtained = Deadline::at(t0);
+        let floor = Schedule::default().min_interval;
+        assert_eq!(
+            refresh_at(obtained, obtained, Schedule::default(), 0.3),
+            t0 + floor
+        );
+        let tight = Schedule {
+            refresh_before: Some(Duration::from_secs(5)),
+            min_interval: Duration::from_secs(1),
+        };
+        let expires = Deadline::at(t0 + Duration::from_secs(8));
+        assert_eq!(
+            refresh_at(obtained, expires, tight, 0.0),
+            t0 + Duration::from_secs(4),
+            "an 8 s token with refresh_before = 5s: half its lifetime, above the floor"
+        );
+    }
+
+    #[test]
+    fn absurd_waits_are_capped() {
+        let retry = RetrySettings {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(24 * 3600),
+        };
+        let huge = Some(Duration::from_secs(10_000_000_000_000_000_000));
+        assert_eq!(backoff(1, retry, huge, 0.5), bounds::MAX_PROVIDER_WAIT);
+        assert_eq!(
+            backoff(1, retry, Some(Duration::MAX), 0.9),
+            bounds::MAX_PROVIDER_WAIT
+        );
+        assert!(backoff(40, retry, None, 0.999) <= Duration::from_secs(24 * 3600 * 11 / 10));
     }
 
     #[test]

@@ -27,6 +27,11 @@ pub struct AccountView {
     pub provider: String,
     pub status: Status,
     pub expires_at: Option<Deadline>,
+    /// The provider did not say when the token expires: `expires_at` is an estimate (an
+    /// hour for a refreshable token, which is then refreshed; else it is served until a
+    /// caller reports it refused).
+    #[serde(default)]
+    pub expiry_estimated: bool,
     pub last_refresh: Option<Deadline>,
     pub last_error: Option<String>,
     /// When the next refresh, retry or keychain read is due.

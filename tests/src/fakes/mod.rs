@@ -33,3 +33,45 @@ pub(crate) fn parse_form(text: &str) -> HashMap<String, String> {
 pub(crate) fn token_value(prefix: &str, kind: &str, n: u64) -> String {
     format!("{prefix}{kind}-{n}-{:016x}", rand::random::<u64>())
 }
+
+/// A server that must never be called: it records every request it gets (method, target,
+/// headers and body as text), so a test can show that nothing, and no secret, reached it.
+pub struct Catcher {
+    pub addr: SocketAddr,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Catcher {
+    pub async fn start() -> Self {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let router = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let record = record.clone();
+            async move {
+                let (parts, body) = request.into_parts();
+                let body = axum::body::to_bytes(body, 1 << 20)
+                    .await
+                    .unwrap_or_default();
+                record.lock().expect("catcher").push(format!(
+                    "{} {} {:?} {}",
+                    parts.method,
+                    parts.uri,
+                    parts.headers,
+                    String::from_utf8_lossy(&body)
+                ));
+                "caught"
+            }
+        });
+        let addr = serve(router).await;
+        Self { addr, seen }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/caught", self.addr)
+    }
+
+    /// Every request so far, as text.
+    pub fn requests(&self) -> Vec<String> {
+        self.seen.lock().expect("catcher").clone()
+    }
+}

@@ -165,6 +165,13 @@ pub enum Fault {
     /// Do the work normally but answer `"expires_in": "<n>"` as a string: a 2xx answer a
     /// strict client cannot fully parse, that still carries a new (rotated) refresh token.
     ExpiresInAsString,
+    /// Do the work normally (a refresh grant rotates), then answer with these fields set
+    /// in the JSON instead (`null` removes one): `{"expires_in": 1e300}`, and such.
+    AnswerWith(Value),
+    /// Answer this redirect status with `Location: url`, doing no work.
+    Redirect(u16, String),
+    /// A 200 whose body is this many bytes of JSON-looking filler, sent in chunks.
+    HugeBody(usize),
 }
 
 impl Fault {
@@ -283,6 +290,8 @@ pub struct State {
     serial: u64,
     /// Set while one answer is to carry `expires_in` as a string ([`Fault::ExpiresInAsString`]).
     expires_in_as_string: bool,
+    /// Fields that one answer carries instead ([`Fault::AnswerWith`]).
+    answer_patch: Option<Value>,
 }
 
 impl State {
@@ -341,6 +350,16 @@ impl State {
             self.live_refresh.insert(refresh.clone());
             self.issued_refresh_tokens.push(refresh.clone());
             answer["refresh_token"] = json!(refresh);
+        }
+        if let Some(Value::Object(patch)) = &self.answer_patch {
+            let fields = answer.as_object_mut().expect("an object");
+            for (key, value) in patch {
+                if value.is_null() {
+                    fields.remove(key);
+                } else {
+                    fields.insert(key.clone(), value.clone());
+                }
+            }
         }
         answer
     }
@@ -510,6 +529,7 @@ impl OAuthFake {
             scope: String::new(),
             serial: 0,
             expires_in_as_string: false,
+            answer_patch: None,
         }));
         let router = Router::new()
             .route("/oauth2/authorize", get(authorize))
@@ -770,6 +790,33 @@ async fn token(AxState(state): AxState<Shared>, headers: HeaderMap, body: String
                 st.expires_in_as_string = false;
                 (r, None)
             }
+            Some(Fault::AnswerWith(patch)) => {
+                st.answer_patch = Some(patch);
+                let r = st.grant(&headers, &form);
+                st.answer_patch = None;
+                (r, None)
+            }
+            Some(Fault::Redirect(status, url)) => (
+                (
+                    StatusCode::from_u16(status).expect("redirect status"),
+                    [(header::LOCATION, url)],
+                )
+                    .into_response(),
+                None,
+            ),
+            Some(Fault::HugeBody(size)) => {
+                let chunk = bytes_of_filler(64 * 1024);
+                let chunks = size.div_ceil(chunk.len());
+                let stream = futures_stream(chunk, chunks);
+                (
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        axum::body::Body::from_stream(stream),
+                    )
+                        .into_response(),
+                    None,
+                )
+            }
             Some(Fault::DelayAfterIssue(d)) => (st.grant(&headers, &form), Some(d)),
             _ => (st.grant(&headers, &form), None),
         };
@@ -858,4 +905,17 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 pub fn s256(verifier: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(sha2::Sha256::digest(verifier.as_bytes()))
+}
+
+fn bytes_of_filler(n: usize) -> axum::body::Bytes {
+    axum::body::Bytes::from(vec![b' '; n])
+}
+
+/// `count` copies of `chunk`, as a body stream (no Content-Length: the client learns the
+/// size only by reading).
+fn futures_stream(
+    chunk: axum::body::Bytes,
+    count: usize,
+) -> impl futures_util::Stream<Item = Result<axum::body::Bytes, std::io::Error>> {
+    futures_util::stream::iter(std::iter::repeat_n(chunk, count).map(Ok))
 }

@@ -258,7 +258,11 @@ pub(super) fn http(raw: &RawAccount) -> Result<Provider, Problem> {
     let expiry = match (&raw.expires_in_field, &raw.expires_at_field, &raw.lifetime) {
         (Some(f), None, None) => Expiry::InField(f.get_ref().clone()),
         (None, Some(f), None) => Expiry::AtField(f.get_ref().clone()),
-        (None, None, Some(l)) => Expiry::Fixed(duration(l, "lifetime")?),
+        (None, None, Some(l)) => Expiry::Fixed(duration_at_most(
+            l,
+            "lifetime",
+            crate::engine::bounds::MAX_LIFETIME,
+        )?),
         (None, None, None) => Expiry::InField("expires_in".into()),
         _ => {
             return Err(Problem::new(
@@ -328,4 +332,25 @@ fn url(value: &Option<S<String>>, key: &'static str) -> Result<Option<Url>, Prob
 
 pub fn duration(value: &S<String>, key: &'static str) -> Result<Duration, Problem> {
     parse_duration(value.get_ref()).map_err(|e| Problem::new(value.span(), Some(key), e))
+}
+
+/// A duration no longer than `max` (a larger one is a mistake, not a wish to wait years).
+pub fn duration_at_most(
+    value: &S<String>,
+    key: &'static str,
+    max: Duration,
+) -> Result<Duration, Problem> {
+    let d = duration(value, key)?;
+    if d > max {
+        return Err(Problem::new(
+            value.span(),
+            Some(key),
+            format!(
+                "`{}` is too long; at most {}",
+                value.get_ref().trim(),
+                humantime::format_duration(max)
+            ),
+        ));
+    }
+    Ok(d)
 }

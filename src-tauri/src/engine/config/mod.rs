@@ -70,7 +70,24 @@ pub struct Account {
     pub provider: Provider,
     /// Accounts whose tokens this one's fetch uses (`depends_on`, templates).
     pub upstream: Vec<AccountName>,
+    pub schedule: Schedule,
+}
+
+/// When an account's token is refreshed: `refresh_before` its expiry (else the rule in
+/// `timing::lead`), but never sooner than `min_interval` after it was obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Schedule {
     pub refresh_before: Option<Duration>,
+    pub min_interval: Duration,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Self {
+            refresh_before: None,
+            min_interval: crate::engine::bounds::MIN_REFRESH_INTERVAL,
+        }
+    }
 }
 
 impl Config {

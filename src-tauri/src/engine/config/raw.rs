@@ -29,6 +29,7 @@ pub struct RawApi {
 pub struct RawRefresh {
     pub retry_initial: Option<S<String>>,
     pub retry_max: Option<S<String>>,
+    pub min_interval: Option<S<String>>,
 }
 
 #[derive(Deserialize)]

@@ -8,7 +8,11 @@ use std::time::Duration;
 
 use super::error::Problem;
 use super::raw::RawConfig;
-use super::{fields, presets, Account, ApiSettings, RetrySettings, DEFAULT_LISTEN};
+use super::{fields, presets, Account, ApiSettings, RetrySettings, Schedule, DEFAULT_LISTEN};
+use crate::engine::bounds;
+
+/// The longest retry delay or refresh floor the config may set: a day.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(24 * 3600);
 use crate::engine::names::AccountName;
 
 pub(super) type Resolved = (ApiSettings, RetrySettings, Vec<Arc<Account>>);
@@ -36,12 +40,18 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
         None => DEFAULT_LISTEN.parse().expect("valid"),
     };
     let mut retry = RetrySettings::default();
+    let mut min_interval = Schedule::default().min_interval;
     if let Some(r) = raw.refresh {
         if let Some(v) = &r.retry_initial {
-            retry.initial = fields::duration(v, "retry_initial")?.max(Duration::from_millis(100));
+            retry.initial = fields::duration_at_most(v, "retry_initial", MAX_RETRY_DELAY)?
+                .max(Duration::from_millis(100));
         }
         if let Some(v) = &r.retry_max {
-            retry.max = fields::duration(v, "retry_max")?.max(retry.initial);
+            retry.max =
+                fields::duration_at_most(v, "retry_max", MAX_RETRY_DELAY)?.max(retry.initial);
+        }
+        if let Some(v) = &r.min_interval {
+            min_interval = fields::duration_at_most(v, "min_interval", MAX_RETRY_DELAY)?;
         }
     }
 
@@ -127,7 +137,7 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
         let refresh_before = raw_account
             .refresh_before
             .as_ref()
-            .map(|v| fields::duration(v, "refresh_before"))
+            .map(|v| fields::duration_at_most(v, "refresh_before", bounds::MAX_LIFETIME))
             .transpose()
             .map_err(with_account)?;
         accounts.push(Arc::new(Account {
@@ -135,7 +145,10 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
             provider_name: raw_account.provider.get_ref().clone(),
             provider,
             upstream,
-            refresh_before,
+            schedule: Schedule {
+                refresh_before,
+                min_interval,
+            },
         }));
     }
     if let Some(cycle) = find_cycle(&accounts) {

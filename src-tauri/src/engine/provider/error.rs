@@ -139,6 +139,57 @@ impl RefreshError {
     }
 }
 
+/// A provider's error code as it may be logged, stored and shown: at most 64 characters
+/// of `[A-Za-z0-9_.-]`, else `error`. A provider's string is outside input: it may carry
+/// newlines (fake log lines), escapes (terminal control) or a megabyte of anything.
+pub fn code_shaped(raw: &str) -> String {
+    let ok = !raw.is_empty()
+        && raw.len() <= 64
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if ok {
+        raw.to_owned()
+    } else {
+        "error".to_owned()
+    }
+}
+
+/// A provider's answer body, read up to [`bounds::MAX_ANSWER_BYTES`]: `None` when it is
+/// larger (the rest is never read, so a provider cannot fill the memory).
+pub async fn read_limited(
+    mut response: reqwest::Response,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    let limit = crate::engine::bounds::MAX_ANSWER_BYTES;
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+/// The code an answer's bare status gets: a redirect is never followed (secrets would go
+/// with it), and says so.
+pub fn status_code(status: u16) -> Option<String> {
+    (300..400)
+        .contains(&status)
+        .then(|| "redirect_not_followed".to_owned())
+}
+
+/// What a [`read_limited`] body that was too large is called in messages.
+pub fn too_large() -> String {
+    format!(
+        "the answer is larger than {} KiB",
+        crate::engine::bounds::MAX_ANSWER_BYTES / 1024
+    )
+}
+
 /// Reads a Retry-After header: seconds, or an HTTP date (RFC 9110 §10.2.3).
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let value = headers
@@ -151,7 +202,9 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 
 fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
     if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+        return Some(crate::engine::bounds::provider_wait(Duration::from_secs(
+            secs,
+        )));
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))

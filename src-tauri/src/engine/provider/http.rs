@@ -5,7 +5,8 @@
 use std::time::{Duration, SystemTime};
 
 use super::error::retry_after;
-use super::{FetchRequest, Issued, RefreshError};
+use super::{Expires, FetchRequest, Issued, RefreshError};
+use crate::engine::bounds;
 use crate::engine::names::{AccountName, Deadline};
 use crate::engine::secret::Secret;
 
@@ -104,8 +105,22 @@ impl HttpSpec {
             .map_err(|e| RefreshError::network(req.account, req.provider, &e))?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers());
-        let body: Option<serde_json::Value> = response.json().await.ok();
-        let code = body.as_ref().and_then(|b| self.error_code(b));
+        let bytes = super::error::read_limited(response)
+            .await
+            .map_err(|e| RefreshError::network(req.account, req.provider, &e))?;
+        let Some(bytes) = bytes else {
+            return Err(RefreshError::BadAnswer {
+                account: req.account.clone(),
+                provider: req.provider.to_owned(),
+                what: super::error::too_large(),
+                rotated: None,
+            });
+        };
+        let body: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+        let code = body
+            .as_ref()
+            .and_then(|b| self.error_code(b))
+            .or_else(|| super::error::status_code(status));
         if !(200..300).contains(&status) {
             return Err(RefreshError::Http {
                 account: req.account.clone(),
@@ -135,13 +150,19 @@ impl HttpSpec {
         let token = lookup(&body, &self.token_field)
             .and_then(|v| v.as_str())
             .ok_or_else(|| bad(format!("no string at `{}` in the answer", self.token_field)))?;
+        let now = SystemTime::now();
         let expires_at = match &self.expiry {
-            Expiry::Fixed(lifetime) => Deadline::after(SystemTime::now(), *lifetime),
+            Expiry::Fixed(lifetime) => Deadline::after(now, (*lifetime).min(bounds::MAX_LIFETIME)),
             Expiry::InField(path) => {
-                let secs = lookup(&body, path).and_then(number).ok_or_else(|| {
+                let value = lookup(&body, path).ok_or_else(|| {
                     bad(format!("no number of seconds at `{path}` in the answer"))
                 })?;
-                Issued::expires_in(Some(secs as u64))
+                let lifetime = number(value)
+                    .and_then(bounds::lifetime_f64)
+                    .ok_or_else(|| {
+                        bad(format!("`{path}` is not a number of seconds, 0 or more"))
+                    })?;
+                Deadline::after(now, lifetime)
             }
             Expiry::AtField(path) => {
                 let value = lookup(&body, path)
@@ -158,7 +179,8 @@ impl HttpSpec {
             refresh: None,
             token_type: "Bearer".into(),
             scope: None,
-            expires_at,
+            // A date beyond what any lifetime may reach is taken as that far.
+            expires: Expires::At(expires_at.min(Deadline::after(now, bounds::MAX_LIFETIME))),
             refresh_expires_at: None,
         })
     }
@@ -174,11 +196,7 @@ impl HttpSpec {
             other => other.to_string(),
         };
         // Quote only a code-shaped value: anything else might be a message with data in it.
-        let code_like = code.len() <= 64
-            && code
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
-        Some(if code_like { code } else { "error".into() })
+        Some(super::error::code_shaped(&code))
     }
 }
 

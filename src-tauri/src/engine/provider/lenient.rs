@@ -42,7 +42,7 @@ pub fn parse(body: &[u8]) -> Option<Answer> {
         token_type: text("token_type"),
         scope: text("scope"),
         expires_in: seconds("expires_in"),
-        refresh_expires_at: refresh_expires_in.map(|s| Issued::expires_in(Some(s))),
+        refresh_expires_at: refresh_expires_in.map(Issued::deadline_in),
     })
 }
 
@@ -61,7 +61,7 @@ impl Answer {
                 None => "Bearer".to_owned(),
             },
             scope: self.scope,
-            expires_at: Issued::expires_in(self.expires_in),
+            expires: Issued::expires_in(self.expires_in),
             refresh_expires_at: self.refresh_expires_at,
         })
     }
@@ -77,10 +77,10 @@ mod tests {
         let issued = parse(body).unwrap().into_issued().ok().unwrap();
         assert_eq!(issued.refresh.unwrap().expose(), "r2");
         assert_eq!(issued.token_type, "Bearer");
-        let left = issued
-            .expires_at
-            .remaining(std::time::SystemTime::now())
-            .as_secs();
+        let crate::engine::provider::Expires::At(at) = issued.expires else {
+            panic!("a stated lifetime: {:?}", issued.expires);
+        };
+        let left = at.remaining(std::time::SystemTime::now()).as_secs();
         assert!((3590..=3600).contains(&left), "{left}");
     }
 

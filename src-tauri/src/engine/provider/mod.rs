@@ -15,10 +15,11 @@ pub mod oidc;
 pub mod wechat;
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 pub use error::RefreshError;
 
+use super::bounds;
 use super::names::{AccountName, Deadline};
 use super::secret::{Secret, TokenSet};
 
@@ -49,41 +50,60 @@ pub struct Issued {
     pub refresh: Option<Secret>,
     pub token_type: String,
     pub scope: Option<String>,
-    pub expires_at: Deadline,
+    pub expires: Expires,
     /// When the refresh token itself expires, where the answer says so.
     pub refresh_expires_at: Option<Deadline>,
 }
 
-/// Tokens that carry no lifetime (GitHub OAuth-app tokens) are treated as living this long,
-/// so they are re-checked now and then rather than never.
-pub const UNSTATED_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+/// When an issued token expires, as far as its provider said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expires {
+    At(Deadline),
+    /// The answer had no lifetime (GitHub OAuth apps, some `http` endpoints).
+    Unstated,
+}
 
 impl Issued {
     /// The token set to store: a missing refresh token or scope means "unchanged" (Google
-    /// does not rotate), so the current ones carry over.
+    /// does not rotate), so the current ones carry over. An unstated lifetime becomes an
+    /// estimate, flagged as one: short when the token can be refreshed, so a token that
+    /// really lives an hour is never served for a year.
     pub fn into_set(self, current: Option<&TokenSet>) -> TokenSet {
+        let refresh = self
+            .refresh
+            .or_else(|| current.and_then(|c| c.refresh.clone()));
+        let now = SystemTime::now();
+        let (expires_at, expiry_estimated) = match self.expires {
+            Expires::At(at) => (at, false),
+            Expires::Unstated if refresh.is_some() => {
+                (Deadline::after(now, bounds::ESTIMATED_LIFETIME), true)
+            }
+            Expires::Unstated => (Deadline::after(now, bounds::UNREFRESHABLE_LIFETIME), true),
+        };
         TokenSet {
             access: self.access,
-            refresh: self
-                .refresh
-                .or_else(|| current.and_then(|c| c.refresh.clone())),
+            refresh,
             token_type: self.token_type,
             scope: self.scope.or_else(|| current.and_then(|c| c.scope.clone())),
-            expires_at: self.expires_at.whole_seconds(),
-            obtained_at: Deadline::now().whole_seconds(),
+            expires_at: expires_at.whole_seconds(),
+            obtained_at: Deadline::at(now).whole_seconds(),
             refresh_expires_at: self
                 .refresh_expires_at
                 .or_else(|| current.and_then(|c| c.refresh_expires_at)),
+            expiry_estimated,
         }
     }
 
-    pub fn expires_in(lifetime: Option<u64>) -> Deadline {
-        Deadline::after(
-            SystemTime::now(),
-            lifetime
-                .map(Duration::from_secs)
-                .unwrap_or(UNSTATED_LIFETIME),
-        )
+    /// `expires_in` as an answer gave it (seconds from now), bounded.
+    pub fn expires_in(lifetime: Option<u64>) -> Expires {
+        lifetime.map_or(Expires::Unstated, |secs| {
+            Expires::At(Self::deadline_in(secs))
+        })
+    }
+
+    /// A deadline `secs` from now, bounded (`refresh_token_expires_in` and the like).
+    pub fn deadline_in(secs: u64) -> Deadline {
+        Deadline::after(SystemTime::now(), bounds::lifetime_secs(secs))
     }
 }
 

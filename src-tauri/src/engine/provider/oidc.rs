@@ -45,9 +45,11 @@ pub async fn discover(
             retry_after: super::error::retry_after(response.headers()),
         });
     }
-    let doc: Discovery = response
-        .json()
+    let body = super::error::read_limited(response)
         .await
+        .map_err(|e| RefreshError::network(account, provider, &e))?
+        .ok_or_else(|| fail(format!("{url}: {}", super::error::too_large())))?;
+    let doc: Discovery = serde_json::from_slice(&body)
         .map_err(|_| fail(format!("{url} is not an OpenID Connect discovery document")))?;
     if doc.token_endpoint.is_none() {
         return Err(fail(format!("{url} names no token_endpoint")));

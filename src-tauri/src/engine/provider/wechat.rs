@@ -77,7 +77,7 @@ impl TokenSpec {
             refresh: None,
             token_type: "Bearer".into(),
             scope: None,
-            expires_at: Issued::expires_in(Some(answer.expires_in.unwrap_or(7200))),
+            expires: Issued::expires_in(Some(answer.expires_in.unwrap_or(7200))),
             refresh_expires_at: None,
         })
     }
@@ -108,7 +108,7 @@ impl TicketSpec {
             refresh: None,
             token_type: "jsapi_ticket".into(),
             scope: None,
-            expires_at: Issued::expires_in(Some(answer.expires_in.unwrap_or(7200))),
+            expires: Issued::expires_in(Some(answer.expires_in.unwrap_or(7200))),
             refresh_expires_at: None,
         })
     }
@@ -145,13 +145,15 @@ async fn send(
             account: req.account.clone(),
             provider: req.provider.to_owned(),
             status,
-            code: None,
+            code: super::error::status_code(status),
             retry_after: retry_after(response.headers()),
         });
     }
-    let answer: Answer = response
-        .json()
+    let body = super::error::read_limited(response)
         .await
+        .map_err(|e| RefreshError::network(req.account, req.provider, &e))?
+        .ok_or_else(|| bad_answer(req, &super::error::too_large()))?;
+    let answer: Answer = serde_json::from_slice(&body)
         .map_err(|_| bad_answer(req, "the answer is not WeChat JSON"))?;
     if answer.errcode != 0 {
         return Err(errcode(req, answer.errcode));

@@ -9,7 +9,9 @@ use oauth2::basic::{BasicErrorResponse, BasicTokenResponse, BasicTokenType};
 use oauth2::{RequestTokenError, TokenResponse};
 
 use super::{Dialect, OAuth2Spec, Who};
-use crate::engine::provider::error::retry_after;
+use crate::engine::provider::error::{
+    code_shaped, read_limited, retry_after, status_code, too_large,
+};
 use crate::engine::provider::{lenient, Issued, RefreshError};
 use crate::engine::secret::Secret;
 
@@ -18,6 +20,8 @@ use crate::engine::secret::Secret;
 pub(super) struct Seen {
     pub status: u16,
     pub retry_after: Option<Duration>,
+    /// The body was larger than the limit and was not read.
+    pub too_large: bool,
 }
 
 /// The last answer: what classification needs, and the body, so that a 2xx answer the
@@ -40,6 +44,9 @@ impl OAuth2Spec {
             (r.seen, r.body.clone())
         };
         let success = (200..300).contains(&seen.status);
+        if seen.too_large {
+            return Err(who.bad_answer(&too_large()));
+        }
         match answer {
             Ok(token) => {
                 let mut issued = issued_from(&token);
@@ -66,7 +73,7 @@ impl OAuth2Spec {
             }
             Err(RequestTokenError::Request(e)) => Err(who.network(&e)),
             Err(RequestTokenError::ServerResponse(r)) => {
-                Err(self.classify(who, seen, Some(r.error().as_ref().to_owned())))
+                Err(self.classify(who, seen, Some(code_shaped(r.error().as_ref()))))
             }
             Err(RequestTokenError::Parse(_, body)) => {
                 let code = match self.dialect {
@@ -82,6 +89,9 @@ impl OAuth2Spec {
     /// Turns an error answer into transient or permanent, by status first (410, 408, 429,
     /// 5xx), then by the OAuth error code.
     pub(super) fn classify(&self, who: &Who<'_>, seen: Seen, code: Option<String>) -> RefreshError {
+        if seen.too_large {
+            return who.bad_answer(&too_large());
+        }
         let account = who.account.clone();
         let provider = who.provider.to_owned();
         if seen.status == 410 {
@@ -129,7 +139,7 @@ impl OAuth2Spec {
                 account,
                 provider,
                 status: seen.status,
-                code: None,
+                code: status_code(seen.status),
                 retry_after: seen.retry_after,
             },
         }
@@ -185,18 +195,21 @@ pub(super) fn recording_client(
             let request = reqwest::Request::try_from(request)?;
             let response = client.execute(request).await?;
             let status = response.status();
-            seen.lock().expect("poisoned").seen = Seen {
-                status: status.as_u16(),
-                retry_after: retry_after(response.headers()),
-            };
+            let retry_after = retry_after(response.headers());
             let mut builder = oauth2::http::Response::builder().status(status.as_u16());
             for (name, value) in response.headers() {
                 builder = builder.header(name.as_str(), value.as_bytes());
             }
-            let body = response.bytes().await?;
-            seen.lock().expect("poisoned").body = body.to_vec();
+            let body = read_limited(response).await?;
+            let mut recording = seen.lock().unwrap_or_else(|e| e.into_inner());
+            recording.seen = Seen {
+                status: status.as_u16(),
+                retry_after,
+                too_large: body.is_none(),
+            };
+            recording.body = body.unwrap_or_default();
             Ok(builder
-                .body(body.to_vec())
+                .body(recording.body.clone())
                 .expect("status and headers came from a valid response"))
         })
     }
@@ -215,7 +228,7 @@ pub(super) fn issued_from(token: &BasicTokenResponse) -> Issued {
         scope: token
             .scopes()
             .map(|s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")),
-        expires_at: Issued::expires_in(token.expires_in().map(|d| d.as_secs())),
+        expires: Issued::expires_in(token.expires_in().map(|d| d.as_secs())),
         refresh_expires_at: None,
     }
 }

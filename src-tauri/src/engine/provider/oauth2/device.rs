@@ -10,6 +10,7 @@ use oauth2::{
 
 use super::answer::{issued_from, recording_client};
 use super::{ClientAuth, Endpoints, OAuth2Spec, Who};
+use crate::engine::provider::error::code_shaped;
 use crate::engine::provider::{FetchRequest, Issued, RefreshError};
 use crate::engine::secret::Secret;
 
@@ -79,7 +80,7 @@ impl OAuth2Spec {
                 return Err(self.classify(
                     &who,
                     seen.lock().expect("poisoned").seen,
-                    Some(r.error().as_ref().to_owned()),
+                    Some(code_shaped(r.error().as_ref())),
                 ))
             }
             Err(_) => {
@@ -120,7 +121,7 @@ impl OAuth2Spec {
             Ok(token) => Ok(issued_from(&token)),
             Err(RequestTokenError::Request(e)) => Err(who.network(&e)),
             Err(RequestTokenError::ServerResponse(r)) => {
-                let code = r.error().as_ref().to_owned();
+                let code = code_shaped(r.error().as_ref());
                 let what = match code.as_str() {
                     "expired_token" => "the device code expired before it was approved; run `connect --device` again",
                     "access_denied" => "the user denied the request",

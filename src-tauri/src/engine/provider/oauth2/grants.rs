@@ -147,7 +147,11 @@ impl OAuth2Spec {
             return Ok(true);
         }
         let retry_after = retry_after(response.headers());
-        let body = response.bytes().await.unwrap_or_default();
+        let body = crate::engine::provider::error::read_limited(response)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let code = match self.dialect {
             Dialect::FitbitLegacy => fitbit_error_type(&body),
             Dialect::Standard => standard_error_code(&body),
