@@ -22,11 +22,26 @@ if [ -z "${TW_KEYRING_SESSION:-}" ] && has_secret_service; then
 fi
 
 if [ -z "${TW_KEYRING_SESSION:-}" ]; then
+  # The password must not stay in any environment: the bus daemon, the keyring daemon and the
+  # command would all inherit it (and /proc/PID/environ shows it). It crosses the re-exec on
+  # file descriptor 3 instead.
+  password="${TOKENWARDEN_KEYRING_PASSWORD:-}"
+  unset TOKENWARDEN_KEYRING_PASSWORD
   export TW_KEYRING_SESSION=1
+  if [ -n "$password" ]; then
+    exec 3<<<"$password"
+    export TW_KEYRING_PASSWORD_FD=3
+  fi
+  unset password
   exec dbus-run-session -- "$0" "$@"
 fi
 
-password="${TOKENWARDEN_KEYRING_PASSWORD:-}"
+password=""
+if [ -n "${TW_KEYRING_PASSWORD_FD:-}" ]; then
+  IFS= read -r password <&3 || true
+  exec 3<&-
+fi
+unset TW_KEYRING_PASSWORD_FD TOKENWARDEN_KEYRING_PASSWORD
 if [ -z "$password" ]; then
   if [ ! -t 0 ]; then
     echo "with-keyring: no keychain is running here. Set TOKENWARDEN_KEYRING_PASSWORD (the password of the login keyring in ~/.local/share/keyrings; the first run creates it) or run from a terminal to type it." >&2
@@ -37,5 +52,5 @@ if [ -z "$password" ]; then
 fi
 [ -n "$password" ] || { echo "with-keyring: the keyring password must not be empty" >&2; exit 1; }
 printf '%s' "$password" | gnome-keyring-daemon --replace --unlock --components=secrets >/dev/null
-unset password TOKENWARDEN_KEYRING_PASSWORD
+unset password
 exec "$@"

@@ -52,6 +52,8 @@ pub struct ApiKeys {
 struct Cache {
     stamp: Option<SystemTime>,
     loaded: bool,
+    /// The index version whose reload failure was last logged (one line per change).
+    reported: Option<Option<SystemTime>>,
     keys: Vec<(String, Secret)>,
     engine_key: Option<Secret>,
 }
@@ -117,9 +119,7 @@ impl ApiKeys {
 
     /// The label of the key presented, if it is one of ours. Constant-time per comparison.
     pub async fn verify(&self, presented: &str) -> Option<String> {
-        if let Err(e) = self.refresh_cache().await {
-            tracing::error!(error = %e, "could not reload API keys");
-        }
+        self.refresh_cache().await;
         let cache = self.cache.lock().expect("poisoned");
         if cache
             .engine_key
@@ -138,31 +138,57 @@ impl ApiKeys {
         found
     }
 
-    async fn refresh_cache(&self) -> Result<(), ApiKeyError> {
+    /// Re-reads the keys when the index changed. Fails closed: when the new keys cannot
+    /// be read (a locked keychain, a broken index), a key whose label left the index stops
+    /// working at once, and no key is added, until a reload succeeds.
+    async fn refresh_cache(&self) {
         let stamp = std::fs::metadata(&self.index)
             .and_then(|m| m.modified())
             .ok();
         {
             let cache = self.cache.lock().expect("poisoned");
             if cache.loaded && cache.stamp == stamp {
-                return Ok(());
+                return;
             }
         }
+        let index = self.list();
+        let loaded = match &index {
+            Ok(infos) => self.read_keys(infos).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let mut cache = self.cache.lock().expect("poisoned");
+        match loaded {
+            Ok(keys) => {
+                cache.keys = keys;
+                cache.stamp = stamp;
+                cache.loaded = true;
+            }
+            Err(e) => {
+                let listed: Vec<String> = index
+                    .map(|infos| infos.into_iter().map(|i| i.label).collect())
+                    .unwrap_or_default();
+                cache.keys.retain(|(label, _)| listed.contains(label));
+                cache.loaded = false;
+                if cache.reported != Some(stamp) {
+                    cache.reported = Some(stamp);
+                    tracing::error!(error = %e, kept = cache.keys.len(), "could not reload API keys; only keys still listed and already known work until they can be read");
+                }
+            }
+        }
+    }
+
+    async fn read_keys(&self, infos: &[KeyInfo]) -> Result<Vec<(String, Secret)>, ApiKeyError> {
         let mut keys = Vec::new();
-        for info in self.list()? {
+        for info in infos {
             if let Some(key) = self
                 .keychain
                 .get(SecretKey::ApiKey(info.label.clone()))
                 .await?
             {
-                keys.push((info.label, key));
+                keys.push((info.label.clone(), key));
             }
         }
-        let mut cache = self.cache.lock().expect("poisoned");
-        cache.keys = keys;
-        cache.stamp = stamp;
-        cache.loaded = true;
-        Ok(())
+        Ok(keys)
     }
 }
 
@@ -250,5 +276,29 @@ mod tests {
             other.revoke("ci").await,
             Err(ApiKeyError::Unknown(_))
         ));
+    }
+
+    /// A revocation this engine learns of while it cannot read the keychain still takes
+    /// effect: the revoked key stops working, the others keep working.
+    #[tokio::test]
+    async fn a_revocation_takes_effect_even_when_the_keys_cannot_be_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(MemoryStore::default());
+        let keys = ApiKeys::new(dir.path(), Keychain::new(store.clone()));
+        let a = keys.create("a").await.unwrap();
+        let b = keys.create("b").await.unwrap();
+        assert_eq!(keys.verify(b.expose()).await.as_deref(), Some("b"));
+        let other = ApiKeys::new(dir.path(), keys.keychain.clone());
+        std::thread::sleep(std::time::Duration::from_millis(20)); // a distinct mtime
+        other.revoke("b").await.unwrap();
+        store
+            .fail_reads
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(keys.verify(b.expose()).await, None, "revoked stays revoked");
+        assert_eq!(keys.verify(a.expose()).await.as_deref(), Some("a"));
+        // A broken index: no key is trusted until it can be read again.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(dir.path().join("api-keys.json"), "{not json").unwrap();
+        assert_eq!(keys.verify(a.expose()).await, None);
     }
 }

@@ -138,16 +138,23 @@ impl SecretStore for FaultyWrites {
     }
 }
 
-/// In-memory store for unit tests of engine logic. `fail_writes` simulates a keychain that
-/// refuses writes (locked, or its daemon gone).
+/// In-memory store for unit tests of engine logic. `fail_writes` and `fail_reads` simulate
+/// a keychain that refuses writes or reads (locked, or its daemon gone).
 #[derive(Default, Clone)]
 pub struct MemoryStore {
     items: Arc<Mutex<HashMap<String, Secret>>>,
     pub fail_writes: Arc<std::sync::atomic::AtomicBool>,
+    pub fail_reads: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SecretStore for MemoryStore {
     fn get(&self, key: &SecretKey) -> Result<Option<Secret>, KeychainError> {
+        if self.fail_reads.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(KeychainError {
+                entry: key.entry(),
+                message: "locked (test)".into(),
+            });
+        }
         Ok(self
             .items
             .lock()
