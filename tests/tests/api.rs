@@ -698,6 +698,7 @@ async fn accounts_and_history_match_list_and_log_json() {
                 "attempt",
                 "connects_with",
                 "expires_at",
+                "expiry_estimated",
                 "last_error",
                 "last_refresh",
                 "name",

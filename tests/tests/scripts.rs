@@ -33,6 +33,13 @@ fn environs_with(needle: &str) -> Vec<(u32, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_keyring_leaves_the_password_in_no_environment() {
     let home = tempfile::tempdir().expect("a home");
+    let runtime = home.path().join("run");
+    std::fs::create_dir(&runtime).expect("a runtime dir");
+    std::fs::set_permissions(
+        &runtime,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("private");
     let canary = format!("tw-keyring-canary-{:016x}", rand::random::<u64>());
     // Every process the script starts inherits this marker, so they can be found and ended.
     let marker = format!("TW_TEST_MARK={:016x}", rand::random::<u64>());
@@ -42,6 +49,9 @@ async fn with_keyring_leaves_the_password_in_no_environment() {
         .args(["sleep", "30"])
         .env_remove("DBUS_SESSION_BUS_ADDRESS")
         .env("HOME", home.path())
+        // Its own runtime dir: `gnome-keyring-daemon --replace` finds the daemon to replace
+        // through the control socket there, and must not replace this session's keyring.
+        .env("XDG_RUNTIME_DIR", &runtime)
         .env("XDG_DATA_HOME", home.path().join("data"))
         .env("TOKENWARDEN_KEYRING_PASSWORD", &canary)
         .env(mark_key, mark_value)
