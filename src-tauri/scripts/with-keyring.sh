@@ -42,6 +42,8 @@ if [ -n "${TW_KEYRING_PASSWORD_FD:-}" ]; then
   exec 3<&-
 fi
 unset TW_KEYRING_PASSWORD_FD TOKENWARDEN_KEYRING_PASSWORD
+# A private session: `--replace` must not find (and kill) another session's keyring daemon.
+unset GNOME_KEYRING_CONTROL
 if [ -z "$password" ]; then
   if [ ! -t 0 ]; then
     echo "with-keyring: no keychain is running here. Set TOKENWARDEN_KEYRING_PASSWORD (the password of the login keyring in ~/.local/share/keyrings; the first run creates it) or run from a terminal to type it." >&2

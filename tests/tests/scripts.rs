@@ -48,6 +48,9 @@ async fn with_keyring_leaves_the_password_in_no_environment() {
     let mut child = tokio::process::Command::new(&script)
         .args(["sleep", "30"])
         .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        // The session this test runs in has its own keyring; its control socket must not
+        // be what `--replace` finds.
+        .env_remove("GNOME_KEYRING_CONTROL")
         .env("HOME", home.path())
         // Its own runtime dir: `gnome-keyring-daemon --replace` finds the daemon to replace
         // through the control socket there, and must not replace this session's keyring.
