@@ -160,15 +160,26 @@ async fn disconnect_of_a_wechat_account_beside_serve_is_not_a_failure() {
         failed.is_empty(),
         "refresh_failed after disconnect: {failed:?}"
     );
-    let last_change = events
-        .events()
-        .into_iter()
-        .rfind(|e| e.event == "status_changed" && e.data["account"] == "wx")
-        .expect("a status change");
+    // The token request above tried a fetch (not_connected → refreshing → not_connected);
+    // its events may still be on their way.
+    let last_change = || {
+        events
+            .events()
+            .into_iter()
+            .rfind(|e| e.event == "status_changed" && e.data["account"] == "wx")
+            .expect("a status change")
+    };
+    wait_until(
+        Duration::from_secs(5),
+        "wx's last status change is to not_connected",
+        async || last_change().data["to"] == "not_connected",
+    )
+    .await;
     assert_eq!(
-        last_change.data["to"], "not_connected",
+        last_change().data["to"],
+        "not_connected",
         "{}",
-        last_change.raw
+        last_change().raw
     );
     let history = api.get("/v1/history?account=wx").await.expect(200);
     let failures: Vec<_> = history

@@ -55,6 +55,7 @@ impl Engine {
             s.unsaved = None;
             s.last_outcome = None;
             s.report_refreshes.clear();
+            s.fetch_unasked = false;
         })?;
         tracing::info!(account = %name, "disconnected");
         Ok(warning)
@@ -83,6 +84,7 @@ impl Engine {
             let now = std::time::SystemTime::now();
             self.update(name, |s| {
                 s.last_outcome = None;
+                s.fetch_unasked = true;
                 let state = std::mem::replace(&mut s.state, AccountState::NotConnected);
                 s.state = state.retry_now(now);
             })?;
@@ -99,6 +101,24 @@ impl Engine {
         let _turn = gate.lock().await;
         self.reread(name).await?;
         self.view(name)
+    }
+
+    /// Reads an account the engine has not read from the keychain yet (just after start, or
+    /// after a failed read), so a caller is never told "no token" about one the keychain holds.
+    pub(super) async fn read_if_unread(&self, name: &AccountName) -> Result<(), EngineError> {
+        if !self.is_unread(name)? {
+            return Ok(());
+        }
+        let gate = self.with_slot(name, |s| s.gate.clone())?;
+        let _turn = gate.lock().await;
+        if self.is_unread(name)? {
+            self.reread(name).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn is_unread(&self, name: &AccountName) -> Result<bool, EngineError> {
+        self.with_slot(name, |s| matches!(s.state, AccountState::Unread { .. }))
     }
 
     /// The keychain read itself (call under the gate).

@@ -82,7 +82,7 @@ impl Engine {
         }
         let gate = self.with_slot(name, |s| s.gate.clone())?;
         let _turn = gate.lock().await;
-        if matches!(self.slot_state(name)?, AccountState::Unread { .. }) {
+        if self.is_unread(name)? {
             // Not read from the keychain yet (or a read failed): what it holds decides.
             self.reread(name).await?;
         }

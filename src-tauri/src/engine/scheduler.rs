@@ -95,9 +95,10 @@ impl Engine {
                     // when its secret is set); one that does waits for the user.
                     None if matches!(slot.state, AccountState::NotConnected)
                         && !slot.account.provider.needs_consent()
-                        && slot.last_outcome.is_none()
+                        && slot.fetch_unasked
                         && upstream_ready =>
                     {
+                        slot.fetch_unasked = false;
                         Some(Work::Refresh(Trigger::Startup))
                     }
                     None => None,

@@ -99,6 +99,7 @@ impl Engine {
         reported: &str,
     ) -> Result<TokenView, EngineError> {
         self.account(name)?;
+        self.read_if_unread(name).await?;
         if self.with_slot(name, |s| s.status(SystemTime::now()))? == Status::NeedsReconnect {
             // Whatever the client holds, the grant behind it is refused: say so.
             return Err(self.not_valid(name, Duration::ZERO));

@@ -50,6 +50,9 @@ pub(super) struct Slot {
     pub restored: Option<super::state::Failure>,
     /// A grant obtained by a flow that may not store it, waiting to be handed over.
     pub handoff: Option<super::secret::TokenSet>,
+    /// An account that needs no consent fetches its first token by itself: once after the
+    /// engine starts, and again when its secret is set; never after a disconnect.
+    pub fetch_unasked: bool,
 }
 
 impl Slot {
@@ -70,6 +73,7 @@ impl Slot {
             connect_cancel: None,
             handoff: None,
             restored: None,
+            fetch_unasked: true,
         }
     }
 
