@@ -4,8 +4,6 @@
 //! last write, the history is flushed). Front ends start a [`Host`], use its engine, and
 //! stop it; none of them composes these parts itself.
 
-use std::net::SocketAddr;
-
 use anyhow::{anyhow, Context as _, Result};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -16,7 +14,6 @@ use crate::engine::{Engine, Mode};
 
 pub struct Host {
     engine: Engine,
-    listen: SocketAddr,
     stop: CancellationToken,
     /// `None` once [`Host::failed`] has seen it end.
     runner: Option<JoinHandle<Vec<crate::engine::EngineError>>>,
@@ -42,7 +39,6 @@ impl Host {
         let api = tokio::spawn(crate::api::serve(engine.clone(), listener, stop.clone()));
         Ok(Self {
             engine,
-            listen,
             stop,
             runner: Some(runner),
             api: Some(api),
@@ -51,10 +47,6 @@ impl Host {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
-    }
-
-    pub fn listen(&self) -> SocketAddr {
-        self.listen
     }
 
     /// Resolves only if the API or the scheduler stops by itself (or panics): an engine

@@ -1,4 +1,5 @@
-//! Every error answer is JSON `{"error": code, "message": text, "remedy": …}`; the status
+//! Every error answer is JSON `{"error": code, "message": text, "remedy": …}`, plus
+//! `"account"` when it is about one; the status
 //! says who must act: 4xx the caller or the user, 502 the provider refused, 503 try again
 //! later. Codes and remedies come from the engine's one table (`engine::error`).
 
@@ -6,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use crate::engine::names::AccountName;
 use crate::engine::{EngineError, ErrorKind, Remedy};
 
 #[derive(Debug)]
@@ -14,6 +16,7 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub remedy: Option<Remedy>,
+    pub account: Option<AccountName>,
 }
 
 impl ApiError {
@@ -23,6 +26,7 @@ impl ApiError {
             code,
             message: message.into(),
             remedy: None,
+            account: None,
         }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -32,7 +36,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.code, "message": self.message, "remedy": self.remedy });
+        let mut body = serde_json::json!({ "error": self.code, "message": self.message, "remedy": self.remedy });
+        if let Some(account) = self.account {
+            body["account"] = serde_json::json!(account);
+        }
         (self.status, Json(body)).into_response()
     }
 }
@@ -45,6 +52,7 @@ impl From<EngineError> for ApiError {
             code: kind.code(),
             message: e.to_string(),
             remedy: e.remedy(),
+            account: e.account().cloned(),
         }
     }
 }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::guard::Caller;
-use super::routes::{account, params, seconds, Params};
+use super::routes::{account, body_bytes, params, seconds, Params};
 use super::AppState;
 use crate::engine::secret::{Secret, TokenSet};
 use crate::engine::views::AccountView;
@@ -29,13 +29,7 @@ fn body<T: serde::de::DeserializeOwned + Default>(
     raw: Result<Bytes, BytesRejection>,
     shape: &str,
 ) -> Result<T, ApiError> {
-    let raw = raw.map_err(|e| {
-        ApiError::new(
-            e.status(),
-            "bad_request",
-            "the body could not be read (at most 64 KiB)",
-        )
-    })?;
+    let raw = body_bytes(raw)?;
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -60,15 +54,8 @@ pub async fn begin_connect(
 ) -> Result<Json<ConnectStart>, ApiError> {
     let name = account(name)?;
     let begin: Begin = body(raw, r#"{"device": false, "timeout": SECONDS}"#)?;
-    let flow = if begin.device {
-        ConnectFlow::Device
-    } else {
-        ConnectFlow::Browser
-    };
-    let timeout = begin
-        .timeout
-        .map_or(CONSENT_TIMEOUT, Duration::from_secs)
-        .min(Duration::from_secs(3600));
+    let flow = ConnectFlow::device(begin.device);
+    let timeout = begin.timeout.map_or(CONSENT_TIMEOUT, Duration::from_secs);
     Ok(Json(s.engine.begin_connect(&name, flow, timeout).await?))
 }
 
@@ -90,12 +77,8 @@ pub async fn cancel_connect(
     State(s): State<AppState>,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<ConnectStatus>, ApiError> {
-    let name = account(name)?;
-    s.engine.cancel_connect(&name)?;
     Ok(Json(
-        s.engine
-            .connect_status(&name, Duration::from_secs(2))
-            .await?,
+        s.engine.cancel_connect_settled(&account(name)?).await?,
     ))
 }
 
@@ -163,8 +146,7 @@ pub async fn hand_over_grant(
             "only Tokenwarden's own CLI may hand over a grant",
         ));
     }
-    let raw =
-        raw.map_err(|e| ApiError::new(e.status(), "bad_request", "the body could not be read"))?;
+    let raw = body_bytes(raw)?;
     let text = String::from_utf8(raw.to_vec())
         .map_err(|_| ApiError::bad_request("the body must be a token set"))?;
     let set = TokenSet::from_stored_json(&Secret::new(text))

@@ -2,10 +2,11 @@
 //! * `guard`   who gets in: loopback Host, no Origin, bearer key, failed-auth rate limit
 //! * `routes`  one small handler per route of the contract (DESIGN "Local HTTP API")
 //! * `manage`  the routes that change an account: connect, disconnect, secret, reload
-//! * `error`   engine errors → `{"error","message"}` with the contract's status codes
+//! * `error`   engine errors → `{"error","message","remedy","account"}` with the contract's
+//!   status codes
 
 mod error;
-pub(crate) mod guard;
+mod guard;
 mod manage;
 mod routes;
 

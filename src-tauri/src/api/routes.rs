@@ -24,15 +24,33 @@ use crate::engine::views::{AccountView, TokenView};
 pub(super) type Params = Query<HashMap<String, String>>;
 
 const HISTORY_DEFAULT: usize = 100;
-const HISTORY_MAX: usize = 1000;
+const HISTORY_MAX: usize = crate::engine::bounds::MAX_HISTORY_ROWS;
 
 pub(super) fn account(
     raw: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<AccountName, ApiError> {
     let Path(raw) =
         raw.map_err(|_| ApiError::bad_request("the account name in the path is not valid"))?;
+    name(&raw)
+}
+
+/// An account name from a path or a query.
+fn name(raw: &str) -> Result<AccountName, ApiError> {
     raw.parse()
         .map_err(|e: crate::engine::names::BadAccountName| ApiError::bad_request(e.to_string()))
+}
+
+/// A request body, or why it could not be read (too large, cut off).
+pub(super) fn body_bytes(
+    raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Bytes, ApiError> {
+    raw.map_err(|e| {
+        ApiError::new(
+            e.status(),
+            "bad_request",
+            "the body could not be read (at most 64 KiB)",
+        )
+    })
 }
 
 pub(super) fn params(
@@ -95,13 +113,7 @@ pub async fn rejected(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<TokenView>, ApiError> {
     let name = account(name)?;
-    let body = body.map_err(|e| {
-        ApiError::new(
-            e.status(),
-            "bad_request",
-            "the body could not be read (at most 64 KiB)",
-        )
-    })?;
+    let body = body_bytes(body)?;
     // The serde error is not quoted: it could echo the token.
     let report: Rejected = serde_json::from_slice(&body)
         .map_err(|_| ApiError::bad_request(r#"the body must be JSON {"access_token": "..."}"#))?;
@@ -113,13 +125,7 @@ pub async fn history(
     query: Result<Params, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<Entry>>, ApiError> {
     let query = params(query)?;
-    let name = match query.get("account") {
-        Some(raw) => Some(
-            raw.parse::<AccountName>()
-                .map_err(|e| ApiError::bad_request(e.to_string()))?,
-        ),
-        None => None,
-    };
+    let name = query.get("account").map(|raw| name(raw)).transpose()?;
     let limit = match query.get("limit") {
         None => HISTORY_DEFAULT,
         Some(v) => v
@@ -144,9 +150,7 @@ pub async fn tokenboy(
     let raw = query
         .get("name")
         .ok_or_else(|| ApiError::bad_request("`name` is required"))?;
-    let name: AccountName = raw
-        .parse()
-        .map_err(|e: crate::engine::names::BadAccountName| ApiError::bad_request(e.to_string()))?;
+    let name = name(raw)?;
     let token = s.engine.token(&name, Duration::ZERO).await?;
     Ok(Json(
         serde_json::json!({ "access_token": token.access_token.expose(), "expires_in": token.expires_in }),

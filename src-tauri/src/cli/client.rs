@@ -1,5 +1,6 @@
-//! The CLI as a client of a running engine: found through the data dir (`engine.json`
-//! says where its API listens) and reached with the engine's own key from the keychain.
+//! The CLI as a client of a running engine: found through the lock dir (the engine's
+//! announcement says where its API listens) and reached with the engine's own key from the
+//! keychain.
 //! Answers are the engine's views, so output is the same as when the CLI does the work.
 
 use std::time::Duration;
@@ -25,6 +26,8 @@ pub struct ApiFailure {
     pub message: String,
     #[serde(default)]
     pub remedy: Option<Remedy>,
+    #[serde(default)]
+    pub account: Option<crate::engine::names::AccountName>,
 }
 
 pub struct ApiClient {
@@ -100,7 +103,11 @@ impl ApiClient {
     }
 
     pub async fn history(&self, name: Option<&AccountName>, limit: usize) -> Result<Vec<Entry>> {
-        let mut url = format!("{}/v1/history?limit={}", self.base, limit.clamp(1, 1000));
+        let mut url = format!(
+            "{}/v1/history?limit={}",
+            self.base,
+            limit.clamp(1, crate::engine::bounds::MAX_HISTORY_ROWS)
+        );
         if let Some(name) = name {
             url.push_str(&format!("&account={name}"));
         }

@@ -21,11 +21,7 @@ const CONSENT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 const POLL: Duration = Duration::from_secs(60);
 
 pub async fn run(ctx: &Context, name: &AccountName, no_browser: bool, device: bool) -> Result<()> {
-    let flow = if device {
-        ConnectFlow::Device
-    } else {
-        ConnectFlow::Browser
-    };
+    let flow = ConnectFlow::device(device);
     let status = match running(ctx).await? {
         Some(api) => {
             show(name, &api.begin_connect(name, flow).await?, no_browser);

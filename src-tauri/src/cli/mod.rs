@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 
 use crate::engine::names::{parse_duration, AccountName};
 use crate::engine::paths::Context;
-use crate::engine::EngineError;
+use crate::engine::{EngineError, Remedy};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -121,13 +121,44 @@ fn worded(err: anyhow::Error) -> anyhow::Error {
     let (code, remedy, account) = if let Some(e) = err.downcast_ref::<EngineError>() {
         (e.code().to_owned(), e.remedy(), e.account().cloned())
     } else if let Some(f) = err.downcast_ref::<client::ApiFailure>() {
-        let account = f.message.split(':').next().and_then(|a| a.parse().ok());
-        (f.error.clone(), f.remedy.clone(), account)
+        (f.error.clone(), f.remedy.clone(), f.account.clone())
     } else {
         return err;
     };
     let remedy = remedy
-        .map(|r| format!("; {}", r.for_cli(account.as_ref())))
+        .map(|r| format!("; {}", remedy_words(&r, account.as_ref())))
         .unwrap_or_default();
     anyhow::anyhow!("{err:#}{remedy} (error: {code})")
+}
+
+/// A remedy in the CLI's words: a command to run where there is one.
+fn remedy_words(remedy: &Remedy, account: Option<&AccountName>) -> String {
+    let name = account.map_or("NAME".to_owned(), |a| a.to_string());
+    match remedy {
+        Remedy::Reconnect => format!("run `tokenwarden connect {name}`"),
+        Remedy::SetSecret => format!("run `tokenwarden secret set {name}`"),
+        Remedy::FixConfig { line: Some(line) } => format!("fix line {line} of the config file"),
+        Remedy::FixConfig { line: None } => "fix the config file".to_owned(),
+        Remedy::WaitUntil { until } => format!("it is tried again at {until}"),
+        Remedy::UnlockKeychain => {
+            "make sure the OS keychain (Secret Service) runs and is unlocked".to_owned()
+        }
+        Remedy::StopOtherEngine { pid } => {
+            format!("it already runs as pid {pid}: use it, or stop it first")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remedies_name_the_command_to_run() {
+        let fb: AccountName = "fb".parse().unwrap();
+        assert_eq!(
+            remedy_words(&Remedy::Reconnect, Some(&fb)),
+            "run `tokenwarden connect fb`"
+        );
+    }
 }

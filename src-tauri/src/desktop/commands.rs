@@ -9,8 +9,9 @@ use tauri::{AppHandle, State};
 
 use super::error::UiError;
 use super::settings::{self, Settings};
-use super::{clipboard, Shell};
+use super::Shell;
 use crate::engine::api_keys::KeyInfo;
+use crate::engine::bounds::MAX_HISTORY_ROWS;
 use crate::engine::config::catalog::{self, PresetInfo};
 use crate::engine::config::edit::NewAccount;
 use crate::engine::history::Entry;
@@ -35,7 +36,7 @@ pub async fn history(
     account: Option<AccountName>,
     limit: Option<usize>,
 ) -> Result<Vec<Entry>> {
-    let limit = limit.unwrap_or(200).clamp(1, 1000);
+    let limit = limit.unwrap_or(200).clamp(1, MAX_HISTORY_ROWS);
     Ok(shell.engine()?.history(account.as_ref(), limit).await?)
 }
 
@@ -57,15 +58,7 @@ pub async fn copy_token(
     shell: State<'_, Shell>,
     name: AccountName,
 ) -> Result<Copied> {
-    let token = shell.engine()?.token(&name, Duration::ZERO).await?;
-    let clear_after_secs = shell.settings().clear_clipboard_secs;
-    clipboard::copy(
-        &app,
-        &shell.copier,
-        &token.access_token,
-        Duration::from_secs(clear_after_secs),
-    )
-    .map_err(|e| UiError::new("clipboard", e))?;
+    let clear_after_secs = shell.copy_token(&app, &name).await?;
     Ok(Copied { clear_after_secs })
 }
 
@@ -76,11 +69,7 @@ pub async fn begin_connect(
     name: AccountName,
     device: bool,
 ) -> Result<ConnectStart> {
-    let flow = if device {
-        ConnectFlow::Device
-    } else {
-        ConnectFlow::Browser
-    };
+    let flow = ConnectFlow::device(device);
     let start = shell
         .engine()?
         .begin_connect(&name, flow, CONSENT_TIMEOUT)
@@ -96,9 +85,7 @@ pub async fn begin_connect(
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn cancel_connect(shell: State<'_, Shell>, name: AccountName) -> Result<ConnectStatus> {
-    let engine = shell.engine()?;
-    engine.cancel_connect(&name)?;
-    Ok(engine.connect_status(&name, Duration::from_secs(2)).await?)
+    Ok(shell.engine()?.cancel_connect_settled(&name).await?)
 }
 
 #[derive(Serialize)]

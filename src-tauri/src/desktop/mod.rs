@@ -23,6 +23,7 @@ use std::time::Duration;
 use tauri::{AppHandle, Emitter, Manager, RunEvent, WindowEvent, Wry};
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::engine::names::AccountName;
 use crate::engine::paths::Context;
 use crate::engine::{Engine, EngineError};
 use crate::host::Host;
@@ -62,6 +63,21 @@ impl Shell {
 
     fn settings(&self) -> Settings {
         self.settings.lock().expect("poisoned").clone()
+    }
+
+    /// Copies `name`'s current token to the clipboard (window and tray alike); returns after
+    /// how many seconds it is cleared.
+    async fn copy_token(&self, app: &AppHandle, name: &AccountName) -> Result<u64, UiError> {
+        let token = self.engine()?.token(name, Duration::ZERO).await?;
+        let clear_after_secs = self.settings().clear_clipboard_secs;
+        clipboard::copy(
+            app,
+            &self.copier,
+            &token.access_token,
+            Duration::from_secs(clear_after_secs),
+        )
+        .map_err(|e| UiError::new("clipboard", e))?;
+        Ok(clear_after_secs)
     }
 }
 
@@ -236,26 +252,8 @@ fn on_menu(app: &AppHandle, id: &str) {
         MenuId::Copy(name) => {
             let app = app.clone();
             tauri::async_runtime::spawn(async move {
-                let shell = app.state::<Shell>();
-                let copied = match shell.engine() {
-                    Ok(engine) => engine
-                        .token(&name, Duration::ZERO)
-                        .await
-                        .map_err(UiError::from),
-                    Err(e) => Err(e),
-                };
-                let delay = Duration::from_secs(shell.settings().clear_clipboard_secs);
-                match copied {
-                    Ok(token) => {
-                        if let Err(e) =
-                            clipboard::copy(&app, &shell.copier, &token.access_token, delay)
-                        {
-                            tracing::warn!(account = %name, error = %e, "copy failed");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(account = %name, error = %e.message, "no token to copy")
-                    }
+                if let Err(e) = app.state::<Shell>().copy_token(&app, &name).await {
+                    tracing::warn!(account = %name, error = %e.message, "copy failed");
                 }
             });
         }

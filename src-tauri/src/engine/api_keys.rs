@@ -119,15 +119,18 @@ impl ApiKeys {
 
     /// The label of the key presented, if it is one of ours. Constant-time per comparison.
     pub async fn verify(&self, presented: &str) -> Option<String> {
-        self.refresh_cache().await;
-        let cache = self.cache.lock().expect("poisoned");
-        if cache
-            .engine_key
-            .as_ref()
-            .is_some_and(|k| k.same_as(presented))
-        {
+        // The engine's own key (every CLI call) does not depend on the key index.
+        let is_engine_key = |cache: &Cache| {
+            cache
+                .engine_key
+                .as_ref()
+                .is_some_and(|k| k.same_as(presented))
+        };
+        if is_engine_key(&self.cache.lock().expect("poisoned")) {
             return Some(ENGINE_LABEL.into());
         }
+        self.refresh_cache().await;
+        let cache = self.cache.lock().expect("poisoned");
         // Every key is compared, so the time taken does not tell which label came close.
         let mut found = None;
         for (label, key) in &cache.keys {

@@ -26,6 +26,12 @@ pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 /// quota resets at midnight, so a day and an hour.
 pub const MAX_PROVIDER_WAIT: Duration = Duration::from_secs(DAY + 3600);
 
+/// The longest a consent flow waits for the user (browser or device), whoever asks.
+pub const MAX_CONSENT_WAIT: Duration = Duration::from_secs(3600);
+
+/// The most refresh-log rows one request returns.
+pub const MAX_HISTORY_ROWS: usize = 1000;
+
 /// The most bytes read from one provider answer. Real token answers are under 10 KiB.
 pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use super::bounds;
 use super::events::{ConnectStage, EngineEvent};
 use super::history::{Outcome, Record, Trigger};
 use super::names::AccountName;
@@ -20,11 +21,25 @@ use super::state::AccountState;
 use super::{Engine, EngineError};
 
 /// Which consent flow.
+/// How long a cancel waits for the flow to stop.
+const CANCEL_SETTLE: Duration = Duration::from_secs(2);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectFlow {
     Browser,
     Device,
+}
+
+impl ConnectFlow {
+    /// The flow front ends ask for with a "device" switch.
+    pub fn device(device: bool) -> Self {
+        if device {
+            Self::Device
+        } else {
+            Self::Browser
+        }
+    }
 }
 
 /// What the user must do to finish a flow that has begun.
@@ -86,6 +101,7 @@ impl Engine {
         flow: ConnectFlow,
         timeout: Duration,
     ) -> Result<ConnectStart, EngineError> {
+        let timeout = timeout.min(bounds::MAX_CONSENT_WAIT);
         let account = self.account(name)?;
         let Provider::OAuth2(spec) = &account.provider else {
             return Err(EngineError::usage(name, "this provider needs no consent: it fetches tokens with the client secret alone (set the secret)"));
@@ -377,6 +393,16 @@ impl Engine {
             cancel.cancel();
         }
         Ok(())
+    }
+
+    /// Cancels the pending flow and answers once it has stopped (2 s at most), for front
+    /// ends that show the outcome.
+    pub async fn cancel_connect_settled(
+        &self,
+        name: &AccountName,
+    ) -> Result<ConnectStatus, EngineError> {
+        self.cancel_connect(name)?;
+        self.connect_status(name, CANCEL_SETTLE).await
     }
 }
 

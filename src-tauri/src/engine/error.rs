@@ -122,26 +122,6 @@ pub enum Remedy {
     StopOtherEngine { pid: u32 },
 }
 
-impl Remedy {
-    /// The CLI's wording: a command to run where there is one.
-    pub fn for_cli(&self, account: Option<&AccountName>) -> String {
-        let name = account.map_or("NAME".to_owned(), |a| a.to_string());
-        match self {
-            Self::Reconnect => format!("run `tokenwarden connect {name}`"),
-            Self::SetSecret => format!("run `tokenwarden secret set {name}`"),
-            Self::FixConfig { line: Some(line) } => format!("fix line {line} of the config file"),
-            Self::FixConfig { line: None } => "fix the config file".to_owned(),
-            Self::WaitUntil { until } => format!("it is tried again at {until}"),
-            Self::UnlockKeychain => {
-                "make sure the OS keychain (Secret Service) runs and is unlocked".to_owned()
-            }
-            Self::StopOtherEngine { pid } => {
-                format!("it already runs as pid {pid}: use it, or stop it first")
-            }
-        }
-    }
-}
-
 impl RefreshError {
     /// What the user can do; `None` when only waiting helps and the time is not known.
     pub fn remedy(&self) -> Option<Remedy> {
@@ -277,9 +257,5 @@ mod tests {
         };
         assert_eq!(busy.remedy(), None);
         assert_eq!(busy.kind(), ErrorKind::ProviderUnavailable);
-        assert_eq!(
-            Remedy::Reconnect.for_cli(Some(&account)),
-            "run `tokenwarden connect fb`"
-        );
     }
 }

@@ -64,15 +64,9 @@ async fn handle(mut stream: TcpStream, path: &str, state: &str) -> Option<Redire
     let error = param("error").unwrap_or_else(|| "no_code".into());
     respond(&mut stream, "200 OK", REFUSED).await;
     // Quote only a code-shaped value.
-    let error = if error
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    {
-        error
-    } else {
-        "error".into()
-    };
-    Some(Redirected::Refused(error))
+    Some(Redirected::Refused(super::provider::error::code_shaped(
+        &error,
+    )))
 }
 
 /// The request target of a GET, from the request line; the rest of the head is drained.

@@ -39,13 +39,12 @@ pub struct NewAccount {
 /// Appends an `[[account]]` table. Refused (nothing written) if the file has an error, the
 /// name is taken, or the new account does not resolve.
 pub fn add_account(path: &Path, new: &NewAccount) -> Result<AccountName, ConfigError> {
-    let (text, mut doc) = read(path)?;
+    let (current, mut doc) = read(path)?;
     let name: AccountName = new
         .name
         .trim()
         .parse()
         .map_err(|e| invalid(path, format!("{e}")))?;
-    let current = Config::parse(path, &text)?;
     if current.account(&name).is_some() {
         return Err(invalid(
             path,
@@ -106,17 +105,18 @@ pub fn remove_account(path: &Path, name: &AccountName) -> Result<(), ConfigError
     write_checked(path, &doc.to_string())
 }
 
-/// The file as text and as an editable document; a file the loader refuses is an error.
-fn read(path: &Path) -> Result<(String, DocumentMut), ConfigError> {
+/// The file as the loader reads it and as an editable document; a file the loader refuses
+/// is an error (located, one line; nothing written).
+fn read(path: &Path) -> Result<(Config, DocumentMut), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
         path: path.to_owned(),
         source,
     })?;
-    Config::parse(path, &text)?; // located, one-line error; nothing written
+    let config = Config::parse(path, &text)?;
     let doc = text
         .parse::<DocumentMut>()
         .map_err(|e| invalid(path, e.to_string()))?;
-    Ok((text, doc))
+    Ok((config, doc))
 }
 
 /// Checks the new text with the loader, then replaces the file in one rename.

@@ -21,7 +21,8 @@ impl ConfigError {
     /// The line of the problem, for "fix line N" remedies and the window.
     pub fn line(&self) -> Option<usize> {
         match self {
-            Self::Invalid(located) => Some(located.line),
+            // Line 0: a problem with the whole file (a name taken, an account missing).
+            Self::Invalid(located) => (located.line > 0).then_some(located.line),
             Self::Io { .. } => None,
         }
     }

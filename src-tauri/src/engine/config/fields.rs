@@ -8,7 +8,7 @@ use url::Url;
 use super::error::Problem;
 use super::presets::{preset, LEGACY_FITBIT_GONE};
 use super::raw::{RawAccount, S};
-use crate::engine::names::{parse_duration, AccountName};
+use crate::engine::names::parse_duration;
 use crate::engine::provider::http::{Expiry, HttpSpec, Method};
 use crate::engine::provider::oauth2::{
     ClientAuth, Dialect, Endpoints, GrantKind, OAuth2Spec, Redirect,
@@ -16,11 +16,7 @@ use crate::engine::provider::oauth2::{
 use crate::engine::provider::wechat::{Endpoint, TicketSpec, TokenSpec};
 use crate::engine::provider::Provider;
 
-pub(super) fn oauth(
-    raw: &RawAccount,
-    name: &AccountName,
-    preset_name: &str,
-) -> Result<OAuth2Spec, Problem> {
+pub(super) fn oauth(raw: &RawAccount, preset_name: &str) -> Result<OAuth2Spec, Problem> {
     let p = preset(preset_name);
     let client_id = required(
         &raw.client_id,
@@ -134,7 +130,6 @@ pub(super) fn oauth(
         auth_params.retain(|(k, _)| k != key);
         auth_params.push((key.clone(), value.clone()));
     }
-    let _ = name;
     Ok(OAuth2Spec {
         client_id,
         grant,
@@ -330,7 +325,7 @@ fn url(value: &Option<S<String>>, key: &'static str) -> Result<Option<Url>, Prob
         .transpose()
 }
 
-pub fn duration(value: &S<String>, key: &'static str) -> Result<Duration, Problem> {
+fn duration(value: &S<String>, key: &'static str) -> Result<Duration, Problem> {
     parse_duration(value.get_ref()).map_err(|e| Problem::new(value.span(), Some(key), e))
 }
 

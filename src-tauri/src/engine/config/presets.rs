@@ -6,7 +6,6 @@ use url::Url;
 use super::error::Problem;
 use super::fields::{http, oauth, ticket, wechat};
 use super::raw::RawAccount;
-use crate::engine::names::AccountName;
 use crate::engine::provider::oauth2::{ClientAuth, Dialect};
 use crate::engine::provider::Provider;
 
@@ -59,11 +58,7 @@ pub(super) const LEGACY_FITBIT_GONE: &str = "the legacy Fitbit Web API was turne
 
 /// Resolves one account. `parent_base` is the `base_url` of the account it depends on, for
 /// the WeChat ticket.
-pub fn resolve(
-    raw: &RawAccount,
-    name: &AccountName,
-    parent_base: Option<&Url>,
-) -> Result<Provider, Problem> {
+pub fn resolve(raw: &RawAccount, parent_base: Option<&Url>) -> Result<Provider, Problem> {
     let preset = raw.provider.get_ref().as_str();
     let allowed: Vec<&str> = match preset {
         "wechat" => WECHAT_KEYS.to_vec(),
@@ -96,7 +91,7 @@ pub fn resolve(
         "wechat" => wechat(raw),
         "wechat-jsapi-ticket" => ticket(raw, parent_base),
         "http" => http(raw),
-        _ => oauth(raw, name, preset).map(|spec| Provider::OAuth2(Box::new(spec))),
+        _ => oauth(raw, preset).map(|spec| Provider::OAuth2(Box::new(spec))),
     }
 }
 

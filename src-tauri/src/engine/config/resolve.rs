@@ -55,7 +55,7 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
         }
     }
 
-    let mut seen: HashMap<String, std::ops::Range<usize>> = HashMap::new();
+    let mut seen = std::collections::HashSet::new();
     let mut names = Vec::new();
     for account in &raw.account {
         let name = &account.get_ref().name;
@@ -65,8 +65,7 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
                 .map_err(|e: crate::engine::names::BadAccountName| {
                     Problem::new(name.span(), Some("name"), e.to_string())
                 })?;
-        if let Some(first) = seen.insert(name.get_ref().clone(), name.span()) {
-            let _ = first;
+        if !seen.insert(name.get_ref().as_str()) {
             return Err(Problem::new(
                 name.span(),
                 Some("name"),
@@ -100,7 +99,7 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
             .depends_on
             .as_ref()
             .and_then(|d| bases.get(d.get_ref().as_str()));
-        let provider = presets::resolve(raw_account, name, parent_base).map_err(with_account)?;
+        let provider = presets::resolve(raw_account, parent_base).map_err(with_account)?;
         let mut upstream = provider.upstream();
         if let Some(dep) = &raw_account.depends_on {
             let dep_name: AccountName =

@@ -84,6 +84,16 @@ impl RefreshError {
         }
     }
 
+    /// An answer that is not what the provider's kind promises.
+    pub fn bad_answer(account: &AccountName, provider: &str, what: impl Into<String>) -> Self {
+        Self::BadAnswer {
+            account: account.clone(),
+            provider: provider.to_owned(),
+            what: what.into(),
+            rotated: None,
+        }
+    }
+
     pub fn account(&self) -> &AccountName {
         match self {
             Self::Network { account, .. }
@@ -143,16 +153,20 @@ impl RefreshError {
 /// of `[A-Za-z0-9_.-]`, else `error`. A provider's string is outside input: it may carry
 /// newlines (fake log lines), escapes (terminal control) or a megabyte of anything.
 pub fn code_shaped(raw: &str) -> String {
-    let ok = !raw.is_empty()
-        && raw.len() <= 64
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
-    if ok {
+    if is_code_shaped(raw) {
         raw.to_owned()
     } else {
         "error".to_owned()
     }
+}
+
+/// Whether `raw` may be quoted as an error code (see [`code_shaped`]).
+pub fn is_code_shaped(raw: &str) -> bool {
+    !raw.is_empty()
+        && raw.len() <= 64
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
 }
 
 /// A provider's answer body, read up to [`bounds::MAX_ANSWER_BYTES`]: `None` when it is
@@ -172,6 +186,19 @@ pub async fn read_limited(
         body.extend_from_slice(&chunk);
     }
     Ok(Some(body))
+}
+
+/// [`read_limited`] for a provider call: a failed read is a network error, a body over the
+/// limit a bad answer.
+pub async fn read_body(
+    response: reqwest::Response,
+    account: &AccountName,
+    provider: &str,
+) -> Result<Vec<u8>, RefreshError> {
+    read_limited(response)
+        .await
+        .map_err(|e| RefreshError::network(account, provider, &e))?
+        .ok_or_else(|| RefreshError::bad_answer(account, provider, too_large()))
 }
 
 /// The code an answer's bare status gets: a redirect is never followed (secrets would go
@@ -201,10 +228,9 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 }
 
 fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    // Not bounded here: `timing::backoff` bounds every wait a provider asks for.
     if let Ok(secs) = value.parse::<u64>() {
-        return Some(crate::engine::bounds::provider_wait(Duration::from_secs(
-            secs,
-        )));
+        return Some(Duration::from_secs(secs));
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))

@@ -105,17 +105,7 @@ impl HttpSpec {
             .map_err(|e| RefreshError::network(req.account, req.provider, &e))?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers());
-        let bytes = super::error::read_limited(response)
-            .await
-            .map_err(|e| RefreshError::network(req.account, req.provider, &e))?;
-        let Some(bytes) = bytes else {
-            return Err(RefreshError::BadAnswer {
-                account: req.account.clone(),
-                provider: req.provider.to_owned(),
-                what: super::error::too_large(),
-                rotated: None,
-            });
-        };
+        let bytes = super::error::read_body(response, req.account, req.provider).await?;
         let body: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
         let code = body
             .as_ref()
@@ -130,12 +120,7 @@ impl HttpSpec {
                 retry_after: wait,
             });
         }
-        let bad = |what: String| RefreshError::BadAnswer {
-            account: req.account.clone(),
-            provider: req.provider.to_owned(),
-            what,
-            rotated: None,
-        };
+        let bad = |what: String| RefreshError::bad_answer(req.account, req.provider, what);
         let body = body.ok_or_else(|| bad("the answer is not JSON".into()))?;
         if let Some(code) = code {
             return Err(RefreshError::Provider {
@@ -152,7 +137,8 @@ impl HttpSpec {
             .ok_or_else(|| bad(format!("no string at `{}` in the answer", self.token_field)))?;
         let now = SystemTime::now();
         let expires_at = match &self.expiry {
-            Expiry::Fixed(lifetime) => Deadline::after(now, (*lifetime).min(bounds::MAX_LIFETIME)),
+            // The config refuses a fixed lifetime over the bound.
+            Expiry::Fixed(lifetime) => Deadline::after(now, *lifetime),
             Expiry::InField(path) => {
                 let value = lookup(&body, path).ok_or_else(|| {
                     bad(format!("no number of seconds at `{path}` in the answer"))
@@ -167,11 +153,13 @@ impl HttpSpec {
             Expiry::AtField(path) => {
                 let value = lookup(&body, path)
                     .ok_or_else(|| bad(format!("nothing at `{path}` in the answer")))?;
-                at_time(value).ok_or_else(|| {
+                let at = at_time(value).ok_or_else(|| {
                     bad(format!(
                         "`{path}` is neither unix seconds nor an RFC 3339 time"
                     ))
-                })?
+                })?;
+                // A date beyond what any lifetime may reach is taken as that far.
+                at.min(Deadline::after(now, bounds::MAX_LIFETIME))
             }
         };
         Ok(Issued {
@@ -179,8 +167,7 @@ impl HttpSpec {
             refresh: None,
             token_type: "Bearer".into(),
             scope: None,
-            // A date beyond what any lifetime may reach is taken as that far.
-            expires: Expires::At(expires_at.min(Deadline::after(now, bounds::MAX_LIFETIME))),
+            expires: Expires::At(expires_at),
             refresh_expires_at: None,
         })
     }

@@ -146,13 +146,6 @@ impl Provider {
         }
     }
 
-    /// A token re-fetched from this provider may not say its true remaining life (the
-    /// WeChat ticket), so it is refreshed whenever the account it depends on changes.
-    pub fn follows_upstream(&self) -> bool {
-        matches!(self, Self::WeChatTicket(_))
-            || matches!(self, Self::Http(p) if !p.upstream().is_empty())
-    }
-
     /// Accounts whose tokens this one's fetch uses.
     pub fn upstream(&self) -> Vec<AccountName> {
         match self {

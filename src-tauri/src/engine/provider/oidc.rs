@@ -1,5 +1,5 @@
 //! OpenID Connect discovery: an `oidc` account names its `issuer`, and the endpoints come
-//! from `{issuer}/.well-known/openid-configuration` (fetched once per engine run). After
+//! from `{issuer}/.well-known/openid-configuration` (fetched once per loaded config: a reload fetches it again). After
 //! that it is an OAuth 2.0 account. Written by hand: four URLs from one JSON document do
 //! not justify the `openidconnect` crate's ID-token machinery.
 
@@ -24,12 +24,7 @@ pub async fn discover(
     provider: &str,
 ) -> Result<Endpoints, RefreshError> {
     let url = discovery_url(issuer);
-    let fail = |what: String| RefreshError::BadAnswer {
-        account: account.clone(),
-        provider: provider.to_owned(),
-        what,
-        rotated: None,
-    };
+    let fail = |what: String| RefreshError::bad_answer(account, provider, what);
     let response = http
         .get(url.clone())
         .send()
@@ -45,10 +40,7 @@ pub async fn discover(
             retry_after: super::error::retry_after(response.headers()),
         });
     }
-    let body = super::error::read_limited(response)
-        .await
-        .map_err(|e| RefreshError::network(account, provider, &e))?
-        .ok_or_else(|| fail(format!("{url}: {}", super::error::too_large())))?;
+    let body = super::error::read_body(response, account, provider).await?;
     let doc: Discovery = serde_json::from_slice(&body)
         .map_err(|_| fail(format!("{url} is not an OpenID Connect discovery document")))?;
     if doc.token_endpoint.is_none() {

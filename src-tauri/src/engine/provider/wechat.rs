@@ -149,10 +149,7 @@ async fn send(
             retry_after: retry_after(response.headers()),
         });
     }
-    let body = super::error::read_limited(response)
-        .await
-        .map_err(|e| RefreshError::network(req.account, req.provider, &e))?
-        .ok_or_else(|| bad_answer(req, &super::error::too_large()))?;
+    let body = super::error::read_body(response, req.account, req.provider).await?;
     let answer: Answer = serde_json::from_slice(&body)
         .map_err(|_| bad_answer(req, "the answer is not WeChat JSON"))?;
     if answer.errcode != 0 {
@@ -162,12 +159,7 @@ async fn send(
 }
 
 fn bad_answer(req: &FetchRequest<'_>, what: &str) -> RefreshError {
-    RefreshError::BadAnswer {
-        account: req.account.clone(),
-        provider: req.provider.to_owned(),
-        what: what.to_owned(),
-        rotated: None,
-    }
+    RefreshError::bad_answer(req.account, req.provider, what)
 }
 
 /// WeChat's error codes, classified. The message is ours: `errmsg` is not quoted, as it

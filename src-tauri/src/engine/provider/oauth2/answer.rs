@@ -10,7 +10,7 @@ use oauth2::{RequestTokenError, TokenResponse};
 
 use super::{Dialect, OAuth2Spec, Who};
 use crate::engine::provider::error::{
-    code_shaped, read_limited, retry_after, status_code, too_large,
+    code_shaped, is_code_shaped, read_limited, retry_after, status_code, too_large,
 };
 use crate::engine::provider::{lenient, Issued, RefreshError};
 use crate::engine::secret::Secret;
@@ -40,20 +40,15 @@ impl OAuth2Spec {
         recording: &Mutex<Recording>,
     ) -> Result<Issued, RefreshError> {
         let (seen, body) = {
-            let r = recording.lock().expect("poisoned");
-            (r.seen, r.body.clone())
+            let mut r = recording.lock().unwrap_or_else(|e| e.into_inner());
+            (r.seen, std::mem::take(&mut r.body))
         };
         let success = (200..300).contains(&seen.status);
         if seen.too_large {
             return Err(who.bad_answer(&too_large()));
         }
         match answer {
-            Ok(token) => {
-                let mut issued = issued_from(&token);
-                issued.refresh_expires_at =
-                    lenient::parse(&body).and_then(|a| a.refresh_expires_at);
-                Ok(issued)
-            }
+            Ok(token) => Ok(issued_from(&token, &body)),
             Err(RequestTokenError::Parse(..) | RequestTokenError::Other(_)) if success => {
                 // The crate is strict (types, content type, token_type); the provider may
                 // have rotated the refresh token all the same, and it must not be lost.
@@ -160,9 +155,7 @@ pub(super) fn fitbit_error_type(body: &[u8]) -> Option<String> {
     let envelope: Envelope = serde_json::from_slice(body).ok()?;
     let code = envelope.errors.into_iter().next()?.error_type;
     // Quote only a code-shaped value: it ends up in messages and history.
-    code.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        .then_some(code)
+    Some(code).filter(|c| is_code_shaped(c))
 }
 
 /// RFC 6749's `{"error": "..."}`, if the body is that shape and the code looks like one.
@@ -172,9 +165,7 @@ pub(super) fn standard_error_code(body: &[u8]) -> Option<String> {
         error: String,
     }
     let code = serde_json::from_slice::<Answer>(body).ok()?.error;
-    code.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        .then_some(code)
+    Some(code).filter(|c| is_code_shaped(c))
 }
 
 /// The oauth2 crate's HTTP client: our reqwest, remembering status and Retry-After.
@@ -215,7 +206,14 @@ pub(super) fn recording_client(
     }
 }
 
-pub(super) fn issued_from(token: &BasicTokenResponse) -> Issued {
+/// The status of the last answer (a poisoned lock still holds it).
+pub(super) fn seen(recording: &Mutex<Recording>) -> Seen {
+    recording.lock().unwrap_or_else(|e| e.into_inner()).seen
+}
+
+/// The token the crate read, and what it does not read (`refresh_token_expires_in`) from
+/// the same `body`.
+pub(super) fn issued_from(token: &BasicTokenResponse, body: &[u8]) -> Issued {
     Issued {
         access: Secret::new(token.access_token().secret().clone()),
         refresh: token
@@ -229,7 +227,7 @@ pub(super) fn issued_from(token: &BasicTokenResponse) -> Issued {
             .scopes()
             .map(|s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")),
         expires: Issued::expires_in(token.expires_in().map(|d| d.as_secs())),
-        refresh_expires_at: None,
+        refresh_expires_at: lenient::parse(body).and_then(|a| a.refresh_expires_at),
     }
 }
 

@@ -8,7 +8,7 @@ use oauth2::{
     AuthType, ClientId, ClientSecret, EndpointNotSet, RequestTokenError, Scope, TokenUrl,
 };
 
-use super::answer::{issued_from, recording_client};
+use super::answer::{issued_from, recording_client, seen as last_seen};
 use super::{ClientAuth, Endpoints, OAuth2Spec, Who};
 use crate::engine::provider::error::code_shaped;
 use crate::engine::provider::{FetchRequest, Issued, RefreshError};
@@ -79,12 +79,12 @@ impl OAuth2Spec {
             Err(RequestTokenError::ServerResponse(r)) => {
                 return Err(self.classify(
                     &who,
-                    seen.lock().expect("poisoned").seen,
+                    last_seen(&seen),
                     Some(code_shaped(r.error().as_ref())),
                 ))
             }
             Err(_) => {
-                let seen = seen.lock().expect("poisoned").seen;
+                let seen = last_seen(&seen);
                 if (200..300).contains(&seen.status) {
                     return Err(who
                         .bad_answer("the device authorization answer is not valid RFC 8628 JSON"));
@@ -118,7 +118,10 @@ impl OAuth2Spec {
             .request_async(&http, tokio::time::sleep, None)
             .await;
         match answer {
-            Ok(token) => Ok(issued_from(&token)),
+            Ok(token) => {
+                let body = std::mem::take(&mut seen.lock().unwrap_or_else(|e| e.into_inner()).body);
+                Ok(issued_from(&token, &body))
+            }
             Err(RequestTokenError::Request(e)) => Err(who.network(&e)),
             Err(RequestTokenError::ServerResponse(r)) => {
                 let code = code_shaped(r.error().as_ref());
@@ -136,7 +139,7 @@ impl OAuth2Spec {
                     wait: None,
                 })
             }
-            Err(_) => Err(self.classify(&who, seen.lock().expect("poisoned").seen, None)),
+            Err(_) => Err(self.classify(&who, last_seen(&seen), None)),
         }
     }
 }

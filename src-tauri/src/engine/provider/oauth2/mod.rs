@@ -183,11 +183,6 @@ impl Who<'_> {
         RefreshError::network(self.account, self.provider, e)
     }
     pub(super) fn bad_answer(&self, what: &str) -> RefreshError {
-        RefreshError::BadAnswer {
-            account: self.account.clone(),
-            provider: self.provider.to_owned(),
-            what: what.to_owned(),
-            rotated: None,
-        }
+        RefreshError::bad_answer(self.account, self.provider, what)
     }
 }
