@@ -198,17 +198,14 @@ impl Engine {
         f: impl FnOnce(&mut Slot) -> T,
     ) -> Result<T, EngineError> {
         let now = SystemTime::now();
-        let (result, from, to, view) = self.with_slot(name, |s| {
+        let (result, from, to, last_error, last_refresh) = self.with_slot(name, |s| {
             let from = s.status(now);
             let result = f(s);
-            (result, from, s.status(now), s.view(now))
+            (result, from, s.status(now), s.last_error(), s.last_refresh)
         })?;
-        self.shared.log.save_state(
-            name,
-            to.as_str(),
-            view.last_error.clone(),
-            view.last_refresh,
-        );
+        self.shared
+            .log
+            .save_state(name, to.as_str(), last_error, last_refresh);
         if from != to {
             self.emit(EngineEvent::StatusChanged {
                 account: name.clone(),

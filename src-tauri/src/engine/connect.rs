@@ -1,6 +1,6 @@
-//! Everything that changes what an account is connected with, done by the engine that owns
-//! it (one writer per account): consent flows as begin / progress / cancel, the device flow,
-//! disconnect, client secrets, and re-reading the keychain on request. A flow runs as a task
+//! Consent flows, done by the engine that owns the account (one writer per account): begin /
+//! progress / cancel, browser and device, and the hand-over of a grant obtained elsewhere
+//! (disconnect, client secrets and keychain re-reads are in `manage`). A flow runs as a task
 //! of the engine and reports its progress through a watch channel and events, so a window,
 //! the API and the CLI follow the same flow; a new one for the same account cancels the old.
 
@@ -20,10 +20,10 @@ use super::redirect;
 use super::state::AccountState;
 use super::{Engine, EngineError};
 
-/// Which consent flow.
 /// How long a cancel waits for the flow to stop.
 const CANCEL_SETTLE: Duration = Duration::from_secs(2);
 
+/// Which consent flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectFlow {

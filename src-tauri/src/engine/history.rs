@@ -271,14 +271,13 @@ enum Write {
 /// Writes the history on a thread of its own, in order, so that SQLite (and its busy
 /// timeout when another process reads) never blocks the async workers.
 pub struct Writer {
-    queue: Mutex<Option<std::sync::mpsc::Sender<Write>>>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    queue: std::sync::mpsc::Sender<Write>,
 }
 
 impl Writer {
     pub fn start(history: History) -> Self {
         let (tx, rx) = std::sync::mpsc::channel::<Write>();
-        let thread = std::thread::Builder::new()
+        let _ = std::thread::Builder::new()
             .name("history".into())
             .spawn(move || {
                 for write in rx {
@@ -304,18 +303,12 @@ impl Writer {
                         tracing::error!(error = %e, "could not write the refresh log");
                     }
                 }
-            })
-            .ok();
-        Self {
-            queue: Mutex::new(Some(tx)),
-            thread: Mutex::new(thread),
-        }
+            });
+        Self { queue: tx }
     }
 
     fn send(&self, write: Write) {
-        if let Some(queue) = self.queue.lock().expect("poisoned").as_ref() {
-            let _ = queue.send(write); // after close: nothing more is written
-        }
+        let _ = self.queue.send(write); // no thread (it could not start): nothing is written
     }
 
     pub fn record(&self, record: Record) {
@@ -342,14 +335,6 @@ impl Writer {
         let (tx, rx) = std::sync::mpsc::channel();
         self.send(Write::Flush(tx));
         let _ = rx.recv_timeout(Duration::from_secs(10));
-    }
-
-    /// Writes what is queued and stops the thread.
-    pub fn close(&self) {
-        self.queue.lock().expect("poisoned").take();
-        if let Some(thread) = self.thread.lock().expect("poisoned").take() {
-            let _ = thread.join();
-        }
     }
 }
 

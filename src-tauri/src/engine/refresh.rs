@@ -112,8 +112,8 @@ impl Engine {
                 Box::pin(self.refresh_with(up, Trigger::Dependency, skip, None)).await?;
             }
         }
-        let state = self.slot_state(name)?;
-        if state.tokens().is_none() && account.provider.needs_consent() {
+        let no_tokens = self.with_slot(name, |s| s.state.tokens().is_none())?;
+        if no_tokens && account.provider.needs_consent() {
             // Nothing to refresh and nothing failed: not a refresh attempt worth logging.
             return Err(RefreshError::NotConnected {
                 account: name.clone(),
@@ -160,21 +160,13 @@ impl Engine {
         result
     }
 
-    fn slot_state(&self, name: &AccountName) -> Result<AccountState, EngineError> {
-        self.with_slot(name, |s| s.state.clone())
-    }
-
     fn can_skip(&self, name: &AccountName, skip: &Skip) -> Result<bool, EngineError> {
         Ok(match skip {
             Skip::Never => false,
             Skip::IfValidFor(min_valid) => self.valid_token(name, *min_valid)?.is_some(),
-            Skip::UnlessCurrent(reported) => self.with_slot(name, |s| {
-                let current = s
-                    .state
-                    .tokens()
-                    .is_some_and(|t| t.access.same_as(reported.expose()));
-                !current || s.refreshed_within(super::serving::REJECT_GRACE)
-            })?,
+            Skip::UnlessCurrent(reported) => {
+                self.with_slot(name, |s| !s.holds_current(reported.expose()))?
+            }
         })
     }
 
@@ -277,7 +269,7 @@ impl Engine {
 
 /// Marks a scheduled refresh's account as no longer busy when the task ends, however it
 /// ends, and wakes the scheduler.
-struct NotBusy<'a>(&'a Engine, &'a AccountName);
+pub(super) struct NotBusy<'a>(pub &'a Engine, pub &'a AccountName);
 
 impl Drop for NotBusy<'_> {
     fn drop(&mut self) {

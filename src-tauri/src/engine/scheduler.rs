@@ -118,16 +118,12 @@ impl Engine {
             Work::Save | Work::Reread => {
                 let engine = self.clone();
                 self.shared.tasks.spawn(async move {
+                    let _idle = super::refresh::NotBusy(&engine, &name);
                     if work == Work::Save {
                         engine.retry_save(&name).await;
-                    } else if let Ok(gate) = engine.with_slot(&name, |s| s.gate.clone()) {
-                        let _turn = gate.lock().await;
-                        if let Err(e) = engine.reread(&name).await {
-                            tracing::debug!(account = %name, error = %e, "keychain read failed again");
-                        }
+                    } else if let Err(e) = engine.read_if_unread(&name).await {
+                        tracing::debug!(account = %name, error = %e, "keychain read failed again");
                     }
-                    engine.with_slot(&name, |s| s.busy = false).ok();
-                    engine.shared.wake.notify_one();
                 });
             }
         }

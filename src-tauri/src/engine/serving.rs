@@ -98,16 +98,14 @@ impl Engine {
         name: &AccountName,
         reported: &str,
     ) -> Result<TokenView, EngineError> {
-        self.account(name)?;
         self.read_if_unread(name).await?;
-        if self.with_slot(name, |s| s.status(SystemTime::now()))? == Status::NeedsReconnect {
+        let (status, is_current) = self.with_slot(name, |s| {
+            (s.status(SystemTime::now()), s.holds_current(reported))
+        })?;
+        if status == Status::NeedsReconnect {
             // Whatever the client holds, the grant behind it is refused: say so.
             return Err(self.not_valid(name, Duration::ZERO));
         }
-        let is_current = self.with_slot(name, |s| {
-            s.state.tokens().is_some_and(|t| t.access.same_as(reported))
-                && !s.refreshed_within(REJECT_GRACE)
-        })?;
         if is_current {
             self.check_not_waiting(name)?;
             self.check_report_loop(name)?;
@@ -120,14 +118,15 @@ impl Engine {
 
     /// Fails when the account waits: for its backoff to pass, or for the user.
     pub(super) fn check_not_waiting(&self, name: &AccountName) -> Result<(), EngineError> {
-        let state = self.with_slot(name, |s| s.state.clone())?;
-        match state {
-            AccountState::Retrying { next_try, .. } if !next_try.has_passed(SystemTime::now()) => {
-                Err(self.not_valid(name, Duration::ZERO))
-            }
-            AccountState::NeedsReconnect { .. } => Err(self.not_valid(name, Duration::ZERO)),
-            _ => Ok(()),
+        let waiting = self.with_slot(name, |s| match &s.state {
+            AccountState::Retrying { next_try, .. } => !next_try.has_passed(SystemTime::now()),
+            AccountState::NeedsReconnect { .. } => true,
+            _ => false,
+        })?;
+        if waiting {
+            return Err(self.not_valid(name, Duration::ZERO));
         }
+        Ok(())
     }
 
     /// `min_valid` longer than the token's whole lifetime can never be met by refreshing. It
@@ -135,12 +134,9 @@ impl Engine {
     /// which such requests fail at once until the token changes.
     fn check_lifetime(&self, name: &AccountName, min_valid: Duration) -> Result<(), EngineError> {
         let lifetime = self.with_slot(name, |s| {
-            s.state.tokens().map(|t| {
-                t.expires_at
-                    .time()
-                    .duration_since(t.obtained_at.time())
-                    .unwrap_or_default()
-            })
+            s.state
+                .tokens()
+                .map(|t| t.expires_at.remaining(t.obtained_at.time()))
         })?;
         match lifetime {
             Some(lifetime) if min_valid > lifetime => Err(EngineError::usage(

@@ -86,15 +86,29 @@ impl Slot {
         self.state.status(now)
     }
 
-    pub fn view(&self, now: SystemTime) -> AccountView {
-        let tokens = self.state.tokens();
-        let failure = self.state.error();
-        let last_error = match (&self.unsaved, failure, &self.state) {
+    /// What went wrong last, as shown and saved: an unsaved set, a failure, an unread keychain.
+    pub fn last_error(&self) -> Option<String> {
+        match (&self.unsaved, self.state.error(), &self.state) {
             (Some(u), _, _) => Some(u.message.clone()),
             (None, Some(f), _) => Some(f.message.clone()),
             (None, None, AccountState::Unread { reason, .. }) => Some(reason.clone()),
             _ => None,
-        };
+        }
+    }
+
+    /// The reported token is still the current one, and was not just refreshed (a report
+    /// that raced a refresh is about the old token).
+    pub fn holds_current(&self, reported: &str) -> bool {
+        self.state
+            .tokens()
+            .is_some_and(|t| t.access.same_as(reported))
+            && !self.refreshed_within(super::serving::REJECT_GRACE)
+    }
+
+    pub fn view(&self, now: SystemTime) -> AccountView {
+        let tokens = self.state.tokens();
+        let failure = self.state.error();
+        let last_error = self.last_error();
         let remedy = match (&self.unsaved, &self.state) {
             (Some(_), _) | (None, AccountState::Unread { .. }) => Some(Remedy::UnlockKeychain),
             (None, AccountState::NotConnected) => self.account.first_step(),

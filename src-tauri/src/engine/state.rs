@@ -39,16 +39,6 @@ impl Status {
             Self::Expired => "expired",
         }
     }
-
-    /// For "the worst state" (tray icon): higher is worse.
-    pub fn severity(self) -> u8 {
-        match self {
-            Self::Fresh | Self::Refreshing => 0,
-            Self::NotConnected => 1,
-            Self::Retrying | Self::Expired => 2,
-            Self::NeedsReconnect => 3,
-        }
-    }
 }
 
 /// Where an account is in a run of failures: decides which failures are worth telling the

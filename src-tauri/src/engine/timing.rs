@@ -29,10 +29,7 @@ pub fn refresh_at(
     schedule: Schedule,
     jitter: f64,
 ) -> SystemTime {
-    let lifetime = expires_at
-        .time()
-        .duration_since(obtained_at.time())
-        .unwrap_or(Duration::ZERO);
+    let lifetime = expires_at.remaining(obtained_at.time());
     let lead = lead(lifetime, schedule.refresh_before);
     let spread = (lead / 10).min(MAX_JITTER).mul_f64(jitter.clamp(0.0, 1.0));
     let by_rule = expires_at

@@ -47,10 +47,11 @@ pub struct AccountView {
     pub remedy: Option<Remedy>,
 }
 
-/// A token handed out: the one place where a secret is serialized on purpose.
-#[derive(Clone, Debug, Serialize)]
+/// A token handed out: the one place where a secret is serialized on purpose (and read
+/// back, by the CLI from a running engine's answer).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TokenView {
-    #[serde(serialize_with = "expose")]
+    #[serde(serialize_with = "expose", deserialize_with = "secret")]
     pub access_token: Secret,
     pub token_type: String,
     pub expires_at: Deadline,
@@ -58,26 +59,8 @@ pub struct TokenView {
     pub scope: Option<String>,
 }
 
-impl<'de> Deserialize<'de> for TokenView {
-    /// For the CLI reading a running engine's answer.
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        struct Raw {
-            access_token: String,
-            token_type: String,
-            expires_at: Deadline,
-            expires_in: u64,
-            scope: Option<String>,
-        }
-        let raw = Raw::deserialize(d)?;
-        Ok(Self {
-            access_token: Secret::new(raw.access_token),
-            token_type: raw.token_type,
-            expires_at: raw.expires_at,
-            expires_in: raw.expires_in,
-            scope: raw.scope,
-        })
-    }
+fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+    String::deserialize(d).map(Secret::new)
 }
 
 fn expose<S: serde::Serializer>(secret: &Secret, s: S) -> Result<S::Ok, S::Error> {
