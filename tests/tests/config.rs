@@ -146,3 +146,28 @@ async fn missing_config_is_created_with_commented_examples_only() {
     assert_eq!(out.stdout.trim(), "[]", "{out}");
     assert_eq!(std::fs::read_to_string(&env.config_path).unwrap(), created);
 }
+
+/// The API's limits are bounded: no cap of 0 (nothing could be served) or of millions (no
+/// cap), no idle timeout of a day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_limits_out_of_range_are_refused_with_their_key_and_line() {
+    for (line, key) in [
+        ("max_connections = 0", "max_connections"),
+        ("max_connections = -5", "max_connections"),
+        ("max_connections = 99999999999", "max_connections"),
+        ("idle_timeout = \"2d\"", "idle_timeout"),
+        ("idle_timeout = \"soon\"", "idle_timeout"),
+    ] {
+        let env = Env::without_config();
+        env.write_config(&format!(
+            "[api]\nlisten = \"127.0.0.1:{}\"\n{line}\n",
+            env.api_port
+        ));
+        let refused = refused(&env).await;
+        assert!(refused.contains(key), "`{line}` names {key}: {refused}");
+        assert!(
+            has_line_col(&refused, 3),
+            "`{line}` is on line 3: {refused}"
+        );
+    }
+}

@@ -1,7 +1,9 @@
 //! Who gets in, checked before any route runs: a `Host` that is the address we listen on
 //! (DNS rebinding), no `Origin` (no web page may read tokens), and a bearer API key on
-//! everything but `/healthz`. Failed authentications are counted per client address; past
-//! the limit they get 429 instead of 401. Every answer is counted for `/metrics`.
+//! everything but `/healthz`. Failed authentications are counted per client (all of loopback
+//! is one client: any local process can pick any of 127/8); past the limit they get 429
+//! instead of 401, and are logged once per window instead of once each. A key that works is
+//! never refused for others' failures. Every answer is counted for `/metrics`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -18,12 +20,79 @@ use super::AppState;
 
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 const FAILURE_LIMIT: u32 = 20;
+/// The most clients whose failures are counted at once (remote ones, with `allow_remote`);
+/// past it, the newcomers share one count, so the map cannot grow without bound.
+const MAX_CLIENTS: usize = 4096;
 
 pub struct Guard {
     /// Host header values that name us.
     hosts: Vec<String>,
     allow_remote: bool,
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    failures: Mutex<Failures>,
+}
+
+/// Who failures are counted against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Client {
+    Loopback,
+    Remote(IpAddr),
+    /// Everyone past [`MAX_CLIENTS`].
+    Overflow,
+}
+
+impl Client {
+    fn of(ip: IpAddr) -> Self {
+        if ip.is_loopback() || ip.to_canonical().is_loopback() {
+            Self::Loopback
+        } else {
+            Self::Remote(ip)
+        }
+    }
+}
+
+/// What to do with one more failed authentication.
+#[derive(Debug, PartialEq, Eq)]
+struct Verdict {
+    limited: bool,
+    /// Only the first failure of a window, and the one that reaches the limit, are logged.
+    log: bool,
+}
+
+#[derive(Default)]
+struct Failures {
+    counts: HashMap<Client, (u32, Instant)>,
+    swept: Option<Instant>,
+}
+
+impl Failures {
+    fn count(&mut self, client: Client, now: Instant) -> Verdict {
+        // Expired windows are swept once a window, or once a second while the map is full:
+        // never on every failure (a flood of failures would scan the whole map each time).
+        let every = if self.counts.len() >= MAX_CLIENTS {
+            Duration::from_secs(1)
+        } else {
+            FAILURE_WINDOW
+        };
+        if self.swept.is_none_or(|t| now.duration_since(t) >= every) {
+            self.counts
+                .retain(|_, (_, since)| now.duration_since(*since) < FAILURE_WINDOW);
+            self.swept = Some(now);
+        }
+        let client = if self.counts.len() >= MAX_CLIENTS && !self.counts.contains_key(&client) {
+            Client::Overflow
+        } else {
+            client
+        };
+        let entry = self.counts.entry(client).or_insert((0, now));
+        if now.duration_since(entry.1) >= FAILURE_WINDOW {
+            *entry = (0, now);
+        }
+        entry.0 = entry.0.saturating_add(1);
+        Verdict {
+            limited: entry.0 > FAILURE_LIMIT,
+            log: entry.0 == 1 || entry.0 == FAILURE_LIMIT + 1,
+        }
+    }
 }
 
 impl Guard {
@@ -36,7 +105,7 @@ impl Guard {
         Self {
             hosts,
             allow_remote,
-            failures: Mutex::new(HashMap::new()),
+            failures: Mutex::new(Failures::default()),
         }
     }
 
@@ -46,14 +115,9 @@ impl Guard {
             || host.is_some_and(|h| self.hosts.iter().any(|ours| ours.eq_ignore_ascii_case(h)))
     }
 
-    /// Counts a failure; true when this address is past the limit.
-    fn failed(&self, ip: IpAddr) -> bool {
-        let mut failures = self.failures.lock().expect("poisoned");
-        let now = Instant::now();
-        failures.retain(|_, (_, since)| now.duration_since(*since) < FAILURE_WINDOW);
-        let entry = failures.entry(ip).or_insert((0, now));
-        entry.0 += 1;
-        entry.0 > FAILURE_LIMIT
+    fn failed(&self, ip: IpAddr) -> Verdict {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.count(Client::of(ip), Instant::now())
     }
 }
 
@@ -140,8 +204,13 @@ async fn admit(
     } else {
         "no key"
     };
-    tracing::warn!(client = %peer.ip(), path, reason, "API authentication failed");
-    if state.guard.failed(peer.ip()) {
+    let verdict = state.guard.failed(peer.ip());
+    if verdict.log && verdict.limited {
+        tracing::warn!(client = %peer.ip(), path, reason, "API authentication failed {FAILURE_LIMIT} times within a minute from this client; answering 429 and not logging more until the minute is over");
+    } else if verdict.log {
+        tracing::warn!(client = %peer.ip(), path, reason, "API authentication failed (further failures within a minute are counted, not logged)");
+    }
+    if verdict.limited {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_failures",
@@ -153,4 +222,48 @@ async fn admit(
         "unauthorized",
         "send `Authorization: Bearer <key>`; create a key with `tokenwarden api-key create LABEL`",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_of_loopback_is_one_client_and_logs_twice_a_window() {
+        let mut failures = Failures::default();
+        let t0 = Instant::now();
+        let mut logged = 0;
+        for i in 0..50u8 {
+            let ip: IpAddr = [127, 0, i, 1].into();
+            let v = failures.count(Client::of(ip), t0);
+            logged += usize::from(v.log);
+            assert_eq!(v.limited, u32::from(i) >= FAILURE_LIMIT, "failure {i}");
+        }
+        assert_eq!(
+            logged, 2,
+            "the first failure and the one that trips the limit"
+        );
+        let v6: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert!(failures.count(Client::of(v6), t0).limited);
+        // A new window starts over.
+        let later = t0 + FAILURE_WINDOW;
+        assert_eq!(
+            failures.count(Client::Loopback, later),
+            Verdict {
+                limited: false,
+                log: true
+            }
+        );
+    }
+
+    #[test]
+    fn the_map_is_bounded() {
+        let mut failures = Failures::default();
+        let now = Instant::now();
+        for i in 0..(MAX_CLIENTS as u32 + 500) {
+            failures.count(Client::Remote(IpAddr::from(i.to_be_bytes())), now);
+        }
+        assert_eq!(failures.counts.len(), MAX_CLIENTS + 1, "and the overflow");
+        assert!(failures.counts.contains_key(&Client::Overflow));
+    }
 }

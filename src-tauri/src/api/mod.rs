@@ -1,10 +1,12 @@
 //! The local HTTP API (axum): a thin adapter over the engine handle.
+//! * `connections` the accept loop: connection cap, header and idle timeouts
 //! * `guard`   who gets in: loopback Host, no Origin, bearer key, failed-auth rate limit
 //! * `routes`  one small handler per route of the contract (DESIGN "Local HTTP API")
 //! * `manage`  the routes that change an account: connect, disconnect, secret, reload
 //! * `error`   engine errors → `{"error","message","remedy","account"}` with the contract's
 //!   status codes
 
+mod connections;
 mod error;
 mod guard;
 mod manage;
@@ -27,6 +29,8 @@ pub struct AppState {
     pub guard: Arc<guard::Guard>,
     /// Ends long-lived answers (the event stream) at shutdown.
     pub stop: CancellationToken,
+    /// One permit per event-stream subscriber.
+    pub subscribers: Arc<tokio::sync::Semaphore>,
 }
 
 pub fn router(engine: Engine, listen: SocketAddr, stop: CancellationToken) -> Router {
@@ -35,6 +39,9 @@ pub fn router(engine: Engine, listen: SocketAddr, stop: CancellationToken) -> Ro
         engine,
         guard: Arc::new(guard::Guard::new(listen, allow_remote)),
         stop,
+        subscribers: Arc::new(tokio::sync::Semaphore::new(
+            crate::engine::bounds::MAX_EVENT_SUBSCRIBERS,
+        )),
     };
     Router::new()
         .route("/healthz", get(routes::healthz))
@@ -87,11 +94,7 @@ pub async fn serve(
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let listen = listener.local_addr()?;
+    let settings = engine.config().api.clone();
     let app = router(engine, listen, stop.clone());
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop.cancelled_owned())
-    .await
+    connections::serve(listener, app, &settings, stop).await
 }

@@ -158,10 +158,20 @@ pub async fn tokenboy(
 }
 
 /// Server-Sent Events of engine events. A subscriber that falls behind gets a `lagged`
-/// event and should re-read `/v1/accounts`.
+/// event and should re-read `/v1/accounts`. Subscribers past the cap get 503.
 pub async fn events(
     State(s): State<AppState>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let permit = s.subscribers.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_subscribers",
+            format!(
+                "{} event streams are open, the most served at once; close one or try again later",
+                crate::engine::bounds::MAX_EVENT_SUBSCRIBERS
+            ),
+        )
+    })?;
     let stream = BroadcastStream::new(s.engine.subscribe())
         .map(|item| {
             Ok(match item {
@@ -179,8 +189,12 @@ pub async fn events(
                 }
             })
         })
-        .take_until(s.stop.clone().cancelled_owned());
-    Sse::new(stream).keep_alive(KeepAlive::default())
+        .take_until(s.stop.clone().cancelled_owned())
+        // The permit goes with the stream: it is returned when the subscriber leaves.
+        .inspect(move |_| {
+            let _ = &permit;
+        });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {

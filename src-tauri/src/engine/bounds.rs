@@ -35,6 +35,13 @@ pub const MAX_HISTORY_ROWS: usize = 1000;
 /// The most bytes read from one provider answer. Real token answers are under 10 KiB.
 pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
+/// The most API connections the config may allow at once (`[api] max_connections`).
+pub const MAX_API_CONNECTIONS: usize = 16_384;
+
+/// The most event-stream (`/v1/events`) subscribers at once: each holds a connection for
+/// as long as it likes, so they get a share of the connections, not all of them.
+pub const MAX_EVENT_SUBSCRIBERS: usize = 64;
+
 /// A lifetime in seconds as a provider stated it, bounded.
 pub fn lifetime_secs(secs: u64) -> Duration {
     Duration::from_secs(secs).min(MAX_LIFETIME)

@@ -31,6 +31,8 @@ pub const EXAMPLE: &str = r#"# Tokenwarden configuration. Secrets never go here:
 
 # [api]
 # listen = "127.0.0.1:8732"          # loopback only unless allow_remote = true
+# max_connections = 1024             # served at once; past it a connection gets 503 and is closed
+# idle_timeout = "10s"               # to send a request's headers, or to sit idle between requests
 
 # [[account]]
 # name = "fitbit"                     # unique, [a-z0-9_-]+

@@ -45,6 +45,17 @@ pub struct Config {
 pub struct ApiSettings {
     pub listen: SocketAddr,
     pub allow_remote: bool,
+    /// Open connections served at once; the next ones are closed at once, so no client
+    /// can use up the process's file descriptors (which refreshes and the keychain need).
+    pub max_connections: usize,
+    /// How long a connection may take to send a request's headers, and may sit idle
+    /// between requests, before it is closed.
+    pub idle_timeout: Duration,
+}
+
+impl ApiSettings {
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 }
 
 #[derive(Clone, Copy, Debug)]

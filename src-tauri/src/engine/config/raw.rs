@@ -22,6 +22,8 @@ pub struct RawConfig {
 pub struct RawApi {
     pub listen: Option<S<String>>,
     pub allow_remote: Option<bool>,
+    pub max_connections: Option<S<i64>>,
+    pub idle_timeout: Option<S<String>>,
 }
 
 #[derive(Deserialize, Default)]

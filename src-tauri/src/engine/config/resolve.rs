@@ -39,6 +39,27 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
         }
         None => DEFAULT_LISTEN.parse().expect("valid"),
     };
+    let max_connections = match &api.max_connections {
+        None => ApiSettings::DEFAULT_MAX_CONNECTIONS,
+        Some(n) => usize::try_from(*n.get_ref())
+            .ok()
+            .filter(|n| (1..=bounds::MAX_API_CONNECTIONS).contains(n))
+            .ok_or_else(|| {
+                Problem::new(
+                    n.span(),
+                    Some("max_connections"),
+                    format!(
+                        "must be a whole number from 1 to {}",
+                        bounds::MAX_API_CONNECTIONS
+                    ),
+                )
+            })?,
+    };
+    let idle_timeout = match &api.idle_timeout {
+        None => ApiSettings::DEFAULT_IDLE_TIMEOUT,
+        Some(v) => fields::duration_at_most(v, "idle_timeout", Duration::from_secs(3600))?
+            .max(Duration::from_millis(100)),
+    };
     let mut retry = RetrySettings::default();
     let mut min_interval = Schedule::default().min_interval;
     if let Some(r) = raw.refresh {
@@ -178,6 +199,8 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
         ApiSettings {
             listen,
             allow_remote,
+            max_connections,
+            idle_timeout,
         },
         retry,
         accounts,
