@@ -4,7 +4,8 @@
 //! uses, so tests can run in parallel and leftovers never collide; dropping it clears that
 //! service's keychain items. The binary is `TOKENWARDEN_BIN`, else `target/debug/tokenwarden`.
 //! * [`Env::run`]         one command to completion → [`Output`]
-//! * [`Env::spawn_serve`] `serve` in the background → [`Serve`], SIGTERM on drop
+//! * [`Env::spawn_serve`] `serve` in the background → [`Serve`], SIGTERM on drop ([`Env::spawn_serve_with`]:
+//!   with extra variables)
 //! * [`Env::spawn_app`]   the tray app (no arguments) in the background, also a [`Serve`]
 //! * [`Env::vars`]        the variables that isolate it, for launchers such as tauri-driver
 //! * [`Env::connect`]     `connect --no-browser` with the test playing the browser
@@ -499,6 +500,11 @@ impl Env {
     /// Starts `serve` in the background; the guard stops it with SIGTERM when dropped.
     pub fn spawn_serve(&self) -> Serve {
         self.spawn_background(&["serve"], &[])
+    }
+
+    /// `serve` with `extra` variables on top of [`Env::vars`] (e.g. `LD_PRELOAD`).
+    pub fn spawn_serve_with(&self, extra: &[(&str, std::ffi::OsString)]) -> Serve {
+        self.spawn_background(&["serve"], extra)
     }
 
     /// Starts the tray app (`tokenwarden` with no arguments) with `extra` variables on top of

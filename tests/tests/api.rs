@@ -542,7 +542,11 @@ async fn api_keys_created_or_revoked_while_serve_runs_take_effect_at_once() {
             .find(|e| e["label"] == label)
             .unwrap_or_else(|| panic!("{label} in api-key list --json:\n{out}"));
         let fields: Vec<&String> = entry.as_object().expect("object").keys().collect();
-        assert_eq!(fields, ["created_at", "label"], "{entry}");
+        assert_eq!(fields, ["accounts", "created_at", "label"], "{entry}");
+        assert!(
+            entry["accounts"].is_null(),
+            "a key to all accounts: {entry}"
+        );
         let created = unix_from_rfc3339(entry["created_at"].as_str().expect("created_at"));
         assert!((created - unix_now()).abs() < 120, "{entry}");
     }

@@ -171,3 +171,36 @@ async fn api_limits_out_of_range_are_refused_with_their_key_and_line() {
         );
     }
 }
+
+/// Plain http:// to another machine would carry the client secret and tokens unencrypted:
+/// refused with the key and line, unless the account says `allow_insecure_http = true`.
+/// Loopback (every fake provider in these tests) is allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_endpoints_off_this_machine_are_refused_unless_allowed() {
+    for (key, value) in [
+        ("token_url", "http://auth.example.com/oauth2/token"),
+        ("revoke_url", "http://10.0.0.7/revoke"),
+    ] {
+        let env = env_with(&format!(
+            "[[account]]\nname = \"fb\"\nprovider = \"fitbit-legacy\"\nclient_id = \"22942C\"\n{key} = \"{value}\"\n"
+        ));
+        let line = refused(&env).await;
+        assert!(line.contains(key), "names {key}: {line}");
+        assert!(line.contains("allow_insecure_http"), "says how: {line}");
+        assert!(has_line_col(&line, 11), "line 11: {line}");
+        // Allowed on purpose: accepted.
+        let allowed = env_with(&format!(
+            "[[account]]\nname = \"fb\"\nprovider = \"fitbit-legacy\"\nclient_id = \"22942C\"\n{key} = \"{value}\"\nallow_insecure_http = true\nredirect_uri = \"http://127.0.0.1:8733/callback\"\n"
+        ));
+        allowed.run(&["list"], None).await.ok();
+    }
+    let env = env_with(
+        "[[account]]\nname = \"svc\"\nprovider = \"http\"\nurl = \"http://tokens.example.com/issue\"\n",
+    );
+    let line = refused(&env).await;
+    assert!(line.contains("url") && line.contains("svc"), "{line}");
+    let local = env_with(
+        "[[account]]\nname = \"svc\"\nprovider = \"http\"\nurl = \"http://localhost:9/issue\"\n",
+    );
+    local.run(&["list"], None).await.ok();
+}

@@ -17,6 +17,8 @@ pub struct ApiError {
     pub message: String,
     pub remedy: Option<Remedy>,
     pub account: Option<AccountName>,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -27,6 +29,7 @@ impl ApiError {
             message: message.into(),
             remedy: None,
             account: None,
+            retry_after: None,
         }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -40,7 +43,13 @@ impl IntoResponse for ApiError {
         if let Some(account) = self.account {
             body["account"] = serde_json::json!(account);
         }
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
@@ -53,6 +62,8 @@ impl From<EngineError> for ApiError {
             message: e.to_string(),
             remedy: e.remedy(),
             account: e.account().cloned(),
+            // Whole seconds, rounded up: asking again after that is never too soon.
+            retry_after: e.retry_after().map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0)),
         }
     }
 }
@@ -66,6 +77,7 @@ fn status_of(kind: ErrorKind) -> StatusCode {
         | ErrorKind::NeedsReconnect
         | ErrorKind::Locked
         | ErrorKind::RejectedLoop => StatusCode::CONFLICT,
+        ErrorKind::TooSoon => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::RefreshFailed => StatusCode::BAD_GATEWAY,
         ErrorKind::ProviderUnavailable
         | ErrorKind::KeychainUnavailable

@@ -17,6 +17,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::AppState;
+use crate::engine::api_keys::{KeyHolder, ENGINE_LABEL};
+use crate::engine::events::EngineEvent;
+use crate::engine::names::AccountName;
 
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 const FAILURE_LIMIT: u32 = 20;
@@ -148,14 +151,38 @@ pub async fn check(
     response
 }
 
-/// Who made an admitted request: the label of the key it presented (`ENGINE_LABEL` for the
-/// engine's own key, which only processes that can read the keychain have).
+/// Who made an admitted request: the holder of the key it presented (`None` only on
+/// `/healthz`, which needs no key).
 #[derive(Clone, Debug)]
-pub struct Caller(pub Option<String>);
+pub struct Caller(pub Option<KeyHolder>);
 
 impl Caller {
+    /// The engine's own key, which only processes that can read the keychain have.
     pub fn is_engine_key(&self) -> bool {
-        self.0.as_deref() == Some(crate::engine::api_keys::ENGINE_LABEL)
+        self.0.as_ref().is_some_and(|h| h.label == ENGINE_LABEL)
+    }
+
+    /// The accounts a limited key may see; `None` for a key to all of them.
+    pub fn scope(&self) -> Option<&[AccountName]> {
+        self.0.as_ref()?.accounts.as_deref()
+    }
+
+    pub fn may_see(&self, name: &AccountName) -> bool {
+        self.scope().is_none_or(|scope| scope.contains(name))
+    }
+
+    pub fn may_see_str(&self, name: &str) -> bool {
+        self.scope()
+            .is_none_or(|scope| scope.iter().any(|a| a.as_str() == name))
+    }
+
+    /// Events about an account go to keys that may see it; the others (a config reload)
+    /// only to keys to all accounts.
+    pub fn may_hear(&self, event: &EngineEvent) -> bool {
+        match event.account() {
+            Some(name) => self.may_see(name),
+            None => self.scope().is_none(),
+        }
     }
 }
 
@@ -191,12 +218,12 @@ async fn admit(
                 .or_else(|| h.strip_prefix("bearer "))
         })
         .map(str::trim);
-    let label = match presented {
+    let holder = match presented {
         Some(key) if !key.is_empty() => state.engine.api_keys().verify(key).await,
         _ => None,
     };
-    if label.is_some() {
-        return Ok(Caller(label));
+    if holder.is_some() {
+        return Ok(Caller(holder));
     }
     // The presented key is never logged: it may be a real key with a typo.
     let reason = if presented.is_some() {

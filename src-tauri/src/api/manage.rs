@@ -5,15 +5,15 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{Extension, Path, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 
 use super::error::ApiError;
 use super::guard::Caller;
-use super::routes::{account, body_bytes, params, seconds, Params};
+use super::routes::{body_bytes, params, seconds, Named, Params};
 use super::AppState;
 use crate::engine::secret::{Secret, TokenSet};
 use crate::engine::views::AccountView;
@@ -49,10 +49,9 @@ struct Begin {
 
 pub async fn begin_connect(
     State(s): State<AppState>,
-    name: Result<Path<String>, PathRejection>,
+    Named(name): Named,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ConnectStart>, ApiError> {
-    let name = account(name)?;
     let begin: Begin = body(raw, r#"{"device": false, "timeout": SECONDS}"#)?;
     let flow = ConnectFlow::device(begin.device);
     let timeout = begin.timeout.map_or(CONSENT_TIMEOUT, Duration::from_secs);
@@ -61,10 +60,10 @@ pub async fn begin_connect(
 
 pub async fn connect_status(
     State(s): State<AppState>,
-    name: Result<Path<String>, PathRejection>,
+    Named(name): Named,
     query: Result<Params, QueryRejection>,
 ) -> Result<Json<ConnectStatus>, ApiError> {
-    let (name, query) = (account(name)?, params(query)?);
+    let query = params(query)?;
     let wait = seconds(&query, "wait")?.min(MAX_WAIT);
     let status = tokio::select! {
         status = s.engine.connect_status(&name, wait) => status?,
@@ -75,10 +74,10 @@ pub async fn connect_status(
 
 pub async fn cancel_connect(
     State(s): State<AppState>,
-    name: Result<Path<String>, PathRejection>,
+    Named(name): Named,
 ) -> Result<Json<ConnectStatus>, ApiError> {
     Ok(Json(
-        s.engine.cancel_connect_settled(&account(name)?).await?,
+        s.engine.cancel_connect_settled(&name).await?,
     ))
 }
 
@@ -90,9 +89,8 @@ pub struct Disconnected {
 
 pub async fn disconnect(
     State(s): State<AppState>,
-    name: Result<Path<String>, PathRejection>,
+    Named(name): Named,
 ) -> Result<Json<Disconnected>, ApiError> {
-    let name = account(name)?;
     let warning = s.engine.disconnect(&name).await?;
     Ok(Json(Disconnected {
         account: s.engine.view(&name)?,
@@ -102,9 +100,9 @@ pub async fn disconnect(
 
 pub async fn reload_account(
     State(s): State<AppState>,
-    name: Result<Path<String>, PathRejection>,
+    Named(name): Named,
 ) -> Result<Json<AccountView>, ApiError> {
-    Ok(Json(s.engine.reload_account(&account(name)?).await?))
+    Ok(Json(s.engine.reload_account(&name).await?))
 }
 
 #[derive(Default, Deserialize)]
@@ -115,16 +113,25 @@ struct NewSecret {
 
 pub async fn set_secret(
     State(s): State<AppState>,
-    name: Result<Path<String>, PathRejection>,
+    Named(name): Named,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AccountView>, ApiError> {
-    let name = account(name)?;
     let new: NewSecret = body(raw, r#"{"secret": "..."}"#)?;
     let value = Secret::new(new.secret);
     Ok(Json(s.engine.set_client_secret(&name, value).await?))
 }
 
-pub async fn reload_config(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn reload_config(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if caller.scope().is_some() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this key is limited to some accounts; reloading the whole config needs a key to all accounts (or reload one account)",
+        ));
+    }
     let count = s.engine.reload_config().await?;
     Ok(Json(serde_json::json!({ "accounts": count })))
 }
@@ -135,10 +142,9 @@ pub async fn reload_config(State(s): State<AppState>) -> Result<Json<serde_json:
 pub async fn hand_over_grant(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
-    name: Result<Path<String>, PathRejection>,
+    Named(name): Named,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AccountView>, ApiError> {
-    let name = account(name)?;
     if !caller.is_engine_key() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -3,6 +3,7 @@
 //! * `guard`   who gets in: loopback Host, no Origin, bearer key, failed-auth rate limit
 //! * `routes`  one small handler per route of the contract (DESIGN "Local HTTP API")
 //! * `manage`  the routes that change an account: connect, disconnect, secret, reload
+//! * `scope`   what a key limited to some accounts sees of the metrics
 //! * `error`   engine errors → `{"error","message","remedy","account"}` with the contract's
 //!   status codes
 
@@ -11,6 +12,7 @@ mod error;
 mod guard;
 mod manage;
 mod routes;
+mod scope;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

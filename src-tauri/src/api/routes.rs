@@ -6,7 +6,8 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
@@ -16,28 +17,43 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::error::ApiError;
+use super::guard::Caller;
 use super::AppState;
 use crate::engine::history::Entry;
 use crate::engine::names::AccountName;
 use crate::engine::views::{AccountView, TokenView};
+use crate::engine::EngineError;
 
 pub(super) type Params = Query<HashMap<String, String>>;
 
 const HISTORY_DEFAULT: usize = 100;
 const HISTORY_MAX: usize = crate::engine::bounds::MAX_HISTORY_ROWS;
 
-pub(super) fn account(
-    raw: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> Result<AccountName, ApiError> {
-    let Path(raw) =
-        raw.map_err(|_| ApiError::bad_request("the account name in the path is not valid"))?;
-    name(&raw)
+/// The account named in the path, if the caller's key may see it. To a key limited to
+/// other accounts it does not exist: the same 404 as a name in no config.
+pub struct Named(pub AccountName);
+
+impl<S: Send + Sync> FromRequestParts<S> for Named {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::bad_request("the account name in the path is not valid"))?;
+        let caller = parts.extensions.get::<Caller>();
+        name(&raw, caller).map(Self)
+    }
 }
 
-/// An account name from a path or a query.
-fn name(raw: &str) -> Result<AccountName, ApiError> {
-    raw.parse()
-        .map_err(|e: crate::engine::names::BadAccountName| ApiError::bad_request(e.to_string()))
+/// An account name from a path or a query, if the caller may see it.
+fn name(raw: &str, caller: Option<&Caller>) -> Result<AccountName, ApiError> {
+    let name: AccountName = raw.parse().map_err(|e: crate::engine::names::BadAccountName| {
+        ApiError::bad_request(e.to_string())
+    })?;
+    if caller.is_some_and(|c| !c.may_see(&name)) {
+        return Err(EngineError::UnknownAccount(name).into());
+    }
+    Ok(name)
 }
 
 /// A request body, or why it could not be read (too large, cut off).
@@ -79,16 +95,21 @@ pub async fn healthz(State(s): State<AppState>) -> axum::response::Response {
     }
 }
 
-pub async fn accounts(State(s): State<AppState>) -> Json<Vec<AccountView>> {
-    Json(s.engine.snapshot())
+pub async fn accounts(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Json<Vec<AccountView>> {
+    let mut views = s.engine.snapshot();
+    views.retain(|v| caller.may_see(&v.name));
+    Json(views)
 }
 
 pub async fn token(
     State(s): State<AppState>,
-    name: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    Named(name): Named,
     query: Result<Params, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<TokenView>, ApiError> {
-    let (name, query) = (account(name)?, params(query)?);
+    let query = params(query)?;
     Ok(Json(
         s.engine.token(&name, seconds(&query, "min_valid")?).await?,
     ))
@@ -96,9 +117,9 @@ pub async fn token(
 
 pub async fn refresh(
     State(s): State<AppState>,
-    name: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    Named(name): Named,
 ) -> Result<Json<TokenView>, ApiError> {
-    Ok(Json(s.engine.refresh(&account(name)?).await?))
+    Ok(Json(s.engine.refresh(&name).await?))
 }
 
 #[derive(serde::Deserialize)]
@@ -109,10 +130,9 @@ struct Rejected {
 
 pub async fn rejected(
     State(s): State<AppState>,
-    name: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    Named(name): Named,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<TokenView>, ApiError> {
-    let name = account(name)?;
     let body = body_bytes(body)?;
     // The serde error is not quoted: it could echo the token.
     let report: Rejected = serde_json::from_slice(&body)
@@ -122,10 +142,14 @@ pub async fn rejected(
 
 pub async fn history(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     query: Result<Params, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<Entry>>, ApiError> {
     let query = params(query)?;
-    let name = query.get("account").map(|raw| name(raw)).transpose()?;
+    let name = query
+        .get("account")
+        .map(|raw| name(raw, Some(&caller)))
+        .transpose()?;
     let limit = match query.get("limit") {
         None => HISTORY_DEFAULT,
         Some(v) => v
@@ -138,19 +162,25 @@ pub async fn history(
                 ))
             })?,
     };
-    Ok(Json(s.engine.history(name.as_ref(), limit).await?))
+    let accounts = match (name, caller.scope()) {
+        (Some(name), _) => Some(vec![name]),
+        (None, Some(scope)) => Some(scope.to_vec()),
+        (None, None) => None,
+    };
+    Ok(Json(s.engine.history(accounts.as_deref(), limit).await?))
 }
 
 /// TokenBoy's `GET /token?name=…`, for clients written against it.
 pub async fn tokenboy(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     query: Result<Params, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let query = params(query)?;
     let raw = query
         .get("name")
         .ok_or_else(|| ApiError::bad_request("`name` is required"))?;
-    let name = name(raw)?;
+    let name = name(raw, Some(&caller))?;
     let token = s.engine.token(&name, Duration::ZERO).await?;
     Ok(Json(
         serde_json::json!({ "access_token": token.access_token.expose(), "expires_in": token.expires_in }),
@@ -161,6 +191,7 @@ pub async fn tokenboy(
 /// event and should re-read `/v1/accounts`. Subscribers past the cap get 503.
 pub async fn events(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let permit = s.subscribers.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(
@@ -173,6 +204,14 @@ pub async fn events(
         )
     })?;
     let stream = BroadcastStream::new(s.engine.subscribe())
+        // A key limited to some accounts hears only of them (a config reload names none).
+        .filter(move |item| {
+            let shown = match item {
+                Ok(event) => caller.may_hear(event),
+                Err(_) => true,
+            };
+            std::future::ready(shown)
+        })
         .map(|item| {
             Ok(match item {
                 Ok(event) => {
@@ -197,7 +236,10 @@ pub async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+pub async fn metrics(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<impl IntoResponse, ApiError> {
     s.engine.update_expiry_gauges();
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &s.engine.metrics().registry).map_err(
@@ -209,6 +251,9 @@ pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, Api
             )
         },
     )?;
+    if caller.scope().is_some() {
+        text = crate::api::scope::metrics_for(&text, |name| caller.may_see_str(name));
+    }
     Ok((
         [(
             header::CONTENT_TYPE,

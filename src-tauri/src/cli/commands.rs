@@ -10,6 +10,7 @@ use super::client::ApiClient;
 use super::{output, ApiKeyAction, Command, SecretAction};
 use crate::engine::api_keys::ApiKeys;
 use crate::engine::lock::{self, Role};
+use crate::engine::names::AccountName;
 use crate::engine::paths::Context;
 use crate::engine::secret::Secret;
 use crate::engine::secrets::{self, Keychain};
@@ -105,7 +106,7 @@ pub async fn dispatch(ctx: &Context, command: Command) -> Result<()> {
                 None => {
                     open(ctx, Mode::Observer)
                         .await?
-                        .history(name.as_ref(), limit)
+                        .history(name.as_ref().map(std::slice::from_ref), limit)
                         .await?
                 }
             };
@@ -168,24 +169,50 @@ async fn api_key(ctx: &Context, action: ApiKeyAction) -> Result<()> {
         .with_context(|| format!("data dir {}", ctx.data_dir.display()))?;
     let keys = api_keys(ctx);
     match action {
-        ApiKeyAction::Create { label } => {
-            let key = keys.create(&label).await?;
+        ApiKeyAction::Create { label, accounts } => {
+            if let Some(accounts) = &accounts {
+                // A typo would make a key that opens nothing: refuse names the config lacks.
+                let config = crate::engine::config::Config::load(&ctx.config_path)?;
+                for name in accounts {
+                    if !config.accounts.iter().any(|a| &a.name == name) {
+                        anyhow::bail!(
+                            "--accounts: no account is named `{name}` in {}",
+                            config.path.display()
+                        );
+                    }
+                }
+            }
+            let key = keys.create(&label, accounts.clone()).await?;
             println!("{}", key.expose());
-            eprintln!("API key `{label}` created; it is shown only this once");
+            match accounts {
+                None => eprintln!("API key `{label}` created for all accounts; it is shown only this once"),
+                Some(a) => eprintln!(
+                    "API key `{label}` created for {}; it is shown only this once",
+                    a.iter().map(AccountName::as_str).collect::<Vec<_>>().join(", ")
+                ),
+            }
         }
         ApiKeyAction::List { json } => {
             let list = keys.list()?;
             if json {
                 let rows: Vec<_> = list
                     .iter()
-                    .map(|k| serde_json::json!({ "label": k.label, "created_at": k.created_at }))
+                    .map(|k| serde_json::json!({ "label": k.label, "created_at": k.created_at, "accounts": k.accounts }))
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else if list.is_empty() {
                 println!("no API keys; create one with `tokenwarden api-key create LABEL`");
             } else {
                 for k in &list {
-                    println!("{:<24} created {}", k.label, k.created_at);
+                    let scope = match &k.accounts {
+                        None => "all accounts".to_owned(),
+                        Some(a) => a
+                            .iter()
+                            .map(AccountName::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    };
+                    println!("{:<24} created {}  {scope}", k.label, k.created_at);
                 }
             }
         }

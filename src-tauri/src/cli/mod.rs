@@ -90,7 +90,12 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum ApiKeyAction {
     /// Creates a key and prints it once
-    Create { label: String },
+    Create {
+        label: String,
+        /// Limits the key to these accounts (comma-separated); the others do not exist for it
+        #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+        accounts: Option<Vec<AccountName>>,
+    },
     /// Lists key labels and creation times (never the keys)
     List {
         #[arg(long)]

@@ -37,7 +37,10 @@ pub async fn history(
     limit: Option<usize>,
 ) -> Result<Vec<Entry>> {
     let limit = limit.unwrap_or(200).clamp(1, MAX_HISTORY_ROWS);
-    Ok(shell.engine()?.history(account.as_ref(), limit).await?)
+    Ok(shell
+        .engine()?
+        .history(account.as_ref().map(std::slice::from_ref), limit)
+        .await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -203,7 +206,7 @@ pub struct NewKey {
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn create_api_key(shell: State<'_, Shell>, label: String) -> Result<NewKey> {
-    let key = shell.engine()?.api_keys().create(&label).await?;
+    let key = shell.engine()?.api_keys().create(&label, None).await?;
     Ok(NewKey {
         label,
         key: key.expose().to_owned(),

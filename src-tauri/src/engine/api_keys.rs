@@ -7,12 +7,12 @@
 //! reach it; it is replaced at every start.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::names::Deadline;
+use super::names::{AccountName, Deadline};
 use super::secret::Secret;
 use super::secrets::{Keychain, KeychainError, SecretKey};
 
@@ -22,6 +22,24 @@ pub struct KeyInfo {
     /// Unix seconds in the file; RFC 3339 in `list --json`.
     #[serde(with = "unix")]
     pub created_at: Deadline,
+    /// The accounts this key may see and use; absent: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounts: Option<Vec<AccountName>>,
+}
+
+/// Who presented a key that opens the API, and what it may see.
+#[derive(Clone, Debug)]
+pub struct KeyHolder {
+    /// The key's label ([`ENGINE_LABEL`] for the engine's own key).
+    pub label: String,
+    /// `None`: every account. Otherwise only these: the others do not exist for this key.
+    pub accounts: Option<Arc<[AccountName]>>,
+}
+
+impl KeyHolder {
+    pub fn may_see(&self, name: &AccountName) -> bool {
+        self.accounts.as_ref().is_none_or(|a| a.contains(name))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +50,8 @@ pub enum ApiKeyError {
     Exists(String),
     #[error("no API key is labelled `{0}`")]
     Unknown(String),
+    #[error("`--accounts` names no account; leave it out for a key to all accounts")]
+    NoAccounts,
     #[error(transparent)]
     Keychain(#[from] KeychainError),
     #[error("API key index {}: {message}", path.display())]
@@ -54,7 +74,7 @@ struct Cache {
     loaded: bool,
     /// The index version whose reload failure was last logged (one line per change).
     reported: Option<Option<SystemTime>>,
-    keys: Vec<(String, Secret)>,
+    keys: Vec<(KeyHolder, Secret)>,
     engine_key: Option<Secret>,
 }
 
@@ -71,9 +91,17 @@ impl ApiKeys {
         read_index(&self.index)
     }
 
-    /// Makes a key, stores it, and returns it: the only time it is shown.
-    pub async fn create(&self, label: &str) -> Result<Secret, ApiKeyError> {
+    /// Makes a key, stores it, and returns it: the only time it is shown. `accounts` limits
+    /// it to those accounts (`None`: all).
+    pub async fn create(
+        &self,
+        label: &str,
+        accounts: Option<Vec<AccountName>>,
+    ) -> Result<Secret, ApiKeyError> {
         check_label(label)?;
+        if accounts.as_ref().is_some_and(Vec::is_empty) {
+            return Err(ApiKeyError::NoAccounts);
+        }
         let mut index = self.list()?;
         if index.iter().any(|k| k.label == label) {
             return Err(ApiKeyError::Exists(label.to_owned()));
@@ -85,6 +113,7 @@ impl ApiKeys {
         index.push(KeyInfo {
             label: label.to_owned(),
             created_at: Deadline::now(),
+            accounts,
         });
         write_index(&self.index, &index)?;
         Ok(key)
@@ -117,8 +146,8 @@ impl ApiKeys {
         Ok(self.keychain.get(SecretKey::EngineKey).await?)
     }
 
-    /// The label of the key presented, if it is one of ours. Constant-time per comparison.
-    pub async fn verify(&self, presented: &str) -> Option<String> {
+    /// Who holds the key presented, if it is one of ours. Constant-time per comparison.
+    pub async fn verify(&self, presented: &str) -> Option<KeyHolder> {
         // The engine's own key (every CLI call) does not depend on the key index.
         let is_engine_key = |cache: &Cache| {
             cache
@@ -127,15 +156,18 @@ impl ApiKeys {
                 .is_some_and(|k| k.same_as(presented))
         };
         if is_engine_key(&self.cache.lock().expect("poisoned")) {
-            return Some(ENGINE_LABEL.into());
+            return Some(KeyHolder {
+                label: ENGINE_LABEL.into(),
+                accounts: None,
+            });
         }
         self.refresh_cache().await;
         let cache = self.cache.lock().expect("poisoned");
         // Every key is compared, so the time taken does not tell which label came close.
         let mut found = None;
-        for (label, key) in &cache.keys {
+        for (holder, key) in &cache.keys {
             if key.same_as(presented) {
-                found = Some(label.clone());
+                found = Some(holder.clone());
             }
         }
         found
@@ -170,7 +202,9 @@ impl ApiKeys {
                 let listed: Vec<String> = index
                     .map(|infos| infos.into_iter().map(|i| i.label).collect())
                     .unwrap_or_default();
-                cache.keys.retain(|(label, _)| listed.contains(label));
+                cache
+                    .keys
+                    .retain(|(holder, _)| listed.contains(&holder.label));
                 cache.loaded = false;
                 if cache.reported != Some(stamp) {
                     cache.reported = Some(stamp);
@@ -180,7 +214,10 @@ impl ApiKeys {
         }
     }
 
-    async fn read_keys(&self, infos: &[KeyInfo]) -> Result<Vec<(String, Secret)>, ApiKeyError> {
+    async fn read_keys(
+        &self,
+        infos: &[KeyInfo],
+    ) -> Result<Vec<(KeyHolder, Secret)>, ApiKeyError> {
         let mut keys = Vec::new();
         for info in infos {
             if let Some(key) = self
@@ -188,7 +225,11 @@ impl ApiKeys {
                 .get(SecretKey::ApiKey(info.label.clone()))
                 .await?
             {
-                keys.push((info.label.clone(), key));
+                let holder = KeyHolder {
+                    label: info.label.clone(),
+                    accounts: info.accounts.as_deref().map(Arc::from),
+                };
+                keys.push((holder, key));
             }
         }
         Ok(keys)
@@ -256,25 +297,25 @@ mod tests {
     async fn create_verify_revoke() {
         let dir = tempfile::tempdir().unwrap();
         let keys = ApiKeys::new(dir.path(), Keychain::new(Arc::new(MemoryStore::default())));
-        let key = keys.create("ci").await.unwrap();
+        let key = keys.create("ci", None).await.unwrap();
         assert!(key.expose().starts_with("tw_") && key.expose().len() == 67);
         assert!(matches!(
-            keys.create("ci").await,
+            keys.create("ci", None).await,
             Err(ApiKeyError::Exists(_))
         ));
         assert!(matches!(
-            keys.create("Bad Label").await,
+            keys.create("Bad Label", None).await,
             Err(ApiKeyError::BadLabel(_))
         ));
-        assert_eq!(keys.verify(key.expose()).await.as_deref(), Some("ci"));
-        assert_eq!(keys.verify("tw_wrong").await, None);
+        assert_eq!(keys.verify(key.expose()).await.map(|h| h.label).as_deref(), Some("ci"));
+        assert!(keys.verify("tw_wrong").await.is_none());
         let text = std::fs::read_to_string(dir.path().join("api-keys.json")).unwrap();
         assert!(!text.contains(key.expose()), "the index holds no key");
         // A second handle (another process) revokes; this one notices.
         let other = ApiKeys::new(dir.path(), keys.keychain.clone());
         std::thread::sleep(std::time::Duration::from_millis(20)); // a distinct mtime
         other.revoke("ci").await.unwrap();
-        assert_eq!(keys.verify(key.expose()).await, None);
+        assert!(keys.verify(key.expose()).await.is_none());
         assert!(matches!(
             other.revoke("ci").await,
             Err(ApiKeyError::Unknown(_))
@@ -288,20 +329,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(MemoryStore::default());
         let keys = ApiKeys::new(dir.path(), Keychain::new(store.clone()));
-        let a = keys.create("a").await.unwrap();
-        let b = keys.create("b").await.unwrap();
-        assert_eq!(keys.verify(b.expose()).await.as_deref(), Some("b"));
+        let a = keys.create("a", None).await.unwrap();
+        let b = keys.create("b", None).await.unwrap();
+        assert_eq!(keys.verify(b.expose()).await.map(|h| h.label).as_deref(), Some("b"));
         let other = ApiKeys::new(dir.path(), keys.keychain.clone());
         std::thread::sleep(std::time::Duration::from_millis(20)); // a distinct mtime
         other.revoke("b").await.unwrap();
         store
             .fail_reads
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        assert_eq!(keys.verify(b.expose()).await, None, "revoked stays revoked");
-        assert_eq!(keys.verify(a.expose()).await.as_deref(), Some("a"));
+        assert!(keys.verify(b.expose()).await.is_none(), "revoked stays revoked");
+        assert_eq!(keys.verify(a.expose()).await.map(|h| h.label).as_deref(), Some("a"));
         // A broken index: no key is trusted until it can be read again.
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(dir.path().join("api-keys.json"), "{not json").unwrap();
-        assert_eq!(keys.verify(a.expose()).await, None);
+        assert!(keys.verify(a.expose()).await.is_none());
     }
 }

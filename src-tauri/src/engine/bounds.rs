@@ -35,6 +35,11 @@ pub const MAX_HISTORY_ROWS: usize = 1000;
 /// The most bytes read from one provider answer. Real token answers are under 10 KiB.
 pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
+/// Refreshes callers may ask for (refresh now, `min_valid`) in a row per account; after
+/// that, one per `[refresh] min_interval`. A user retrying or a script's burst gets through;
+/// a loop does not reach the provider.
+pub const ASKED_REFRESH_BURST: u32 = 10;
+
 /// The most API connections the config may allow at once (`[api] max_connections`).
 pub const MAX_API_CONNECTIONS: usize = 16_384;
 

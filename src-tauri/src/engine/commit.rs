@@ -4,7 +4,7 @@
 //! per episode. Every state change goes through [`Engine::update`], which tells subscribers
 //! and saves the state for other processes.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use super::config::Account;
 use super::events::EngineEvent;
@@ -30,7 +30,7 @@ impl Engine {
         let name = &account.name;
         let saved = self.save_tokens(name, &set).await;
         let expires_at = set.expires_at;
-        let now = SystemTime::now();
+        let now = crate::engine::clock::now();
         let installed = self.update(name, |s| {
             if s.generation != generation {
                 return None;
@@ -39,7 +39,7 @@ impl Engine {
             let (state, notice) = state.succeeded(set, account.schedule, name);
             s.state = state;
             s.generation += 1;
-            s.last_refresh = Some(Deadline::at(now));
+            s.mark_refreshed(now);
             s.unsaved = saved.as_ref().err().map(|e| Unsaved {
                 attempt: 1,
                 next_try: Deadline::after(now, Duration::from_secs(1)),
@@ -128,7 +128,7 @@ impl Engine {
             }
             s.unsaved = saved.as_ref().err().map(|e| Unsaved {
                 attempt: 1,
-                next_try: Deadline::after(SystemTime::now(), Duration::from_secs(1)),
+                next_try: Deadline::after(crate::engine::clock::now(), Duration::from_secs(1)),
                 message: format!("a new refresh token is not saved in the keychain yet: {e}"),
             });
         })
@@ -145,7 +145,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let name = &account.name;
         let retry = self.config().retry;
-        let now = SystemTime::now();
+        let now = crate::engine::clock::now();
         let quiet = matches!(
             error,
             RefreshError::NotConnected { .. } | RefreshError::MissingSecret { .. }
@@ -197,7 +197,7 @@ impl Engine {
         name: &AccountName,
         f: impl FnOnce(&mut Slot) -> T,
     ) -> Result<T, EngineError> {
-        let now = SystemTime::now();
+        let now = crate::engine::clock::now();
         let (result, from, to, last_error, last_refresh) = self.with_slot(name, |s| {
             let from = s.status(now);
             let result = f(s);

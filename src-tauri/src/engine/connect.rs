@@ -326,7 +326,7 @@ impl Engine {
             s.state = AccountState::fresh(set, account.schedule, name);
             s.generation += 1;
             s.unsaved = None;
-            s.last_refresh = Some(super::names::Deadline::now());
+            s.mark_refreshed(crate::engine::clock::now());
             s.report_refreshes.clear();
             s.last_outcome = None;
         })?;

@@ -56,6 +56,14 @@ pub enum EngineError {
         window_minutes: u64,
         until: Deadline,
     },
+    /// Callers asked for more refreshes of this account (refresh now, `min_valid`) than the
+    /// burst allows: no key holder can make the engine hammer a provider.
+    #[error("{account}: too many refreshes asked for: {} in a row, then one per {}s ([refresh] min_interval); try again in {}s", super::bounds::ASKED_REFRESH_BURST, floor.as_secs(), wait.as_secs().max(1))]
+    TooSoon {
+        account: AccountName,
+        floor: std::time::Duration,
+        wait: std::time::Duration,
+    },
     #[error("{account}: {message}")]
     Usage {
         account: AccountName,
@@ -80,6 +88,7 @@ pub enum ErrorKind {
     HistoryUnavailable,
     Locked,
     RejectedLoop,
+    TooSoon,
     ApiKey,
     Unavailable,
 }
@@ -98,6 +107,7 @@ impl ErrorKind {
             Self::HistoryUnavailable => "history_unavailable",
             Self::Locked => "locked",
             Self::RejectedLoop => "rejected_loop",
+            Self::TooSoon => "too_soon",
             Self::ApiKey => "api_key",
             Self::Unavailable => "unavailable",
         }
@@ -162,6 +172,7 @@ impl EngineError {
             Self::ApiKey(_) => ErrorKind::ApiKey,
             Self::NoValidToken { kind, .. } => *kind,
             Self::RejectedLoop { .. } => ErrorKind::RejectedLoop,
+            Self::TooSoon { .. } => ErrorKind::TooSoon,
             Self::Usage { .. } => ErrorKind::BadRequest,
             Self::Io(_) => ErrorKind::Unavailable,
         }
@@ -182,6 +193,17 @@ impl EngineError {
             }
             Self::NoValidToken { remedy, .. } => remedy.clone(),
             Self::RejectedLoop { until, .. } => Some(Remedy::WaitUntil { until: *until }),
+            Self::TooSoon { wait, .. } => Some(Remedy::WaitUntil {
+                until: Deadline::after(crate::engine::clock::now(), *wait),
+            }),
+            _ => None,
+        }
+    }
+
+    /// How long to wait before asking again, when that is known (`Retry-After`).
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::TooSoon { wait, .. } => Some(*wait),
             _ => None,
         }
     }
@@ -193,6 +215,7 @@ impl EngineError {
             | Self::Unsaved { account: a, .. }
             | Self::NoValidToken { account: a, .. }
             | Self::RejectedLoop { account: a, .. }
+            | Self::TooSoon { account: a, .. }
             | Self::Usage { account: a, .. } => Some(a),
             Self::Refresh(e) => Some(e.account()),
             _ => None,
@@ -225,6 +248,7 @@ mod tests {
             ErrorKind::HistoryUnavailable,
             ErrorKind::Locked,
             ErrorKind::RejectedLoop,
+            ErrorKind::TooSoon,
             ErrorKind::ApiKey,
             ErrorKind::Unavailable,
         ];

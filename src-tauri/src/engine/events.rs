@@ -59,6 +59,23 @@ pub enum EngineEvent {
     },
 }
 
+impl EngineEvent {
+    /// The account the event is about; `None` for the whole engine.
+    pub fn account(&self) -> Option<&AccountName> {
+        match self {
+            Self::StatusChanged { account, .. }
+            | Self::Refreshed { account, .. }
+            | Self::RefreshFailed { account, .. }
+            | Self::Recovered { account }
+            | Self::ConnectProgress { account, .. }
+            | Self::KeychainWriteFailed { account, .. }
+            | Self::Saved { account }
+            | Self::ReportsRefused { account, .. } => Some(account),
+            Self::ConfigReloaded { .. } => None,
+        }
+    }
+}
+
 /// Where a consent flow is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

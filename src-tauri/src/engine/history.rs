@@ -188,20 +188,23 @@ impl History {
         Ok(())
     }
 
+    /// The newest `limit` entries of these accounts (`None`: all).
     pub fn entries(
         &self,
-        account: Option<&AccountName>,
+        accounts: Option<&[AccountName]>,
         limit: usize,
     ) -> Result<Vec<Entry>, HistoryError> {
         let conn = self.conn.lock().expect("poisoned");
         let mut stmt = conn
             .prepare(
                 "SELECT at_ms, account, trigger, outcome, duration_ms, expires_at, error_code, message
-                 FROM refreshes WHERE (?1 IS NULL OR account = ?1) ORDER BY id DESC LIMIT ?2",
+                 FROM refreshes WHERE (?1 IS NULL OR account IN (SELECT value FROM json_each(?1)))
+                 ORDER BY id DESC LIMIT ?2",
             )
             .map_err(|e| self.fail(e))?;
+        let accounts = accounts.map(|a| serde_json::to_string(a).expect("names serialize"));
         let rows = stmt
-            .query_map(params![account.map(|a| a.as_str()), limit as i64], |row| {
+            .query_map(params![accounts, limit as i64], |row| {
                 Ok(Entry {
                     at: Deadline::from_unix_millis(row.get(0)?),
                     account: row.get(1)?,
@@ -370,7 +373,7 @@ mod tests {
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].account, "b");
         assert_eq!(all[0].outcome, "permanent_error");
-        assert_eq!(h.entries(Some(&a), 10).unwrap().len(), 1);
+        assert_eq!(h.entries(Some(std::slice::from_ref(&a)), 10).unwrap().len(), 1);
         h.save_state(&a, "fresh", None, None).unwrap();
         h.save_state(&a, "retrying", Some("x"), None).unwrap();
         assert_eq!(h.saved_state(&a).unwrap().unwrap().status, "retrying");

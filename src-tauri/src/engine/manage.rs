@@ -81,7 +81,7 @@ impl Engine {
             .set(SecretKey::ClientSecret(name.clone()), value)
             .await?;
         if !account.provider.needs_consent() {
-            let now = std::time::SystemTime::now();
+            let now = crate::engine::clock::now();
             self.update(name, |s| {
                 s.last_outcome = None;
                 s.fetch_unasked = true;
@@ -126,7 +126,7 @@ impl Engine {
         if self.with_slot(name, |s| s.unsaved.is_some())? {
             return Ok(());
         }
-        let now = std::time::SystemTime::now();
+        let now = crate::engine::clock::now();
         match self.shared.keychain.tokens(name).await {
             Ok(stored) => {
                 self.update(name, |s| {

@@ -10,6 +10,7 @@
 //! * `connect`   consent flows (begin/progress/cancel), browser and device
 //! * `manage`    disconnect, client secrets, re-reading the keychain
 //! * `scheduler` sleeps until the next deadline     * `timing`  refresh lead and backoff
+//! * `clock`     "now" for deadlines: never turned back by a clock step
 //! * `config`    config.toml → resolved accounts     * `provider` one submodule per kind
 //! * `secrets`   the keychain behind `SecretStore`   * `history` the refresh log (SQLite)
 //! * `events`    what front ends redraw from         * `views`   what front ends read
@@ -22,6 +23,7 @@
 
 pub mod api_keys;
 pub mod bounds;
+pub mod clock;
 mod commit;
 pub mod config;
 mod connect;
@@ -49,7 +51,6 @@ pub mod views;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
 
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
@@ -157,7 +158,7 @@ impl Engine {
     pub fn snapshot(&self) -> Vec<AccountView> {
         let config = self.config();
         let accounts = self.shared.accounts.lock().expect("poisoned");
-        let now = SystemTime::now();
+        let now = crate::engine::clock::now();
         config
             .accounts
             .iter()
@@ -166,22 +167,23 @@ impl Engine {
     }
 
     pub fn view(&self, name: &AccountName) -> Result<AccountView, EngineError> {
-        self.with_slot(name, |s| s.view(SystemTime::now()))
+        self.with_slot(name, |s| s.view(crate::engine::clock::now()))
     }
 
-    /// The refresh log, newest first (read off the async workers).
+    /// The refresh log of these accounts (`None`: all), newest first, read off the async
+    /// workers.
     pub async fn history(
         &self,
-        account: Option<&AccountName>,
+        accounts: Option<&[AccountName]>,
         limit: usize,
     ) -> Result<Vec<history::Entry>, EngineError> {
-        if let Some(name) = account {
+        if let [name] = accounts.unwrap_or_default() {
             self.account(name)?;
         }
-        let (shared, account) = (self.shared.clone(), account.cloned());
+        let (shared, accounts) = (self.shared.clone(), accounts.map(<[_]>::to_vec));
         tokio::task::spawn_blocking(move || {
             shared.log.flush(); // what this engine recorded so far is in the answer
-            shared.history.entries(account.as_ref(), limit)
+            shared.history.entries(accounts.as_deref(), limit)
         })
         .await
         .map_err(|e| EngineError::Io(format!("history task: {e}")))?
@@ -191,7 +193,7 @@ impl Engine {
     /// Sets the seconds-until-expiry gauges from the current tokens (called when scraped).
     pub fn update_expiry_gauges(&self) {
         let accounts = self.shared.accounts.lock().expect("poisoned");
-        let now = SystemTime::now();
+        let now = crate::engine::clock::now();
         for (name, slot) in accounts.iter() {
             let left = slot
                 .state

@@ -84,7 +84,7 @@ impl Deadline {
         Self(time.max(UNIX_EPOCH)).min(Self::latest())
     }
     pub fn now() -> Self {
-        Self::at(SystemTime::now())
+        Self::at(crate::engine::clock::now())
     }
     pub fn after(from: SystemTime, lifetime: Duration) -> Self {
         from.checked_add(lifetime)
@@ -180,7 +180,7 @@ mod tests {
 
     #[test]
     fn deadline_remaining_saturates() {
-        let now = SystemTime::now();
+        let now = crate::engine::clock::now();
         let d = Deadline::after(now, Duration::from_secs(10));
         assert_eq!(d.remaining(now), Duration::from_secs(10));
         assert_eq!(d.remaining(now + Duration::from_secs(20)), Duration::ZERO);
@@ -189,7 +189,7 @@ mod tests {
 
     #[test]
     fn absurd_deadlines_saturate_and_still_format() {
-        let now = SystemTime::now();
+        let now = crate::engine::clock::now();
         let latest = Deadline::latest();
         for d in [
             Deadline::after(now, Duration::MAX),

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
@@ -133,7 +133,7 @@ impl Engine {
         })
         .await
         .unwrap_or_default();
-        let now = SystemTime::now();
+        let now = crate::engine::clock::now();
         if self.mode() == Mode::Refresher {
             // The scheduler reads the keychain right away, a few accounts at a time: the
             // engine and its API answer at once, whatever the number of accounts.

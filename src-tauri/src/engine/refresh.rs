@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use super::config::Account;
 use super::history::Trigger;
@@ -104,6 +104,9 @@ impl Engine {
             // hammering a failing provider helps no one (a manual refresh still goes through).
             self.check_not_waiting(name)?;
         }
+        if matches!(trigger, Trigger::MinValid | Trigger::Manual) {
+            self.check_floor(name)?;
+        }
         // Without a running scheduler (a CLI command), a dependency may have lapsed: refresh
         // it first so that this fetch never uses a dead token.
         for up in &account.upstream {
@@ -123,7 +126,7 @@ impl Engine {
         let (current, generation) = self.update(name, |s| {
             s.state = std::mem::replace(&mut s.state, AccountState::NotConnected).begin_refresh();
             if trigger == Trigger::Rejected {
-                s.report_refreshes.push_back(SystemTime::now());
+                s.report_refreshes.push_back(Instant::now());
             }
             (s.state.tokens().cloned(), s.generation)
         })?;
@@ -238,7 +241,7 @@ impl Engine {
             return None;
         }
         let accounts = self.shared.accounts.lock().expect("poisoned");
-        let now = SystemTime::now();
+        let now = crate::engine::clock::now();
         let tokens = account
             .upstream
             .iter()

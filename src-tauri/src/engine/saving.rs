@@ -5,7 +5,7 @@
 //! unsaved one: the generation says which is current.
 //! This is the seam for "where a token set lives": a shared store can take its place later.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use super::config::RetrySettings;
 use super::events::EngineEvent;
@@ -72,7 +72,7 @@ impl Engine {
                 self.with_slot(name, |s| {
                     if let Some(u) = &mut s.unsaved {
                         u.attempt = attempt;
-                        u.next_try = Deadline::after(SystemTime::now(), delay);
+                        u.next_try = Deadline::after(crate::engine::clock::now(), delay);
                     }
                 })
                 .ok();

@@ -17,7 +17,7 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 pub(super) async fn run(engine: Engine, stop: CancellationToken) {
     loop {
-        let now = SystemTime::now();
+        let now = crate::engine::clock::now();
         let plan = engine.plan(now);
         for (name, work) in plan.due {
             engine.start(name, work);

@@ -4,7 +4,7 @@
 //! refreshing after a few reports of tokens that were just refreshed (the loop guard): more
 //! refreshes will not fix an API that refuses a fresh token.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 
 use super::error::{ErrorKind, Remedy};
 use super::events::EngineEvent;
@@ -32,7 +32,7 @@ impl Engine {
         min_valid: Duration,
     ) -> Result<Option<TokenView>, EngineError> {
         self.with_slot(name, |slot| {
-            let now = SystemTime::now();
+            let now = crate::engine::clock::now();
             slot.state.tokens().and_then(|t| {
                 let left = t.expires_at.remaining(now);
                 (left > Duration::ZERO && left >= min_valid).then(|| TokenView {
@@ -100,7 +100,7 @@ impl Engine {
     ) -> Result<TokenView, EngineError> {
         self.read_if_unread(name).await?;
         let (status, is_current) = self.with_slot(name, |s| {
-            (s.status(SystemTime::now()), s.holds_current(reported))
+            (s.status(crate::engine::clock::now()), s.holds_current(reported))
         })?;
         if status == Status::NeedsReconnect {
             // Whatever the client holds, the grant behind it is refused: say so.
@@ -119,7 +119,7 @@ impl Engine {
     /// Fails when the account waits: for its backoff to pass, or for the user.
     pub(super) fn check_not_waiting(&self, name: &AccountName) -> Result<(), EngineError> {
         let waiting = self.with_slot(name, |s| match &s.state {
-            AccountState::Retrying { next_try, .. } => !next_try.has_passed(SystemTime::now()),
+            AccountState::Retrying { next_try, .. } => !next_try.has_passed(crate::engine::clock::now()),
             AccountState::NeedsReconnect { .. } => true,
             _ => false,
         })?;
@@ -151,22 +151,39 @@ impl Engine {
         }
     }
 
+    /// Takes one of the refreshes callers may ask for, or refuses with how long to wait:
+    /// [`super::bounds::ASKED_REFRESH_BURST`] in a row, then one per `min_interval`. Callers that
+    /// share a refresh in flight take none.
+    pub(super) fn check_floor(&self, name: &AccountName) -> Result<(), EngineError> {
+        self.with_slot(name, |s| {
+            let floor = s.account.schedule.min_interval;
+            s.asks
+                .take(floor, Instant::now())
+                .map_err(|wait| EngineError::TooSoon {
+                    account: name.clone(),
+                    floor,
+                    wait,
+                })
+        })?
+    }
+
     /// Refuses a report once reports have caused `REPORT_LIMIT` refreshes within the window.
     fn check_report_loop(&self, name: &AccountName) -> Result<(), EngineError> {
-        let now = SystemTime::now();
+        let now = Instant::now();
         let tripped = self.with_slot(name, |s| {
             while s
                 .report_refreshes
                 .front()
-                .is_some_and(|t| now.duration_since(*t).unwrap_or_default() >= REPORT_WINDOW)
+                .is_some_and(|t| now.duration_since(*t) >= REPORT_WINDOW)
             {
                 s.report_refreshes.pop_front();
             }
             (s.report_refreshes.len() >= REPORT_LIMIT).then(|| {
                 let oldest = *s.report_refreshes.front().expect("at least the limit");
+                let left = (oldest + REPORT_WINDOW).saturating_duration_since(now);
                 (
                     s.report_refreshes.len(),
-                    Deadline::at(oldest + REPORT_WINDOW),
+                    Deadline::after(crate::engine::clock::now(), left),
                 )
             })
         })?;

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::bounds;
 use super::config::Account;
 use super::connect::ConnectStatus;
 use super::error::Remedy;
@@ -32,6 +33,10 @@ pub(super) struct Slot {
     /// or save that started under another generation is stale and is dropped.
     pub generation: u64,
     pub last_refresh: Option<Deadline>,
+    /// The same moment by the monotonic clock, when this process obtained the token.
+    pub refreshed_at: Option<std::time::Instant>,
+    /// Refresh attempts callers may still ask for (refresh now, `min_valid`).
+    pub asks: Allowance,
     pub unsaved: Option<Unsaved>,
     /// A scheduled task (refresh, retry, save, re-read) is on its way.
     pub busy: bool,
@@ -41,8 +46,9 @@ pub(super) struct Slot {
     pub last_outcome: Option<Result<(), RefreshError>>,
     /// The generation whose token turned out shorter-lived than a `min_valid` asked for.
     pub short_lived: Option<u64>,
-    /// When refreshes caused by 401 reports happened (the loop guard's window).
-    pub report_refreshes: VecDeque<SystemTime>,
+    /// When refreshes caused by 401 reports happened (the loop guard's window), by the
+    /// monotonic clock.
+    pub report_refreshes: VecDeque<std::time::Instant>,
     pub gate: Arc<tokio::sync::Mutex<()>>,
     pub connect: watch::Sender<ConnectStatus>,
     pub connect_cancel: Option<CancellationToken>,
@@ -55,6 +61,48 @@ pub(super) struct Slot {
     pub fetch_unasked: bool,
 }
 
+/// A bucket of refreshes callers may ask for: [`bounds::ASKED_REFRESH_BURST`] at most,
+/// one more each `min_interval` (by the monotonic clock).
+#[derive(Debug)]
+pub(super) struct Allowance {
+    left: f64,
+    at: Option<std::time::Instant>,
+}
+
+impl Default for Allowance {
+    fn default() -> Self {
+        Self {
+            left: f64::from(bounds::ASKED_REFRESH_BURST),
+            at: None,
+        }
+    }
+}
+
+impl Allowance {
+    /// Takes one ask; `Err(wait)` until the next one is allowed.
+    pub fn take(
+        &mut self,
+        every: std::time::Duration,
+        now: std::time::Instant,
+    ) -> Result<(), std::time::Duration> {
+        let burst = f64::from(bounds::ASKED_REFRESH_BURST);
+        if every.is_zero() {
+            return Ok(());
+        }
+        if let Some(at) = self.at {
+            let earned = now.saturating_duration_since(at).as_secs_f64() / every.as_secs_f64();
+            self.left = (self.left + earned).min(burst);
+        }
+        self.at = Some(now);
+        if self.left >= 1.0 {
+            self.left -= 1.0;
+            Ok(())
+        } else {
+            Err(every.mul_f64(1.0 - self.left))
+        }
+    }
+}
+
 impl Slot {
     pub fn new(account: Arc<Account>, state: AccountState) -> Self {
         Self {
@@ -63,6 +111,8 @@ impl Slot {
             state,
             generation: 0,
             last_refresh: None,
+            refreshed_at: None,
+            asks: Allowance::default(),
             unsaved: None,
             busy: false,
             attempts: 0,
@@ -77,9 +127,26 @@ impl Slot {
         }
     }
 
+    /// How long ago the last token was obtained: by the monotonic clock when this process
+    /// obtained it (a clock stepped either way changes nothing), else by the wall clock from
+    /// the saved time, and unknown when that lies in the future.
+    pub fn since_refresh(&self) -> Option<std::time::Duration> {
+        match self.refreshed_at {
+            Some(at) => Some(at.elapsed()),
+            None => self
+                .last_refresh
+                .and_then(|at| crate::engine::clock::now().duration_since(at.time()).ok()),
+        }
+    }
+
     pub fn refreshed_within(&self, window: std::time::Duration) -> bool {
-        self.last_refresh
-            .is_some_and(|at| at.time().elapsed().unwrap_or_default() < window)
+        self.since_refresh().is_some_and(|since| since < window)
+    }
+
+    /// Records a token obtained now.
+    pub fn mark_refreshed(&mut self, now: SystemTime) {
+        self.last_refresh = Some(Deadline::at(now));
+        self.refreshed_at = Some(std::time::Instant::now());
     }
 
     pub fn status(&self, now: SystemTime) -> Status {
@@ -152,5 +219,36 @@ impl Account {
         } else {
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::Allowance;
+    use crate::engine::bounds::ASKED_REFRESH_BURST;
+
+    #[test]
+    fn a_burst_then_one_per_interval() {
+        let every = Duration::from_secs(30);
+        let mut asks = Allowance::default();
+        let t0 = Instant::now();
+        for i in 0..ASKED_REFRESH_BURST {
+            assert_eq!(asks.take(every, t0), Ok(()), "ask {i}");
+        }
+        assert_eq!(asks.take(every, t0), Err(every));
+        let half = t0 + every / 2;
+        assert_eq!(asks.take(every, half), Err(every / 2));
+        assert_eq!(asks.take(every, t0 + every), Ok(()));
+        assert!(asks.take(every, t0 + every).is_err());
+        // A long pause refills the burst, no more.
+        let later = t0 + every * 1000;
+        for _ in 0..ASKED_REFRESH_BURST {
+            assert_eq!(asks.take(every, later), Ok(()));
+        }
+        assert!(asks.take(every, later).is_err());
+        // No interval: no limit.
+        assert_eq!(asks.take(Duration::ZERO, later), Ok(()));
     }
 }

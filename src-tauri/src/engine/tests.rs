@@ -132,7 +132,7 @@ async fn a_failed_keychain_write_keeps_the_token_in_memory_and_is_retried() {
     );
     assert_eq!(engine.snapshot()[0].last_error, None);
     assert!(!engine.snapshot()[0].unsaved);
-    let log = engine.history(Some(&svc()), 10).await.unwrap();
+    let log = engine.history(Some(&[svc()]), 10).await.unwrap();
     assert_eq!(log[0].trigger, "save", "{log:?}");
     assert_eq!(log[1].error_code.as_deref(), Some("keychain_write_failed"));
     assert_eq!(

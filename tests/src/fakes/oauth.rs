@@ -286,6 +286,8 @@ pub struct State {
     codes: HashMap<String, PendingCode>,
     live_refresh: HashSet<String>,
     current_access: Option<(String, Instant)>,
+    /// When each access token issued expires (by this process's monotonic clock).
+    access_expiry: HashMap<String, Instant>,
     scope: String,
     serial: u64,
     /// Set while one answer is to carry `expires_in` as a string ([`Fault::ExpiresInAsString`]).
@@ -312,6 +314,14 @@ impl State {
         matches!(&self.current_access, Some((t, exp)) if t == token && Instant::now() < *exp)
     }
 
+    /// How long an access token this fake issued has left, by the real clock: `None` if it
+    /// never issued it, zero once it has expired (whatever the clock of the process asking).
+    pub fn access_token_left(&self, token: &str) -> Option<Duration> {
+        self.access_expiry
+            .get(token)
+            .map(|exp| exp.saturating_duration_since(Instant::now()))
+    }
+
     pub fn refresh_requests(&self) -> Vec<TokenRequest> {
         self.token_requests
             .iter()
@@ -331,6 +341,7 @@ impl State {
         let access = token_value(&self.config.access_token_prefix, "access", n);
         let expires = Instant::now() + Duration::from_secs(self.config.expires_in);
         self.current_access = Some((access.clone(), expires));
+        self.access_expiry.insert(access.clone(), expires);
         let expires_in = if self.expires_in_as_string {
             json!(self.config.expires_in.to_string())
         } else {
@@ -526,6 +537,7 @@ impl OAuthFake {
             codes: HashMap::new(),
             live_refresh: HashSet::new(),
             current_access: None,
+            access_expiry: HashMap::new(),
             scope: String::new(),
             serial: 0,
             expires_in_as_string: false,

@@ -31,7 +31,7 @@ pub(super) fn oauth(raw: &RawAccount, preset_name: &str) -> Result<OAuth2Spec, P
     let default_url = |u: Option<&str>| {
         u.map(|u| Url::parse(&u.replace("{tenant}", tenant)).expect("preset URLs are valid"))
     };
-    let issuer = url(&raw.issuer, "issuer")?;
+    let issuer = url(&raw.issuer, "issuer", raw)?;
     if preset_name == "oidc" && issuer.is_none() {
         return Err(Problem::new(
             raw.provider.span(),
@@ -40,10 +40,10 @@ pub(super) fn oauth(raw: &RawAccount, preset_name: &str) -> Result<OAuth2Spec, P
         ));
     }
     let endpoints = Endpoints {
-        auth_url: url(&raw.auth_url, "auth_url")?.or_else(|| default_url(p.auth)),
-        token_url: url(&raw.token_url, "token_url")?.or_else(|| default_url(p.token)),
-        revoke_url: url(&raw.revoke_url, "revoke_url")?.or_else(|| default_url(p.revoke)),
-        device_auth_url: url(&raw.device_auth_url, "device_auth_url")?,
+        auth_url: url(&raw.auth_url, "auth_url", raw)?.or_else(|| default_url(p.auth)),
+        token_url: url(&raw.token_url, "token_url", raw)?.or_else(|| default_url(p.token)),
+        revoke_url: url(&raw.revoke_url, "revoke_url", raw)?.or_else(|| default_url(p.revoke)),
+        device_auth_url: url(&raw.device_auth_url, "device_auth_url", raw)?,
     };
     if endpoints.token_url.is_none() && issuer.is_none() {
         return Err(Problem::new(
@@ -150,7 +150,7 @@ pub(super) fn oauth(raw: &RawAccount, preset_name: &str) -> Result<OAuth2Spec, P
 
 pub(super) fn wechat(raw: &RawAccount) -> Result<Provider, Problem> {
     let appid = required(&raw.client_id, raw, "client_id", "the appid")?;
-    let base_url = url(&raw.base_url, "base_url")?
+    let base_url = url(&raw.base_url, "base_url", raw)?
         .unwrap_or_else(|| Url::parse("https://api.weixin.qq.com").expect("valid"));
     let endpoint = match raw
         .endpoint
@@ -189,7 +189,7 @@ pub(super) fn ticket(raw: &RawAccount, parent_base: Option<&Url>) -> Result<Prov
             .map_err(|e: crate::engine::names::BadAccountName| {
                 Problem::new(parent.span(), Some("depends_on"), e.to_string())
             })?;
-    let base_url = match url(&raw.base_url, "base_url")? {
+    let base_url = match url(&raw.base_url, "base_url", raw)? {
         Some(u) => u,
         None => parent_base
             .cloned()
@@ -204,9 +204,10 @@ pub(super) fn ticket(raw: &RawAccount, parent_base: Option<&Url>) -> Result<Prov
 
 pub(super) fn http(raw: &RawAccount) -> Result<Provider, Problem> {
     let url = required(&raw.url, raw, "url", "the token endpoint")?;
-    if Url::parse(&url.replace("{{", "").replace("}}", "")).is_err() {
-        let span = raw.url.as_ref().map(|u| u.span()).unwrap_or_default();
-        return Err(Problem::new(span, Some("url"), "not a URL"));
+    let span = raw.url.as_ref().map(|u| u.span()).unwrap_or_default();
+    match Url::parse(&url.replace("{{", "").replace("}}", "")) {
+        Ok(parsed) => check_plain_http(&parsed, span, "url", raw)?,
+        Err(_) => return Err(Problem::new(span, Some("url"), "not a URL")),
     }
     let method = match raw
         .method
@@ -307,7 +308,14 @@ fn required(
     }
 }
 
-fn url(value: &Option<S<String>>, key: &'static str) -> Result<Option<Url>, Problem> {
+/// An endpoint URL: http(s), and plain `http://` only to this machine unless the account
+/// says `allow_insecure_http = true` (client secrets and refresh tokens would cross the
+/// network readable by anyone on the path).
+fn url(
+    value: &Option<S<String>>,
+    key: &'static str,
+    raw: &RawAccount,
+) -> Result<Option<Url>, Problem> {
     value
         .as_ref()
         .map(|v| {
@@ -320,9 +328,27 @@ fn url(value: &Option<S<String>>, key: &'static str) -> Result<Option<Url>, Prob
                     "must be an http:// or https:// URL",
                 ));
             }
+            check_plain_http(&parsed, v.span(), key, raw)?;
             Ok(parsed)
         })
         .transpose()
+}
+
+fn check_plain_http(
+    url: &Url,
+    span: std::ops::Range<usize>,
+    key: &'static str,
+    raw: &RawAccount,
+) -> Result<(), Problem> {
+    let allowed = raw.allow_insecure_http.as_ref().is_some_and(|a| *a.get_ref());
+    if allowed || !crate::engine::provider::is_plain_remote_http(url) {
+        return Ok(());
+    }
+    Err(Problem::new(
+        span,
+        Some(key),
+        "is plain http:// to another machine: the client secret and tokens would cross the network unencrypted. Use https://, or set `allow_insecure_http = true` in this account if that is really meant",
+    ))
 }
 
 fn duration(value: &S<String>, key: &'static str) -> Result<Duration, Problem> {

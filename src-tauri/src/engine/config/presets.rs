@@ -24,7 +24,7 @@ pub const PRESETS: &[&str] = &[
     "http",
 ];
 
-const COMMON: &[&str] = &["depends_on", "refresh_before"];
+const COMMON: &[&str] = &["depends_on", "refresh_before", "allow_insecure_http"];
 const OAUTH_KEYS: &[&str] = &[
     "client_id",
     "scopes",

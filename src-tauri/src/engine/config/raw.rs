@@ -60,6 +60,7 @@ pub struct RawAccount {
     pub query: Option<S<BTreeMap<String, String>>>,
     pub form: Option<S<BTreeMap<String, String>>>,
     pub json: Option<S<toml::Value>>,
+    pub allow_insecure_http: Option<S<bool>>,
     pub headers: Option<S<BTreeMap<String, String>>>,
     pub token_field: Option<S<String>>,
     pub expires_in_field: Option<S<String>>,
@@ -104,7 +105,8 @@ impl RawAccount {
             expires_at_field,
             lifetime,
             error_field,
-            refresh_before
+            refresh_before,
+            allow_insecure_http
         );
         keys
     }

@@ -224,7 +224,7 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .to_str()
         .ok()?
         .trim();
-    parse_retry_after(value, std::time::SystemTime::now())
+    parse_retry_after(value, crate::engine::clock::now())
 }
 
 fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
@@ -260,7 +260,7 @@ pub fn network_detail(e: &reqwest::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn retry_after_takes_seconds_and_dates() {
@@ -277,6 +277,6 @@ mod tests {
             super::parse_retry_after("Sun, 06 Nov 1994 08:40:00 GMT", now),
             Some(Duration::ZERO)
         );
-        assert_eq!(super::parse_retry_after("soon", SystemTime::now()), None);
+        assert_eq!(super::parse_retry_after("soon", crate::engine::clock::now()), None);
     }
 }

@@ -135,7 +135,7 @@ impl HttpSpec {
         let token = lookup(&body, &self.token_field)
             .and_then(|v| v.as_str())
             .ok_or_else(|| bad(format!("no string at `{}` in the answer", self.token_field)))?;
-        let now = SystemTime::now();
+        let now = crate::engine::clock::now();
         let expires_at = match &self.expiry {
             // The config refuses a fixed lifetime over the bound.
             Expiry::Fixed(lifetime) => Deadline::after(now, *lifetime),

@@ -15,7 +15,6 @@ pub mod oidc;
 pub mod wechat;
 
 use std::collections::HashMap;
-use std::time::SystemTime;
 
 pub use error::RefreshError;
 
@@ -72,7 +71,7 @@ impl Issued {
         let refresh = self
             .refresh
             .or_else(|| current.and_then(|c| c.refresh.clone()));
-        let now = SystemTime::now();
+        let now = crate::engine::clock::now();
         let (expires_at, expiry_estimated) = match self.expires {
             Expires::At(at) => (at, false),
             Expires::Unstated if refresh.is_some() => {
@@ -103,7 +102,7 @@ impl Issued {
 
     /// A deadline `secs` from now, bounded (`refresh_token_expires_in` and the like).
     pub fn deadline_in(secs: u64) -> Deadline {
-        Deadline::after(SystemTime::now(), bounds::lifetime_secs(secs))
+        Deadline::after(crate::engine::clock::now(), bounds::lifetime_secs(secs))
     }
 }
 
@@ -152,5 +151,35 @@ impl Provider {
             Self::Http(p) => p.upstream(),
             _ => Vec::new(),
         }
+    }
+}
+
+/// Plain `http://` to anything but this machine: what secrets must not be sent over.
+pub fn is_plain_remote_http(url: &url::Url) -> bool {
+    let local = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => {
+            name.eq_ignore_ascii_case("localhost") || name.to_ascii_lowercase().ends_with(".localhost")
+        }
+        None => false,
+    };
+    url.scheme() == "http" && !local
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_plain_http_off_this_machine_is_insecure() {
+        let insecure = |u: &str| super::is_plain_remote_http(&url::Url::parse(u).unwrap());
+        assert!(insecure("http://auth.example.com/token"));
+        assert!(insecure("http://10.0.0.7/token"));
+        assert!(insecure("http://127.0.0.1.example.com/token"));
+        assert!(!insecure("https://auth.example.com/token"));
+        assert!(!insecure("http://127.0.0.1:9000/token"));
+        assert!(!insecure("http://127.8.9.10/token"));
+        assert!(!insecure("http://[::1]:9000/token"));
+        assert!(!insecure("http://localhost:9000/token"));
+        assert!(!insecure("http://app.localhost/token"));
     }
 }

@@ -46,6 +46,25 @@ pub async fn discover(
     if doc.token_endpoint.is_none() {
         return Err(fail(format!("{url} names no token_endpoint")));
     }
+    // An https issuer may not send the client secret and tokens over plain http.
+    let endpoints = [
+        &doc.authorization_endpoint,
+        &doc.token_endpoint,
+        &doc.revocation_endpoint,
+        &doc.device_authorization_endpoint,
+    ];
+    if !super::is_plain_remote_http(issuer) {
+        if let Some(plain) = endpoints
+            .into_iter()
+            .flatten()
+            .find(|u| super::is_plain_remote_http(u))
+        {
+            return Err(fail(format!(
+                "{url} names a plain http:// endpoint ({}) for an https issuer; refused",
+                plain.origin().ascii_serialization()
+            )));
+        }
+    }
     Ok(Endpoints {
         auth_url: doc.authorization_endpoint,
         token_url: doc.token_endpoint,
