@@ -83,3 +83,127 @@ async fn serve_killed_right_after_a_refresh_can_still_refresh() {
     }
     assert_eq!(serve.stop().await.code, 0);
 }
+
+/// Fifty SIGKILLs at random moments of an engine that rotates single-use refresh tokens
+/// every second or so (3 s tokens refreshed 2 s before expiry). Each round starts `serve`,
+/// waits for a refresh, lets it run a random 0–1.5 s more and kills it; every restart must
+/// refresh again. One window cannot be closed: a kill after the provider rotated the token
+/// and before the keychain write returned (the new token existed only in the dead process).
+/// A round that lands in it must end, at the next start, in `needs_reconnect` saying the
+/// refresh was cut off, after exactly one refusal and no retry; the test then reconnects
+/// (a new grant, as the user would) and goes on. The figures are printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_random_sigkills_while_rotating_lose_nothing_silently() {
+    let (fake, env, _) = LegacyAccount::new(|c| c.expires_in(3))
+        .extra("refresh_before = \"2s\"")
+        .connected(3)
+        .await;
+    const ROUNDS: usize = 50;
+    let started = Instant::now();
+    let mut in_window = 0;
+    let mut trail: Vec<String> = Vec::new();
+    for round in 1..=ROUNDS {
+        let (grants, reused) = {
+            let st = fake.lock();
+            (st.refresh_grants, st.reused_refresh_tokens)
+        };
+        trail.push(format!(
+            "{:.3}s round {round} starts (reused {reused})",
+            started.elapsed().as_secs_f64()
+        ));
+        let mut serve = env.spawn_serve();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        // Either a refresh works, or the last kill landed in the window and this start says so.
+        let cut_off = loop {
+            if fake.lock().refresh_grants > grants {
+                break false;
+            }
+            if env.status("fb").await == "needs_reconnect" {
+                break true;
+            }
+            assert!(
+                serve.running(),
+                "round {round}: serve exited:\n{}",
+                serve.stderr()
+            );
+            if Instant::now() > deadline {
+                let view = env.account("fb").await;
+                panic!(
+                    "round {round}: no refresh within 15 s of the restart: {view}\n{}",
+                    serve.stderr()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        if cut_off {
+            in_window += 1;
+            let view = env.account("fb").await;
+            let error = view["last_error"].as_str().unwrap_or_default().to_owned();
+            assert!(
+                error.contains("cut off"),
+                "round {round}: the refusal names the cut-off refresh: {view}"
+            );
+            let attempts = fake.lock().token_requests.len();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            {
+                let st = fake.lock();
+                assert_eq!(
+                    st.token_requests.len(),
+                    attempts,
+                    "round {round}: no retry after the refusal"
+                );
+                let recent: Vec<String> = st
+                    .token_requests
+                    .iter()
+                    .rev()
+                    .take(8)
+                    .map(|r| {
+                        format!(
+                            "{:.3}s {} {:?} -> {:?}",
+                            r.at.duration_since(started).as_secs_f64(),
+                            r.status,
+                            r.refresh_token,
+                            r.issued_refresh_token
+                        )
+                    })
+                    .collect();
+                assert_eq!(
+                    st.reused_refresh_tokens,
+                    reused + 1,
+                    "round {round}: one refusal; newest requests first:\n{}\n{}",
+                    recent.join("\n"),
+                    trail.join("\n")
+                );
+            }
+            serve.stop().await;
+            // The user connects again (consent in the browser), and this round starts over.
+            env.connect("fb").await;
+            continue;
+        }
+        assert_eq!(fake.lock().reused_refresh_tokens, reused, "round {round}");
+        tokio::time::sleep(Duration::from_millis(rand::random_range(0..1500))).await;
+        trail.push(format!(
+            "{:.3}s round {round} kill",
+            started.elapsed().as_secs_f64()
+        ));
+        serve.kill9().await;
+        // A request the dead process had sent still reaches the fake: let it land before the
+        // next start (as it would at a real provider, seconds before anyone restarts).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // The last kill may have landed in the window too: one more start tells.
+    let mut serve = env.spawn_serve();
+    serve.wait_api().await;
+    let st = fake.lock();
+    eprintln!(
+        "{ROUNDS} SIGKILLs at random moments in {:.0} s: {} refreshes; {in_window} kills landed between the provider rotating a refresh token and the keychain write, each named at the next start (needs_reconnect after one refusal, no retry); no other refresh token was presented twice",
+        started.elapsed().as_secs_f64(),
+        st.refresh_grants,
+    );
+    assert_eq!(
+        st.reused_refresh_tokens, in_window,
+        "no reuse but the one refusal per cut-off refresh"
+    );
+    drop(st);
+    assert!(serve.running());
+}

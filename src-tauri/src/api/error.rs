@@ -63,7 +63,9 @@ impl From<EngineError> for ApiError {
             remedy: e.remedy(),
             account: e.account().cloned(),
             // Whole seconds, rounded up: asking again after that is never too soon.
-            retry_after: e.retry_after().map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0)),
+            retry_after: e
+                .retry_after()
+                .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0)),
         }
     }
 }

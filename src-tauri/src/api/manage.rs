@@ -76,9 +76,7 @@ pub async fn cancel_connect(
     State(s): State<AppState>,
     Named(name): Named,
 ) -> Result<Json<ConnectStatus>, ApiError> {
-    Ok(Json(
-        s.engine.cancel_connect_settled(&name).await?,
-    ))
+    Ok(Json(s.engine.cancel_connect_settled(&name).await?))
 }
 
 #[derive(serde::Serialize)]

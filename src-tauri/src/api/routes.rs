@@ -47,9 +47,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Named {
 
 /// An account name from a path or a query, if the caller may see it.
 fn name(raw: &str, caller: Option<&Caller>) -> Result<AccountName, ApiError> {
-    let name: AccountName = raw.parse().map_err(|e: crate::engine::names::BadAccountName| {
-        ApiError::bad_request(e.to_string())
-    })?;
+    let name: AccountName = raw
+        .parse()
+        .map_err(|e: crate::engine::names::BadAccountName| ApiError::bad_request(e.to_string()))?;
     if caller.is_some_and(|c| !c.may_see(&name)) {
         return Err(EngineError::UnknownAccount(name).into());
     }

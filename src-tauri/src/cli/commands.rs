@@ -185,10 +185,15 @@ async fn api_key(ctx: &Context, action: ApiKeyAction) -> Result<()> {
             let key = keys.create(&label, accounts.clone()).await?;
             println!("{}", key.expose());
             match accounts {
-                None => eprintln!("API key `{label}` created for all accounts; it is shown only this once"),
+                None => eprintln!(
+                    "API key `{label}` created for all accounts; it is shown only this once"
+                ),
                 Some(a) => eprintln!(
                     "API key `{label}` created for {}; it is shown only this once",
-                    a.iter().map(AccountName::as_str).collect::<Vec<_>>().join(", ")
+                    a.iter()
+                        .map(AccountName::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             }
         }

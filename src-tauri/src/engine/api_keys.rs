@@ -214,10 +214,7 @@ impl ApiKeys {
         }
     }
 
-    async fn read_keys(
-        &self,
-        infos: &[KeyInfo],
-    ) -> Result<Vec<(KeyHolder, Secret)>, ApiKeyError> {
+    async fn read_keys(&self, infos: &[KeyInfo]) -> Result<Vec<(KeyHolder, Secret)>, ApiKeyError> {
         let mut keys = Vec::new();
         for info in infos {
             if let Some(key) = self
@@ -307,7 +304,10 @@ mod tests {
             keys.create("Bad Label", None).await,
             Err(ApiKeyError::BadLabel(_))
         ));
-        assert_eq!(keys.verify(key.expose()).await.map(|h| h.label).as_deref(), Some("ci"));
+        assert_eq!(
+            keys.verify(key.expose()).await.map(|h| h.label).as_deref(),
+            Some("ci")
+        );
         assert!(keys.verify("tw_wrong").await.is_none());
         let text = std::fs::read_to_string(dir.path().join("api-keys.json")).unwrap();
         assert!(!text.contains(key.expose()), "the index holds no key");
@@ -331,15 +331,24 @@ mod tests {
         let keys = ApiKeys::new(dir.path(), Keychain::new(store.clone()));
         let a = keys.create("a", None).await.unwrap();
         let b = keys.create("b", None).await.unwrap();
-        assert_eq!(keys.verify(b.expose()).await.map(|h| h.label).as_deref(), Some("b"));
+        assert_eq!(
+            keys.verify(b.expose()).await.map(|h| h.label).as_deref(),
+            Some("b")
+        );
         let other = ApiKeys::new(dir.path(), keys.keychain.clone());
         std::thread::sleep(std::time::Duration::from_millis(20)); // a distinct mtime
         other.revoke("b").await.unwrap();
         store
             .fail_reads
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        assert!(keys.verify(b.expose()).await.is_none(), "revoked stays revoked");
-        assert_eq!(keys.verify(a.expose()).await.map(|h| h.label).as_deref(), Some("a"));
+        assert!(
+            keys.verify(b.expose()).await.is_none(),
+            "revoked stays revoked"
+        );
+        assert_eq!(
+            keys.verify(a.expose()).await.map(|h| h.label).as_deref(),
+            Some("a")
+        );
         // A broken index: no key is trusted until it can be read again.
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(dir.path().join("api-keys.json"), "{not json").unwrap();

@@ -136,9 +136,10 @@ impl RefreshError {
     /// What the user can do; `None` when only waiting helps and the time is not known.
     pub fn remedy(&self) -> Option<Remedy> {
         match self {
-            Self::Rejected { .. } | Self::Gone { .. } | Self::NotConnected { .. } => {
-                Some(Remedy::Reconnect)
-            }
+            Self::Rejected { .. }
+            | Self::Interrupted { .. }
+            | Self::Gone { .. }
+            | Self::NotConnected { .. } => Some(Remedy::Reconnect),
             Self::BadClient { .. } | Self::MissingSecret { .. } => Some(Remedy::SetSecret),
             Self::Provider { code, .. } if code == "40125" || code == "40001" => {
                 Some(Remedy::SetSecret)

@@ -373,7 +373,10 @@ mod tests {
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].account, "b");
         assert_eq!(all[0].outcome, "permanent_error");
-        assert_eq!(h.entries(Some(std::slice::from_ref(&a)), 10).unwrap().len(), 1);
+        assert_eq!(
+            h.entries(Some(std::slice::from_ref(&a)), 10).unwrap().len(),
+            1
+        );
         h.save_state(&a, "fresh", None, None).unwrap();
         h.save_state(&a, "retrying", Some("x"), None).unwrap();
         assert_eq!(h.saved_state(&a).unwrap().unwrap().status, "retrying");

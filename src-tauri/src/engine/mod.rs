@@ -16,6 +16,7 @@
 //! * `events`    what front ends redraw from         * `views`   what front ends read
 //! * `error`     one table of error kinds and remedies
 //! * `lock`      one refresher per keychain service  * `redirect` the consent redirect
+//! * `inflight`  marks refreshes out, so one cut off by a crash is named when refused
 //!
 //! [`Engine`] is a cheap-to-clone handle. State sits behind a std mutex that is never held
 //! across `.await`; each account has an async gate so that one refresh (or connect, or
@@ -30,6 +31,7 @@ mod connect;
 pub mod error;
 pub mod events;
 pub mod history;
+mod inflight;
 pub mod lock;
 mod manage;
 pub mod metrics;
@@ -92,6 +94,8 @@ struct Shared {
     tasks: TaskTracker,
     metrics: metrics::Metrics,
     api_keys: api_keys::ApiKeys,
+    /// Which refreshes are out (see `inflight`).
+    inflight: inflight::Markers,
     lock_place: Option<lock::LockPlace>,
     mode: Mutex<Mode>,
     /// Held while this engine may write; a CLI `connect` takes it only once the browser is done.

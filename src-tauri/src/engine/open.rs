@@ -98,6 +98,7 @@ impl Engine {
                 tasks: TaskTracker::new(),
                 metrics: metrics::Metrics::default(),
                 api_keys,
+                inflight: super::inflight::Markers::new(&parts.data_dir),
                 lock_place: parts.lock_place,
                 mode: Mutex::new(parts.mode),
                 lock: Mutex::new(parts.lock),

@@ -131,13 +131,38 @@ impl Engine {
             (s.state.tokens().cloned(), s.generation)
         })?;
         let started = Instant::now();
-        let result = match self.fetch(&account, current.as_ref()).await {
+        let cut_off = self.shared.inflight.begin(name);
+        let fetched = match self.fetch(&account, current.as_ref()).await {
+            Err(RefreshError::Rejected {
+                account: a,
+                provider,
+                code,
+            }) if cut_off && current.as_ref().is_some_and(|t| t.refresh.is_some()) => {
+                Err(RefreshError::Interrupted {
+                    account: a,
+                    provider,
+                    code,
+                })
+            }
+            other => other,
+        };
+        let result = match fetched {
             Ok(issued) => {
                 let set = issued.into_set(current.as_ref());
-                self.commit(&account, set, generation, trigger, started)
-                    .await
+                let committed = self
+                    .commit(&account, set, generation, trigger, started)
+                    .await;
+                if committed.is_ok() {
+                    self.shared.inflight.end(name);
+                }
+                committed
             }
             Err(error) => {
+                if !error.is_transient() {
+                    // Refused: nothing was rotated, and a refusal now says what it is. A
+                    // transient failure may have lost an answer: the marker stays.
+                    self.shared.inflight.end(name);
+                }
                 self.keep_rotated(&account, current.as_ref(), &error, generation)
                     .await;
                 self.fail(&account, error, trigger, started)

@@ -100,7 +100,10 @@ impl Engine {
     ) -> Result<TokenView, EngineError> {
         self.read_if_unread(name).await?;
         let (status, is_current) = self.with_slot(name, |s| {
-            (s.status(crate::engine::clock::now()), s.holds_current(reported))
+            (
+                s.status(crate::engine::clock::now()),
+                s.holds_current(reported),
+            )
         })?;
         if status == Status::NeedsReconnect {
             // Whatever the client holds, the grant behind it is refused: say so.
@@ -119,7 +122,9 @@ impl Engine {
     /// Fails when the account waits: for its backoff to pass, or for the user.
     pub(super) fn check_not_waiting(&self, name: &AccountName) -> Result<(), EngineError> {
         let waiting = self.with_slot(name, |s| match &s.state {
-            AccountState::Retrying { next_try, .. } => !next_try.has_passed(crate::engine::clock::now()),
+            AccountState::Retrying { next_try, .. } => {
+                !next_try.has_passed(crate::engine::clock::now())
+            }
             AccountState::NeedsReconnect { .. } => true,
             _ => false,
         })?;

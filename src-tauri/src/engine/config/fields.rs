@@ -340,7 +340,10 @@ fn check_plain_http(
     key: &'static str,
     raw: &RawAccount,
 ) -> Result<(), Problem> {
-    let allowed = raw.allow_insecure_http.as_ref().is_some_and(|a| *a.get_ref());
+    let allowed = raw
+        .allow_insecure_http
+        .as_ref()
+        .is_some_and(|a| *a.get_ref());
     if allowed || !crate::engine::provider::is_plain_remote_http(url) {
         return Ok(());
     }

@@ -30,6 +30,14 @@ pub enum RefreshError {
         provider: String,
         code: String,
     },
+    /// Refused, and the last refresh with this token was cut off after it was sent: the
+    /// provider most likely rotated it, and the new one never reached the keychain.
+    #[error("{account}: {provider} refused the stored refresh token ({code}): the last refresh was cut off after it was sent (Tokenwarden stopped, or its answer was lost, before the new refresh token reached the keychain), so the stored one is spent; the account must be connected again")]
+    Interrupted {
+        account: AccountName,
+        provider: String,
+        code: String,
+    },
     #[error("{account}: {provider} refused the client credentials ({code}); check client_id and the client secret")]
     BadClient {
         account: AccountName,
@@ -99,6 +107,7 @@ impl RefreshError {
             Self::Network { account, .. }
             | Self::Http { account, .. }
             | Self::Rejected { account, .. }
+            | Self::Interrupted { account, .. }
             | Self::BadClient { account, .. }
             | Self::Provider { account, .. }
             | Self::Gone { account, .. }
@@ -137,6 +146,7 @@ impl RefreshError {
                 code.clone().unwrap_or_else(|| format!("http_{status}"))
             }
             Self::Rejected { code, .. }
+            | Self::Interrupted { code, .. }
             | Self::BadClient { code, .. }
             | Self::Provider { code, .. } => code.clone(),
             Self::Gone { .. } => "gone".into(),
@@ -277,6 +287,9 @@ mod tests {
             super::parse_retry_after("Sun, 06 Nov 1994 08:40:00 GMT", now),
             Some(Duration::ZERO)
         );
-        assert_eq!(super::parse_retry_after("soon", crate::engine::clock::now()), None);
+        assert_eq!(
+            super::parse_retry_after("soon", crate::engine::clock::now()),
+            None
+        );
     }
 }
