@@ -40,11 +40,14 @@ test: deps-build deps-test deps-driver check-cargo lint
 	tests/scripts/session.sh $(CARGO) test --workspace --no-fail-fast -- --test-threads=4
 
 # Figures for the README and closing notes: API latency and throughput, the 401 burst, CLI round
-# trips, and 1,000 accounts on one keyring (first start, restart, idle CPU).
+# trips, 1,000 accounts on one keyring (first start, restart, idle CPU), and 500 clients for 60 s
+# while the token rotates.
 bench: deps-build deps-test deps-driver check-cargo
 	$(CARGO) build --release --workspace
 	TOKENWARDEN_BIN=$(CURDIR)/target/release/tokenwarden tests/scripts/session.sh \
 		$(CARGO) test --release -p tokenwarden-e2e --test bench --test desktop_bench -- --nocapture --include-ignored --test-threads=1
+	TOKENWARDEN_BIN=$(CURDIR)/target/release/tokenwarden TOKENWARDEN_LOAD=500x60 tests/scripts/session.sh \
+		$(CARGO) test --release -p tokenwarden-e2e --test load -- --nocapture
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -158,6 +158,9 @@ pub struct Env {
     pub keychain_fault_path: PathBuf,
     /// Whether dropping this environment clears the keychain service ([`Env::sibling`]s don't).
     owns_service: bool,
+    /// A D-Bus session of its own (a private keyring, [`crate::keyring::PrivateKeyring`]) for
+    /// the binary and for `secret-tool`; `None`: the test session's.
+    pub bus: Option<std::ffi::OsString>,
 }
 
 impl Env {
@@ -204,6 +207,7 @@ impl Env {
             log: "info".into(),
             transcript: Mutex::new(Vec::new()),
             owns_service: true,
+            bus: None,
         }
     }
 
@@ -252,7 +256,11 @@ impl Env {
     /// The variables every command of this environment runs with, for processes that start
     /// the binary themselves (tauri-driver launches the tray app with its own environment).
     pub fn vars(&self) -> Vec<(&'static str, std::ffi::OsString)> {
-        vec![
+        let bus = self
+            .bus
+            .iter()
+            .map(|b| ("DBUS_SESSION_BUS_ADDRESS", b.clone()));
+        let mut vars = vec![
             ("TOKENWARDEN_CONFIG", self.config_path.clone().into()),
             ("TOKENWARDEN_DATA_DIR", self.data_dir.clone().into()),
             ("TOKENWARDEN_KEYCHAIN_SERVICE", self.service.clone().into()),
@@ -261,7 +269,18 @@ impl Env {
                 "TOKENWARDEN_FAULT_KEYCHAIN_WRITES",
                 self.keychain_fault_path.clone().into(),
             ),
-        ]
+        ];
+        vars.extend(bus);
+        vars
+    }
+
+    /// `secret-tool` on this environment's session bus.
+    fn secret_tool(&self) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new("secret-tool");
+        if let Some(bus) = &self.bus {
+            cmd.env("DBUS_SESSION_BUS_ADDRESS", bus);
+        }
+        cmd
     }
 
     fn command(&self, args: &[&str]) -> std::process::Command {
@@ -371,7 +390,8 @@ impl Env {
 
     /// The secret stored under `username = entry`, read by `secret-tool`, not by the binary.
     pub async fn keychain_get(&self, entry: &str) -> Option<String> {
-        let out = tokio::process::Command::new("secret-tool")
+        let out = self
+            .secret_tool()
             .args(["lookup", "service", &self.service, "username", entry])
             .stdin(Stdio::null())
             .output()
@@ -385,7 +405,8 @@ impl Env {
     /// search --all` (for tests with too many items to look up one by one). secret-tool prints
     /// secrets on stdout and attributes on stderr, each in item order, so they pair by index.
     pub async fn keychain_all(&self) -> std::collections::HashMap<String, String> {
-        let out = tokio::process::Command::new("secret-tool")
+        let out = self
+            .secret_tool()
             .args(["search", "--all", "--unlock", "service", &self.service])
             .stdin(Stdio::null())
             .output()
@@ -428,7 +449,8 @@ impl Env {
 
     /// Writes an item the way keyring-rs v3 does (same attributes), so the binary finds it.
     pub async fn keychain_set(&self, entry: &str, value: &str) {
-        let mut child = tokio::process::Command::new("secret-tool")
+        let mut child = self
+            .secret_tool()
             .args([
                 "store",
                 "--label",
@@ -686,7 +708,11 @@ impl Drop for Env {
             return;
         }
         // Everything this test stored lives under its own service name.
-        let _ = std::process::Command::new("secret-tool")
+        let mut clear = std::process::Command::new("secret-tool");
+        if let Some(bus) = &self.bus {
+            clear.env("DBUS_SESSION_BUS_ADDRESS", bus);
+        }
+        let _ = clear
             .args(["clear", "service", &self.service])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

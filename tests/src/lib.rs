@@ -18,6 +18,7 @@ pub mod api;
 pub mod desktop;
 pub mod fakes;
 pub mod harness;
+pub mod keyring;
 pub mod prometheus;
 
 pub use api::{Answer, Api, Request};

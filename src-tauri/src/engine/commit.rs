@@ -40,14 +40,20 @@ impl Engine {
             s.state = state;
             s.generation += 1;
             s.mark_refreshed(now);
+            // A keychain that was already failing is one episode, told once.
+            let episode = s.unsaved.take();
+            let already = episode.is_some();
             s.unsaved = saved.as_ref().err().map(|e| Unsaved {
-                attempt: 1,
-                next_try: Deadline::after(now, Duration::from_secs(1)),
+                attempt: episode.as_ref().map_or(1, |u| u.attempt),
+                next_try: episode.as_ref().map_or_else(
+                    || Deadline::after(now, Duration::from_secs(1)),
+                    |u| u.next_try,
+                ),
                 message: format!("the new token is not saved in the keychain yet: {e}"),
             });
-            Some(notice)
+            Some((notice, already))
         })?;
-        let Some(notice) = installed else {
+        let Some((notice, already_unsaved)) = installed else {
             tracing::warn!(account = %name, "a newer token set arrived while this refresh ran; this one is dropped");
             return Ok(());
         };
@@ -83,11 +89,15 @@ impl Engine {
         match saved {
             Ok(()) => Ok(()),
             Err(source) => {
-                tracing::error!(account = %name, error = %source, "keychain write failed; the new token is kept in memory and the write retried");
-                self.emit(EngineEvent::KeychainWriteFailed {
-                    account: name.clone(),
-                    message: source.to_string(),
-                });
+                if already_unsaved {
+                    tracing::warn!(account = %name, error = %source, "the keychain still cannot be written; the newest token is kept in memory");
+                } else {
+                    tracing::error!(account = %name, error = %source, "keychain write failed; the new token is kept in memory and the write retried");
+                    self.emit(EngineEvent::KeychainWriteFailed {
+                        account: name.clone(),
+                        message: source.to_string(),
+                    });
+                }
                 Err(EngineError::Unsaved {
                     account: name.clone(),
                     source,

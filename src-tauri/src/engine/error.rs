@@ -145,6 +145,7 @@ impl RefreshError {
                 Some(Remedy::SetSecret)
             }
             Self::Setup { .. } => Some(Remedy::FixConfig { line: None }),
+            Self::KeychainUnavailable { .. } => Some(Remedy::UnlockKeychain),
             _ => None,
         }
     }
@@ -154,6 +155,7 @@ impl RefreshError {
             Self::NotConnected { .. } => ErrorKind::NotConnected,
             // Kept as the code scripts already test for: the user must act before it works.
             Self::MissingSecret { .. } => ErrorKind::NeedsReconnect,
+            Self::KeychainUnavailable { .. } => ErrorKind::KeychainUnavailable,
             e if e.is_transient() => ErrorKind::ProviderUnavailable,
             _ => ErrorKind::RefreshFailed,
         }

@@ -56,6 +56,7 @@ impl Engine {
             s.last_outcome = None;
             s.report_refreshes.clear();
             s.fetch_unasked = false;
+            s.client_secret = None;
         })?;
         tracing::info!(account = %name, "disconnected");
         Ok(warning)

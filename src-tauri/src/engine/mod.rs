@@ -281,4 +281,6 @@ impl Drop for Watch<'_> {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;

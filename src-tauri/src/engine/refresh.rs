@@ -59,8 +59,15 @@ impl Engine {
             // Even if the refresh panics, the account is not left "busy" forever, unseen by
             // the scheduler.
             let _idle = NotBusy(&engine, &name);
+            // The first fetch of an account that needs no consent is moot once a caller's
+            // request fetched a token first (a second fetch would revoke the first).
+            let skip = if trigger == Trigger::Startup {
+                Skip::IfValidFor(Duration::ZERO)
+            } else {
+                Skip::Never
+            };
             // Failures are already recorded, logged and broadcast by the refresh itself.
-            let _ = engine.refresh_with(&name, trigger, Skip::Never, None).await;
+            let _ = engine.refresh_with(&name, trigger, skip, None).await;
         });
     }
 
@@ -218,7 +225,7 @@ impl Engine {
             }
             Ok(secret) => secret,
             Err(e) => {
-                return Err(RefreshError::Setup {
+                return Err(RefreshError::KeychainUnavailable {
                     account: name.clone(),
                     what: e.to_string(),
                 })
@@ -255,8 +262,23 @@ impl Engine {
         if !account.provider.needs_secret() {
             return Ok(None);
         }
-        let key = SecretKey::ClientSecret(account.name.clone());
-        Ok(self.shared.keychain.get(key).await?)
+        let name = &account.name;
+        let key = SecretKey::ClientSecret(name.clone());
+        // The keychain is the truth; the copy in memory (like the tokens themselves) keeps
+        // refreshes going while the keychain is away.
+        match self.shared.keychain.get(key).await {
+            Ok(secret) => {
+                self.with_slot(name, |s| s.client_secret = secret.clone())?;
+                Ok(secret)
+            }
+            Err(e) => match self.with_slot(name, |s| s.client_secret.clone())? {
+                Some(kept) => {
+                    tracing::debug!(account = %name, error = %e, "keychain unreadable; using the client secret read before");
+                    Ok(Some(kept))
+                }
+                None => Err(e.into()),
+            },
+        }
     }
 
     /// Valid tokens of the accounts this one depends on. A dead one is left out, so a

@@ -24,6 +24,17 @@ const REPORT_LIMIT: usize = 3;
 /// ... and reports stop refreshing until the oldest of them leaves the window.
 const REPORT_WINDOW: Duration = Duration::from_secs(10 * 60);
 
+/// A refresh whose new set could not be written to the keychain still answers: the set is
+/// valid, kept in memory and written when the keychain works again, and the failure is
+/// reported once (event, history, the account's `unsaved`). A one-shot CLI engine fails at
+/// exit if the set is still unsaved then (`cli::commands::finish`).
+fn kept_in_memory(result: Result<(), EngineError>) -> Result<(), EngineError> {
+    match result {
+        Err(EngineError::Unsaved { .. }) => Ok(()),
+        other => other,
+    }
+}
+
 impl Engine {
     /// The current token if it stays valid for `min_valid`: the only way tokens are served.
     pub(super) fn valid_token(
@@ -72,8 +83,10 @@ impl Engine {
                 .valid_token(name, min_valid)?
                 .ok_or_else(|| self.not_valid(name, min_valid));
         }
-        self.refresh_owned(name, Trigger::MinValid, Skip::IfValidFor(min_valid))
-            .await?;
+        kept_in_memory(
+            self.refresh_owned(name, Trigger::MinValid, Skip::IfValidFor(min_valid))
+                .await,
+        )?;
         if let Err(e) = self.check_lifetime(name, min_valid) {
             self.with_slot(name, |s| s.short_lived = Some(s.generation))?;
             return Err(e);
@@ -84,8 +97,7 @@ impl Engine {
 
     /// Refreshes now, whatever the token's age.
     pub async fn refresh(&self, name: &AccountName) -> Result<TokenView, EngineError> {
-        self.refresh_owned(name, Trigger::Manual, Skip::Never)
-            .await?;
+        kept_in_memory(self.refresh_owned(name, Trigger::Manual, Skip::Never).await)?;
         self.valid_token(name, Duration::ZERO)?
             .ok_or_else(|| self.not_valid(name, Duration::ZERO))
     }

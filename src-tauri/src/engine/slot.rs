@@ -35,6 +35,8 @@ pub(super) struct Slot {
     pub last_refresh: Option<Deadline>,
     /// The same moment by the monotonic clock, when this process obtained the token.
     pub refreshed_at: Option<std::time::Instant>,
+    /// The client secret as last read from the keychain (refreshes go on while it is away).
+    pub client_secret: Option<super::secret::Secret>,
     /// Refresh attempts callers may still ask for (refresh now, `min_valid`).
     pub asks: Allowance,
     pub unsaved: Option<Unsaved>,
@@ -112,6 +114,7 @@ impl Slot {
             generation: 0,
             last_refresh: None,
             refreshed_at: None,
+            client_secret: None,
             asks: Allowance::default(),
             unsaved: None,
             busy: false,

@@ -322,6 +322,11 @@ impl State {
             .map(|exp| exp.saturating_duration_since(Instant::now()))
     }
 
+    /// When an access token this fake issued expires (this process's monotonic clock).
+    pub fn access_token_expiry(&self, token: &str) -> Option<Instant> {
+        self.access_expiry.get(token).copied()
+    }
+
     pub fn refresh_requests(&self) -> Vec<TokenRequest> {
         self.token_requests
             .iter()

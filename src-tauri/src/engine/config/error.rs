@@ -43,10 +43,10 @@ impl fmt::Display for Located {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}:{}: ", self.path.display(), self.line, self.column)?;
         if let Some(account) = &self.account {
-            write!(f, "account `{account}`: ")?;
+            write!(f, "account `{}`: ", shorten(account))?;
         }
         if let Some(key) = &self.key {
-            write!(f, "key `{key}`: ")?;
+            write!(f, "key `{}`: ", shorten(key))?;
         }
         // toml's messages span several lines; the contract is one line per error.
         let message = self
@@ -54,7 +54,40 @@ impl fmt::Display for Located {
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ");
-        f.write_str(&message)
+        f.write_str(&quoted_shortened(&message))
+    }
+}
+
+/// The longest quoted value an error repeats: a 1 MB value in the file must not become a
+/// 1 MB error line.
+const MAX_QUOTED: usize = 60;
+
+fn shorten(value: &str) -> std::borrow::Cow<'_, str> {
+    match value.char_indices().nth(MAX_QUOTED) {
+        None => value.into(),
+        Some((end, _)) => format!("{}…", &value[..end]).into(),
+    }
+}
+
+/// Every `quoted` part of a message shortened, and the whole at most a few lines long.
+fn quoted_shortened(message: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in message.split('`').enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        out.push_str(
+            if i % 2 == 1 {
+                shorten(part)
+            } else {
+                part.into()
+            }
+            .as_ref(),
+        );
+    }
+    match out.char_indices().nth(4 * MAX_QUOTED * 4) {
+        None => out,
+        Some((end, _)) => format!("{}…", &out[..end]),
     }
 }
 

@@ -79,6 +79,10 @@ pub enum RefreshError {
     },
     #[error("{account}: {what}")]
     Setup { account: AccountName, what: String },
+    /// The keychain could not be read for what a refresh needs (the client secret), and no
+    /// copy was in memory: tried again with backoff.
+    #[error("{account}: {what}")]
+    KeychainUnavailable { account: AccountName, what: String },
 }
 
 impl RefreshError {
@@ -115,14 +119,18 @@ impl RefreshError {
             | Self::NotConnected { account }
             | Self::MissingSecret { account }
             | Self::Upstream { account, .. }
-            | Self::Setup { account, .. } => account,
+            | Self::Setup { account, .. }
+            | Self::KeychainUnavailable { account, .. } => account,
         }
     }
 
     /// Whether a retry could help without the user doing anything.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Network { .. } | Self::Upstream { .. } | Self::BadAnswer { .. } => true,
+            Self::Network { .. }
+            | Self::Upstream { .. }
+            | Self::BadAnswer { .. }
+            | Self::KeychainUnavailable { .. } => true,
             Self::Http { status, .. } => matches!(status, 408 | 425 | 429 | 500..=599),
             Self::Provider { transient, .. } => *transient,
             _ => false,
@@ -153,6 +161,7 @@ impl RefreshError {
             Self::BadAnswer { .. } => "bad_answer".into(),
             Self::NotConnected { .. } => "not_connected".into(),
             Self::MissingSecret { .. } => "missing_secret".into(),
+            Self::KeychainUnavailable { .. } => "keychain_unavailable".into(),
             Self::Upstream { .. } => "upstream_not_ready".into(),
             Self::Setup { .. } => "setup".into(),
         }

@@ -9,7 +9,7 @@
 
 pub mod error;
 pub mod http;
-mod lenient;
+pub(super) mod lenient;
 pub mod oauth2;
 pub mod oidc;
 pub mod wechat;

@@ -1,0 +1,114 @@
+//! The Secret Service disappears under a running engine (its daemon killed), and comes back.
+//! A private keyring on a private D-Bus session ([`PrivateKeyring`]), the real `serve`, a fake
+//! that rotates single-use refresh tokens every second or two. While the keychain is gone
+//! tokens keep being served from memory and refreshed with the newest refresh token; the
+//! user is told once (one `keychain_write_failed` event per episode, not one per refresh);
+//! when the keychain is back the pending set is written, and nothing was lost or reused.
+
+use std::time::Duration;
+
+use tokenwarden_e2e::fakes::oauth::{OAuthConfig, OAuthFake};
+use tokenwarden_e2e::harness::{free_port, unix_now};
+use tokenwarden_e2e::keyring::PrivateKeyring;
+use tokenwarden_e2e::{wait_until, Env};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keychain_that_disappears_and_returns_loses_nothing() {
+    let mut keyring = PrivateKeyring::start();
+    let redirect = format!("http://127.0.0.1:{}/callback", free_port());
+    let fake = OAuthFake::start(OAuthConfig::fitbit_legacy(&redirect).expires_in(3)).await;
+    let mut env = Env::new(&fake.account_toml(
+        "fb",
+        "fitbit-legacy",
+        &format!("redirect_uri = \"{redirect}\"\nrefresh_before = \"2s\""),
+    ));
+    env.bus = Some(keyring.address().into());
+    let secret = fake.lock().config.client_secret.clone();
+    env.set_secret("fb", &secret).await;
+    let (access, refresh) = fake.issue_grant();
+    env.seed_tokens("fb", &access, &refresh, unix_now() + 3)
+        .await;
+    let (mut serve, api, _) = env.serve_with_new_key("gone").await;
+    let events = api.events().await;
+    wait_until(Duration::from_secs(10), "a first refresh", async || {
+        fake.lock().refresh_grants >= 1
+    })
+    .await;
+
+    // The Secret Service goes away.
+    keyring.kill_daemon();
+    let grants = fake.lock().refresh_grants;
+    let mut served = 0;
+    for _ in 0..40 {
+        let answer = api.get("/v1/accounts/fb/token").await;
+        assert_eq!(
+            answer.status, 200,
+            "tokens are served from memory:\n{answer}"
+        );
+        let token = answer.access_token();
+        let expiry = fake
+            .lock()
+            .access_token_expiry(&token)
+            .expect("issued by the fake");
+        assert!(expiry > std::time::Instant::now(), "a live token");
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let rotated_while_gone = fake.lock().refresh_grants - grants;
+    assert!(
+        rotated_while_gone >= 2,
+        "refreshes went on without a keychain: {rotated_while_gone} in 6 s"
+    );
+    let view = api.get("/v1/accounts").await.expect(200);
+    assert_eq!(
+        view[0]["unsaved"], true,
+        "the set is marked unsaved: {view}"
+    );
+    let told = events
+        .events()
+        .iter()
+        .filter(|e| e.event == "keychain_write_failed")
+        .count();
+    assert_eq!(
+        told, 1,
+        "told once, not once per refresh ({rotated_while_gone} refreshes)"
+    );
+
+    // It comes back: the pending set lands without any request.
+    keyring.start_daemon();
+    wait_until(
+        Duration::from_secs(20),
+        "the pending set written",
+        async || {
+            let latest = fake.lock().latest_refresh_token();
+            env.stored_tokens("fb")
+                .await
+                .and_then(|t| t["refresh_token"].as_str().map(str::to_owned))
+                == latest
+        },
+    )
+    .await;
+    events
+        .wait_for("saved", "fb", 0, Duration::from_secs(10))
+        .await;
+    wait_until(Duration::from_secs(10), "unsaved cleared", async || {
+        api.get("/v1/accounts").await.json()[0]["unsaved"] == false
+    })
+    .await;
+    // And the engine goes on refreshing with what it stored.
+    let grants = fake.lock().refresh_grants;
+    wait_until(
+        Duration::from_secs(10),
+        "refreshes after the return",
+        async || fake.lock().refresh_grants >= grants + 2,
+    )
+    .await;
+    let st = fake.lock();
+    assert_eq!(st.reused_refresh_tokens, 0);
+    assert!(st.is_live_refresh_token(&st.latest_refresh_token().expect("issued")));
+    drop(st);
+    println!(
+        "keychain gone for 6 s: {served} tokens served from memory, {rotated_while_gone} refreshes, one notice; the pending set written on its return"
+    );
+    assert!(serve.running(), "serve exited:\n{}", serve.stderr());
+}
