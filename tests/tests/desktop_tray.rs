@@ -76,7 +76,9 @@ async fn the_menu_lists_accounts_copies_disables_and_quit_keeps_the_rotated_toke
     // order, then a separator and the three actions.
     let menu = tray
         .wait_menu("fb and g fresh, spare not connected, then Quit", |m| {
+            // Each item's label reaches the bus as its own update: wait for the summary too.
             copy_entries(m) == 3
+                && m[0].label == "Tokenwarden: 2 fresh, 1 not connected"
                 && m[2].label.starts_with("Copy fb token — fresh · ")
                 && m[3].label.starts_with("Copy g token — fresh · ")
                 && m[4].label.starts_with("Copy spare token — not_connected")

@@ -294,3 +294,61 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// The scheduler dies (a panic, through the debug builds' fault hook
+/// `TOKENWARDEN_FAULT_SCHEDULER_PANIC`): `serve` must not limp on answering `/healthz` ok
+/// while nothing refreshes. It exits non-zero saying why (within milliseconds, so a 503 from
+/// `/healthz` in between is seen only by chance; once seen, never ok again), and still writes
+/// what it holds: the keychain keeps the newest refresh token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_scheduler_fails_healthz_and_serve_exits_non_zero() {
+    let (fake, env, _) = LegacyAccount::new(|c| c.expires_in(3600))
+        .connected(3600)
+        .await;
+    let flag = env.root().join("scheduler-panics");
+    let key = env.create_api_key("health").await;
+    let mut serve = env.spawn_serve_with(&[(
+        "TOKENWARDEN_FAULT_SCHEDULER_PANIC",
+        flag.clone().into_os_string(),
+    )]);
+    serve.wait_api().await;
+    let api = env.api(&key);
+    assert_eq!(api.get("/healthz").await.status, 200);
+    api.post_empty("/v1/accounts/fb/refresh").await.expect(200);
+
+    std::fs::write(&flag, b"panic").expect("the fault file");
+    // A refresh wakes the scheduler, which then panics.
+    api.post_empty("/v1/accounts/fb/refresh").await.expect(200);
+    // /healthz until the process is gone (a refused connection ends the loop).
+    let http = reqwest::Client::new();
+    let url = format!("{}/healthz", api.base_url());
+    let mut health = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let Ok(answer) = http.get(&url).send().await else {
+            break;
+        };
+        let status = answer.status().as_u16();
+        let body = answer.text().await.unwrap_or_default();
+        if status == 503 {
+            assert!(body.contains("scheduler"), "503 says why: {body}");
+        }
+        health.push(status);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let out = serve.wait_exit(Duration::from_secs(15)).await;
+    assert_ne!(out.code, 0, "serve exits non-zero:\n{out}");
+    assert!(
+        out.stderr.contains("scheduler"),
+        "it says the scheduler failed:\n{}",
+        out.stderr
+    );
+    if let Some(first_bad) = health.iter().position(|s| *s != 200) {
+        assert!(
+            health[first_bad..].iter().all(|s| *s != 200),
+            "never ok again once failing: {health:?}"
+        );
+    }
+    assert_rotation_kept(&env, &fake, "after the scheduler died").await;
+    println!("healthz while dying: {health:?}; exit code {}", out.code);
+}

@@ -17,6 +17,7 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 pub(super) async fn run(engine: Engine, stop: CancellationToken) {
     loop {
+        fault_hook();
         let now = crate::engine::clock::now();
         let plan = engine.plan(now);
         for (name, work) in plan.due {
@@ -32,6 +33,17 @@ pub(super) async fn run(engine: Engine, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = engine.shared.wake.notified() => {}
             _ = tokio::time::sleep(nap.max(Duration::from_millis(20))) => {}
+        }
+    }
+}
+
+/// Debug builds only, for end-to-end tests of what happens when the scheduler dies: while a
+/// file exists at `TOKENWARDEN_FAULT_SCHEDULER_PANIC`, the scheduler panics when it wakes.
+fn fault_hook() {
+    #[cfg(debug_assertions)]
+    if let Some(flag) = std::env::var_os("TOKENWARDEN_FAULT_SCHEDULER_PANIC") {
+        if std::path::Path::new(&flag).exists() {
+            panic!("fault hook: the scheduler panics (TOKENWARDEN_FAULT_SCHEDULER_PANIC)");
         }
     }
 }
