@@ -189,3 +189,44 @@ async fn no_notification_at_all_when_they_are_off() {
     );
     assert!(app.running());
 }
+
+/// The tray app's engine stops refreshing (its scheduler panics, through the debug fault
+/// hook): the app does not sit in the tray looking fine. It notifies "Tokenwarden stopped"
+/// even with event notifications off, saves what it holds, and exits with code 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_whose_engine_dies_says_so_and_exits_non_zero() {
+    let session = Session::start().await;
+    let (fake, env, _) = LegacyAccount::new(|c| c.expires_in(3600))
+        .connected(3600)
+        .await;
+    desktop::write_settings(&env, false, 60);
+    let flag = env.root().join("scheduler-panics");
+    let mut app = session.launch(
+        &env,
+        &[(
+            "TOKENWARDEN_FAULT_SCHEDULER_PANIC",
+            flag.clone().into_os_string(),
+        )],
+    );
+    app.wait_api().await;
+    let key = env.create_api_key("dies").await;
+    let api = env.api(&key);
+    std::fs::write(&flag, b"panic").expect("the fault file");
+    // A refresh wakes the scheduler, which then panics.
+    api.post_empty("/v1/accounts/fb/refresh").await.expect(200);
+    let out = app.wait_exit(Duration::from_secs(20)).await;
+    assert_eq!(out.code, 1, "the app exits 1:\n{out}");
+    let notes = session.notifications().await;
+    let stopped: Vec<_> = notes
+        .iter()
+        .filter(|n| n.summary == "Tokenwarden stopped")
+        .collect();
+    assert_eq!(stopped.len(), 1, "one notification says so: {notes:?}");
+    assert!(stopped[0].body.contains("scheduler"), "{:?}", stopped[0]);
+    // What it held is in the keychain.
+    let stored = env.stored_tokens("fb").await.expect("tokens:fb");
+    assert_eq!(
+        stored["refresh_token"].as_str(),
+        fake.lock().latest_refresh_token().as_deref()
+    );
+}

@@ -215,13 +215,29 @@ async fn start_engine(app: &AppHandle, shell: &Shell) -> Result<usize, UiError> 
     }
 }
 
-/// Engine events → the window (a hint to re-read), the tray, and notifications. The tray's
+/// How often the app checks that its engine still does its job.
+const HEALTH_EVERY: Duration = Duration::from_secs(2);
+
+/// Engine events → the window (a hint to re-read), the tray, and notifications; and the
+/// engine's health, which ends the app (exit code 1) once it fails. The tray's
 /// "time left" is redrawn once a minute; nothing ticks faster while the window is hidden.
 async fn forward(app: AppHandle, engine: Engine) {
     let mut events = engine.subscribe();
     let mut minute = tokio::time::interval(Duration::from_secs(60));
+    let mut health = tokio::time::interval(HEALTH_EVERY);
     loop {
         tokio::select! {
+            _ = health.tick() => {
+                if let Err(why) = engine.health() {
+                    // An app whose engine no longer refreshes must not sit in the tray
+                    // looking fine: say so, save what can be saved (RunEvent::Exit), exit 1.
+                    tracing::error!("{why}; Tokenwarden exits");
+                    notify::stopped(&app, &why);
+                    app.exit(1);
+                    return;
+                }
+                continue;
+            }
             event = events.recv() => match event {
                 Ok(event) => {
                     if let Err(e) = app.emit("engine-event", &event) {

@@ -50,6 +50,21 @@ pub fn show<R: Runtime>(app: &AppHandle<R>, event: &EngineEvent) {
     }
 }
 
+/// The engine stopped doing its job and the app is about to exit (shown even when event
+/// notifications are off: nothing else will tell the user).
+pub fn stopped<R: Runtime>(app: &AppHandle<R>, why: &str) {
+    let body = format!("{why}. Tokenwarden has exited; start it again.");
+    if let Err(e) = app
+        .notification()
+        .builder()
+        .title("Tokenwarden stopped")
+        .body(body)
+        .show()
+    {
+        tracing::warn!(error = %e, "could not show a notification");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
