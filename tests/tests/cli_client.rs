@@ -180,3 +180,28 @@ async fn cli_beside_serve_answers_the_same_and_leaves_refreshing_to_serve() {
     );
     assert_eq!(fake.lock().token_requests.len(), 3);
 }
+
+/// The engine restarted between the CLI reading its announcement and reading its key: the
+/// key the CLI holds is refused. It reads the key again for a moment instead of failing
+/// (the crash test saw `list` exit 1 "unauthorized" right after a restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reads_a_refused_engine_key_again() {
+    let (_fake, env, _) = LegacyAccount::new(|c| c.expires_in(3600))
+        .connected(3600)
+        .await;
+    let (mut serve, _api, _) = env.serve_with_new_key("restart").await;
+    let real = env
+        .keychain_get("engine:api-key")
+        .await
+        .expect("the engine's key");
+    // A key as an earlier engine would have left it; the real one is back 300 ms later.
+    env.keychain_set("engine:api-key", "twk_an_earlier_engines_key")
+        .await;
+    let (out, ()) = tokio::join!(env.run(&["list", "--json"], None), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        env.keychain_set("engine:api-key", &real).await;
+    });
+    let out = out.ok();
+    assert!(out.stdout.contains("\"fb\""), "{out}");
+    assert!(serve.running());
+}

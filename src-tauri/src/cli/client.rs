@@ -32,13 +32,18 @@ pub struct ApiFailure {
 
 pub struct ApiClient {
     base: String,
-    key: Secret,
+    /// The engine's key as last read from the keychain.
+    key: std::sync::Mutex<Secret>,
+    keys: ApiKeys,
     http: reqwest::Client,
 }
 
+/// How often a refused engine key is read again before the refusal stands.
+const KEY_REREADS: u32 = 5;
+
 impl ApiClient {
     /// The running engine's API, if an engine runs and can be reached.
-    pub async fn discover(ctx: &Context, keys: &ApiKeys) -> Result<Option<Self>> {
+    pub async fn discover(ctx: &Context, keys: ApiKeys) -> Result<Option<Self>> {
         let Some(holder) = lock::holder(&ctx.lock_place()) else {
             return Ok(None);
         };
@@ -53,23 +58,41 @@ impl ApiClient {
             .build()?;
         Ok(Some(Self {
             base: format!("http://{listen}"),
-            key,
+            key: std::sync::Mutex::new(key),
+            keys,
             http,
         }))
     }
 
     async fn call<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T> {
-        let response = request
-            .bearer_auth(self.key.expose())
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow!(
-                    "the running engine at {} did not answer: {}",
-                    self.base,
-                    crate::engine::provider::error::network_detail(&e)
-                )
-            })?;
+        let mut rereads = 0;
+        let response = loop {
+            let key = self.key.lock().expect("poisoned").clone();
+            let attempt = request
+                .try_clone()
+                .ok_or_else(|| anyhow!("a request to the running engine could not be repeated"))?;
+            let response = attempt
+                .bearer_auth(key.expose())
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow!(
+                        "the running engine at {} did not answer: {}",
+                        self.base,
+                        crate::engine::provider::error::network_detail(&e)
+                    )
+                })?;
+            // An engine that restarted between reading its announcement and its key has a
+            // new key, which it writes just after it binds: read it again for a moment.
+            if response.status() != reqwest::StatusCode::UNAUTHORIZED || rereads == KEY_REREADS {
+                break response;
+            }
+            rereads += 1;
+            tokio::time::sleep(Duration::from_millis(100) * rereads).await;
+            if let Some(newer) = self.keys.engine_key().await? {
+                *self.key.lock().expect("poisoned") = newer;
+            }
+        };
         let status = response.status();
         if status.is_success() {
             return response.json().await.map_err(|e| anyhow!("the running engine's answer is not what this CLI expects ({e}); are both the same version?"));

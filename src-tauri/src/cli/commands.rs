@@ -117,7 +117,7 @@ pub async fn dispatch(ctx: &Context, command: Command) -> Result<()> {
 
 /// The running engine's API, if an engine runs for this keychain service.
 pub async fn running(ctx: &Context) -> Result<Option<ApiClient>> {
-    ApiClient::discover(ctx, &api_keys(ctx)).await
+    ApiClient::discover(ctx, api_keys(ctx)).await
 }
 
 fn api_keys(ctx: &Context) -> ApiKeys {
