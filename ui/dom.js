@@ -41,6 +41,18 @@ export function replace(el, ...children) {
   return append(el, children);
 }
 
+/**
+ * Makes `parent`'s children exactly `nodes`, touching only what differs: a node that stays
+ * is never taken out of the document, so a click already pressed on it is not lost.
+ */
+export function reconcile(parent, nodes) {
+  nodes.forEach((node, i) => {
+    const at = parent.childNodes[i] || null;
+    if (at !== node) parent.insertBefore(node, at);
+  });
+  while (parent.childNodes.length > nodes.length) parent.lastChild.remove();
+}
+
 const SVG = 'http://www.w3.org/2000/svg';
 /** A small stroke icon from fixed path data (never engine data). */
 export function icon(paths, cls = 'icon') {

@@ -259,10 +259,24 @@ async fn the_window_lists_connects_refreshes_logs_and_never_shows_a_token() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     refresh_when_idle(&driver, "gfit").await;
-    wait_until(Duration::from_secs(15), "gfit refreshed", async || {
-        g_fake.lock().refresh_grants == 1
-    })
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while g_fake.lock().refresh_grants != 1 {
+        if std::time::Instant::now() > deadline {
+            let seen: Vec<_> = g_fake
+                .lock()
+                .token_requests
+                .iter()
+                .map(|r| (r.grant_type.clone(), r.status))
+                .collect();
+            let row = driver
+                .text(r#"[data-testid="account-row"][data-account="gfit"]"#)
+                .await;
+            panic!(
+                "gfit was not refreshed: the provider answered {seen:?}; gfit's row reads {row:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_clean(&driver, &fakes, &[&fb_access, &g_access], "after refreshes").await;
 
     // The log shows those rows, and its filters narrow them.

@@ -4,7 +4,7 @@
 // Data comes from app.state.accounts; nothing here calls the backend on a tick.
 
 import * as api from '../api.js';
-import { h, icon, keepFocus, replace } from '../dom.js';
+import { h, icon, keepFocus, reconcile, replace } from '../dom.js';
 import { countdown, parseTime, relative, upcoming } from '../format.js';
 import { statusLabel, statusSentence, remedyText } from '../words.js';
 import { connecting, connectPanel, startConnect } from '../connect.js';
@@ -230,8 +230,22 @@ export function createAccountsView(app) {
       else if (app.state.accountsError && accounts.length === 0) {
         replace(list, h('div', { class: 'note note-error', role: 'alert' }, app.state.accountsError.message));
       } else if (accounts.length === 0) replace(list, emptyState());
-      else replace(list, accounts.map((a) => card(a, now)));
+      else reconcile(list, accounts.map((a) => row(a, now, c)));
     });
+  }
+
+  // What each row was drawn from: a row whose inputs did not change is kept as it is.
+  // Rebuilding every row on every engine event lost clicks: a button pressed while another
+  // account's event arrived was replaced between mouse down and up.
+  const drawnFrom = new WeakMap();
+
+  function row(a, now, flow) {
+    const inputs = JSON.stringify([a, busy.get(a.name) || null, app.state.rowErrors[a.name] || null, flow || null]);
+    const old = [...list.children].find((r) => r.getAttribute('data-account') === a.name);
+    if (old && drawnFrom.get(old) === inputs) return old;
+    const fresh = card(a, now);
+    drawnFrom.set(fresh, inputs);
+    return fresh;
   }
 
   /** Rewrites the live parts in place: no rebuild, no backend call. */
@@ -241,6 +255,7 @@ export function createAccountsView(app) {
     for (const row of list.querySelectorAll('[data-testid=account-row]')) {
       const a = byName.get(row.getAttribute('data-account'));
       if (!a) continue;
+      setText(row.querySelector('[data-role=sentence]'), statusSentence(a, now));
       setText(row.querySelector('[data-testid=countdown]'), countdown(a.expires_at, now));
       setText(row.querySelector('[data-testid=last-refresh]'), relative(a.last_refresh, now));
       setText(row.querySelector('[data-testid=next-refresh]'), upcoming(a.next_refresh, now));
