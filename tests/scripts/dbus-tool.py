@@ -9,6 +9,9 @@
   dbus-tool.py menu BUS PATH              the item's menu: {"menu_path", "revision", "items":
                                           [{"id","label","enabled","visible","type"}]} (top level)
   dbus-tool.py click BUS MENU_PATH ID     com.canonical.dbusmenu Event(ID, "clicked", <i 0>, now)
+  dbus-tool.py lock COLLECTION            Secret Service Lock([COLLECTION]): {"locked": [...]}
+  dbus-tool.py unlock COLLECTION          gnome-keyring's UnlockWithMasterPassword, the password
+                                          read from stdin (as a user typing it would unlock it)
 
 Labels are as dbusmenu sends them (`_` marks a mnemonic, `__` is a literal underscore).
 Needs python3-gi: run it with /usr/bin/python3.
@@ -91,6 +94,19 @@ def main(argv):
              GLib.Variant("(isvu)", (int(argv[4]), "clicked", GLib.Variant("i", 0),
                                      int(time.time()))), None)
         return {"clicked": int(argv[4])}
+    if cmd in ("lock", "unlock"):
+        secrets = ("org.freedesktop.secrets", "/org/freedesktop/secrets")
+        if cmd == "lock":
+            locked, _prompt = call(*secrets, "org.freedesktop.Secret.Service", "Lock",
+                                   GLib.Variant("(ao)", ([argv[2]],)), "(aoo)")
+            return {"locked": locked}
+        _out, session = call(*secrets, "org.freedesktop.Secret.Service", "OpenSession",
+                             GLib.Variant("(sv)", ("plain", GLib.Variant("s", ""))), "(vo)")
+        password = sys.stdin.buffer.read()
+        secret = (session, b"", password, "text/plain")
+        call(*secrets, "org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface",
+             "UnlockWithMasterPassword", GLib.Variant("(o(oayays))", (argv[2], secret)), None)
+        return {"unlocked": argv[2]}
     raise SystemExit(f"unknown command {cmd}")
 
 

@@ -247,7 +247,11 @@ impl Api {
 
     /// Sends one request on a new connection and reads the whole answer (30 s at most).
     pub async fn send(&self, req: Request) -> Answer {
-        let limit = Duration::from_secs(30);
+        self.send_within(req, Duration::from_secs(30)).await
+    }
+
+    /// [`Api::send`] for an answer that may take longer (up to `limit`).
+    pub async fn send_within(&self, req: Request, limit: Duration) -> Answer {
         let what = format!("{} {}", req.method, req.target);
         tokio::time::timeout(limit, self.exchange(&req))
             .await

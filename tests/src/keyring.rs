@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 const PASSWORD: &str = "tokenwarden-private-keyring";
+/// The collection `gnome-keyring-daemon --unlock` makes on its first start.
+const LOGIN: &str = "/org/freedesktop/secrets/collection/login";
 
 pub struct PrivateKeyring {
     dir: tempfile::TempDir,
@@ -122,6 +124,42 @@ impl PrivateKeyring {
             .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
             .output()
             .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("boolean true"))
+    }
+
+    /// Locks the login keyring, as a screen lock or `seahorse` does: the Secret Service still
+    /// answers, but every read or write of an item needs an unlock prompt, which has no
+    /// display to show on here and is dismissed at once.
+    pub fn lock(&self) {
+        self.dbus_tool("lock", b"");
+    }
+
+    /// Unlocks it with its password, as the user typing it into the unlock prompt would.
+    pub fn unlock(&self) {
+        self.dbus_tool("unlock", PASSWORD.as_bytes());
+    }
+
+    fn dbus_tool(&self, command: &str, stdin: &[u8]) {
+        let mut child = Command::new(crate::desktop::python())
+            .arg(crate::desktop::script("dbus-tool.py"))
+            .args([command, LOGIN])
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("dbus-tool.py (needs /usr/bin/python3 with python3-gi)");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin)
+            .expect("dbus-tool stdin");
+        let out = child.wait_with_output().expect("dbus-tool.py");
+        assert!(
+            out.status.success(),
+            "dbus-tool.py {command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Kills the daemon (SIGKILL): the Secret Service is gone until [`Self::start_daemon`].

@@ -270,6 +270,60 @@ async fn redirects_are_not_followed_and_huge_or_hostile_answers_are_refused() {
     assert_whole(&mut serve, &api, "after a hostile error string").await;
 }
 
+/// A provider that answers 200 and then trickles its body one byte every 5 s: a read
+/// timeout alone would never fire. The whole call is cut off at 60 s; meanwhile the stored
+/// token is served and the engine answers; afterwards the failure is named and the account
+/// retries. (This test waits a minute; it runs beside the others.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_trickling_its_answer_is_cut_off_after_a_minute() {
+    let (fake, env, _) = LegacyAccount::new(|c| c.expires_in(3600))
+        .connected(3600)
+        .await;
+    let (mut serve, api, _) = env.serve_with_new_key("trickle").await;
+    let before = api.token("fb").await;
+    fake.fail_next(1, Fault::Trickle(Duration::from_secs(5)));
+    let started = std::time::Instant::now();
+    let caller = api.clone();
+    let refresh = tokio::spawn(async move {
+        caller
+            .send_within(
+                tokenwarden_e2e::api::Request::new("POST", "/v1/accounts/fb/refresh"),
+                Duration::from_secs(120),
+            )
+            .await
+    });
+    // While the provider trickles, the engine goes on answering with what it holds.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(api.token("fb").await, before);
+        assert_whole(&mut serve, &api, "while the provider trickles").await;
+    }
+    let answer = refresh.await.expect("the refresh call");
+    let took = started.elapsed();
+    assert!(answer.status >= 500, "the refresh failed: {answer:?}");
+    // Not a performance figure: the bound is 60 s, and the call must not have outlived it
+    // by more than a busy machine's scheduling could explain.
+    assert!(
+        took >= Duration::from_secs(55) && took < Duration::from_secs(90),
+        "the trickling call was cut off after {took:?}, not at 60 s"
+    );
+    let row = newest_log_row(&env, |row| row["outcome"] != "ok").await;
+    assert!(
+        row["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("timed out")),
+        "the failure is named: {row}"
+    );
+    assert_eq!(fb_view(&api).await["status"], "retrying");
+    assert_eq!(
+        api.token("fb").await,
+        before,
+        "the stored token still served"
+    );
+    assert_whole(&mut serve, &api, "after the provider trickled").await;
+    println!("a trickling provider was cut off after {took:.1?}");
+}
+
 /// Waits (5 s at most: the history is written behind) until fb's newest log row is `ok`.
 async fn newest_log_row(env: &Env, ok: impl Fn(&Value) -> bool) -> Value {
     let mut last = Value::Null;

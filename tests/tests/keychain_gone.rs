@@ -1,4 +1,5 @@
-//! The Secret Service disappears under a running engine (its daemon killed), and comes back.
+//! The Secret Service disappears under a running engine (its daemon killed), or is locked,
+//! and comes back (started again, or unlocked with its password).
 //! A private keyring on a private D-Bus session ([`PrivateKeyring`]), the real `serve`, a fake
 //! that rotates single-use refresh tokens every second or two. While the keychain is gone
 //! tokens keep being served from memory and refreshed with the newest refresh token; the
@@ -12,8 +13,27 @@ use tokenwarden_e2e::harness::{free_port, unix_now};
 use tokenwarden_e2e::keyring::PrivateKeyring;
 use tokenwarden_e2e::{wait_until, Env};
 
+/// How the keychain goes away for a while.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// Its daemon is killed: nothing answers on the bus.
+    Gone,
+    /// It is locked: the daemon answers, every item needs an unlock prompt (dismissed, as on
+    /// a machine with no display to show it on).
+    Locked,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keychain_that_disappears_and_returns_loses_nothing() {
+    away_and_back(Fault::Gone).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keychain_that_is_locked_and_unlocked_loses_nothing() {
+    away_and_back(Fault::Locked).await;
+}
+
+async fn away_and_back(fault: Fault) {
     let mut keyring = PrivateKeyring::start();
     let redirect = format!("http://127.0.0.1:{}/callback", free_port());
     let fake = OAuthFake::start(OAuthConfig::fitbit_legacy(&redirect).expires_in(3)).await;
@@ -36,7 +56,10 @@ async fn a_keychain_that_disappears_and_returns_loses_nothing() {
     .await;
 
     // The Secret Service goes away.
-    keyring.kill_daemon();
+    match fault {
+        Fault::Gone => keyring.kill_daemon(),
+        Fault::Locked => keyring.lock(),
+    }
     let grants = fake.lock().refresh_grants;
     let mut served = 0;
     for _ in 0..40 {
@@ -64,18 +87,30 @@ async fn a_keychain_that_disappears_and_returns_loses_nothing() {
         view[0]["unsaved"], true,
         "the set is marked unsaved: {view}"
     );
-    let told = events
+    let told: Vec<_> = events
         .events()
-        .iter()
+        .into_iter()
         .filter(|e| e.event == "keychain_write_failed")
-        .count();
+        .collect();
     assert_eq!(
-        told, 1,
+        told.len(),
+        1,
         "told once, not once per refresh ({rotated_while_gone} refreshes)"
     );
+    let said = told[0].data.to_string();
+    assert!(said.contains("unlocked"), "the remedy is named: {said}");
+    if let Fault::Locked = fault {
+        assert!(
+            env.stored_tokens("fb").await.is_none(),
+            "the test's own reads are refused too: the keychain really is locked"
+        );
+    }
 
     // It comes back: the pending set lands without any request.
-    keyring.start_daemon();
+    match fault {
+        Fault::Gone => keyring.start_daemon(),
+        Fault::Locked => keyring.unlock(),
+    }
     wait_until(
         Duration::from_secs(20),
         "the pending set written",
@@ -108,7 +143,7 @@ async fn a_keychain_that_disappears_and_returns_loses_nothing() {
     assert!(st.is_live_refresh_token(&st.latest_refresh_token().expect("issued")));
     drop(st);
     println!(
-        "keychain gone for 6 s: {served} tokens served from memory, {rotated_while_gone} refreshes, one notice; the pending set written on its return"
+        "keychain {fault:?} for 6 s: {served} tokens served from memory, {rotated_while_gone} refreshes, one notice; the pending set written on its return"
     );
     assert!(serve.running(), "serve exited:\n{}", serve.stderr());
 }

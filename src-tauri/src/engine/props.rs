@@ -23,6 +23,45 @@ fn config() -> ProptestConfig {
     }
 }
 
+/// JSON of any shape a provider might send, nested a few levels.
+fn json() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        any::<u64>().prop_map(serde_json::Value::from),
+        any::<f64>().prop_map(serde_json::Value::from),
+        "\\PC{0,12}|[0-9]{1,22}|-?[0-9]{1,5}\\.[0-9]{1,5}(e[0-9]{1,3})?|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z"
+            .prop_map(serde_json::Value::from),
+    ];
+    leaf.prop_recursive(4, 40, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+            prop::collection::btree_map(key(), inner, 0..6)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Keys that paths will name, so that some lookups find something.
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("data".to_owned()),
+        Just("token".to_owned()),
+        Just("expires".to_owned()),
+        Just("0".to_owned()),
+        "[0-9]{1,3}|\\PC{0,6}",
+    ]
+}
+
+/// A JSON field path as the config writes one: `a.b.0.c`, absurd ones included.
+fn path() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::collection::vec(key(), 1..5).prop_map(|keys| keys.join(".")),
+        "\\PC{0,20}",
+    ]
+}
+
 /// TOML values of every kind, absurd ones included.
 fn value() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -168,6 +207,43 @@ proptest! {
             prop_assert!(set.expires_at.unix() <= LAST);
             prop_assert!(set.refresh_expires_at.is_none_or(|d| d.unix() <= LAST));
             prop_assert!(!set.expires_at.rfc3339().is_empty());
+        }
+    }
+
+    #[test]
+    fn http_answers_of_any_shape_at_any_path_give_a_token_or_a_named_refusal(
+        body in json(),
+        token_field in path(),
+        expiry_path in path(),
+        kind in 0u8..3,
+        fixed in any::<u32>(),
+    ) {
+        let expiry = match kind {
+            0 => http::Expiry::InField(expiry_path.clone()),
+            1 => http::Expiry::AtField(expiry_path.clone()),
+            _ => http::Expiry::Fixed(Duration::from_secs(u64::from(fixed))),
+        };
+        let spec = http::HttpSpec {
+            url: "http://127.0.0.1:1/token".into(),
+            method: http::Method::Get,
+            query: Vec::new(),
+            form: Vec::new(),
+            json: None,
+            headers: Vec::new(),
+            token_field: token_field.clone(),
+            expiry,
+            error_field: None,
+        };
+        match spec.read_issued(&body, SystemTime::now()) {
+            Ok(issued) => {
+                let set = issued.into_set(None);
+                prop_assert!(set.expires_at.unix() <= LAST);
+                prop_assert!(!set.expires_at.rfc3339().is_empty());
+            }
+            Err(why) => prop_assert!(
+                why.contains(&format!("`{token_field}`")) || why.contains(&format!("`{expiry_path}`")),
+                "the refusal names the path: {why}"
+            ),
         }
     }
 

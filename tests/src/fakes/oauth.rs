@@ -172,6 +172,9 @@ pub enum Fault {
     Redirect(u16, String),
     /// A 200 whose body is this many bytes of JSON-looking filler, sent in chunks.
     HugeBody(usize),
+    /// A 200 that never ends: `{` and then one space every so often, doing no work. A read
+    /// timeout alone never fires on it.
+    Trickle(Duration),
 }
 
 impl Fault {
@@ -829,6 +832,23 @@ async fn token(AxState(state): AxState<Shared>, headers: HeaderMap, body: String
                     (
                         [(header::CONTENT_TYPE, "application/json")],
                         axum::body::Body::from_stream(stream),
+                    )
+                        .into_response(),
+                    None,
+                )
+            }
+            Some(Fault::Trickle(every)) => {
+                let first = futures_util::stream::once(async {
+                    Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"{"))
+                });
+                let rest = futures_util::stream::unfold((), move |()| async move {
+                    tokio::time::sleep(every).await;
+                    Some((Ok(bytes_of_filler(1)), ()))
+                });
+                (
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        axum::body::Body::from_stream(futures_util::StreamExt::chain(first, rest)),
                     )
                         .into_response(),
                     None,

@@ -132,31 +132,36 @@ impl HttpSpec {
                 wait: None,
             });
         }
-        let token = lookup(&body, &self.token_field)
+        self.read_issued(&body, crate::engine::clock::now())
+            .map_err(bad)
+    }
+
+    /// The token and its lifetime from a successful answer. The error names the path that
+    /// did not hold what it should.
+    pub(crate) fn read_issued(
+        &self,
+        body: &serde_json::Value,
+        now: SystemTime,
+    ) -> Result<Issued, String> {
+        let token = lookup(body, &self.token_field)
             .and_then(|v| v.as_str())
-            .ok_or_else(|| bad(format!("no string at `{}` in the answer", self.token_field)))?;
-        let now = crate::engine::clock::now();
+            .ok_or_else(|| format!("no string at `{}` in the answer", self.token_field))?;
         let expires_at = match &self.expiry {
             // The config refuses a fixed lifetime over the bound.
             Expiry::Fixed(lifetime) => Deadline::after(now, *lifetime),
             Expiry::InField(path) => {
-                let value = lookup(&body, path).ok_or_else(|| {
-                    bad(format!("no number of seconds at `{path}` in the answer"))
-                })?;
+                let value = lookup(body, path)
+                    .ok_or_else(|| format!("no number of seconds at `{path}` in the answer"))?;
                 let lifetime = number(value)
                     .and_then(bounds::lifetime_f64)
-                    .ok_or_else(|| {
-                        bad(format!("`{path}` is not a number of seconds, 0 or more"))
-                    })?;
+                    .ok_or_else(|| format!("`{path}` is not a number of seconds, 0 or more"))?;
                 Deadline::after(now, lifetime)
             }
             Expiry::AtField(path) => {
-                let value = lookup(&body, path)
-                    .ok_or_else(|| bad(format!("nothing at `{path}` in the answer")))?;
+                let value = lookup(body, path)
+                    .ok_or_else(|| format!("nothing at `{path}` in the answer"))?;
                 let at = at_time(value).ok_or_else(|| {
-                    bad(format!(
-                        "`{path}` is neither unix seconds nor an RFC 3339 time"
-                    ))
+                    format!("`{path}` is neither unix seconds nor an RFC 3339 time")
                 })?;
                 // A date beyond what any lifetime may reach is taken as that far.
                 at.min(Deadline::after(now, bounds::MAX_LIFETIME))
