@@ -22,7 +22,10 @@ TEST_PKGS := xvfb xauth dbus dbus-x11 gnome-keyring libsecret-tools procps webki
 	xclip python3-dbusmock python3-gi python3-dbus gir1.2-glib-2.0 imagemagick x11-utils curl \
 	libayatana-appindicator3-1 libfaketime
 
-.PHONY: run test build bench deps-build deps-run deps-test deps-driver check-cargo lint
+# Bench: wrk loads the API beside a bare axum handler (the ceiling) in the same run.
+BENCH_PKGS := wrk
+
+.PHONY: run test build bench deps-build deps-run deps-test deps-bench deps-driver check-cargo lint
 
 # The tray app where there is a display, else the headless engine (`serve`).
 run: deps-build deps-run check-cargo
@@ -42,7 +45,7 @@ test: deps-build deps-test deps-driver check-cargo lint
 # Figures for the README and closing notes: API latency and throughput, the 401 burst, CLI round
 # trips, 1,000 accounts on one keyring (first start, restart, idle CPU), and 500 clients for 60 s
 # while the token rotates.
-bench: deps-build deps-test deps-driver check-cargo
+bench: deps-build deps-test deps-bench deps-driver check-cargo
 	$(CARGO) build --release --workspace
 	TOKENWARDEN_BIN=$(CURDIR)/target/release/tokenwarden tests/scripts/session.sh \
 		$(CARGO) test --release -p tokenwarden-e2e --test bench --test desktop_bench -- --nocapture --include-ignored --test-threads=1
@@ -64,6 +67,8 @@ deps-run:
 	@.ci/install-packages.sh $(RUN_PKGS)
 deps-test:
 	@.ci/install-packages.sh $(TEST_PKGS)
+deps-bench:
+	@.ci/install-packages.sh $(BENCH_PKGS)
 # tauri-driver drives the real window through WebKitWebDriver (a crates.io package).
 deps-driver: check-cargo
 	@command -v tauri-driver >/dev/null || [ -x "$$HOME/.cargo/bin/tauri-driver" ] || \

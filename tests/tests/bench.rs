@@ -219,3 +219,140 @@ async fn bench_thousand_http_accounts() {
     assert_eq!(fake.lock().total_issued(), SCALE, "an idle engine fetched");
     assert_eq!(serve.stop().await.code, 0);
 }
+
+/// One wrk round: requests per second and p99 latency.
+#[derive(Clone, Copy, Debug)]
+struct Round {
+    rps: f64,
+    p99: Duration,
+}
+
+/// Runs `wrk` (2 threads, 64 keep-alive connections, 5 s) against `url`; every answer must
+/// be 2xx (wrk counts the others as "Non-2xx").
+fn wrk(url: &str, key: Option<&str>) -> Round {
+    let mut cmd = std::process::Command::new("wrk");
+    cmd.args(["-t2", "-c64", "-d5s", "--latency"]);
+    if let Some(key) = key {
+        cmd.args(["-H", &format!("Authorization: Bearer {key}")]);
+    }
+    let out = cmd
+        .arg(url)
+        .output()
+        .expect("wrk (Debian package wrk; `make bench` installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && !text.contains("Non-2xx") && !text.contains("Socket errors"),
+        "wrk {url}:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no {prefix:?} in wrk's output:\n{text}"))
+            .to_owned()
+    };
+    Round {
+        rps: field("Requests/sec:").parse().expect("requests/sec"),
+        p99: wrk_duration(&field("99%")),
+    }
+}
+
+/// `812.00us`, `3.26ms`, `1.02s`.
+fn wrk_duration(text: &str) -> Duration {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(text.len()),
+    );
+    let n: f64 = number
+        .parse()
+        .unwrap_or_else(|_| panic!("a wrk latency: {text}"));
+    Duration::from_secs_f64(match unit {
+        "us" => n / 1e6,
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" => n * 60.0,
+        other => panic!("wrk latency unit {other:?} in {text}"),
+    })
+}
+
+fn median(mut rounds: Vec<Round>) -> Round {
+    let mid = rounds.len() / 2;
+    let mut by_rps = rounds.clone();
+    by_rps.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    rounds.sort_by_key(|r| r.p99);
+    Round {
+        rps: by_rps[mid].rps,
+        p99: rounds[mid].p99,
+    }
+}
+
+/// Serving throughput beside its ceiling, in one run: a bare axum handler answering a fixed
+/// token JSON (the `bare-axum` binary of this crate), then `GET /v1/accounts/{name}/token`
+/// and `GET /token?name=` of a release `serve` with a valid key. wrk, 2 threads, 64
+/// keep-alive connections, 5 s rounds taken in turn, median of 3. Needs `wrk`; `make bench`
+/// installs it and runs this.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs wrk and a quiet machine: run by `make bench`"]
+async fn bench_serving_against_the_ceiling() {
+    let fake = WeChatFake::start(WeChatConfig::default()).await;
+    let env = Env::new(&fake.account_toml("wx", ""));
+    let secret = fake.lock().config.secret.clone();
+    env.set_secret("wx", &secret).await;
+    let (serve, api, key) = env.serve_with_new_key("bench").await;
+    api.get("/v1/accounts/wx/token").await.expect(200);
+
+    let port = tokenwarden_e2e::harness::free_port();
+    let mut bare = std::process::Command::new(env!("CARGO_BIN_EXE_bare-axum"))
+        .arg(port.to_string())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("bare-axum");
+    let bare_url = format!("http://127.0.0.1:{port}/v1/accounts/wx/token");
+    wait_until(Duration::from_secs(10), "bare-axum listens", async || {
+        reqwest::get(&bare_url).await.is_ok()
+    })
+    .await;
+
+    let targets = [
+        (
+            "bare axum, fixed JSON, no key (the ceiling)",
+            bare_url.clone(),
+            None,
+        ),
+        (
+            "GET /v1/accounts/wx/token, valid key",
+            format!("http://127.0.0.1:{}/v1/accounts/wx/token", api.port),
+            Some(key.as_str()),
+        ),
+        (
+            "GET /token?name=wx, valid key",
+            format!("http://127.0.0.1:{}/token?name=wx", api.port),
+            Some(key.as_str()),
+        ),
+    ];
+    let mut rounds: Vec<Vec<Round>> = vec![Vec::new(); targets.len()];
+    for _ in 0..3 {
+        for (i, (_, url, key)) in targets.iter().enumerate() {
+            rounds[i].push(wrk(url, *key));
+        }
+    }
+    let _ = bare.kill();
+    let _ = bare.wait();
+    let ceiling = median(rounds[0].clone());
+    println!("bench: serving, wrk -t2 -c64 -d5s, median of 3 rounds taken in turn");
+    println!("bench: | what | requests/s | of the ceiling | p99 | p99 / ceiling's |");
+    println!("bench: |---|---|---|---|---|");
+    for ((what, _, _), rounds) in targets.iter().zip(rounds) {
+        let m = median(rounds);
+        println!(
+            "bench: | {what} | {:.0} | {:.0}% | {:.2?} | {:.2}x |",
+            m.rps,
+            100.0 * m.rps / ceiling.rps,
+            m.p99,
+            m.p99.as_secs_f64() / ceiling.p99.as_secs_f64()
+        );
+    }
+    assert_eq!(serve.stop().await.code, 0);
+}
