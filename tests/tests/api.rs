@@ -671,6 +671,76 @@ async fn token_answers_and_the_tokenboy_endpoint_have_the_contract_shape() {
     finish(s, &[]).await;
 }
 
+/// The everyday token answers are given without the router (src/api/fast.rs); the same
+/// request in a form only the router takes (a percent-encoded name, `bearer` in lower case,
+/// a second query parameter) gets the same bytes, headers and count in `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fast_path_answers_exactly_what_the_router_does() {
+    let s = setup().await;
+    let count = async |route: &str| {
+        let m = s.api.get("/metrics").await;
+        tokenwarden_e2e::prometheus::parse(&m.body)
+            .unwrap_or_else(|e| panic!("/metrics: {e}\n{m}"))
+            .sum(
+                "tokenwarden_api_requests_total",
+                &[("route", route), ("status", "200")],
+            )
+    };
+    let get = |target: &str| Request::new("GET", target);
+    let pairs = [
+        ("/v1/accounts/fb/token", get("/v1/accounts/f%62/token")),
+        (
+            "/v1/accounts/fb/token?min_valid=60",
+            get("/v1/accounts/fb/token?min_valid=60").authorization(&format!("bearer {}", s.key)),
+        ),
+        ("/token?name=fb", get("/token?name=f%62")),
+        ("/token?name=fb", get("/token?name=fb&from=test")),
+    ];
+    let before = (
+        count("/v1/accounts/{name}/token").await,
+        count("/token").await,
+    );
+    for (fast_target, slow_request) in pairs {
+        // The same second on both (expires_in counts down): ask again if one turned over.
+        let (mut fast, mut slow) = (None::<Answer>, None::<Answer>);
+        for _ in 0..3 {
+            let f = s.api.get(fast_target).await;
+            let r = s.api.send(slow_request.clone()).await;
+            assert_eq!(f.status, 200, "{f}");
+            assert_eq!(r.status, 200, "{r}");
+            let same = f.body == r.body;
+            (fast, slow) = (Some(f), Some(r));
+            if same {
+                break;
+            }
+        }
+        let (fast, slow) = (fast.expect("asked"), slow.expect("asked"));
+        assert_eq!(fast.body, slow.body, "{fast}\n{slow}");
+        let names = |a: &Answer| {
+            let mut h: Vec<String> = a
+                .headers
+                .iter()
+                .filter(|(k, _)| k != "date")
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            h.sort();
+            h
+        };
+        assert_eq!(names(&fast), names(&slow), "{fast}\n{slow}");
+    }
+    let now = (
+        count("/v1/accounts/{name}/token").await,
+        count("/token").await,
+    );
+    // Two routed and two fast answers per route at least (more if a second turned over):
+    // were the fast ones not counted, each route would have grown by 2 or 3.
+    assert!(
+        now.0 - before.0 >= 4.0 && now.1 - before.1 >= 4.0,
+        "every answer is counted, fast or routed: {before:?} then {now:?}"
+    );
+    finish(s, &[]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_and_history_match_list_and_log_json() {
     let s = setup().await;

@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
+use super::fast::FastPath;
 use crate::engine::config::ApiSettings;
 
 /// Requests in flight at shutdown get this long to finish.
@@ -37,6 +38,7 @@ const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: appli
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    fast: Arc<FastPath>,
     settings: &ApiSettings,
     stop: CancellationToken,
 ) -> io::Result<()> {
@@ -70,12 +72,18 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
+        let (app, fast) = (app.clone(), fast.clone());
         let service = hyper::service::service_fn(move |mut request: Request<_>| {
-            request
-                .extensions_mut()
-                .insert(ConnectInfo::<SocketAddr>(peer));
-            app.clone().oneshot(request)
+            let (app, answer) = (app.clone(), fast.answer(&request));
+            async move {
+                if let Some(answer) = answer {
+                    return Ok(answer);
+                }
+                request
+                    .extensions_mut()
+                    .insert(ConnectInfo::<SocketAddr>(peer));
+                app.oneshot(request).await
+            }
         });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -112,7 +112,7 @@ impl Guard {
         }
     }
 
-    fn host_ok(&self, host: Option<&str>) -> bool {
+    pub(super) fn host_ok(&self, host: Option<&str>) -> bool {
         // With allow_remote the machine is reached by names we cannot know.
         self.allow_remote
             || host.is_some_and(|h| self.hosts.iter().any(|ours| ours.eq_ignore_ascii_case(h)))
@@ -127,17 +127,19 @@ impl Guard {
 pub async fn check(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    // Owned copies: a `&Request` held across `.await` would make this future !Send.
-    let (headers, path) = (request.headers().clone(), request.uri().path().to_owned());
-    let mut request = request;
-    let response = match admit(&state, peer, &headers, &path).await {
+    let route = route_label(request.extensions().get::<MatchedPath>());
+    // What admission needs, taken out so that no `&Request` is held across `.await` (that
+    // would make this future !Send); header values are reference-counted, not copied.
+    let asked = Asked {
+        origin: request.headers().contains_key(header::ORIGIN),
+        host: request.headers().get(header::HOST).cloned(),
+        authorization: request.headers().get(header::AUTHORIZATION).cloned(),
+        healthz: request.uri().path() == "/healthz",
+    };
+    let response = match admit(&state, peer, &asked, route).await {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
             next.run(request).await
@@ -147,8 +149,43 @@ pub async fn check(
     state
         .engine
         .metrics()
-        .api_request(&route, response.status().as_u16());
+        .api_request(route, response.status().as_u16());
     response
+}
+
+/// The routes of the contract, as `/metrics` labels them: fixed strings, so that counting a
+/// request allocates nothing.
+const ROUTES: &[&str] = &[
+    "/healthz",
+    "/v1/accounts",
+    "/v1/accounts/{name}/token",
+    "/v1/accounts/{name}/refresh",
+    "/v1/accounts/{name}/rejected",
+    "/v1/accounts/{name}/connect",
+    "/v1/accounts/{name}/disconnect",
+    "/v1/accounts/{name}/reload",
+    "/v1/accounts/{name}/grant",
+    "/v1/accounts/{name}/secret",
+    "/v1/reload",
+    "/v1/history",
+    "/v1/events",
+    "/metrics",
+    "/token",
+];
+
+fn route_label(matched: Option<&MatchedPath>) -> &'static str {
+    matched
+        .and_then(|m| ROUTES.iter().find(|r| **r == m.as_str()))
+        .copied()
+        .unwrap_or("unmatched")
+}
+
+/// The parts of a request that admission looks at.
+struct Asked {
+    origin: bool,
+    host: Option<header::HeaderValue>,
+    authorization: Option<header::HeaderValue>,
+    healthz: bool,
 }
 
 /// Who made an admitted request: the holder of the key it presented (`None` only on
@@ -189,17 +226,17 @@ impl Caller {
 async fn admit(
     state: &AppState,
     peer: SocketAddr,
-    headers: &HeaderMap,
-    path: &str,
+    asked: &Asked,
+    route: &str,
 ) -> Result<Caller, ApiError> {
-    if headers.contains_key(header::ORIGIN) {
+    if asked.origin {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden_origin",
             "requests from web pages (with an Origin header) are refused",
         ));
     }
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let host = asked.host.as_ref().and_then(|h| h.to_str().ok());
     if !state.guard.host_ok(host) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -207,11 +244,12 @@ async fn admit(
             "the Host header does not name this server's address",
         ));
     }
-    if path == "/healthz" {
+    if asked.healthz {
         return Ok(Caller(None));
     }
-    let presented = headers
-        .get(header::AUTHORIZATION)
+    let presented = asked
+        .authorization
+        .as_ref()
         .and_then(|h| h.to_str().ok())
         .and_then(|h| {
             h.strip_prefix("Bearer ")
@@ -233,9 +271,9 @@ async fn admit(
     };
     let verdict = state.guard.failed(peer.ip());
     if verdict.log && verdict.limited {
-        tracing::warn!(client = %peer.ip(), path, reason, "API authentication failed {FAILURE_LIMIT} times within a minute from this client; answering 429 and not logging more until the minute is over");
+        tracing::warn!(client = %peer.ip(), route, reason, "API authentication failed {FAILURE_LIMIT} times within a minute from this client; answering 429 and not logging more until the minute is over");
     } else if verdict.log {
-        tracing::warn!(client = %peer.ip(), path, reason, "API authentication failed (further failures within a minute are counted, not logged)");
+        tracing::warn!(client = %peer.ip(), route, reason, "API authentication failed (further failures within a minute are counted, not logged)");
     }
     if verdict.limited {
         return Err(ApiError::new(

@@ -1,5 +1,6 @@
 //! The local HTTP API (axum): a thin adapter over the engine handle.
 //! * `connections` the accept loop: connection cap, header and idle timeouts
+//! * `fast`    the token routes' everyday answer, without the router
 //! * `guard`   who gets in: loopback Host, no Origin, bearer key, failed-auth rate limit
 //! * `routes`  one small handler per route of the contract (DESIGN "Local HTTP API")
 //! * `manage`  the routes that change an account: connect, disconnect, secret, reload
@@ -9,6 +10,7 @@
 
 mod connections;
 mod error;
+mod fast;
 mod guard;
 mod manage;
 mod routes;
@@ -25,26 +27,45 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::Engine;
 
+/// What every handler is given. Cloned for each request (the guard's and the handler's
+/// `State`), so it is one `Arc`: cloning its parts one by one cost a lock per request (a
+/// cancellation token's clone takes its tree's mutex).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Parts>);
+
+pub struct Parts {
     pub engine: Engine,
-    pub guard: Arc<guard::Guard>,
+    pub guard: guard::Guard,
     /// Ends long-lived answers (the event stream) at shutdown.
     pub stop: CancellationToken,
     /// One permit per event-stream subscriber.
     pub subscribers: Arc<tokio::sync::Semaphore>,
 }
 
+impl std::ops::Deref for AppState {
+    type Target = Parts;
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
 pub fn router(engine: Engine, listen: SocketAddr, stop: CancellationToken) -> Router {
+    router_with(state(engine, listen, stop))
+}
+
+fn state(engine: Engine, listen: SocketAddr, stop: CancellationToken) -> AppState {
     let allow_remote = engine.config().api.allow_remote;
-    let state = AppState {
+    AppState(Arc::new(Parts {
         engine,
-        guard: Arc::new(guard::Guard::new(listen, allow_remote)),
+        guard: guard::Guard::new(listen, allow_remote),
         stop,
         subscribers: Arc::new(tokio::sync::Semaphore::new(
             crate::engine::bounds::MAX_EVENT_SUBSCRIBERS,
         )),
-    };
+    }))
+}
+
+fn router_with(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(routes::healthz))
         .route("/v1/accounts", get(routes::accounts))
@@ -97,6 +118,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listen = listener.local_addr()?;
     let settings = engine.config().api.clone();
-    let app = router(engine, listen, stop.clone());
-    connections::serve(listener, app, &settings, stop).await
+    let state = state(engine, listen, stop.clone());
+    let fast = Arc::new(fast::FastPath::new(state.clone()));
+    connections::serve(listener, router_with(state), fast, &settings, stop).await
 }

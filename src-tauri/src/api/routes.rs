@@ -175,16 +175,30 @@ pub async fn tokenboy(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
     query: Result<Params, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let query = params(query)?;
     let raw = query
         .get("name")
         .ok_or_else(|| ApiError::bad_request("`name` is required"))?;
     let name = name(raw, Some(&caller))?;
     let token = s.engine.token(&name, Duration::ZERO).await?;
-    Ok(Json(
-        serde_json::json!({ "access_token": token.access_token.expose(), "expires_in": token.expires_in }),
-    ))
+    Ok(Json(TokenBoyAnswer::of(&token)).into_response())
+}
+
+/// What a TokenBoy client reads.
+#[derive(serde::Serialize)]
+pub(super) struct TokenBoyAnswer<'a> {
+    access_token: &'a str,
+    expires_in: u64,
+}
+
+impl<'a> TokenBoyAnswer<'a> {
+    pub(super) fn of(token: &'a TokenView) -> Self {
+        Self {
+            access_token: token.access_token.expose(),
+            expires_in: token.expires_in,
+        }
+    }
 }
 
 /// Server-Sent Events of engine events. A subscriber that falls behind gets a `lagged`

@@ -6,6 +6,7 @@
 //! The engine also makes a key of its own at start (`engine:api-key`) that the CLI uses to
 //! reach it; it is replaced at every start.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -74,7 +75,9 @@ struct Cache {
     loaded: bool,
     /// The index version whose reload failure was last logged (one line per change).
     reported: Option<Option<SystemTime>>,
-    keys: Vec<(KeyHolder, Secret)>,
+    /// Keys by their SHA-256: finding one costs a hash, however many keys there are. Keys
+    /// are 256 random bits, so a lookup that takes longer for a near miss tells nothing.
+    keys: HashMap<Digest, KeyHolder>,
     engine_key: Option<Secret>,
 }
 
@@ -163,23 +166,32 @@ impl ApiKeys {
         }
         self.refresh_cache().await;
         let cache = self.cache.lock().expect("poisoned");
-        // Every key is compared, so the time taken does not tell which label came close.
-        let mut found = None;
-        for (holder, key) in &cache.keys {
-            if key.same_as(presented) {
-                found = Some(holder.clone());
-            }
+        cache.keys.get(&digest(presented)).cloned()
+    }
+
+    /// [`Self::verify`] without waiting: `None` when the keys must be read again first (the
+    /// caller then takes the path that can wait for the keychain).
+    pub fn verify_cached(&self, presented: &str) -> Option<Option<KeyHolder>> {
+        let stamp = index_stamp(&self.index);
+        let cache = self.cache.lock().expect("poisoned");
+        if cache
+            .engine_key
+            .as_ref()
+            .is_some_and(|k| k.same_as(presented))
+        {
+            return Some(Some(KeyHolder {
+                label: ENGINE_LABEL.into(),
+                accounts: None,
+            }));
         }
-        found
+        (cache.loaded && cache.stamp == stamp).then(|| cache.keys.get(&digest(presented)).cloned())
     }
 
     /// Re-reads the keys when the index changed. Fails closed: when the new keys cannot
     /// be read (a locked keychain, a broken index), a key whose label left the index stops
     /// working at once, and no key is added, until a reload succeeds.
     async fn refresh_cache(&self) {
-        let stamp = std::fs::metadata(&self.index)
-            .and_then(|m| m.modified())
-            .ok();
+        let stamp = index_stamp(&self.index);
         {
             let cache = self.cache.lock().expect("poisoned");
             if cache.loaded && cache.stamp == stamp {
@@ -204,7 +216,7 @@ impl ApiKeys {
                     .unwrap_or_default();
                 cache
                     .keys
-                    .retain(|(holder, _)| listed.contains(&holder.label));
+                    .retain(|_, holder| listed.contains(&holder.label));
                 cache.loaded = false;
                 if cache.reported != Some(stamp) {
                     cache.reported = Some(stamp);
@@ -214,8 +226,11 @@ impl ApiKeys {
         }
     }
 
-    async fn read_keys(&self, infos: &[KeyInfo]) -> Result<Vec<(KeyHolder, Secret)>, ApiKeyError> {
-        let mut keys = Vec::new();
+    async fn read_keys(
+        &self,
+        infos: &[KeyInfo],
+    ) -> Result<HashMap<Digest, KeyHolder>, ApiKeyError> {
+        let mut keys = HashMap::new();
         for info in infos {
             if let Some(key) = self
                 .keychain
@@ -226,11 +241,24 @@ impl ApiKeys {
                     label: info.label.clone(),
                     accounts: info.accounts.as_deref().map(Arc::from),
                 };
-                keys.push((holder, key));
+                keys.insert(digest(key.expose()), holder);
             }
         }
         Ok(keys)
     }
+}
+
+/// When the key index last changed: a revocation by another process is seen at the next
+/// request.
+fn index_stamp(index: &Path) -> Option<SystemTime> {
+    std::fs::metadata(index).and_then(|m| m.modified()).ok()
+}
+
+type Digest = [u8; 32];
+
+fn digest(key: &str) -> Digest {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(key.as_bytes()).into()
 }
 
 fn check_label(label: &str) -> Result<(), ApiKeyError> {

@@ -25,7 +25,8 @@ pub struct AccountLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub route: String,
+    /// One of the API's fixed route patterns.
+    pub route: &'static str,
     pub status: u16,
 }
 
@@ -97,12 +98,9 @@ impl Metrics {
             .observe(seconds);
     }
 
-    pub fn api_request(&self, route: &str, status: u16) {
+    pub fn api_request(&self, route: &'static str, status: u16) {
         self.api_requests
-            .get_or_create(&RequestLabels {
-                route: route.to_owned(),
-                status,
-            })
+            .get_or_create(&RequestLabels { route, status })
             .inc();
     }
 }

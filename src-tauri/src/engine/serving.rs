@@ -57,6 +57,12 @@ impl Engine {
         })
     }
 
+    /// The token if it is valid for `min_valid` now, without refreshing or waiting: the
+    /// API's fast path. `None` for anything else; [`Self::token`] then decides.
+    pub fn token_at_hand(&self, name: &AccountName, min_valid: Duration) -> Option<TokenView> {
+        self.valid_token(name, min_valid).ok().flatten()
+    }
+
     /// A token valid for at least `min_valid`, refreshed first if needed (and allowed).
     pub async fn token(
         &self,
