@@ -752,7 +752,9 @@ impl Driver {
     pub async fn scroll_to(&self, element: &Element) {
         let arg = serde_json::to_value(element).expect("an element reference");
         let scroll = self.client.execute(
-            "arguments[0].scrollIntoView({block: 'center'}); return true;",
+            // Instantly: the window scrolls smoothly (CSS), and a click computed while the
+            // page still moves lands where the element was, not where it is.
+            "arguments[0].scrollIntoView({block: 'center', behavior: 'instant'}); return true;",
             vec![arg],
         );
         let _ = self.guard("scrollIntoView", scroll).await;

@@ -271,8 +271,10 @@ async fn the_window_lists_connects_refreshes_logs_and_never_shows_a_token() {
             let row = driver
                 .text(r#"[data-testid="account-row"][data-account="gfit"]"#)
                 .await;
+            let shot = driver.screenshot("gfit-not-refreshed").await;
             panic!(
-                "gfit was not refreshed: the provider answered {seen:?}; gfit's row reads {row:?}"
+                "gfit was not refreshed: the provider answered {seen:?}; gfit's row reads {row:?}; the window: {}",
+                shot.display()
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
