@@ -134,6 +134,20 @@ async fn bench_token_serving() {
         samples.push(t.elapsed());
     }
     report("CLI `token` beside serve", samples, started.elapsed());
+    // The same request by curl, whole process too: what a process that starts, connects and
+    // asks costs without Tokenwarden's CLI (its start-up and keychain read of the engine key).
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    for _ in 0..10 {
+        let t = Instant::now();
+        let out = std::process::Command::new("curl")
+            .args(["-sf", "-H", &format!("Authorization: Bearer {key}"), &url])
+            .output()
+            .expect("curl (Debian package curl)");
+        assert!(out.status.success(), "curl: {out:?}");
+        samples.push(t.elapsed());
+    }
+    report("curl, the same request", samples, started.elapsed());
     assert_eq!(serve.stop().await.code, 0);
 }
 
