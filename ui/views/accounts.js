@@ -230,7 +230,10 @@ export function createAccountsView(app) {
       else if (app.state.accountsError && accounts.length === 0) {
         replace(list, h('div', { class: 'note note-error', role: 'alert' }, app.state.accountsError.message));
       } else if (accounts.length === 0) replace(list, emptyState());
-      else reconcile(list, accounts.map((a) => row(a, now, c)));
+      else {
+        const drawn = new Map([...list.children].map((r) => [r.getAttribute('data-account'), r]));
+        reconcile(list, accounts.map((a) => row(a, now, c, drawn.get(a.name))));
+      }
     });
   }
 
@@ -239,9 +242,8 @@ export function createAccountsView(app) {
   // account's event arrived was replaced between mouse down and up.
   const drawnFrom = new WeakMap();
 
-  function row(a, now, flow) {
+  function row(a, now, flow, old) {
     const inputs = JSON.stringify([a, busy.get(a.name) || null, app.state.rowErrors[a.name] || null, flow || null]);
-    const old = [...list.children].find((r) => r.getAttribute('data-account') === a.name);
     if (old && drawnFrom.get(old) === inputs) return old;
     const fresh = card(a, now);
     drawnFrom.set(fresh, inputs);

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request};
 use axum::Router;
+use futures_util::future::Either;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
@@ -74,15 +75,14 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let (app, fast) = (app.clone(), fast.clone());
         let service = hyper::service::service_fn(move |mut request: Request<_>| {
-            let (app, answer) = (app.clone(), fast.answer(&request));
-            async move {
-                if let Some(answer) = answer {
-                    return Ok(answer);
+            match fast.answer(&request) {
+                Some(answer) => Either::Left(std::future::ready(Ok(answer))),
+                None => {
+                    request
+                        .extensions_mut()
+                        .insert(ConnectInfo::<SocketAddr>(peer));
+                    Either::Right(app.clone().oneshot(request))
                 }
-                request
-                    .extensions_mut()
-                    .insert(ConnectInfo::<SocketAddr>(peer));
-                app.oneshot(request).await
             }
         });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));

@@ -35,8 +35,8 @@ impl FastPath {
                 .clone()
         };
         Self {
-            token_ok: ok("/v1/accounts/{name}/token"),
-            tokenboy_ok: ok("/token"),
+            token_ok: ok(super::paths::TOKEN),
+            tokenboy_ok: ok(super::paths::TOKENBOY),
             state,
         }
     }
@@ -77,11 +77,7 @@ impl FastPath {
             .strip_prefix("Bearer ")?
             .trim();
         let holder = self.state.engine.api_keys().verify_cached(key)??;
-        if holder
-            .accounts
-            .as_deref()
-            .is_some_and(|a| !a.contains(&name))
-        {
+        if !holder.may_see(&name) {
             return None;
         }
         let view = self

@@ -153,29 +153,11 @@ pub async fn check(
     response
 }
 
-/// The routes of the contract, as `/metrics` labels them: fixed strings, so that counting a
+/// The route as `/metrics` labels it: one of the fixed [`super::paths`], so that counting a
 /// request allocates nothing.
-const ROUTES: &[&str] = &[
-    "/healthz",
-    "/v1/accounts",
-    "/v1/accounts/{name}/token",
-    "/v1/accounts/{name}/refresh",
-    "/v1/accounts/{name}/rejected",
-    "/v1/accounts/{name}/connect",
-    "/v1/accounts/{name}/disconnect",
-    "/v1/accounts/{name}/reload",
-    "/v1/accounts/{name}/grant",
-    "/v1/accounts/{name}/secret",
-    "/v1/reload",
-    "/v1/history",
-    "/v1/events",
-    "/metrics",
-    "/token",
-];
-
 fn route_label(matched: Option<&MatchedPath>) -> &'static str {
     matched
-        .and_then(|m| ROUTES.iter().find(|r| **r == m.as_str()))
+        .and_then(|m| super::paths::ALL.iter().find(|r| **r == m.as_str()))
         .copied()
         .unwrap_or("unmatched")
 }
@@ -205,7 +187,7 @@ impl Caller {
     }
 
     pub fn may_see(&self, name: &AccountName) -> bool {
-        self.scope().is_none_or(|scope| scope.contains(name))
+        self.0.as_ref().is_none_or(|holder| holder.may_see(name))
     }
 
     pub fn may_see_str(&self, name: &str) -> bool {

@@ -27,6 +27,43 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::Engine;
 
+/// The routes of the contract (DESIGN "Local HTTP API"), named once: the router, the fast
+/// path and the `/metrics` labels use these.
+mod paths {
+    pub const HEALTHZ: &str = "/healthz";
+    pub const ACCOUNTS: &str = "/v1/accounts";
+    pub const TOKEN: &str = "/v1/accounts/{name}/token";
+    pub const REFRESH: &str = "/v1/accounts/{name}/refresh";
+    pub const REJECTED: &str = "/v1/accounts/{name}/rejected";
+    pub const CONNECT: &str = "/v1/accounts/{name}/connect";
+    pub const DISCONNECT: &str = "/v1/accounts/{name}/disconnect";
+    pub const RELOAD_ACCOUNT: &str = "/v1/accounts/{name}/reload";
+    pub const GRANT: &str = "/v1/accounts/{name}/grant";
+    pub const SECRET: &str = "/v1/accounts/{name}/secret";
+    pub const RELOAD: &str = "/v1/reload";
+    pub const HISTORY: &str = "/v1/history";
+    pub const EVENTS: &str = "/v1/events";
+    pub const METRICS: &str = "/metrics";
+    pub const TOKENBOY: &str = "/token";
+    pub const ALL: &[&str] = &[
+        HEALTHZ,
+        ACCOUNTS,
+        TOKEN,
+        REFRESH,
+        REJECTED,
+        CONNECT,
+        DISCONNECT,
+        RELOAD_ACCOUNT,
+        GRANT,
+        SECRET,
+        RELOAD,
+        HISTORY,
+        EVENTS,
+        METRICS,
+        TOKENBOY,
+    ];
+}
+
 /// What every handler is given. Cloned for each request (the guard's and the handler's
 /// `State`), so it is one `Arc`: cloning its parts one by one cost a lock per request (a
 /// cancellation token's clone takes its tree's mutex).
@@ -67,26 +104,26 @@ fn state(engine: Engine, listen: SocketAddr, stop: CancellationToken) -> AppStat
 
 fn router_with(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(routes::healthz))
-        .route("/v1/accounts", get(routes::accounts))
-        .route("/v1/accounts/{name}/token", get(routes::token))
-        .route("/v1/accounts/{name}/refresh", post(routes::refresh))
-        .route("/v1/accounts/{name}/rejected", post(routes::rejected))
+        .route(paths::HEALTHZ, get(routes::healthz))
+        .route(paths::ACCOUNTS, get(routes::accounts))
+        .route(paths::TOKEN, get(routes::token))
+        .route(paths::REFRESH, post(routes::refresh))
+        .route(paths::REJECTED, post(routes::rejected))
         .route(
-            "/v1/accounts/{name}/connect",
+            paths::CONNECT,
             post(manage::begin_connect)
                 .get(manage::connect_status)
                 .delete(manage::cancel_connect),
         )
-        .route("/v1/accounts/{name}/disconnect", post(manage::disconnect))
-        .route("/v1/accounts/{name}/reload", post(manage::reload_account))
-        .route("/v1/accounts/{name}/grant", put(manage::hand_over_grant))
-        .route("/v1/accounts/{name}/secret", put(manage::set_secret))
-        .route("/v1/reload", post(manage::reload_config))
-        .route("/v1/history", get(routes::history))
-        .route("/v1/events", get(routes::events))
-        .route("/metrics", get(routes::metrics))
-        .route("/token", get(routes::tokenboy))
+        .route(paths::DISCONNECT, post(manage::disconnect))
+        .route(paths::RELOAD_ACCOUNT, post(manage::reload_account))
+        .route(paths::GRANT, put(manage::hand_over_grant))
+        .route(paths::SECRET, put(manage::set_secret))
+        .route(paths::RELOAD, post(manage::reload_config))
+        .route(paths::HISTORY, get(routes::history))
+        .route(paths::EVENTS, get(routes::events))
+        .route(paths::METRICS, get(routes::metrics))
+        .route(paths::TOKENBOY, get(routes::tokenboy))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         // Bodies are a token or nothing; a few KiB is plenty.

@@ -149,20 +149,11 @@ impl ApiKeys {
         Ok(self.keychain.get(SecretKey::EngineKey).await?)
     }
 
-    /// Who holds the key presented, if it is one of ours. Constant-time per comparison.
+    /// Who holds the key presented, if it is one of ours. The engine's own key (every CLI
+    /// call) does not depend on the key index.
     pub async fn verify(&self, presented: &str) -> Option<KeyHolder> {
-        // The engine's own key (every CLI call) does not depend on the key index.
-        let is_engine_key = |cache: &Cache| {
-            cache
-                .engine_key
-                .as_ref()
-                .is_some_and(|k| k.same_as(presented))
-        };
-        if is_engine_key(&self.cache.lock().expect("poisoned")) {
-            return Some(KeyHolder {
-                label: ENGINE_LABEL.into(),
-                accounts: None,
-            });
+        if let Some(known) = self.verify_cached(presented) {
+            return known;
         }
         self.refresh_cache().await;
         let cache = self.cache.lock().expect("poisoned");
