@@ -139,12 +139,29 @@ pub async fn bind(engine: &Engine) -> anyhow::Result<TcpListener> {
     if !api.listen.ip().is_loopback() && !api.allow_remote {
         anyhow::bail!("api.listen {} is not a loopback address; set allow_remote = true to serve tokens to the network", api.listen);
     }
-    TcpListener::bind(api.listen).await.map_err(|e| {
+    listen(api.listen).map_err(|e| {
         anyhow::anyhow!(
             "cannot listen on {} ({e}); set [api] listen to a free port",
             api.listen
         )
     })
+}
+
+/// Connections the kernel queues before they are accepted (capped by `net.core.somaxconn`).
+/// tokio's `bind` asks for 1,024: a burst of thousands of programs connecting at once (a 401
+/// storm) overflows that, and each dropped SYN costs its caller a one-second retransmit.
+const BACKLOG: u32 = 8192;
+
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As tokio's `bind` does: a restarted engine gets its port back at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// Serves until `stop` is cancelled, then lets in-flight requests finish.

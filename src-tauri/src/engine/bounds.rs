@@ -43,6 +43,10 @@ pub const ASKED_REFRESH_BURST: u32 = 10;
 /// The most API connections the config may allow at once (`[api] max_connections`).
 pub const MAX_API_CONNECTIONS: usize = 16_384;
 
+/// The most refreshes the config may allow in flight at once against one provider host
+/// (`[refresh] per_host`).
+pub const MAX_PER_HOST: usize = 1024;
+
 /// The most event-stream (`/v1/events`) subscribers at once: each holds a connection for
 /// as long as it likes, so they get a share of the connections, not all of them.
 pub const MAX_EVENT_SUBSCRIBERS: usize = 64;

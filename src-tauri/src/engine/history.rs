@@ -13,6 +13,8 @@ use super::names::{AccountName, Deadline};
 
 /// Rows kept: enough for months of a dozen accounts refreshed every hour.
 const KEEP_ROWS: i64 = 50_000;
+/// Writes the history thread puts in one transaction at most.
+const BATCH: usize = 512;
 
 #[derive(Debug, thiserror::Error)]
 #[error("history database {path}: {source}")]
@@ -162,9 +164,11 @@ impl History {
             Some((code, message)) => (Some(code.as_str()), Some(message.as_str())),
             None => (None, None),
         };
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO refreshes (at_ms, account, trigger, outcome, duration_ms, expires_at, error_code, message)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .and_then(|mut insert| insert.execute(
             params![
                 Deadline::now().unix_millis(),
                 r.account.as_str(),
@@ -175,7 +179,7 @@ impl History {
                 error_code,
                 message
             ],
-        )
+        ))
         .map_err(|e| self.fail(e))?;
         let id = conn.last_insert_rowid();
         if id % 500 == 0 {
@@ -229,13 +233,21 @@ impl History {
         last_refresh: Option<Deadline>,
     ) -> Result<(), HistoryError> {
         let conn = self.conn.lock().expect("poisoned");
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO state (account, status, last_error, last_refresh_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(account) DO UPDATE SET status = ?2, last_error = ?3, last_refresh_ms = ?4, updated_ms = ?5",
-            params![account.as_str(), status, last_error, last_refresh.map(|d| d.unix_millis()), Deadline::now().unix_millis()],
         )
+        .and_then(|mut upsert| upsert.execute(
+            params![account.as_str(), status, last_error, last_refresh.map(|d| d.unix_millis()), Deadline::now().unix_millis()],
+        ))
         .map_err(|e| self.fail(e))?;
         Ok(())
+    }
+
+    /// `BEGIN` or `COMMIT` for the writer's batches.
+    fn transaction(&self, statement: &str) -> Result<(), HistoryError> {
+        let conn = self.conn.lock().expect("poisoned");
+        conn.execute_batch(statement).map_err(|e| self.fail(e))
     }
 
     pub fn saved_state(&self, account: &AccountName) -> Result<Option<SavedState>, HistoryError> {
@@ -283,27 +295,51 @@ impl Writer {
         let _ = std::thread::Builder::new()
             .name("history".into())
             .spawn(move || {
-                for write in rx {
-                    let result = match write {
-                        Write::Record(r) => history.record(&r),
-                        Write::State {
-                            account,
-                            status,
-                            last_error,
-                            last_refresh,
-                        } => history.save_state(
-                            &account,
-                            &status,
-                            last_error.as_deref(),
-                            last_refresh,
-                        ),
-                        Write::Flush(done) => {
-                            let _ = done.send(());
-                            Ok(())
+                // What piled up while the last batch was written goes in one transaction: ten
+                // thousand accounts read at start, or hundreds refreshed a second, are one
+                // commit per batch instead of one per row.
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    batch.extend(rx.try_iter().take(BATCH - 1));
+                    let several = batch.len() > 1;
+                    if several {
+                        if let Err(e) = history.transaction("BEGIN") {
+                            tracing::error!(error = %e, "could not write the refresh log");
                         }
-                    };
-                    if let Err(e) = result {
-                        tracing::error!(error = %e, "could not write the refresh log");
+                    }
+                    let mut flushed = Vec::new();
+                    for write in batch {
+                        let result = match write {
+                            Write::Record(r) => history.record(&r),
+                            Write::State {
+                                account,
+                                status,
+                                last_error,
+                                last_refresh,
+                            } => history.save_state(
+                                &account,
+                                &status,
+                                last_error.as_deref(),
+                                last_refresh,
+                            ),
+                            Write::Flush(done) => {
+                                flushed.push(done);
+                                Ok(())
+                            }
+                        };
+                        if let Err(e) = result {
+                            tracing::error!(error = %e, "could not write the refresh log");
+                        }
+                    }
+                    if several {
+                        if let Err(e) = history.transaction("COMMIT") {
+                            tracing::error!(error = %e, "could not write the refresh log");
+                            // Never leave a transaction open for the next batch to join.
+                            let _ = history.transaction("ROLLBACK");
+                        }
+                    }
+                    for done in flushed {
+                        let _ = done.send(());
                     }
                 }
             });

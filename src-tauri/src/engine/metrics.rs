@@ -41,6 +41,11 @@ pub struct Metrics {
     pub refresh_seconds: Family<AccountLabels, Histogram, fn() -> Histogram>,
     pub api_requests: Family<RequestLabels, Counter>,
     pub expiry_seconds: Family<AccountLabels, Gauge<f64, AtomicU64>>,
+    /// How long after its deadline a scheduled refresh reached its provider (the queue and
+    /// the per-host limit included).
+    pub lateness_seconds: Histogram,
+    /// Writes of secrets to the store (keychain items or sealed rows) by this engine.
+    pub secret_writes: Counter,
 }
 
 impl Default for Metrics {
@@ -73,12 +78,27 @@ impl Default for Metrics {
             "Seconds until the current token expires (0 when none or expired)",
             expiry_seconds.clone(),
         );
+        // 1 ms … ~33 s.
+        let lateness_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "tokenwarden_refresh_lateness_seconds",
+            "Time from a scheduled refresh's deadline until its request went to the provider",
+            lateness_seconds.clone(),
+        );
+        let secret_writes = Counter::default();
+        registry.register(
+            "tokenwarden_secret_writes",
+            "Secrets written to the store (keychain items or sealed rows)",
+            secret_writes.clone(),
+        );
         Self {
             registry,
             refreshes,
             refresh_seconds,
             api_requests,
             expiry_seconds,
+            lateness_seconds,
+            secret_writes,
         }
     }
 }

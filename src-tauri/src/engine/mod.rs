@@ -10,9 +10,13 @@
 //! * `connect`   consent flows (begin/progress/cancel), browser and device
 //! * `manage`    disconnect, client secrets, re-reading the keychain
 //! * `scheduler` sleeps until the next deadline     * `timing`  refresh lead and backoff
+//! * `deadlines` the slots and the heap of their deadlines
+//! * `hosts`     refreshes in flight per provider host
 //! * `clock`     "now" for deadlines: never turned back by a clock step
 //! * `config`    config.toml → resolved accounts     * `provider` one submodule per kind
 //! * `secrets`   the keychain behind `SecretStore`   * `history` the refresh log (SQLite)
+//! * `sealed`    `[store] kind = "database"`: secrets sealed in SQLite, the key in the keychain
+//! * `migrate`   moves secrets between the two stores
 //! * `events`    what front ends redraw from         * `views`   what front ends read
 //! * `error`     one table of error kinds and remedies
 //! * `lock`      one refresher per keychain service  * `redirect` the consent redirect
@@ -28,13 +32,16 @@ pub mod clock;
 mod commit;
 pub mod config;
 mod connect;
+mod deadlines;
 pub mod error;
 pub mod events;
 pub mod history;
+mod hosts;
 mod inflight;
 pub mod lock;
 mod manage;
 pub mod metrics;
+pub mod migrate;
 pub mod names;
 mod open;
 pub mod paths;
@@ -43,6 +50,7 @@ mod redirect;
 mod refresh;
 mod saving;
 mod scheduler;
+pub mod sealed;
 pub mod secret;
 pub mod secrets;
 mod serving;
@@ -51,7 +59,6 @@ pub mod state;
 pub mod timing;
 pub mod views;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{broadcast, Notify};
@@ -87,7 +94,9 @@ struct Shared {
     history: Arc<History>,
     log: history::Writer,
     http: reqwest::Client,
-    accounts: Mutex<HashMap<AccountName, Slot>>,
+    /// Refreshes in flight per provider host.
+    hosts: hosts::HostLimits,
+    accounts: Mutex<deadlines::Accounts>,
     /// "Deadlines changed, recompute."
     wake: Notify,
     events: broadcast::Sender<EngineEvent>,
@@ -151,11 +160,17 @@ impl Engine {
         name: &AccountName,
         f: impl FnOnce(&mut Slot) -> T,
     ) -> Result<T, EngineError> {
-        let mut accounts = self.shared.accounts.lock().expect("poisoned");
-        accounts
-            .get_mut(name)
-            .map(f)
-            .ok_or_else(|| EngineError::UnknownAccount(name.clone()))
+        let changed = self
+            .shared
+            .accounts
+            .lock()
+            .expect("poisoned")
+            .change(name, f);
+        let (result, woke) = changed.ok_or_else(|| EngineError::UnknownAccount(name.clone()))?;
+        if woke {
+            self.shared.wake.notify_one();
+        }
+        Ok(result)
     }
 
     /// Every account's view, in config order.

@@ -53,10 +53,12 @@ impl Engine {
             Mode::Refresher => Some(take_lock(&place, role).await?),
             Mode::Observer => None,
         };
+        let store = secrets::store_for(config.store, &ctx.keychain_service, &ctx.data_dir)
+            .map_err(|e| EngineError::Io(e.to_string()))?;
         Self::with_parts(Parts {
             config,
             mode,
-            store: secrets::os_store(&ctx.keychain_service),
+            store,
             history_path: ctx.history_path(),
             data_dir: ctx.data_dir.clone(),
             lock_place: Some(place),
@@ -66,7 +68,8 @@ impl Engine {
     }
 
     pub async fn with_parts(parts: Parts) -> Result<Self, EngineError> {
-        let keychain = Keychain::new(parts.store.clone());
+        let metrics = metrics::Metrics::default();
+        let keychain = Keychain::new(parts.store.clone()).counting(metrics.secret_writes.clone());
         let history = Arc::new(History::open(&parts.history_path)?);
         let log = super::history::Writer::start(History::open(&parts.history_path)?);
         // Its own keychain queue: checking an API key never waits behind account reads.
@@ -92,11 +95,12 @@ impl Engine {
                 history,
                 log,
                 http,
-                accounts: Mutex::new(HashMap::new()),
+                hosts: Default::default(),
+                accounts: Mutex::new(Default::default()),
                 wake: Notify::new(),
                 events: broadcast::channel(1024).0,
                 tasks: TaskTracker::new(),
-                metrics: metrics::Metrics::default(),
+                metrics,
                 api_keys,
                 inflight: super::inflight::Markers::new(&parts.data_dir),
                 lock_place: parts.lock_place,
@@ -204,16 +208,14 @@ impl Engine {
         let count = config.accounts.len();
         let added: Vec<Arc<Account>> = {
             let mut slots = self.shared.accounts.lock().expect("poisoned");
-            slots.retain(|name, _| config.account(name).is_some());
+            slots.retain(|name| config.account(name).is_some());
             for account in &config.accounts {
-                if let Some(slot) = slots.get_mut(&account.name) {
-                    slot.account = account.clone();
-                }
+                slots.change(&account.name, |slot| slot.account = account.clone());
             }
             let added = config
                 .accounts
                 .iter()
-                .filter(|a| !slots.contains_key(&a.name))
+                .filter(|a| !slots.contains(&a.name))
                 .cloned()
                 .collect();
             *self.shared.config.write().expect("poisoned") = Arc::new(config);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::config::Account;
 use super::history::Trigger;
-use super::names::AccountName;
+use super::names::{AccountName, Deadline};
 use super::provider::{self, FetchRequest, RefreshError};
 use super::secret::{Secret, TokenSet};
 use super::secrets::SecretKey;
@@ -130,16 +130,17 @@ impl Engine {
             }
             .into());
         }
-        let (current, generation) = self.update(name, |s| {
+        let (current, generation, due) = self.update(name, |s| {
+            let due = s.state.next_at();
             s.state = std::mem::replace(&mut s.state, AccountState::NotConnected).begin_refresh();
             if trigger == Trigger::Rejected {
                 s.report_refreshes.push_back(Instant::now());
             }
-            (s.state.tokens().cloned(), s.generation)
+            (s.state.tokens().cloned(), s.generation, due)
         })?;
         let started = Instant::now();
         let cut_off = self.shared.inflight.begin(name);
-        let fetched = match self.fetch(&account, current.as_ref()).await {
+        let fetched = match self.fetch(&account, current.as_ref(), trigger, due).await {
             Err(RefreshError::Rejected {
                 account: a,
                 provider,
@@ -210,6 +211,8 @@ impl Engine {
         &self,
         account: &Account,
         current: Option<&TokenSet>,
+        trigger: Trigger,
+        due: Option<Deadline>,
     ) -> Result<provider::Issued, RefreshError> {
         let name = &account.name;
         if account.provider.needs_consent() && current.and_then(|c| c.refresh.as_ref()).is_none() {
@@ -233,6 +236,21 @@ impl Engine {
         };
         let upstream = self.upstream_tokens(account);
         let request = self.request(account, secret.as_ref(), current, upstream.as_ref());
+        let per_host = self.config().per_host;
+        let _turn = self
+            .shared
+            .hosts
+            .turn(&account.provider.host(), per_host)
+            .await;
+        if let (Trigger::Scheduled, Some(due)) = (trigger, due) {
+            let late = crate::engine::clock::now()
+                .duration_since(due.time())
+                .unwrap_or_default();
+            self.shared
+                .metrics
+                .lateness_seconds
+                .observe(late.as_secs_f64());
+        }
         account.provider.fetch(&request).await
     }
 
@@ -324,9 +342,7 @@ pub(super) struct NotBusy<'a>(pub &'a Engine, pub &'a AccountName);
 impl Drop for NotBusy<'_> {
     fn drop(&mut self) {
         if let Ok(mut accounts) = self.0.shared.accounts.lock() {
-            if let Some(slot) = accounts.get_mut(self.1) {
-                slot.busy = false;
-            }
+            accounts.change(self.1, |slot| slot.busy = false);
         }
         self.0.shared.wake.notify_one();
     }

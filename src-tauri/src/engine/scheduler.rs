@@ -1,4 +1,4 @@
-//! One task that sleeps until the earliest deadline, a wake-up or cancellation, whichever
+//! One task that sleeps until the earliest deadline (popped from `deadlines`' heap), a wake-up or cancellation, whichever
 //! comes first, then starts what is due. Deadlines are wall-clock times and every sleep is
 //! capped, because tokio's timers stop while a laptop is suspended: re-reading the wall
 //! clock each minute makes "refresh at once on wake" true.
@@ -7,9 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
-use super::history::Trigger;
+use super::deadlines::Work;
 use super::names::AccountName;
-use super::state::{AccountState, Due};
 use super::Engine;
 
 /// Cap on every sleep (see the module comment).
@@ -19,12 +18,11 @@ pub(super) async fn run(engine: Engine, stop: CancellationToken) {
     loop {
         fault_hook();
         let now = crate::engine::clock::now();
-        let plan = engine.plan(now);
-        for (name, work) in plan.due {
+        let (due, next) = engine.plan(now);
+        for (name, work) in due {
             engine.start(name, work);
         }
-        let nap = plan
-            .next
+        let nap = next
             .map_or(MAX_SLEEP, |t| {
                 t.duration_since(now).unwrap_or(Duration::ZERO)
             })
@@ -48,80 +46,10 @@ fn fault_hook() {
     }
 }
 
-/// What the scheduler starts for an account.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Work {
-    Refresh(Trigger),
-    Save,
-    Reread,
-}
-
-#[derive(Default)]
-struct Plan {
-    due: Vec<(AccountName, Work)>,
-    next: Option<SystemTime>,
-}
-
-impl Plan {
-    /// Due now: start it. Later: remember the earliest.
-    fn at(&mut self, time: SystemTime, now: SystemTime) -> bool {
-        if time <= now {
-            return true;
-        }
-        self.next = Some(self.next.map_or(time, |n| n.min(time)));
-        false
-    }
-}
-
 impl Engine {
-    /// What is due now, and when the next thing will be.
-    fn plan(&self, now: SystemTime) -> Plan {
-        let mut plan = Plan::default();
-        let mut accounts = self.shared.accounts.lock().expect("poisoned");
-        let ready: Vec<AccountName> = accounts
-            .iter()
-            .filter(|(_, s)| {
-                s.state
-                    .tokens()
-                    .is_some_and(|t| !t.expires_at.has_passed(now))
-            })
-            .map(|(n, _)| n.clone())
-            .collect();
-        for slot in accounts.values_mut() {
-            if slot.busy {
-                continue;
-            }
-            let name = slot.account.name.clone();
-            let upstream_ready = slot.account.upstream.iter().all(|u| ready.contains(u));
-            let work = if let Some(unsaved) = &slot.unsaved {
-                // The unsaved set is the newest grant: save it before anything refreshes it.
-                plan.at(unsaved.next_try.time(), now).then_some(Work::Save)
-            } else {
-                match slot.state.due() {
-                    Some(Due::Refresh(at)) => (plan.at(at.time(), now) && upstream_ready)
-                        .then_some(Work::Refresh(Trigger::Scheduled)),
-                    Some(Due::Retry(at)) => (plan.at(at.time(), now) && upstream_ready)
-                        .then_some(Work::Refresh(Trigger::Retry)),
-                    Some(Due::Reread(at)) => plan.at(at.time(), now).then_some(Work::Reread),
-                    // An account that needs no consent is fetched once at start (and again
-                    // when its secret is set); one that does waits for the user.
-                    None if matches!(slot.state, AccountState::NotConnected)
-                        && !slot.account.provider.needs_consent()
-                        && slot.fetch_unasked
-                        && upstream_ready =>
-                    {
-                        slot.fetch_unasked = false;
-                        Some(Work::Refresh(Trigger::Startup))
-                    }
-                    None => None,
-                }
-            };
-            if let Some(work) = work {
-                slot.busy = true;
-                plan.due.push((name, work));
-            }
-        }
-        plan
+    /// What is due now (marked busy), and when the next thing will be.
+    fn plan(&self, now: SystemTime) -> (Vec<(AccountName, Work)>, Option<SystemTime>) {
+        self.shared.accounts.lock().expect("poisoned").take_due(now)
     }
 
     fn start(&self, name: AccountName, work: Work) {

@@ -18,6 +18,8 @@ pub enum SecretKey {
     ApiKey(String),
     /// The running engine's own key, which the CLI uses to reach it.
     EngineKey,
+    /// The key of the sealed database store (`[store] kind = "database"`).
+    StoreKey,
 }
 
 impl SecretKey {
@@ -27,6 +29,7 @@ impl SecretKey {
             Self::ClientSecret(name) => format!("client-secret:{name}"),
             Self::ApiKey(label) => format!("api-key:{label}"),
             Self::EngineKey => "engine:api-key".to_owned(),
+            Self::StoreKey => "store:key".to_owned(),
         }
     }
 }
@@ -96,6 +99,32 @@ impl SecretStore for OsKeychain {
             Err(e) => Err(fail(key, e)),
         }
     }
+}
+
+/// Where this machine keeps secrets for `kind`: the OS keychain, or the sealed database in
+/// the data dir with its key (and API keys) in the keychain.
+pub fn store_for(
+    kind: super::config::StoreKind,
+    service: &str,
+    data_dir: &std::path::Path,
+) -> Result<Arc<dyn SecretStore>, KeychainError> {
+    let keychain = os_store(service);
+    Ok(match kind {
+        super::config::StoreKind::Keychain => keychain,
+        super::config::StoreKind::Database => {
+            let sealed =
+                super::sealed::SealedStore::open(&sealed_path(data_dir), keychain.clone())?;
+            Arc::new(super::sealed::Routed {
+                sealed: Arc::new(sealed),
+                keychain,
+            })
+        }
+    })
+}
+
+/// The sealed database store's file.
+pub fn sealed_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("secrets.sqlite3")
 }
 
 /// The OS keychain for this service. Debug builds honour a fault hook for end-to-end tests:
@@ -190,6 +219,8 @@ const CONCURRENT_CALLS: usize = 4;
 pub struct Keychain {
     store: Arc<dyn SecretStore>,
     permits: Arc<tokio::sync::Semaphore>,
+    /// Every write that reached the store (`tokenwarden_secret_writes_total`).
+    writes: prometheus_client::metrics::counter::Counter,
 }
 
 impl Keychain {
@@ -197,7 +228,14 @@ impl Keychain {
         Self {
             store,
             permits: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_CALLS)),
+            writes: Default::default(),
         }
+    }
+
+    /// Counts this keychain's writes in `writes` (a metric's counter).
+    pub fn counting(mut self, writes: prometheus_client::metrics::counter::Counter) -> Self {
+        self.writes = writes;
+        self
     }
 
     async fn call<T: Send + 'static>(
@@ -217,7 +255,11 @@ impl Keychain {
     }
 
     pub async fn set(&self, key: SecretKey, value: Secret) -> Result<(), KeychainError> {
-        self.call(move |store| store.set(&key, &value)).await
+        let written = self.call(move |store| store.set(&key, &value)).await;
+        if written.is_ok() {
+            self.writes.inc();
+        }
+        written
     }
 
     pub async fn delete(&self, key: SecretKey) -> Result<(), KeychainError> {

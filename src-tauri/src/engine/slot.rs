@@ -12,10 +12,12 @@ use tokio_util::sync::CancellationToken;
 use super::bounds;
 use super::config::Account;
 use super::connect::ConnectStatus;
+use super::deadlines::Work;
 use super::error::Remedy;
+use super::history::Trigger;
 use super::names::Deadline;
 use super::provider::RefreshError;
-use super::state::{AccountState, Status};
+use super::state::{AccountState, Due, Status};
 use super::views::AccountView;
 
 /// A token set that is only in memory: its keychain write failed and is tried again.
@@ -61,6 +63,8 @@ pub(super) struct Slot {
     /// An account that needs no consent fetches its first token by itself: once after the
     /// engine starts, and again when its secret is set; never after a disconnect.
     pub fetch_unasked: bool,
+    /// The earliest entry this slot has in the deadline queue (see `deadlines`).
+    pub queued: Option<SystemTime>,
 }
 
 /// A bucket of refreshes callers may ask for: [`bounds::ASKED_REFRESH_BURST`] at most,
@@ -127,7 +131,53 @@ impl Slot {
             handoff: None,
             restored: None,
             fetch_unasked: true,
+            queued: None,
         }
+    }
+
+    /// When the scheduler should next look at this account: its unsaved set's next write,
+    /// its refresh, retry or re-read, or at once for a first fetch nobody asked for. `None`
+    /// while a scheduled task runs or nothing is planned.
+    pub fn wake_at(&self) -> Option<SystemTime> {
+        if self.busy {
+            return None;
+        }
+        if let Some(unsaved) = &self.unsaved {
+            return Some(unsaved.next_try.time());
+        }
+        match self.state.due() {
+            Some(Due::Refresh(at) | Due::Retry(at) | Due::Reread(at)) => Some(at.time()),
+            None if self.fetches_unasked() => Some(SystemTime::UNIX_EPOCH),
+            None => None,
+        }
+    }
+
+    /// What the scheduler starts once [`Slot::wake_at`] has come.
+    pub fn work(&self) -> Option<Work> {
+        if self.unsaved.is_some() {
+            // The unsaved set is the newest grant: save it before anything refreshes it.
+            return Some(Work::Save);
+        }
+        match self.state.due() {
+            Some(Due::Refresh(_)) => Some(Work::Refresh(Trigger::Scheduled)),
+            Some(Due::Retry(_)) => Some(Work::Refresh(Trigger::Retry)),
+            Some(Due::Reread(_)) => Some(Work::Reread),
+            None if self.fetches_unasked() => Some(Work::Refresh(Trigger::Startup)),
+            None => None,
+        }
+    }
+
+    /// An account that needs no consent is fetched once at start (and again when its
+    /// secret is set); one that does waits for the user.
+    fn fetches_unasked(&self) -> bool {
+        matches!(self.state, AccountState::NotConnected)
+            && !self.account.provider.needs_consent()
+            && self.fetch_unasked
+    }
+
+    /// The expiry of the token held, which changes exactly when a new token arrives.
+    pub fn token_expiry(&self) -> Option<Deadline> {
+        self.state.tokens().map(|t| t.expires_at)
     }
 
     /// How long ago the last token was obtained: by the monotonic clock when this process

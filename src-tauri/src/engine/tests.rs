@@ -258,3 +258,71 @@ async fn futures_join<T: Send + 'static>(
     }
     out
 }
+
+/// Twenty accounts needing no consent on one token endpoint, started together: the
+/// scheduler fetches every one (through the deadline queue) and never more than
+/// `[refresh] per_host` at once against that host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_on_one_host_is_fetched_a_few_at_a_time() {
+    let ep = endpoint(
+        Duration::from_millis(100),
+        r#"{"access_token":"tok-{n}","expires_in":3600}"#,
+    )
+    .await;
+    let mut text = String::from("[refresh]\nper_host = 3\n");
+    for i in 0..20 {
+        text.push_str(&format!(
+            "[[account]]\nname = \"a{i}\"\nprovider = \"http\"\nurl = \"{}\"\n",
+            ep.url
+        ));
+    }
+    let config = Config::parse(std::path::Path::new("test.toml"), &text).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = secrets::MemoryStore::default();
+    let engine = Engine::with_parts(parts(config, Arc::new(store.clone()), dir.path()))
+        .await
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn({
+        let (engine, stop) = (engine.clone(), stop.clone());
+        async move { engine.run(stop).await }
+    });
+    for _ in 0..100 {
+        if engine.snapshot().iter().all(|v| v.status == Status::Fresh) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    running.await.unwrap();
+    assert!(
+        engine.snapshot().iter().all(|v| v.status == Status::Fresh),
+        "{:?}",
+        engine.snapshot()
+    );
+    assert_eq!(ep.requests.load(Ordering::SeqCst), 20, "one fetch each");
+    assert_eq!(
+        ep.max_parallel.load(Ordering::SeqCst),
+        3,
+        "per_host bounds the fetches"
+    );
+    for i in 0..20 {
+        let key = SecretKey::Tokens(format!("a{i}").parse().unwrap());
+        assert!(store.get(&key).unwrap().is_some(), "a{i} saved");
+    }
+}
+
+/// A refresh costs the store exactly one write: the new set, nothing else.
+#[tokio::test]
+async fn a_refresh_writes_the_store_exactly_once() {
+    let ep = endpoint(
+        Duration::ZERO,
+        r#"{"access_token":"tok-{n}","expires_in":3600}"#,
+    )
+    .await;
+    let (engine, _dir) = engine_for(&ep.url, secrets::MemoryStore::default()).await;
+    for n in 1..=3u64 {
+        engine.refresh(&svc()).await.unwrap();
+        assert_eq!(engine.metrics().secret_writes.get(), n);
+    }
+}

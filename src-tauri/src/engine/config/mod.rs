@@ -15,6 +15,7 @@ mod presets;
 mod raw;
 mod resolve;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,7 +39,13 @@ pub struct Config {
     pub path: PathBuf,
     pub api: ApiSettings,
     pub retry: RetrySettings,
+    /// Refreshes in flight at once against one provider host (`[refresh] per_host`).
+    pub per_host: usize,
+    /// Where token sets and client secrets live (`[store] kind`).
+    pub store: StoreKind,
     pub accounts: Vec<Arc<Account>>,
+    /// Where each account is in `accounts`: a lookup must not scan ten thousand names.
+    index: HashMap<AccountName, usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -52,6 +59,29 @@ pub struct ApiSettings {
     /// between requests, before it is closed.
     pub idle_timeout: Duration,
 }
+
+/// Where token sets and client secrets live.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StoreKind {
+    /// One OS keychain item per secret: the default, right for a desktop with a few accounts.
+    #[default]
+    Keychain,
+    /// Sealed in a SQLite file in the data dir under one key kept in the keychain: for
+    /// thousands of accounts.
+    Database,
+}
+
+impl StoreKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Keychain => "keychain",
+            Self::Database => "database",
+        }
+    }
+}
+
+/// Refreshes in flight at once against one provider host, unless `[refresh] per_host` says.
+pub const DEFAULT_PER_HOST: usize = 8;
 
 impl ApiSettings {
     pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
@@ -140,18 +170,24 @@ impl Config {
             problem.key = key;
             locate(problem)
         })?;
-        resolve(raw)
-            .map_err(locate)
-            .map(|(api, retry, accounts)| Config {
-                path: path.to_owned(),
-                api,
-                retry,
-                accounts,
-            })
+        resolve(raw).map_err(locate).map(|r| Config {
+            path: path.to_owned(),
+            api: r.api,
+            retry: r.retry,
+            per_host: r.per_host,
+            store: r.store,
+            index: r
+                .accounts
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (a.name.clone(), i))
+                .collect(),
+            accounts: r.accounts,
+        })
     }
 
     pub fn account(&self, name: &AccountName) -> Option<&Arc<Account>> {
-        self.accounts.iter().find(|a| &a.name == name)
+        self.index.get(name).map(|&i| &self.accounts[i])
     }
 }
 

@@ -13,6 +13,7 @@ pub type S<T> = Spanned<T>;
 pub struct RawConfig {
     pub api: Option<RawApi>,
     pub refresh: Option<RawRefresh>,
+    pub store: Option<RawStore>,
     #[serde(default)]
     pub account: Vec<S<RawAccount>>,
 }
@@ -28,10 +29,17 @@ pub struct RawApi {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub kind: Option<S<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct RawRefresh {
     pub retry_initial: Option<S<String>>,
     pub retry_max: Option<S<String>>,
     pub min_interval: Option<S<String>>,
+    pub per_host: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]

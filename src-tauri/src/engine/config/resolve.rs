@@ -8,14 +8,22 @@ use std::time::Duration;
 
 use super::error::Problem;
 use super::raw::RawConfig;
-use super::{fields, presets, Account, ApiSettings, RetrySettings, Schedule, DEFAULT_LISTEN};
+use super::{
+    fields, presets, Account, ApiSettings, RetrySettings, Schedule, StoreKind, DEFAULT_LISTEN,
+};
 use crate::engine::bounds;
 
 /// The longest retry delay or refresh floor the config may set: a day.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(24 * 3600);
 use crate::engine::names::AccountName;
 
-pub(super) type Resolved = (ApiSettings, RetrySettings, Vec<Arc<Account>>);
+pub(super) struct Resolved {
+    pub api: ApiSettings,
+    pub retry: RetrySettings,
+    pub per_host: usize,
+    pub store: StoreKind,
+    pub accounts: Vec<Arc<Account>>,
+}
 
 pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
     let api = raw.api.unwrap_or_default();
@@ -62,7 +70,20 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
     };
     let mut retry = RetrySettings::default();
     let mut min_interval = Schedule::default().min_interval;
+    let mut per_host = super::DEFAULT_PER_HOST;
     if let Some(r) = raw.refresh {
+        if let Some(n) = &r.per_host {
+            per_host = usize::try_from(*n.get_ref())
+                .ok()
+                .filter(|n| (1..=bounds::MAX_PER_HOST).contains(n))
+                .ok_or_else(|| {
+                    Problem::new(
+                        n.span(),
+                        Some("per_host"),
+                        format!("must be a whole number from 1 to {}", bounds::MAX_PER_HOST),
+                    )
+                })?;
+        }
         if let Some(v) = &r.retry_initial {
             retry.initial = fields::duration_at_most(v, "retry_initial", MAX_RETRY_DELAY)?
                 .max(Duration::from_millis(100));
@@ -75,6 +96,21 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
             min_interval = fields::duration_at_most(v, "min_interval", MAX_RETRY_DELAY)?;
         }
     }
+
+    let store = match raw.store.and_then(|s| s.kind) {
+        None => StoreKind::default(),
+        Some(kind) => match kind.get_ref().as_str() {
+            "keychain" => StoreKind::Keychain,
+            "database" => StoreKind::Database,
+            other => {
+                return Err(Problem::new(
+                    kind.span(),
+                    Some("kind"),
+                    format!("unknown store `{other}`; use \"keychain\" (one keychain item per secret, the default) or \"database\" (sealed in the data dir, its key in the keychain)"),
+                ))
+            }
+        },
+    };
 
     let mut seen = std::collections::HashSet::new();
     let mut names = Vec::new();
@@ -195,16 +231,18 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
         p.account = Some(cycle[0].to_string());
         return Err(p);
     }
-    Ok((
-        ApiSettings {
+    Ok(Resolved {
+        api: ApiSettings {
             listen,
             allow_remote,
             max_connections,
             idle_timeout,
         },
         retry,
+        per_host,
+        store,
         accounts,
-    ))
+    })
 }
 
 /// A dependency cycle, as the list of names around it (first repeated at the end).

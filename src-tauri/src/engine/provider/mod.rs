@@ -145,6 +145,31 @@ impl Provider {
         }
     }
 
+    /// The host (and port) its token endpoint is on: refreshes against one host are bounded
+    /// together (`[refresh] per_host`). An `http` URL whose host is a template is its own
+    /// host, as written.
+    pub fn host(&self) -> String {
+        let url = match self {
+            Self::OAuth2(p) => p
+                .endpoints
+                .token_url
+                .as_ref()
+                .or(p.issuer.as_ref())
+                .cloned(),
+            Self::WeChat(p) => Some(p.base_url.clone()),
+            Self::WeChatTicket(p) => Some(p.base_url.clone()),
+            Self::Http(p) => url::Url::parse(&p.url).ok(),
+        };
+        let host = url
+            .as_ref()
+            .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)));
+        match (host, self) {
+            (Some(host), _) => host,
+            (None, Self::Http(p)) => p.url.split('/').take(3).collect::<Vec<_>>().join("/"),
+            (None, _) => String::new(),
+        }
+    }
+
     /// Accounts whose tokens this one's fetch uses.
     pub fn upstream(&self) -> Vec<AccountName> {
         match self {
