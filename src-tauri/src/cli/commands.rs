@@ -7,9 +7,11 @@ use std::io::{Read, Write};
 use anyhow::{Context as _, Result};
 
 use super::client::ApiClient;
-use super::{output, ApiKeyAction, Command, SecretAction};
+use super::{output, ApiKeyAction, Command, SecretAction, StoreAction};
 use crate::engine::api_keys::ApiKeys;
+use crate::engine::config::StoreKind;
 use crate::engine::lock::{self, Role};
+use crate::engine::migrate;
 use crate::engine::names::AccountName;
 use crate::engine::paths::Context;
 use crate::engine::secret::Secret;
@@ -100,6 +102,33 @@ pub async fn dispatch(ctx: &Context, command: Command) -> Result<()> {
             Ok(())
         }
         Command::ApiKey { action } => api_key(ctx, action).await,
+        Command::Store {
+            action: StoreAction::Migrate { to },
+        } => {
+            let to = match to.as_str() {
+                "database" => StoreKind::Database,
+                _ => StoreKind::Keychain,
+            };
+            let ctx = ctx.clone();
+            let done = tokio::task::spawn_blocking(move || migrate::migrate(&ctx, to)).await??;
+            if done.from == done.to {
+                eprintln!(
+                    "the config already uses the {} store; nothing to move",
+                    done.to.as_str()
+                );
+            } else {
+                eprintln!(
+                    "moved {} secrets of {} accounts from the {} store to the {} store in {:.1}s; the config now says [store] kind = \"{}\"",
+                    done.items,
+                    done.accounts,
+                    done.from.as_str(),
+                    done.to.as_str(),
+                    done.elapsed.as_secs_f64(),
+                    done.to.as_str()
+                );
+            }
+            Ok(())
+        }
         Command::Log { name, json, limit } => {
             let entries = match running(ctx).await? {
                 Some(api) => api.history(name.as_ref(), limit).await?,

@@ -9,6 +9,7 @@ mod client;
 mod commands;
 mod connect;
 mod output;
+pub mod tray_app;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -77,6 +78,11 @@ pub enum Command {
         #[command(subcommand)]
         action: ApiKeyAction,
     },
+    /// Manages where token sets and client secrets are stored
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
     /// Shows the refresh history, newest first
     Log {
         name: Option<AccountName>,
@@ -103,6 +109,18 @@ pub enum ApiKeyAction {
     },
     /// Revokes a key: it stops working at once, also for a running engine
     Revoke { label: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreAction {
+    /// Moves every account's secrets to another store and points the config at it (stop
+    /// the engine first)
+    Migrate {
+        /// keychain: one OS keychain item per secret; database: sealed in the data dir, its
+        /// key in the keychain (for thousands of accounts)
+        #[arg(long, value_parser = ["keychain", "database"])]
+        to: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -105,6 +105,16 @@ pub fn remove_account(path: &Path, name: &AccountName) -> Result<(), ConfigError
     write_checked(path, &doc.to_string())
 }
 
+/// Sets `[store] kind`, keeping everything else (comments included) as written.
+pub fn set_store_kind(path: &Path, kind: super::StoreKind) -> Result<(), ConfigError> {
+    let (_, mut doc) = read(path)?;
+    if !doc.contains_table("store") {
+        doc.insert("store", Item::Table(toml_edit::Table::new()));
+    }
+    doc["store"]["kind"] = toml_edit::value(kind.as_str());
+    write_checked(path, &doc.to_string())
+}
+
 /// The file as the loader reads it and as an editable document; a file the loader refuses
 /// is an error (located, one line; nothing written).
 fn read(path: &Path) -> Result<(Config, DocumentMut), ConfigError> {

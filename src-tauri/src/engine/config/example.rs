@@ -34,6 +34,14 @@ pub const EXAMPLE: &str = r#"# Tokenwarden configuration. Secrets never go here:
 # max_connections = 1024             # served at once; past it a connection gets 503 and is closed
 # idle_timeout = "10s"               # to send a request's headers, or to sit idle between requests
 
+# [refresh]
+# per_host = 8                       # refreshes in flight at once against one provider host
+
+# [store]
+# kind = "keychain"                  # one OS keychain item per secret (the default); "database"
+#                                    # seals them in the data dir under one key kept in the
+#                                    # keychain, for thousands of accounts (`tokenwarden store migrate`)
+
 # [[account]]
 # name = "fitbit"                     # unique, [a-z0-9_-]+
 # provider = "fitbit"                 # Google Health API (Google OAuth), loopback redirect on any port

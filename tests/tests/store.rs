@@ -1,0 +1,155 @@
+//! `[store] kind = "database"` end to end: token sets and client secrets sealed in the data
+//! dir under a key in the real keychain, `store migrate` both ways losing nothing (the
+//! provider is not asked again), and a wrong key that is refused without changing a byte.
+
+use std::time::Duration;
+
+use tokenwarden_e2e::fakes::wechat::{WeChatConfig, WeChatFake};
+use tokenwarden_e2e::harness::files_containing;
+use tokenwarden_e2e::{wait_until, Env};
+
+/// Every row of the sealed store, as stored (entry, nonce, sealed bytes).
+fn sealed_rows(env: &Env) -> Vec<(String, Vec<u8>, Vec<u8>)> {
+    let db = rusqlite::Connection::open_with_flags(
+        env.data_dir.join("secrets.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open secrets.sqlite3");
+    let mut stmt = db
+        .prepare("SELECT entry, nonce, sealed FROM sealed ORDER BY entry")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_move_to_the_sealed_database_and_back_and_nothing_is_fetched_again() {
+    let fake = WeChatFake::start(WeChatConfig::default()).await;
+    let env = Env::new(&format!("# my accounts\n{}", fake.account_toml("wx", "")));
+    let appsecret = fake.lock().config.secret.clone();
+    env.set_secret("wx", &appsecret).await;
+    let token = env.token("wx").await;
+    assert_eq!(fake.lock().tokens_issued(), 1);
+    assert!(env.keychain_get("tokens:wx").await.is_some());
+
+    // To the database: the keychain keeps only the store key, the config says so (comment
+    // kept), and the file holds no secret in the clear.
+    let out = env
+        .run(&["store", "migrate", "--to", "database"], None)
+        .await
+        .ok();
+    assert!(
+        out.stderr.contains("moved 2 secrets of 1 accounts"),
+        "{out}"
+    );
+    let config = std::fs::read_to_string(&env.config_path).unwrap();
+    assert!(config.contains("# my accounts"), "{config}");
+    assert!(config.contains("[store]\nkind = \"database\""), "{config}");
+    let items = env.keychain_all().await;
+    assert_eq!(
+        items.keys().collect::<Vec<_>>(),
+        vec!["store:key"],
+        "only the store key stays in the keychain"
+    );
+    let rows = sealed_rows(&env);
+    let entries: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(entries, ["client-secret:wx", "store:check", "tokens:wx"]);
+    assert!(files_containing(&env.data_dir, &token).is_empty());
+    assert!(files_containing(&env.data_dir, &appsecret).is_empty());
+
+    // The same token is served from the database by the CLI and by `serve`, with no fetch.
+    assert_eq!(env.token("wx").await, token);
+    let mut serve = env.spawn_serve();
+    serve.wait_ready().await;
+    wait_until(
+        Duration::from_secs(10),
+        "wx read from the database",
+        async || env.status("wx").await == "fresh",
+    )
+    .await;
+    assert_eq!(env.token("wx").await, token);
+    assert_eq!(serve.stop().await.code, 0);
+    assert_eq!(fake.lock().tokens_issued(), 1, "nothing was fetched again");
+
+    // A new secret set now goes to the database, not to the keychain.
+    env.set_secret("wx", &appsecret).await;
+    assert!(env.keychain_get("client-secret:wx").await.is_none());
+
+    // And back: the keychain holds the very same set again, the rows are gone.
+    let out = env
+        .run(&["store", "migrate", "--to", "keychain"], None)
+        .await
+        .ok();
+    assert!(out.stderr.contains("moved 2 secrets"), "{out}");
+    let stored = env
+        .stored_tokens("wx")
+        .await
+        .expect("tokens:wx back in the keychain");
+    assert_eq!(stored["access_token"], token.as_str());
+    assert_eq!(
+        env.keychain_get("client-secret:wx").await.as_deref(),
+        Some(appsecret.as_str())
+    );
+    let entries: Vec<String> = sealed_rows(&env).into_iter().map(|r| r.0).collect();
+    assert_eq!(entries, ["store:check"]);
+    assert_eq!(env.token("wx").await, token);
+    assert_eq!(fake.lock().tokens_issued(), 1, "nothing was fetched again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_store_key_is_refused_and_nothing_changes() {
+    let fake = WeChatFake::start(WeChatConfig::default()).await;
+    let env = Env::new(&format!(
+        "[store]\nkind = \"database\"\n\n{}",
+        fake.account_toml("wx", "")
+    ));
+    let secret = fake.lock().config.secret.clone();
+    env.set_secret("wx", &secret).await;
+    let token = env.token("wx").await;
+    let before = sealed_rows(&env);
+    assert_eq!(before.len(), 3, "check row, client secret, token set");
+
+    // Another key in the keychain (as after restoring the wrong backup).
+    env.keychain_set("store:key", "B3r8GxVq0m7pY8l1o2m3n4b5v6c7x8z9a0s1d2f3g4h=")
+        .await;
+    let out = env.run(&["token", "wx"], None).await;
+    let line = out.failure_line();
+    assert!(
+        line.contains("store:key") && line.contains("does not open"),
+        "{out}"
+    );
+    let out = env.run(&["secret", "set", "wx"], Some("other")).await;
+    assert!(out.failure_line().contains("does not open"), "{out}");
+    let mut serve = env.spawn_serve();
+    serve.wait_ready().await;
+    wait_until(
+        Duration::from_secs(10),
+        "wx to say why it cannot be read",
+        async || {
+            env.account("wx").await["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("does not open"))
+        },
+    )
+    .await;
+    assert_eq!(serve.stop().await.code, 0);
+    assert_eq!(
+        sealed_rows(&env),
+        before,
+        "not one byte of the store changed"
+    );
+    assert_eq!(fake.lock().tokens_issued(), 1);
+    assert!(!out_contains_token(&env, &token));
+}
+
+/// Whether anything any command printed holds the token.
+fn out_contains_token(env: &Env, token: &str) -> bool {
+    env.transcript
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|o| !(o.args.first().is_some_and(|a| a == "token") && o.code == 0))
+        .any(|o| o.stdout.contains(token) || o.stderr.contains(token))
+}
