@@ -1,3 +1,7 @@
+//! `tokenwarden-app`: the tray app. A binary of its own, so that the CLI (`tokenwarden`)
+//! does not load WebKitGTK and GTK for every command; `tokenwarden` with no command hands
+//! over to it. Given a command, it runs the CLI like `tokenwarden` does.
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -5,7 +9,6 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = tokenwarden::cli::Cli::parse(); // clap exits 2 on usage errors
     tokenwarden::logging::init();
-    #[cfg(feature = "desktop")]
     if cli.command.is_none() {
         // The tray app: Tauri owns the main thread and its own async runtime.
         return match tokenwarden::engine::paths::Context::resolve(cli.config) {

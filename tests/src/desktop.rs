@@ -654,7 +654,9 @@ impl Driver {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let application = std::fs::canonicalize(bin_path()).expect("binary path");
+        // The tray app's own binary: WebKitWebDriver starts it with arguments of its own.
+        let application = std::fs::canonicalize(bin_path().with_file_name("tokenwarden-app"))
+            .expect("tokenwarden-app beside tokenwarden: build with `cargo build -p tokenwarden`");
         let caps = json!({
             "browserName": "wry",
             "tauri:options": {"application": application},
