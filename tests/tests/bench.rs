@@ -370,3 +370,362 @@ async fn bench_serving_against_the_ceiling() {
     }
     assert_eq!(serve.stop().await.code, 0);
 }
+
+/// How many accounts the fleet benchmark configures.
+const FLEET: usize = 10_000;
+
+/// Resident memory of a process, in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib / 1024.0
+}
+
+/// The engine's metrics as (series, value) lines. Megabytes with ten thousand accounts: read
+/// by reqwest and split by lines (the strict parser in `tokenwarden_e2e::prometheus` checks
+/// every histogram against every sample, which takes minutes at this size).
+async fn scrape(api: &tokenwarden_e2e::Api) -> Vec<(String, f64)> {
+    let text = reqwest::Client::new()
+        .get(format!("{}/metrics", api.base_url()))
+        .bearer_auth(api.key.as_deref().unwrap_or_default())
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| {
+            l.starts_with("tokenwarden_secret_writes")
+                || l.starts_with("tokenwarden_refresh_lateness")
+        })
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn metric(m: &[(String, f64)], series: &str) -> f64 {
+    m.iter().find(|(s, _)| s == series).map_or(0.0, |(_, v)| *v)
+}
+
+/// Cumulative bucket counts of a histogram (upper bound → count), `+Inf` as infinity.
+fn buckets(m: &[(String, f64)], name: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    let mut b: Vec<(f64, f64)> = m
+        .iter()
+        .filter_map(|(s, v)| {
+            let le = s.strip_prefix(&prefix)?.trim_end_matches("\"}");
+            Some((le.parse::<f64>().unwrap_or(f64::INFINITY), *v))
+        })
+        .collect();
+    b.sort_by(|a, b| a.0.total_cmp(&b.0));
+    b
+}
+
+/// The bucket bound under which `p` of the observations between two scrapes fall.
+fn bucket_quantile(before: &[(f64, f64)], after: &[(f64, f64)], p: f64) -> (f64, f64) {
+    let counts: Vec<(f64, f64)> = after
+        .iter()
+        .map(|(le, n)| {
+            let was = before.iter().find(|b| b.0 == *le).map_or(0.0, |b| b.1);
+            (*le, n - was)
+        })
+        .collect();
+    let total = counts.last().map_or(0.0, |c| c.1);
+    let bound = counts
+        .iter()
+        .find(|(_, n)| *n >= total * p)
+        .map_or(f64::INFINITY, |c| c.0);
+    (bound, total)
+}
+
+/// Runs `f` over `items`, `width` at a time.
+async fn each<T, F, Fut>(items: &[T], width: usize, f: F)
+where
+    T: Clone + Send + 'static,
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use futures_util::StreamExt;
+    futures_util::stream::iter(items.iter().cloned().map(|i| tokio::spawn(f(i))))
+        .buffer_unordered(width)
+        .for_each(|r| async move { r.unwrap() })
+        .await;
+}
+
+/// 10,000 `http` accounts on one engine with the sealed database store (`[store] kind =
+/// "database"`): a first start from an empty store (every set fetched once and saved), a
+/// restart (healthy, every set read back, nothing fetched), resident memory, idle CPU, then
+/// a minute in which every account refreshes every ~30 s: lateness against each deadline,
+/// CPU and store writes per refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow: run by `make bench` (cargo test --test bench -- --include-ignored --nocapture)"]
+async fn bench_ten_thousand_accounts() {
+    let fake = HttpTokenFake::start(7200).await;
+    let names: Vec<String> = (0..FLEET).map(|i| format!("h{i:05}")).collect();
+    let accounts: String = names.iter().map(|n| fake.account_toml(n)).collect();
+    let env = Env::with_refresh(
+        "retry_initial = \"1s\"\nmin_interval = \"1s\"\nper_host = 16",
+        &format!("[store]\nkind = \"database\"\n\n{accounts}"),
+    );
+    let key = env.create_api_key("fleet").await;
+    // The account list is megabytes at this size: asked twice a second, not ten times, and
+    // by reqwest (the harness's client keeps every answer and reads bodies a byte at a time).
+    let http = reqwest::Client::new();
+    let all_fresh = async |api: &tokenwarden_e2e::Api, limit: Duration| {
+        let deadline = Instant::now() + limit;
+        loop {
+            let list: Vec<serde_json::Value> = http
+                .get(format!("{}/v1/accounts", api.base_url()))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if list.iter().filter(|a| a["status"] == "fresh").count() == FLEET {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not all {FLEET} fresh after {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+
+    // First start, empty store.
+    let started = Instant::now();
+    let (serve, api) = env.serve_api(&key).await;
+    let healthy = started.elapsed();
+    all_fresh(&api, Duration::from_secs(600)).await;
+    let first_start = started.elapsed();
+    let rss_first = rss_mib(serve.pid());
+    {
+        let st = fake.lock();
+        for name in &names {
+            assert_eq!(st.issued.get(name), Some(&1), "{name} fetched once");
+        }
+    }
+    let writes = metric(&scrape(&api).await, "tokenwarden_secret_writes_total");
+    println!(
+        "bench: {FLEET} accounts (database store): first start: /healthz in {healthy:.2?}, all fetched and saved in {first_start:.1?}, {writes} store writes, {rss_first:.0} MiB resident"
+    );
+    assert_eq!(serve.stop().await.code, 0);
+
+    // Restart: every set comes back from the store; nothing is fetched.
+    let started = Instant::now();
+    let (mut serve, api) = env.serve_api(&key).await;
+    let healthy = started.elapsed();
+    all_fresh(&api, Duration::from_secs(120)).await;
+    let restart = started.elapsed();
+    let rss_restart = rss_mib(serve.pid());
+    assert_eq!(
+        fake.lock().total_issued(),
+        FLEET,
+        "the restart fetched again"
+    );
+    // Every account serves exactly the token fetched for it: each saved set was the latest.
+    let latest = fake.lock().latest.clone();
+    let latest = std::sync::Arc::new(latest);
+    let api = std::sync::Arc::new(api);
+    each(&names, 32, |name| {
+        let (api, latest) = (api.clone(), latest.clone());
+        async move {
+            assert_eq!(api.token(&name).await, latest[&name], "{name}");
+        }
+    })
+    .await;
+    println!(
+        "bench: {FLEET} accounts (database store): restart: /healthz in {healthy:.2?}, all read back in {restart:.2?}, 0 fetched, {rss_restart:.0} MiB resident"
+    );
+
+    // Idle: nothing due for two hours.
+    let before = serve.cpu_seconds();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let idle = serve.cpu_seconds() - before;
+    assert!(serve.running(), "{}", serve.stderr());
+    println!(
+        "bench: {FLEET} accounts (database store): idle: {idle:.3} CPU seconds over 20 s ({:.2}%)",
+        idle / 20.0 * 100.0
+    );
+    assert_eq!(fake.lock().total_issued(), FLEET, "an idle engine fetched");
+
+    // Under load: 60 s tokens (refreshed ~30 s after issue), every account refreshed once by
+    // hand to start the cycle, then one minute measured.
+    fake.lock().expires_in = 60;
+    each(&names, 32, |name| {
+        let api = api.clone();
+        async move {
+            api.post_empty(&format!("/v1/accounts/{name}/refresh"))
+                .await
+                .expect(200);
+        }
+    })
+    .await;
+    let m0 = scrape(&api).await;
+    let (cpu0, issued0) = (serve.cpu_seconds(), fake.lock().total_issued());
+    let window = Duration::from_secs(60);
+    tokio::time::sleep(window).await;
+    let (cpu1, issued1) = (serve.cpu_seconds(), fake.lock().total_issued());
+    let m1 = scrape(&api).await;
+    let refreshes = issued1 - issued0;
+    let writes = metric(&m1, "tokenwarden_secret_writes_total")
+        - metric(&m0, "tokenwarden_secret_writes_total");
+    let late0 = buckets(&m0, "tokenwarden_refresh_lateness_seconds");
+    let late1 = buckets(&m1, "tokenwarden_refresh_lateness_seconds");
+    let (p50, scheduled) = bucket_quantile(&late0, &late1, 0.50);
+    let (p99, _) = bucket_quantile(&late0, &late1, 0.99);
+    let cpu = cpu1 - cpu0;
+    println!(
+        "bench: {FLEET} accounts (database store): {refreshes} refreshes in {window:?} ({:.0}/s; {scheduled} scheduled), lateness p50 <= {:.0} ms, p99 <= {:.0} ms, CPU {:.2} ms per refresh, {:.2} store writes per refresh, {:.0} MiB resident",
+        refreshes as f64 / window.as_secs_f64(),
+        p50 * 1000.0,
+        p99 * 1000.0,
+        cpu * 1000.0 / refreshes.max(1) as f64,
+        writes / refreshes.max(1) as f64,
+        rss_mib(serve.pid())
+    );
+    assert!(refreshes > FLEET, "every account refreshed in the minute");
+    assert_eq!(serve.stop().await.code, 0);
+}
+
+/// 10,000 programs report the same 401 at once, each on its own connection: exactly one
+/// upstream refresh, and how long until every caller holds the new token, beside the fake
+/// provider's own answer time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs 20,000 open files: run by `make bench`"]
+async fn bench_rejected_storm() {
+    const CALLERS: usize = 10_000;
+    let fake = WeChatFake::start(WeChatConfig::default()).await;
+    let env = Env::new(&fake.account_toml("wx", ""));
+    let config = std::fs::read_to_string(&env.config_path).unwrap();
+    env.write_config(&config.replace("[api]\n", "[api]\nmax_connections = 12000\n"));
+    let secret = fake.lock().config.secret.clone();
+    env.set_secret("wx", &secret).await;
+    let (serve, api, key) = env.serve_with_new_key("storm").await;
+    let token = api.token("wx").await;
+    // The provider's own answer time, from here.
+    let base = format!("http://{}", fake.addr);
+    let upstream = {
+        let http = reqwest::Client::new();
+        let mut samples = Vec::new();
+        for _ in 0..20 {
+            let t = Instant::now();
+            let _ = http
+                .get(format!("{base}/cgi-bin/check?access_token={token}"))
+                .send()
+                .await;
+            samples.push(t.elapsed());
+        }
+        samples.sort();
+        percentile(&samples, 0.5)
+    };
+    // Past the grace after serve's first fetch, so the storm really refreshes.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    let issued_before = fake.lock().tokens_issued();
+    // A bare HTTP/1.1 request on a connection of its own per caller, as separate programs
+    // have: the client's own cost (a reqwest client each) would otherwise be measured too.
+    let body = serde_json::json!({ "access_token": token }).to_string();
+    let request = std::sync::Arc::new(format!(
+        "POST /v1/accounts/wx/rejected HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len(),
+        port = api.port,
+    ));
+    let go = std::sync::Arc::new(tokio::sync::Barrier::new(CALLERS + 1));
+    let tasks: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let (request, go) = (request.clone(), go.clone());
+            let port = api.port;
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                go.wait().await;
+                let t = Instant::now();
+                let answer = async {
+                    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+                    stream.write_all(request.as_bytes()).await?;
+                    let mut text = String::new();
+                    stream.read_to_string(&mut text).await?;
+                    std::io::Result::Ok(text)
+                };
+                let body: serde_json::Value = match answer.await {
+                    Ok(text) => text
+                        .split_once("\r\n\r\n")
+                        .and_then(|(_, b)| serde_json::from_str(b).ok())
+                        .unwrap_or_else(|| serde_json::json!({ "answer": text })),
+                    Err(e) => serde_json::json!({ "failed": e.to_string() }),
+                };
+                (t.elapsed(), body)
+            })
+        })
+        .collect();
+    go.wait().await;
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    let mut answers = std::collections::HashMap::<String, usize>::new();
+    for t in tasks {
+        let (d, body) = t.await.unwrap();
+        samples.push(d);
+        let what = body["access_token"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("no token: {body}"));
+        *answers.entry(what).or_default() += 1;
+    }
+    let wall = started.elapsed();
+    let fetches = fake.lock().tokens_issued() - issued_before;
+    assert_eq!(
+        answers.len(),
+        1,
+        "every caller gets the same new token: {answers:?}"
+    );
+    assert!(!answers.contains_key(&token), "and it is a new one");
+    assert_eq!(fetches, 1, "one upstream fetch for the whole storm");
+    samples.sort();
+    println!(
+        "bench: {CALLERS} concurrent rejected reports: {fetches} upstream fetch; all had the new token after {wall:.2?} (p50 {:.2?}, p99 {:.2?}); the provider answers in {upstream:.2?}",
+        percentile(&samples, 0.5),
+        percentile(&samples, 0.99),
+    );
+    assert_eq!(serve.stop().await.code, 0);
+}
+
+/// Why the sealed store exists: the cost of one keychain write as the keyring fills. gnome-keyring
+/// rewrites its whole keyring file on every change, so a write costs more the more items it
+/// holds; ten thousand accounts would pay that on every refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow: run by `make bench`"]
+async fn bench_keychain_write_cost_by_items() {
+    // A keyring of its own, dropped first (declared last): removing thousands of items takes
+    // gnome-keyring minutes, which would stall the session keyring for the benchmarks after.
+    let mut env = Env::new("");
+    let keyring = tokenwarden_e2e::keyring::PrivateKeyring::start();
+    env.bus = Some(keyring.address().into());
+    let value = "x".repeat(200); // about a token set's size
+    let mut held = 0;
+    for target in [0usize, 500, 1500] {
+        while held < target {
+            env.keychain_set(&format!("tokens:fill{held:05}"), &value)
+                .await;
+            held += 1;
+        }
+        let started = Instant::now();
+        for i in 0..40 {
+            env.keychain_set(&format!("tokens:probe{i:02}"), &value)
+                .await;
+        }
+        println!(
+            "bench: keychain (gnome-keyring): one write with {held} items held takes {:.1?} (mean of 40, secret-tool included)",
+            started.elapsed() / 40
+        );
+    }
+}
