@@ -46,12 +46,16 @@ test: deps-build deps-test deps-driver check-cargo lint
 # ceiling, a 10,000-report 401 storm, CLI round trips beside curl, 1,000 accounts on one keyring,
 # 10,000 accounts on the sealed database store (start, restart, memory, idle CPU, lateness, cost
 # per refresh), and 500 clients for 60 s while the token rotates.
+# Every figure is printed as it comes, then all of them again together at the end (each line
+# names its baseline beside it: the ceiling, curl, the keychain store, the provider's own time).
 bench: deps-build deps-test deps-bench deps-driver check-cargo
 	$(CARGO) build --release --workspace
-	TOKENWARDEN_BIN=$(CURDIR)/target/release/tokenwarden tests/scripts/session.sh \
-		$(CARGO) test --release -p tokenwarden-e2e --test bench --test desktop_bench -- --nocapture --include-ignored --test-threads=1
+	set -o pipefail; { TOKENWARDEN_BIN=$(CURDIR)/target/release/tokenwarden tests/scripts/session.sh \
+		$(CARGO) test --release -p tokenwarden-e2e --test bench --test desktop_bench -- --nocapture --include-ignored --test-threads=1 && \
 	TOKENWARDEN_BIN=$(CURDIR)/target/release/tokenwarden TOKENWARDEN_LOAD=500x60 tests/scripts/session.sh \
-		$(CARGO) test --release -p tokenwarden-e2e --test load -- --nocapture
+		$(CARGO) test --release -p tokenwarden-e2e --test load -- --nocapture; } 2>&1 | tee target/bench.log
+	@echo; echo "== make bench: every figure (BENCHMARKS.md has them as tables) =="; \
+		grep -oE '(bench|load): .*|desktop bench.*|^  (launch|resident|CPU over).*' target/bench.log
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -16,7 +16,36 @@ fi
 keyring_home=$(mktemp -d)
 trap 'rm -rf "$keyring_home"' EXIT
 export XDG_DATA_HOME="$keyring_home"
-eval "$(echo -n "tokenwarden-test-session" | gnome-keyring-daemon --replace --unlock --components=secrets)"
-export GNOME_KEYRING_CONTROL SSH_AUTH_SOCK 2>/dev/null || true
+start_keyring() {
+  eval "$(echo -n "tokenwarden-test-session" | gnome-keyring-daemon --replace --unlock --components=secrets)"
+  export GNOME_KEYRING_CONTROL SSH_AUTH_SOCK 2>/dev/null || true
+  # The daemon that owns the Secret Service name on this bus (the tests start other keyrings
+  # on private buses; those are not this session's).
+  keyring_pid=""
+  for _ in $(seq 50); do
+    keyring_pid=$(dbus-send --session --print-reply=literal --dest=org.freedesktop.DBus / \
+      org.freedesktop.DBus.GetConnectionUnixProcessID string:org.freedesktop.secrets 2>/dev/null \
+      | awk '{print $2}' || true)
+    [ -n "$keyring_pid" ] && break
+    sleep 0.1
+  done
+}
+start_keyring
+# gnome-keyring-daemon 42 sometimes aborts on a GLib error under the tests' load (dmesg:
+# "traps: gnome-keyring-d … trap int3 … in libglib"); D-Bus then activates a new, locked one
+# and every test after it fails. Start it again, unlocked on the same storage, so that only
+# the tests in flight at that moment see the crash, and say so on stderr.
+(
+  while true; do
+    while [ -n "$keyring_pid" ] && kill -0 "$keyring_pid" 2>/dev/null; do sleep 0.5; done
+    echo "session.sh: gnome-keyring-daemon (pid ${keyring_pid:-?}) is gone; starting it again" >&2
+    start_keyring
+    sleep 1
+  done
+) &
+watchdog=$!
+trap 'kill "$watchdog" 2>/dev/null; rm -rf "$keyring_home"' EXIT
 export WEBKIT_DISABLE_COMPOSITING_MODE=1
-"$@"
+status=0
+"$@" || status=$?
+exit "$status"
