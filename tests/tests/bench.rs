@@ -577,6 +577,7 @@ async fn bench_ten_thousand_accounts() {
     let window = Duration::from_secs(60);
     tokio::time::sleep(window).await;
     let (cpu1, issued1) = (serve.cpu_seconds(), fake.lock().total_issued());
+    let rss_load = rss_mib(serve.pid());
     let m1 = scrape(&api).await;
     let refreshes = issued1 - issued0;
     let writes = metric(&m1, "tokenwarden_secret_writes_total")
@@ -587,7 +588,7 @@ async fn bench_ten_thousand_accounts() {
     let (p99, _) = bucket_quantile(&late0, &late1, 0.99);
     let cpu = cpu1 - cpu0;
     println!(
-        "bench: {FLEET} accounts (database store): {refreshes} refreshes in {window:?} ({:.0}/s; {scheduled} scheduled), lateness p50 <= {:.0} ms, p99 <= {:.0} ms, CPU {:.2} ms per refresh, {:.2} store writes per refresh, {:.0} MiB resident",
+        "bench: {FLEET} accounts (database store): {refreshes} refreshes in {window:?} ({:.0}/s; {scheduled} scheduled), lateness p50 <= {:.0} ms, p99 <= {:.0} ms, CPU {:.2} ms per refresh, {:.2} store writes per refresh, {rss_load:.0} MiB resident ({:.0} MiB after answering /metrics for 10,000 accounts)",
         refreshes as f64 / window.as_secs_f64(),
         p50 * 1000.0,
         p99 * 1000.0,
