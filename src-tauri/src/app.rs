@@ -19,18 +19,5 @@ fn main() -> ExitCode {
             }
         };
     }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("tokenwarden: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(tokenwarden::cli::run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("tokenwarden: {err:#}"); // one line, whole chain
-            ExitCode::FAILURE
-        }
-    }
+    tokenwarden::cli::run_to_exit(cli)
 }

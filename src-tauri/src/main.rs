@@ -12,18 +12,5 @@ fn main() -> ExitCode {
         return tokenwarden::cli::tray_app::start();
     }
     tokenwarden::logging::init();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("tokenwarden: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(tokenwarden::cli::run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("tokenwarden: {err:#}"); // one line, whole chain
-            ExitCode::FAILURE
-        }
-    }
+    tokenwarden::cli::run_to_exit(cli)
 }

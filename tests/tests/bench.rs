@@ -376,13 +376,7 @@ const FLEET: usize = 10_000;
 
 /// Resident memory of a process, in MiB.
 fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib / 1024.0
+    tokenwarden_e2e::desktop::rss_kib(pid) as f64 / 1024.0
 }
 
 /// The engine's metrics as (series, value) lines. Megabytes with ten thousand accounts: read

@@ -9,7 +9,6 @@ use anyhow::{Context as _, Result};
 use super::client::ApiClient;
 use super::{output, ApiKeyAction, Command, SecretAction, StoreAction};
 use crate::engine::api_keys::ApiKeys;
-use crate::engine::config::StoreKind;
 use crate::engine::lock::{self, Role};
 use crate::engine::migrate;
 use crate::engine::names::AccountName;
@@ -105,10 +104,6 @@ pub async fn dispatch(ctx: &Context, command: Command) -> Result<()> {
         Command::Store {
             action: StoreAction::Migrate { to },
         } => {
-            let to = match to.as_str() {
-                "database" => StoreKind::Database,
-                _ => StoreKind::Keychain,
-            };
             let ctx = ctx.clone();
             let done = tokio::task::spawn_blocking(move || migrate::migrate(&ctx, to)).await??;
             if done.from == done.to {

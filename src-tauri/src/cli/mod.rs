@@ -17,6 +17,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use crate::engine::config::StoreKind;
 use crate::engine::names::{parse_duration, AccountName};
 use crate::engine::paths::Context;
 use crate::engine::{EngineError, Remedy};
@@ -118,8 +119,8 @@ pub enum StoreAction {
     Migrate {
         /// keychain: one OS keychain item per secret; database: sealed in the data dir, its
         /// key in the keychain (for thousands of accounts)
-        #[arg(long, value_parser = ["keychain", "database"])]
-        to: String,
+        #[arg(long, value_parser = store_kind_parser())]
+        to: StoreKind,
     },
 }
 
@@ -127,6 +128,33 @@ pub enum StoreAction {
 pub enum SecretAction {
     /// Reads the client secret (WeChat appsecret, OAuth client secret) from stdin
     Set { name: AccountName },
+}
+
+/// `--to keychain|database`, by the engine's names (listed in `--help`).
+fn store_kind_parser() -> impl clap::builder::TypedValueParser<Value = StoreKind> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(StoreKind::NAMES)
+        .map(|name| StoreKind::from_name(&name).expect("one of the names"))
+}
+
+/// Runs a command on a runtime of its own and prints a failure as one line: the whole of
+/// `main` for a command, in both binaries.
+pub fn run_to_exit(cli: Cli) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tokenwarden: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tokenwarden: {err:#}"); // one line, whole chain
+            ExitCode::FAILURE
+        }
+    }
 }
 
 pub async fn run(cli: Cli) -> Result<()> {

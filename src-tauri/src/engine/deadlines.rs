@@ -151,25 +151,22 @@ impl Accounts {
             if slot.queued == Some(at) {
                 slot.queued = None;
             }
-            match slot.wake_at() {
+            match slot.next_work() {
                 None => {}
-                Some(later) if later > now => {
+                Some((later, _)) if later > now => {
                     self.schedule(&name, later);
                 }
-                Some(_) => match slot.work() {
-                    Some(Work::Refresh(_)) if !upstream_ready => {
-                        self.waiting.insert(name);
+                Some((_, Work::Refresh(_))) if !upstream_ready => {
+                    self.waiting.insert(name);
+                }
+                Some((_, work)) => {
+                    if work == Work::Refresh(Trigger::Startup) {
+                        slot.fetch_unasked = false;
                     }
-                    Some(work) => {
-                        if work == Work::Refresh(Trigger::Startup) {
-                            slot.fetch_unasked = false;
-                        }
-                        slot.busy = true;
-                        self.running += 1;
-                        due.push((name, work));
-                    }
-                    None => {}
-                },
+                    slot.busy = true;
+                    self.running += 1;
+                    due.push((name, work));
+                }
             }
         }
         let next = self.queue.peek().map(|Reverse((at, _))| *at);

@@ -299,48 +299,8 @@ impl Writer {
                 // thousand accounts read at start, or hundreds refreshed a second, are one
                 // commit per batch instead of one per row.
                 while let Ok(first) = rx.recv() {
-                    let mut batch = vec![first];
-                    batch.extend(rx.try_iter().take(BATCH - 1));
-                    let several = batch.len() > 1;
-                    if several {
-                        if let Err(e) = history.transaction("BEGIN") {
-                            tracing::error!(error = %e, "could not write the refresh log");
-                        }
-                    }
-                    let mut flushed = Vec::new();
-                    for write in batch {
-                        let result = match write {
-                            Write::Record(r) => history.record(&r),
-                            Write::State {
-                                account,
-                                status,
-                                last_error,
-                                last_refresh,
-                            } => history.save_state(
-                                &account,
-                                &status,
-                                last_error.as_deref(),
-                                last_refresh,
-                            ),
-                            Write::Flush(done) => {
-                                flushed.push(done);
-                                Ok(())
-                            }
-                        };
-                        if let Err(e) = result {
-                            tracing::error!(error = %e, "could not write the refresh log");
-                        }
-                    }
-                    if several {
-                        if let Err(e) = history.transaction("COMMIT") {
-                            tracing::error!(error = %e, "could not write the refresh log");
-                            // Never leave a transaction open for the next batch to join.
-                            let _ = history.transaction("ROLLBACK");
-                        }
-                    }
-                    for done in flushed {
-                        let _ = done.send(());
-                    }
+                    let more = rx.try_iter().take(BATCH - 1);
+                    write_batch(&history, std::iter::once(first).chain(more).collect());
                 }
             });
         Self { queue: tx }
@@ -374,6 +334,43 @@ impl Writer {
         let (tx, rx) = std::sync::mpsc::channel();
         self.send(Write::Flush(tx));
         let _ = rx.recv_timeout(Duration::from_secs(10));
+    }
+}
+
+/// Writes a batch in one transaction (a lone write needs none), then answers the flushes
+/// it held.
+fn write_batch(history: &History, batch: Vec<Write>) {
+    let log = |result: Result<(), HistoryError>| {
+        if let Err(e) = result {
+            tracing::error!(error = %e, "could not write the refresh log");
+        }
+    };
+    let several = batch.len() > 1;
+    if several {
+        log(history.transaction("BEGIN"));
+    }
+    let mut flushed = Vec::new();
+    for write in batch {
+        match write {
+            Write::Record(r) => log(history.record(&r)),
+            Write::State {
+                account,
+                status,
+                last_error,
+                last_refresh,
+            } => log(history.save_state(&account, &status, last_error.as_deref(), last_refresh)),
+            Write::Flush(done) => flushed.push(done),
+        }
+    }
+    if several {
+        if let Err(e) = history.transaction("COMMIT") {
+            log(Err(e));
+            // Never leave a transaction open for the next batch to join.
+            let _ = history.transaction("ROLLBACK");
+        }
+    }
+    for done in flushed {
+        let _ = done.send(());
     }
 }
 

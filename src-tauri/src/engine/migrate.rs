@@ -28,6 +28,11 @@ pub enum MigrateError {
     Config(#[from] super::config::ConfigError),
     #[error(transparent)]
     Lock(#[from] lock::LockError),
+    #[error("data dir {path}: {source}; nothing was changed")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("reading from the {from} store: {source}; nothing was changed")]
     Read {
         from: &'static str,
@@ -70,12 +75,9 @@ pub fn migrate(ctx: &Context, to: StoreKind) -> Result<Migrated, MigrateError> {
         return Ok(done);
     }
     let _lock = lock::acquire(&ctx.lock_place(), Role::Cli, Duration::from_secs(30))?;
-    std::fs::create_dir_all(&ctx.data_dir).map_err(|e| MigrateError::Read {
-        from: from.as_str(),
-        source: KeychainError {
-            entry: ctx.data_dir.display().to_string(),
-            message: e.to_string(),
-        },
+    std::fs::create_dir_all(&ctx.data_dir).map_err(|source| MigrateError::DataDir {
+        path: ctx.data_dir.clone(),
+        source,
     })?;
     let open = |kind: StoreKind| store_for(kind, &ctx.keychain_service, &ctx.data_dir);
     let source = open(from).map_err(|source| MigrateError::Read {

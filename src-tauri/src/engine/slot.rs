@@ -135,36 +135,31 @@ impl Slot {
         }
     }
 
-    /// When the scheduler should next look at this account: its unsaved set's next write,
-    /// its refresh, retry or re-read, or at once for a first fetch nobody asked for. `None`
-    /// while a scheduled task runs or nothing is planned.
-    pub fn wake_at(&self) -> Option<SystemTime> {
+    /// What the scheduler starts for this account next, and when: its unsaved set's next
+    /// write (the newest grant is saved before anything refreshes it), its refresh, retry or
+    /// re-read, or at once a first fetch nobody asked for. `None` while a scheduled task runs
+    /// or nothing is planned.
+    pub fn next_work(&self) -> Option<(SystemTime, Work)> {
         if self.busy {
             return None;
         }
         if let Some(unsaved) = &self.unsaved {
-            return Some(unsaved.next_try.time());
+            return Some((unsaved.next_try.time(), Work::Save));
         }
         match self.state.due() {
-            Some(Due::Refresh(at) | Due::Retry(at) | Due::Reread(at)) => Some(at.time()),
-            None if self.fetches_unasked() => Some(SystemTime::UNIX_EPOCH),
+            Some(Due::Refresh(at)) => Some((at.time(), Work::Refresh(Trigger::Scheduled))),
+            Some(Due::Retry(at)) => Some((at.time(), Work::Refresh(Trigger::Retry))),
+            Some(Due::Reread(at)) => Some((at.time(), Work::Reread)),
+            None if self.fetches_unasked() => {
+                Some((SystemTime::UNIX_EPOCH, Work::Refresh(Trigger::Startup)))
+            }
             None => None,
         }
     }
 
-    /// What the scheduler starts once [`Slot::wake_at`] has come.
-    pub fn work(&self) -> Option<Work> {
-        if self.unsaved.is_some() {
-            // The unsaved set is the newest grant: save it before anything refreshes it.
-            return Some(Work::Save);
-        }
-        match self.state.due() {
-            Some(Due::Refresh(_)) => Some(Work::Refresh(Trigger::Scheduled)),
-            Some(Due::Retry(_)) => Some(Work::Refresh(Trigger::Retry)),
-            Some(Due::Reread(_)) => Some(Work::Reread),
-            None if self.fetches_unasked() => Some(Work::Refresh(Trigger::Startup)),
-            None => None,
-        }
+    /// When the scheduler should next look at this account (see [`Slot::next_work`]).
+    pub fn wake_at(&self) -> Option<SystemTime> {
+        self.next_work().map(|(at, _)| at)
     }
 
     /// An account that needs no consent is fetched once at start (and again when its

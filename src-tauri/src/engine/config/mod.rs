@@ -72,11 +72,20 @@ pub enum StoreKind {
 }
 
 impl StoreKind {
+    /// Every kind, by the name the config and the CLI use.
+    pub const NAMES: [&'static str; 2] = ["keychain", "database"];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Keychain => "keychain",
             Self::Database => "database",
         }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Keychain, Self::Database]
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
     }
 }
 

@@ -99,17 +99,13 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
 
     let store = match raw.store.and_then(|s| s.kind) {
         None => StoreKind::default(),
-        Some(kind) => match kind.get_ref().as_str() {
-            "keychain" => StoreKind::Keychain,
-            "database" => StoreKind::Database,
-            other => {
-                return Err(Problem::new(
-                    kind.span(),
-                    Some("kind"),
-                    format!("unknown store `{other}`; use \"keychain\" (one keychain item per secret, the default) or \"database\" (sealed in the data dir, its key in the keychain)"),
-                ))
-            }
-        },
+        Some(kind) => StoreKind::from_name(kind.get_ref()).ok_or_else(|| {
+            Problem::new(
+                kind.span(),
+                Some("kind"),
+                format!("unknown store `{}`; use \"keychain\" (one keychain item per secret, the default) or \"database\" (sealed in the data dir, its key in the keychain)", kind.get_ref()),
+            )
+        })?,
     };
 
     let mut seen = std::collections::HashSet::new();
