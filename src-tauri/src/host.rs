@@ -27,16 +27,23 @@ impl Host {
         let engine = Engine::open(ctx, Mode::Refresher, Role::Engine).await?;
         let listener = crate::api::bind(&engine).await?;
         let listen = listener.local_addr()?;
+        let local = crate::api::local::bind(&engine);
+        let socket = local.as_ref().map(|l| l.path().to_owned());
         engine.api_keys().make_engine_key().await?;
-        engine.announce(listen)?;
+        engine.announce(listen, socket.clone())?;
         let config = engine.config();
-        tracing::info!(accounts = config.accounts.len(), api = %listen, config = %config.path.display(), "engine started");
+        tracing::info!(accounts = config.accounts.len(), api = %listen, socket = ?socket, config = %config.path.display(), "engine started");
         let stop = CancellationToken::new();
         let runner = tokio::spawn({
             let (engine, stop) = (engine.clone(), stop.clone());
             async move { engine.run(stop).await }
         });
-        let api = tokio::spawn(crate::api::serve(engine.clone(), listener, stop.clone()));
+        let api = tokio::spawn(crate::api::serve(
+            engine.clone(),
+            listener,
+            local,
+            stop.clone(),
+        ));
         Ok(Self {
             engine,
             stop,

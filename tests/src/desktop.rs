@@ -60,32 +60,9 @@ pub fn write_settings(env: &Env, notifications: bool, clear_clipboard_secs: u64)
         .expect("write desktop.json");
 }
 
-/// The pid in the engine lock's holder file (`<runtime dir>/tokenwarden/<service>.json`), if
-/// that process is alive. The lock dir follows the binary's rule: `$XDG_RUNTIME_DIR/tokenwarden`,
-/// else `<temp>/tokenwarden-$USER`.
+/// The pid in the engine lock's holder file, if that process is alive.
 pub fn engine_pid(env: &Env) -> Option<u32> {
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        Some(dir) => PathBuf::from(dir).join("tokenwarden"),
-        None => {
-            let user = std::env::var("USER")
-                .or_else(|_| std::env::var("LOGNAME"))
-                .unwrap_or_else(|_| "user".into());
-            std::env::temp_dir().join(format!("tokenwarden-{user}"))
-        }
-    };
-    let stem: String = env
-        .service
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let holder: Value =
-        serde_json::from_slice(&std::fs::read(dir.join(format!("{stem}.json"))).ok()?).ok()?;
+    let holder = env.engine_holder()?;
     let pid = u32::try_from(holder["pid"].as_u64()?).ok()?;
     alive(pid).then_some(pid)
 }

@@ -461,6 +461,52 @@ impl Env {
             .collect()
     }
 
+    /// Removes an item of this environment's service from the keychain.
+    pub async fn keychain_clear(&self, entry: &str) {
+        let status = self
+            .secret_tool()
+            .args(["clear", "service", &self.service, "username", entry])
+            .stdin(Stdio::null())
+            .status()
+            .await
+            .expect("run secret-tool");
+        assert!(status.success(), "secret-tool clear {entry} failed");
+    }
+
+    /// The folder of this service's engine lock, by the binary's rule:
+    /// `$XDG_RUNTIME_DIR/tokenwarden`, else `<temp>/tokenwarden-$USER`.
+    pub fn lock_dir(&self) -> PathBuf {
+        match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+            Some(dir) => PathBuf::from(dir).join("tokenwarden"),
+            None => {
+                let user = std::env::var("USER")
+                    .or_else(|_| std::env::var("LOGNAME"))
+                    .unwrap_or_else(|_| "user".into());
+                std::env::temp_dir().join(format!("tokenwarden-{user}"))
+            }
+        }
+    }
+
+    /// The service's name as the lock's files are named.
+    fn lock_stem(&self) -> String {
+        self.service
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    }
+
+    /// The engine lock's holder file (`{"pid","role","listen","socket"}`), if there is one.
+    pub fn engine_holder(&self) -> Option<Value> {
+        let path = self.lock_dir().join(format!("{}.json", self.lock_stem()));
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
+
     /// The JSON of `tokens:NAME` in the keychain, if any.
     pub async fn stored_tokens(&self, name: &str) -> Option<Value> {
         let text = self.keychain_get(&format!("tokens:{name}")).await?;

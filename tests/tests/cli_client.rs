@@ -4,6 +4,8 @@
 //! `token --min-valid` beside serve are done by serve (its event stream and history show them,
 //! and the fake sees exactly one refresh each).
 
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokenwarden_e2e::harness::LegacyAccount;
@@ -190,6 +192,8 @@ async fn the_cli_reads_a_refused_engine_key_again() {
         .connected(3600)
         .await;
     let (mut serve, _api, _) = env.serve_with_new_key("restart").await;
+    // Without its socket the CLI asks over TCP with the key (an engine that could not make one).
+    std::fs::remove_file(socket_of(&env)).expect("remove the engine's socket");
     let real = env
         .keychain_get("engine:api-key")
         .await
@@ -204,4 +208,121 @@ async fn the_cli_reads_a_refused_engine_key_again() {
     let out = out.ok();
     assert!(out.stdout.contains("\"fb\""), "{out}");
     assert!(serve.running());
+}
+
+/// The socket the running engine announced beside its lock.
+fn socket_of(env: &Env) -> PathBuf {
+    let holder = env.engine_holder().expect("the engine's holder file");
+    PathBuf::from(
+        holder["socket"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no socket announced: {holder}")),
+    )
+}
+
+/// Beside a running engine the CLI goes through the engine's Unix socket, where the kernel
+/// vouches for it: it needs no key, so it reads none from the keychain. Proved by taking the
+/// engine's key out of the keychain: the lock is serve's, so no answer could come from
+/// anywhere but serve. The socket is the user's alone and goes when serve stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beside_serve_the_cli_needs_no_key_on_the_engines_socket() {
+    let (fake, env, _) = LegacyAccount::new(|c| c.expires_in(3600))
+        .connected(3600)
+        .await;
+    let (serve, api, _) = env.serve_with_new_key("socket").await;
+    let socket = socket_of(&env);
+    let meta = std::fs::metadata(&socket).expect("the socket exists");
+    assert!(meta.file_type().is_socket(), "{}", socket.display());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "only the user");
+
+    env.keychain_clear("engine:api-key").await;
+    assert_eq!(env.keychain_get("engine:api-key").await, None);
+    let before = api_requests(&api).await;
+    let out = env.run(&["token", "fb"], None).await.ok();
+    assert_eq!(
+        Some(out.stdout_trimmed().to_owned()),
+        fake.lock().current_access_token()
+    );
+    let list = env.run(&["list", "--json"], None).await.ok();
+    assert!(list.stdout.contains("\"fb\""), "{list}");
+    let refreshed = env.run(&["refresh", "fb"], None).await.ok();
+    assert_eq!(
+        fake.lock().refresh_grants,
+        1,
+        "serve refreshed once: {refreshed}"
+    );
+    assert!(
+        api_requests(&api).await - before >= 3.0,
+        "the three commands were answered by serve"
+    );
+
+    let out = serve.stop().await;
+    assert_eq!(out.code, 0, "{out}");
+    assert!(!socket.exists(), "the socket goes with serve");
+}
+
+/// Another user's process that reaches the socket (here through a hard link in a folder it
+/// may enter, and with the socket's mode opened up) is closed unanswered: the engine checks
+/// the peer's credentials, not only the file's mode. Needs root, to run as `nobody`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_users_process_is_refused_on_the_engines_socket() {
+    if !running_as_root() {
+        eprintln!("SKIPPED: needs root to run a client as another user");
+        return;
+    }
+    let (_fake, env, _) = LegacyAccount::new(|c| c.expires_in(3600))
+        .connected(3600)
+        .await;
+    let (serve, _api, _) = env.serve_with_new_key("stranger").await;
+    let socket = socket_of(&env);
+    let open = env.root().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(env.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let link = open.join("engine.sock");
+    std::fs::hard_link(&socket, &link).expect("hard link beside the socket (same filesystem)");
+    std::fs::set_permissions(&link, std::fs::Permissions::from_mode(0o666)).unwrap();
+
+    let curl = |as_nobody: bool| {
+        let mut cmd = if as_nobody {
+            let mut c = tokio::process::Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "curl"]);
+            c
+        } else {
+            tokio::process::Command::new("curl")
+        };
+        cmd.args(["-sS", "--max-time", "10", "--unix-socket"])
+            .arg(&link)
+            .arg("http://localhost/v1/accounts");
+        cmd.output()
+    };
+    // The same request as ourselves is answered, so the command and the link work.
+    let ours = curl(false).await.expect("run curl");
+    let body = String::from_utf8_lossy(&ours.stdout);
+    assert!(body.contains("\"fb\""), "as root: {body}");
+    let theirs = curl(true).await.expect("run setpriv curl");
+    let body = String::from_utf8_lossy(&theirs.stdout);
+    assert!(!theirs.status.success(), "as nobody: answered {body}");
+    assert!(body.is_empty(), "as nobody: {body}");
+    // Closed unanswered: curl says 52 (empty reply) or 56 (reset), or 7 when the close
+    // comes before it has checked its connect. That the engine took the connection and
+    // refused it for its user, rather than the file's mode keeping it out, is in its log.
+    let log = serve.stderr();
+    assert!(
+        log.contains("another user") && log.contains("uid=65534"),
+        "serve logs whom it refused (curl said {:?} {}):\n{log}",
+        theirs.status.code(),
+        String::from_utf8_lossy(&theirs.stderr)
+    );
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .map(|ids| ids.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
 }

@@ -7,16 +7,18 @@
 //!   starts again after each answer, so idle keep-alive connections are closed too;
 //! * the open-file limit is raised (up to the hard limit) so the cap, not the OS, decides.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::Router;
 use futures_util::future::Either;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -33,11 +35,51 @@ const FD_RESERVE: usize = 256;
 /// Refused connections and accept errors are logged at most this often.
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
-const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: 109\r\n\r\n{\"error\":\"too_many_connections\",\"message\":\"the API is serving its maximum of connections; try again shortly\"}";
+pub(super) const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: 109\r\n\r\n{\"error\":\"too_many_connections\",\"message\":\"the API is serving its maximum of connections; try again shortly\"}";
+
+/// Who is at the other end of an API connection; every request carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    /// A client over TCP: it must show a key.
+    Tcp(SocketAddr),
+    /// A process of this engine's own user on its Unix socket, as the kernel vouches (the
+    /// peer's credentials): let in as the engine's own key would be, without one, so that
+    /// the CLI need not read that key from the keychain on every call.
+    SameUser,
+    /// A process of another user on the Unix socket: never served.
+    OtherUser(u32),
+}
+
+/// A listening socket the accept loop can serve.
+pub trait Accept: Send + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, Peer)>> + Send;
+
+    /// A best-effort answer to a connection past the cap: never waits (the socket's send
+    /// buffer is empty), and then the connection is closed.
+    fn refuse(stream: &Self::Stream) {
+        let _ = stream;
+    }
+}
+
+impl Accept for TcpListener {
+    type Stream = TcpStream;
+
+    async fn accept(&self) -> io::Result<(TcpStream, Peer)> {
+        let (stream, peer) = TcpListener::accept(self).await?;
+        let _ = stream.set_nodelay(true);
+        Ok((stream, Peer::Tcp(peer)))
+    }
+
+    fn refuse(stream: &TcpStream) {
+        let _ = stream.try_write(REFUSAL);
+    }
+}
 
 /// Serves `app` until `stop`, then gives requests in flight [`DRAIN`] to finish.
-pub async fn serve(
-    listener: TcpListener,
+pub async fn serve<L: Accept>(
+    listener: L,
     app: Router,
     fast: Arc<FastPath>,
     settings: &ApiSettings,
@@ -49,10 +91,8 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(settings.idle_timeout);
     let graceful = GracefulShutdown::new();
-    let mut refused = Throttled::new(
-        "API connections refused: the connection cap is reached ([api] max_connections)",
-    );
-    let mut failed = Throttled::new("the API could not accept connections");
+    let (mut refused, mut failed, mut strangers) =
+        (Throttled::new(), Throttled::new(), Throttled::new());
     loop {
         let (stream, peer) = tokio::select! {
             () = stop.cancelled() => break,
@@ -61,26 +101,33 @@ pub async fn serve(
                 Err(e) => {
                     // Out of descriptors or the like: wait a moment rather than spin; the
                     // loop itself must not end, or the engine could no longer be asked.
-                    failed.note(cap, Some(&e));
+                    if let Some(count) = failed.note() {
+                        tracing::warn!(count, error = %e, "the API could not accept connections (logged at most once a minute)");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
         };
+        if let Peer::OtherUser(uid) = peer {
+            if let Some(count) = strangers.note() {
+                tracing::warn!(count, uid, "a process of another user was refused on the API's Unix socket (logged at most once a minute)");
+            }
+            continue;
+        }
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            refuse(&stream);
-            refused.note(cap, None);
+            L::refuse(&stream);
+            if let Some(count) = refused.note() {
+                tracing::warn!(count, cap, "API connections refused: the connection cap is reached ([api] max_connections) (logged at most once a minute)");
+            }
             continue;
         };
-        let _ = stream.set_nodelay(true);
         let (app, fast) = (app.clone(), fast.clone());
         let service = hyper::service::service_fn(move |mut request: Request<_>| {
-            match fast.answer(&request) {
+            match fast.answer(&request, peer) {
                 Some(answer) => Either::Left(std::future::ready(Ok(answer))),
                 None => {
-                    request
-                        .extensions_mut()
-                        .insert(ConnectInfo::<SocketAddr>(peer));
+                    request.extensions_mut().insert(peer);
                     Either::Right(app.clone().oneshot(request))
                 }
             }
@@ -103,12 +150,6 @@ pub async fn serve(
         );
     }
     Ok(())
-}
-
-/// A best-effort answer to a connection past the cap: never waits (the socket's send
-/// buffer is empty), and then the connection is closed.
-fn refuse(stream: &TcpStream) {
-    let _ = stream.try_write(REFUSAL);
 }
 
 /// The cap, lowered when the open-file limit cannot be raised to hold it.
@@ -141,36 +182,27 @@ fn raise_open_file_limit(_needed: u64) -> Option<u64> {
 
 /// A warning logged at most once per [`LOG_EVERY`], with how many it stands for.
 struct Throttled {
-    what: &'static str,
     last: Option<Instant>,
     unlogged: u64,
 }
 
 impl Throttled {
-    fn new(what: &'static str) -> Self {
+    fn new() -> Self {
         Self {
-            what,
             last: None,
             unlogged: 0,
         }
     }
 
-    fn note(&mut self, cap: usize, error: Option<&io::Error>) {
+    /// One more occurrence; `Some(count)` when it is time to log the `count` it stands for.
+    fn note(&mut self) -> Option<u64> {
         self.unlogged += 1;
         let now = Instant::now();
         if self.last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
-            return;
+            return None;
         }
-        let error = error.map(ToString::to_string);
-        tracing::warn!(
-            count = self.unlogged,
-            cap,
-            error,
-            "{} (logged at most once a minute)",
-            self.what
-        );
         self.last = Some(now);
-        self.unlogged = 0;
+        Some(std::mem::take(&mut self.unlogged))
     }
 }
 

@@ -7,10 +7,12 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+
+use super::connections::Peer;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -124,13 +126,14 @@ impl Guard {
     }
 }
 
-pub async fn check(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+pub async fn check(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let route = route_label(request.extensions().get::<MatchedPath>());
+    // The accept loop puts it on every request; a request without one is nobody we know.
+    let peer = request
+        .extensions()
+        .get::<Peer>()
+        .copied()
+        .unwrap_or(Peer::OtherUser(u32::MAX));
     // What admission needs, taken out so that no `&Request` is held across `.await` (that
     // would make this future !Send); header values are reference-counted, not copied.
     let asked = Asked {
@@ -207,7 +210,7 @@ impl Caller {
 
 async fn admit(
     state: &AppState,
-    peer: SocketAddr,
+    peer: Peer,
     asked: &Asked,
     route: &str,
 ) -> Result<Caller, ApiError> {
@@ -218,6 +221,19 @@ async fn admit(
             "requests from web pages (with an Origin header) are refused",
         ));
     }
+    let peer = match peer {
+        Peer::Tcp(address) => address,
+        // No Host to check (no browser reaches a Unix socket) and no key to ask for: the
+        // kernel said who this is.
+        Peer::SameUser => return Ok(Caller(Some(KeyHolder::engine()))),
+        Peer::OtherUser(_) => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden_user",
+                "only the user running the engine may use its socket",
+            ))
+        }
+    };
     let host = asked.host.as_ref().and_then(|h| h.to_str().ok());
     if !state.guard.host_ok(host) {
         return Err(ApiError::new(

@@ -2,6 +2,7 @@
 //! * `connections` the accept loop: connection cap, header and idle timeouts
 //! * `fast`    the token routes' everyday answer, without the router
 //! * `guard`   who gets in: loopback Host, no Origin, bearer key, failed-auth rate limit
+//! * `local`   the Unix socket where this user's processes need no key
 //! * `routes`  one small handler per route of the contract (DESIGN "Local HTTP API")
 //! * `manage`  the routes that change an account: connect, disconnect, secret, reload
 //! * `scope`   what a key limited to some accounts sees of the metrics
@@ -12,6 +13,7 @@ mod connections;
 mod error;
 mod fast;
 mod guard;
+pub mod local;
 mod manage;
 mod routes;
 mod scope;
@@ -168,11 +170,21 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 pub async fn serve(
     engine: Engine,
     listener: TcpListener,
+    local: Option<local::LocalListener>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let listen = listener.local_addr()?;
     let settings = engine.config().api.clone();
     let state = state(engine, listen, stop.clone());
     let fast = Arc::new(fast::FastPath::new(state.clone()));
-    connections::serve(listener, router_with(state), fast, &settings, stop).await
+    let app = router_with(state);
+    let tcp = connections::serve(listener, app.clone(), fast.clone(), &settings, stop.clone());
+    match local {
+        Some(local) => {
+            let unix = connections::serve(local, app, fast, &settings, stop);
+            let (tcp, unix) = tokio::join!(tcp, unix);
+            tcp.and(unix)
+        }
+        None => tcp.await,
+    }
 }

@@ -1,11 +1,16 @@
-//! The CLI as a client of a running engine: found through the lock dir (the engine's
-//! announcement says where its API listens) and reached with the engine's own key from the
+//! The CLI as a client of a running engine, found through the lock dir (the engine's
+//! announcement says where it listens). It goes through the engine's Unix socket, where the
+//! kernel tells the engine who we are, or else over TCP with the engine's own key from the
 //! keychain.
 //! Answers are the engine's views, so output is the same as when the CLI does the work.
 
+use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
+use bytes::Bytes;
+use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::engine::api_keys::ApiKeys;
@@ -31,15 +36,60 @@ pub struct ApiFailure {
 }
 
 pub struct ApiClient {
-    base: String,
-    /// The engine's key as last read from the keychain.
-    key: std::sync::Mutex<Secret>,
-    keys: ApiKeys,
-    http: reqwest::Client,
+    way: Way,
+}
+
+/// How the CLI reaches the engine.
+enum Way {
+    /// The engine's Unix socket: no key is read.
+    Socket(PathBuf),
+    /// TCP, with the engine's key as last read from the keychain.
+    Tcp {
+        base: String,
+        key: Mutex<Secret>,
+        keys: ApiKeys,
+        http: reqwest::Client,
+    },
 }
 
 /// How often a refused engine key is read again before the refusal stands.
 const KEY_REREADS: u32 = 5;
+/// The longest a call may take (a connect flow's status waits up to a minute).
+const CALL_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// One request to the engine, whichever way it goes.
+pub(crate) struct Call {
+    method: Method,
+    /// Path and query.
+    target: String,
+    json: Option<Vec<u8>>,
+}
+
+impl Call {
+    fn get(target: String) -> Self {
+        Self {
+            method: Method::GET,
+            target,
+            json: None,
+        }
+    }
+
+    fn post(target: String, json: Option<Vec<u8>>) -> Self {
+        Self {
+            method: Method::POST,
+            target,
+            json,
+        }
+    }
+
+    fn put(target: String, json: Vec<u8>) -> Self {
+        Self {
+            method: Method::PUT,
+            target,
+            json: Some(json),
+        }
+    }
+}
 
 impl ApiClient {
     /// The running engine's API, if an engine runs and can be reached.
@@ -50,91 +100,83 @@ impl ApiClient {
         let (Role::Engine, Some(listen)) = (holder.role, holder.listen) else {
             return Ok(None);
         };
+        if let Some(path) = holder.socket {
+            // An engine whose socket went away is still asked over TCP.
+            if socket::reachable(&path).await {
+                return Ok(Some(Self {
+                    way: Way::Socket(path),
+                }));
+            }
+        }
         let Some(key) = keys.engine_key().await? else {
             return Ok(None);
         };
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(90))
-            .build()?;
+        let http = reqwest::Client::builder().timeout(CALL_TIMEOUT).build()?;
         Ok(Some(Self {
-            base: format!("http://{listen}"),
-            key: std::sync::Mutex::new(key),
-            keys,
-            http,
+            way: Way::Tcp {
+                base: format!("http://{listen}"),
+                key: Mutex::new(key),
+                keys,
+                http,
+            },
         }))
     }
 
-    async fn call<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T> {
-        let mut rereads = 0;
-        let response = loop {
-            let key = self.key.lock().expect("poisoned").clone();
-            let attempt = request
-                .try_clone()
-                .ok_or_else(|| anyhow!("a request to the running engine could not be repeated"))?;
-            let response = attempt
-                .bearer_auth(key.expose())
-                .send()
-                .await
-                .map_err(|e| {
-                    anyhow!(
-                        "the running engine at {} did not answer: {}",
-                        self.base,
-                        crate::engine::provider::error::network_detail(&e)
-                    )
-                })?;
-            // An engine that restarted between reading its announcement and its key has a
-            // new key, which it writes just after it binds: read it again for a moment.
-            if response.status() != reqwest::StatusCode::UNAUTHORIZED || rereads == KEY_REREADS {
-                break response;
-            }
-            rereads += 1;
-            tokio::time::sleep(Duration::from_millis(100) * rereads).await;
-            if let Some(newer) = self.keys.engine_key().await? {
-                *self.key.lock().expect("poisoned") = newer;
-            }
-        };
-        let status = response.status();
-        if status.is_success() {
-            return response.json().await.map_err(|e| anyhow!("the running engine's answer is not what this CLI expects ({e}); are both the same version?"));
+    /// Where the engine was reached, for messages.
+    fn place(&self) -> String {
+        match &self.way {
+            Way::Socket(path) => path.display().to_string(),
+            Way::Tcp { base, .. } => base.clone(),
         }
-        match response.json::<ApiFailure>().await {
+    }
+
+    async fn call<T: DeserializeOwned>(&self, call: Call) -> Result<T> {
+        let answer = match &self.way {
+            Way::Socket(path) => socket::send(path, &call).await,
+            Way::Tcp {
+                base,
+                key,
+                keys,
+                http,
+            } => over_tcp(base, key, keys, http, &call).await,
+        };
+        let (status, body) = answer
+            .map_err(|e| anyhow!("the running engine at {} did not answer: {e}", self.place()))?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|e| anyhow!("the running engine's answer is not what this CLI expects ({e}); are both the same version?"));
+        }
+        match serde_json::from_slice::<ApiFailure>(&body) {
             Ok(f) => Err(f.into()),
             Err(_) => Err(anyhow!("the running engine answered HTTP {status}")),
         }
     }
 
     pub async fn token(&self, name: &AccountName, min_valid: Duration) -> Result<TokenView> {
-        let url = format!(
-            "{}/v1/accounts/{name}/token?min_valid={}",
-            self.base,
+        let target = format!(
+            "/v1/accounts/{name}/token?min_valid={}",
             min_valid.as_secs()
         );
-        self.call(self.http.get(url)).await
+        self.call(Call::get(target)).await
     }
 
     pub async fn refresh(&self, name: &AccountName) -> Result<TokenView> {
-        self.call(
-            self.http
-                .post(format!("{}/v1/accounts/{name}/refresh", self.base)),
-        )
-        .await
-    }
-
-    pub async fn accounts(&self) -> Result<Vec<AccountView>> {
-        self.call(self.http.get(format!("{}/v1/accounts", self.base)))
+        self.call(Call::post(format!("/v1/accounts/{name}/refresh"), None))
             .await
     }
 
+    pub async fn accounts(&self) -> Result<Vec<AccountView>> {
+        self.call(Call::get("/v1/accounts".to_owned())).await
+    }
+
     pub async fn history(&self, name: Option<&AccountName>, limit: usize) -> Result<Vec<Entry>> {
-        let mut url = format!(
-            "{}/v1/history?limit={}",
-            self.base,
+        let mut target = format!(
+            "/v1/history?limit={}",
             limit.clamp(1, crate::engine::bounds::MAX_HISTORY_ROWS)
         );
         if let Some(name) = name {
-            url.push_str(&format!("&account={name}"));
+            target.push_str(&format!("&account={name}"));
         }
-        self.call(self.http.get(url)).await
+        self.call(Call::get(target)).await
     }
 
     pub async fn begin_connect(
@@ -143,8 +185,9 @@ impl ApiClient {
         flow: ConnectFlow,
     ) -> Result<ConnectStart> {
         let body = serde_json::json!({ "device": flow == ConnectFlow::Device });
-        let url = format!("{}/v1/accounts/{name}/connect", self.base);
-        self.call(self.http.post(url).json(&body)).await
+        let target = format!("/v1/accounts/{name}/connect");
+        self.call(Call::post(target, Some(body.to_string().into_bytes())))
+            .await
     }
 
     /// The flow's status once it stops waiting, or after `wait`.
@@ -153,12 +196,8 @@ impl ApiClient {
         name: &AccountName,
         wait: Duration,
     ) -> Result<ConnectStatus> {
-        let url = format!(
-            "{}/v1/accounts/{name}/connect?wait={}",
-            self.base,
-            wait.as_secs()
-        );
-        self.call(self.http.get(url)).await
+        let target = format!("/v1/accounts/{name}/connect?wait={}", wait.as_secs());
+        self.call(Call::get(target)).await
     }
 
     pub async fn disconnect(&self, name: &AccountName) -> Result<Option<String>> {
@@ -166,26 +205,125 @@ impl ApiClient {
         struct Disconnected {
             warning: Option<String>,
         }
-        let url = format!("{}/v1/accounts/{name}/disconnect", self.base);
-        let answer: Disconnected = self.call(self.http.post(url)).await?;
+        let target = format!("/v1/accounts/{name}/disconnect");
+        let answer: Disconnected = self.call(Call::post(target, None)).await?;
         Ok(answer.warning)
     }
 
     pub async fn set_secret(&self, name: &AccountName, secret: &Secret) -> Result<AccountView> {
         let body = serde_json::json!({ "secret": secret.expose() });
-        let url = format!("{}/v1/accounts/{name}/secret", self.base);
-        self.call(self.http.put(url).json(&body)).await
+        let target = format!("/v1/accounts/{name}/secret");
+        self.call(Call::put(target, body.to_string().into_bytes()))
+            .await
     }
 
     /// Hands a grant this process obtained to the running engine, the one writer.
     pub async fn hand_over(&self, name: &AccountName, set: &TokenSet) -> Result<AccountView> {
-        let url = format!("{}/v1/accounts/{name}/grant", self.base);
+        let target = format!("/v1/accounts/{name}/grant");
         let body = set.to_stored_json();
-        let request = self
-            .http
-            .put(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.expose().to_owned());
-        self.call(request).await
+        self.call(Call::put(target, body.expose().as_bytes().to_vec()))
+            .await
+    }
+}
+
+/// One call over TCP with the engine's key. An engine that restarted between our reading
+/// its announcement and its key has a new key, which it writes just after it binds: on 401
+/// the key is read again for a moment.
+async fn over_tcp(
+    base: &str,
+    key: &Mutex<Secret>,
+    keys: &ApiKeys,
+    http: &reqwest::Client,
+    call: &Call,
+) -> Result<(StatusCode, Bytes)> {
+    let mut rereads = 0;
+    loop {
+        let secret = key.lock().expect("poisoned").clone();
+        let mut request = http
+            .request(call.method.clone(), format!("{base}{}", call.target))
+            .bearer_auth(secret.expose());
+        if let Some(json) = &call.json {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(json.clone());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| anyhow!(crate::engine::provider::error::network_detail(&e)))?;
+        let status = response.status();
+        if status != StatusCode::UNAUTHORIZED || rereads == KEY_REREADS {
+            return Ok((status, response.bytes().await?));
+        }
+        rereads += 1;
+        tokio::time::sleep(Duration::from_millis(100) * rereads).await;
+        if let Some(newer) = keys.engine_key().await? {
+            *key.lock().expect("poisoned") = newer;
+        }
+    }
+}
+
+/// HTTP/1.1 over the engine's Unix socket: reqwest has no Unix sockets; hyper's client
+/// connection, which reqwest itself is built on, does.
+#[cfg(unix)]
+mod socket {
+    use std::path::Path;
+
+    use anyhow::{anyhow, Result};
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper::header::{CONTENT_TYPE, HOST};
+    use hyper_util::rt::TokioIo;
+    use reqwest::StatusCode;
+    use tokio::net::UnixStream;
+
+    use super::{Call, CALL_TIMEOUT};
+
+    pub async fn reachable(path: &Path) -> bool {
+        UnixStream::connect(path).await.is_ok()
+    }
+
+    pub async fn send(path: &Path, call: &Call) -> Result<(StatusCode, Bytes)> {
+        tokio::time::timeout(CALL_TIMEOUT, exchange(path, call))
+            .await
+            .map_err(|_| anyhow!("no answer within {}s", CALL_TIMEOUT.as_secs()))?
+    }
+
+    async fn exchange(path: &Path, call: &Call) -> Result<(StatusCode, Bytes)> {
+        let stream = UnixStream::connect(path).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        // The connection is driven beside the request; it ends when `sender` is dropped.
+        let driver = tokio::spawn(connection);
+        let mut request = hyper::Request::builder()
+            .method(call.method.clone())
+            .uri(&call.target)
+            .header(HOST, "localhost");
+        if call.json.is_some() {
+            request = request.header(CONTENT_TYPE, "application/json");
+        }
+        let body = Full::new(Bytes::from(call.json.clone().unwrap_or_default()));
+        let response = sender.send_request(request.body(body)?).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        drop(sender);
+        let _ = driver.await;
+        Ok((status, body))
+    }
+}
+
+#[cfg(not(unix))]
+mod socket {
+    use std::path::Path;
+
+    use bytes::Bytes;
+    use reqwest::StatusCode;
+
+    pub async fn reachable(_path: &Path) -> bool {
+        false
+    }
+
+    pub async fn send(_path: &Path, _call: &super::Call) -> anyhow::Result<(StatusCode, Bytes)> {
+        anyhow::bail!("Unix sockets are not available here")
     }
 }

@@ -38,6 +38,14 @@ pub struct KeyHolder {
 }
 
 impl KeyHolder {
+    /// The holder of the engine's own key: every account.
+    pub fn engine() -> Self {
+        Self {
+            label: ENGINE_LABEL.into(),
+            accounts: None,
+        }
+    }
+
     pub fn may_see(&self, name: &AccountName) -> bool {
         self.accounts.as_ref().is_none_or(|a| a.contains(name))
     }
@@ -170,10 +178,7 @@ impl ApiKeys {
             .as_ref()
             .is_some_and(|k| k.same_as(presented))
         {
-            return Some(Some(KeyHolder {
-                label: ENGINE_LABEL.into(),
-                accounts: None,
-            }));
+            return Some(Some(KeyHolder::engine()));
         }
         (cache.loaded && cache.stamp == stamp).then(|| cache.keys.get(&digest(presented)).cloned())
     }

@@ -28,6 +28,9 @@ pub struct Holder {
     /// Where its local API listens, once it does.
     #[serde(default)]
     pub listen: Option<std::net::SocketAddr>,
+    /// Its Unix socket, where this user's processes are let in without a key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<PathBuf>,
 }
 
 /// Where the lock of one keychain service lives.
@@ -63,6 +66,10 @@ impl LockPlace {
     }
     fn holder_file(&self) -> PathBuf {
         self.dir.join(format!("{}.json", self.stem))
+    }
+    /// Where the engine of this service takes its Unix socket.
+    pub fn socket_file(&self) -> PathBuf {
+        self.dir.join(format!("{}.sock", self.stem))
     }
 }
 
@@ -114,7 +121,11 @@ fn open(place: &LockPlace) -> Result<File, LockError> {
 }
 
 /// Records where the lock holder's API listens (call only while holding the lock).
-pub fn announce(place: &LockPlace, listen: Option<std::net::SocketAddr>) -> Result<(), LockError> {
+pub fn announce(
+    place: &LockPlace,
+    listen: Option<std::net::SocketAddr>,
+    socket: Option<PathBuf>,
+) -> Result<(), LockError> {
     let role = read_holder(place).map_or(Role::Engine, |h| h.role);
     write_holder(
         place,
@@ -122,6 +133,7 @@ pub fn announce(place: &LockPlace, listen: Option<std::net::SocketAddr>) -> Resu
             pid: std::process::id(),
             role,
             listen,
+            socket,
         },
     )
 }
@@ -150,6 +162,7 @@ pub fn acquire(place: &LockPlace, role: Role, wait: Duration) -> Result<EngineLo
                         pid: std::process::id(),
                         role,
                         listen: None,
+                        socket: None,
                     },
                 )?;
                 return Ok(EngineLock { _file: file });

@@ -141,11 +141,20 @@ impl Engine {
     }
 
     /// Tells other processes where this engine's API listens.
-    pub fn announce(&self, listen: std::net::SocketAddr) -> Result<(), EngineError> {
+    pub fn announce(
+        &self,
+        listen: std::net::SocketAddr,
+        socket: Option<std::path::PathBuf>,
+    ) -> Result<(), EngineError> {
         match &self.shared.lock_place {
-            Some(place) => Ok(lock::announce(place, Some(listen))?),
+            Some(place) => Ok(lock::announce(place, Some(listen), socket)?),
             None => Ok(()),
         }
+    }
+
+    /// Where this engine's lock lives (`None` for an engine that does not hold one).
+    pub fn lock_place(&self) -> Option<&lock::LockPlace> {
+        self.shared.lock_place.as_ref()
     }
 
     fn account(&self, name: &AccountName) -> Result<Arc<Account>, EngineError> {
