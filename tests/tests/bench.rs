@@ -724,3 +724,60 @@ async fn bench_keychain_write_cost_by_items() {
         );
     }
 }
+
+/// What the proxy adds to a call: the same GET to the legacy fake's API, 2,000 times each on
+/// one keep-alive client, directly with the token and through `/v1/proxy/fb/…` with a key,
+/// taken in turn so that both see the same machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a benchmark: make bench"]
+async fn bench_proxy_overhead() {
+    let (fake, env, _) = tokenwarden_e2e::harness::LegacyAccount::new(|c| c.expires_in(3600))
+        .connected(3600)
+        .await;
+    let config = std::fs::read_to_string(&env.config_path).unwrap();
+    env.write_config(&config.replacen(
+        "name = \"fb\"\n",
+        &format!("name = \"fb\"\napi_base = \"{}\"\n", fake.url("/api")),
+        1,
+    ));
+    let (serve, api, key) = env.serve_with_new_key("bench").await;
+    let token = fake.lock().current_access_token().unwrap();
+    let http = reqwest::Client::new();
+    let direct = fake.url("/api/items?page=1");
+    let proxied = format!("http://127.0.0.1:{}/v1/proxy/fb/items?page=1", api.port);
+    let (mut via_direct, mut via_proxy) = (Vec::new(), Vec::new());
+    let started = Instant::now();
+    for round in 0..4000 {
+        let t = Instant::now();
+        let answer = if round % 2 == 0 {
+            http.get(&direct).bearer_auth(&token).send().await
+        } else {
+            http.get(&proxied).bearer_auth(&key).send().await
+        };
+        let answer = answer.unwrap();
+        assert_eq!(answer.status(), 200);
+        answer.bytes().await.unwrap();
+        if round % 2 == 0 {
+            via_direct.push(t.elapsed());
+        } else {
+            via_proxy.push(t.elapsed());
+        }
+    }
+    let wall = started.elapsed() / 2;
+    assert_eq!(fake.lock().refresh_grants, 0, "nothing was refreshed");
+    via_direct.sort();
+    via_proxy.sort();
+    let p = |s: &[Duration], q| percentile(s, q);
+    println!(
+        "bench: proxy overhead per request: p50 +{:.2?} (direct {:.2?}, proxied {:.2?}), p99 +{:.2?} (direct {:.2?}, proxied {:.2?})",
+        p(&via_proxy, 0.5).saturating_sub(p(&via_direct, 0.5)),
+        p(&via_direct, 0.5),
+        p(&via_proxy, 0.5),
+        p(&via_proxy, 0.99).saturating_sub(p(&via_direct, 0.99)),
+        p(&via_direct, 0.99),
+        p(&via_proxy, 0.99),
+    );
+    report("GET the fake's API directly", via_direct, wall);
+    report("GET the fake's API through /v1/proxy", via_proxy, wall);
+    serve.stop().await;
+}

@@ -5,6 +5,7 @@
 //! * `local`   the Unix socket where this user's processes need no key
 //! * `routes`  one small handler per route of the contract (DESIGN "Local HTTP API")
 //! * `manage`  the routes that change an account: connect, disconnect, secret, reload
+//! * `proxy`   requests passed on to an account's API with its token, retried once on 401
 //! * `scope`   what a key limited to some accounts sees of the metrics
 //! * `error`   engine errors → `{"error","message","remedy","account"}` with the contract's
 //!   status codes
@@ -15,6 +16,7 @@ mod fast;
 mod guard;
 pub mod local;
 mod manage;
+pub mod proxy;
 mod routes;
 mod scope;
 
@@ -22,7 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post, put};
+use axum::routing::{any, get, post, put};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -47,6 +49,7 @@ mod paths {
     pub const EVENTS: &str = "/v1/events";
     pub const METRICS: &str = "/metrics";
     pub const TOKENBOY: &str = "/token";
+    pub const PROXY: &str = "/v1/proxy/{name}/{*path}";
     pub const ALL: &[&str] = &[
         HEALTHZ,
         ACCOUNTS,
@@ -63,6 +66,7 @@ mod paths {
         EVENTS,
         METRICS,
         TOKENBOY,
+        PROXY,
     ];
 }
 
@@ -79,6 +83,8 @@ pub struct Parts {
     pub stop: CancellationToken,
     /// One permit per event-stream subscriber.
     pub subscribers: Arc<tokio::sync::Semaphore>,
+    /// For requests passed on to accounts' APIs.
+    pub proxy: reqwest::Client,
 }
 
 impl std::ops::Deref for AppState {
@@ -101,6 +107,7 @@ fn state(engine: Engine, listen: SocketAddr, stop: CancellationToken) -> AppStat
         subscribers: Arc::new(tokio::sync::Semaphore::new(
             crate::engine::bounds::MAX_EVENT_SUBSCRIBERS,
         )),
+        proxy: proxy::client(),
     }))
 }
 
@@ -126,6 +133,7 @@ fn router_with(state: AppState) -> Router {
         .route(paths::EVENTS, get(routes::events))
         .route(paths::METRICS, get(routes::metrics))
         .route(paths::TOKENBOY, get(routes::tokenboy))
+        .route(paths::PROXY, any(proxy::forward))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         // Bodies are a token or nothing; a few KiB is plenty.

@@ -46,7 +46,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Named {
 }
 
 /// An account name from a path or a query, if the caller may see it.
-fn name(raw: &str, caller: Option<&Caller>) -> Result<AccountName, ApiError> {
+pub(super) fn name(raw: &str, caller: Option<&Caller>) -> Result<AccountName, ApiError> {
     let name: AccountName = raw
         .parse()
         .map_err(|e: crate::engine::names::BadAccountName| ApiError::bad_request(e.to_string()))?;

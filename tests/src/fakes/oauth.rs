@@ -7,6 +7,11 @@
 //!   and `refresh_token` grants, client auth by HTTP Basic or in the body
 //! * `POST /oauth2/revoke`         RFC 7009; revoking any token of the grant kills the whole grant
 //! * `GET  /1/user/-/profile.json` 200 only for the current, unexpired, unrevoked access token
+//! * `ANY  /api/{path}`            the account's API for the proxy: 401 unless the bearer is the
+//!   current access token (and [`State::api_refuses_everything`] is off); else 200 echoing the
+//!   method, path, query and body size. `/api/redirect` answers 302 to
+//!   [`State::redirect_to`]; `/api/big?bytes=N` answers N bytes. Every call is recorded in
+//!   [`State::api_calls`] with every header it carried.
 //! * `POST /oauth2/device`         RFC 8628 device authorization: issues a device code and a user
 //!   code; the token endpoint then answers the device_code grant with `authorization_pending`
 //!   until the test approves ([`OAuthFake::approve_device`]) or denies it, `slow_down` once when
@@ -284,6 +289,14 @@ pub struct State {
     pub device_grants: usize,
     /// Where device authorizations send the user: `http://ADDR/device`.
     pub verification_uri: String,
+    /// Every call to `/api/…`, in arrival order.
+    pub api_calls: Vec<ApiCall>,
+    /// `/api/…` answers 401 whatever the token.
+    pub api_refuses_everything: bool,
+    /// Where `/api/redirect` sends the client.
+    pub redirect_to: String,
+    /// Access tokens refused before their time ([`OAuthFake::kill_access_token`]).
+    killed_access: HashSet<String>,
     devices: Vec<DeviceAuthorization>,
     faults: VecDeque<Fault>,
     codes: HashMap<String, PendingCode>,
@@ -315,6 +328,7 @@ impl State {
     /// True when `token` is the current access token and has neither expired nor been revoked.
     pub fn accepts_access_token(&self, token: &str) -> bool {
         matches!(&self.current_access, Some((t, exp)) if t == token && Instant::now() < *exp)
+            && !self.killed_access.contains(token)
     }
 
     /// How long an access token this fake issued has left, by the real clock: `None` if it
@@ -540,6 +554,10 @@ impl OAuthFake {
             device_polls: Vec::new(),
             device_grants: 0,
             verification_uri: String::new(),
+            api_calls: Vec::new(),
+            api_refuses_everything: false,
+            redirect_to: String::new(),
+            killed_access: HashSet::new(),
             devices: Vec::new(),
             faults: VecDeque::new(),
             codes: HashMap::new(),
@@ -557,6 +575,7 @@ impl OAuthFake {
             .route("/oauth2/revoke", post(revoke))
             .route("/1/user/-/profile.json", get(profile))
             .route("/oauth2/device", post(device_authorization))
+            .route("/api/{*path}", axum::routing::any(api))
             .with_state(state.clone());
         let addr = super::serve(router).await;
         state.lock().expect("fake oauth state").verification_uri = format!("http://{addr}/device");
@@ -569,6 +588,15 @@ impl OAuthFake {
 
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().expect("fake oauth state")
+    }
+
+    /// The current access token is refused from now on, as a provider does with a token it
+    /// revoked on its side (a password change, a security event); a refresh gives a good one.
+    pub fn kill_access_token(&self) {
+        let mut st = self.lock();
+        if let Some(token) = st.current_access_token() {
+            st.killed_access.insert(token);
+        }
     }
 
     /// The next `n` token requests answer `fault` (a delay still answers normally after it).
@@ -918,6 +946,80 @@ async fn profile(AxState(state): AxState<Shared>, headers: HeaderMap) -> Respons
         )
             .into_response()
     }
+}
+
+/// One call to the fake's API.
+#[derive(Clone, Debug)]
+pub struct ApiCall {
+    pub method: String,
+    /// Path and query as received.
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub bearer: Option<String>,
+    pub body_len: usize,
+    pub answered: u16,
+}
+
+async fn api(
+    AxState(state): AxState<Shared>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let mut st = state.lock().expect("fake oauth state");
+    let accepted = !st.api_refuses_everything
+        && bearer
+            .as_deref()
+            .is_some_and(|b| st.accepts_access_token(b));
+    let query: HashMap<String, String> = parse_form(uri.query().unwrap_or(""));
+    let answer = if !accepted {
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"errors": [{"errorType": "expired_token", "message": "Access token expired"}], "success": false})),
+        )
+            .into_response()
+    } else if uri.path() == "/api/redirect" {
+        (
+            StatusCode::FOUND,
+            [(header::LOCATION, st.redirect_to.clone())],
+        )
+            .into_response()
+    } else if uri.path() == "/api/big" {
+        let n: usize = query.get("bytes").and_then(|b| b.parse().ok()).unwrap_or(0);
+        vec![b'x'; n].into_response()
+    } else {
+        Json(json!({
+            "method": method.as_str(),
+            "path": uri.path(),
+            "query": query,
+            "body_len": body.len(),
+            "body_sha256": format!("{:x}", sha2::Sha256::digest(&body)),
+        }))
+        .into_response()
+    };
+    st.api_calls.push(ApiCall {
+        method: method.to_string(),
+        target: uri.to_string(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        bearer,
+        body_len: body.len(),
+        answered: answer.status().as_u16(),
+    });
+    answer
 }
 
 /// `Authorization: Basic` → (client_id, client_secret), each form-urlencoded per RFC 6749 2.3.1.

@@ -108,6 +108,8 @@ pub struct State {
     pub stable_bodies: Vec<Value>,
     pub ticket_calls: Vec<TicketCall>,
     pub tickets: Vec<Issued>,
+    /// The access_token of every `cgi-bin/check` call, and whether it was alive.
+    pub check_calls: Vec<(String, bool)>,
     token_faults: VecDeque<Fault>,
     ticket_faults: VecDeque<Fault>,
     serial: u64,
@@ -244,6 +246,7 @@ impl WeChatFake {
             stable_bodies: Vec::new(),
             ticket_calls: Vec::new(),
             tickets: Vec::new(),
+            check_calls: Vec::new(),
             token_faults: VecDeque::new(),
             ticket_faults: VecDeque::new(),
             serial: 0,
@@ -271,6 +274,17 @@ impl WeChatFake {
         self.lock()
             .token_faults
             .extend(std::iter::repeat_n(fault, n));
+    }
+
+    /// Every access token issued so far dies now, as when another server fetched a new one
+    /// more than five minutes ago; the next fetch gives a live one.
+    pub fn kill_tokens(&self) {
+        let now = Instant::now();
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        for t in st.tokens.iter_mut().chain(st.stable_tokens.iter_mut()) {
+            t.dies_at = t.dies_at.min(now);
+        }
     }
 
     /// The next `n` getticket answers are `fault`.
@@ -372,7 +386,10 @@ async fn getticket(AxState(state): AxState<Shared>, RawQuery(query): RawQuery) -
 async fn check(AxState(state): AxState<Shared>, RawQuery(query): RawQuery) -> Json<Value> {
     let q = parse_form(query.as_deref().unwrap_or(""));
     let token = q.get("access_token").map(String::as_str).unwrap_or("");
-    if state.lock().expect("fake wechat state").token_alive(token) {
+    let mut st = state.lock().expect("fake wechat state");
+    let alive = st.token_alive(token);
+    st.check_calls.push((token.to_owned(), alive));
+    if alive {
         Json(json!({"errcode": 0, "errmsg": "ok"}))
     } else {
         Json(errcode(

@@ -311,7 +311,7 @@ fn required(
 /// An endpoint URL: http(s), and plain `http://` only to this machine unless the account
 /// says `allow_insecure_http = true` (client secrets and refresh tokens would cross the
 /// network readable by anyone on the path).
-fn url(
+pub(super) fn url(
     value: &Option<S<String>>,
     key: &'static str,
     raw: &RawAccount,

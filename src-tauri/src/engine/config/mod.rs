@@ -12,6 +12,7 @@ pub mod error;
 mod example;
 mod fields;
 mod presets;
+pub mod proxy_target;
 mod raw;
 mod resolve;
 
@@ -121,6 +122,8 @@ pub struct Account {
     /// Accounts whose tokens this one's fetch uses (`depends_on`, templates).
     pub upstream: Vec<AccountName>,
     pub schedule: Schedule,
+    /// Where `/v1/proxy/{name}/…` goes; `None` when the account has no API to proxy to.
+    pub proxy: Option<proxy_target::ProxyTarget>,
 }
 
 /// When an account's token is refreshed: `refresh_before` its expiry (else the rule in

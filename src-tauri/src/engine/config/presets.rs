@@ -24,7 +24,13 @@ pub const PRESETS: &[&str] = &[
     "http",
 ];
 
-const COMMON: &[&str] = &["depends_on", "refresh_before", "allow_insecure_http"];
+const COMMON: &[&str] = &[
+    "depends_on",
+    "refresh_before",
+    "allow_insecure_http",
+    "api_base",
+    "token_in",
+];
 const OAUTH_KEYS: &[&str] = &[
     "client_id",
     "scopes",

@@ -76,6 +76,8 @@ pub struct RawAccount {
     pub lifetime: Option<S<String>>,
     pub error_field: Option<S<String>>,
     pub refresh_before: Option<S<String>>,
+    pub api_base: Option<S<String>>,
+    pub token_in: Option<S<String>>,
 }
 
 impl RawAccount {
@@ -114,7 +116,9 @@ impl RawAccount {
             lifetime,
             error_field,
             refresh_before,
-            allow_insecure_http
+            allow_insecure_http,
+            api_base,
+            token_in
         );
         keys
     }

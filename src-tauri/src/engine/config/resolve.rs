@@ -192,6 +192,7 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
             .map(|v| fields::duration_at_most(v, "refresh_before", bounds::MAX_LIFETIME))
             .transpose()
             .map_err(with_account)?;
+        let proxy = super::proxy_target::resolve(raw_account).map_err(with_account)?;
         accounts.push(Arc::new(Account {
             name: name.clone(),
             provider_name: raw_account.provider.get_ref().clone(),
@@ -201,6 +202,7 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
                 refresh_before,
                 min_interval,
             },
+            proxy,
         }));
     }
     if let Some(cycle) = find_cycle(&accounts) {

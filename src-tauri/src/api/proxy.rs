@@ -1,0 +1,422 @@
+//! `ANY /v1/proxy/{name}/{path…}`: the request goes to the account's API (`api_base`, else
+//! its preset's) with the current token attached where the provider wants it, so that a
+//! program need not handle an expired or revoked token itself. When the provider refuses the
+//! token (HTTP 401, or WeChat's `errcode` 40001/40014/42001 inside a 200), the refusal is
+//! reported through the same single-flight, loop-guarded path as `POST …/rejected`, and the
+//! request is sent once more with the new token; the caller sees only the second answer.
+//!
+//! Never an open proxy: the path stays under the base (no `..`, no encoded slashes, no
+//! absolute URLs), redirects are handed back, not followed, and the caller's API key, cookies
+//! for us and hop-by-hop headers are not forwarded. Request bodies are read whole (up to
+//! [`MAX_REQUEST`], so they can be sent twice); answers stream back (up to [`MAX_ANSWER`]).
+//! Nothing here logs a URL: the token may be in its query.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use futures_util::StreamExt;
+use url::Url;
+
+use super::error::ApiError;
+use super::guard::Caller;
+use super::AppState;
+use crate::engine::config::proxy_target::{ProxyTarget, TokenIn};
+use crate::engine::secret::Secret;
+use crate::engine::EngineError;
+
+/// The largest request body forwarded; it is held to be sent again after a refusal.
+pub const MAX_REQUEST: usize = 8 * 1024 * 1024;
+/// The largest answer passed back; past it the answer is cut off.
+pub const MAX_ANSWER: usize = 64 * 1024 * 1024;
+/// How much of an answer is read to look for a WeChat errcode; a refusal is never larger.
+const ERRCODE_PEEK: usize = 64 * 1024;
+/// WeChat's "this access_token is not (or no longer) valid".
+const REFUSING_ERRCODES: &[i64] = &[40001, 40014, 42001];
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Headers that describe one connection, not the request (RFC 9110 7.6.1), and ours.
+const NOT_FORWARDED: &[HeaderName] = &[
+    header::HOST,
+    header::AUTHORIZATION,
+    header::CONNECTION,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::CONTENT_LENGTH,
+    header::ORIGIN,
+    header::REFERER,
+];
+
+/// The HTTP client for proxied requests: no redirects followed, no Referer, bounded time.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(TIMEOUT)
+        .build()
+        .expect("the proxy's HTTP client builds")
+}
+
+pub async fn forward(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    request: Request,
+) -> Response {
+    match proxy(&state, &caller, request).await {
+        Ok(answer) => answer,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn proxy(state: &AppState, caller: &Caller, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let (raw_name, rest) = split(parts.uri.path())
+        .ok_or_else(|| ApiError::bad_request("the path is /v1/proxy/{name}/{path}"))?;
+    let name = super::routes::name(raw_name, Some(caller))?;
+    let account = state
+        .engine
+        .config()
+        .account(&name)
+        .cloned()
+        .ok_or_else(|| EngineError::UnknownAccount(name.clone()))?;
+    let Some(target) = &account.proxy else {
+        let mut e = ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_api",
+            format!("account `{name}` has no API to proxy to: set `api_base` in its config"),
+        );
+        e.account = Some(name);
+        return Err(e);
+    };
+    let url = target_url(&target.base, rest, parts.uri.query(), &target.token_in)?;
+    let body = axum::body::to_bytes(body, MAX_REQUEST).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "a proxied request body may be at most {} MiB",
+                MAX_REQUEST / (1024 * 1024)
+            ),
+        )
+    })?;
+    let headers = forwarded(&parts.headers);
+    let token = state
+        .engine
+        .token(&name, Duration::ZERO)
+        .await?
+        .access_token;
+    let outgoing = Outgoing {
+        method: &parts.method,
+        url: &url,
+        headers: &headers,
+        body: &body,
+        target,
+    };
+    let first = outgoing.send(&state.proxy, &token).await?;
+    if !first.refused {
+        return Ok(first.into_response());
+    }
+    // One refresh for every caller that saw this token refused, and never a loop: the same
+    // guard as `POST …/rejected`. When it refuses, the caller gets the provider's answer.
+    let renewed = match state.engine.rejected(&name, token.expose()).await {
+        Ok(view) if view.access_token.expose() != token.expose() => view.access_token,
+        Ok(_) => return Ok(first.into_response()),
+        Err(e) => {
+            tracing::info!(account = %name, error = %e, "a proxied request's token was refused and could not be renewed; passing the refusal on");
+            return Ok(first.into_response());
+        }
+    };
+    drop(first);
+    Ok(outgoing.send(&state.proxy, &renewed).await?.into_response())
+}
+
+/// `/v1/proxy/{name}/{rest}` → (name, rest), both still percent-encoded.
+fn split(path: &str) -> Option<(&str, &str)> {
+    path.strip_prefix("/v1/proxy/")?.split_once('/')
+}
+
+/// The URL under `base` for the caller's `rest` of the path and query, refused when it would
+/// leave the base: dot segments (also percent-encoded), encoded slashes or backslashes, an
+/// empty segment (`//host/…`), or anything that parses to another origin or path.
+fn target_url(
+    base: &Url,
+    rest: &str,
+    query: Option<&str>,
+    token_in: &TokenIn,
+) -> Result<Url, ApiError> {
+    let leaves = |why: &str| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "outside_api_base",
+            format!("the proxied path {why}; only paths under the account's api_base are reached"),
+        )
+    };
+    for segment in rest.split('/') {
+        let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+        if decoded == "." || decoded == ".." {
+            return Err(leaves("has a `.` or `..` segment"));
+        }
+        if decoded.contains(['/', '\\']) {
+            return Err(leaves("has an encoded slash or a backslash"));
+        }
+        if segment.contains(['\\', '#']) {
+            return Err(leaves("has a backslash or a fragment"));
+        }
+    }
+    if rest.starts_with('/') || rest.contains("//") {
+        return Err(leaves("has an empty segment"));
+    }
+    let mut url = base.clone();
+    let joined = format!("{}/{rest}", base.path().trim_end_matches('/'));
+    url.set_path(&joined);
+    url.set_query(None);
+    let mut pairs: Vec<(String, String)> = query
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    if let TokenIn::Query(param) = token_in {
+        // The token is added when the request is sent; a caller's own value never goes.
+        pairs.retain(|(k, _)| k != param);
+    }
+    if !pairs.is_empty() {
+        url.query_pairs_mut().extend_pairs(pairs);
+    }
+    let same_origin = url.origin() == base.origin();
+    let base_path = base.path().trim_end_matches('/');
+    let under = url.path() == base_path || url.path().starts_with(&format!("{base_path}/"));
+    if !same_origin || !under {
+        return Err(leaves("does not stay under the base"));
+    }
+    Ok(url)
+}
+
+fn forwarded(headers: &HeaderMap) -> HeaderMap {
+    let mut out = headers.clone();
+    for name in NOT_FORWARDED {
+        out.remove(name);
+    }
+    // Named by `Connection` as hop-by-hop, and the ones everyone knows as such.
+    for name in ["keep-alive", "proxy-connection"] {
+        out.remove(name);
+    }
+    out
+}
+
+/// A request ready to be sent with one token and, after a refusal, with the next.
+struct Outgoing<'a> {
+    method: &'a Method,
+    url: &'a Url,
+    headers: &'a HeaderMap,
+    body: &'a Bytes,
+    target: &'a ProxyTarget,
+}
+
+impl Outgoing<'_> {
+    async fn send(&self, http: &reqwest::Client, token: &Secret) -> Result<Answer, ApiError> {
+        let mut url = self.url.clone();
+        let mut request = http
+            .request(self.method.clone(), url.clone())
+            .headers(self.headers.clone());
+        match &self.target.token_in {
+            TokenIn::Header => request = request.bearer_auth(token.expose()),
+            TokenIn::Query(param) => {
+                url.query_pairs_mut().append_pair(param, token.expose());
+                request = http
+                    .request(self.method.clone(), url)
+                    .headers(self.headers.clone());
+            }
+        }
+        let response = request.body(self.body.clone()).send().await.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unreachable",
+                format!(
+                    "the account's API did not answer ({})",
+                    crate::engine::provider::error::network_detail(&e)
+                ),
+            )
+        })?;
+        Answer::read(response, self.target.errcodes).await
+    }
+}
+
+/// The provider's answer, with whether it refused the token.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    /// What was read to look for an errcode.
+    head: Bytes,
+    /// The rest, not yet read.
+    rest: Option<reqwest::Response>,
+    refused: bool,
+}
+
+impl Answer {
+    async fn read(mut response: reqwest::Response, errcodes: bool) -> Result<Self, ApiError> {
+        let status = response.status();
+        let headers = std::mem::take(response.headers_mut());
+        let mut refused = status == StatusCode::UNAUTHORIZED;
+        let mut head = Vec::new();
+        let mut rest = Some(response);
+        if errcodes && status == StatusCode::OK {
+            let response = rest.as_mut().expect("just set");
+            let mut ended = false;
+            while head.len() < ERRCODE_PEEK {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => head.extend_from_slice(&chunk),
+                    Ok(None) => {
+                        ended = true;
+                        break;
+                    }
+                    Err(e) => {
+                        return Err(ApiError::new(
+                            StatusCode::BAD_GATEWAY,
+                            "upstream_unreachable",
+                            format!(
+                                "the account's API broke off its answer ({})",
+                                crate::engine::provider::error::network_detail(&e)
+                            ),
+                        ))
+                    }
+                }
+            }
+            if ended {
+                rest = None;
+                refused = errcode(&head).is_some_and(|c| REFUSING_ERRCODES.contains(&c));
+            }
+        }
+        Ok(Self {
+            status,
+            headers,
+            head: head.into(),
+            rest,
+            refused,
+        })
+    }
+}
+
+fn errcode(body: &[u8]) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Coded {
+        errcode: i64,
+    }
+    serde_json::from_slice::<Coded>(body)
+        .ok()
+        .map(|c| c.errcode)
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        let head = self.head;
+        let body = match self.rest {
+            None => Body::from(head),
+            Some(rest) => {
+                let mut sent = head.len();
+                let first = futures_util::stream::iter((!head.is_empty()).then(|| Ok(head)));
+                let rest = rest.bytes_stream().map(move |chunk| {
+                    let chunk = chunk.map_err(std::io::Error::other)?;
+                    sent += chunk.len();
+                    if sent > MAX_ANSWER {
+                        return Err(std::io::Error::other("the proxied answer is too large"));
+                    }
+                    Ok(chunk)
+                });
+                Body::from_stream(first.chain(rest))
+            }
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = self.status;
+        let mut headers = self.headers;
+        for name in [
+            header::CONNECTION,
+            header::TRANSFER_ENCODING,
+            header::TRAILER,
+            header::UPGRADE,
+            header::CONTENT_LENGTH,
+        ] {
+            headers.remove(name);
+        }
+        headers.remove("keep-alive");
+        *response.headers_mut() = headers;
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn under(base: &str, rest: &str, query: Option<&str>) -> Result<String, String> {
+        target_url(&Url::parse(base).unwrap(), rest, query, &TokenIn::Header)
+            .map(|u| u.to_string())
+            .map_err(|e| e.message)
+    }
+
+    #[test]
+    fn paths_stay_under_the_base() {
+        assert_eq!(
+            under("https://api.example/v2", "users/me", Some("a=1&b=x%20y")).unwrap(),
+            "https://api.example/v2/users/me?a=1&b=x+y"
+        );
+        assert_eq!(
+            under("https://api.example", "1/user/-/profile.json", None).unwrap(),
+            "https://api.example/1/user/-/profile.json"
+        );
+        for bad in [
+            "../oauth2/token",
+            "a/../../b",
+            "%2e%2e/x",
+            "%2E%2e%2Fx",
+            "a%2fb",
+            "a%5cb",
+            "a\\b",
+            "/evil.example/x",
+            "a//b",
+            "./x",
+        ] {
+            assert!(
+                under("https://api.example/v2", bad, None).is_err(),
+                "{bad} was let through"
+            );
+        }
+        // An absolute URL in the path is just a (strange) path under the base.
+        let odd = under("https://api.example/v2", "http:/evil.example", None).unwrap();
+        assert!(odd.starts_with("https://api.example/v2/"), "{odd}");
+    }
+
+    #[test]
+    fn a_callers_own_token_parameter_is_dropped() {
+        let url = target_url(
+            &Url::parse("https://api.weixin.qq.com").unwrap(),
+            "cgi-bin/user/info",
+            Some("access_token=stolen&openid=o1"),
+            &TokenIn::Query("access_token".into()),
+        )
+        .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://api.weixin.qq.com/cgi-bin/user/info?openid=o1"
+        );
+    }
+
+    #[test]
+    fn errcodes_are_read_from_json_only() {
+        assert_eq!(
+            errcode(br#"{"errcode":40001,"errmsg":"invalid"}"#),
+            Some(40001)
+        );
+        assert_eq!(errcode(b"not json"), None);
+        assert_eq!(errcode(br#"{"ok":true}"#), None);
+    }
+}
