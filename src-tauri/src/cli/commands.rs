@@ -47,6 +47,12 @@ pub async fn dispatch(ctx: &Context, command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Exec {
+            names,
+            env,
+            min_valid,
+            command,
+        } => super::exec::run(ctx, &names, &env, min_valid, &command).await,
         Command::Refresh { name } => {
             let token = match running(ctx).await? {
                 Some(api) => api.refresh(&name).await?,
@@ -157,7 +163,7 @@ pub async fn open(ctx: &Context, mode: Mode) -> Result<Engine> {
 
 /// The writer when no engine runs; an observer (which refreshes nothing) when one does but
 /// its API could not be reached.
-async fn open_for_work(ctx: &Context) -> Result<Engine> {
+pub(super) async fn open_for_work(ctx: &Context) -> Result<Engine> {
     let running = matches!(lock::holder(&ctx.lock_place()), Some(h) if h.role == Role::Engine);
     let mode = if running {
         Mode::Observer

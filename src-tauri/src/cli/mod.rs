@@ -4,10 +4,12 @@
 //! under the lock of the keychain service (`commands`, `connect`).
 //! * `commands` one function per command       * `connect` consent flows from a terminal
 //! * `client`   the running engine's API        * `output`  text and JSON for people and programs
+//! * `exec`     a command run with tokens in its environment
 
 mod client;
 mod commands;
 mod connect;
+mod exec;
 mod output;
 pub mod tray_app;
 
@@ -54,6 +56,22 @@ pub enum Command {
         /// Print `Authorization: Bearer …` instead of the bare token
         #[arg(long)]
         header: bool,
+    },
+    /// Runs a command with tokens in its environment and exits with its exit code
+    #[command(
+        after_help = "Each NAME's token is in <NAME>_TOKEN (upper case, - as _); --env VAR=NAME names the variable.\nTokens are never put on the command line, where ps would show them.\nExample: tokenwarden exec github -- sh -c 'curl -H \"Authorization: Bearer $GITHUB_TOKEN\" https://api.github.com/user'"
+    )]
+    Exec {
+        names: Vec<AccountName>,
+        /// Puts NAME's token in VAR (repeatable)
+        #[arg(long = "env", value_name = "VAR=NAME")]
+        env: Vec<exec::Binding>,
+        /// Refresh first unless each token stays valid this long
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
+        min_valid: Duration,
+        /// The command and its arguments
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<std::ffi::OsString>,
     },
     /// Refreshes an account's token now
     Refresh { name: AccountName },
@@ -152,10 +170,19 @@ pub fn run_to_exit(cli: Cli) -> std::process::ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("tokenwarden: {err:#}"); // one line, whole chain
-            ExitCode::FAILURE
+            match err.downcast_ref::<ExitWith>() {
+                Some(ExitWith(code)) => ExitCode::from(*code),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }
+
+/// A failure that ends the process with this code instead of 1 (`exec`: 127 when the
+/// command is not found, 126 when it cannot be run, as shells do).
+#[derive(Debug, thiserror::Error)]
+#[error("exit code {0}")]
+pub struct ExitWith(pub u8);
 
 pub async fn run(cli: Cli) -> Result<()> {
     let ctx = Context::resolve(cli.config).map_err(anyhow::Error::msg)?;

@@ -1,0 +1,172 @@
+//! `tokenwarden exec NAME… [--env VAR=NAME]… -- COMMAND ARGS…`: runs a command with tokens in
+//! its environment, each valid for at least `--min-valid`, and ends with its exit code.
+//! Tokens go in the environment, never on a command line, where `ps` would show them to
+//! every user. On Unix this process becomes the command (`exec`), so signals, the exit code
+//! and the process id are the command's own; nothing of the engine runs on beside it.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+
+use super::commands::{finish, open_for_work, running};
+use crate::engine::names::AccountName;
+use crate::engine::paths::Context;
+use crate::engine::secret::Secret;
+
+/// `VAR=NAME` from `--env`.
+#[derive(Clone, Debug)]
+pub struct Binding {
+    pub var: String,
+    pub account: AccountName,
+}
+
+impl std::str::FromStr for Binding {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (var, account) = text
+            .split_once('=')
+            .ok_or_else(|| format!("`{text}` is not VAR=NAME"))?;
+        if !is_variable_name(var) {
+            return Err(format!(
+                "`{var}` is not an environment variable name (letters, digits and _, not first a digit)"
+            ));
+        }
+        let account = account.parse().map_err(|e| format!("{e}"))?;
+        Ok(Self {
+            var: var.to_owned(),
+            account,
+        })
+    }
+}
+
+fn is_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `fitbit-old` → `FITBIT_OLD_TOKEN`.
+pub fn variable_for(name: &AccountName) -> String {
+    format!(
+        "{}_TOKEN",
+        name.as_str().to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// Every variable with its account, in order; a variable named twice is an error.
+fn bindings(names: &[AccountName], env: &[Binding]) -> Result<Vec<Binding>> {
+    let mut all: Vec<Binding> = names
+        .iter()
+        .map(|name| Binding {
+            var: variable_for(name),
+            account: name.clone(),
+        })
+        .collect();
+    all.extend(env.iter().cloned());
+    for (i, b) in all.iter().enumerate() {
+        if all[..i].iter().any(|earlier| earlier.var == b.var) {
+            bail!("the variable {} is given twice", b.var);
+        }
+    }
+    if all.is_empty() {
+        bail!("name at least one account, or give --env VAR=NAME");
+    }
+    Ok(all)
+}
+
+pub async fn run(
+    ctx: &Context,
+    names: &[AccountName],
+    env: &[Binding],
+    min_valid: Duration,
+    command: &[OsString],
+) -> Result<()> {
+    let bindings = bindings(names, env)?;
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| anyhow!("give the command to run after `--`"))?;
+    let tokens = tokens(ctx, &bindings, min_valid).await?;
+    let mut child = std::process::Command::new(program);
+    child.args(args);
+    for (binding, token) in bindings.iter().zip(&tokens) {
+        child.env(&binding.var, token.expose());
+    }
+    start(child, program)
+}
+
+/// Each binding's token, from the running engine or, without one, from an engine of our
+/// own that is closed (its writes flushed, its lock released) before the command starts.
+async fn tokens(ctx: &Context, bindings: &[Binding], min_valid: Duration) -> Result<Vec<Secret>> {
+    let mut tokens = Vec::with_capacity(bindings.len());
+    match running(ctx).await? {
+        Some(api) => {
+            for b in bindings {
+                tokens.push(api.token(&b.account, min_valid).await?.access_token);
+            }
+        }
+        None => {
+            let engine = open_for_work(ctx).await?;
+            let mut result = Ok(());
+            for b in bindings {
+                match engine.token(&b.account, min_valid).await {
+                    Ok(view) => tokens.push(view.access_token),
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+            finish(&engine, result).await?;
+        }
+    }
+    Ok(tokens)
+}
+
+#[cfg(unix)]
+fn start(mut child: std::process::Command, program: &OsString) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let e = child.exec(); // returns only when the command could not be started
+    Err(cannot_start(program, &e))
+}
+
+#[cfg(not(unix))]
+fn start(mut child: std::process::Command, program: &OsString) -> Result<()> {
+    let status = child.status().map_err(|e| cannot_start(program, &e))?;
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+fn cannot_start(program: &OsString, e: &std::io::Error) -> anyhow::Error {
+    let code = if e.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    };
+    anyhow::Error::new(super::ExitWith(code))
+        .context(format!("cannot run `{}`: {e}", program.to_string_lossy()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_variables_and_bindings_are_checked() {
+        assert_eq!(
+            variable_for(&"fitbit-old".parse().unwrap()),
+            "FITBIT_OLD_TOKEN"
+        );
+        let b: Binding = "GH=github".parse().unwrap();
+        assert_eq!((b.var.as_str(), b.account.as_str()), ("GH", "github"));
+        for bad in ["GH", "1X=a", "A-B=a", "=a", "X=Bad Name"] {
+            assert!(bad.parse::<Binding>().is_err(), "{bad}");
+        }
+        let names = ["a".parse().unwrap()];
+        let twice = bindings(&names, &["A_TOKEN=b".parse().unwrap()]).unwrap_err();
+        assert!(twice.to_string().contains("A_TOKEN"), "{twice}");
+        assert!(bindings(&[], &[]).is_err());
+    }
+}
