@@ -792,6 +792,18 @@ async fn keyboard_alone_turns_on_start_at_login_sets_a_secret_and_escape_cancels
         async || status_of(&driver, "wx").await.as_deref() == Some("fresh"),
     )
     .await;
+    wait_until(
+        Duration::from_secs(10),
+        "the window shows wx's one fetch of today's 2,000",
+        async || {
+            driver
+                .text("[data-account=wx] [data-testid=quota]")
+                .await
+                .as_deref()
+                == Some("1 of 2000")
+        },
+    )
+    .await;
     assert!(
         !dialog_open(&driver).await,
         "Enter saved and closed the dialog"

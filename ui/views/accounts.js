@@ -198,6 +198,14 @@ export function createAccountsView(app) {
         h('div', {}, h('dt', {}, a.status === 'retrying' ? 'Next try' : 'Next refresh'), h('dd', { testid: 'next-refresh' }, upcoming(a.next_refresh, now))),
         a.status === 'retrying' && a.attempt > 0 ? h('div', {}, h('dt', {}, 'Attempt'), h('dd', { class: 'num' }, String(a.attempt))) : null,
         a.refresh_token_expires_at ? h('div', {}, h('dt', {}, 'Reconnect by'), h('dd', {}, upcoming(a.refresh_token_expires_at, now))) : null,
+        a.quota
+          ? h(
+              'div',
+              { title: 'WeChat allows this many token fetches per appid each day (reset at midnight Beijing time); past 95%, refreshes you ask for wait.' },
+              h('dt', {}, 'Fetches today'),
+              h('dd', { testid: 'quota', class: a.quota.used * 100 >= a.quota.limit * 80 ? 'num quota-high' : 'num' }, `${a.quota.used} of ${a.quota.limit}`),
+            )
+          : null,
       ),
       a.unsaved ? h('p', { class: 'note note-warn' }, 'The newest token is only in memory: saving it to the keychain failed and is being retried.') : null,
       a.last_error ? h('p', { class: a.status === 'retrying' ? 'note note-warn' : 'note note-error' }, h('span', { class: 'note-label' }, 'Last error'), a.last_error) : null,

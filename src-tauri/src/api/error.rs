@@ -79,7 +79,7 @@ fn status_of(kind: ErrorKind) -> StatusCode {
         | ErrorKind::NeedsReconnect
         | ErrorKind::Locked
         | ErrorKind::RejectedLoop => StatusCode::CONFLICT,
-        ErrorKind::TooSoon => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::TooSoon | ErrorKind::QuotaNearlySpent => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::RefreshFailed => StatusCode::BAD_GATEWAY,
         ErrorKind::ProviderUnavailable
         | ErrorKind::KeychainUnavailable

@@ -38,8 +38,26 @@ pub fn accounts(views: &[AccountView], json: bool) -> Result<()> {
                 .unwrap_or_else(|| "-".into()),
             v.last_error.as_deref().unwrap_or("")
         )?;
+        for note in notes(v) {
+            writeln!(out, "    {note}")?;
+        }
     }
     Ok(())
+}
+
+/// What a row cannot hold, one line each under it.
+fn notes(v: &AccountView) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(q) = &v.quota {
+        notes.push(format!(
+            "WeChat fetches today: {} of {} ({}%); the count resets at {}",
+            q.used,
+            q.limit,
+            q.used * 100 / q.limit.max(1),
+            q.resets_at
+        ));
+    }
+    notes
 }
 
 pub fn history(entries: &[Entry], json: bool) -> Result<()> {

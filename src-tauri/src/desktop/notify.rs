@@ -1,5 +1,6 @@
 //! Desktop notifications from the engine's episode events: one when an account's refresh
-//! first fails, one when it gives up (the user must reconnect), one when it recovers. The
+//! first fails, one when it gives up (the user must reconnect), one when it recovers, and
+//! one when 80% of a WeChat appid's daily token fetches are spent. The
 //! engine already sends only those (never one per retry), so this only words them. Names and
 //! reasons only, never a secret; the setting turns them off.
 
@@ -36,6 +37,15 @@ pub fn wording(event: &EngineEvent) -> Option<(String, String)> {
         EngineEvent::KeychainWriteFailed { account, .. } => Some((
             format!("{account}: token not saved"),
             "The keychain refused the new token. It is kept in memory and saved as soon as the keychain works; do not quit meanwhile.".to_owned(),
+        )),
+        EngineEvent::QuotaWarning {
+            account,
+            used,
+            limit,
+            resets_at,
+        } => Some((
+            format!("{account}: WeChat fetch allowance nearly spent"),
+            format!("{used} of today's {limit} token fetches for this appid are spent. The count resets at {resets_at} (midnight in Beijing); past 95%, refreshes you ask for wait until then."),
         )),
         _ => None,
     }
@@ -80,7 +90,18 @@ mod tests {
             gave_up: true,
         };
         assert_eq!(wording(&failed).unwrap().0, "Reconnect fb");
-        let saved = EngineEvent::Saved { account };
+        let saved = EngineEvent::Saved {
+            account: account.clone(),
+        };
         assert!(wording(&saved).is_none());
+        let quota = EngineEvent::QuotaWarning {
+            account,
+            used: 1600,
+            limit: 2000,
+            resets_at: crate::engine::names::Deadline::from_unix(1_796_313_600),
+        };
+        let (title, body) = wording(&quota).unwrap();
+        assert!(title.starts_with("fb:"), "{title}");
+        assert!(body.contains("1600 of today's 2000"), "{body}");
     }
 }

@@ -274,6 +274,7 @@ mod tests {
             refresh_token_expires_at: None,
             unsaved: false,
             remedy: None,
+            quota: None,
         }
     }
 

@@ -64,6 +64,15 @@ pub enum EngineError {
         floor: std::time::Duration,
         wait: std::time::Duration,
     },
+    /// 95% of today's WeChat token fetches are spent: refreshes callers ask for wait for
+    /// midnight in Beijing, and the rest keeps the scheduled ones going.
+    #[error("{account}: {used} of today's {limit} WeChat token fetches for this appid are spent; refreshes asked for are refused until the count resets at {resets_at} (midnight in Beijing), so that the scheduled ones can keep the token alive")]
+    QuotaNearlySpent {
+        account: AccountName,
+        used: u32,
+        limit: u32,
+        resets_at: Deadline,
+    },
     #[error("{account}: {message}")]
     Usage {
         account: AccountName,
@@ -89,6 +98,7 @@ pub enum ErrorKind {
     Locked,
     RejectedLoop,
     TooSoon,
+    QuotaNearlySpent,
     ApiKey,
     Unavailable,
 }
@@ -108,6 +118,7 @@ impl ErrorKind {
             Self::Locked => "locked",
             Self::RejectedLoop => "rejected_loop",
             Self::TooSoon => "too_soon",
+            Self::QuotaNearlySpent => "quota_nearly_spent",
             Self::ApiKey => "api_key",
             Self::Unavailable => "unavailable",
         }
@@ -176,6 +187,7 @@ impl EngineError {
             Self::NoValidToken { kind, .. } => *kind,
             Self::RejectedLoop { .. } => ErrorKind::RejectedLoop,
             Self::TooSoon { .. } => ErrorKind::TooSoon,
+            Self::QuotaNearlySpent { .. } => ErrorKind::QuotaNearlySpent,
             Self::Usage { .. } => ErrorKind::BadRequest,
             Self::Io(_) => ErrorKind::Unavailable,
         }
@@ -199,6 +211,9 @@ impl EngineError {
             Self::TooSoon { wait, .. } => Some(Remedy::WaitUntil {
                 until: Deadline::after(crate::engine::clock::now(), *wait),
             }),
+            Self::QuotaNearlySpent { resets_at, .. } => {
+                Some(Remedy::WaitUntil { until: *resets_at })
+            }
             _ => None,
         }
     }
@@ -207,6 +222,9 @@ impl EngineError {
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
             Self::TooSoon { wait, .. } => Some(*wait),
+            Self::QuotaNearlySpent { resets_at, .. } => {
+                Some(resets_at.remaining(crate::engine::clock::now()))
+            }
             _ => None,
         }
     }
@@ -219,6 +237,7 @@ impl EngineError {
             | Self::NoValidToken { account: a, .. }
             | Self::RejectedLoop { account: a, .. }
             | Self::TooSoon { account: a, .. }
+            | Self::QuotaNearlySpent { account: a, .. }
             | Self::Usage { account: a, .. } => Some(a),
             Self::Refresh(e) => Some(e.account()),
             _ => None,
@@ -252,6 +271,7 @@ mod tests {
             ErrorKind::Locked,
             ErrorKind::RejectedLoop,
             ErrorKind::TooSoon,
+            ErrorKind::QuotaNearlySpent,
             ErrorKind::ApiKey,
             ErrorKind::Unavailable,
         ];

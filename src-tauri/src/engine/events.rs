@@ -57,6 +57,13 @@ pub enum EngineEvent {
     ConfigReloaded {
         accounts: usize,
     },
+    /// 80% of today's WeChat token fetches for this account's appid are spent (once a day).
+    QuotaWarning {
+        account: AccountName,
+        used: u32,
+        limit: u32,
+        resets_at: Deadline,
+    },
 }
 
 impl EngineEvent {
@@ -70,7 +77,8 @@ impl EngineEvent {
             | Self::ConnectProgress { account, .. }
             | Self::KeychainWriteFailed { account, .. }
             | Self::Saved { account }
-            | Self::ReportsRefused { account, .. } => Some(account),
+            | Self::ReportsRefused { account, .. }
+            | Self::QuotaWarning { account, .. } => Some(account),
             Self::ConfigReloaded { .. } => None,
         }
     }

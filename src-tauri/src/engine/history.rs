@@ -2,6 +2,7 @@
 //! Rows hold times, names, outcomes and error codes: never a secret. Other processes (the
 //! CLI while an engine runs) read it too, so it uses WAL and a busy timeout.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -142,6 +143,12 @@ impl History {
                 last_error TEXT,
                 last_refresh_ms INTEGER,
                 updated_ms INTEGER NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS wechat_fetches (
+                allowance TEXT NOT NULL,
+                day TEXT NOT NULL,
+                fetches INTEGER NOT NULL,
+                PRIMARY KEY (allowance, day)
             );",
         )
         .map_err(fail)?;
@@ -245,6 +252,31 @@ impl History {
     }
 
     /// `BEGIN` or `COMMIT` for the writer's batches.
+    /// Token fetches per WeChat allowance (`engine::quota`) on a Beijing day.
+    pub fn fetches_on(&self, day: &str) -> Result<HashMap<String, u32>, HistoryError> {
+        let conn = self.conn.lock().expect("poisoned");
+        let mut statement = conn
+            .prepare("SELECT allowance, fetches FROM wechat_fetches WHERE day = ?1")
+            .map_err(|e| self.fail(e))?;
+        let rows = statement
+            .query_map([day], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, u32>(1)?))
+            })
+            .map_err(|e| self.fail(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.fail(e))
+    }
+
+    fn save_fetches(&self, allowance: &str, day: &str, fetches: u32) -> Result<(), HistoryError> {
+        let conn = self.conn.lock().expect("poisoned");
+        conn.prepare_cached(
+            "INSERT INTO wechat_fetches (allowance, day, fetches) VALUES (?1, ?2, ?3)
+             ON CONFLICT (allowance, day) DO UPDATE SET fetches = max(fetches, excluded.fetches)",
+        )
+        .and_then(|mut s| s.execute(rusqlite::params![allowance, day, fetches]))
+        .map(drop)
+        .map_err(|e| self.fail(e))
+    }
+
     fn transaction(&self, statement: &str) -> Result<(), HistoryError> {
         let conn = self.conn.lock().expect("poisoned");
         conn.execute_batch(statement).map_err(|e| self.fail(e))
@@ -279,6 +311,11 @@ enum Write {
         status: String,
         last_error: Option<String>,
         last_refresh: Option<Deadline>,
+    },
+    Fetches {
+        allowance: String,
+        day: String,
+        fetches: u32,
     },
     Flush(std::sync::mpsc::Sender<()>),
 }
@@ -329,6 +366,15 @@ impl Writer {
         });
     }
 
+    /// The day's count of fetches against a WeChat allowance, as it stands now.
+    pub fn save_fetches(&self, allowance: &str, day: &str, fetches: u32) {
+        self.send(Write::Fetches {
+            allowance: allowance.to_owned(),
+            day: day.to_owned(),
+            fetches,
+        });
+    }
+
     /// Waits until everything sent so far is written (blocking: call off the async workers).
     pub fn flush(&self) {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -359,6 +405,11 @@ fn write_batch(history: &History, batch: Vec<Write>) {
                 last_error,
                 last_refresh,
             } => log(history.save_state(&account, &status, last_error.as_deref(), last_refresh)),
+            Write::Fetches {
+                allowance,
+                day,
+                fetches,
+            } => log(history.save_fetches(&allowance, &day, fetches)),
             Write::Flush(done) => flushed.push(done),
         }
     }

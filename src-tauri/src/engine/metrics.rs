@@ -46,6 +46,9 @@ pub struct Metrics {
     pub lateness_seconds: Histogram,
     /// Writes of secrets to the store (keychain items or sealed rows) by this engine.
     pub secret_writes: Counter,
+    /// Today's WeChat token fetches against the account's appid allowance, and the allowance.
+    pub wechat_fetches: Family<AccountLabels, Gauge>,
+    pub wechat_fetch_limit: Family<AccountLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -91,6 +94,18 @@ impl Default for Metrics {
             "Secrets written to the store (keychain items or sealed rows)",
             secret_writes.clone(),
         );
+        let wechat_fetches = Family::<AccountLabels, Gauge>::default();
+        registry.register(
+            "tokenwarden_wechat_fetches_today",
+            "WeChat token fetches today (Beijing time) against the account's appid allowance",
+            wechat_fetches.clone(),
+        );
+        let wechat_fetch_limit = Family::<AccountLabels, Gauge>::default();
+        registry.register(
+            "tokenwarden_wechat_fetch_limit",
+            "WeChat's daily allowance of token fetches for the account's appid",
+            wechat_fetch_limit.clone(),
+        );
         Self {
             registry,
             refreshes,
@@ -99,6 +114,8 @@ impl Default for Metrics {
             expiry_seconds,
             lateness_seconds,
             secret_writes,
+            wechat_fetches,
+            wechat_fetch_limit,
         }
     }
 }

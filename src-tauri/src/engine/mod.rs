@@ -46,6 +46,7 @@ pub mod names;
 mod open;
 pub mod paths;
 pub mod provider;
+pub mod quota;
 mod redirect;
 mod refresh;
 mod saving;
@@ -113,6 +114,8 @@ struct Shared {
     stop: CancellationToken,
     /// Why the scheduler stopped while it should be running; `/healthz` reports it.
     failed: Mutex<Option<String>>,
+    /// Today's WeChat token fetches per allowance.
+    quota: quota::Counts,
 }
 
 impl Engine {
@@ -190,12 +193,19 @@ impl Engine {
         config
             .accounts
             .iter()
-            .filter_map(|a| accounts.get(&a.name).map(|s| s.view(now)))
+            .filter_map(|a| {
+                let mut view = accounts.get(&a.name)?.view(now);
+                view.quota = self.usage(a);
+                Some(view)
+            })
             .collect()
     }
 
     pub fn view(&self, name: &AccountName) -> Result<AccountView, EngineError> {
-        self.with_slot(name, |s| s.view(crate::engine::clock::now()))
+        let account = self.account(name)?;
+        let mut view = self.with_slot(name, |s| s.view(crate::engine::clock::now()))?;
+        view.quota = self.usage(&account);
+        Ok(view)
     }
 
     /// The refresh log of these accounts (`None`: all), newest first, read off the async
@@ -235,6 +245,17 @@ impl Engine {
                 .expiry_seconds
                 .get_or_create(&labels)
                 .set(left);
+            if let Some(usage) = self.usage(&slot.account) {
+                let metrics = &self.shared.metrics;
+                metrics
+                    .wechat_fetches
+                    .get_or_create(&labels)
+                    .set(i64::from(usage.used));
+                metrics
+                    .wechat_fetch_limit
+                    .get_or_create(&labels)
+                    .set(i64::from(usage.limit));
+            }
         }
     }
 

@@ -72,6 +72,11 @@ impl Engine {
         let keychain = Keychain::new(parts.store.clone()).counting(metrics.secret_writes.clone());
         let history = Arc::new(History::open(&parts.history_path)?);
         let log = super::history::Writer::start(History::open(&parts.history_path)?);
+        let (today, _) = super::quota::beijing_day(super::clock::now());
+        let fetches = history.fetches_on(&today).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read today's WeChat fetch counts; counting from 0");
+            Default::default()
+        });
         // Its own keychain queue: checking an API key never waits behind account reads.
         let api_keys = api_keys::ApiKeys::new(&parts.data_dir, Keychain::new(parts.store));
         // Token, revoke and discovery endpoints are called with secrets in the body or the
@@ -108,6 +113,7 @@ impl Engine {
                 lock: Mutex::new(parts.lock),
                 stop: CancellationToken::new(),
                 failed: Mutex::new(None),
+                quota: super::quota::Counts::starting(today, fetches),
             }),
         };
         let accounts = engine.config().accounts.clone();

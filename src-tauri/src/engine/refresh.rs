@@ -114,6 +114,12 @@ impl Engine {
         if matches!(trigger, Trigger::MinValid | Trigger::Manual) {
             self.check_floor(name)?;
         }
+        if matches!(
+            trigger,
+            Trigger::MinValid | Trigger::Manual | Trigger::Rejected
+        ) {
+            self.check_quota(&account)?;
+        }
         // Without a running scheduler (a CLI command), a dependency may have lapsed: refresh
         // it first so that this fetch never uses a dead token.
         for up in &account.upstream {
@@ -251,6 +257,7 @@ impl Engine {
                 .lateness_seconds
                 .observe(late.as_secs_f64());
         }
+        self.count_fetch(account);
         account.provider.fetch(&request).await
     }
 

@@ -252,6 +252,8 @@ impl Slot {
             refresh_token_expires_at: tokens.and_then(|t| t.refresh_expires_at),
             unsaved: self.unsaved.is_some(),
             remedy,
+            // The engine adds it: the count is kept for the appid, not the slot.
+            quota: None,
         }
     }
 }

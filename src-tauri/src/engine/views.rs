@@ -45,6 +45,9 @@ pub struct AccountView {
     pub unsaved: bool,
     /// What the user can do about the current state, if anything.
     pub remedy: Option<Remedy>,
+    /// Today's WeChat token fetches against the appid's daily allowance (`wechat` only).
+    #[serde(default)]
+    pub quota: Option<crate::engine::quota::Usage>,
 }
 
 /// A token handed out: the one place where a secret is serialized on purpose (and read

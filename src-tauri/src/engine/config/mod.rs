@@ -219,6 +219,76 @@ mod tests {
     }
 
     #[test]
+    fn two_accounts_fetching_one_appid_on_the_token_endpoint_are_refused() {
+        let table = |name: &str, extra: &str| {
+            format!("[[account]]\nname = \"{name}\"\nprovider = \"wechat\"\nclient_id = \"wx1\"\n{extra}\n")
+        };
+        let err = parse(&(table("a", "") + &table("b", ""))).unwrap_err();
+        assert!(
+            err.starts_with("config.toml:9:"),
+            "points at b's client_id: {err}"
+        );
+        assert!(
+            err.contains("`wx1` is already fetched by account `a`"),
+            "{err}"
+        );
+        // The stable endpoint hands both the same token: no conflict.
+        let stable = "endpoint = \"stable\"";
+        parse(&(table("a", stable) + &table("b", stable))).unwrap();
+        parse(&(table("a", "") + &table("b", "").replace("wx1", "wx2"))).unwrap();
+    }
+
+    #[test]
+    fn proxy_targets_come_from_the_preset_or_api_base() {
+        let config = parse(
+            r#"
+[[account]]
+name = "gh"
+provider = "github"
+client_id = "x"
+[[account]]
+name = "wx"
+provider = "wechat"
+client_id = "wx1"
+[[account]]
+name = "own"
+provider = "oauth2"
+client_id = "x"
+token_url = "https://auth.example/token"
+grant = "client_credentials"
+api_base = "https://api.example/v2"
+token_in = "query:key"
+[[account]]
+name = "none"
+provider = "oauth2"
+client_id = "x"
+token_url = "https://auth.example/token"
+grant = "client_credentials"
+"#,
+        )
+        .unwrap();
+        let target = |n: &str| config.account(&n.parse().unwrap()).unwrap().proxy.clone();
+        let gh = target("gh").unwrap();
+        assert_eq!(gh.base.as_str(), "https://api.github.com/");
+        assert_eq!(gh.token_in, proxy_target::TokenIn::Header);
+        let wx = target("wx").unwrap();
+        assert_eq!(
+            wx.token_in,
+            proxy_target::TokenIn::Query("access_token".into())
+        );
+        assert!(wx.errcodes);
+        let own = target("own").unwrap();
+        assert_eq!(own.base.as_str(), "https://api.example/v2");
+        assert_eq!(own.token_in, proxy_target::TokenIn::Query("key".into()));
+        assert_eq!(target("none"), None);
+        let err = parse("[[account]]\nname = \"a\"\nprovider = \"github\"\nclient_id = \"x\"\napi_base = \"http://api.example\"\n").unwrap_err();
+        assert!(
+            err.contains("api_base") && err.contains("plain http"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn example_parses_to_nothing() {
         assert!(parse(EXAMPLE).unwrap().accounts.is_empty());
     }

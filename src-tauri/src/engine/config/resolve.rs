@@ -129,6 +129,9 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
     }
 
     let mut accounts = Vec::new();
+    // Appids fetched on `cgi-bin/token`, and by which account: each fetch there kills the
+    // token the other account holds (five minutes later).
+    let mut appids: HashMap<String, &AccountName> = HashMap::new();
     // A WeChat ticket talks to the same host as the token it is fetched with.
     let bases: HashMap<&str, url::Url> = raw
         .account
@@ -153,6 +156,21 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
             .as_ref()
             .and_then(|d| bases.get(d.get_ref().as_str()));
         let provider = presets::resolve(raw_account, parent_base).map_err(with_account)?;
+        if let crate::engine::provider::Provider::WeChat(spec) = &provider {
+            if spec.endpoint == crate::engine::provider::wechat::Endpoint::Token {
+                if let Some(first) = appids.insert(spec.appid.clone(), name) {
+                    let span = raw_account
+                        .client_id
+                        .as_ref()
+                        .map_or(spanned.span(), |c| c.span());
+                    return Err(with_account(Problem::new(
+                        span,
+                        Some("client_id"),
+                        format!("appid `{}` is already fetched by account `{first}`: every token fetched for one kills the other's within five minutes. Keep one account (programs can share its token), or set `endpoint = \"stable\"` on both", spec.appid),
+                    )));
+                }
+            }
+        }
         let mut upstream = provider.upstream();
         if let Some(dep) = &raw_account.depends_on {
             let dep_name: AccountName =
