@@ -99,7 +99,6 @@ async fn fetches_are_counted_across_restarts_warned_at_80_and_refused_past_95() 
     set_fetches(&env, &appid, 1_900);
     let (serve, api) = env.serve_api(&key).await;
     // The stored token is valid: served without a refresh, so the quota is not in the way.
-    // (Once seen failing with 429 here and not again in twenty runs; the log says why.)
     let t = api.get("/v1/accounts/wx/token").await;
     assert_eq!(
         t.status,
@@ -118,7 +117,8 @@ async fn fetches_are_counted_across_restarts_warned_at_80_and_refused_past_95() 
     assert_eq!(fake.lock().tokens_issued(), 2, "nothing was fetched");
     serve.stop().await;
 
-    // The engine's own fetches go on: with no token stored, serve fetches one at start.
+    // A fetch for an account with nothing to serve still goes (serve's own at start, or the
+    // one a caller's request waits for, whichever comes first): it is not one on top.
     env.keychain_clear("tokens:wx").await;
     let (serve, api) = env.serve_api(&key).await;
     api.token("wx").await;

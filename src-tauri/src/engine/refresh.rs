@@ -114,10 +114,13 @@ impl Engine {
         if matches!(trigger, Trigger::MinValid | Trigger::Manual) {
             self.check_floor(name)?;
         }
+        // A caller's refresh on top of a valid token spends the day's WeChat allowance; one
+        // for an account with nothing to serve is the fetch the engine would make anyway.
         if matches!(
             trigger,
             Trigger::MinValid | Trigger::Manual | Trigger::Rejected
-        ) {
+        ) && self.valid_token(name, Duration::ZERO)?.is_some()
+        {
             self.check_quota(&account)?;
         }
         // Without a running scheduler (a CLI command), a dependency may have lapsed: refresh
