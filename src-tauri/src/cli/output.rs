@@ -48,6 +48,11 @@ pub fn accounts(views: &[AccountView], json: bool) -> Result<()> {
 /// What a row cannot hold, one line each under it.
 fn notes(v: &AccountView) -> Vec<String> {
     let mut notes = Vec::new();
+    if let Some(by) = v.refresh_token_expires_at {
+        notes.push(format!(
+            "reconnect needed by {by}: the refresh token stops working then"
+        ));
+    }
     if let Some(q) = &v.quota {
         notes.push(format!(
             "WeChat fetches today: {} of {} ({}%); the count resets at {}",

@@ -38,6 +38,10 @@ pub fn wording(event: &EngineEvent) -> Option<(String, String)> {
             format!("{account}: token not saved"),
             "The keychain refused the new token. It is kept in memory and saved as soon as the keychain works; do not quit meanwhile.".to_owned(),
         )),
+        EngineEvent::ReconnectSoon { account, by } => Some((
+            format!("Reconnect {account} before {by}"),
+            "Its refresh token stops working then, and tokens with it. Open Tokenwarden and reconnect the account now, while nothing is broken.".to_owned(),
+        )),
         EngineEvent::QuotaWarning {
             account,
             used,

@@ -262,6 +262,8 @@ impl Engine {
             }
             Approval::Device(device) => spec.finish_device(&request, &device).await,
         };
+        let lifetime = self.account(name)?.refresh_lifetime;
+        let issued = issued.map(|i| i.with_refresh_lifetime(lifetime));
         if let (Ok(_), Err(e)) = (&issued, self.become_writer().await) {
             // A CLI that waited for the browser without the lock, while an engine started:
             // the grant is handed to that engine (`take_handoff`), never dropped.

@@ -57,6 +57,12 @@ pub enum EngineEvent {
     ConfigReloaded {
         accounts: usize,
     },
+    /// The refresh token stops working at `by`: reconnect before then (once per deadline,
+    /// `[refresh] reconnect_warning` before it).
+    ReconnectSoon {
+        account: AccountName,
+        by: Deadline,
+    },
     /// 80% of today's WeChat token fetches for this account's appid are spent (once a day).
     QuotaWarning {
         account: AccountName,
@@ -78,7 +84,8 @@ impl EngineEvent {
             | Self::KeychainWriteFailed { account, .. }
             | Self::Saved { account }
             | Self::ReportsRefused { account, .. }
-            | Self::QuotaWarning { account, .. } => Some(account),
+            | Self::QuotaWarning { account, .. }
+            | Self::ReconnectSoon { account, .. } => Some(account),
             Self::ConfigReloaded { .. } => None,
         }
     }

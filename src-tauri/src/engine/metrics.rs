@@ -48,6 +48,8 @@ pub struct Metrics {
     pub secret_writes: Counter,
     /// Today's WeChat token fetches against the account's appid allowance, and the allowance.
     pub wechat_fetches: Family<AccountLabels, Gauge>,
+    /// Seconds until the refresh token stops working, where that is known.
+    pub refresh_token_expiry_seconds: Family<AccountLabels, Gauge<f64, AtomicU64>>,
     pub wechat_fetch_limit: Family<AccountLabels, Gauge>,
 }
 
@@ -94,6 +96,13 @@ impl Default for Metrics {
             "Secrets written to the store (keychain items or sealed rows)",
             secret_writes.clone(),
         );
+        let refresh_token_expiry_seconds =
+            Family::<AccountLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "tokenwarden_refresh_token_expiry_seconds",
+            "Seconds until the refresh token stops working and the account must be reconnected (only where known)",
+            refresh_token_expiry_seconds.clone(),
+        );
         let wechat_fetches = Family::<AccountLabels, Gauge>::default();
         registry.register(
             "tokenwarden_wechat_fetches_today",
@@ -116,6 +125,7 @@ impl Default for Metrics {
             secret_writes,
             wechat_fetches,
             wechat_fetch_limit,
+            refresh_token_expiry_seconds,
         }
     }
 }

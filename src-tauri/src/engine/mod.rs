@@ -35,6 +35,7 @@ mod connect;
 mod deadlines;
 pub mod error;
 pub mod events;
+mod foresight;
 pub mod history;
 mod hosts;
 mod inflight;
@@ -245,6 +246,17 @@ impl Engine {
                 .expiry_seconds
                 .get_or_create(&labels)
                 .set(left);
+            if let Some(by) = slot
+                .state
+                .tokens()
+                .and_then(|t| slot.account.reconnect_by(t))
+            {
+                self.shared
+                    .metrics
+                    .refresh_token_expiry_seconds
+                    .get_or_create(&labels)
+                    .set(by.remaining(now).as_secs_f64());
+            }
             if let Some(usage) = self.usage(&slot.account) {
                 let metrics = &self.shared.metrics;
                 metrics
@@ -264,7 +276,12 @@ impl Engine {
     pub async fn run(&self, stop: CancellationToken) -> Vec<EngineError> {
         let watch = Watch(self, &stop);
         if self.mode() == Mode::Refresher {
+            let foresight = {
+                let (engine, stop) = (self.clone(), stop.clone());
+                tokio::spawn(async move { engine.watch_reconnects(stop).await })
+            };
             scheduler::run(self.clone(), stop.clone()).await;
+            foresight.abort();
         } else {
             stop.cancelled().await;
         }

@@ -165,7 +165,9 @@ impl Engine {
         };
         let result = match fetched {
             Ok(issued) => {
-                let set = issued.into_set(current.as_ref());
+                let set = issued
+                    .with_refresh_lifetime(account.refresh_lifetime)
+                    .into_set(current.as_ref());
                 let committed = self
                     .commit(&account, set, generation, trigger, started)
                     .await;

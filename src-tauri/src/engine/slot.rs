@@ -249,7 +249,7 @@ impl Slot {
             next_refresh: self.state.next_at(),
             attempt,
             connects_with: self.account.provider.connects_with(),
-            refresh_token_expires_at: tokens.and_then(|t| t.refresh_expires_at),
+            refresh_token_expires_at: tokens.and_then(|t| self.account.reconnect_by(t)),
             unsaved: self.unsaved.is_some(),
             remedy,
             // The engine adds it: the count is kept for the appid, not the slot.

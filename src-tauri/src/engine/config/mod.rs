@@ -44,6 +44,9 @@ pub struct Config {
     pub per_host: usize,
     /// Where token sets and client secrets live (`[store] kind`).
     pub store: StoreKind,
+    /// How long before a refresh token stops working the user is told
+    /// (`[refresh] reconnect_warning`).
+    pub reconnect_warning: std::time::Duration,
     pub accounts: Vec<Arc<Account>>,
     /// Where each account is in `accounts`: a lookup must not scan ten thousand names.
     index: HashMap<AccountName, usize>,
@@ -90,6 +93,10 @@ impl StoreKind {
     }
 }
 
+/// How long before a refresh token stops working the user is told, unless
+/// `[refresh] reconnect_warning` says.
+pub const DEFAULT_RECONNECT_WARNING: Duration = Duration::from_secs(24 * 3600);
+
 /// Refreshes in flight at once against one provider host, unless `[refresh] per_host` says.
 pub const DEFAULT_PER_HOST: usize = 8;
 
@@ -124,6 +131,9 @@ pub struct Account {
     pub schedule: Schedule,
     /// Where `/v1/proxy/{name}/…` goes; `None` when the account has no API to proxy to.
     pub proxy: Option<proxy_target::ProxyTarget>,
+    /// How long a refresh token lives after it was issued, where the provider does not say
+    /// (`refresh_token_lifetime`; Google apps in "Testing": 7 days).
+    pub refresh_lifetime: Option<Duration>,
 }
 
 /// When an account's token is refreshed: `refresh_before` its expiry (else the rule in
@@ -188,6 +198,7 @@ impl Config {
             retry: r.retry,
             per_host: r.per_host,
             store: r.store,
+            reconnect_warning: r.reconnect_warning,
             index: r
                 .accounts
                 .iter()

@@ -30,6 +30,7 @@ const COMMON: &[&str] = &[
     "allow_insecure_http",
     "api_base",
     "token_in",
+    "refresh_token_lifetime",
 ];
 const OAUTH_KEYS: &[&str] = &[
     "client_id",

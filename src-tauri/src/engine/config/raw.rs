@@ -40,6 +40,7 @@ pub struct RawRefresh {
     pub retry_max: Option<S<String>>,
     pub min_interval: Option<S<String>>,
     pub per_host: Option<S<i64>>,
+    pub reconnect_warning: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -78,6 +79,7 @@ pub struct RawAccount {
     pub refresh_before: Option<S<String>>,
     pub api_base: Option<S<String>>,
     pub token_in: Option<S<String>>,
+    pub refresh_token_lifetime: Option<S<String>>,
 }
 
 impl RawAccount {
@@ -118,7 +120,8 @@ impl RawAccount {
             refresh_before,
             allow_insecure_http,
             api_base,
-            token_in
+            token_in,
+            refresh_token_lifetime
         );
         keys
     }

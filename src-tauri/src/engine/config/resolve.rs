@@ -22,6 +22,7 @@ pub(super) struct Resolved {
     pub retry: RetrySettings,
     pub per_host: usize,
     pub store: StoreKind,
+    pub reconnect_warning: Duration,
     pub accounts: Vec<Arc<Account>>,
 }
 
@@ -71,7 +72,12 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
     let mut retry = RetrySettings::default();
     let mut min_interval = Schedule::default().min_interval;
     let mut per_host = super::DEFAULT_PER_HOST;
+    let mut reconnect_warning = super::DEFAULT_RECONNECT_WARNING;
     if let Some(r) = raw.refresh {
+        if let Some(v) = &r.reconnect_warning {
+            reconnect_warning =
+                fields::duration_at_most(v, "reconnect_warning", bounds::MAX_LIFETIME)?;
+        }
         if let Some(n) = &r.per_host {
             per_host = usize::try_from(*n.get_ref())
                 .ok()
@@ -211,6 +217,12 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
             .transpose()
             .map_err(with_account)?;
         let proxy = super::proxy_target::resolve(raw_account).map_err(with_account)?;
+        let refresh_lifetime = raw_account
+            .refresh_token_lifetime
+            .as_ref()
+            .map(|v| fields::duration_at_most(v, "refresh_token_lifetime", bounds::MAX_LIFETIME))
+            .transpose()
+            .map_err(with_account)?;
         accounts.push(Arc::new(Account {
             name: name.clone(),
             provider_name: raw_account.provider.get_ref().clone(),
@@ -221,6 +233,7 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
                 min_interval,
             },
             proxy,
+            refresh_lifetime,
         }));
     }
     if let Some(cycle) = find_cycle(&accounts) {
@@ -257,6 +270,7 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
         retry,
         per_host,
         store,
+        reconnect_warning,
         accounts,
     })
 }

@@ -42,7 +42,11 @@ pub fn parse(body: &[u8]) -> Option<Answer> {
         token_type: text("token_type"),
         scope: text("scope"),
         expires_in: seconds("expires_in"),
-        refresh_expires_at: refresh_expires_in.map(Issued::deadline_in),
+        // Some providers give a date instead (unix seconds).
+        refresh_expires_at: refresh_expires_in.map(Issued::deadline_in).or_else(|| {
+            seconds("refresh_token_expires_at")
+                .map(|at| Deadline::from_unix(i64::try_from(at).unwrap_or(i64::MAX)))
+        }),
     })
 }
 

@@ -68,6 +68,7 @@ impl Issued {
     /// estimate, flagged as one: short when the token can be refreshed, so a token that
     /// really lives an hour is never served for a year.
     pub fn into_set(self, current: Option<&TokenSet>) -> TokenSet {
+        let rotated = self.refresh.is_some();
         let refresh = self
             .refresh
             .or_else(|| current.and_then(|c| c.refresh.clone()));
@@ -86,11 +87,26 @@ impl Issued {
             scope: self.scope.or_else(|| current.and_then(|c| c.scope.clone())),
             expires_at: expires_at.whole_seconds(),
             obtained_at: Deadline::at(now).whole_seconds(),
-            refresh_expires_at: self
-                .refresh_expires_at
-                .or_else(|| current.and_then(|c| c.refresh_expires_at)),
+            // A refresh token that carried over keeps its deadline; a new one has its own.
+            refresh_expires_at: self.refresh_expires_at.or_else(|| {
+                if rotated {
+                    None
+                } else {
+                    current.and_then(|c| c.refresh_expires_at)
+                }
+            }),
             expiry_estimated,
         }
+    }
+
+    /// A new refresh token the provider gave no deadline for dies `lifetime` from now, when
+    /// the account knows its lifetime (`refresh_token_lifetime`).
+    pub fn with_refresh_lifetime(mut self, lifetime: Option<std::time::Duration>) -> Self {
+        if let (Some(lifetime), Some(_), None) = (lifetime, &self.refresh, self.refresh_expires_at)
+        {
+            self.refresh_expires_at = Some(Deadline::after(crate::engine::clock::now(), lifetime));
+        }
+        self
     }
 
     /// `expires_in` as an answer gave it (seconds from now), bounded.
