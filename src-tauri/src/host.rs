@@ -32,6 +32,15 @@ impl Host {
         engine.api_keys().make_engine_key().await?;
         engine.announce(listen, socket.clone())?;
         let config = engine.config();
+        if !config.api.keyless_tokenboy.is_empty() {
+            let names: Vec<&str> = config
+                .api
+                .keyless_tokenboy
+                .iter()
+                .map(|n| n.as_str())
+                .collect();
+            tracing::warn!(accounts = %names.join(", "), "GET /token?name= answers these accounts without a key ([api] keyless_tokenboy): any process on this machine can read their tokens");
+        }
         tracing::info!(accounts = config.accounts.len(), api = %listen, socket = ?socket, config = %config.path.display(), "engine started");
         let stop = CancellationToken::new();
         let runner = tokio::spawn({

@@ -141,6 +141,9 @@ pub async fn check(State(state): State<AppState>, mut request: Request, next: Ne
         host: request.headers().get(header::HOST).cloned(),
         authorization: request.headers().get(header::AUTHORIZATION).cloned(),
         healthz: request.uri().path() == "/healthz",
+        tokenboy_name: (route == super::paths::TOKENBOY)
+            .then(|| tokenboy_name(request.uri().query()))
+            .flatten(),
     };
     let response = match admit(&state, peer, &asked, route).await {
         Ok(caller) => {
@@ -171,6 +174,14 @@ struct Asked {
     host: Option<header::HeaderValue>,
     authorization: Option<header::HeaderValue>,
     healthz: bool,
+    /// `name` of a `GET /token?name=` request.
+    tokenboy_name: Option<AccountName>,
+}
+
+fn tokenboy_name(query: Option<&str>) -> Option<AccountName> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == "name")
+        .and_then(|(_, v)| v.parse().ok())
 }
 
 /// Who made an admitted request: the holder of the key it presented (`None` only on
@@ -254,6 +265,17 @@ async fn admit(
                 .or_else(|| h.strip_prefix("bearer "))
         })
         .map(str::trim);
+    // The accounts the config lets TokenBoy clients read without a key, from loopback only
+    // (the config refuses the list with any other listen address).
+    if let (None, Some(name)) = (presented, &asked.tokenboy_name) {
+        let keyless = &state.engine.config().api.keyless_tokenboy;
+        if peer.ip().is_loopback() && keyless.contains(name) {
+            return Ok(Caller(Some(KeyHolder {
+                label: "(keyless tokenboy)".into(),
+                accounts: Some(std::sync::Arc::from([name.clone()])),
+            })));
+        }
+    }
     let holder = match presented {
         Some(key) if !key.is_empty() => state.engine.api_keys().verify(key).await,
         _ => None,

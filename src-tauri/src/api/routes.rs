@@ -185,18 +185,41 @@ pub async fn tokenboy(
     Ok(Json(TokenBoyAnswer::of(&token)).into_response())
 }
 
-/// What a TokenBoy client reads.
+/// What a TokenBoy client reads: TokenBoy answers with the provider's own JSON, so a
+/// token's client reads `access_token` and a jsapi ticket's client reads `ticket` (after
+/// `errcode` 0, as WeChat's getticket answers).
 #[derive(serde::Serialize)]
 pub(super) struct TokenBoyAnswer<'a> {
-    access_token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errcode: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errmsg: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ticket: Option<&'a str>,
     expires_in: u64,
 }
 
 impl<'a> TokenBoyAnswer<'a> {
     pub(super) fn of(token: &'a TokenView) -> Self {
-        Self {
-            access_token: token.access_token.expose(),
-            expires_in: token.expires_in,
+        let value = Some(token.access_token.expose());
+        if token.token_type.ends_with("ticket") {
+            Self {
+                errcode: Some(0),
+                errmsg: Some("ok"),
+                access_token: None,
+                ticket: value,
+                expires_in: token.expires_in,
+            }
+        } else {
+            Self {
+                errcode: None,
+                errmsg: None,
+                access_token: value,
+                ticket: None,
+                expires_in: token.expires_in,
+            }
         }
     }
 }

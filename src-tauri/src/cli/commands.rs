@@ -47,6 +47,9 @@ pub async fn dispatch(ctx: &Context, command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Import {
+            from: super::ImportFrom::Tokenboy { path },
+        } => super::tokenboy::run(&path),
         Command::Exec {
             names,
             env,

@@ -5,12 +5,14 @@
 //! * `commands` one function per command       * `connect` consent flows from a terminal
 //! * `client`   the running engine's API        * `output`  text and JSON for people and programs
 //! * `exec`     a command run with tokens in its environment
+//! * `tokenboy` `import tokenboy`: a TokenBoy config.py as accounts
 
 mod client;
 mod commands;
 mod connect;
 mod exec;
 mod output;
+mod tokenboy;
 pub mod tray_app;
 
 use std::path::PathBuf;
@@ -102,6 +104,11 @@ pub enum Command {
         #[command(subcommand)]
         action: StoreAction,
     },
+    /// Prints another tool's configuration as Tokenwarden accounts
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
     /// Shows the refresh history, newest first
     Log {
         name: Option<AccountName>,
@@ -139,6 +146,16 @@ pub enum StoreAction {
         /// key in the keychain (for thousands of accounts)
         #[arg(long, value_parser = store_kind_parser())]
         to: StoreKind,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportFrom {
+    /// TokenBoy's config.py (read as data, never run): its token_sources as [[account]]
+    /// tables on stdout, and the `secret set` commands for the secrets it held
+    Tokenboy {
+        #[arg(value_name = "PATH/config.py")]
+        path: PathBuf,
     },
 }
 

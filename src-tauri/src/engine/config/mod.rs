@@ -62,6 +62,9 @@ pub struct ApiSettings {
     /// How long a connection may take to send a request's headers, and may sit idle
     /// between requests, before it is closed.
     pub idle_timeout: Duration,
+    /// Accounts whose `GET /token?name=` is answered without a key, on loopback only
+    /// (`keyless_tokenboy`, for TokenBoy clients that cannot send one).
+    pub keyless_tokenboy: Vec<AccountName>,
 }
 
 /// Where token sets and client secrets live.

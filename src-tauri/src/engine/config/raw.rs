@@ -25,6 +25,7 @@ pub struct RawApi {
     pub allow_remote: Option<bool>,
     pub max_connections: Option<S<i64>>,
     pub idle_timeout: Option<S<String>>,
+    pub keyless_tokenboy: Option<S<Vec<String>>>,
 }
 
 #[derive(Deserialize, Default)]

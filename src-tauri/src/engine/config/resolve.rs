@@ -260,12 +260,35 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
         p.account = Some(cycle[0].to_string());
         return Err(p);
     }
+    let mut keyless_tokenboy = Vec::new();
+    if let Some(list) = &api.keyless_tokenboy {
+        if allow_remote || !listen.ip().is_loopback() {
+            return Err(Problem::new(list.span(), Some("keyless_tokenboy"), "tokens without a key are served on loopback only; remove this or listen on 127.0.0.1"));
+        }
+        for raw_name in list.get_ref() {
+            let name: AccountName =
+                raw_name
+                    .parse()
+                    .map_err(|e: crate::engine::names::BadAccountName| {
+                        Problem::new(list.span(), Some("keyless_tokenboy"), e.to_string())
+                    })?;
+            if !names.contains(&name) {
+                return Err(Problem::new(
+                    list.span(),
+                    Some("keyless_tokenboy"),
+                    format!("no account is named `{name}`"),
+                ));
+            }
+            keyless_tokenboy.push(name);
+        }
+    }
     Ok(Resolved {
         api: ApiSettings {
             listen,
             allow_remote,
             max_connections,
             idle_timeout,
+            keyless_tokenboy,
         },
         retry,
         per_host,

@@ -1,0 +1,117 @@
+//! Moving from TokenBoy: `tokenwarden import tokenboy config.py` turns a TokenBoy config
+//! (a WeChat token and a jsapi ticket that uses it) into accounts without copying its
+//! secret, the result serves both, `GET /token?name=` answers each in the field a TokenBoy
+//! client reads, and `[api] keyless_tokenboy` lets one account be read without a key.
+
+use tokenwarden_e2e::fakes::wechat::{WeChatConfig, WeChatFake};
+use tokenwarden_e2e::Env;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tokenboy_config_becomes_accounts_that_serve_what_its_clients_read() {
+    let fake = WeChatFake::start(WeChatConfig::default()).await;
+    let (appid, secret) = {
+        let st = fake.lock();
+        (st.config.appid.clone(), st.config.secret.clone())
+    };
+    let base = fake.base_url();
+    let old = Env::without_config();
+    let config_py = old.root().join("config.py");
+    std::fs::write(
+        &config_py,
+        format!(
+            "token_sources = {{}}\nbind_ip = '0.0.0.0'\nbind_port = 8888\n\n\
+             #A example config for weixin token\n\
+             token_sources['weixin'] = {{\n    'url':'{base}/cgi-bin/token',\n    'method':'GET',\n    'args':{{\n        'grant_type':'client_credential',\n        'appid':'{appid}',\n        'secret':'{secret}'\n    }},\n}}\n\n\
+             token_sources['weixin_jsticket'] = {{\n    'url':'{base}/cgi-bin/ticket/getticket',\n    'method':'GET',\n    'args':{{\n        'type':'jsapi',\n        'access_token':'{{{{results.weixin.access_token}}}}' #this means the args is the access_token or weixin group\n    }},\n}}\n"
+        ),
+    )
+    .unwrap();
+
+    let out = old
+        .run(&["import", "tokenboy", config_py.to_str().unwrap()], None)
+        .await
+        .ok();
+    assert!(
+        !out.stdout.contains(&secret) && !out.stderr.contains(&secret),
+        "{out}"
+    );
+    assert!(
+        out.stdout
+            .contains("tokenwarden secret set weixin   # the appsecret, config.py line 12"),
+        "{out}"
+    );
+
+    // The printed tables are the config (with keyless_tokenboy for one of them).
+    let env = Env::new(&out.stdout);
+    let config = std::fs::read_to_string(&env.config_path).unwrap();
+    env.write_config(&config.replacen("[api]\n", "[api]\nkeyless_tokenboy = [\"weixin\"]\n", 1));
+    env.set_secret("weixin", &secret).await;
+    let (serve, api, _) = env.serve_with_new_key("tokenboy").await;
+    assert!(
+        serve.stderr().contains("without a key"),
+        "a warning at start"
+    );
+
+    let token = api.get("/token?name=weixin").await.expect(200);
+    let access = token["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned();
+    assert!(fake.lock().token_alive(&access));
+    assert!(token["expires_in"].as_u64().unwrap() > 7000);
+    let ticket = api.get("/token?name=weixin_jsticket").await.expect(200);
+    assert_eq!(ticket["errcode"], 0, "{ticket}");
+    let value = ticket["ticket"]
+        .as_str()
+        .expect("a ticket client reads `ticket`");
+    assert!(fake.lock().ticket_valid(value));
+    {
+        let st = fake.lock();
+        assert_eq!(st.ticket_calls.last().unwrap().access_token, access);
+    }
+
+    // Without a key: only weixin's /token, and nothing else.
+    let nokey = api.with_key(None);
+    assert_eq!(
+        nokey.get("/token?name=weixin").await.expect(200)["access_token"],
+        access.as_str()
+    );
+    nokey
+        .get("/token?name=weixin_jsticket")
+        .await
+        .expect_error(401, "unauthorized");
+    nokey
+        .get("/v1/accounts/weixin/token")
+        .await
+        .expect_error(401, "unauthorized");
+    nokey
+        .get("/v1/accounts")
+        .await
+        .expect_error(401, "unauthorized");
+    serve.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_or_an_unknown_placeholder_in_config_py_is_refused_with_its_position() {
+    let env = Env::without_config();
+    let path = env.root().join("config.py");
+    for (text, expected) in [
+        (
+            "token_sources = {}\ntoken_sources['a'] = {'url': 'https://x.example/t', 'args': {'t': '{{env.HOME}}'}}\n",
+            "line 2, column",
+        ),
+        ("import os\ntoken_sources = {}\n", "line 1, column 8"),
+        (
+            "token_sources = {}\ntoken_sources['a'] = {'url': open('/etc/passwd').read()}\n",
+            "line 2, column 30",
+        ),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        let out = env
+            .run(&["import", "tokenboy", path.to_str().unwrap()], None)
+            .await;
+        assert_eq!(out.code, 1, "{out}");
+        assert!(out.stdout.is_empty(), "{out}");
+        assert!(out.stderr.contains(expected), "{expected}: {out}");
+    }
+}
