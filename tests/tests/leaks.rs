@@ -1,7 +1,8 @@
 //! Canary secrets never leak. A client secret, refresh tokens and a WeChat appsecret that all
 //! contain `tw-canary-77c9` go through `secret set`, `connect`, `refresh`, failing refreshes
 //! (whose provider answers quote the refresh token back, as Fitbit's do) and `serve`, all with
-//! `TOKENWARDEN_LOG=trace` (and `serve` with every dependency tracing too). That canary must
+//! `TOKENWARDEN_LOG=trace` (and `serve` with every dependency tracing too, and proxying
+//! requests with tokens in a header and in a query). That canary must
 //! never appear in any output, in the config file or in any file of the data dir (history
 //! database included). Access tokens carry `tw-canary-4be1` and may appear only where the user
 //! asked for them: the stdout of `token`.
@@ -37,7 +38,10 @@ async fn canary_secrets_never_leak() {
         ..WeChatConfig::default()
     };
     let wx = WeChatFake::start(wechat.clone()).await;
-    let extra = format!("redirect_uri = \"{redirect}\"\nrefresh_before = \"8s\"");
+    let extra = format!(
+        "redirect_uri = \"{redirect}\"\nrefresh_before = \"8s\"\napi_base = \"{}\"",
+        fake.url("/api")
+    );
     let mut env =
         Env::new(&(fake.account_toml("fb", "fitbit-legacy", &extra) + &wx.account_toml("wx", "")));
     env.log = "trace".into();
@@ -53,8 +57,20 @@ async fn canary_secrets_never_leak() {
 
     // Not a bare level, so dependencies (hyper, reqwest, oauth2) trace too.
     env.log = "trace,tokenwarden=trace".into();
+    let key = env.create_api_key("leaks").await;
     let mut serve = env.spawn_serve();
     serve.wait_ready().await;
+    // Proxied calls carry tokens in a header (fb) and in the query (wx), and one is refused
+    // and retried with a new token: none of it may reach serve's trace log.
+    let api = tokenwarden_e2e::Api::new(env.api_port, Some(&key));
+    api.get("/v1/proxy/wx/cgi-bin/check?openid=o1")
+        .await
+        .expect(200);
+    api.get("/v1/proxy/fb/profile?x=1").await.expect(200);
+    fake.kill_access_token();
+    let refused = api.get("/v1/proxy/fb/profile?x=2").await;
+    // 401 passed on when the token is under 5 s old (a report then gets the same token).
+    assert!(matches!(refused.status, 200 | 401), "{refused}");
     let (grants, wx_tokens) = (fake.lock().refresh_grants, wx.lock().tokens_issued());
     wait_until(
         Duration::from_secs(30),

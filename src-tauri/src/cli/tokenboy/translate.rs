@@ -238,18 +238,19 @@ pub fn translate(statements: &[Statement]) -> Result<Imported, ImportError> {
             let mut table = BTreeMap::new();
             let mut secret = None;
             for (key, value) in &source.args {
-                let (text, at) =
-                    match value {
-                        Value::Str(s, at) => (s.clone(), *at),
-                        Value::Number(n) => (n.clone(), source.at),
-                        Value::Bool(b) => (if *b { "True" } else { "False" }.to_owned(), source.at),
-                        _ => return error(
+                let (text, at) = match value {
+                    Value::Str(s, at) => (s.clone(), *at),
+                    Value::Number(n) => (n.clone(), source.at),
+                    Value::Bool(b) => (if *b { "True" } else { "False" }.to_owned(), source.at),
+                    _ => {
+                        return error(
                             source.at,
                             format!(
                                 "argument `{key}` of source `{name}` is not a string or a number"
                             ),
-                        ),
-                    };
+                        )
+                    }
+                };
                 let text = if SECRET_ARGS.contains(&key.to_ascii_lowercase().as_str()) {
                     if secret.replace(at).is_some() {
                         return error(at, format!("source `{name}` has two secret arguments; an `http` account keeps one (`{{{{secret}}}}`)"));
