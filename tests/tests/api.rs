@@ -778,6 +778,7 @@ async fn accounts_and_history_match_list_and_log_json() {
                 "name",
                 "next_refresh",
                 "provider",
+                "quota",
                 "refresh_token_expires_at",
                 "remedy",
                 "status",

@@ -83,6 +83,12 @@ async fn cli_beside_serve_answers_the_same_and_leaves_refreshing_to_serve() {
     );
 
     let (serve, api) = env.serve_api(&key).await;
+    // serve answers /healthz before it has read the keychain; the CLI over the socket is
+    // quick enough to ask in between, and would see "reading the keychain".
+    tokenwarden_e2e::wait_until(Duration::from_secs(10), "serve has read fb", async || {
+        api.get("/v1/accounts").await.json()[0]["status"] == "fresh"
+    })
+    .await;
     let requests_before = api_requests(&api).await;
     let beside = run_all(&env).await;
     assert_same_outputs(

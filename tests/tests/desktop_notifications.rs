@@ -230,3 +230,73 @@ async fn an_app_whose_engine_dies_says_so_and_exits_non_zero() {
         fake.lock().latest_refresh_token().as_deref()
     );
 }
+
+/// Foresight and the WeChat allowance reach the desktop once each: `fb`'s first refresh says
+/// its refresh token lives an hour (less than the default 24 h warning), and `wx`'s first
+/// fetch is the day's 1,600th of 2,000 (80%).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_token_deadline_and_a_spent_wechat_allowance_notify_once_each() {
+    use tokenwarden_e2e::fakes::wechat::{WeChatConfig, WeChatFake};
+    let session = Session::start().await;
+    let (fake, env, seeded) = expired_fb().await;
+    fake.fail_next(
+        1,
+        Fault::AnswerWith(serde_json::json!({"refresh_token_expires_in": 3600})),
+    );
+    let wx = WeChatFake::start(WeChatConfig::default()).await;
+    let config = std::fs::read_to_string(&env.config_path).unwrap();
+    env.write_config(&(config + "\n" + &wx.account_toml("wx", "")));
+    let (appid, secret) = {
+        let st = wx.lock();
+        (st.config.appid.clone(), st.config.secret.clone())
+    };
+    env.set_secret("wx", &secret).await;
+    env.run(&["list"], None).await.ok(); // makes the history database
+    let today = time::OffsetDateTime::now_utc()
+        .to_offset(time::UtcOffset::from_hms(8, 0, 0).unwrap())
+        .date()
+        .to_string();
+    rusqlite::Connection::open(env.data_dir.join("history.sqlite3"))
+        .unwrap()
+        .execute(
+            "INSERT INTO wechat_fetches (allowance, day, fetches) VALUES (?1, ?2, 1599)",
+            rusqlite::params![appid, today],
+        )
+        .unwrap();
+    desktop::write_settings(&env, true, 60);
+    let mut app = session.launch(&env, &[]);
+    app.wait_api().await;
+
+    wait_until(
+        Duration::from_secs(30),
+        "a notification to reconnect fb and one about wx's allowance",
+        async || {
+            let notes = session.notifications().await;
+            notes
+                .iter()
+                .any(|n| n.summary.starts_with("Reconnect fb before"))
+                && notes
+                    .iter()
+                    .any(|n| n.summary.contains("wx: WeChat fetch allowance"))
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let notes = session.notifications().await;
+    let reconnect: Vec<_> = notes
+        .iter()
+        .filter(|n| n.summary.starts_with("Reconnect fb"))
+        .collect();
+    assert_eq!(reconnect.len(), 1, "{notes:?}");
+    let quota: Vec<_> = notes
+        .iter()
+        .filter(|n| n.summary.contains("allowance"))
+        .collect();
+    assert_eq!(quota.len(), 1, "{notes:?}");
+    assert!(
+        quota[0].body.contains("1600 of today's 2000"),
+        "{}",
+        quota[0].body
+    );
+    assert_no_secret(&notes, &fake, &seeded);
+}

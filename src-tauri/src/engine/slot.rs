@@ -206,7 +206,14 @@ impl Slot {
         match (&self.unsaved, self.state.error(), &self.state) {
             (Some(u), _, _) => Some(u.message.clone()),
             (None, Some(f), _) => Some(f.message.clone()),
-            (None, None, AccountState::Unread { reason, .. }) => Some(reason.clone()),
+            // The first read is under way, not failed: nothing has gone wrong yet.
+            (
+                None,
+                None,
+                AccountState::Unread {
+                    reason, attempt, ..
+                },
+            ) if *attempt > 0 => Some(reason.clone()),
             _ => None,
         }
     }
@@ -225,6 +232,7 @@ impl Slot {
         let failure = self.state.error();
         let last_error = self.last_error();
         let remedy = match (&self.unsaved, &self.state) {
+            (None, AccountState::Unread { attempt: 0, .. }) => None,
             (Some(_), _) | (None, AccountState::Unread { .. }) => Some(Remedy::UnlockKeychain),
             (None, AccountState::NotConnected) => self.account.first_step(),
             (None, AccountState::Retrying { next_try, .. }) => failure
