@@ -45,7 +45,8 @@ test: deps-build deps-test deps-driver check-cargo lint
 # Figures for the README and BENCHMARKS.md: API latency and throughput against a bare axum
 # ceiling, a 10,000-report 401 storm, CLI round trips beside curl, 1,000 accounts on one keyring,
 # 10,000 accounts on the sealed database store (start, restart, memory, idle CPU, lateness, cost
-# per refresh), and 500 clients for 60 s while the token rotates.
+# per refresh), what /v1/proxy adds to a call made directly, and 500 clients for 60 s while the
+# token rotates.
 # Every figure is printed as it comes, then all of them again together at the end (each line
 # names its baseline beside it: the ceiling, curl, the keychain store, the provider's own time).
 bench: deps-build deps-test deps-bench deps-driver check-cargo
