@@ -225,17 +225,14 @@ struct Outgoing<'a> {
 impl Outgoing<'_> {
     async fn send(&self, http: &reqwest::Client, token: &Secret) -> Result<Answer, ApiError> {
         let mut url = self.url.clone();
+        if let TokenIn::Query(param) = &self.target.token_in {
+            url.query_pairs_mut().append_pair(param, token.expose());
+        }
         let mut request = http
-            .request(self.method.clone(), url.clone())
+            .request(self.method.clone(), url)
             .headers(self.headers.clone());
-        match &self.target.token_in {
-            TokenIn::Header => request = request.bearer_auth(token.expose()),
-            TokenIn::Query(param) => {
-                url.query_pairs_mut().append_pair(param, token.expose());
-                request = http
-                    .request(self.method.clone(), url)
-                    .headers(self.headers.clone());
-            }
+        if self.target.token_in == TokenIn::Header {
+            request = request.bearer_auth(token.expose());
         }
         let response = request.body(self.body.clone()).send().await.map_err(|e| {
             ApiError::new(
