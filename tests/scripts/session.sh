@@ -10,10 +10,19 @@ if [ -z "${TW_IN_X:-}" ]; then
 fi
 if [ -z "${TW_IN_BUS:-}" ]; then
   export TW_IN_BUS=1
+  # A fresh keyring folder: an old one with another password would stay locked. It is also
+  # where the bus looks first for services to activate ($XDG_DATA_HOME/dbus-1/services), so
+  # a keyring the bus starts by itself (after a crash, before the watchdog below) starts
+  # unlocked on the same storage instead of locked, which made clients wait for a prompt.
+  keyring_home=$(mktemp -d)
+  export TW_KEYRING_HOME="$keyring_home" XDG_DATA_HOME="$keyring_home"
+  mkdir -p "$keyring_home/dbus-1/services"
+  printf '[D-BUS Service]\nName=org.freedesktop.secrets\nExec=%s\n' \
+    "$(cd "$(dirname "$0")" && pwd)/keyring-activate.sh" \
+    > "$keyring_home/dbus-1/services/org.freedesktop.secrets.service"
   exec dbus-run-session -- "$0" "$@"
 fi
-# A fresh keyring folder: an old one with another password would stay locked.
-keyring_home=$(mktemp -d)
+keyring_home="$TW_KEYRING_HOME"
 trap 'rm -rf "$keyring_home"' EXIT
 export XDG_DATA_HOME="$keyring_home"
 start_keyring() {
