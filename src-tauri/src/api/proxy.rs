@@ -203,14 +203,31 @@ fn target_url(
 
 fn forwarded(headers: &HeaderMap) -> HeaderMap {
     let mut out = headers.clone();
+    strip_hop_by_hop(&mut out);
     for name in NOT_FORWARDED {
         out.remove(name);
     }
-    // Named by `Connection` as hop-by-hop, and the ones everyone knows as such.
-    for name in ["keep-alive", "proxy-connection"] {
-        out.remove(name);
-    }
     out
+}
+
+/// Headers about one connection: those the `Connection` header names (RFC 9110 7.6.1),
+/// and the ones everyone knows as such.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect();
+    for name in named
+        .iter()
+        .map(String::as_str)
+        .chain(["keep-alive", "proxy-connection"])
+    {
+        headers.remove(name);
+    }
 }
 
 /// A request ready to be sent with one token and, after a refusal, with the next.
@@ -335,6 +352,7 @@ impl IntoResponse for Answer {
         let mut response = Response::new(body);
         *response.status_mut() = self.status;
         let mut headers = self.headers;
+        strip_hop_by_hop(&mut headers);
         for name in [
             header::CONNECTION,
             header::TRANSFER_ENCODING,
@@ -344,7 +362,6 @@ impl IntoResponse for Answer {
         ] {
             headers.remove(name);
         }
-        headers.remove("keep-alive");
         *response.headers_mut() = headers;
         response
     }
@@ -405,6 +422,21 @@ mod tests {
             url.as_str(),
             "https://api.weixin.qq.com/cgi-bin/user/info?openid=o1"
         );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_the_callers_key_stay_behind() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, "Bearer twk_key".parse().unwrap());
+        headers.insert(header::CONNECTION, "close, X-Trace-Hop".parse().unwrap());
+        headers.insert("x-trace-hop", "1".parse().unwrap());
+        headers.insert("keep-alive", "timeout=5".parse().unwrap());
+        headers.insert("x-request-id", "r1".parse().unwrap());
+        headers.insert(header::ACCEPT, "application/json".parse().unwrap());
+        let out = forwarded(&headers);
+        let mut names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["accept", "x-request-id"]);
     }
 
     #[test]
