@@ -77,16 +77,34 @@ impl Accept for TcpListener {
     }
 }
 
+/// The connections served at once, over every listener together (TCP and the Unix socket
+/// share one cap, and the open-file limit is raised once for it).
+#[derive(Clone)]
+pub struct Cap {
+    permits: Arc<Semaphore>,
+    size: usize,
+}
+
+impl Cap {
+    pub fn new(settings: &ApiSettings) -> Self {
+        let size = connection_cap(settings.max_connections);
+        Self {
+            permits: Arc::new(Semaphore::new(size)),
+            size,
+        }
+    }
+}
+
 /// Serves `app` until `stop`, then gives requests in flight [`DRAIN`] to finish.
 pub async fn serve<L: Accept>(
     listener: L,
     app: Router,
     fast: Arc<FastPath>,
     settings: &ApiSettings,
+    cap: Cap,
     stop: CancellationToken,
 ) -> io::Result<()> {
-    let cap = connection_cap(settings.max_connections);
-    let permits = Arc::new(Semaphore::new(cap));
+    let Cap { permits, size: cap } = cap;
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(settings.idle_timeout);

@@ -7,8 +7,6 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-
-use super::connections::Peer;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -17,6 +15,7 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::connections::Peer;
 use super::error::ApiError;
 use super::AppState;
 use crate::engine::api_keys::{KeyHolder, ENGINE_LABEL};

@@ -186,10 +186,18 @@ pub async fn serve(
     let state = state(engine, listen, stop.clone());
     let fast = Arc::new(fast::FastPath::new(state.clone()));
     let app = router_with(state);
-    let tcp = connections::serve(listener, app.clone(), fast.clone(), &settings, stop.clone());
+    let cap = connections::Cap::new(&settings);
+    let tcp = connections::serve(
+        listener,
+        app.clone(),
+        fast.clone(),
+        &settings,
+        cap.clone(),
+        stop.clone(),
+    );
     match local {
         Some(local) => {
-            let unix = connections::serve(local, app, fast, &settings, stop);
+            let unix = connections::serve(local, app, fast, &settings, cap, stop);
             let (tcp, unix) = tokio::join!(tcp, unix);
             tcp.and(unix)
         }

@@ -203,23 +203,14 @@ pub(super) struct TokenBoyAnswer<'a> {
 
 impl<'a> TokenBoyAnswer<'a> {
     pub(super) fn of(token: &'a TokenView) -> Self {
-        let value = Some(token.access_token.expose());
-        if token.token_type.ends_with("ticket") {
-            Self {
-                errcode: Some(0),
-                errmsg: Some("ok"),
-                access_token: None,
-                ticket: value,
-                expires_in: token.expires_in,
-            }
-        } else {
-            Self {
-                errcode: None,
-                errmsg: None,
-                access_token: value,
-                ticket: None,
-                expires_in: token.expires_in,
-            }
+        let ticket = token.token_type.ends_with("ticket");
+        let value = token.access_token.expose();
+        Self {
+            errcode: ticket.then_some(0),
+            errmsg: ticket.then_some("ok"),
+            access_token: (!ticket).then_some(value),
+            ticket: ticket.then_some(value),
+            expires_in: token.expires_in,
         }
     }
 }

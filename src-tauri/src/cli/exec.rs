@@ -110,17 +110,14 @@ async fn tokens(ctx: &Context, bindings: &[Binding], min_valid: Duration) -> Res
         }
         None => {
             let engine = open_for_work(ctx).await?;
-            let mut result = Ok(());
-            for b in bindings {
-                match engine.token(&b.account, min_valid).await {
-                    Ok(view) => tokens.push(view.access_token),
-                    Err(e) => {
-                        result = Err(e);
-                        break;
-                    }
+            let fetched = async {
+                for b in bindings {
+                    tokens.push(engine.token(&b.account, min_valid).await?.access_token);
                 }
+                Ok(())
             }
-            finish(&engine, result).await?;
+            .await;
+            finish(&engine, fetched).await?;
         }
     }
     Ok(tokens)

@@ -194,19 +194,20 @@ impl Engine {
         config
             .accounts
             .iter()
-            .filter_map(|a| {
-                let mut view = accounts.get(&a.name)?.view(now);
-                view.quota = self.usage(a);
-                Some(view)
-            })
+            .filter_map(|a| accounts.get(&a.name).map(|s| self.view_of(s, now)))
             .collect()
     }
 
     pub fn view(&self, name: &AccountName) -> Result<AccountView, EngineError> {
-        let account = self.account(name)?;
-        let mut view = self.with_slot(name, |s| s.view(crate::engine::clock::now()))?;
-        view.quota = self.usage(&account);
-        Ok(view)
+        self.with_slot(name, |s| self.view_of(s, crate::engine::clock::now()))
+    }
+
+    /// A slot's view with what the engine keeps for it elsewhere: today's WeChat fetches,
+    /// which are counted per appid, not per slot.
+    fn view_of(&self, slot: &Slot, now: std::time::SystemTime) -> AccountView {
+        let mut view = slot.view(now);
+        view.quota = self.usage(&slot.account);
+        view
     }
 
     /// The refresh log of these accounts (`None`: all), newest first, read off the async

@@ -50,8 +50,13 @@ impl Allowance {
 
     /// The count past which callers' refreshes are refused.
     pub fn refuse_from(&self) -> u32 {
-        self.limit * REFUSE_PERCENT / 100
+        refuse_from(self.limit)
     }
+}
+
+/// The count of a day's `limit` from which callers' refreshes are refused.
+fn refuse_from(limit: u32) -> u32 {
+    limit * REFUSE_PERCENT / 100
 }
 
 /// An allowance's state today, as the account view, `list` and the metrics show it.
@@ -164,7 +169,7 @@ impl super::Engine {
         account: &super::config::Account,
     ) -> Result<(), super::EngineError> {
         match self.usage(account) {
-            Some(usage) if usage.used >= usage.limit * REFUSE_PERCENT / 100 => {
+            Some(usage) if usage.used >= refuse_from(usage.limit) => {
                 Err(super::EngineError::QuotaNearlySpent {
                     account: account.name.clone(),
                     used: usage.used,

@@ -348,8 +348,7 @@ impl Parser {
                 })
             }
         };
-        if let (Token::Punct(c @ ('(' | '[')), at) = self.peek().clone() {
-            let _ = c;
+        if let (Token::Punct('(' | '['), at) = self.peek().clone() {
             return Err(SyntaxError {
                 at,
                 message: "calls and subscripts are not read; only literal values are".into(),

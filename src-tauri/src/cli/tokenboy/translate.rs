@@ -131,11 +131,17 @@ fn sources(statements: &[Statement]) -> Result<Vec<Source<'_>>, ImportError> {
 }
 
 /// `{{results.NAME.FIELD}}` → the source it names; anything else in `{{…}}` is an error.
+/// A `{{results.NAME.FIELD}}` found in a string: the source it names, and where it is.
+struct Reference<'a> {
+    source: &'a AccountName,
+    span: std::ops::Range<usize>,
+}
+
 fn reference<'a>(
     text: &str,
     at: Pos,
     known: &'a [AccountName],
-) -> Result<Option<&'a AccountName>, ImportError> {
+) -> Result<Option<Reference<'a>>, ImportError> {
     let Some(start) = text.find("{{") else {
         return Ok(None);
     };
@@ -150,7 +156,10 @@ fn reference<'a>(
     let parts: Vec<&str> = inside.split('.').collect();
     match parts.as_slice() {
         ["results", name, "access_token" | "ticket"] => match known.iter().find(|k| k.as_str() == *name) {
-            Some(found) => Ok(Some(found)),
+            Some(source) => Ok(Some(Reference {
+                source,
+                span: start..start + end + 2,
+            })),
             None => error(inside_at, format!("`{{{{{inside}}}}}` names source `{name}`, which is not in token_sources")),
         },
         _ => error(inside_at, format!("unknown placeholder `{{{{{inside}}}}}`; TokenBoy's are `{{{{results.NAME.access_token}}}}` (or `.ticket`)")),
@@ -218,7 +227,10 @@ pub fn translate(statements: &[Statement]) -> Result<Imported, ImportError> {
                     format!("source `{name}` fetches a ticket without an access_token"),
                 );
             };
-            let Some(upstream) = reference(token, at, &names)? else {
+            let Some(Reference {
+                source: upstream, ..
+            }) = reference(token, at, &names)?
+            else {
                 return error(
                     at,
                     format!(
@@ -256,13 +268,12 @@ pub fn translate(statements: &[Statement]) -> Result<Imported, ImportError> {
                         return error(at, format!("source `{name}` has two secret arguments; an `http` account keeps one (`{{{{secret}}}}`)"));
                     }
                     "{{secret}}".to_owned()
-                } else if let Some(upstream) = reference(&text, at, &names)? {
-                    let start = text.find("{{").expect("a reference");
-                    let end = start + text[start..].find("}}").expect("closed") + 2;
+                } else if let Some(r) = reference(&text, at, &names)? {
                     format!(
-                        "{}{{{{accounts.{upstream}.access_token}}}}{}",
-                        &text[..start],
-                        &text[end..]
+                        "{}{{{{accounts.{}.access_token}}}}{}",
+                        &text[..r.span.start],
+                        r.source,
+                        &text[r.span.end..]
                     )
                 } else {
                     text
