@@ -233,6 +233,10 @@ async fn forward(app: AppHandle, engine: Engine) {
                     // looking fine: say so, save what can be saved (RunEvent::Exit), exit 1.
                     tracing::error!("{why}; Tokenwarden exits");
                     notify::stopped(&app, &why);
+                    // The plugin hands the notification to a task of its own and returns: an
+                    // exit right away can end the process before it reaches the bus (seen in
+                    // CI: the app exited 1 and no notification arrived).
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                     app.exit(1);
                     return;
                 }
