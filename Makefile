@@ -17,10 +17,11 @@ RUN_PKGS := gnome-keyring libsecret-tools dbus libwebkit2gtk-4.1-0 libayatana-ap
 	librsvg2-2 xdg-utils
 # Test: an X server, a private D-Bus session and a real keyring daemon; WebKitWebDriver for the
 # window, xclip for the clipboard, dbusmock for notifications, python3-gi for the tray's D-Bus,
-# imagemagick for screenshots, libfaketime to step the clock under a running engine.
+# imagemagick for screenshots, libfaketime to step the clock under a running engine, redis-server
+# (started by the fleet tests themselves, one per test on a loopback port) for the shared store.
 TEST_PKGS := xvfb xauth dbus dbus-x11 gnome-keyring libsecret-tools procps webkit2gtk-driver \
 	xclip python3-dbusmock python3-gi python3-dbus gir1.2-glib-2.0 imagemagick x11-utils curl \
-	libayatana-appindicator3-1 libfaketime
+	libayatana-appindicator3-1 libfaketime redis-server redis-tools
 
 # Bench: wrk loads the API beside a bare axum handler (the ceiling) in the same run.
 BENCH_PKGS := wrk

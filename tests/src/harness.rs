@@ -180,6 +180,8 @@ pub struct Env {
     /// A D-Bus session of its own (a private keyring, [`crate::keyring::PrivateKeyring`]) for
     /// the binary and for `secret-tool`; `None`: the test session's.
     pub bus: Option<std::ffi::OsString>,
+    /// More variables for every command of this environment (a fleet host's store key).
+    pub extra_vars: Vec<(&'static str, std::ffi::OsString)>,
 }
 
 impl Env {
@@ -227,6 +229,7 @@ impl Env {
             transcript: Mutex::new(Vec::new()),
             owns_service: true,
             bus: None,
+            extra_vars: Vec::new(),
         }
     }
 
@@ -290,6 +293,7 @@ impl Env {
             ),
         ];
         vars.extend(bus);
+        vars.extend(self.extra_vars.iter().cloned());
         vars
     }
 

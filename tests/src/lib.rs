@@ -7,6 +7,7 @@
 //!   [`harness::LegacyAccount`], the connected legacy-Fitbit account most tests start from
 //! * [`api`]           a byte-exact client of the local HTTP API and a Server-Sent Events reader
 //! * [`prometheus`]    a strict parser of the Prometheus text exposition format
+//! * [`redis`]         a real `redis-server` on a free loopback port, for the shared store
 //! * [`desktop`]       the tray app in a private desktop session: tray over D-Bus, notifications,
 //!   clipboard, X11 window state, and the real window through tauri-driver (WebDriver)
 //!
@@ -20,6 +21,7 @@ pub mod fakes;
 pub mod harness;
 pub mod keyring;
 pub mod prometheus;
+pub mod redis;
 
 pub use api::{Answer, Api, Request};
 pub use harness::{wait_until, Env, Output, Serve};

@@ -133,6 +133,9 @@ pub async fn dispatch(ctx: &Context, command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Store {
+            action: StoreAction::Init { print },
+        } => store_init(ctx, print),
         Command::Log { name, json, limit } => {
             let entries = match running(ctx).await? {
                 Some(api) => api.history(name.as_ref(), limit).await?,
@@ -288,5 +291,35 @@ async fn shutdown_signal() -> Result<()> {
     }
     #[cfg(not(unix))]
     tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+/// `store init`: a new key for a shared store. It is never written over an existing one:
+/// the fleet's secrets are sealed with it.
+fn store_init(ctx: &Context, print: bool) -> Result<()> {
+    use crate::engine::fleet;
+    let config = crate::engine::config::Config::load(&ctx.config_path)?;
+    let Some(settings) = config.fleet else {
+        anyhow::bail!(
+            "{}: [store] kind is \"{}\"; `store init` makes the key of a shared store (kind = \"redis\")",
+            ctx.config_path.display(),
+            config.store.as_str()
+        );
+    };
+    let key = crate::engine::sealed::new_key_text(&ring::rand::SystemRandom::new())
+        .context("the system's random number generator failed")?;
+    if print {
+        println!("{}", key.expose());
+        eprintln!(
+            "give every host this key as {} (or in the file store.key_file names, mode 0600)",
+            fleet::KEY_ENV
+        );
+        return Ok(());
+    }
+    let keychain = secrets::os_store(&ctx.keychain_service);
+    let source = fleet::write_new_key(&settings, keychain.as_ref(), &key)?;
+    eprintln!(
+        "made the store key in {source}; give the other hosts the same key (`tokenwarden store init --print` makes one to copy instead)"
+    );
     Ok(())
 }

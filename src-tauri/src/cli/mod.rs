@@ -147,6 +147,14 @@ pub enum StoreAction {
         #[arg(long, value_parser = store_kind_parser())]
         to: StoreKind,
     },
+    /// Makes the key of a shared (redis) store, once for the whole fleet: writes it where
+    /// this host reads it (store.key_file, else the keychain), or prints it with --print
+    /// for TOKENWARDEN_STORE_KEY
+    Init {
+        /// Prints the key on stdout instead of storing it (for the other hosts' environment)
+        #[arg(long)]
+        print: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -167,6 +167,7 @@ impl RefreshError {
             // Kept as the code scripts already test for: the user must act before it works.
             Self::MissingSecret { .. } => ErrorKind::NeedsReconnect,
             Self::KeychainUnavailable { .. } => ErrorKind::KeychainUnavailable,
+            Self::SharedStore { .. } => ErrorKind::Unavailable,
             e if e.is_transient() => ErrorKind::ProviderUnavailable,
             _ => ErrorKind::RefreshFailed,
         }

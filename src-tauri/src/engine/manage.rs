@@ -129,24 +129,20 @@ impl Engine {
         }
         let now = crate::engine::clock::now();
         match self.shared.keychain.tokens(name).await {
-            Ok(stored) => {
-                self.update(name, |s| {
-                    let same = match (&stored, s.state.tokens()) {
-                        (Some(a), Some(b)) => a.access.same_as(b.access.expose()),
-                        (None, None) => !matches!(s.state, AccountState::Unread { .. }),
-                        _ => false,
-                    };
-                    if !same {
-                        let lead = s.account.schedule;
-                        let gave_up = s.restored.take();
-                        s.state = AccountState::from_stored(stored, gave_up, lead, name);
-                        s.generation += 1;
-                        s.last_outcome = None;
+            Ok(None) if self.fleet().is_some_and(|f| f.lost(name)) => {
+                // Redis lost the set (restarted without persistence, flushed) while this
+                // host holds it: store it again rather than forget a live refresh token.
+                match self.with_slot(name, |s| s.state.tokens().cloned())? {
+                    Some(set) => {
+                        tracing::warn!(account = %name, "the shared store has lost this account's token set; storing this host's copy again");
+                        self.save_tokens(name, &set)
+                            .await
+                            .map_err(EngineError::from)
                     }
-                })?;
-                self.shared.wake.notify_one();
-                Ok(())
+                    None => self.take_stored(name, None),
+                }
             }
+            Ok(stored) => self.take_stored(name, stored),
             Err(e) => {
                 self.update(name, |s| {
                     if matches!(s.state, AccountState::Unread { .. }) {
@@ -157,6 +153,36 @@ impl Engine {
                 Err(e.into())
             }
         }
+    }
+
+    /// Installs what the store holds, unless it is what this engine already has.
+    fn take_stored(
+        &self,
+        name: &AccountName,
+        stored: Option<super::secret::TokenSet>,
+    ) -> Result<(), EngineError> {
+        let fleet = self.fleet().is_some();
+        self.update(name, |s| {
+            let same = match (&stored, s.state.tokens()) {
+                (Some(a), Some(b)) => a.access.same_as(b.access.expose()),
+                (None, None) => !matches!(s.state, AccountState::Unread { .. }),
+                _ => false,
+            };
+            if !same {
+                // In a fleet, a set replacing one this host served is another host's refresh:
+                // reports of it get the same grace as after a refresh of this host's own.
+                if fleet && stored.is_some() && s.state.tokens().is_some() {
+                    s.mark_refreshed(crate::engine::clock::now());
+                }
+                let lead = s.account.schedule;
+                let gave_up = s.restored.take();
+                s.state = AccountState::from_stored(stored, gave_up, lead, name);
+                s.generation += 1;
+                s.last_outcome = None;
+            }
+        })?;
+        self.shared.wake.notify_one();
+        Ok(())
     }
 
     /// Writes to an account's secrets are for the engine that owns the keychain service.

@@ -17,6 +17,8 @@
 //! * `secrets`   the keychain behind `SecretStore`   * `history` the refresh log (SQLite)
 //! * `sealed`    `[store] kind = "database"`: secrets sealed in SQLite, the key in the keychain
 //! * `migrate`   moves secrets between the two stores
+//! * `fleet`     `[store] kind = "redis"`: hosts share accounts, one refresher per account
+//! * `sharing`   a refresh's turn in the fleet, and taking in what other hosts wrote
 //! * `events`    what front ends redraw from         * `views`   what front ends read
 //! * `error`     one table of error kinds and remedies
 //! * `lock`      one refresher per keychain service  * `redirect` the consent redirect
@@ -35,6 +37,7 @@ mod connect;
 mod deadlines;
 pub mod error;
 pub mod events;
+pub mod fleet;
 mod foresight;
 pub mod history;
 mod hosts;
@@ -56,6 +59,7 @@ pub mod sealed;
 pub mod secret;
 pub mod secrets;
 mod serving;
+mod sharing;
 mod slot;
 pub mod state;
 pub mod timing;
@@ -117,6 +121,8 @@ struct Shared {
     failed: Mutex<Option<String>>,
     /// Today's WeChat token fetches per allowance.
     quota: quota::Counts,
+    /// The hosts this one shares its accounts with (`[store] kind = "redis"`).
+    fleet: Option<Arc<fleet::Fleet>>,
 }
 
 impl Engine {
@@ -281,8 +287,16 @@ impl Engine {
                 let (engine, stop) = (self.clone(), stop.clone());
                 tokio::spawn(async move { engine.watch_reconnects(stop).await })
             };
+            let fleet = {
+                let (engine, stop) = (self.clone(), stop.clone());
+                tokio::spawn(async move { engine.hear_fleet(stop).await })
+            };
             scheduler::run(self.clone(), stop.clone()).await;
             foresight.abort();
+            fleet.abort();
+            if let Some(fleet) = self.fleet() {
+                fleet.stop_listening();
+            }
         } else {
             stop.cancelled().await;
         }

@@ -28,6 +28,31 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// This machine's store of secrets, and the fleet it belongs to when the store is shared.
+async fn open_store(
+    config: &Config,
+    ctx: &Context,
+) -> Result<(Arc<dyn SecretStore>, Option<Arc<super::fleet::Fleet>>), EngineError> {
+    let Some(settings) = config.fleet.clone() else {
+        let store = secrets::store_for(config.store, &ctx.keychain_service, &ctx.data_dir)
+            .map_err(|e| EngineError::Io(e.to_string()))?;
+        return Ok((store, None));
+    };
+    let keychain = secrets::os_store(&ctx.keychain_service);
+    let fleet = {
+        let keychain = keychain.clone();
+        tokio::task::spawn_blocking(move || super::fleet::Fleet::open(&settings, &keychain))
+            .await
+            .map_err(|e| EngineError::Io(format!("opening the shared store: {e}")))?
+            .map_err(|e| EngineError::Io(e.to_string()))?
+    };
+    let store = Arc::new(super::fleet::FleetStore {
+        fleet: fleet.clone(),
+        keychain,
+    });
+    Ok((store, Some(fleet)))
+}
+
 /// Everything an engine is built from; `Engine::open` gathers it for this machine, tests
 /// of engine logic pass a memory store.
 pub struct Parts {
@@ -38,6 +63,8 @@ pub struct Parts {
     pub data_dir: std::path::PathBuf,
     pub lock_place: Option<LockPlace>,
     pub lock: Option<lock::EngineLock>,
+    /// The hosts this one shares its accounts with (`[store] kind = "redis"`).
+    pub fleet: Option<Arc<super::fleet::Fleet>>,
 }
 
 impl Engine {
@@ -53,8 +80,7 @@ impl Engine {
             Mode::Refresher => Some(take_lock(&place, role).await?),
             Mode::Observer => None,
         };
-        let store = secrets::store_for(config.store, &ctx.keychain_service, &ctx.data_dir)
-            .map_err(|e| EngineError::Io(e.to_string()))?;
+        let (store, fleet) = open_store(&config, ctx).await?;
         Self::with_parts(Parts {
             config,
             mode,
@@ -63,6 +89,7 @@ impl Engine {
             data_dir: ctx.data_dir.clone(),
             lock_place: Some(place),
             lock,
+            fleet,
         })
         .await
     }
@@ -114,6 +141,7 @@ impl Engine {
                 stop: CancellationToken::new(),
                 failed: Mutex::new(None),
                 quota: super::quota::Counts::starting(today, fetches),
+                fleet: parts.fleet,
             }),
         };
         let accounts = engine.config().accounts.clone();

@@ -16,6 +16,7 @@ use super::names::{AccountName, Deadline};
 use super::provider::{self, FetchRequest, RefreshError};
 use super::secret::{Secret, TokenSet};
 use super::secrets::SecretKey;
+use super::sharing::Turn;
 use super::state::AccountState;
 use super::{Engine, EngineError, Mode};
 
@@ -149,7 +150,26 @@ impl Engine {
         })?;
         let started = Instant::now();
         let cut_off = self.shared.inflight.begin(name);
-        let fetched = match self.fetch(&account, current.as_ref(), trigger, due).await {
+        // In a fleet, only the holder of the account's lease fetches.
+        let turn = self.fleet_turn(name, current.as_ref()).await;
+        if let Ok(Some(Turn::Taken)) = turn {
+            // Another host refreshed; its dependents are its to refresh too.
+            self.shared.inflight.end(name);
+            self.with_slot(name, |s| {
+                s.attempts += 1;
+                s.last_outcome = Some(Ok(()));
+            })?;
+            self.shared.wake.notify_one();
+            return Ok(());
+        }
+        let (_lease, fetched) = match turn {
+            Err(e) => (None, Err(e)),
+            Ok(lease) => (
+                lease,
+                self.fetch(&account, current.as_ref(), trigger, due).await,
+            ),
+        };
+        let fetched = match fetched {
             Err(RefreshError::Rejected {
                 account: a,
                 provider,

@@ -115,9 +115,7 @@ impl SealedStore {
                 if has_rows(&db).map_err(|e| store_error(&self.path, e))? {
                     return Err(self.wrong_key());
                 }
-                let mut bytes = [0u8; 32];
-                self.rng.fill(&mut bytes).map_err(|_| self.random_failed())?;
-                let text = Secret::new(base64::engine::general_purpose::STANDARD.encode(bytes));
+                let text = new_key_text(&self.rng).ok_or_else(|| self.random_failed())?;
                 self.keychain.set(&SecretKey::StoreKey, &text)?;
                 // Read back: the keychain must really hold it before anything is sealed.
                 let again = self.keychain.get(&SecretKey::StoreKey)?;
@@ -151,21 +149,7 @@ impl SealedStore {
         entry: &str,
         text: &str,
     ) -> Result<(Vec<u8>, Vec<u8>), KeychainError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        self.rng
-            .fill(&mut nonce)
-            .map_err(|_| self.random_failed())?;
-        let mut sealed = text.as_bytes().to_vec();
-        key.seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(entry.as_bytes()),
-            &mut sealed,
-        )
-        .map_err(|_| KeychainError {
-            entry: entry.to_owned(),
-            message: "could not be sealed".into(),
-        })?;
-        Ok((nonce.to_vec(), sealed))
+        seal_text(&self.rng, key, entry, text)
     }
 
     fn wrong_key(&self) -> KeychainError {
@@ -247,7 +231,10 @@ impl Routed {
     fn pick(&self, key: &SecretKey) -> &dyn SecretStore {
         match key {
             SecretKey::Tokens(_) | SecretKey::ClientSecret(_) => &*self.sealed,
-            SecretKey::ApiKey(_) | SecretKey::EngineKey | SecretKey::StoreKey => &*self.keychain,
+            SecretKey::ApiKey(_)
+            | SecretKey::EngineKey
+            | SecretKey::StoreKey
+            | SecretKey::RedisPassword => &*self.keychain,
         }
     }
 }
@@ -264,6 +251,41 @@ impl SecretStore for Routed {
     }
 }
 
+/// Seals `text` under `entry` (its associated data) with a fresh random nonce.
+pub(super) fn seal_text(
+    rng: &SystemRandom,
+    key: &LessSafeKey,
+    entry: &str,
+    text: &str,
+) -> Result<(Vec<u8>, Vec<u8>), KeychainError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.fill(&mut nonce).map_err(|_| KeychainError {
+        entry: entry.to_owned(),
+        message: "the system's random number generator failed".into(),
+    })?;
+    let mut sealed = text.as_bytes().to_vec();
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(entry.as_bytes()),
+        &mut sealed,
+    )
+    .map_err(|_| KeychainError {
+        entry: entry.to_owned(),
+        message: "could not be sealed".into(),
+    })?;
+    Ok((nonce.to_vec(), sealed))
+}
+
+/// A new random store key, as the text `TOKENWARDEN_STORE_KEY`, key files and the
+/// keychain item hold (base64 of 32 bytes).
+pub fn new_key_text(rng: &SystemRandom) -> Option<Secret> {
+    let mut bytes = [0u8; 32];
+    rng.fill(&mut bytes).ok()?;
+    let text = Secret::new(base64::engine::general_purpose::STANDARD.encode(bytes));
+    zeroize::Zeroize::zeroize(&mut bytes);
+    Some(text)
+}
+
 fn read_row(db: &Connection, entry: &str) -> rusqlite::Result<Option<(Vec<u8>, Vec<u8>)>> {
     db.query_row(
         "SELECT nonce, sealed FROM sealed WHERE entry = ?1",
@@ -277,7 +299,7 @@ fn has_rows(db: &Connection) -> rusqlite::Result<bool> {
     db.query_row("SELECT EXISTS (SELECT 1 FROM sealed)", [], |row| row.get(0))
 }
 
-fn open_row(
+pub(super) fn open_row(
     key: &LessSafeKey,
     entry: &str,
     (nonce, sealed): &(Vec<u8>, Vec<u8>),
@@ -292,7 +314,7 @@ fn open_row(
     text
 }
 
-fn decode_key(text: &Secret) -> Option<LessSafeKey> {
+pub(super) fn decode_key(text: &Secret) -> Option<LessSafeKey> {
     let mut bytes = base64::engine::general_purpose::STANDARD
         .decode(text.expose())
         .ok()?;

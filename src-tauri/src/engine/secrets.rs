@@ -18,8 +18,11 @@ pub enum SecretKey {
     ApiKey(String),
     /// The running engine's own key, which the CLI uses to reach it.
     EngineKey,
-    /// The key of the sealed database store (`[store] kind = "database"`).
+    /// The key of the sealed database store (`[store] kind = "database"`), and of a shared
+    /// Redis store on a desktop (servers take it from the environment or a file).
     StoreKey,
+    /// The password of a shared Redis store, unless `TOKENWARDEN_REDIS_PASSWORD` has it.
+    RedisPassword,
 }
 
 impl SecretKey {
@@ -30,6 +33,7 @@ impl SecretKey {
             Self::ApiKey(label) => format!("api-key:{label}"),
             Self::EngineKey => "engine:api-key".to_owned(),
             Self::StoreKey => "store:key".to_owned(),
+            Self::RedisPassword => "store:redis-password".to_owned(),
         }
     }
 }
@@ -117,6 +121,13 @@ pub fn store_for(
             Arc::new(super::sealed::Routed {
                 sealed: Arc::new(sealed),
                 keychain,
+            })
+        }
+        // The engine opens a shared store itself (it needs the fleet, not only a store).
+        super::config::StoreKind::Redis => {
+            return Err(KeychainError {
+                entry: "store".into(),
+                message: "a shared (redis) store cannot be moved to or from; `store migrate` moves between keychain and database".into(),
             })
         }
     })

@@ -78,6 +78,7 @@ fn parts(config: Config, store: Arc<dyn SecretStore>, dir: &std::path::Path) -> 
         data_dir: dir.to_owned(),
         lock_place: None,
         lock: None,
+        fleet: None,
     }
 }
 

@@ -11,6 +11,7 @@ pub mod edit;
 pub mod error;
 mod example;
 mod fields;
+pub mod fleet;
 mod presets;
 pub mod proxy_target;
 mod raw;
@@ -44,6 +45,8 @@ pub struct Config {
     pub per_host: usize,
     /// Where token sets and client secrets live (`[store] kind`).
     pub store: StoreKind,
+    /// How to reach the Redis that several hosts share (`kind = "redis"` only).
+    pub fleet: Option<fleet::FleetSettings>,
     /// How long before a refresh token stops working the user is told
     /// (`[refresh] reconnect_warning`).
     pub reconnect_warning: std::time::Duration,
@@ -76,21 +79,24 @@ pub enum StoreKind {
     /// Sealed in a SQLite file in the data dir under one key kept in the keychain: for
     /// thousands of accounts.
     Database,
+    /// Sealed in a Redis that several hosts share, one refresher per account among them.
+    Redis,
 }
 
 impl StoreKind {
-    /// Every kind, by the name the config and the CLI use.
+    /// The kinds `store migrate` moves between, by the name the config and the CLI use.
     pub const NAMES: [&'static str; 2] = ["keychain", "database"];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Keychain => "keychain",
             Self::Database => "database",
+            Self::Redis => "redis",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        [Self::Keychain, Self::Database]
+        [Self::Keychain, Self::Database, Self::Redis]
             .into_iter()
             .find(|kind| kind.as_str() == name)
     }
@@ -201,6 +207,7 @@ impl Config {
             retry: r.retry,
             per_host: r.per_host,
             store: r.store,
+            fleet: r.fleet,
             reconnect_warning: r.reconnect_warning,
             index: r
                 .accounts

@@ -32,6 +32,12 @@ pub struct RawApi {
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
     pub kind: Option<S<String>>,
+    /// `kind = "redis"` only (see `fleet`).
+    pub url: Option<S<String>>,
+    pub key_file: Option<S<String>>,
+    pub lease: Option<S<String>>,
+    pub namespace: Option<S<String>>,
+    pub host: Option<S<String>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -22,6 +22,7 @@ pub(super) struct Resolved {
     pub retry: RetrySettings,
     pub per_host: usize,
     pub store: StoreKind,
+    pub fleet: Option<super::fleet::FleetSettings>,
     pub reconnect_warning: Duration,
     pub accounts: Vec<Arc<Account>>,
 }
@@ -103,16 +104,18 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
         }
     }
 
-    let store = match raw.store.and_then(|s| s.kind) {
+    let raw_store = raw.store.unwrap_or_default();
+    let store = match &raw_store.kind {
         None => StoreKind::default(),
         Some(kind) => StoreKind::from_name(kind.get_ref()).ok_or_else(|| {
             Problem::new(
                 kind.span(),
                 Some("kind"),
-                format!("unknown store `{}`; use \"keychain\" (one keychain item per secret, the default) or \"database\" (sealed in the data dir, its key in the keychain)", kind.get_ref()),
+                format!("unknown store `{}`; use \"keychain\" (one keychain item per secret, the default), \"database\" (sealed in the data dir, its key in the keychain) or \"redis\" (shared by several hosts)", kind.get_ref()),
             )
         })?,
     };
+    let fleet = super::fleet::resolve(store, &raw_store)?;
 
     let mut seen = std::collections::HashSet::new();
     let mut names = Vec::new();
@@ -293,6 +296,7 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
         retry,
         per_host,
         store,
+        fleet,
         reconnect_warning,
         accounts,
     })

@@ -83,6 +83,10 @@ pub enum RefreshError {
     /// copy was in memory: tried again with backoff.
     #[error("{account}: {what}")]
     KeychainUnavailable { account: AccountName, what: String },
+    /// The shared store (Redis) could not be reached, or another host's lease did not end:
+    /// a refresh waits for the store rather than fetching without the lease.
+    #[error("{account}: {what}")]
+    SharedStore { account: AccountName, what: String },
 }
 
 impl RefreshError {
@@ -120,7 +124,8 @@ impl RefreshError {
             | Self::MissingSecret { account }
             | Self::Upstream { account, .. }
             | Self::Setup { account, .. }
-            | Self::KeychainUnavailable { account, .. } => account,
+            | Self::KeychainUnavailable { account, .. }
+            | Self::SharedStore { account, .. } => account,
         }
     }
 
@@ -130,7 +135,8 @@ impl RefreshError {
             Self::Network { .. }
             | Self::Upstream { .. }
             | Self::BadAnswer { .. }
-            | Self::KeychainUnavailable { .. } => true,
+            | Self::KeychainUnavailable { .. }
+            | Self::SharedStore { .. } => true,
             Self::Http { status, .. } => matches!(status, 408 | 425 | 429 | 500..=599),
             Self::Provider { transient, .. } => *transient,
             _ => false,
@@ -162,6 +168,7 @@ impl RefreshError {
             Self::NotConnected { .. } => "not_connected".into(),
             Self::MissingSecret { .. } => "missing_secret".into(),
             Self::KeychainUnavailable { .. } => "keychain_unavailable".into(),
+            Self::SharedStore { .. } => "store_unavailable".into(),
             Self::Upstream { .. } => "upstream_not_ready".into(),
             Self::Setup { .. } => "setup".into(),
         }

@@ -1,0 +1,107 @@
+//! Hears the other hosts' writes on the fleet's channel, on a thread of its own (a
+//! subscribed connection can do nothing else). After a gap (Redis restarted, the network
+//! away) it says so, because messages published meanwhile are lost: the engine then
+//! re-reads every account.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Fleet;
+use crate::engine::names::AccountName;
+
+/// How often a quiet subscription looks at whether the fleet was dropped.
+const TICK: Duration = Duration::from_millis(500);
+const RETRY: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Heard {
+    /// Another host wrote this account's token set.
+    Changed(AccountName),
+    /// The subscription is back after a gap: anything may have changed.
+    Resubscribed,
+}
+
+/// What a write publishes: the entry written and who wrote it.
+pub(super) fn message(entry: &str, me: &str) -> String {
+    format!("{entry}\t{me}")
+}
+
+fn heard(payload: &str, me: &str) -> Option<Heard> {
+    let (entry, writer) = payload.split_once('\t')?;
+    if writer == me {
+        return None;
+    }
+    let name = entry.strip_prefix("tokens:")?;
+    name.parse().ok().map(Heard::Changed)
+}
+
+pub(super) fn start(fleet: &Arc<Fleet>) {
+    let weak = Arc::downgrade(fleet);
+    let stop = fleet.stop.clone();
+    let spawned = std::thread::Builder::new()
+        .name("fleet-listen".into())
+        .spawn(move || {
+            let mut first = true;
+            while !stop.load(Ordering::SeqCst) {
+                let Some(fleet) = weak.upgrade() else { return };
+                match subscribe(&fleet, &stop, &mut first) {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %fleet.fail(&e), "not hearing the other hosts; subscribing again");
+                    }
+                }
+                drop(fleet);
+                std::thread::sleep(RETRY);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the thread that hears the other hosts");
+    }
+}
+
+/// Subscribes and forwards messages until the fleet stops (`Ok`) or the connection fails.
+fn subscribe(
+    fleet: &Fleet,
+    stop: &std::sync::atomic::AtomicBool,
+    first: &mut bool,
+) -> redis::RedisResult<()> {
+    let mut conn = fleet
+        .client
+        .get_connection_with_timeout(super::CONNECT_TIMEOUT)?;
+    let mut pubsub = conn.as_pubsub();
+    pubsub.subscribe(fleet.channel())?;
+    pubsub.set_read_timeout(Some(TICK))?;
+    if !std::mem::take(first) {
+        let _ = fleet.heard.send(Heard::Resubscribed);
+    }
+    while !stop.load(Ordering::SeqCst) {
+        match pubsub.get_message() {
+            Ok(msg) => {
+                let payload: String = msg.get_payload().unwrap_or_default();
+                if let Some(h) = heard(&payload, &fleet.me) {
+                    let _ = fleet.heard.send(h);
+                }
+            }
+            Err(e) if e.is_timeout() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_hears_others_token_writes_only() {
+        let me = "a/1/00000001";
+        let m = message("tokens:wx", "b/2/00000002");
+        assert_eq!(heard(&m, me), Some(Heard::Changed("wx".parse().unwrap())));
+        assert_eq!(heard(&message("tokens:wx", me), me), None);
+        assert_eq!(heard(&message("client-secret:wx", "b"), me), None);
+        assert_eq!(heard("garbage", me), None);
+        assert_eq!(heard("tokens:bad name\tb", me), None);
+    }
+}

@@ -1,0 +1,426 @@
+//! `[store] kind = "redis"`: several hosts share their accounts through one Redis, with one
+//! refresher per account among them.
+//! * token sets and client secrets live in Redis sealed with the store key (ChaCha20-Poly1305,
+//!   the entry name as associated data), so Redis never holds a plaintext secret;
+//! * a refresh takes the account's lease (`SET NX PX`, renewed while it runs) and with it a
+//!   fencing number (`INCR`); a token set is written by a Lua script only if no newer fence
+//!   wrote before it, so a host that stalled past its lease never overwrites a newer set;
+//! * every write is published; the other hosts re-read that account at once, so serving
+//!   stays in memory and never polls Redis.
+//!
+//! Calls block (like the keychain's), so the engine makes them on the blocking pool.
+//! * `keys`    where the store key comes from      * `store`  the `SecretStore` over Redis
+//! * `listen`  the subscription that hears other hosts' writes
+
+mod keys;
+mod listen;
+mod store;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use redis::IntoConnectionInfo as _;
+use ring::aead::LessSafeKey;
+use ring::rand::SystemRandom;
+use tokio::sync::broadcast;
+
+pub use keys::{key_source, write_new_key, KeySource, KEY_ENV};
+pub use listen::Heard;
+pub use store::FleetStore;
+
+use super::config::fleet::FleetSettings;
+use super::names::AccountName;
+use super::secret::Secret;
+use super::secrets::{SecretKey, SecretStore};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+/// The fixed text sealed as `<namespace>:check`: only the right key opens it.
+const CHECK_TEXT: &str = "tokenwarden shared store v1";
+const CHECK_ENTRY: &str = "store:check";
+
+/// Takes the lease and a new fence in one step: 0 when another host holds it.
+const ACQUIRE: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('INCR', KEYS[2])
+end
+return 0";
+/// Extends the lease, only while it is still ours.
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0";
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0";
+/// Writes a sealed entry unless a newer fence wrote it (0: superseded), and tells the fleet.
+const WRITE: &str = r"
+local stored = tonumber(redis.call('HGET', KEYS[1], 'fence') or '0')
+if tonumber(ARGV[1]) < stored then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'fence', ARGV[1], 'blob', ARGV[2])
+redis.call('PUBLISH', KEYS[2], ARGV[3])
+return 1";
+/// A deletion leaves an empty entry behind: "disconnected" must not read like "Redis lost
+/// it" (restarted without persistence), which hosts answer by storing their set again.
+const DELETE: &str = r"
+redis.call('HSET', KEYS[1], 'blob', '')
+redis.call('PUBLISH', KEYS[2], ARGV[1])
+return 1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("shared store {url}: {detail}")]
+    Redis { url: String, detail: String },
+    #[error("shared store {url}: the store key does not open what is stored under `{namespace}` (another key wrote it); nothing was changed. Give this host the fleet's key (TOKENWARDEN_STORE_KEY, store.key_file or the keychain item store:key)")]
+    WrongKey { url: String, namespace: String },
+    #[error("{0}")]
+    Key(String),
+}
+
+pub struct Fleet {
+    settings: FleetSettings,
+    client: redis::Client,
+    conn: Mutex<Option<redis::Connection>>,
+    key: LessSafeKey,
+    rng: SystemRandom,
+    /// This process in lease values and published messages: host name, pid, a random tag.
+    me: String,
+    host: String,
+    /// The fence of the newest lease this host took per account: its token writes carry it,
+    /// also when a write is retried after the lease ended.
+    fences: Mutex<HashMap<AccountName, u64>>,
+    heard: broadcast::Sender<Heard>,
+    stop: Arc<AtomicBool>,
+    /// Entries whose last read found nothing at all (not even a deletion's empty entry).
+    lost: Mutex<std::collections::HashSet<String>>,
+}
+
+impl Fleet {
+    /// Connects, finds the store key and proves it against the store's check entry (sealing
+    /// one into an empty store). A wrong key is an error before anything is written.
+    pub fn open(
+        settings: &FleetSettings,
+        keychain: &Arc<dyn SecretStore>,
+    ) -> Result<Arc<Self>, FleetError> {
+        let (key_text, _) = keys::store_key(settings, keychain.as_ref())?;
+        let key = super::sealed::decode_key(&key_text).ok_or_else(|| {
+            FleetError::Key(
+                "the store key is not one `tokenwarden store init` makes (base64 of 32 bytes)"
+                    .into(),
+            )
+        })?;
+        let client = client(settings, keychain.as_ref())?;
+        let host = settings.host.clone().unwrap_or_else(host_name);
+        let tag: u32 = rand::random();
+        let fleet = Arc::new(Self {
+            settings: settings.clone(),
+            client,
+            conn: Mutex::new(None),
+            key,
+            rng: SystemRandom::new(),
+            me: format!("{host}/{}/{tag:08x}", std::process::id()),
+            host,
+            fences: Mutex::new(HashMap::new()),
+            heard: broadcast::channel(4096).0,
+            stop: Arc::new(AtomicBool::new(false)),
+            lost: Mutex::new(Default::default()),
+        });
+        fleet.prove_key()?;
+        Ok(fleet)
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn lease_time(&self) -> Duration {
+        self.settings.lease
+    }
+
+    /// What other hosts wrote (and when the subscription came back after a gap).
+    pub fn heard(&self) -> broadcast::Receiver<Heard> {
+        self.heard.subscribe()
+    }
+
+    /// Starts hearing other hosts' writes on a thread of its own, until the fleet is dropped.
+    pub fn listen(self: &Arc<Self>) {
+        listen::start(self);
+    }
+
+    fn redis_key(&self, what: &str) -> String {
+        format!("{}:{what}", self.settings.namespace)
+    }
+
+    fn channel(&self) -> String {
+        self.redis_key("changed")
+    }
+
+    fn fail(&self, e: &redis::RedisError) -> FleetError {
+        FleetError::Redis {
+            url: self.settings.url.clone(),
+            detail: e.to_string(),
+        }
+    }
+
+    /// Runs `f` on the shared connection, connecting first if there is none; a connection
+    /// that failed is dropped so that the next call connects again.
+    fn call<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, FleetError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        if conn.is_none() {
+            *conn = Some(self.connect().map_err(|e| self.fail(&e))?);
+        }
+        let result = f(conn.as_mut().expect("just set"));
+        if let Err(e) = &result {
+            if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                *conn = None;
+            }
+        }
+        result.map_err(|e| self.fail(&e))
+    }
+
+    fn connect(&self) -> redis::RedisResult<redis::Connection> {
+        let conn = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+        conn.set_read_timeout(Some(CALL_TIMEOUT))?;
+        conn.set_write_timeout(Some(CALL_TIMEOUT))?;
+        Ok(conn)
+    }
+
+    /// Proves the key against the store's check entry, sealing one into an empty store
+    /// (also one that Redis lost).
+    pub fn prove_key(&self) -> Result<(), FleetError> {
+        let check = self.redis_key("check");
+        let stored: Option<String> = self.call(|c| redis::cmd("GET").arg(&check).query(c))?;
+        let stored = match stored {
+            Some(stored) => stored,
+            None => {
+                let sealed = self.seal(CHECK_ENTRY, CHECK_TEXT)?;
+                // NX: two hosts starting at once with different keys cannot both win.
+                let _: Option<String> = self.call(|c| {
+                    redis::cmd("SET")
+                        .arg(&check)
+                        .arg(&sealed)
+                        .arg("NX")
+                        .query(c)
+                })?;
+                self.call(|c| redis::cmd("GET").arg(&check).query::<String>(c))?
+            }
+        };
+        match self.open_blob(CHECK_ENTRY, &stored) {
+            Some(text) if text.expose() == CHECK_TEXT => Ok(()),
+            _ => Err(FleetError::WrongKey {
+                url: self.settings.url.clone(),
+                namespace: self.settings.namespace.clone(),
+            }),
+        }
+    }
+
+    fn seal(&self, entry: &str, text: &str) -> Result<String, FleetError> {
+        let (mut nonce, sealed) = super::sealed::seal_text(&self.rng, &self.key, entry, text)
+            .map_err(|e| FleetError::Key(e.to_string()))?;
+        nonce.extend_from_slice(&sealed);
+        Ok(base64::engine::general_purpose::STANDARD.encode(nonce))
+    }
+
+    fn open_blob(&self, entry: &str, blob: &str) -> Option<Secret> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(blob)
+            .ok()?;
+        let nonce_len = ring::aead::NONCE_LEN;
+        if bytes.len() < nonce_len {
+            return None;
+        }
+        let (nonce, sealed) = bytes.split_at(nonce_len);
+        super::sealed::open_row(&self.key, entry, &(nonce.to_vec(), sealed.to_vec()))
+            .map(Secret::new)
+    }
+
+    /// Takes `account`'s lease with a new fence, or `None` while another host holds it.
+    pub fn acquire(&self, account: &AccountName) -> Result<Option<u64>, FleetError> {
+        let ttl = millis(self.settings.lease);
+        let fence: u64 = self.call(|c| {
+            redis::Script::new(ACQUIRE)
+                .key(self.redis_key(&format!("lease:{account}")))
+                .key(self.redis_key(&format!("fence:{account}")))
+                .arg(&self.me)
+                .arg(ttl)
+                .invoke(c)
+        })?;
+        if fence == 0 {
+            return Ok(None);
+        }
+        self.fences
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(account.clone(), fence);
+        Ok(Some(fence))
+    }
+
+    /// Extends the lease; `false` when it is no longer this host's.
+    pub fn renew(&self, account: &AccountName) -> Result<bool, FleetError> {
+        let ttl = millis(self.settings.lease);
+        let renewed: i64 = self.call(|c| {
+            redis::Script::new(RENEW)
+                .key(self.redis_key(&format!("lease:{account}")))
+                .arg(&self.me)
+                .arg(ttl)
+                .invoke(c)
+        })?;
+        Ok(renewed == 1)
+    }
+
+    pub fn release(&self, account: &AccountName) -> Result<(), FleetError> {
+        let _: i64 = self.call(|c| {
+            redis::Script::new(RELEASE)
+                .key(self.redis_key(&format!("lease:{account}")))
+                .arg(&self.me)
+                .invoke(c)
+        })?;
+        Ok(())
+    }
+
+    /// A new consent replaces whatever is stored, newer or not: its write takes a fence of
+    /// its own instead of the one of this host's last refresh.
+    pub fn forget_fence(&self, account: &AccountName) {
+        self.fences
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(account);
+    }
+
+    fn fence_of(&self, account: &AccountName) -> Option<u64> {
+        self.fences
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(account)
+            .copied()
+    }
+
+    fn get(&self, entry: &str) -> Result<Option<Secret>, FleetError> {
+        let key = self.redis_key(&format!("secret:{entry}"));
+        let blob: Option<String> =
+            self.call(|c| redis::cmd("HGET").arg(&key).arg("blob").query(c))?;
+        {
+            let mut lost = self.lost.lock().unwrap_or_else(|e| e.into_inner());
+            if blob.is_none() {
+                lost.insert(entry.to_owned());
+            } else {
+                lost.remove(entry);
+            }
+        }
+        match blob {
+            None => Ok(None),
+            Some(blob) if blob.is_empty() => Ok(None),
+            Some(blob) => self.open_blob(entry, &blob).map(Some).ok_or_else(|| {
+                FleetError::Key(format!(
+                    "shared store {}: `{entry}` does not open with the store key (damaged, or written with another key)",
+                    self.settings.url
+                ))
+            }),
+        }
+    }
+
+    /// Whether the last read of `account`'s token set found no entry at all: never stored,
+    /// or lost by Redis; a disconnect leaves an empty entry instead.
+    pub fn lost(&self, account: &AccountName) -> bool {
+        self.lost
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&SecretKey::Tokens(account.clone()).entry())
+    }
+
+    /// Writes `entry` unless a newer fence already did; `false` when superseded.
+    fn write(&self, entry: &str, fence: u64, text: &Secret) -> Result<bool, FleetError> {
+        let blob = self.seal(entry, text.expose())?;
+        let written: i64 = self.call(|c| {
+            redis::Script::new(WRITE)
+                .key(self.redis_key(&format!("secret:{entry}")))
+                .key(self.channel())
+                .arg(fence)
+                .arg(&blob)
+                .arg(listen::message(entry, &self.me))
+                .invoke(c)
+        })?;
+        Ok(written == 1)
+    }
+
+    fn delete(&self, entry: &str) -> Result<(), FleetError> {
+        let _: i64 = self.call(|c| {
+            redis::Script::new(DELETE)
+                .key(self.redis_key(&format!("secret:{entry}")))
+                .key(self.channel())
+                .arg(listen::message(entry, &self.me))
+                .invoke(c)
+        })?;
+        Ok(())
+    }
+}
+
+impl Fleet {
+    /// Ends the subscription's thread (it holds the fleet while it listens).
+    pub fn stop_listening(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The Redis client for `settings.url`, with the password from the environment or the
+/// keychain (never from the config file).
+fn client(
+    settings: &FleetSettings,
+    keychain: &dyn SecretStore,
+) -> Result<redis::Client, FleetError> {
+    let fail = |detail: String| FleetError::Redis {
+        url: settings.url.clone(),
+        detail,
+    };
+    let info = settings
+        .url
+        .as_str()
+        .into_connection_info()
+        .map_err(|e| fail(e.to_string()))?;
+    let password = match std::env::var("TOKENWARDEN_REDIS_PASSWORD") {
+        Ok(p) if !p.is_empty() => Some(Secret::new(p)),
+        _ => keychain
+            .get(&SecretKey::RedisPassword)
+            .map_err(|e| fail(format!("reading its password: {e}")))?,
+    };
+    let info = match password {
+        Some(p) => {
+            let redis = info.redis_settings().clone().set_password(p.expose());
+            info.set_redis_settings(redis)
+        }
+        None => info,
+    };
+    redis::Client::open(info).map_err(|e| fail(e.to_string()))
+}
+
+/// The machine's name, for leases and logs.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned())
+}

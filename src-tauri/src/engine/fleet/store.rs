@@ -1,0 +1,90 @@
+//! The fleet's [`SecretStore`]: token sets and client secrets in Redis, everything that
+//! belongs to this host alone (API keys, the engine's key, the store key itself) in its
+//! keychain.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{Fleet, FleetError, Heard};
+use crate::engine::secret::Secret;
+use crate::engine::secrets::{KeychainError, SecretKey, SecretStore};
+
+pub struct FleetStore {
+    pub fleet: Arc<Fleet>,
+    pub keychain: Arc<dyn SecretStore>,
+}
+
+impl FleetStore {
+    fn shared(key: &SecretKey) -> bool {
+        matches!(key, SecretKey::Tokens(_) | SecretKey::ClientSecret(_))
+    }
+
+    /// Writes a token set with the fence of this host's lease; a write with no lease (a new
+    /// consent, a secret set by hand) takes one for itself, waiting while another host
+    /// refreshes the account.
+    fn write_tokens(&self, key: &SecretKey, value: &Secret) -> Result<(), FleetError> {
+        let SecretKey::Tokens(name) = key else {
+            return self.fleet.write(&key.entry(), 0, value).map(|_| ());
+        };
+        let written = match self.fleet.fence_of(name) {
+            Some(fence) => self.fleet.write(&key.entry(), fence, value)?,
+            None => {
+                let give_up = Instant::now() + self.fleet.lease_time() * 2;
+                let fence = loop {
+                    if let Some(fence) = self.fleet.acquire(name)? {
+                        break fence;
+                    }
+                    if Instant::now() > give_up {
+                        return Err(FleetError::Key(format!(
+                            "another host has been refreshing `{name}` for longer than its lease; try again"
+                        )));
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                };
+                let written = self.fleet.write(&key.entry(), fence, value);
+                let _ = self.fleet.release(name);
+                written?
+            }
+        };
+        if !written {
+            // A host with a newer lease stored a newer set while this one waited to be
+            // saved: that set wins, and this host takes it as if it had heard it.
+            tracing::info!(account = %name, "a newer token set from another host replaces this one");
+            let _ = self.fleet.heard.send(Heard::Changed(name.clone()));
+        }
+        Ok(())
+    }
+}
+
+impl SecretStore for FleetStore {
+    fn get(&self, key: &SecretKey) -> Result<Option<Secret>, KeychainError> {
+        if !Self::shared(key) {
+            return self.keychain.get(key);
+        }
+        self.fleet.get(&key.entry()).map_err(|e| fail(key, e))
+    }
+
+    fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), KeychainError> {
+        if !Self::shared(key) {
+            return self.keychain.set(key, value);
+        }
+        self.write_tokens(key, value).map_err(|e| fail(key, e))
+    }
+
+    fn delete(&self, key: &SecretKey) -> Result<(), KeychainError> {
+        if !Self::shared(key) {
+            return self.keychain.delete(key);
+        }
+        if let SecretKey::Tokens(name) = key {
+            self.fleet.forget_fence(name);
+        }
+        self.fleet.delete(&key.entry()).map_err(|e| fail(key, e))
+    }
+}
+
+fn fail(key: &SecretKey, e: FleetError) -> KeychainError {
+    KeychainError {
+        entry: key.entry(),
+        message: e.to_string(),
+    }
+}

@@ -1,0 +1,147 @@
+//! A real `redis-server` (Debian's package) on a free loopback port, one per test, stopped by
+//! its PID when dropped. `persistent` servers keep an append-only file in their own temp dir,
+//! so a restart on the same port comes back with the same data (an outage, not a wipe).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::free_port;
+
+pub struct RedisServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    persistent: bool,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Without persistence, as TESTING.md runs it.
+    pub async fn start() -> Self {
+        Self::start_with(false).await
+    }
+
+    /// With an append-only file (fsync on every write), for restarts that keep the data.
+    pub async fn start_persistent() -> Self {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(persistent: bool) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("tokenwarden-redis-")
+            .tempdir()
+            .expect("temp dir");
+        let mut server = Self {
+            port: free_port(),
+            dir,
+            persistent,
+            child: None,
+        };
+        server.run().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    async fn run(&mut self) {
+        let port = self.port.to_string();
+        let dir = self.dir();
+        let mut args = vec![
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--protected-mode",
+            "no",
+        ];
+        if self.persistent {
+            args.extend(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else {
+            args.extend(["--appendonly", "no"]);
+        }
+        let child = Command::new("redis-server")
+            .args(&args)
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian package redis-server; make test installs it)");
+        self.child = Some(child);
+        let started = Instant::now();
+        while self.cli(&["PING"]).await.trim() != "PONG" {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server on port {} does not answer PING",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the server (SIGTERM, as an operator would; an append-only file is complete).
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let started = Instant::now();
+            while matches!(child.try_wait(), Ok(None)) {
+                if started.elapsed() > Duration::from_secs(10) {
+                    let _ = child.kill();
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.run().await;
+    }
+
+    /// `redis-cli -p PORT args…`, its stdout.
+    pub async fn cli(&self, args: &[&str]) -> String {
+        let out = tokio::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .await
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Every key with its type and value, for comparing the whole store before and after.
+    pub async fn dump(&self) -> BTreeMap<String, String> {
+        let keys = self.cli(&["--raw", "KEYS", "*"]).await;
+        let mut all = BTreeMap::new();
+        for key in keys.lines().filter(|k| !k.is_empty()) {
+            let kind = self.cli(&["TYPE", key]).await;
+            let value = match kind.trim() {
+                "string" => self.cli(&["--raw", "GET", key]).await,
+                "hash" => self.cli(&["--raw", "HGETALL", key]).await,
+                other => format!("<{other}>"),
+            };
+            all.insert(key.to_owned(), value);
+        }
+        all
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! Several `serve` hosts sharing their accounts through one real `redis-server`
+//! (`[store] kind = "redis"`): one refresher per account among them, every host serving the
+//! same current token, no rotated refresh token used twice, and the faults a fleet meets (a
+//! host killed mid-refresh, Redis away for 20 s, a host with the wrong key).
+//! Each host has its own data dir, API port and keychain service; only Redis is shared.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokenwarden_e2e::fakes::oauth::{Fault, OAuthConfig, OAuthFake};
+use tokenwarden_e2e::fakes::wechat::{WeChatConfig, WeChatFake};
+use tokenwarden_e2e::harness::free_port;
+use tokenwarden_e2e::redis::RedisServer;
+use tokenwarden_e2e::{wait_until, Api, Env, Serve};
+
+const NAMESPACE: &str = "tw-e2e";
+
+/// A fleet host's environment: `accounts` behind a `[store]` table on `redis`, 3 s leases.
+fn host(redis: &RedisServer, i: usize, key: &str, accounts: &str) -> Env {
+    let store = format!(
+        "[store]\nkind = \"redis\"\nurl = \"{}\"\nlease = \"3s\"\nnamespace = \"{NAMESPACE}\"\nhost = \"h{i}\"\n\n",
+        redis.url()
+    );
+    let mut env = Env::new(&(store + accounts));
+    env.extra_vars.push(("TOKENWARDEN_STORE_KEY", key.into()));
+    env
+}
+
+/// A new store key from `tokenwarden store init --print`.
+async fn new_key(redis: &RedisServer) -> String {
+    let env = host(redis, 0, "", "");
+    let mut env = env;
+    env.extra_vars.clear();
+    let out = env.run(&["store", "init", "--print"], None).await.ok();
+    let key = out.stdout_trimmed().to_owned();
+    assert_eq!(key.len(), 44, "base64 of 32 bytes: {out}");
+    key
+}
+
+struct Host {
+    /// `h1`, `h2`…: its `[store] host`, which its leases name.
+    name: String,
+    env: Env,
+    serve: Serve,
+    api: Api,
+}
+
+async fn start_host(name: String, env: Env) -> Host {
+    let label = format!("fleet-{:08x}", rand::random::<u32>());
+    let key = env.create_api_key(&label).await;
+    let (serve, api) = env.serve_api(&key).await;
+    Host {
+        name,
+        env,
+        serve,
+        api,
+    }
+}
+
+async fn start_hosts(envs: Vec<Env>) -> Vec<Host> {
+    let mut hosts = Vec::new();
+    for (i, env) in envs.into_iter().enumerate() {
+        hosts.push(start_host(format!("h{}", i + 1), env).await);
+    }
+    hosts
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Polls every host until all serve a token other than `old`; how long that took, and the
+/// token.
+async fn until_all_serve_new(hosts: &[Host], old: &str, limit: Duration) -> (Duration, String) {
+    let started = Instant::now();
+    loop {
+        let mut tokens = Vec::new();
+        for h in hosts {
+            tokens.push(h.api.get("/v1/accounts/wx/token").await.access_token());
+        }
+        if tokens.iter().all(|t| t != old) && tokens.windows(2).all(|w| w[0] == w[1]) {
+            return (started.elapsed(), tokens.remove(0));
+        }
+        assert!(
+            started.elapsed() < limit,
+            "the hosts still serve {tokens:?} {limit:?} after a refresh of {old:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_hosts_serve_one_wechat_token_and_fetch_it_once_per_period() {
+    // 20 s tokens refreshed at half their life; the previous token dies 2 s after a new one,
+    // so a host serving a stale token is caught.
+    let fake = WeChatFake::start(WeChatConfig {
+        expires_in: 20,
+        overlap: Duration::from_secs(2),
+        ..WeChatConfig::default()
+    })
+    .await;
+    let redis = RedisServer::start().await;
+    let key = new_key(&redis).await;
+    let envs: Vec<Env> = (1..=3)
+        .map(|i| host(&redis, i, &key, &fake.account_toml("wx", "")))
+        .collect();
+    let secret = fake.lock().config.secret.clone();
+    envs[0].set_secret("wx", &secret).await;
+    let dump = redis.dump().await;
+    assert!(
+        !dump.values().any(|v| v.contains(&secret)),
+        "Redis holds the appsecret in plain text: {dump:?}"
+    );
+    let hosts = start_hosts(envs).await;
+
+    // A minute of serving: every host, every 50 ms.
+    let started = Instant::now();
+    let mut first_seen: HashMap<String, Vec<Option<Instant>>> = HashMap::new();
+    let mut served = 0;
+    while started.elapsed() < Duration::from_secs(60) {
+        for (i, h) in hosts.iter().enumerate() {
+            let token = h.api.get("/v1/accounts/wx/token").await.access_token();
+            assert!(
+                fake.lock().token_alive(&token),
+                "host {i} served a dead token at {:?}",
+                started.elapsed()
+            );
+            let seen = first_seen.entry(token).or_insert_with(|| vec![None; 3]);
+            seen[i].get_or_insert_with(Instant::now);
+            served += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let issued: Vec<_> = fake.lock().tokens.clone();
+    // ~60 s of tokens refreshed every ~10 s: 7 fetches, give or take one. Three hosts each
+    // refreshing on their own would fetch three times as many.
+    assert!(
+        (5..=9).contains(&issued.len()),
+        "{} tokens fetched in a minute by three hosts",
+        issued.len()
+    );
+    // How long after the fake issued a token every host served it.
+    let mut reach: Vec<Duration> = issued
+        .iter()
+        .skip(1)
+        .filter_map(|t| {
+            let seen = first_seen.get(&t.value)?;
+            let last = seen.iter().copied().collect::<Option<Vec<_>>>()?;
+            last.into_iter().max().map(|at| at - t.issued_at)
+        })
+        .collect();
+    reach.sort();
+    assert!(!reach.is_empty(), "no refreshed token reached every host");
+
+    // Many more refreshes, started through each host in turn (min_interval is 1 s).
+    let mut old = hosts[0]
+        .api
+        .get("/v1/accounts/wx/token")
+        .await
+        .access_token();
+    let mut turns = Vec::new();
+    for round in 0..24 {
+        let h = &hosts[round % 3];
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        h.api
+            .post_empty("/v1/accounts/wx/refresh")
+            .await
+            .expect(200);
+        let (took, new) = until_all_serve_new(&hosts, &old, Duration::from_secs(5)).await;
+        assert!(fake.lock().token_alive(&new));
+        turns.push(took);
+        old = new;
+    }
+    turns.sort();
+    let after = fake.lock().tokens.len() - issued.len();
+    assert!(
+        (24..=25).contains(&after),
+        "24 refreshes through three hosts fetched {after} tokens"
+    );
+    println!(
+        "fleet: {served} tokens served by 3 hosts over 60 s, {} fetched; a scheduled refresh reached every host in p50 {:?} / max {:?} ({} refreshes, 50 ms polling); a requested one in p50 {:?} / p99 {:?} / max {:?} ({} refreshes)",
+        issued.len(),
+        percentile(&reach, 0.5),
+        reach.last().unwrap(),
+        reach.len(),
+        percentile(&turns, 0.5),
+        percentile(&turns, 0.99),
+        turns.last().unwrap(),
+        turns.len()
+    );
+    for h in hosts {
+        let out = h.serve.stop().await;
+        assert_eq!(out.code, 0, "{out}");
+    }
+}
+
+/// Legacy Fitbit accounts on three hosts: `fb` connected through host 1.
+async fn rotating_fleet(
+    configure: impl FnOnce(OAuthConfig) -> OAuthConfig,
+) -> (OAuthFake, RedisServer, Vec<Host>) {
+    let redirect = format!("http://127.0.0.1:{}/callback", free_port());
+    let fake = OAuthFake::start(configure(OAuthConfig::fitbit_legacy(&redirect))).await;
+    let redis = RedisServer::start().await;
+    let key = new_key(&redis).await;
+    let account = fake.account_toml(
+        "fb",
+        "fitbit-legacy",
+        &format!("redirect_uri = \"{redirect}\"\nrefresh_before = \"10s\""),
+    );
+    let envs: Vec<Env> = (1..=3).map(|i| host(&redis, i, &key, &account)).collect();
+    let secret = fake.lock().config.client_secret.clone();
+    envs[0].set_secret("fb", &secret).await;
+    envs[0].connect("fb").await;
+    let hosts = start_hosts(envs).await;
+    for h in &hosts {
+        let token = h.api.get("/v1/accounts/fb/token").await.access_token();
+        assert!(
+            fake.lock().accepts_access_token(&token),
+            "host serves the connected token"
+        );
+    }
+    (fake, redis, hosts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rotating_token_refreshed_through_every_host_is_never_used_twice() {
+    let (fake, _redis, hosts) = rotating_fleet(|c| c).await;
+
+    // In turn: each refresh starts from the set the previous host stored.
+    for round in 0..6 {
+        let h = &hosts[round % 3];
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        h.api
+            .post_empty("/v1/accounts/fb/refresh")
+            .await
+            .expect(200);
+    }
+    // At once: the same token reported rejected on every host, three times over (each
+    // past the 5 s in which a report of a token just refreshed only gets it back).
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(5500)).await;
+        let token = hosts[0]
+            .api
+            .get("/v1/accounts/fb/token")
+            .await
+            .access_token();
+        let body = json!({ "access_token": token });
+        let reports = hosts
+            .iter()
+            .map(|h| h.api.post("/v1/accounts/fb/rejected", &body));
+        for answer in futures_util::future::join_all(reports).await {
+            assert_eq!(answer.status, 200, "{answer}");
+            if answer.access_token() == token {
+                for h in &hosts {
+                    eprintln!("--- {}\n{}", h.name, h.serve.stderr());
+                }
+                panic!("a host answered a report with the reported token: {answer}");
+            }
+        }
+    }
+    let (reused, requests, live) = {
+        let st = fake.lock();
+        let live = st.current_access_token().expect("a current token");
+        (st.reused_refresh_tokens, st.refresh_requests(), live)
+    };
+    assert_eq!(reused, 0, "a refresh token was presented twice");
+    // 6 refreshes in turn, and one per round of reports.
+    assert_eq!(requests.len(), 9, "{requests:?}");
+    for h in &hosts {
+        assert_eq!(
+            h.api.get("/v1/accounts/fb/token").await.access_token(),
+            live
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_lease_holder_mid_refresh_hands_the_refresh_to_another_host() {
+    let (fake, redis, mut hosts) = rotating_fleet(|c| c).await;
+    let lease_key = format!("{NAMESPACE}:lease:fb");
+    for round in 0..3 {
+        // The provider takes 4 s to answer the next refresh: the holder dies waiting.
+        fake.fail_next(1, Fault::Delay(Duration::from_secs(4)));
+        let before = hosts[0]
+            .api
+            .get("/v1/accounts/fb/token")
+            .await
+            .access_token();
+        let holder = hosts[0].api.clone();
+        let first = tokio::spawn(async move { holder.post_empty("/v1/accounts/fb/refresh").await });
+        let prefix = format!("{}/", hosts[0].name);
+        wait_until(
+            Duration::from_secs(5),
+            "the first host to take the lease",
+            async || redis.cli(&["GET", &lease_key]).await.starts_with(&prefix),
+        )
+        .await;
+        // Another host is asked for a fresh token meanwhile: it waits for the lease.
+        let waiter = hosts[1].api.clone();
+        let waiter =
+            tokio::spawn(async move { waiter.post_empty("/v1/accounts/fb/refresh").await });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let killed_at = Instant::now();
+        let dead = hosts.remove(0);
+        dead.serve.kill9().await;
+        let _ = first.await;
+        let answer = waiter.await.expect("waiter");
+        let took = killed_at.elapsed();
+        assert_eq!(answer.status, 200, "the waiting host refreshed: {answer}");
+        assert!(took < Duration::from_secs(8), "took over after {took:?}");
+        let after = hosts[0]
+            .api
+            .get("/v1/accounts/fb/token")
+            .await
+            .access_token();
+        assert_ne!(after, before);
+        assert!(fake.lock().accepts_access_token(&after));
+        assert_eq!(fake.lock().reused_refresh_tokens, 0, "round {round}");
+        println!("fleet: round {round}: the lease holder was killed mid-refresh; another host had refreshed {took:?} later");
+        // The killed host comes back, last in line, and serves the stored set.
+        let back = start_host(dead.name, dead.env).await;
+        assert_eq!(
+            back.api.get("/v1/accounts/fb/token").await.access_token(),
+            after
+        );
+        hosts.push(back);
+    }
+    assert_eq!(fake.lock().reused_refresh_tokens, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_away_for_20_seconds_fails_no_request_for_a_valid_token() {
+    let fake = WeChatFake::start(WeChatConfig {
+        expires_in: 30,
+        overlap: Duration::from_secs(2),
+        ..WeChatConfig::default()
+    })
+    .await;
+    let mut redis = RedisServer::start_persistent().await;
+    let key = new_key(&redis).await;
+    let envs: Vec<Env> = (1..=3)
+        .map(|i| host(&redis, i, &key, &fake.account_toml("wx", "")))
+        .collect();
+    let secret = fake.lock().config.secret.clone();
+    envs[0].set_secret("wx", &secret).await;
+    let hosts = start_hosts(envs).await;
+    let first = hosts[0]
+        .api
+        .get("/v1/accounts/wx/token")
+        .await
+        .access_token();
+
+    redis.stop().await;
+    let down = Instant::now();
+    let mut answered = 0;
+    let mut refused = 0;
+    while down.elapsed() < Duration::from_secs(20) {
+        for h in &hosts {
+            let answer = h.api.get("/v1/accounts/wx/token").await;
+            // A refusal is fair only for a token that is no longer valid.
+            if answer.status == 200 {
+                assert!(fake.lock().token_alive(&answer.access_token()));
+                answered += 1;
+            } else {
+                assert!(fake.lock().tokens.iter().all(|t| !t.alive()), "{answer}");
+                refused += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let during = fake.lock().tokens.len();
+    redis.restart().await;
+    // The token (30 s, refreshed at 15 s left) came due during the outage: one host refreshes
+    // once Redis is back, and every host serves it.
+    let (took, new) = until_all_serve_new(&hosts, &first, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let st = fake.lock();
+    assert_eq!(
+        refused, 0,
+        "no token request failed while the token was valid"
+    );
+    assert_eq!(
+        during, 1,
+        "no host fetched without the lease while Redis was away"
+    );
+    assert_eq!(
+        st.tokens.len(),
+        2,
+        "one refresh after Redis came back, not one per host"
+    );
+    assert!(st.token_alive(&new));
+    println!(
+        "fleet: Redis away 20 s: {answered} token requests answered, {refused} refused; every host served the next token {took:?} after Redis came back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_with_the_wrong_store_key_says_so_and_changes_nothing() {
+    let fake = WeChatFake::start(WeChatConfig::default()).await;
+    let redis = RedisServer::start().await;
+    let key = new_key(&redis).await;
+    let right = host(&redis, 1, &key, &fake.account_toml("wx", ""));
+    let secret = fake.lock().config.secret.clone();
+    right.set_secret("wx", &secret).await;
+    let before = redis.dump().await;
+    assert!(before.keys().any(|k| k.ends_with(":check")), "{before:?}");
+
+    let other_key = new_key(&redis).await;
+    let wrong = host(&redis, 2, &other_key, &fake.account_toml("wx", ""));
+    let out = wrong.spawn_serve().wait_exit(Duration::from_secs(20)).await;
+    assert_ne!(out.code, 0, "{out}");
+    assert!(
+        out.stderr.contains("store key does not open"),
+        "the error names the key: {out}"
+    );
+    let set = wrong
+        .run(&["secret", "set", "wx"], Some("another-secret"))
+        .await;
+    assert_ne!(set.code, 0, "{set}");
+    assert!(set.stderr.contains("store key does not open"), "{set}");
+    assert_eq!(redis.dump().await, before, "Redis is unchanged");
+    assert!(fake.lock().token_calls.is_empty(), "nothing was fetched");
+}
