@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::free_port;
+use crate::harness::{free_port, Env};
+
+/// The key prefix of the fleets tests make.
+pub const NAMESPACE: &str = "tw-e2e";
 
 pub struct RedisServer {
     pub port: u16,
@@ -44,6 +47,33 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A fleet host on this server: `[refresh]` lines, then a `[store]` table (namespace
+    /// `tw-e2e`, 3 s leases, `host = name`), then `accounts`; `key` is its
+    /// `TOKENWARDEN_STORE_KEY` (empty: none).
+    pub fn host(&self, name: &str, key: &str, refresh: &str, accounts: &str) -> Env {
+        let store = format!(
+            "[store]\nkind = \"redis\"\nurl = \"{}\"\nlease = \"3s\"\nnamespace = \"{NAMESPACE}\"\nhost = \"{name}\"\n\n",
+            self.url()
+        );
+        let mut env = Env::with_refresh(refresh, &(store + accounts));
+        if !key.is_empty() {
+            env.extra_vars.push(("TOKENWARDEN_STORE_KEY", key.into()));
+        }
+        env
+    }
+
+    /// A new store key, from `tokenwarden store init --print`.
+    pub async fn new_key(&self) -> String {
+        let out = self
+            .host("keygen", "", "", "")
+            .run(&["store", "init", "--print"], None)
+            .await
+            .ok();
+        let key = out.stdout_trimmed().to_owned();
+        assert_eq!(key.len(), 44, "base64 of 32 bytes: {out}");
+        key
     }
 
     fn dir(&self) -> PathBuf {

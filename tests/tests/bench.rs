@@ -781,3 +781,92 @@ async fn bench_proxy_overhead() {
     report("GET the fake's API through /v1/proxy", via_proxy, wall);
     serve.stop().await;
 }
+
+/// The fleet (`[store] kind = "redis"`): serving throughput of one host in fleet mode beside
+/// one on the local store, in one run (wrk rounds taken in turn, median of 3), and how long a
+/// requested refresh takes to reach all three hosts of a fleet, over 200 refreshes started
+/// through each host in turn. Needs wrk and redis-server; `make bench` installs both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs wrk and a quiet machine: run by `make bench`"]
+async fn bench_fleet_serving_and_propagation() {
+    use tokenwarden_e2e::redis::RedisServer;
+    let fake = WeChatFake::start(WeChatConfig {
+        overlap: Duration::from_secs(3600),
+        ..WeChatConfig::default()
+    })
+    .await;
+    let secret = fake.lock().config.secret.clone();
+    let redis = RedisServer::start().await;
+    let key = redis.new_key().await;
+    // No refresh floor: the refreshes below follow each other at once.
+    let refresh = "retry_initial = \"1s\"\nmin_interval = \"0s\"";
+    let hosts: Vec<Env> = (1..=3)
+        .map(|i| {
+            redis.host(
+                &format!("h{i}"),
+                &key,
+                refresh,
+                &fake.account_toml("wx", ""),
+            )
+        })
+        .collect();
+    hosts[0].set_secret("wx", &secret).await;
+    let local = Env::new(&fake.account_toml("wx", ""));
+    local.set_secret("wx", &secret).await;
+    let mut running = Vec::new();
+    let mut apis = Vec::new();
+    for env in hosts.iter().chain([&local]) {
+        let (serve, api, key) = env.serve_with_new_key("bench").await;
+        api.get("/v1/accounts/wx/token").await.expect(200);
+        running.push(serve);
+        apis.push((api, key));
+    }
+
+    let url = |i: usize| format!("http://127.0.0.1:{}/v1/accounts/wx/token", apis[i].0.port);
+    let (mut fleet, mut alone) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        fleet.push(wrk(&url(0), Some(&apis[0].1)));
+        alone.push(wrk(&url(3), Some(&apis[3].1)));
+    }
+    let (fleet, alone) = (median(fleet), median(alone));
+    println!(
+        "bench: fleet: one host serving GET /v1/accounts/wx/token: {:.0}/s p99 {:.2?} in a fleet of 3 on Redis, {:.0}/s p99 {:.2?} on the local keychain store ({:.0}%), wrk -t2 -c64 -d5s, median of 3",
+        fleet.rps,
+        fleet.p99,
+        alone.rps,
+        alone.p99,
+        100.0 * fleet.rps / alone.rps
+    );
+
+    let mut reach = Vec::new();
+    let mut old = apis[0].0.token("wx").await;
+    let before = fake.lock().tokens.len();
+    let started = Instant::now();
+    for round in 0..200 {
+        let (api, _) = &apis[round % 3];
+        let asked = Instant::now();
+        api.post_empty("/v1/accounts/wx/refresh").await.expect(200);
+        loop {
+            let mut tokens = Vec::new();
+            for (api, _) in &apis[..3] {
+                tokens.push(api.token("wx").await);
+            }
+            if tokens.iter().all(|t| *t == tokens[0] && *t != old) {
+                reach.push(asked.elapsed());
+                old = tokens.remove(0);
+                break;
+            }
+            assert!(asked.elapsed() < Duration::from_secs(10), "{tokens:?}");
+        }
+    }
+    let fetched = fake.lock().tokens.len() - before;
+    assert_eq!(fetched, 200, "one fetch per requested refresh");
+    report(
+        "fleet: a requested refresh, from the request to all 3 hosts serving the new token",
+        reach,
+        started.elapsed(),
+    );
+    for serve in running {
+        assert_eq!(serve.stop().await.code, 0);
+    }
+}

@@ -11,31 +11,21 @@ use serde_json::json;
 use tokenwarden_e2e::fakes::oauth::{Fault, OAuthConfig, OAuthFake};
 use tokenwarden_e2e::fakes::wechat::{WeChatConfig, WeChatFake};
 use tokenwarden_e2e::harness::free_port;
-use tokenwarden_e2e::redis::RedisServer;
+use tokenwarden_e2e::redis::{RedisServer, NAMESPACE};
 use tokenwarden_e2e::{wait_until, Api, Env, Serve};
-
-const NAMESPACE: &str = "tw-e2e";
 
 /// A fleet host's environment: `accounts` behind a `[store]` table on `redis`, 3 s leases.
 fn host(redis: &RedisServer, i: usize, key: &str, accounts: &str) -> Env {
-    let store = format!(
-        "[store]\nkind = \"redis\"\nurl = \"{}\"\nlease = \"3s\"\nnamespace = \"{NAMESPACE}\"\nhost = \"h{i}\"\n\n",
-        redis.url()
-    );
-    let mut env = Env::new(&(store + accounts));
-    env.extra_vars.push(("TOKENWARDEN_STORE_KEY", key.into()));
-    env
+    redis.host(&format!("h{i}"), key, REFRESH, accounts)
 }
 
-/// A new store key from `tokenwarden store init --print`.
+const TICKET: &str =
+    "[[account]]\nname = \"wx_ticket\"\nprovider = \"wechat-jsapi-ticket\"\ndepends_on = \"wx\"\n";
+
+const REFRESH: &str = "retry_initial = \"1s\"\nmin_interval = \"1s\"";
+
 async fn new_key(redis: &RedisServer) -> String {
-    let env = host(redis, 0, "", "");
-    let mut env = env;
-    env.extra_vars.clear();
-    let out = env.run(&["store", "init", "--print"], None).await.ok();
-    let key = out.stdout_trimmed().to_owned();
-    assert_eq!(key.len(), 44, "base64 of 32 bytes: {out}");
-    key
+    redis.new_key().await
 }
 
 struct Host {
@@ -103,9 +93,8 @@ async fn three_hosts_serve_one_wechat_token_and_fetch_it_once_per_period() {
     .await;
     let redis = RedisServer::start().await;
     let key = new_key(&redis).await;
-    let envs: Vec<Env> = (1..=3)
-        .map(|i| host(&redis, i, &key, &fake.account_toml("wx", "")))
-        .collect();
+    let accounts = fake.account_toml("wx", "") + TICKET;
+    let envs: Vec<Env> = (1..=3).map(|i| host(&redis, i, &key, &accounts)).collect();
     let secret = fake.lock().config.secret.clone();
     envs[0].set_secret("wx", &secret).await;
     let dump = redis.dump().await;
@@ -130,10 +119,32 @@ async fn three_hosts_serve_one_wechat_token_and_fetch_it_once_per_period() {
             let seen = first_seen.entry(token).or_insert_with(|| vec![None; 3]);
             seen[i].get_or_insert_with(Instant::now);
             served += 1;
+            let ticket = h
+                .api
+                .get("/v1/accounts/wx_ticket/token")
+                .await
+                .access_token();
+            assert!(
+                fake.lock().ticket_valid(&ticket),
+                "host {i} served an invalid ticket at {:?}",
+                started.elapsed()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let issued: Vec<_> = fake.lock().tokens.clone();
+    {
+        // The ticket follows its token on whichever host refreshed it: one fetch per token
+        // (not one per host), each with a live token.
+        let st = fake.lock();
+        assert!(
+            st.ticket_calls.len() <= st.tokens.len() + 1,
+            "{} tickets fetched for {} tokens",
+            st.ticket_calls.len(),
+            st.tokens.len()
+        );
+        assert!(st.ticket_calls.iter().all(|c| c.token_alive));
+    }
     // ~60 s of tokens refreshed every ~10 s: 7 fetches, give or take one. Three hosts each
     // refreshing on their own would fetch three times as many.
     assert!(
@@ -331,6 +342,62 @@ async fn killing_the_lease_holder_mid_refresh_hands_the_refresh_to_another_host(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_that_restarts_empty_gets_the_hosts_sets_back_and_refreshing_goes_on() {
+    let (fake, mut redis, hosts) = rotating_fleet(|c| c).await;
+    for h in &hosts[..2] {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        h.api
+            .post_empty("/v1/accounts/fb/refresh")
+            .await
+            .expect(200);
+    }
+    let held = hosts[2]
+        .api
+        .get("/v1/accounts/fb/token")
+        .await
+        .access_token();
+    let entry = format!("{NAMESPACE}:secret:tokens:fb");
+    // No persistence: Redis comes back empty, the client secret and the token set gone.
+    redis.restart().await;
+    assert_eq!(redis.cli(&["EXISTS", &entry]).await.trim(), "0");
+    wait_until(
+        Duration::from_secs(15),
+        "a host to store its set again",
+        async || redis.cli(&["EXISTS", &entry]).await.trim() == "1",
+    )
+    .await;
+    for h in &hosts {
+        assert_eq!(
+            h.api.get("/v1/accounts/fb/token").await.access_token(),
+            held
+        );
+    }
+    // The rotation goes on from the set the hosts kept, with the client secret a host read
+    // before (stored again as it is used), then through a host that never refreshed.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    let answer = hosts[0]
+        .api
+        .post("/v1/accounts/fb/rejected", &json!({ "access_token": held }))
+        .await;
+    assert_eq!(answer.status, 200, "{answer}");
+    assert_ne!(answer.access_token(), held);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    hosts[2]
+        .api
+        .post_empty("/v1/accounts/fb/refresh")
+        .await
+        .expect(200);
+    let st = fake.lock();
+    assert_eq!(st.reused_refresh_tokens, 0);
+    assert_eq!(
+        st.refresh_requests().len(),
+        4,
+        "{:?}",
+        st.refresh_requests()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_away_for_20_seconds_fails_no_request_for_a_valid_token() {
     let fake = WeChatFake::start(WeChatConfig {
         expires_in: 30,
@@ -394,6 +461,29 @@ async fn redis_away_for_20_seconds_fails_no_request_for_a_valid_token() {
     println!(
         "fleet: Redis away 20 s: {answered} token requests answered, {refused} refused; every host served the next token {took:?} after Redis came back"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_hosts_started_at_once_on_an_empty_store_fetch_one_token() {
+    let fake = WeChatFake::start(WeChatConfig::default()).await;
+    let redis = RedisServer::start().await;
+    let key = new_key(&redis).await;
+    let envs: Vec<Env> = (1..=3)
+        .map(|i| host(&redis, i, &key, &fake.account_toml("wx", "")))
+        .collect();
+    let secret = fake.lock().config.secret.clone();
+    envs[0].set_secret("wx", &secret).await;
+    let mut serves: Vec<Serve> = envs.iter().map(Env::spawn_serve).collect();
+    for serve in &mut serves {
+        serve.wait_api().await;
+    }
+    let mut tokens = Vec::new();
+    for env in &envs {
+        tokens.push(env.token("wx").await);
+    }
+    assert!(tokens.windows(2).all(|w| w[0] == w[1]), "{tokens:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(fake.lock().tokens.len(), 1, "one fetch for three hosts");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -129,7 +129,11 @@ impl Engine {
         }
         let now = crate::engine::clock::now();
         match self.shared.keychain.tokens(name).await {
-            Ok(None) if self.fleet().is_some_and(|f| f.lost(name)) => {
+            Ok(None)
+                if self
+                    .fleet()
+                    .is_some_and(|f| f.lost(&SecretKey::Tokens(name.clone()))) =>
+            {
                 // Redis lost the set (restarted without persistence, flushed) while this
                 // host holds it: store it again rather than forget a live refresh token.
                 match self.with_slot(name, |s| s.state.tokens().cloned())? {

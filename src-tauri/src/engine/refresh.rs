@@ -316,7 +316,18 @@ impl Engine {
         let key = SecretKey::ClientSecret(name.clone());
         // The keychain is the truth; the copy in memory (like the tokens themselves) keeps
         // refreshes going while the keychain is away.
-        match self.shared.keychain.get(key).await {
+        match self.shared.keychain.get(key.clone()).await {
+            Ok(None) if self.fleet().is_some_and(|f| f.lost(&key)) => {
+                // Redis lost it (restarted empty): the copy read before goes back.
+                let kept = self.with_slot(name, |s| s.client_secret.clone())?;
+                if let Some(kept) = &kept {
+                    tracing::warn!(account = %name, "the shared store has lost this account's client secret; storing this host's copy again");
+                    if let Err(e) = self.shared.keychain.set(key, kept.clone()).await {
+                        tracing::warn!(account = %name, error = %e, "cannot store the client secret again");
+                    }
+                }
+                Ok(kept)
+            }
             Ok(secret) => {
                 self.with_slot(name, |s| s.client_secret = secret.clone())?;
                 Ok(secret)

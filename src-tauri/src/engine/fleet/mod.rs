@@ -42,10 +42,17 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 const CHECK_TEXT: &str = "tokenwarden shared store v1";
 const CHECK_ENTRY: &str = "store:check";
 
-/// Takes the lease and a new fence in one step: 0 when another host holds it.
+/// Takes the lease and a new fence in one step: 0 when another host holds it. The fence is
+/// also above the stored set's, in case Redis lost its counter but hosts stored sets again.
 const ACQUIRE: &str = r"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return redis.call('INCR', KEYS[2])
+  local fence = redis.call('INCR', KEYS[2])
+  local stored = tonumber(redis.call('HGET', KEYS[3], 'fence') or '0')
+  if fence <= stored then
+    fence = stored + 1
+    redis.call('SET', KEYS[2], fence)
+  end
+  return fence
 end
 return 0";
 /// Extends the lease, only while it is still ours.
@@ -252,6 +259,10 @@ impl Fleet {
             redis::Script::new(ACQUIRE)
                 .key(self.redis_key(&format!("lease:{account}")))
                 .key(self.redis_key(&format!("fence:{account}")))
+                .key(self.redis_key(&format!(
+                    "secret:{}",
+                    SecretKey::Tokens(account.clone()).entry()
+                )))
                 .arg(&self.me)
                 .arg(ttl)
                 .invoke(c)
@@ -330,13 +341,13 @@ impl Fleet {
         }
     }
 
-    /// Whether the last read of `account`'s token set found no entry at all: never stored,
-    /// or lost by Redis; a disconnect leaves an empty entry instead.
-    pub fn lost(&self, account: &AccountName) -> bool {
+    /// Whether the last read of `key` found no entry at all: never stored, or lost by Redis
+    /// (a disconnect leaves an empty entry instead).
+    pub fn lost(&self, key: &SecretKey) -> bool {
         self.lost
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .contains(&SecretKey::Tokens(account.clone()).entry())
+            .contains(&key.entry())
     }
 
     /// Writes `entry` unless a newer fence already did; `false` when superseded.
