@@ -237,7 +237,7 @@ async fn rotating_fleet(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rotating_token_refreshed_through_every_host_is_never_used_twice() {
-    let (fake, _redis, hosts) = rotating_fleet(|c| c).await;
+    let (fake, redis, hosts) = rotating_fleet(|c| c).await;
 
     // In turn: each refresh starts from the set the previous host stored.
     for round in 0..6 {
@@ -279,6 +279,42 @@ async fn a_rotating_token_refreshed_through_every_host_is_never_used_twice() {
     assert_eq!(reused, 0, "a refresh token was presented twice");
     // 6 refreshes in turn, and one per round of reports.
     assert_eq!(requests.len(), 9, "{requests:?}");
+    // Each host's log holds what it did, with its name: together, the consent (through
+    // host 1) and the 9 refreshes.
+    let mut logged = Vec::new();
+    for h in &hosts {
+        let log = h
+            .api
+            .get("/v1/history?account=fb&limit=100")
+            .await
+            .expect(200);
+        for entry in log.as_array().expect("entries") {
+            assert_eq!(entry["host"], h.name.as_str(), "{entry}");
+            assert_eq!(entry["outcome"], "ok", "{entry}");
+            logged.push(format!(
+                "{} {}",
+                h.name,
+                entry["trigger"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    logged.sort();
+    assert_eq!(logged.len(), 10, "{logged:?}");
+    assert!(logged.contains(&"h1 connect".to_owned()), "{logged:?}");
+    // Redis holds no token in plain text (nor the client secret).
+    let dump = redis.dump().await;
+    let refresh = fake.lock().latest_refresh_token().expect("a refresh token");
+    let secret = fake.lock().config.client_secret.clone();
+    for value in [&live, &refresh, &secret] {
+        assert!(
+            !dump.values().any(|v| v.contains(value.as_str())),
+            "{dump:?}"
+        );
+    }
+    assert!(
+        dump.contains_key(&format!("{NAMESPACE}:secret:tokens:fb")),
+        "{dump:?}"
+    );
     for h in &hosts {
         assert_eq!(
             h.api.get("/v1/accounts/fb/token").await.access_token(),

@@ -75,8 +75,12 @@ pub fn history(entries: &[Entry], json: bool) -> Result<()> {
     for e in entries {
         writeln!(
             out,
-            "{} {:<20} {:<10} {:<16} {:>6}ms {}",
+            "{} {}{:<20} {:<10} {:<16} {:>6}ms {}",
             e.at,
+            e.host
+                .as_deref()
+                .map(|h| format!("{h} "))
+                .unwrap_or_default(),
             e.account,
             e.trigger,
             e.outcome,

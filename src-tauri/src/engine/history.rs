@@ -85,6 +85,9 @@ pub struct Entry {
     pub expires_at: Option<Deadline>,
     pub error_code: Option<String>,
     pub message: Option<String>,
+    /// The host that did it, in a fleet (`[store] kind = "redis"`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// One row to add to the refresh log.
@@ -111,6 +114,8 @@ pub struct SavedState {
 pub struct History {
     conn: Mutex<Connection>,
     path: String,
+    /// Written into every row: this host's name in a fleet.
+    host: Option<String>,
 }
 
 impl History {
@@ -152,10 +157,29 @@ impl History {
             );",
         )
         .map_err(fail)?;
+        // Logs written before fleets existed have no `host` column.
+        let has_host: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM pragma_table_info('refreshes') WHERE name = 'host')",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(fail)?;
+        if !has_host {
+            conn.execute_batch("ALTER TABLE refreshes ADD COLUMN host TEXT")
+                .map_err(fail)?;
+        }
         Ok(Self {
             conn: Mutex::new(conn),
             path: name,
+            host: None,
         })
+    }
+
+    /// Names this host in every row it records (a fleet's hosts each keep their own log).
+    pub fn with_host(mut self, host: Option<String>) -> Self {
+        self.host = host;
+        self
     }
 
     fn fail(&self, source: rusqlite::Error) -> HistoryError {
@@ -172,8 +196,8 @@ impl History {
             None => (None, None),
         };
         conn.prepare_cached(
-            "INSERT INTO refreshes (at_ms, account, trigger, outcome, duration_ms, expires_at, error_code, message)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO refreshes (at_ms, account, trigger, outcome, duration_ms, expires_at, error_code, message, host)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )
         .and_then(|mut insert| insert.execute(
             params![
@@ -184,7 +208,8 @@ impl History {
                 r.elapsed.as_millis() as i64,
                 r.expires_at.map(|d| d.unix()),
                 error_code,
-                message
+                message,
+                self.host
             ],
         ))
         .map_err(|e| self.fail(e))?;
@@ -208,7 +233,7 @@ impl History {
         let conn = self.conn.lock().expect("poisoned");
         let mut stmt = conn
             .prepare(
-                "SELECT at_ms, account, trigger, outcome, duration_ms, expires_at, error_code, message
+                "SELECT at_ms, account, trigger, outcome, duration_ms, expires_at, error_code, message, host
                  FROM refreshes WHERE (?1 IS NULL OR account IN (SELECT value FROM json_each(?1)))
                  ORDER BY id DESC LIMIT ?2",
             )
@@ -225,6 +250,7 @@ impl History {
                     expires_at: row.get::<_, Option<i64>>(5)?.map(Deadline::from_unix),
                     error_code: row.get(6)?,
                     message: row.get(7)?,
+                    host: row.get(8)?,
                 })
             })
             .map_err(|e| self.fail(e))?;

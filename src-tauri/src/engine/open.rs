@@ -98,7 +98,9 @@ impl Engine {
         let metrics = metrics::Metrics::default();
         let keychain = Keychain::new(parts.store.clone()).counting(metrics.secret_writes.clone());
         let history = Arc::new(History::open(&parts.history_path)?);
-        let log = super::history::Writer::start(History::open(&parts.history_path)?);
+        let host = parts.fleet.as_ref().map(|f| f.host().to_owned());
+        let log =
+            super::history::Writer::start(History::open(&parts.history_path)?.with_host(host));
         let (today, _) = super::quota::beijing_day(super::clock::now());
         let fetches = history.fetches_on(&today).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot read today's WeChat fetch counts; counting from 0");

@@ -435,3 +435,119 @@ fn host_name() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "host".to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    //! The lease and the fence against a real `redis-server` (make test installs it).
+
+    use super::*;
+    use crate::engine::secrets::MemoryStore;
+
+    struct Redis(std::process::Child);
+
+    impl Drop for Redis {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// A redis-server on a loopback port below the ephemeral range.
+    fn redis() -> (Redis, u16) {
+        let port = 20_000 + (rand::random::<u16>() % 12_000);
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian package redis-server; make test installs it)");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (Redis(child), port)
+    }
+
+    fn host(port: u16, name: &str, key_file: &std::path::Path) -> Arc<Fleet> {
+        let settings = FleetSettings {
+            url: format!("redis://127.0.0.1:{port}"),
+            key_file: Some(key_file.to_owned()),
+            lease: Duration::from_secs(1),
+            namespace: "unit".into(),
+            host: Some(name.into()),
+        };
+        let keychain: Arc<dyn SecretStore> = Arc::new(MemoryStore::default());
+        Fleet::open(&settings, &keychain).unwrap()
+    }
+
+    #[test]
+    fn a_host_that_outlived_its_lease_cannot_overwrite_a_newer_set() {
+        let (_redis, port) = redis();
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("store.key");
+        let settings = FleetSettings {
+            url: String::new(),
+            key_file: Some(key_file.clone()),
+            lease: Duration::from_secs(1),
+            namespace: String::new(),
+            host: None,
+        };
+        let key = crate::engine::sealed::new_key_text(&SystemRandom::new()).unwrap();
+        keys::write_new_key(&settings, &MemoryStore::default(), &key).unwrap();
+        let (a, b) = (host(port, "a", &key_file), host(port, "b", &key_file));
+        let name: AccountName = "fb".parse().unwrap();
+        let entry = SecretKey::Tokens(name.clone()).entry();
+
+        let fa = a.acquire(&name).unwrap().expect("a free lease");
+        assert_eq!(b.acquire(&name).unwrap(), None, "a holds it");
+        assert!(a.write(&entry, fa, &Secret::new("first")).unwrap());
+        // `a` stalls past its lease; `b` takes over and stores a newer set.
+        std::thread::sleep(Duration::from_millis(1300));
+        let fb = b.acquire(&name).unwrap().expect("a lapsed lease");
+        assert!(fb > fa);
+        assert!(b.write(&entry, fb, &Secret::new("newer")).unwrap());
+        // `a` wakes up with its answer: its lease is gone and its write is refused.
+        assert!(!a.renew(&name).unwrap());
+        assert!(!a.write(&entry, fa, &Secret::new("older")).unwrap());
+        assert_eq!(a.get(&entry).unwrap().unwrap().expose(), "newer");
+        // Releasing someone else's lease does nothing.
+        a.release(&name).unwrap();
+        assert_eq!(a.acquire(&name).unwrap(), None, "b still holds it");
+        b.release(&name).unwrap();
+        assert!(a.acquire(&name).unwrap().unwrap() > fb);
+    }
+
+    #[test]
+    fn a_key_file_others_can_read_is_refused_and_a_key_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("store.key");
+        let settings = FleetSettings {
+            url: String::new(),
+            key_file: Some(key_file.clone()),
+            lease: Duration::from_secs(1),
+            namespace: String::new(),
+            host: None,
+        };
+        let key = crate::engine::sealed::new_key_text(&SystemRandom::new()).unwrap();
+        let keychain = MemoryStore::default();
+        keys::write_new_key(&settings, &keychain, &key).unwrap();
+        let e = keys::write_new_key(&settings, &keychain, &key).unwrap_err();
+        assert!(e.to_string().contains("never replaced"), "{e}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let e = keys::store_key(&settings, &keychain).unwrap_err();
+            assert!(e.to_string().contains("chmod 600"), "{e}");
+            assert!(!e.to_string().contains(key.expose()), "{e}");
+        }
+    }
+}
