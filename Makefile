@@ -46,7 +46,8 @@ test: deps-build deps-test deps-driver check-cargo lint
 # Figures for the README and BENCHMARKS.md: API latency and throughput against a bare axum
 # ceiling, a 10,000-report 401 storm, CLI round trips beside curl, 1,000 accounts on one keyring,
 # 10,000 accounts on the sealed database store (start, restart, memory, idle CPU, lateness, cost
-# per refresh), what /v1/proxy adds to a call made directly, and 500 clients for 60 s while the
+# per refresh), what /v1/proxy adds to a call made directly, a fleet host's serving beside a local
+# one and how fast a refresh reaches three hosts on one Redis, and 500 clients for 60 s while the
 # token rotates.
 # Every figure is printed as it comes, then all of them again together at the end (each line
 # names its baseline beside it: the ceiling, curl, the keychain store, the provider's own time).

@@ -16,6 +16,10 @@ pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
     persistent: bool,
+    /// More `redis-server` arguments (ACL users).
+    extra: Vec<String>,
+    /// `redis-cli` arguments to log in with, once the default user is off.
+    login: Vec<String>,
     child: Option<Child>,
 }
 
@@ -30,15 +34,40 @@ impl RedisServer {
         Self::start_with(true).await
     }
 
+    /// With the default user off and one ACL user, `user` with password `password`.
+    pub async fn start_with_user(user: &str, password: &str) -> Self {
+        let extra = format!("--user default off --user {user} on >{password} ~* &* +@all");
+        Self::start_args(
+            false,
+            extra.split(' ').map(str::to_owned).collect(),
+            user,
+            password,
+        )
+        .await
+    }
+
     async fn start_with(persistent: bool) -> Self {
+        Self::start_args(persistent, Vec::new(), "", "").await
+    }
+
+    async fn start_args(persistent: bool, extra: Vec<String>, user: &str, password: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("tokenwarden-redis-")
             .tempdir()
             .expect("temp dir");
+        let login = if user.is_empty() {
+            Vec::new()
+        } else {
+            ["--user", user, "--pass", password, "--no-auth-warning"]
+                .map(str::to_owned)
+                .to_vec()
+        };
         let mut server = Self {
             port: free_port(),
             dir,
             persistent,
+            extra,
+            login,
             child: None,
         };
         server.run().await;
@@ -100,6 +129,7 @@ impl RedisServer {
         }
         let child = Command::new("redis-server")
             .args(&args)
+            .args(&self.extra)
             .current_dir(&dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -143,6 +173,7 @@ impl RedisServer {
     pub async fn cli(&self, args: &[&str]) -> String {
         let out = tokio::process::Command::new("redis-cli")
             .args(["-p", &self.port.to_string()])
+            .args(&self.login)
             .args(args)
             .output()
             .await

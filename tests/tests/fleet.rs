@@ -549,3 +549,41 @@ async fn a_host_with_the_wrong_store_key_says_so_and_changes_nothing() {
     assert_eq!(redis.dump().await, before, "Redis is unchanged");
     assert!(fake.lock().token_calls.is_empty(), "nothing was fetched");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acl_user_password_comes_from_the_environment_and_a_key_from_the_keychain() {
+    let fake = WeChatFake::start(WeChatConfig::default()).await;
+    let redis = RedisServer::start_with_user("ops", "tw-canary-redis-pass").await;
+    let url = format!("redis://ops@127.0.0.1:{}", redis.port);
+    let accounts = format!(
+        "[store]\nkind = \"redis\"\nurl = \"{url}\"\nnamespace = \"{NAMESPACE}\"\n\n{}",
+        fake.account_toml("wx", "")
+    );
+    let mut env = Env::new(&accounts);
+    // No key anywhere: the error says how to make one; `store init` makes it in this host's
+    // keychain (without needing Redis), and never makes a second one.
+    let out = env.run(&["list"], None).await;
+    assert!(out.stderr.contains("tokenwarden store init"), "{out}");
+    env.run(&["store", "init"], None).await.ok();
+    assert!(env.keychain_get("store:key").await.is_some());
+    let again = env.run(&["store", "init"], None).await;
+    assert_ne!(again.code, 0, "a key is never replaced: {again}");
+    // No password: Redis refuses, and the error names the store, not a password.
+    let out = env.run(&["list"], None).await;
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.stderr.contains(&url), "{out}");
+    env.extra_vars
+        .push(("TOKENWARDEN_REDIS_PASSWORD", "tw-canary-redis-pass".into()));
+    let secret = fake.lock().config.secret.clone();
+    env.set_secret("wx", &secret).await;
+    let token = env.token("wx").await;
+    assert!(fake.lock().token_alive(&token));
+    assert!(redis
+        .dump()
+        .await
+        .keys()
+        .any(|k| k.ends_with(":secret:tokens:wx")));
+    for out in env.transcript.lock().unwrap().iter() {
+        assert!(!format!("{out}").contains("tw-canary-redis-pass"), "{out}");
+    }
+}

@@ -149,12 +149,10 @@ impl Engine {
             (s.state.tokens().cloned(), s.generation, due)
         })?;
         let started = Instant::now();
-        let cut_off = self.shared.inflight.begin(name);
         // In a fleet, only the holder of the account's lease fetches.
         let turn = self.fleet_turn(name, current.as_ref()).await;
         if let Ok(Some(Turn::Taken)) = turn {
             // Another host refreshed; its dependents are its to refresh too.
-            self.shared.inflight.end(name);
             self.with_slot(name, |s| {
                 s.attempts += 1;
                 s.last_outcome = Some(Ok(()));
@@ -162,12 +160,14 @@ impl Engine {
             self.shared.wake.notify_one();
             return Ok(());
         }
-        let (_lease, fetched) = match turn {
-            Err(e) => (None, Err(e)),
-            Ok(lease) => (
-                lease,
-                self.fetch(&account, current.as_ref(), trigger, due).await,
-            ),
+        // The marker goes out just before the request does (a turn that failed sent nothing).
+        let (_lease, cut_off, fetched) = match turn {
+            Err(e) => (None, false, Err(e)),
+            Ok(lease) => {
+                let cut_off = self.shared.inflight.begin(name);
+                let fetched = self.fetch(&account, current.as_ref(), trigger, due).await;
+                (lease, cut_off, fetched)
+            }
         };
         let fetched = match fetched {
             Err(RefreshError::Rejected {
