@@ -185,6 +185,19 @@ async fn three_hosts_serve_one_wechat_token_and_fetch_it_once_per_period() {
         old = new;
     }
     turns.sort();
+    // The day's WeChat allowance is the appid's: every host shows the fleet's fetches.
+    let fetched = fake.lock().tokens.len() as u64;
+    for h in &hosts {
+        wait_until(
+            Duration::from_secs(5),
+            "the fleet's fetch count on every host",
+            async || {
+                let views = h.api.get("/v1/accounts").await.expect(200);
+                views[0]["name"] == "wx" && views[0]["quota"]["used"].as_u64() == Some(fetched)
+            },
+        )
+        .await;
+    }
     let after = fake.lock().tokens.len() - issued.len();
     assert!(
         (24..=25).contains(&after),

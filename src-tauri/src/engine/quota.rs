@@ -116,6 +116,19 @@ impl Counts {
         self.on(day, |c| c.get(&allowance.key).copied().unwrap_or(0))
     }
 
+    /// Takes a count made elsewhere (the fleet's) if it is higher; warns when it is exactly
+    /// the warning level, which only one counter of a fleet ever returns.
+    pub fn raise(&self, allowance: &Allowance, day: &str, count: u32) -> Counted {
+        self.on(day, |c| {
+            let used = c.entry(allowance.key.clone()).or_insert(0);
+            *used = (*used).max(count);
+            Counted {
+                used: *used,
+                warn: count == (allowance.limit * WARN_PERCENT).div_ceil(100),
+            }
+        })
+    }
+
     pub fn count(&self, allowance: &Allowance, day: &str) -> Counted {
         self.on(day, |c| {
             let used = c.entry(allowance.key.clone()).or_insert(0);
@@ -141,13 +154,25 @@ impl super::Engine {
         })
     }
 
-    /// Counts a fetch that is about to leave, keeps the count, and says so at 80%.
-    pub(super) fn count_fetch(&self, account: &super::config::Account) {
+    /// Counts a fetch that is about to leave, keeps the count, and says so at 80%. In a
+    /// fleet the allowance is the appid's whichever host fetches, so the count is Redis's
+    /// (and the warning comes from the one host whose fetch reached 80%).
+    pub(super) async fn count_fetch(&self, account: &super::config::Account) {
         let Some(allowance) = Allowance::of(&account.provider) else {
             return;
         };
         let (day, resets_at) = beijing_day(super::clock::now());
-        let counted = self.shared.quota.count(&allowance, &day);
+        let mut counted = self.shared.quota.count(&allowance, &day);
+        if let Some(fleet) = self.fleet().cloned() {
+            let (key, on) = (allowance.key.clone(), day.clone());
+            match tokio::task::spawn_blocking(move || fleet.count_fetch(&key, &on)).await {
+                Ok(Ok(shared)) => counted = self.shared.quota.raise(&allowance, &day, shared),
+                Ok(Err(e)) => {
+                    tracing::warn!(account = %account.name, error = %e, "cannot count this fetch in the shared store; counted on this host only");
+                }
+                Err(e) => tracing::warn!(error = %e, "fetch count task"),
+            }
+        }
         self.shared
             .log
             .save_fetches(&allowance.key, &day, counted.used);
@@ -159,6 +184,24 @@ impl super::Engine {
                 limit: allowance.limit,
                 resets_at,
             });
+        }
+    }
+
+    /// Takes in the fleet's count of an account's allowance (another host fetched).
+    pub(super) async fn take_in_fetches(&self, account: &super::config::Account) {
+        let (Some(allowance), Some(fleet)) =
+            (Allowance::of(&account.provider), self.fleet().cloned())
+        else {
+            return;
+        };
+        let (day, _) = beijing_day(super::clock::now());
+        let (key, on) = (allowance.key.clone(), day.clone());
+        if let Ok(Ok(shared)) = tokio::task::spawn_blocking(move || fleet.fetches(&key, &on)).await
+        {
+            let counted = self.shared.quota.raise(&allowance, &day, shared);
+            self.shared
+                .log
+                .save_fetches(&allowance.key, &day, counted.used);
         }
     }
 

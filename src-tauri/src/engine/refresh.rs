@@ -282,7 +282,7 @@ impl Engine {
                 .lateness_seconds
                 .observe(late.as_secs_f64());
         }
-        self.count_fetch(account);
+        self.count_fetch(account).await;
         account.provider.fetch(&request).await
     }
 

@@ -183,6 +183,9 @@ impl Engine {
             if let Err(e) = engine.reread(&name).await {
                 tracing::warn!(account = %name, error = %e, "cannot read the set another host wrote; reading it again at the next refresh");
             }
+            if let Ok(account) = engine.account(&name) {
+                engine.take_in_fetches(&account).await;
+            }
         });
     }
 }

@@ -300,6 +300,31 @@ impl Fleet {
         Ok(())
     }
 
+    /// Counts one WeChat fetch against `allowance` today (a Beijing day), for the whole
+    /// fleet; the count is kept two days.
+    pub fn count_fetch(&self, allowance: &str, day: &str) -> Result<u32, FleetError> {
+        let key = self.redis_key(&format!("fetches:{allowance}:{day}"));
+        let (count,): (u32,) = self.call(|c| {
+            redis::pipe()
+                .atomic()
+                .cmd("INCR")
+                .arg(&key)
+                .cmd("EXPIRE")
+                .arg(&key)
+                .arg(2 * 24 * 3600)
+                .ignore()
+                .query(c)
+        })?;
+        Ok(count)
+    }
+
+    /// The fleet's count of `allowance` fetches on `day`.
+    pub fn fetches(&self, allowance: &str, day: &str) -> Result<u32, FleetError> {
+        let key = self.redis_key(&format!("fetches:{allowance}:{day}"));
+        let count: Option<u32> = self.call(|c| redis::cmd("GET").arg(&key).query(c))?;
+        Ok(count.unwrap_or(0))
+    }
+
     /// A new consent replaces whatever is stored, newer or not: its write takes a fence of
     /// its own instead of the one of this host's last refresh.
     pub fn forget_fence(&self, account: &AccountName) {
