@@ -600,3 +600,33 @@ async fn an_acl_user_password_comes_from_the_environment_and_a_key_from_the_keyc
         assert!(!format!("{out}").contains("tw-canary-redis-pass"), "{out}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_disconnect_on_one_host_disconnects_every_host_and_no_refresh_undoes_it() {
+    let (fake, redis, hosts) = rotating_fleet(|c| c).await;
+    let entry = format!("{NAMESPACE}:secret:tokens:fb");
+    hosts[1].env.run(&["disconnect", "fb"], None).await.ok();
+    for h in &hosts {
+        wait_until(
+            Duration::from_secs(5),
+            "every host to show fb disconnected",
+            async || h.env.status("fb").await == "not_connected",
+        )
+        .await;
+        let answer = h.api.get("/v1/accounts/fb/token").await;
+        assert_ne!(answer.status, 200, "{answer}");
+    }
+    // A deletion, not a loss: the entry is there and empty, so no host stores its copy back,
+    // even after every host has heard from Redis again.
+    assert_eq!(
+        redis.cli(&["--raw", "HGET", &entry, "blob"]).await.trim(),
+        ""
+    );
+    assert_eq!(redis.cli(&["EXISTS", &entry]).await.trim(), "1");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        redis.cli(&["--raw", "HGET", &entry, "blob"]).await.trim(),
+        ""
+    );
+    assert_eq!(fake.lock().reused_refresh_tokens, 0);
+}

@@ -75,13 +75,6 @@ end
 redis.call('HSET', KEYS[1], 'fence', ARGV[1], 'blob', ARGV[2])
 redis.call('PUBLISH', KEYS[2], ARGV[3])
 return 1";
-/// A deletion leaves an empty entry behind: "disconnected" must not read like "Redis lost
-/// it" (restarted without persistence), which hosts answer by storing their set again.
-const DELETE: &str = r"
-redis.call('HSET', KEYS[1], 'blob', '')
-redis.call('PUBLISH', KEYS[2], ARGV[1])
-return 1";
-
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
     #[error("shared store {url}: {detail}")]
@@ -378,27 +371,27 @@ impl Fleet {
     /// Writes `entry` unless a newer fence already did; `false` when superseded.
     fn write(&self, entry: &str, fence: u64, text: &Secret) -> Result<bool, FleetError> {
         let blob = self.seal(entry, text.expose())?;
+        self.write_blob(entry, fence, &blob)
+    }
+
+    /// Marks `entry` deleted (an empty blob) under `fence`: a set fetched under an older
+    /// lease cannot bring a disconnected account back, and "deleted" does not read like
+    /// "Redis lost it" (which hosts answer by storing their copy again).
+    fn tombstone(&self, entry: &str, fence: u64) -> Result<bool, FleetError> {
+        self.write_blob(entry, fence, "")
+    }
+
+    fn write_blob(&self, entry: &str, fence: u64, blob: &str) -> Result<bool, FleetError> {
         let written: i64 = self.call(|c| {
             redis::Script::new(WRITE)
                 .key(self.redis_key(&format!("secret:{entry}")))
                 .key(self.channel())
                 .arg(fence)
-                .arg(&blob)
+                .arg(blob)
                 .arg(listen::message(entry, &self.me))
                 .invoke(c)
         })?;
         Ok(written == 1)
-    }
-
-    fn delete(&self, entry: &str) -> Result<(), FleetError> {
-        let _: i64 = self.call(|c| {
-            redis::Script::new(DELETE)
-                .key(self.redis_key(&format!("secret:{entry}")))
-                .key(self.channel())
-                .arg(listen::message(entry, &self.me))
-                .invoke(c)
-        })?;
-        Ok(())
     }
 }
 

@@ -19,15 +19,22 @@ impl FleetStore {
         matches!(key, SecretKey::Tokens(_) | SecretKey::ClientSecret(_))
     }
 
-    /// Writes a token set with the fence of this host's lease; a write with no lease (a new
-    /// consent, a secret set by hand) takes one for itself, waiting while another host
-    /// refreshes the account.
-    fn write_tokens(&self, key: &SecretKey, value: &Secret) -> Result<(), FleetError> {
+    /// Writes a token set (or its deletion, `None`) with the fence of this host's lease; a
+    /// write with no lease (a new consent, a disconnect) takes one for itself, waiting while
+    /// another host refreshes the account.
+    fn write_tokens(&self, key: &SecretKey, value: Option<&Secret>) -> Result<(), FleetError> {
         let SecretKey::Tokens(name) = key else {
-            return self.fleet.write(&key.entry(), 0, value).map(|_| ());
+            return match value {
+                Some(value) => self.fleet.write(&key.entry(), 0, value).map(|_| ()),
+                None => self.fleet.tombstone(&key.entry(), 0).map(|_| ()),
+            };
+        };
+        let write = |fence| match value {
+            Some(value) => self.fleet.write(&key.entry(), fence, value),
+            None => self.fleet.tombstone(&key.entry(), fence),
         };
         let written = match self.fleet.fence_of(name) {
-            Some(fence) => self.fleet.write(&key.entry(), fence, value)?,
+            Some(fence) => write(fence)?,
             None => {
                 let give_up = Instant::now() + self.fleet.lease_time() * 2;
                 let fence = loop {
@@ -41,7 +48,7 @@ impl FleetStore {
                     }
                     std::thread::sleep(Duration::from_millis(100));
                 };
-                let written = self.fleet.write(&key.entry(), fence, value);
+                let written = write(fence);
                 let _ = self.fleet.release(name);
                 written?
             }
@@ -68,7 +75,8 @@ impl SecretStore for FleetStore {
         if !Self::shared(key) {
             return self.keychain.set(key, value);
         }
-        self.write_tokens(key, value).map_err(|e| fail(key, e))
+        self.write_tokens(key, Some(value))
+            .map_err(|e| fail(key, e))
     }
 
     fn delete(&self, key: &SecretKey) -> Result<(), KeychainError> {
@@ -76,9 +84,10 @@ impl SecretStore for FleetStore {
             return self.keychain.delete(key);
         }
         if let SecretKey::Tokens(name) = key {
+            // Whoever refreshed last, a disconnect wins: it takes a fence of its own.
             self.fleet.forget_fence(name);
         }
-        self.fleet.delete(&key.entry()).map_err(|e| fail(key, e))
+        self.write_tokens(key, None).map_err(|e| fail(key, e))
     }
 }
 
