@@ -83,6 +83,8 @@ pub enum FleetError {
     WrongKey { url: String, namespace: String },
     #[error("{0}")]
     Key(String),
+    #[error("another host has been refreshing `{account}` for longer than its lease; try again")]
+    Busy { account: AccountName },
 }
 
 pub struct Fleet {

@@ -19,10 +19,10 @@ impl FleetStore {
         matches!(key, SecretKey::Tokens(_) | SecretKey::ClientSecret(_))
     }
 
-    /// Writes a token set (or its deletion, `None`) with the fence of this host's lease; a
-    /// write with no lease (a new consent, a disconnect) takes one for itself, waiting while
+    /// Writes a shared entry (or its deletion, `None`). A token set carries the fence of this
+    /// host's lease; a write with no lease (a new consent, a disconnect) takes one for itself, waiting while
     /// another host refreshes the account.
-    fn write_tokens(&self, key: &SecretKey, value: Option<&Secret>) -> Result<(), FleetError> {
+    fn write_shared(&self, key: &SecretKey, value: Option<&Secret>) -> Result<(), FleetError> {
         let SecretKey::Tokens(name) = key else {
             return match value {
                 Some(value) => self.fleet.write(&key.entry(), 0, value).map(|_| ()),
@@ -42,9 +42,9 @@ impl FleetStore {
                         break fence;
                     }
                     if Instant::now() > give_up {
-                        return Err(FleetError::Key(format!(
-                            "another host has been refreshing `{name}` for longer than its lease; try again"
-                        )));
+                        return Err(FleetError::Busy {
+                            account: name.clone(),
+                        });
                     }
                     std::thread::sleep(Duration::from_millis(100));
                 };
@@ -75,7 +75,7 @@ impl SecretStore for FleetStore {
         if !Self::shared(key) {
             return self.keychain.set(key, value);
         }
-        self.write_tokens(key, Some(value))
+        self.write_shared(key, Some(value))
             .map_err(|e| fail(key, e))
     }
 
@@ -87,7 +87,7 @@ impl SecretStore for FleetStore {
             // Whoever refreshed last, a disconnect wins: it takes a fence of its own.
             self.fleet.forget_fence(name);
         }
-        self.write_tokens(key, None).map_err(|e| fail(key, e))
+        self.write_shared(key, None).map_err(|e| fail(key, e))
     }
 }
 
