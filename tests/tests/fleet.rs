@@ -400,11 +400,17 @@ async fn a_redis_that_restarts_empty_gets_the_hosts_sets_back_and_refreshing_goe
             .await
             .expect(200);
     }
-    let held = hosts[2]
-        .api
-        .get("/v1/accounts/fb/token")
-        .await
-        .access_token();
+    // Every host has taken in the newest set before Redis goes.
+    let newest = fake.lock().current_access_token().expect("a current token");
+    for h in &hosts {
+        wait_until(
+            Duration::from_secs(5),
+            "every host to hold the newest set",
+            async || h.api.get("/v1/accounts/fb/token").await.access_token() == newest,
+        )
+        .await;
+    }
+    let held = newest;
     let entry = format!("{NAMESPACE}:secret:tokens:fb");
     // No persistence: Redis comes back empty, the client secret and the token set gone.
     redis.restart().await;
@@ -416,10 +422,13 @@ async fn a_redis_that_restarts_empty_gets_the_hosts_sets_back_and_refreshing_goe
     )
     .await;
     for h in &hosts {
-        assert_eq!(
-            h.api.get("/v1/accounts/fb/token").await.access_token(),
-            held
-        );
+        let served = h.api.get("/v1/accounts/fb/token").await.access_token();
+        if served != held {
+            for h in &hosts {
+                eprintln!("--- {}\n{}", h.name, h.serve.stderr());
+            }
+            panic!("{} serves {served}, not the held {held}", h.name);
+        }
     }
     // The rotation goes on from the set the hosts kept, with the client secret a host read
     // before (stored again as it is used), then through a host that never refreshed.
@@ -487,11 +496,20 @@ async fn redis_away_for_20_seconds_fails_no_request_for_a_valid_token() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let during = fake.lock().tokens.len();
+    let up = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("tokenwarden_shared_store_up{"))
+            .map(|l| l.ends_with(" 1"))
+    };
+    let metrics = hosts[0].api.get("/metrics").await;
+    assert_eq!(up(&metrics.body), Some(false), "{}", metrics.body);
     redis.restart().await;
     // The token (30 s, refreshed at 15 s left) came due during the outage: one host refreshes
     // once Redis is back, and every host serves it.
     let (took, new) = until_all_serve_new(&hosts, &first, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let metrics = hosts[0].api.get("/metrics").await;
+    assert_eq!(up(&metrics.body), Some(true), "{}", metrics.body);
     let st = fake.lock();
     assert_eq!(
         refused, 0,

@@ -24,6 +24,12 @@ pub struct AccountLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreLabels {
+    /// The shared store's URL as the config has it (never with a password).
+    pub url: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// One of the API's fixed route patterns.
     pub route: &'static str,
@@ -51,6 +57,8 @@ pub struct Metrics {
     /// Seconds until the refresh token stops working, where that is known.
     pub refresh_token_expiry_seconds: Family<AccountLabels, Gauge<f64, AtomicU64>>,
     pub wechat_fetch_limit: Family<AccountLabels, Gauge>,
+    /// 1 while this host hears the fleet's Redis, 0 while it does not (a fleet only).
+    pub shared_store_up: Family<StoreLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -115,8 +123,15 @@ impl Default for Metrics {
             "WeChat's daily allowance of token fetches for the account's appid",
             wechat_fetch_limit.clone(),
         );
+        let shared_store_up = Family::<StoreLabels, Gauge>::default();
+        registry.register(
+            "tokenwarden_shared_store_up",
+            "1 while this host hears the Redis its fleet shares ([store] kind = \"redis\"), else 0",
+            shared_store_up.clone(),
+        );
         Self {
             registry,
+            shared_store_up,
             refreshes,
             refresh_seconds,
             api_requests,

@@ -238,6 +238,16 @@ impl Engine {
 
     /// Sets the seconds-until-expiry gauges from the current tokens (called when scraped).
     pub fn update_expiry_gauges(&self) {
+        if let Some(fleet) = self.fleet() {
+            let labels = metrics::StoreLabels {
+                url: fleet.url().to_owned(),
+            };
+            self.shared
+                .metrics
+                .shared_store_up
+                .get_or_create(&labels)
+                .set(i64::from(fleet.heard_lately()));
+        }
         let accounts = self.shared.accounts.lock().expect("poisoned");
         let now = crate::engine::clock::now();
         for (name, slot) in accounts.iter() {

@@ -13,6 +13,8 @@ use crate::engine::names::AccountName;
 /// How often a quiet subscription looks at whether the fleet was dropped.
 const TICK: Duration = Duration::from_millis(500);
 const RETRY: Duration = Duration::from_secs(1);
+/// Quiet ticks between pings of the subscription (5 s).
+const PING_EVERY: u32 = 10;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Heard {
@@ -72,10 +74,20 @@ fn subscribe(
     let mut pubsub = conn.as_pubsub();
     pubsub.subscribe(fleet.channel())?;
     pubsub.set_read_timeout(Some(TICK))?;
+    fleet.subscribed.store(true, Ordering::SeqCst);
     if !std::mem::take(first) {
         let _ = fleet.heard.send(Heard::Resubscribed);
     }
+    let mut quiet = 0;
     while !stop.load(Ordering::SeqCst) {
+        // A peer that vanished without closing (a network gone) shows only by not answering.
+        if quiet >= PING_EVERY {
+            quiet = 0;
+            if let Err(e) = pubsub.ping::<()>() {
+                fleet.subscribed.store(false, Ordering::SeqCst);
+                return Err(e);
+            }
+        }
         match pubsub.get_message() {
             Ok(msg) => {
                 let payload: String = msg.get_payload().unwrap_or_default();
@@ -83,8 +95,11 @@ fn subscribe(
                     let _ = fleet.heard.send(h);
                 }
             }
-            Err(e) if e.is_timeout() => {}
-            Err(e) => return Err(e),
+            Err(e) if e.is_timeout() => quiet += 1,
+            Err(e) => {
+                fleet.subscribed.store(false, Ordering::SeqCst);
+                return Err(e);
+            }
         }
     }
     Ok(())

@@ -96,13 +96,17 @@ pub struct Fleet {
     /// This process in lease values and published messages: host name, pid, a random tag.
     me: String,
     host: String,
-    /// The fence of the newest lease this host took per account: its token writes carry it,
-    /// also when a write is retried after the lease ended.
+    /// Per account, the highest fence this host knows for the set it holds: its newest lease,
+    /// or the fence the stored set was written with when it read it. Its token writes carry
+    /// it, also a write retried after the lease ended, and a set stored again after Redis
+    /// lost it, so that of two hosts storing theirs again the newer set wins.
     fences: Mutex<HashMap<AccountName, u64>>,
     heard: broadcast::Sender<Heard>,
     stop: Arc<AtomicBool>,
     /// Entries whose last read found nothing at all (not even a deletion's empty entry).
     lost: Mutex<std::collections::HashSet<String>>,
+    /// Whether the subscription is up (for `/metrics`).
+    subscribed: AtomicBool,
 }
 
 impl Fleet {
@@ -134,6 +138,7 @@ impl Fleet {
             heard: broadcast::channel(4096).0,
             stop: Arc::new(AtomicBool::new(false)),
             lost: Mutex::new(Default::default()),
+            subscribed: AtomicBool::new(false),
         });
         fleet.prove_key()?;
         Ok(fleet)
@@ -141,6 +146,16 @@ impl Fleet {
 
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// The store's URL as configured (it never holds a password).
+    pub fn url(&self) -> &str {
+        &self.settings.url
+    }
+
+    /// Whether this host's subscription to the fleet's channel is up right now.
+    pub fn heard_lately(&self) -> bool {
+        self.subscribed.load(Ordering::SeqCst)
     }
 
     pub fn lease_time(&self) -> Duration {
@@ -265,10 +280,7 @@ impl Fleet {
         if fence == 0 {
             return Ok(None);
         }
-        self.fences
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(account.clone(), fence);
+        self.note_fence(account, fence);
         Ok(Some(fence))
     }
 
@@ -329,6 +341,12 @@ impl Fleet {
             .remove(account);
     }
 
+    fn note_fence(&self, account: &AccountName, fence: u64) {
+        let mut fences = self.fences.lock().unwrap_or_else(|e| e.into_inner());
+        let known = fences.entry(account.clone()).or_insert(fence);
+        *known = (*known).max(fence);
+    }
+
     fn fence_of(&self, account: &AccountName) -> Option<u64> {
         self.fences
             .lock()
@@ -337,27 +355,39 @@ impl Fleet {
             .copied()
     }
 
-    fn get(&self, entry: &str) -> Result<Option<Secret>, FleetError> {
-        let key = self.redis_key(&format!("secret:{entry}"));
-        let blob: Option<String> =
-            self.call(|c| redis::cmd("HGET").arg(&key).arg("blob").query(c))?;
+    fn get(&self, key: &SecretKey) -> Result<Option<Secret>, FleetError> {
+        let entry = key.entry();
+        let redis_key = self.redis_key(&format!("secret:{entry}"));
+        let (blob, fence): (Option<String>, Option<u64>) = self.call(|c| {
+            redis::cmd("HMGET")
+                .arg(&redis_key)
+                .arg("blob")
+                .arg("fence")
+                .query(c)
+        })?;
         {
             let mut lost = self.lost.lock().unwrap_or_else(|e| e.into_inner());
             if blob.is_none() {
-                lost.insert(entry.to_owned());
+                lost.insert(entry.clone());
             } else {
-                lost.remove(entry);
+                lost.remove(&entry);
             }
         }
         match blob {
             None => Ok(None),
             Some(blob) if blob.is_empty() => Ok(None),
-            Some(blob) => self.open_blob(entry, &blob).map(Some).ok_or_else(|| {
-                FleetError::Key(format!(
-                    "shared store {}: `{entry}` does not open with the store key (damaged, or written with another key)",
-                    self.settings.url
-                ))
-            }),
+            Some(blob) => {
+                let text = self.open_blob(&entry, &blob).ok_or_else(|| {
+                    FleetError::Key(format!(
+                        "shared store {}: `{entry}` does not open with the store key (damaged, or written with another key)",
+                        self.settings.url
+                    ))
+                })?;
+                if let (SecretKey::Tokens(account), Some(fence)) = (key, fence) {
+                    self.note_fence(account, fence);
+                }
+                Ok(Some(text))
+            }
         }
     }
 
@@ -536,12 +566,71 @@ mod tests {
         // `a` wakes up with its answer: its lease is gone and its write is refused.
         assert!(!a.renew(&name).unwrap());
         assert!(!a.write(&entry, fa, &Secret::new("older")).unwrap());
-        assert_eq!(a.get(&entry).unwrap().unwrap().expose(), "newer");
+        assert_eq!(
+            a.get(&SecretKey::Tokens(name.clone()))
+                .unwrap()
+                .unwrap()
+                .expose(),
+            "newer"
+        );
         // Releasing someone else's lease does nothing.
         a.release(&name).unwrap();
         assert_eq!(a.acquire(&name).unwrap(), None, "b still holds it");
         b.release(&name).unwrap();
         assert!(a.acquire(&name).unwrap().unwrap() > fb);
+    }
+
+    #[test]
+    fn after_redis_lost_everything_the_newer_of_two_copies_wins_in_either_order() {
+        let (_redis, port) = redis();
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("store.key");
+        let key = crate::engine::sealed::new_key_text(&SystemRandom::new()).unwrap();
+        std::fs::write(&key_file, key.expose()).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let name: AccountName = "fb".parse().unwrap();
+        let tokens = SecretKey::Tokens(name.clone());
+        for newer_first in [true, false] {
+            let store = |fleet: Arc<Fleet>| FleetStore {
+                fleet,
+                keychain: Arc::new(MemoryStore::default()),
+            };
+            let (a, b, c) = (
+                host(port, "a", &key_file),
+                host(port, "b", &key_file),
+                host(port, "c", &key_file),
+            );
+            let (sa, sb, sc) = (store(a.clone()), store(b.clone()), store(c.clone()));
+            // `c` refreshes and stores X, which `a` and `b` read; `b` refreshes and stores Y,
+            // which `a` (that never refreshed) does not hear of.
+            c.acquire(&name).unwrap().unwrap();
+            sc.set(&tokens, &Secret::new("X")).unwrap();
+            c.release(&name).unwrap();
+            assert_eq!(sa.get(&tokens).unwrap().unwrap().expose(), "X");
+            assert_eq!(sb.get(&tokens).unwrap().unwrap().expose(), "X");
+            b.acquire(&name).unwrap().unwrap();
+            sb.set(&tokens, &Secret::new("Y")).unwrap();
+            b.release(&name).unwrap();
+            // Redis restarts empty; both hosts store their copy again.
+            a.call(|c| redis::cmd("FLUSHALL").query::<()>(c)).unwrap();
+            assert!(sa.get(&tokens).unwrap().is_none() && a.lost(&tokens));
+            if newer_first {
+                sb.set(&tokens, &Secret::new("Y")).unwrap();
+                sa.set(&tokens, &Secret::new("X")).unwrap();
+            } else {
+                sa.set(&tokens, &Secret::new("X")).unwrap();
+                sb.set(&tokens, &Secret::new("Y")).unwrap();
+            }
+            assert_eq!(
+                sa.get(&tokens).unwrap().unwrap().expose(),
+                "Y",
+                "newer first: {newer_first}"
+            );
+        }
     }
 
     #[test]

@@ -68,7 +68,7 @@ impl SecretStore for FleetStore {
         if !Self::shared(key) {
             return self.keychain.get(key);
         }
-        self.fleet.get(&key.entry()).map_err(|e| fail(key, e))
+        self.fleet.get(key).map_err(|e| fail(key, e))
     }
 
     fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), KeychainError> {
