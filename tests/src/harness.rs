@@ -76,6 +76,12 @@ pub fn free_port() -> u16 {
     panic!("no free port in 127.0.0.1:{FIRST}..{}", FIRST + SPAN)
 }
 
+/// The `p` quantile (0.0–1.0) of `sorted`, nearest rank.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
 pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{free_port, Env};
+use crate::Api;
 
 /// The key prefix of the fleets tests make.
 pub const NAMESPACE: &str = "tw-e2e";
@@ -204,5 +205,30 @@ impl Drop for RedisServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// Polls every host's API until all serve the same token for `account`, other than `old`
+/// (panics after `limit`); that token.
+pub async fn until_all_serve_new(
+    hosts: &[&Api],
+    account: &str,
+    old: &str,
+    limit: Duration,
+) -> String {
+    let started = Instant::now();
+    let target = format!("/v1/accounts/{account}/token");
+    loop {
+        let mut tokens = Vec::new();
+        for api in hosts {
+            tokens.push(api.get(&target).await.access_token());
+        }
+        if tokens.iter().all(|t| *t == tokens[0] && t != old) {
+            return tokens.remove(0);
+        }
+        assert!(
+            started.elapsed() < limit,
+            "the hosts still serve {tokens:?} {limit:?} after a refresh of {old:?}"
+        );
     }
 }

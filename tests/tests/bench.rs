@@ -7,11 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokenwarden_e2e::fakes::http::HttpTokenFake;
 use tokenwarden_e2e::fakes::wechat::{WeChatConfig, WeChatFake};
+use tokenwarden_e2e::harness::percentile;
 use tokenwarden_e2e::{wait_until, Env};
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
 
 fn report(what: &str, mut samples: Vec<Duration>, wall: Duration) {
     samples.sort();
@@ -789,7 +786,7 @@ async fn bench_proxy_overhead() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs wrk and a quiet machine: run by `make bench`"]
 async fn bench_fleet_serving_and_propagation() {
-    use tokenwarden_e2e::redis::RedisServer;
+    use tokenwarden_e2e::redis::{until_all_serve_new, RedisServer};
     let fake = WeChatFake::start(WeChatConfig {
         overlap: Duration::from_secs(3600),
         ..WeChatConfig::default()
@@ -846,18 +843,9 @@ async fn bench_fleet_serving_and_propagation() {
         let (api, _) = &apis[round % 3];
         let asked = Instant::now();
         api.post_empty("/v1/accounts/wx/refresh").await.expect(200);
-        loop {
-            let mut tokens = Vec::new();
-            for (api, _) in &apis[..3] {
-                tokens.push(api.token("wx").await);
-            }
-            if tokens.iter().all(|t| *t == tokens[0] && *t != old) {
-                reach.push(asked.elapsed());
-                old = tokens.remove(0);
-                break;
-            }
-            assert!(asked.elapsed() < Duration::from_secs(10), "{tokens:?}");
-        }
+        let fleet: Vec<_> = apis[..3].iter().map(|(api, _)| api).collect();
+        old = until_all_serve_new(&fleet, "wx", &old, Duration::from_secs(10)).await;
+        reach.push(asked.elapsed());
     }
     let fetched = fake.lock().tokens.len() - before;
     assert_eq!(fetched, 200, "one fetch per requested refresh");

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokenwarden_e2e::fakes::oauth::{Fault, OAuthConfig, OAuthFake};
 use tokenwarden_e2e::fakes::wechat::{WeChatConfig, WeChatFake};
-use tokenwarden_e2e::harness::free_port;
-use tokenwarden_e2e::redis::{RedisServer, NAMESPACE};
+use tokenwarden_e2e::harness::{free_port, percentile};
+use tokenwarden_e2e::redis::{until_all_serve_new, RedisServer, NAMESPACE};
 use tokenwarden_e2e::{wait_until, Api, Env, Serve};
 
 /// A fleet host's environment: `accounts` behind a `[store]` table on `redis`, 3 s leases.
@@ -23,10 +23,6 @@ const TICKET: &str =
     "[[account]]\nname = \"wx_ticket\"\nprovider = \"wechat-jsapi-ticket\"\ndepends_on = \"wx\"\n";
 
 const REFRESH: &str = "retry_initial = \"1s\"\nmin_interval = \"1s\"";
-
-async fn new_key(redis: &RedisServer) -> String {
-    redis.new_key().await
-}
 
 struct Host {
     /// `h1`, `h2`…: its `[store] host`, which its leases name.
@@ -56,29 +52,12 @@ async fn start_hosts(envs: Vec<Env>) -> Vec<Host> {
     hosts
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-/// Polls every host until all serve a token other than `old`; how long that took, and the
-/// token.
-async fn until_all_serve_new(hosts: &[Host], old: &str, limit: Duration) -> (Duration, String) {
+/// [`until_all_serve_new`] on every host's API: how long it took, and the token.
+async fn until_all_serve(hosts: &[Host], old: &str, limit: Duration) -> (Duration, String) {
     let started = Instant::now();
-    loop {
-        let mut tokens = Vec::new();
-        for h in hosts {
-            tokens.push(h.api.get("/v1/accounts/wx/token").await.access_token());
-        }
-        if tokens.iter().all(|t| t != old) && tokens.windows(2).all(|w| w[0] == w[1]) {
-            return (started.elapsed(), tokens.remove(0));
-        }
-        assert!(
-            started.elapsed() < limit,
-            "the hosts still serve {tokens:?} {limit:?} after a refresh of {old:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let apis: Vec<&Api> = hosts.iter().map(|h| &h.api).collect();
+    let new = until_all_serve_new(&apis, "wx", old, limit).await;
+    (started.elapsed(), new)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -92,7 +71,7 @@ async fn three_hosts_serve_one_wechat_token_and_fetch_it_once_per_period() {
     })
     .await;
     let redis = RedisServer::start().await;
-    let key = new_key(&redis).await;
+    let key = redis.new_key().await;
     let accounts = fake.account_toml("wx", "") + TICKET;
     let envs: Vec<Env> = (1..=3).map(|i| host(&redis, i, &key, &accounts)).collect();
     let secret = fake.lock().config.secret.clone();
@@ -179,7 +158,7 @@ async fn three_hosts_serve_one_wechat_token_and_fetch_it_once_per_period() {
             .post_empty("/v1/accounts/wx/refresh")
             .await
             .expect(200);
-        let (took, new) = until_all_serve_new(&hosts, &old, Duration::from_secs(5)).await;
+        let (took, new) = until_all_serve(&hosts, &old, Duration::from_secs(5)).await;
         assert!(fake.lock().token_alive(&new));
         turns.push(took);
         old = new;
@@ -227,7 +206,7 @@ async fn rotating_fleet(
     let redirect = format!("http://127.0.0.1:{}/callback", free_port());
     let fake = OAuthFake::start(configure(OAuthConfig::fitbit_legacy(&redirect))).await;
     let redis = RedisServer::start().await;
-    let key = new_key(&redis).await;
+    let key = redis.new_key().await;
     let account = fake.account_toml(
         "fb",
         "fitbit-legacy",
@@ -464,7 +443,7 @@ async fn redis_away_for_20_seconds_fails_no_request_for_a_valid_token() {
     })
     .await;
     let mut redis = RedisServer::start_persistent().await;
-    let key = new_key(&redis).await;
+    let key = redis.new_key().await;
     let envs: Vec<Env> = (1..=3)
         .map(|i| host(&redis, i, &key, &fake.account_toml("wx", "")))
         .collect();
@@ -506,7 +485,7 @@ async fn redis_away_for_20_seconds_fails_no_request_for_a_valid_token() {
     redis.restart().await;
     // The token (30 s, refreshed at 15 s left) came due during the outage: one host refreshes
     // once Redis is back, and every host serves it.
-    let (took, new) = until_all_serve_new(&hosts, &first, Duration::from_secs(30)).await;
+    let (took, new) = until_all_serve(&hosts, &first, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let metrics = hosts[0].api.get("/metrics").await;
     assert_eq!(up(&metrics.body), Some(true), "{}", metrics.body);
@@ -534,7 +513,7 @@ async fn redis_away_for_20_seconds_fails_no_request_for_a_valid_token() {
 async fn three_hosts_started_at_once_on_an_empty_store_fetch_one_token() {
     let fake = WeChatFake::start(WeChatConfig::default()).await;
     let redis = RedisServer::start().await;
-    let key = new_key(&redis).await;
+    let key = redis.new_key().await;
     let envs: Vec<Env> = (1..=3)
         .map(|i| host(&redis, i, &key, &fake.account_toml("wx", "")))
         .collect();
@@ -557,14 +536,14 @@ async fn three_hosts_started_at_once_on_an_empty_store_fetch_one_token() {
 async fn a_host_with_the_wrong_store_key_says_so_and_changes_nothing() {
     let fake = WeChatFake::start(WeChatConfig::default()).await;
     let redis = RedisServer::start().await;
-    let key = new_key(&redis).await;
+    let key = redis.new_key().await;
     let right = host(&redis, 1, &key, &fake.account_toml("wx", ""));
     let secret = fake.lock().config.secret.clone();
     right.set_secret("wx", &secret).await;
     let before = redis.dump().await;
     assert!(before.keys().any(|k| k.ends_with(":check")), "{before:?}");
 
-    let other_key = new_key(&redis).await;
+    let other_key = redis.new_key().await;
     let wrong = host(&redis, 2, &other_key, &fake.account_toml("wx", ""));
     let out = wrong.spawn_serve().wait_exit(Duration::from_secs(20)).await;
     assert_ne!(out.code, 0, "{out}");

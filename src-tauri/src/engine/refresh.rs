@@ -152,13 +152,7 @@ impl Engine {
         // In a fleet, only the holder of the account's lease fetches.
         let turn = self.fleet_turn(name, current.as_ref()).await;
         if let Ok(Some(Turn::Taken)) = turn {
-            // Another host refreshed; its dependents are its to refresh too.
-            self.with_slot(name, |s| {
-                s.attempts += 1;
-                s.last_outcome = Some(Ok(()));
-            })?;
-            self.shared.wake.notify_one();
-            return Ok(());
+            return self.settle(name, Ok(()), false);
         }
         // The marker goes out just before the request does (a turn that failed sent nothing).
         let (_lease, cut_off, fetched) = match turn {
@@ -207,6 +201,18 @@ impl Engine {
                 self.fail(&account, error, trigger, started)
             }
         };
+        self.settle(name, result, true)
+    }
+
+    /// Ends an attempt: its outcome is shared with the callers that waited for it, and a
+    /// success refreshes the accounts that use this one's token when `dependents` (not when
+    /// another host refreshed: its dependents are that host's to refresh).
+    fn settle(
+        &self,
+        name: &AccountName,
+        result: Result<(), EngineError>,
+        dependents: bool,
+    ) -> Result<(), EngineError> {
         let shared = match &result {
             Ok(()) | Err(EngineError::Unsaved { .. }) => Ok(()),
             Err(EngineError::Refresh(e)) => Err(e.clone()),
@@ -220,7 +226,7 @@ impl Engine {
             s.attempts += 1;
             s.last_outcome = Some(shared);
         })?;
-        if ok {
+        if ok && dependents {
             self.refresh_dependents(name);
         }
         self.shared.wake.notify_one();

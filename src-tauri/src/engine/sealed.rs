@@ -88,7 +88,7 @@ impl SealedStore {
         let key = match (stored, check) {
             (Some(stored), Some(check)) => {
                 let key = decode_key(&stored).ok_or_else(|| self.wrong_key())?;
-                match open_row(&key, CHECK_ENTRY, &check) {
+                match open_row(&key, CHECK_ENTRY, (&check.0, &check.1)) {
                     Some(text) if text == CHECK_TEXT => key,
                     _ => return Err(self.wrong_key()),
                 }
@@ -185,7 +185,7 @@ impl SecretStore for SealedStore {
         let Some(aead) = self.key(false)? else {
             return Err(self.wrong_key());
         };
-        open_row(aead, &entry, &row)
+        open_row(aead, &entry, (&row.0, &row.1))
             .map(|text| Some(Secret::new(text)))
             .ok_or_else(|| KeychainError {
                 entry,
@@ -302,10 +302,10 @@ fn has_rows(db: &Connection) -> rusqlite::Result<bool> {
 pub(super) fn open_row(
     key: &LessSafeKey,
     entry: &str,
-    (nonce, sealed): &(Vec<u8>, Vec<u8>),
+    (nonce, sealed): (&[u8], &[u8]),
 ) -> Option<String> {
     let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-    let mut buf = sealed.clone();
+    let mut buf = sealed.to_vec();
     let text = key
         .open_in_place(nonce, Aad::from(entry.as_bytes()), &mut buf)
         .ok()?;

@@ -92,7 +92,7 @@ impl Engine {
         name: &AccountName,
         current: Option<&TokenSet>,
     ) -> Result<Option<Turn>, RefreshError> {
-        let Some(fleet) = self.shared.fleet.clone() else {
+        let Some(fleet) = self.fleet().cloned() else {
             return Ok(None);
         };
         let before = current.map(|t| t.access.clone());
@@ -143,7 +143,7 @@ impl Engine {
 
     /// Takes in the sets other hosts write, until `stop`.
     pub(super) async fn hear_fleet(&self, stop: CancellationToken) {
-        let Some(fleet) = self.shared.fleet.clone() else {
+        let Some(fleet) = self.fleet().cloned() else {
             return;
         };
         let mut heard = fleet.heard();

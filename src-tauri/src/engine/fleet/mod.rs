@@ -18,7 +18,7 @@ mod store;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -44,7 +44,9 @@ const CHECK_ENTRY: &str = "store:check";
 
 /// Takes the lease and a new fence in one step: 0 when another host holds it. The fence is
 /// also above the stored set's, in case Redis lost its counter but hosts stored sets again.
-const ACQUIRE: &str = r"
+static ACQUIRE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local fence = redis.call('INCR', KEYS[2])
   local stored = tonumber(redis.call('HGET', KEYS[3], 'fence') or '0')
@@ -54,27 +56,41 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   end
   return fence
 end
-return 0";
+return 0",
+    )
+});
 /// Extends the lease, only while it is still ours.
-const RENEW: &str = r"
+static RENEW: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
-return 0";
-const RELEASE: &str = r"
+return 0",
+    )
+});
+static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
-return 0";
+return 0",
+    )
+});
 /// Writes a sealed entry unless a newer fence wrote it (0: superseded), and tells the fleet.
-const WRITE: &str = r"
+static WRITE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
 local stored = tonumber(redis.call('HGET', KEYS[1], 'fence') or '0')
 if tonumber(ARGV[1]) < stored then
   return 0
 end
 redis.call('HSET', KEYS[1], 'fence', ARGV[1], 'blob', ARGV[2])
 redis.call('PUBLISH', KEYS[2], ARGV[3])
-return 1";
+return 1",
+    )
+});
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
     #[error("shared store {url}: {detail}")]
@@ -180,6 +196,21 @@ impl Fleet {
         self.redis_key("changed")
     }
 
+    /// `<namespace>:<what>:<account>`: an account's lease or fence counter.
+    fn account_key(&self, what: &str, account: &AccountName) -> String {
+        self.redis_key(&format!("{what}:{account}"))
+    }
+
+    /// `<namespace>:fetches:<allowance>:<day>`: a WeChat allowance's fetches that day.
+    fn fetches_key(&self, allowance: &str, day: &str) -> String {
+        self.redis_key(&format!("fetches:{allowance}:{day}"))
+    }
+
+    /// `<namespace>:secret:<entry>`: a sealed entry and the fence that wrote it.
+    fn secret_key(&self, entry: &str) -> String {
+        self.redis_key(&format!("secret:{entry}"))
+    }
+
     fn fail(&self, e: &redis::RedisError) -> FleetError {
         FleetError::Redis {
             url: self.settings.url.clone(),
@@ -257,22 +288,17 @@ impl Fleet {
         if bytes.len() < nonce_len {
             return None;
         }
-        let (nonce, sealed) = bytes.split_at(nonce_len);
-        super::sealed::open_row(&self.key, entry, &(nonce.to_vec(), sealed.to_vec()))
-            .map(Secret::new)
+        super::sealed::open_row(&self.key, entry, bytes.split_at(nonce_len)).map(Secret::new)
     }
 
     /// Takes `account`'s lease with a new fence, or `None` while another host holds it.
     pub fn acquire(&self, account: &AccountName) -> Result<Option<u64>, FleetError> {
         let ttl = millis(self.settings.lease);
         let fence: u64 = self.call(|c| {
-            redis::Script::new(ACQUIRE)
-                .key(self.redis_key(&format!("lease:{account}")))
-                .key(self.redis_key(&format!("fence:{account}")))
-                .key(self.redis_key(&format!(
-                    "secret:{}",
-                    SecretKey::Tokens(account.clone()).entry()
-                )))
+            ACQUIRE
+                .key(self.account_key("lease", account))
+                .key(self.account_key("fence", account))
+                .key(self.secret_key(&SecretKey::Tokens(account.clone()).entry()))
                 .arg(&self.me)
                 .arg(ttl)
                 .invoke(c)
@@ -288,8 +314,8 @@ impl Fleet {
     pub fn renew(&self, account: &AccountName) -> Result<bool, FleetError> {
         let ttl = millis(self.settings.lease);
         let renewed: i64 = self.call(|c| {
-            redis::Script::new(RENEW)
-                .key(self.redis_key(&format!("lease:{account}")))
+            RENEW
+                .key(self.account_key("lease", account))
                 .arg(&self.me)
                 .arg(ttl)
                 .invoke(c)
@@ -299,8 +325,8 @@ impl Fleet {
 
     pub fn release(&self, account: &AccountName) -> Result<(), FleetError> {
         let _: i64 = self.call(|c| {
-            redis::Script::new(RELEASE)
-                .key(self.redis_key(&format!("lease:{account}")))
+            RELEASE
+                .key(self.account_key("lease", account))
                 .arg(&self.me)
                 .invoke(c)
         })?;
@@ -310,7 +336,7 @@ impl Fleet {
     /// Counts one WeChat fetch against `allowance` today (a Beijing day), for the whole
     /// fleet; the count is kept two days.
     pub fn count_fetch(&self, allowance: &str, day: &str) -> Result<u32, FleetError> {
-        let key = self.redis_key(&format!("fetches:{allowance}:{day}"));
+        let key = self.fetches_key(allowance, day);
         let (count,): (u32,) = self.call(|c| {
             redis::pipe()
                 .atomic()
@@ -327,7 +353,7 @@ impl Fleet {
 
     /// The fleet's count of `allowance` fetches on `day`.
     pub fn fetches(&self, allowance: &str, day: &str) -> Result<u32, FleetError> {
-        let key = self.redis_key(&format!("fetches:{allowance}:{day}"));
+        let key = self.fetches_key(allowance, day);
         let count: Option<u32> = self.call(|c| redis::cmd("GET").arg(&key).query(c))?;
         Ok(count.unwrap_or(0))
     }
@@ -357,7 +383,7 @@ impl Fleet {
 
     fn get(&self, key: &SecretKey) -> Result<Option<Secret>, FleetError> {
         let entry = key.entry();
-        let redis_key = self.redis_key(&format!("secret:{entry}"));
+        let redis_key = self.secret_key(&entry);
         let (blob, fence): (Option<String>, Option<u64>) = self.call(|c| {
             redis::cmd("HMGET")
                 .arg(&redis_key)
@@ -415,8 +441,8 @@ impl Fleet {
 
     fn write_blob(&self, entry: &str, fence: u64, blob: &str) -> Result<bool, FleetError> {
         let written: i64 = self.call(|c| {
-            redis::Script::new(WRITE)
-                .key(self.redis_key(&format!("secret:{entry}")))
+            WRITE
+                .key(self.secret_key(entry))
                 .key(self.channel())
                 .arg(fence)
                 .arg(blob)
@@ -425,9 +451,7 @@ impl Fleet {
         })?;
         Ok(written == 1)
     }
-}
 
-impl Fleet {
     /// Ends the subscription's thread (it holds the fleet while it listens).
     pub fn stop_listening(&self) {
         self.stop.store(true, Ordering::SeqCst);

@@ -20,8 +20,8 @@ impl FleetStore {
     }
 
     /// Writes a shared entry (or its deletion, `None`). A token set carries the fence of this
-    /// host's lease; a write with no lease (a new consent, a disconnect) takes one for itself, waiting while
-    /// another host refreshes the account.
+    /// host's lease; a write with no lease (a new consent, a disconnect) takes one for itself,
+    /// waiting while another host refreshes the account.
     fn write_shared(&self, key: &SecretKey, value: Option<&Secret>) -> Result<(), FleetError> {
         let SecretKey::Tokens(name) = key else {
             return match value {
