@@ -497,6 +497,11 @@ impl Env {
         }
     }
 
+    /// The lock file of this service's refresher.
+    pub fn lock_file(&self) -> PathBuf {
+        self.lock_dir().join(format!("{}.lock", self.lock_stem()))
+    }
+
     /// The service's name as the lock's files are named.
     fn lock_stem(&self) -> String {
         self.service

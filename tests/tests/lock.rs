@@ -92,3 +92,115 @@ async fn concurrent_token_calls_without_an_engine_refresh_once() {
         "{printed:?}"
     );
 }
+
+/// util-linux `flock` holding the engine's lock file for `secs` without announcing itself:
+/// a one-shot command between taking the lock and writing its holder file, held open. Waits
+/// until the kernel lists the lock.
+async fn hold_lock_unannounced(env: &Env, secs: u32) -> std::process::Child {
+    let file = env.lock_file();
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let child = std::process::Command::new("flock")
+        .args(["-x", "-n", "-F"])
+        .arg(&file)
+        .args(["sleep", &secs.to_string()])
+        .spawn()
+        .expect("flock (util-linux)");
+    let pid = child.id();
+    wait_until(
+        Duration::from_secs(10),
+        "flock holds the lock",
+        async || {
+            std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|fd| {
+                    std::fs::read_to_string(fd.path())
+                        .is_ok_and(|i| i.contains("FLOCK  ADVISORY  WRITE"))
+                })
+        },
+    )
+    .await;
+    child
+}
+
+/// A `serve` killed with SIGKILL leaves its holder file naming it. The next holder of the lock
+/// (here a command that has taken it and not yet said who it is) must not be taken for that
+/// dead engine: `serve` started meanwhile waits for it and then starts, instead of exiting
+/// "already running" with the dead pid (the race a fresh clone's `make test` lost, issue 25).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_waits_for_a_command_holding_the_lock_past_a_dead_engines_holder_file() {
+    let (_fake, env, _) = connected(3600).await;
+    let mut first = env.spawn_serve();
+    first.wait_api().await;
+    let dead = first.pid();
+    first.kill9().await;
+    let stale = env
+        .engine_holder()
+        .expect("a SIGKILLed engine leaves its holder file");
+    assert_eq!(stale["pid"].as_u64(), Some(u64::from(dead)));
+    assert_eq!(stale["role"], "engine");
+
+    let mut command = hold_lock_unannounced(&env, 2).await;
+    let mut serve = env.spawn_serve();
+    serve.wait_api().await;
+    let _ = command.wait();
+    let holder = env.engine_holder().expect("serve's holder file");
+    assert_eq!(holder["pid"].as_u64(), Some(u64::from(serve.pid())));
+    let line = env.run(&["list"], None).await.ok();
+    assert!(line.stdout.contains("fb"), "{line}");
+    assert_eq!(serve.stop().await.code, 0);
+    assert!(
+        env.engine_holder().is_none(),
+        "a clean stop takes its holder file back"
+    );
+}
+
+/// When the lock stays held past the engine's bounded wait, `serve` exits 1 naming the real
+/// holder (the process the kernel lists), once, and not the dead engine of the stale file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_gives_up_naming_the_real_holder_once() {
+    let (_fake, env, _) = connected(3600).await;
+    let mut first = env.spawn_serve();
+    first.wait_api().await;
+    let dead = first.pid();
+    first.kill9().await;
+
+    let mut command = hold_lock_unannounced(&env, 60).await;
+    let out = env.run_for(&["serve"], None, Duration::from_secs(30)).await;
+    let _ = command.kill();
+    let _ = command.wait();
+    assert_eq!(out.code, 1, "{out}");
+    let line = out.failure_line();
+    let holder = format!("process {}", command.id());
+    assert_eq!(
+        line.matches(&holder).count(),
+        1,
+        "names the holder once: {line}"
+    );
+    assert!(line.contains("within 10 s"), "{line}");
+    assert!(
+        !line.contains(&dead.to_string()),
+        "not the dead engine: {line}"
+    );
+    assert!(!line.contains("already running"), "{line}");
+}
+
+/// A running engine is still refused at once, its pid and role named once, with what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_engine_is_named_once_with_its_remedy() {
+    let (_fake, env, _) = connected(3600).await;
+    let mut first = env.spawn_serve();
+    first.wait_api().await;
+    let started = std::time::Instant::now();
+    let out = env.run_for(&["serve"], None, Duration::from_secs(15)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refused at once"
+    );
+    let line = out.failure_line();
+    let pid = format!("pid {}", first.pid());
+    assert_eq!(line.matches(&pid).count(), 1, "{line}");
+    assert_eq!(line.matches("stop it first").count(), 1, "{line}");
+    assert_eq!(first.stop().await.code, 0);
+}

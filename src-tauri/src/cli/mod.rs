@@ -246,8 +246,9 @@ fn remedy_words(remedy: &Remedy, account: Option<&AccountName>) -> String {
         Remedy::UnlockKeychain => {
             "make sure the OS keychain (Secret Service) runs and is unlocked".to_owned()
         }
-        Remedy::StopOtherEngine { pid } => {
-            format!("it already runs as pid {pid}: use it, or stop it first")
+        // The error itself names the engine and its pid.
+        Remedy::StopOtherEngine { .. } => {
+            "use it (the CLI and the API reach it), or stop it first".to_owned()
         }
     }
 }

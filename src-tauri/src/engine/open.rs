@@ -279,11 +279,16 @@ impl Engine {
     }
 }
 
+/// How long a one-shot command waits for another to finish (a refresh may take a while).
+const CLI_WAITS: Duration = Duration::from_secs(30);
+/// How long `serve` and the tray app wait for a one-shot command (say a cron job's `token`
+/// while systemd restarts `serve`) before giving up; a running engine is refused at once.
+const ENGINE_WAITS: Duration = Duration::from_secs(10);
+
 async fn take_lock(place: &LockPlace, role: lock::Role) -> Result<lock::EngineLock, EngineError> {
-    let wait = if role == lock::Role::Cli {
-        Duration::from_secs(30)
-    } else {
-        Duration::ZERO
+    let wait = match role {
+        lock::Role::Cli => CLI_WAITS,
+        lock::Role::Engine => ENGINE_WAITS,
     };
     let place = place.clone();
     tokio::task::spawn_blocking(move || lock::acquire(&place, role, wait))
