@@ -23,10 +23,13 @@ TEST_PKGS := xvfb xauth dbus dbus-x11 gnome-keyring libsecret-tools procps webki
 	xclip python3-dbusmock python3-gi python3-dbus gir1.2-glib-2.0 imagemagick x11-utils curl \
 	libayatana-appindicator3-1 libfaketime redis-server redis-tools
 
+# The busy-machine proof (not part of `make test`): stress-ng makes the two CPU hogs.
+BUSY_PKGS := stress-ng
+
 # Bench: wrk loads the API beside a bare axum handler (the ceiling) in the same run.
 BENCH_PKGS := wrk
 
-.PHONY: run test build bench deps-build deps-run deps-test deps-bench deps-driver check-cargo lint
+.PHONY: run test test-busy build bench deps-busy deps-build deps-run deps-test deps-bench deps-driver check-cargo lint
 
 # The tray app where there is a display, else the headless engine (`serve`).
 run: deps-build deps-run check-cargo
@@ -42,6 +45,12 @@ run: deps-build deps-run check-cargo
 test: deps-build deps-test deps-driver check-cargo lint
 	$(CARGO) build --workspace --all-targets
 	tests/scripts/session.sh $(CARGO) test --workspace --no-fail-fast -- --test-threads=4
+
+# `make test` three times in a row (RUNS=N for another count), each beside `stress-ng --cpu 2`:
+# the suite must hold on a machine another job keeps busy. Each run's result and duration are
+# printed; logs in target/busy-N.log.
+test-busy: deps-busy
+	tests/scripts/busy.sh
 
 # Figures for the README and BENCHMARKS.md: API latency and throughput against a bare axum
 # ceiling, a 10,000-report 401 storm, CLI round trips beside curl, 1,000 accounts on one keyring,
@@ -75,6 +84,8 @@ deps-run:
 	@.ci/install-packages.sh $(RUN_PKGS)
 deps-test:
 	@.ci/install-packages.sh $(TEST_PKGS)
+deps-busy:
+	@.ci/install-packages.sh $(BUSY_PKGS)
 deps-bench:
 	@.ci/install-packages.sh $(BENCH_PKGS)
 # tauri-driver drives the real window through WebKitWebDriver (a crates.io package).
