@@ -84,10 +84,25 @@ async fn cli_beside_serve_answers_the_same_and_leaves_refreshing_to_serve() {
 
     let (serve, api) = env.serve_api(&key).await;
     // serve answers /healthz before it has read the keychain; the CLI over the socket is
-    // quick enough to ask in between, and would see "reading the keychain".
-    tokenwarden_e2e::wait_until(Duration::from_secs(10), "serve has read fb", async || {
-        api.get("/v1/accounts").await.json()[0]["status"] == "fresh"
-    })
+    // quick enough to ask in between, and would see "reading the keychain". Every account
+    // must be read (on a busy machine `nc` may be read well after `fb`).
+    let statuses = |list: &serde_json::Value| -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| (a["name"].to_string(), a["status"].to_string()))
+            .collect();
+        all.sort();
+        all
+    };
+    let read_alone = statuses(&serde_json::from_str(&alone[0].stdout).expect("list --json"));
+    assert_eq!(read_alone.len(), 2, "{read_alone:?}");
+    tokenwarden_e2e::wait_until(
+        Duration::from_secs(30),
+        "serve has read every account",
+        async || statuses(&api.get("/v1/accounts").await.json()) == read_alone,
+    )
     .await;
     let requests_before = api_requests(&api).await;
     let beside = run_all(&env).await;
@@ -312,7 +327,16 @@ async fn another_users_process_is_refused_on_the_engines_socket() {
     assert!(body.is_empty(), "as nobody: {body}");
     // Closed unanswered: curl says 52 (empty reply) or 56 (reset), or 7 when the close
     // comes before it has checked its connect. That the engine took the connection and
-    // refused it for its user, rather than the file's mode keeping it out, is in its log.
+    // refused it for its user, rather than the file's mode keeping it out, is in its log
+    // (written before the close, read from serve's stderr by a thread of the harness).
+    let logged = || {
+        let log = serve.stderr();
+        log.contains("another user") && log.contains("uid=65534")
+    };
+    let waited = std::time::Instant::now();
+    while !logged() && waited.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let log = serve.stderr();
     assert!(
         log.contains("another user") && log.contains("uid=65534"),
