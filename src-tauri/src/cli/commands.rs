@@ -201,8 +201,7 @@ pub async fn finish<T>(engine: &Engine, result: Result<T, EngineError>) -> Resul
 }
 
 async fn api_key(ctx: &Context, action: ApiKeyAction) -> Result<()> {
-    std::fs::create_dir_all(&ctx.data_dir)
-        .with_context(|| format!("data dir {}", ctx.data_dir.display()))?;
+    crate::engine::own_data_dir(&ctx.data_dir)?;
     let keys = api_keys(ctx);
     match action {
         ApiKeyAction::Create { label, accounts } => {

@@ -41,11 +41,7 @@ pub fn load(data_dir: &Path) -> Settings {
 }
 
 pub fn save(data_dir: &Path, settings: &Settings) -> std::io::Result<()> {
-    std::fs::create_dir_all(data_dir)?;
-    let tmp = data_dir.join("desktop.json.tmp");
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec_pretty(settings).expect("serializes"),
-    )?;
-    std::fs::rename(tmp, path(data_dir))
+    crate::engine::own_data_dir(data_dir).map_err(std::io::Error::other)?;
+    let json = serde_json::to_vec_pretty(settings).expect("serializes");
+    crate::engine::private::replace(&path(data_dir), &json, 0o600)
 }

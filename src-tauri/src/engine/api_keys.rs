@@ -292,9 +292,8 @@ fn write_index(path: &Path, index: &[KeyInfo]) -> Result<(), ApiKeyError> {
         path: path.to_owned(),
         message: e.to_string(),
     };
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(index).expect("serializes")).map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(fail)
+    let json = serde_json::to_vec_pretty(index).expect("serializes");
+    super::private::replace(path, &json, 0o600).map_err(fail)
 }
 
 mod unix {

@@ -25,6 +25,17 @@ pub struct HistoryError {
     source: rusqlite::Error,
 }
 
+impl HistoryError {
+    /// The file is damaged (not a database, or corrupt pages), not merely busy or unwritable.
+    pub fn is_damage(&self) -> bool {
+        use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+        matches!(
+            self.source.sqlite_error_code(),
+            Some(DatabaseCorrupt | NotADatabase)
+        )
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
@@ -126,6 +137,17 @@ impl History {
             source,
         };
         let conn = Connection::open(path).map_err(fail)?;
+        // Every page read once (milliseconds: the log is bounded), so damage shows here and
+        // not in the middle of a refresh.
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |row| row.get(0))
+            .map_err(fail)?;
+        if check != "ok" {
+            return Err(fail(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                Some(check.lines().next().unwrap_or_default().to_owned()),
+            )));
+        }
         conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(fail)?;

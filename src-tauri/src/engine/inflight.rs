@@ -21,6 +21,17 @@ impl Markers {
         }
     }
 
+    /// Inside the data dir, which is ours alone already.
+    fn make_dir(&self) -> std::io::Result<()> {
+        let mut dir = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+        match dir.create(&self.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     fn path(&self, name: &AccountName) -> PathBuf {
         self.dir.join(name.as_str())
     }
@@ -29,7 +40,7 @@ impl Markers {
     pub fn begin(&self, name: &AccountName) -> bool {
         let path = self.path(name);
         let cut_off = path.exists();
-        let written = std::fs::create_dir_all(&self.dir).and_then(|()| std::fs::write(&path, b""));
+        let written = self.make_dir().and_then(|()| super::private::create(&path));
         if let Err(e) = written {
             // Only the wording of a later refusal depends on it.
             tracing::debug!(account = %name, error = %e, "could not mark a refresh in flight");

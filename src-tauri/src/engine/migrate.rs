@@ -28,11 +28,10 @@ pub enum MigrateError {
     Config(#[from] super::config::ConfigError),
     #[error(transparent)]
     Lock(#[from] lock::LockError),
-    #[error("data dir {path}: {source}; nothing was changed")]
-    DataDir {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    #[error("data dir {0}; nothing was changed")]
+    DataDir(#[from] super::private::PlaceError),
+    #[error("{0}; nothing was changed")]
+    Open(#[from] super::sealed::OpenError),
     #[error("reading from the {from} store: {source}; nothing was changed")]
     Read {
         from: &'static str,
@@ -75,20 +74,10 @@ pub fn migrate(ctx: &Context, to: StoreKind) -> Result<Migrated, MigrateError> {
         return Ok(done);
     }
     let _lock = lock::acquire(&ctx.lock_place(), Role::Cli, Duration::from_secs(30))?;
-    std::fs::create_dir_all(&ctx.data_dir).map_err(|source| MigrateError::DataDir {
-        path: ctx.data_dir.clone(),
-        source,
-    })?;
+    super::private::own_dir(&ctx.data_dir, super::paths::DATA_DIR_REMEDY)?;
     let open = |kind: StoreKind| store_for(kind, &ctx.keychain_service, &ctx.data_dir);
-    let source = open(from).map_err(|source| MigrateError::Read {
-        from: from.as_str(),
-        source,
-    })?;
-    let target = open(to).map_err(|source| MigrateError::Write {
-        from: from.as_str(),
-        to: to.as_str(),
-        source,
-    })?;
+    let source = open(from)?;
+    let target = open(to)?;
     let keys: Vec<SecretKey> = config
         .accounts
         .iter()

@@ -73,8 +73,7 @@ impl Engine {
     /// `Observer` reads only, until it asks to write (`become_writer`).
     pub async fn open(ctx: &Context, mode: Mode, role: lock::Role) -> Result<Self, EngineError> {
         let config = Config::load(&ctx.config_path)?;
-        std::fs::create_dir_all(&ctx.data_dir)
-            .map_err(|e| EngineError::Io(format!("data dir {}: {e}", ctx.data_dir.display())))?;
+        own_data_dir(&ctx.data_dir)?;
         let place = ctx.lock_place();
         let lock = match mode {
             Mode::Refresher => Some(take_lock(&place, role).await?),
@@ -97,7 +96,7 @@ impl Engine {
     pub async fn with_parts(parts: Parts) -> Result<Self, EngineError> {
         let metrics = metrics::Metrics::default();
         let keychain = Keychain::new(parts.store.clone()).counting(metrics.secret_writes.clone());
-        let history = Arc::new(History::open(&parts.history_path)?);
+        let history = Arc::new(open_history(&parts.history_path)?);
         let host = parts.fleet.as_ref().map(|f| f.host().to_owned());
         let log =
             super::history::Writer::start(History::open(&parts.history_path)?.with_host(host));
@@ -295,6 +294,53 @@ async fn take_lock(place: &LockPlace, role: lock::Role) -> Result<lock::EngineLo
         .await
         .map_err(|e| EngineError::Io(e.to_string()))?
         .map_err(EngineError::from)
+}
+
+/// Makes the data dir ours alone (0700, refused if another user owns it or can replace it), and
+/// closes files an older version left readable to others, saying so once.
+pub(crate) fn own_data_dir(dir: &std::path::Path) -> Result<(), EngineError> {
+    super::private::own_dir(dir, super::paths::DATA_DIR_REMEDY)
+        .map_err(|e| EngineError::Io(format!("data dir {e}")))?;
+    let tightened = super::private::tighten(dir);
+    if !tightened.is_empty() {
+        let names: Vec<String> = tightened
+            .iter()
+            .filter_map(|p| Some(p.file_name()?.to_string_lossy().into_owned()))
+            .collect();
+        tracing::warn!(dir = %dir.display(), files = %names.join(", "), "files in the data dir were readable by other users; they are now yours alone (0600)");
+    }
+    Ok(())
+}
+
+/// The refresh history, or a new one when the file is damaged: a log must never stop the
+/// refreshing. The damaged file is kept beside it under a new name, said once.
+fn open_history(path: &std::path::Path) -> Result<History, EngineError> {
+    if let Err(e) = super::private::create(path) {
+        return Err(EngineError::Io(format!("history {}: {e}", path.display())));
+    }
+    match History::open(path) {
+        Err(e) if e.is_damage() => {
+            let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+            let aside = path.with_extension(format!("sqlite3.damaged-{stamp}"));
+            for suffix in ["", "-wal", "-shm"] {
+                let from = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+                let to = std::path::PathBuf::from(format!("{}{suffix}", aside.display()));
+                if from.exists() {
+                    std::fs::rename(&from, &to).map_err(|io| {
+                        EngineError::Io(format!(
+                            "history {} is damaged ({e}) and cannot be moved aside: {io}",
+                            path.display()
+                        ))
+                    })?;
+                }
+            }
+            tracing::warn!(damaged = %aside.display(), error = %e, "the refresh history was damaged: it was moved aside and a new one started (refreshing goes on)");
+            super::private::create(path)
+                .map_err(|io| EngineError::Io(format!("history {}: {io}", path.display())))?;
+            Ok(History::open(path)?)
+        }
+        other => Ok(other?),
+    }
 }
 
 /// A permanent failure saved before a restart stays one: retrying would only fail again.

@@ -55,14 +55,22 @@ impl Context {
     }
 }
 
+/// What moves the lock dir elsewhere, for errors about it.
+pub const LOCK_DIR_REMEDY: &str = "set XDG_RUNTIME_DIR (or TMPDIR) to a folder only you can write";
+/// What moves the data dir elsewhere, for errors about it.
+pub const DATA_DIR_REMEDY: &str = "set TOKENWARDEN_DATA_DIR to a folder only you can write";
+
 /// `$XDG_RUNTIME_DIR/tokenwarden` (private to the user, gone at logout with the processes
-/// it describes), else a per-user folder in the temp dir.
+/// it describes), else a per-user folder in the temp dir, named by uid (`$USER` is often unset
+/// in containers and units, and two users would then share one name). Another user may make
+/// that folder first: `engine::private` refuses it then.
 fn lock_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("tokenwarden");
     }
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "user".to_owned());
+    #[cfg(unix)]
+    let user = super::private::euid().to_string();
+    #[cfg(not(unix))]
+    let user = std::env::var("USERNAME").unwrap_or_else(|_| "user".to_owned());
     std::env::temp_dir().join(format!("tokenwarden-{user}"))
 }

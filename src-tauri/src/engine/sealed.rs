@@ -27,6 +27,35 @@ use super::secrets::{KeychainError, SecretKey, SecretStore};
 const CHECK_ENTRY: &str = "store:check";
 const CHECK_TEXT: &str = "tokenwarden sealed store v1";
 
+/// Why the sealed database cannot be used at all. A damaged file is its own trouble, with its
+/// own remedy: the keychain is fine, and unlocking it would not help.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("the sealed store {} is damaged ({detail}): restore it from a backup (the key in the keychain still opens it), or move it aside and connect each account again", path.display())]
+    Damaged { path: PathBuf, detail: String },
+    #[error("the sealed store {}: {detail}", path.display())]
+    Unusable { path: PathBuf, detail: String },
+    #[error("a shared (redis) store cannot be moved to or from; `store migrate` moves between keychain and database")]
+    NotMovable,
+}
+
+impl OpenError {
+    fn of(path: &Path, e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+        let detail = e.to_string();
+        match e.sqlite_error_code() {
+            Some(DatabaseCorrupt | NotADatabase) => Self::Damaged {
+                path: path.to_owned(),
+                detail,
+            },
+            _ => Self::Unusable {
+                path: path.to_owned(),
+                detail,
+            },
+        }
+    }
+}
+
 pub struct SealedStore {
     path: PathBuf,
     db: Mutex<Connection>,
@@ -39,8 +68,15 @@ pub struct SealedStore {
 impl SealedStore {
     /// Opens (creating) the database; the key is read from the keychain on first use, so a
     /// keychain that is locked at start makes accounts wait, like the per-item store does.
-    pub fn open(path: &Path, keychain: Arc<dyn SecretStore>) -> Result<Self, KeychainError> {
-        let fail = |e: rusqlite::Error| store_error(path, e);
+    /// A damaged file is found here, before anything is read or written (`quick_check`
+    /// reads every page: milliseconds for ten thousand accounts).
+    pub fn open(path: &Path, keychain: Arc<dyn SecretStore>) -> Result<Self, OpenError> {
+        let fail = |e: rusqlite::Error| OpenError::of(path, e);
+        // Ours alone from its first byte (SQLite makes its -wal and -shm files alike).
+        super::private::create(path).map_err(|e| OpenError::Unusable {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
         let conn = Connection::open(path).map_err(fail)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(fail)?;
@@ -58,10 +94,14 @@ impl SealedStore {
             )",
         )
         .map_err(fail)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |row| row.get(0))
+            .map_err(fail)?;
+        if check != "ok" {
+            return Err(OpenError::Damaged {
+                path: path.to_owned(),
+                detail: check.lines().next().unwrap_or_default().to_owned(),
+            });
         }
         Ok(Self {
             path: path.to_owned(),

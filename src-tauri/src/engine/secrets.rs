@@ -111,7 +111,7 @@ pub fn store_for(
     kind: super::config::StoreKind,
     service: &str,
     data_dir: &std::path::Path,
-) -> Result<Arc<dyn SecretStore>, KeychainError> {
+) -> Result<Arc<dyn SecretStore>, super::sealed::OpenError> {
     let keychain = os_store(service);
     Ok(match kind {
         super::config::StoreKind::Keychain => keychain,
@@ -124,12 +124,7 @@ pub fn store_for(
             })
         }
         // The engine opens a shared store itself (it needs the fleet, not only a store).
-        super::config::StoreKind::Redis => {
-            return Err(KeychainError {
-                entry: "store".into(),
-                message: "a shared (redis) store cannot be moved to or from; `store migrate` moves between keychain and database".into(),
-            })
-        }
+        super::config::StoreKind::Redis => return Err(super::sealed::OpenError::NotMovable),
     })
 }
 

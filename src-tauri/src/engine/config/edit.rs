@@ -136,9 +136,15 @@ fn write_checked(path: &Path, text: &str) -> Result<(), ConfigError> {
         path: path.to_owned(),
         source,
     };
-    let tmp = path.with_extension(format!("toml.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, text).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    // The user chose who may read their config: its mode stays.
+    #[cfg(unix)]
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).map_or(0o600, |m| m.permissions().mode() & 0o777)
+    };
+    #[cfg(not(unix))]
+    let mode = 0o600;
+    crate::engine::private::replace(path, text.as_bytes(), mode).map_err(io)
 }
 
 fn invalid(path: &Path, message: String) -> ConfigError {

@@ -145,6 +145,8 @@ pub enum LockError {
         service: String,
         waited: Duration,
     },
+    #[error("lock dir {0}")]
+    Place(#[from] super::private::PlaceError),
     #[error("lock file {}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -183,16 +185,21 @@ fn read_holder(place: &LockPlace) -> Option<Holder> {
     serde_json::from_slice(&std::fs::read(place.holder_file()).ok()?).ok()
 }
 
+/// Opens the lock file in a lock dir that is ours alone (refused otherwise: another user who
+/// made it could announce a server of theirs to our CLI, or hold the lock against us).
 fn open(place: &LockPlace) -> Result<File, LockError> {
+    super::private::own_dir(&place.dir, super::paths::LOCK_DIR_REMEDY)?;
     let path = place.lock_file();
-    std::fs::create_dir_all(&place.dir).map_err(|source| LockError::Io {
-        path: place.dir.clone(),
-        source,
-    })?;
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+    }
+    options
         .open(&path)
         .map_err(|source| LockError::Io { path, source })
 }
@@ -216,12 +223,8 @@ pub fn announce(
 
 fn write_holder(place: &LockPlace, holder: &Holder) -> Result<(), LockError> {
     let path = place.holder_file();
-    let tmp = place
-        .dir
-        .join(format!("{}.json.{}.tmp", place.stem, std::process::id()));
-    std::fs::write(&tmp, serde_json::to_vec(holder).expect("serializes"))
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|source| LockError::Io { path, source })
+    let json = serde_json::to_vec(holder).expect("serializes");
+    super::private::replace(&path, &json, 0o600).map_err(|source| LockError::Io { path, source })
 }
 
 /// Takes the lock, waiting up to `wait` while a one-shot command (or a process that has not

@@ -17,11 +17,15 @@ pub enum Verdict {
     Alive,
 }
 
-/// Does `pid` (started at `start`, when known: pids are reused) hold the lock on `path`?
+/// Does `pid` (started at `start`, when known: pids are reused) hold the lock on `path`? A
+/// process of another user never counts: our CLI must not believe it is our engine.
 pub fn verdict(pid: u32, start: Option<u64>, path: &Path) -> Verdict {
     #[cfg(target_os = "linux")]
     {
         if start.is_some() && start != start_time(pid) {
+            return Verdict::DoesNot;
+        }
+        if !ours(pid) {
             return Verdict::DoesNot;
         }
         if proc_fs_is_mounted() {
@@ -77,6 +81,14 @@ pub fn start_time(pid: u32) -> Option<u64> {
         let _ = pid;
         None
     }
+}
+
+/// The process runs as our effective user (the owner of its /proc entry).
+#[cfg(target_os = "linux")]
+fn ours(pid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}"))
+        .is_ok_and(|m| m.uid() == crate::engine::private::euid())
 }
 
 #[cfg(target_os = "linux")]
