@@ -489,10 +489,9 @@ impl Env {
         match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
             Some(dir) => PathBuf::from(dir).join("tokenwarden"),
             None => {
-                let user = std::env::var("USER")
-                    .or_else(|_| std::env::var("LOGNAME"))
-                    .unwrap_or_else(|_| "user".into());
-                std::env::temp_dir().join(format!("tokenwarden-{user}"))
+                use std::os::unix::fs::MetadataExt;
+                let uid = std::fs::metadata("/proc/self").expect("/proc").uid();
+                std::env::temp_dir().join(format!("tokenwarden-{uid}"))
             }
         }
     }
