@@ -565,17 +565,18 @@ async fn a_disconnect_on_one_host_disconnects_every_host_and_no_refresh_undoes_i
         let answer = h.api.get("/v1/accounts/fb/token").await;
         assert_ne!(answer.status, 200, "{answer}");
     }
-    // A deletion, not a loss: the entry is there and empty, so no host stores its copy back,
-    // even after every host has heard from Redis again.
-    assert_eq!(
-        redis.cli(&["--raw", "HGET", &entry, "blob"]).await.trim(),
-        ""
-    );
-    assert_eq!(redis.cli(&["EXISTS", &entry]).await.trim(), "1");
+    // A deletion, not a loss: the entry is there, a sealed deletion (bound to its entry and
+    // fence like a set, so nobody without the key can delete by copying it), and no host
+    // stores its copy back, even after every host has heard from Redis again.
+    let deletion = redis.cli(&["--raw", "HGET", &entry, "blob"]).await;
+    assert!(deletion.starts_with("v2:"), "{deletion}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
-        redis.cli(&["--raw", "HGET", &entry, "blob"]).await.trim(),
-        ""
+        redis.cli(&["--raw", "HGET", &entry, "blob"]).await,
+        deletion
     );
+    for h in &hosts {
+        assert_eq!(h.env.status("fb").await, "not_connected");
+    }
     assert_eq!(fake.lock().reused_refresh_tokens, 0);
 }

@@ -30,11 +30,12 @@ pub(super) enum Turn {
 pub(super) struct Lease {
     fleet: Arc<Fleet>,
     account: AccountName,
+    fence: u64,
     renewing: tokio::task::JoinHandle<()>,
 }
 
 impl Lease {
-    fn start(fleet: Arc<Fleet>, account: AccountName) -> Self {
+    fn start(fleet: Arc<Fleet>, account: AccountName, fence: u64) -> Self {
         let renewing = {
             let (fleet, account) = (fleet.clone(), account.clone());
             tokio::spawn(async move {
@@ -59,6 +60,7 @@ impl Lease {
         Self {
             fleet,
             account,
+            fence,
             renewing,
         }
     }
@@ -68,9 +70,9 @@ impl Drop for Lease {
     fn drop(&mut self) {
         self.renewing.abort();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (fleet, account) = (self.fleet.clone(), self.account.clone());
+            let (fleet, account, fence) = (self.fleet.clone(), self.account.clone(), self.fence);
             runtime.spawn_blocking(move || {
-                if let Err(e) = fleet.release(&account) {
+                if let Err(e) = fleet.release(&account, fence) {
                     tracing::debug!(account = %account, error = %e, "lease not released; it lapses by itself");
                 }
             });
@@ -110,7 +112,7 @@ impl Engine {
                     .map_err(|e| unavailable(e.to_string()))?
                     .map_err(|e: FleetError| unavailable(e.to_string()))?
             };
-            let lease = acquired.map(|_| Lease::start(fleet.clone(), name.clone()));
+            let lease = acquired.map(|fence| Lease::start(fleet.clone(), name.clone(), fence));
             // What is stored now decides: another host may have written since this one
             // last heard.
             self.reread(name)
