@@ -1,7 +1,8 @@
 //! The fleet (`[store] kind = "redis"`) seen from the engine: a refresh takes the account's
-//! lease before it fetches, and a host that finds another one refreshing waits for that
-//! host's set instead of fetching its own. Sets other hosts write are taken in as they are
-//! published, under the account's gate, so serving never asks Redis.
+//! lease before it fetches and checks it is still its own just before the request goes out,
+//! and a host that finds another one refreshing waits for that host's set instead of
+//! fetching its own. Sets other hosts write are taken in as they are published, under the
+//! account's gate, so serving never asks Redis.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,7 +47,7 @@ impl Lease {
                     match tokio::task::spawn_blocking(move || f.renew(&a)).await {
                         Ok(Ok(true)) => {}
                         Ok(Ok(false)) => {
-                            tracing::warn!(account = %account, "lost this account's lease to another host; a set this host fetches now is stored only if no newer one was");
+                            tracing::warn!(account = %account, "lost this account's lease to another host; this host sends nothing more to the provider for it, and a set it already fetched is stored only if no newer one was");
                             return;
                         }
                         Ok(Err(e)) => {
@@ -132,6 +133,29 @@ impl Engine {
             }
             let _ = tokio::time::timeout(LOOK_AGAIN, heard_of(&mut heard, name)).await;
         }
+    }
+
+    /// Just before a refresh's request goes to the provider: in a fleet, the lease must still
+    /// be this host's (and is extended for the request). A host that stalled past it (a
+    /// paused machine, a long wait for its turn at the provider's host) may be holding a
+    /// refresh token that another host has used since: it abandons, sending nothing.
+    pub(super) async fn confirm_lease(&self, name: &AccountName) -> Result<(), RefreshError> {
+        let Some(fleet) = self.fleet().cloned() else {
+            return Ok(());
+        };
+        let n = name.clone();
+        let renewed = tokio::task::spawn_blocking(move || fleet.renew(&n)).await;
+        let what = match renewed {
+            Ok(Ok(true)) => return Ok(()),
+            Ok(Ok(false)) => "this host's lease on the account ended before its request went to the provider (another host may be refreshing it); nothing was sent".to_owned(),
+            Ok(Err(e)) => format!("cannot confirm this host's lease before asking the provider ({e}); nothing was sent"),
+            Err(e) => format!("cannot confirm this host's lease before asking the provider ({e}); nothing was sent"),
+        };
+        tracing::warn!(account = %name, "{what}");
+        Err(RefreshError::SharedStore {
+            account: name.clone(),
+            what,
+        })
     }
 
     fn changed_since(&self, name: &AccountName, before: Option<&Secret>) -> bool {
