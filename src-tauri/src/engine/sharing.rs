@@ -185,8 +185,14 @@ impl Engine {
                     tracing::info!("hearing the other hosts again; re-reading every account");
                     // A Redis that restarted empty gets its check entry back before any set.
                     let f = fleet.clone();
-                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || f.prove_key()).await {
-                        tracing::error!(error = %e, "the shared store no longer opens with this host's key");
+                    match tokio::task::spawn_blocking(move || f.prove_key()).await {
+                        Ok(Err(e @ FleetError::WrongKey { .. })) => {
+                            tracing::error!(error = %e, "the shared store no longer opens with this host's key");
+                        }
+                        // A connection that broke with the outage fails once, then connects
+                        // again: not a key problem.
+                        Ok(Err(e)) => tracing::warn!(error = %e, "cannot check the store key yet"),
+                        _ => {}
                     }
                     for account in &self.config().accounts {
                         self.take_in(account.name.clone());
