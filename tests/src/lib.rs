@@ -8,6 +8,7 @@
 //! * [`api`]           a byte-exact client of the local HTTP API and a Server-Sent Events reader
 //! * [`prometheus`]    a strict parser of the Prometheus text exposition format
 //! * [`redis`]         a real `redis-server` on a free loopback port, for the shared store
+//! * [`fleet`]         fleets of `serve` hosts sharing one of those
 //! * [`desktop`]       the tray app in a private desktop session: tray over D-Bus, notifications,
 //!   clipboard, X11 window state, and the real window through tauri-driver (WebDriver)
 //!
@@ -18,6 +19,7 @@
 pub mod api;
 pub mod desktop;
 pub mod fakes;
+pub mod fleet;
 pub mod harness;
 pub mod keyring;
 pub mod prometheus;

@@ -1,6 +1,8 @@
 //! A real `redis-server` (Debian's package) on a free loopback port, one per test, stopped by
-//! its PID when dropped. `persistent` servers keep an append-only file in their own temp dir,
-//! so a restart on the same port comes back with the same data (an outage, not a wipe).
+//! its PID when dropped. How it keeps its data decides what a restart on the same port brings
+//! back: nothing ([`Keeps::Nothing`], a wipe), everything (an append-only file, an outage), or
+//! the last snapshot taken with [`RedisServer::snapshot`] (Redis's default persistence, a
+//! lagging replica promoted, a backup restored: an older state than the one the hosts saw).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,10 +15,20 @@ use crate::Api;
 /// The key prefix of the fleets tests make.
 pub const NAMESPACE: &str = "tw-e2e";
 
+/// What a restarted server comes back with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Keeps {
+    Nothing,
+    /// An append-only file, fsync'd on every write.
+    Everything,
+    /// `dump.rdb` in its dir, written only when a test asks (`SAVE`).
+    Snapshot,
+}
+
 pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
-    persistent: bool,
+    keeps: Keeps,
     /// More `redis-server` arguments (ACL users).
     extra: Vec<String>,
     /// `redis-cli` arguments to log in with, once the default user is off.
@@ -27,19 +39,24 @@ pub struct RedisServer {
 impl RedisServer {
     /// Without persistence, as TESTING.md runs it.
     pub async fn start() -> Self {
-        Self::start_with(false).await
+        Self::start_with(Keeps::Nothing).await
     }
 
     /// With an append-only file (fsync on every write), for restarts that keep the data.
     pub async fn start_persistent() -> Self {
-        Self::start_with(true).await
+        Self::start_with(Keeps::Everything).await
+    }
+
+    /// With snapshots only when asked ([`Self::snapshot`]), for restarts that go back to one.
+    pub async fn start_snapshotting() -> Self {
+        Self::start_with(Keeps::Snapshot).await
     }
 
     /// With the default user off and one ACL user, `user` with password `password`.
     pub async fn start_with_user(user: &str, password: &str) -> Self {
         let extra = format!("--user default off --user {user} on >{password} ~* &* +@all");
         Self::start_args(
-            false,
+            Keeps::Nothing,
             extra.split(' ').map(str::to_owned).collect(),
             user,
             password,
@@ -47,11 +64,11 @@ impl RedisServer {
         .await
     }
 
-    async fn start_with(persistent: bool) -> Self {
-        Self::start_args(persistent, Vec::new(), "", "").await
+    async fn start_with(keeps: Keeps) -> Self {
+        Self::start_args(keeps, Vec::new(), "", "").await
     }
 
-    async fn start_args(persistent: bool, extra: Vec<String>, user: &str, password: &str) -> Self {
+    async fn start_args(keeps: Keeps, extra: Vec<String>, user: &str, password: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("tokenwarden-redis-")
             .tempdir()
@@ -66,7 +83,7 @@ impl RedisServer {
         let mut server = Self {
             port: free_port(),
             dir,
-            persistent,
+            keeps,
             extra,
             login,
             child: None,
@@ -113,6 +130,9 @@ impl RedisServer {
     async fn run(&mut self) {
         let port = self.port.to_string();
         let dir = self.dir();
+        let dir_arg = dir.to_string_lossy().into_owned();
+        // `--save ''`: no snapshot unless a test asks for one, so that a restart comes back
+        // with exactly the state the test chose.
         let mut args = vec![
             "--port",
             &port,
@@ -123,10 +143,17 @@ impl RedisServer {
             "--protected-mode",
             "no",
         ];
-        if self.persistent {
-            args.extend(["--appendonly", "yes", "--appendfsync", "always"]);
-        } else {
-            args.extend(["--appendonly", "no"]);
+        match self.keeps {
+            Keeps::Nothing => args.extend(["--appendonly", "no"]),
+            Keeps::Everything => args.extend(["--appendonly", "yes", "--appendfsync", "always"]),
+            Keeps::Snapshot => args.extend([
+                "--appendonly",
+                "no",
+                "--dir",
+                &dir_arg,
+                "--dbfilename",
+                "dump.rdb",
+            ]),
         }
         let child = Command::new("redis-server")
             .args(&args)
@@ -167,6 +194,38 @@ impl RedisServer {
     /// Starts it again on the same port.
     pub async fn restart(&mut self) {
         self.stop().await;
+        self.run().await;
+    }
+
+    /// Writes a snapshot (`SAVE`, in the foreground): what [`Self::restart_from_snapshot`]
+    /// goes back to.
+    pub async fn snapshot(&self) {
+        assert_eq!(self.keeps, Keeps::Snapshot, "start_snapshotting() first");
+        let out = self.cli(&["SAVE"]).await;
+        assert_eq!(out.trim(), "OK", "redis-cli SAVE: {out}");
+    }
+
+    /// Stops the server without saving (`SHUTDOWN NOSAVE`) and starts it again on the same
+    /// port and dir: it loads the last snapshot, and everything written since is gone.
+    pub async fn restart_from_snapshot(&mut self) {
+        assert_eq!(self.keeps, Keeps::Snapshot, "start_snapshotting() first");
+        assert!(
+            self.dir().join("dump.rdb").exists(),
+            "no snapshot to go back to"
+        );
+        // The connection drops as the server exits: there is no answer to read.
+        let _ = self.cli(&["SHUTDOWN", "NOSAVE"]).await;
+        if let Some(mut child) = self.child.take() {
+            let started = Instant::now();
+            while matches!(child.try_wait(), Ok(None)) {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "redis-server on port {} ignores SHUTDOWN NOSAVE",
+                    self.port
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         self.run().await;
     }
 

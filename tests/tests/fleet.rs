@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokenwarden_e2e::fakes::oauth::{Fault, OAuthConfig, OAuthFake};
 use tokenwarden_e2e::fakes::wechat::{WeChatConfig, WeChatFake};
-use tokenwarden_e2e::harness::{free_port, percentile};
+use tokenwarden_e2e::fleet::{rotating_fleet, start_host, start_hosts, Host, Rotating, REFRESH};
+use tokenwarden_e2e::harness::percentile;
 use tokenwarden_e2e::redis::{until_all_serve_new, RedisServer, NAMESPACE};
 use tokenwarden_e2e::{wait_until, Api, Env, Serve};
 
@@ -21,36 +22,6 @@ fn host(redis: &RedisServer, i: usize, key: &str, accounts: &str) -> Env {
 
 const TICKET: &str =
     "[[account]]\nname = \"wx_ticket\"\nprovider = \"wechat-jsapi-ticket\"\ndepends_on = \"wx\"\n";
-
-const REFRESH: &str = "retry_initial = \"1s\"\nmin_interval = \"1s\"";
-
-struct Host {
-    /// `h1`, `h2`…: its `[store] host`, which its leases name.
-    name: String,
-    env: Env,
-    serve: Serve,
-    api: Api,
-}
-
-async fn start_host(name: String, env: Env) -> Host {
-    let label = format!("fleet-{:08x}", rand::random::<u32>());
-    let key = env.create_api_key(&label).await;
-    let (serve, api) = env.serve_api(&key).await;
-    Host {
-        name,
-        env,
-        serve,
-        api,
-    }
-}
-
-async fn start_hosts(envs: Vec<Env>) -> Vec<Host> {
-    let mut hosts = Vec::new();
-    for (i, env) in envs.into_iter().enumerate() {
-        hosts.push(start_host(format!("h{}", i + 1), env).await);
-    }
-    hosts
-}
 
 /// [`until_all_serve_new`] on every host's API: how long it took, and the token.
 async fn until_all_serve(hosts: &[Host], old: &str, limit: Duration) -> (Duration, String) {
@@ -200,36 +171,17 @@ async fn three_hosts_serve_one_wechat_token_and_fetch_it_once_per_period() {
 }
 
 /// Legacy Fitbit accounts on three hosts: `fb` connected through host 1.
-async fn rotating_fleet(
+async fn rotating(
     configure: impl FnOnce(OAuthConfig) -> OAuthConfig,
 ) -> (OAuthFake, RedisServer, Vec<Host>) {
-    let redirect = format!("http://127.0.0.1:{}/callback", free_port());
-    let fake = OAuthFake::start(configure(OAuthConfig::fitbit_legacy(&redirect))).await;
     let redis = RedisServer::start().await;
-    let key = redis.new_key().await;
-    let account = fake.account_toml(
-        "fb",
-        "fitbit-legacy",
-        &format!("redirect_uri = \"{redirect}\"\nrefresh_before = \"10s\""),
-    );
-    let envs: Vec<Env> = (1..=3).map(|i| host(&redis, i, &key, &account)).collect();
-    let secret = fake.lock().config.client_secret.clone();
-    envs[0].set_secret("fb", &secret).await;
-    envs[0].connect("fb").await;
-    let hosts = start_hosts(envs).await;
-    for h in &hosts {
-        let token = h.api.get("/v1/accounts/fb/token").await.access_token();
-        assert!(
-            fake.lock().accepts_access_token(&token),
-            "host serves the connected token"
-        );
-    }
+    let (fake, hosts) = rotating_fleet(&redis, Rotating::default(), configure).await;
     (fake, redis, hosts)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rotating_token_refreshed_through_every_host_is_never_used_twice() {
-    let (fake, redis, hosts) = rotating_fleet(|c| c).await;
+    let (fake, redis, hosts) = rotating(|c| c).await;
 
     // In turn: each refresh starts from the set the previous host stored.
     for round in 0..6 {
@@ -317,7 +269,7 @@ async fn a_rotating_token_refreshed_through_every_host_is_never_used_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_lease_holder_mid_refresh_hands_the_refresh_to_another_host() {
-    let (fake, redis, mut hosts) = rotating_fleet(|c| c).await;
+    let (fake, redis, mut hosts) = rotating(|c| c).await;
     let lease_key = format!("{NAMESPACE}:lease:fb");
     for round in 0..3 {
         // The provider takes 4 s to answer the next refresh: the holder dies waiting.
@@ -371,7 +323,7 @@ async fn killing_the_lease_holder_mid_refresh_hands_the_refresh_to_another_host(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redis_that_restarts_empty_gets_the_hosts_sets_back_and_refreshing_goes_on() {
-    let (fake, mut redis, hosts) = rotating_fleet(|c| c).await;
+    let (fake, mut redis, hosts) = rotating(|c| c).await;
     for h in &hosts[..2] {
         tokio::time::sleep(Duration::from_millis(1100)).await;
         h.api
@@ -600,7 +552,7 @@ async fn an_acl_user_password_comes_from_the_environment_and_a_key_from_the_keyc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_disconnect_on_one_host_disconnects_every_host_and_no_refresh_undoes_it() {
-    let (fake, redis, hosts) = rotating_fleet(|c| c).await;
+    let (fake, redis, hosts) = rotating(|c| c).await;
     let entry = format!("{NAMESPACE}:secret:tokens:fb");
     hosts[1].env.run(&["disconnect", "fb"], None).await.ok();
     for h in &hosts {
@@ -613,17 +565,18 @@ async fn a_disconnect_on_one_host_disconnects_every_host_and_no_refresh_undoes_i
         let answer = h.api.get("/v1/accounts/fb/token").await;
         assert_ne!(answer.status, 200, "{answer}");
     }
-    // A deletion, not a loss: the entry is there and empty, so no host stores its copy back,
-    // even after every host has heard from Redis again.
-    assert_eq!(
-        redis.cli(&["--raw", "HGET", &entry, "blob"]).await.trim(),
-        ""
-    );
-    assert_eq!(redis.cli(&["EXISTS", &entry]).await.trim(), "1");
+    // A deletion, not a loss: the entry is there, a sealed deletion (bound to its entry and
+    // fence like a set, so nobody without the key can delete by copying it), and no host
+    // stores its copy back, even after every host has heard from Redis again.
+    let deletion = redis.cli(&["--raw", "HGET", &entry, "blob"]).await;
+    assert!(deletion.starts_with("v2:"), "{deletion}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
-        redis.cli(&["--raw", "HGET", &entry, "blob"]).await.trim(),
-        ""
+        redis.cli(&["--raw", "HGET", &entry, "blob"]).await,
+        deletion
     );
+    for h in &hosts {
+        assert_eq!(h.env.status("fb").await, "not_connected");
+    }
     assert_eq!(fake.lock().reused_refresh_tokens, 0);
 }

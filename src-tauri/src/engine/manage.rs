@@ -132,13 +132,15 @@ impl Engine {
             Ok(None)
                 if self
                     .fleet()
-                    .is_some_and(|f| f.lost(&SecretKey::Tokens(name.clone()))) =>
+                    .is_some_and(|f| f.behind(&SecretKey::Tokens(name.clone()))) =>
             {
-                // Redis lost the set (restarted without persistence, flushed) while this
-                // host holds it: store it again rather than forget a live refresh token.
+                // Redis lost the set (restarted without persistence, flushed) or holds an
+                // older one than this host (restarted from a snapshot, a replica or a backup)
+                // while this host holds its own: store it again rather than forget or give up
+                // a live refresh token. A set fetched since wins over it (see `fleet`).
                 match self.with_slot(name, |s| s.state.tokens().cloned())? {
                     Some(set) => {
-                        tracing::warn!(account = %name, "the shared store has lost this account's token set; storing this host's copy again");
+                        tracing::warn!(account = %name, "the shared store has lost this account's token set or holds an older one; storing this host's copy again");
                         self.save_tokens(name, &set)
                             .await
                             .map_err(EngineError::from)
@@ -159,7 +161,9 @@ impl Engine {
         }
     }
 
-    /// Installs what the store holds, unless it is what this engine already has.
+    /// Installs what the store holds, unless it is what this engine already has. In a fleet,
+    /// a stored set older than the one this host holds never gets here: the fleet's read
+    /// compares fences and answers "behind" instead (see `reread`).
     fn take_stored(
         &self,
         name: &AccountName,

@@ -288,6 +288,8 @@ impl Engine {
                 .lateness_seconds
                 .observe(late.as_secs_f64());
         }
+        // The wait for a turn may have outlasted this host's lease in a fleet.
+        self.confirm_lease(name).await?;
         self.count_fetch(account).await;
         account.provider.fetch(&request).await
     }

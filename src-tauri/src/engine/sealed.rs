@@ -298,21 +298,30 @@ pub(super) fn seal_text(
     entry: &str,
     text: &str,
 ) -> Result<(Vec<u8>, Vec<u8>), KeychainError> {
-    let mut nonce = [0u8; NONCE_LEN];
-    rng.fill(&mut nonce).map_err(|_| KeychainError {
+    seal_bound(rng, key, entry.as_bytes(), text).map_err(|what| KeychainError {
         entry: entry.to_owned(),
-        message: "the system's random number generator failed".into(),
-    })?;
+        message: what.into(),
+    })
+}
+
+/// Seals `text` with `aad` bound to it and a fresh random nonce: (nonce, sealed text and
+/// tag). The error says what failed, never with the text.
+pub(super) fn seal_bound(
+    rng: &SystemRandom,
+    key: &LessSafeKey,
+    aad: &[u8],
+    text: &str,
+) -> Result<(Vec<u8>, Vec<u8>), &'static str> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.fill(&mut nonce)
+        .map_err(|_| "the system's random number generator failed")?;
     let mut sealed = text.as_bytes().to_vec();
     key.seal_in_place_append_tag(
         Nonce::assume_unique_for_key(nonce),
-        Aad::from(entry.as_bytes()),
+        Aad::from(aad),
         &mut sealed,
     )
-    .map_err(|_| KeychainError {
-        entry: entry.to_owned(),
-        message: "could not be sealed".into(),
-    })?;
+    .map_err(|_| "could not be sealed")?;
     Ok((nonce.to_vec(), sealed))
 }
 
@@ -339,16 +348,19 @@ fn has_rows(db: &Connection) -> rusqlite::Result<bool> {
     db.query_row("SELECT EXISTS (SELECT 1 FROM sealed)", [], |row| row.get(0))
 }
 
-pub(super) fn open_row(
+pub(super) fn open_row(key: &LessSafeKey, entry: &str, row: (&[u8], &[u8])) -> Option<String> {
+    open_bound(key, entry.as_bytes(), row)
+}
+
+/// Opens what [`seal_bound`] sealed with the same `aad`; `None` for anything else.
+pub(super) fn open_bound(
     key: &LessSafeKey,
-    entry: &str,
+    aad: &[u8],
     (nonce, sealed): (&[u8], &[u8]),
 ) -> Option<String> {
     let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
     let mut buf = sealed.to_vec();
-    let text = key
-        .open_in_place(nonce, Aad::from(entry.as_bytes()), &mut buf)
-        .ok()?;
+    let text = key.open_in_place(nonce, Aad::from(aad), &mut buf).ok()?;
     let text = String::from_utf8(text.to_vec()).ok();
     zeroize::Zeroize::zeroize(&mut buf);
     text

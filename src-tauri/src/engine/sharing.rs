@@ -1,7 +1,8 @@
 //! The fleet (`[store] kind = "redis"`) seen from the engine: a refresh takes the account's
-//! lease before it fetches, and a host that finds another one refreshing waits for that
-//! host's set instead of fetching its own. Sets other hosts write are taken in as they are
-//! published, under the account's gate, so serving never asks Redis.
+//! lease before it fetches and checks it is still its own just before the request goes out,
+//! and a host that finds another one refreshing waits for that host's set instead of
+//! fetching its own. Sets other hosts write are taken in as they are published, under the
+//! account's gate, so serving never asks Redis.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,11 +31,12 @@ pub(super) enum Turn {
 pub(super) struct Lease {
     fleet: Arc<Fleet>,
     account: AccountName,
+    fence: u64,
     renewing: tokio::task::JoinHandle<()>,
 }
 
 impl Lease {
-    fn start(fleet: Arc<Fleet>, account: AccountName) -> Self {
+    fn start(fleet: Arc<Fleet>, account: AccountName, fence: u64) -> Self {
         let renewing = {
             let (fleet, account) = (fleet.clone(), account.clone());
             tokio::spawn(async move {
@@ -45,7 +47,7 @@ impl Lease {
                     match tokio::task::spawn_blocking(move || f.renew(&a)).await {
                         Ok(Ok(true)) => {}
                         Ok(Ok(false)) => {
-                            tracing::warn!(account = %account, "lost this account's lease to another host; a set this host fetches now is stored only if no newer one was");
+                            tracing::warn!(account = %account, "lost this account's lease to another host; this host sends nothing more to the provider for it, and a set it already fetched is stored only if no newer one was");
                             return;
                         }
                         Ok(Err(e)) => {
@@ -59,6 +61,7 @@ impl Lease {
         Self {
             fleet,
             account,
+            fence,
             renewing,
         }
     }
@@ -68,9 +71,9 @@ impl Drop for Lease {
     fn drop(&mut self) {
         self.renewing.abort();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (fleet, account) = (self.fleet.clone(), self.account.clone());
+            let (fleet, account, fence) = (self.fleet.clone(), self.account.clone(), self.fence);
             runtime.spawn_blocking(move || {
-                if let Err(e) = fleet.release(&account) {
+                if let Err(e) = fleet.release(&account, fence) {
                     tracing::debug!(account = %account, error = %e, "lease not released; it lapses by itself");
                 }
             });
@@ -110,7 +113,7 @@ impl Engine {
                     .map_err(|e| unavailable(e.to_string()))?
                     .map_err(|e: FleetError| unavailable(e.to_string()))?
             };
-            let lease = acquired.map(|_| Lease::start(fleet.clone(), name.clone()));
+            let lease = acquired.map(|fence| Lease::start(fleet.clone(), name.clone(), fence));
             // What is stored now decides: another host may have written since this one
             // last heard.
             self.reread(name)
@@ -130,6 +133,29 @@ impl Engine {
             }
             let _ = tokio::time::timeout(LOOK_AGAIN, heard_of(&mut heard, name)).await;
         }
+    }
+
+    /// Just before a refresh's request goes to the provider: in a fleet, the lease must still
+    /// be this host's (and is extended for the request). A host that stalled past it (a
+    /// paused machine, a long wait for its turn at the provider's host) may be holding a
+    /// refresh token that another host has used since: it abandons, sending nothing.
+    pub(super) async fn confirm_lease(&self, name: &AccountName) -> Result<(), RefreshError> {
+        let Some(fleet) = self.fleet().cloned() else {
+            return Ok(());
+        };
+        let n = name.clone();
+        let renewed = tokio::task::spawn_blocking(move || fleet.renew(&n)).await;
+        let what = match renewed {
+            Ok(Ok(true)) => return Ok(()),
+            Ok(Ok(false)) => "this host's lease on the account ended before its request went to the provider (another host may be refreshing it); nothing was sent".to_owned(),
+            Ok(Err(e)) => format!("cannot confirm this host's lease before asking the provider ({e}); nothing was sent"),
+            Err(e) => format!("cannot confirm this host's lease before asking the provider ({e}); nothing was sent"),
+        };
+        tracing::warn!(account = %name, "{what}");
+        Err(RefreshError::SharedStore {
+            account: name.clone(),
+            what,
+        })
     }
 
     fn changed_since(&self, name: &AccountName, before: Option<&Secret>) -> bool {
@@ -159,8 +185,14 @@ impl Engine {
                     tracing::info!("hearing the other hosts again; re-reading every account");
                     // A Redis that restarted empty gets its check entry back before any set.
                     let f = fleet.clone();
-                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || f.prove_key()).await {
-                        tracing::error!(error = %e, "the shared store no longer opens with this host's key");
+                    match tokio::task::spawn_blocking(move || f.prove_key()).await {
+                        Ok(Err(e @ FleetError::WrongKey { .. })) => {
+                            tracing::error!(error = %e, "the shared store no longer opens with this host's key");
+                        }
+                        // A connection that broke with the outage fails once, then connects
+                        // again: not a key problem.
+                        Ok(Err(e)) => tracing::warn!(error = %e, "cannot check the store key yet"),
+                        _ => {}
                     }
                     for account in &self.config().accounts {
                         self.take_in(account.name.clone());

@@ -1,27 +1,38 @@
 //! `[store] kind = "redis"`: several hosts share their accounts through one Redis, with one
 //! refresher per account among them.
-//! * token sets and client secrets live in Redis sealed with the store key (ChaCha20-Poly1305,
-//!   the entry name as associated data), so Redis never holds a plaintext secret;
+//! * token sets and client secrets live in Redis sealed with the store key, bound to their
+//!   namespace, entry name and fence, so Redis never holds a plaintext secret and a blob
+//!   cannot be moved or passed off as newer without the key;
 //! * a refresh takes the account's lease (`SET NX PX`, renewed while it runs) and with it a
-//!   fencing number (`INCR`); a token set is written by a Lua script only if no newer fence
-//!   wrote before it, so a host that stalled past its lease never overwrites a newer set;
+//!   fencing number, above every fence the host has seen; a token set is written by a Lua
+//!   script only if no newer fence wrote before it, so a host that stalled past its lease
+//!   never overwrites a newer set;
+//! * a host never adopts a stored set older than the one it holds (Redis restarted from a
+//!   snapshot, a replica promoted, a backup restored): it keeps its own and stores it again;
 //! * every write is published; the other hosts re-read that account at once, so serving
 //!   stays in memory and never polls Redis.
 //!
 //! Calls block (like the keychain's), so the engine makes them on the blocking pool.
-//! * `keys`    where the store key comes from      * `store`  the `SecretStore` over Redis
-//! * `listen`  the subscription that hears other hosts' writes
+//! * `keys`    where the store key comes from      * `store`   the `SecretStore` over Redis
+//! * `listen`  hears other hosts' writes           * `seal`    what a blob is bound to
+//! * `fences`  what this host knows of fences      * `scripts` the Lua that checks and writes
+//! * `entries` reading and writing sealed entries
 
+mod entries;
+mod fences;
 mod keys;
 mod listen;
+mod scripts;
+mod seal;
 mod store;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine as _;
 use redis::IntoConnectionInfo as _;
 use ring::aead::LessSafeKey;
 use ring::rand::SystemRandom;
@@ -31,6 +42,11 @@ pub use keys::{key_source, write_new_key, KeySource, KEY_ENV};
 pub use listen::Heard;
 pub use store::FleetStore;
 
+use entries::Behind;
+use fences::Fences;
+use scripts::{ACQUIRE, RELEASE, RENEW};
+use seal::{Opened, Place};
+
 use super::config::fleet::FleetSettings;
 use super::names::AccountName;
 use super::secret::Secret;
@@ -38,59 +54,12 @@ use super::secrets::{SecretKey, SecretStore};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
-/// The fixed text sealed as `<namespace>:check`: only the right key opens it.
+/// The fixed text sealed as `<namespace>:check`: only the right key opens it. (Stores made
+/// before blobs were bound to their namespace have it sealed the old way, which proves the
+/// key as well.)
 const CHECK_TEXT: &str = "tokenwarden shared store v1";
 const CHECK_ENTRY: &str = "store:check";
 
-/// Takes the lease and a new fence in one step: 0 when another host holds it. The fence is
-/// also above the stored set's, in case Redis lost its counter but hosts stored sets again.
-static ACQUIRE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  local fence = redis.call('INCR', KEYS[2])
-  local stored = tonumber(redis.call('HGET', KEYS[3], 'fence') or '0')
-  if fence <= stored then
-    fence = stored + 1
-    redis.call('SET', KEYS[2], fence)
-  end
-  return fence
-end
-return 0",
-    )
-});
-/// Extends the lease, only while it is still ours.
-static RENEW: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0",
-    )
-});
-static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0",
-    )
-});
-/// Writes a sealed entry unless a newer fence wrote it (0: superseded), and tells the fleet.
-static WRITE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"
-local stored = tonumber(redis.call('HGET', KEYS[1], 'fence') or '0')
-if tonumber(ARGV[1]) < stored then
-  return 0
-end
-redis.call('HSET', KEYS[1], 'fence', ARGV[1], 'blob', ARGV[2])
-redis.call('PUBLISH', KEYS[2], ARGV[3])
-return 1",
-    )
-});
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
     #[error("shared store {url}: {detail}")]
@@ -101,6 +70,8 @@ pub enum FleetError {
     Key(String),
     #[error("another host has been refreshing `{account}` for longer than its lease; try again")]
     Busy { account: AccountName },
+    #[error("shared store {url}: `{entry}` does not open with the store key (damaged, written with another key, or copied from another entry, fleet or fence); nothing was taken from it")]
+    Unopened { url: String, entry: String },
 }
 
 pub struct Fleet {
@@ -112,15 +83,13 @@ pub struct Fleet {
     /// This process in lease values and published messages: host name, pid, a random tag.
     me: String,
     host: String,
-    /// Per account, the highest fence this host knows for the set it holds: its newest lease,
-    /// or the fence the stored set was written with when it read it. Its token writes carry
-    /// it, also a write retried after the lease ended, and a set stored again after Redis
-    /// lost it, so that of two hosts storing theirs again the newer set wins.
-    fences: Mutex<HashMap<AccountName, u64>>,
+    /// Per account: the fences this host has seen, holds and leased (see `fences`).
+    fences: Mutex<Fences>,
     heard: broadcast::Sender<Heard>,
     stop: Arc<AtomicBool>,
-    /// Entries whose last read found nothing at all (not even a deletion's empty entry).
-    lost: Mutex<std::collections::HashSet<String>>,
+    /// Entries whose last read found nothing at all (not even a deletion), or, for token
+    /// sets, one older than this host holds: this host's copy is to be stored again.
+    behind: Mutex<HashMap<String, Behind>>,
     /// Whether the subscription is up (for `/metrics`).
     subscribed: AtomicBool,
 }
@@ -150,10 +119,10 @@ impl Fleet {
             rng: SystemRandom::new(),
             me: format!("{host}/{}/{tag:08x}", std::process::id()),
             host,
-            fences: Mutex::new(HashMap::new()),
+            fences: Mutex::new(Fences::default()),
             heard: broadcast::channel(4096).0,
             stop: Arc::new(AtomicBool::new(false)),
-            lost: Mutex::new(Default::default()),
+            behind: Mutex::new(HashMap::new()),
             subscribed: AtomicBool::new(false),
         });
         fleet.prove_key()?;
@@ -248,11 +217,12 @@ impl Fleet {
     /// (also one that Redis lost).
     pub fn prove_key(&self) -> Result<(), FleetError> {
         let check = self.redis_key("check");
+        let place = self.place(CHECK_ENTRY, 0);
         let stored: Option<String> = self.call(|c| redis::cmd("GET").arg(&check).query(c))?;
         let stored = match stored {
             Some(stored) => stored,
             None => {
-                let sealed = self.seal(CHECK_ENTRY, CHECK_TEXT)?;
+                let sealed = self.seal(place, Some(&Secret::new(CHECK_TEXT)))?;
                 // NX: two hosts starting at once with different keys cannot both win.
                 let _: Option<String> = self.call(|c| {
                     redis::cmd("SET")
@@ -264,8 +234,12 @@ impl Fleet {
                 self.call(|c| redis::cmd("GET").arg(&check).query::<String>(c))?
             }
         };
-        match self.open_blob(CHECK_ENTRY, &stored) {
-            Some(text) if text.expose() == CHECK_TEXT => Ok(()),
+        match seal::open(&self.key, place, &stored) {
+            Some(Opened::Bound(Some(text)) | Opened::Unfenced(Some(text)))
+                if text.expose() == CHECK_TEXT =>
+            {
+                Ok(())
+            }
             _ => Err(FleetError::WrongKey {
                 url: self.settings.url.clone(),
                 namespace: self.settings.namespace.clone(),
@@ -273,27 +247,27 @@ impl Fleet {
         }
     }
 
-    fn seal(&self, entry: &str, text: &str) -> Result<String, FleetError> {
-        let (mut nonce, sealed) = super::sealed::seal_text(&self.rng, &self.key, entry, text)
-            .map_err(|e| FleetError::Key(e.to_string()))?;
-        nonce.extend_from_slice(&sealed);
-        Ok(base64::engine::general_purpose::STANDARD.encode(nonce))
+    fn place<'a>(&'a self, entry: &'a str, fence: u64) -> Place<'a> {
+        Place {
+            namespace: &self.settings.namespace,
+            entry,
+            fence,
+        }
     }
 
-    fn open_blob(&self, entry: &str, blob: &str) -> Option<Secret> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(blob)
-            .ok()?;
-        let nonce_len = ring::aead::NONCE_LEN;
-        if bytes.len() < nonce_len {
-            return None;
-        }
-        super::sealed::open_row(&self.key, entry, bytes.split_at(nonce_len)).map(Secret::new)
+    fn seal(&self, place: Place<'_>, text: Option<&Secret>) -> Result<String, FleetError> {
+        seal::seal(&self.rng, &self.key, place, text)
+            .map_err(|what| FleetError::Key(format!("`{}` {what}", place.entry)))
+    }
+
+    fn fences(&self) -> std::sync::MutexGuard<'_, Fences> {
+        self.fences.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Takes `account`'s lease with a new fence, or `None` while another host holds it.
     pub fn acquire(&self, account: &AccountName) -> Result<Option<u64>, FleetError> {
         let ttl = millis(self.settings.lease);
+        let floor = self.fences().floor(account);
         let fence: u64 = self.call(|c| {
             ACQUIRE
                 .key(self.account_key("lease", account))
@@ -301,12 +275,13 @@ impl Fleet {
                 .key(self.secret_key(&SecretKey::Tokens(account.clone()).entry()))
                 .arg(&self.me)
                 .arg(ttl)
+                .arg(floor)
                 .invoke(c)
         })?;
         if fence == 0 {
             return Ok(None);
         }
-        self.note_fence(account, fence);
+        self.fences().leased(account, fence);
         Ok(Some(fence))
     }
 
@@ -323,7 +298,10 @@ impl Fleet {
         Ok(renewed == 1)
     }
 
-    pub fn release(&self, account: &AccountName) -> Result<(), FleetError> {
+    /// Ends the lease taken with `fence` (a release that comes late, after this host took a
+    /// newer lease, leaves the newer one's fence alone).
+    pub fn release(&self, account: &AccountName, fence: u64) -> Result<(), FleetError> {
+        self.fences().released(account, fence);
         let _: i64 = self.call(|c| {
             RELEASE
                 .key(self.account_key("lease", account))
@@ -358,98 +336,10 @@ impl Fleet {
         Ok(count.unwrap_or(0))
     }
 
-    /// A new consent replaces whatever is stored, newer or not: its write takes a fence of
-    /// its own instead of the one of this host's last refresh.
+    /// A new consent or a deletion replaces whatever is stored, newer or not: its write takes
+    /// a lease of its own instead of carrying the fence of the set this host holds.
     pub fn forget_fence(&self, account: &AccountName) {
-        self.fences
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(account);
-    }
-
-    fn note_fence(&self, account: &AccountName, fence: u64) {
-        let mut fences = self.fences.lock().unwrap_or_else(|e| e.into_inner());
-        let known = fences.entry(account.clone()).or_insert(fence);
-        *known = (*known).max(fence);
-    }
-
-    fn fence_of(&self, account: &AccountName) -> Option<u64> {
-        self.fences
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(account)
-            .copied()
-    }
-
-    fn get(&self, key: &SecretKey) -> Result<Option<Secret>, FleetError> {
-        let entry = key.entry();
-        let redis_key = self.secret_key(&entry);
-        let (blob, fence): (Option<String>, Option<u64>) = self.call(|c| {
-            redis::cmd("HMGET")
-                .arg(&redis_key)
-                .arg("blob")
-                .arg("fence")
-                .query(c)
-        })?;
-        {
-            let mut lost = self.lost.lock().unwrap_or_else(|e| e.into_inner());
-            if blob.is_none() {
-                lost.insert(entry.clone());
-            } else {
-                lost.remove(&entry);
-            }
-        }
-        match blob {
-            None => Ok(None),
-            Some(blob) if blob.is_empty() => Ok(None),
-            Some(blob) => {
-                let text = self.open_blob(&entry, &blob).ok_or_else(|| {
-                    FleetError::Key(format!(
-                        "shared store {}: `{entry}` does not open with the store key (damaged, or written with another key)",
-                        self.settings.url
-                    ))
-                })?;
-                if let (SecretKey::Tokens(account), Some(fence)) = (key, fence) {
-                    self.note_fence(account, fence);
-                }
-                Ok(Some(text))
-            }
-        }
-    }
-
-    /// Whether the last read of `key` found no entry at all: never stored, or lost by Redis
-    /// (a disconnect leaves an empty entry instead).
-    pub fn lost(&self, key: &SecretKey) -> bool {
-        self.lost
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&key.entry())
-    }
-
-    /// Writes `entry` unless a newer fence already did; `false` when superseded.
-    fn write(&self, entry: &str, fence: u64, text: &Secret) -> Result<bool, FleetError> {
-        let blob = self.seal(entry, text.expose())?;
-        self.write_blob(entry, fence, &blob)
-    }
-
-    /// Marks `entry` deleted (an empty blob) under `fence`: a set fetched under an older
-    /// lease cannot bring a disconnected account back, and "deleted" does not read like
-    /// "Redis lost it" (which hosts answer by storing their copy again).
-    fn tombstone(&self, entry: &str, fence: u64) -> Result<bool, FleetError> {
-        self.write_blob(entry, fence, "")
-    }
-
-    fn write_blob(&self, entry: &str, fence: u64, blob: &str) -> Result<bool, FleetError> {
-        let written: i64 = self.call(|c| {
-            WRITE
-                .key(self.secret_key(entry))
-                .key(self.channel())
-                .arg(fence)
-                .arg(blob)
-                .arg(listen::message(entry, &self.me))
-                .invoke(c)
-        })?;
-        Ok(written == 1)
+        self.fences().forget(account);
     }
 
     /// Ends the subscription's thread (it holds the fleet while it listens).
@@ -511,179 +401,4 @@ fn host_name() -> String {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "host".to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    //! The lease and the fence against a real `redis-server` (make test installs it).
-
-    use super::*;
-    use crate::engine::secrets::MemoryStore;
-
-    struct Redis(std::process::Child);
-
-    impl Drop for Redis {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    /// A redis-server on a loopback port below the ephemeral range.
-    fn redis() -> (Redis, u16) {
-        let port = 20_000 + (rand::random::<u16>() % 12_000);
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (Debian package redis-server; make test installs it)");
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        (Redis(child), port)
-    }
-
-    fn host(port: u16, name: &str, key_file: &std::path::Path) -> Arc<Fleet> {
-        let settings = FleetSettings {
-            url: format!("redis://127.0.0.1:{port}"),
-            key_file: Some(key_file.to_owned()),
-            lease: Duration::from_secs(1),
-            namespace: "unit".into(),
-            host: Some(name.into()),
-        };
-        let keychain: Arc<dyn SecretStore> = Arc::new(MemoryStore::default());
-        Fleet::open(&settings, &keychain).unwrap()
-    }
-
-    #[test]
-    fn a_host_that_outlived_its_lease_cannot_overwrite_a_newer_set() {
-        let (_redis, port) = redis();
-        let dir = tempfile::tempdir().unwrap();
-        let key_file = dir.path().join("store.key");
-        let settings = FleetSettings {
-            url: String::new(),
-            key_file: Some(key_file.clone()),
-            lease: Duration::from_secs(1),
-            namespace: String::new(),
-            host: None,
-        };
-        let key = crate::engine::sealed::new_key_text(&SystemRandom::new()).unwrap();
-        keys::write_new_key(&settings, &MemoryStore::default(), &key).unwrap();
-        let (a, b) = (host(port, "a", &key_file), host(port, "b", &key_file));
-        let name: AccountName = "fb".parse().unwrap();
-        let entry = SecretKey::Tokens(name.clone()).entry();
-
-        let fa = a.acquire(&name).unwrap().expect("a free lease");
-        assert_eq!(b.acquire(&name).unwrap(), None, "a holds it");
-        assert!(a.write(&entry, fa, &Secret::new("first")).unwrap());
-        // `a` stalls past its lease; `b` takes over and stores a newer set.
-        std::thread::sleep(Duration::from_millis(1300));
-        let fb = b.acquire(&name).unwrap().expect("a lapsed lease");
-        assert!(fb > fa);
-        assert!(b.write(&entry, fb, &Secret::new("newer")).unwrap());
-        // `a` wakes up with its answer: its lease is gone and its write is refused.
-        assert!(!a.renew(&name).unwrap());
-        assert!(!a.write(&entry, fa, &Secret::new("older")).unwrap());
-        assert_eq!(
-            a.get(&SecretKey::Tokens(name.clone()))
-                .unwrap()
-                .unwrap()
-                .expose(),
-            "newer"
-        );
-        // Releasing someone else's lease does nothing.
-        a.release(&name).unwrap();
-        assert_eq!(a.acquire(&name).unwrap(), None, "b still holds it");
-        b.release(&name).unwrap();
-        assert!(a.acquire(&name).unwrap().unwrap() > fb);
-    }
-
-    #[test]
-    fn after_redis_lost_everything_the_newer_of_two_copies_wins_in_either_order() {
-        let (_redis, port) = redis();
-        let dir = tempfile::tempdir().unwrap();
-        let key_file = dir.path().join("store.key");
-        let key = crate::engine::sealed::new_key_text(&SystemRandom::new()).unwrap();
-        std::fs::write(&key_file, key.expose()).unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
-        let name: AccountName = "fb".parse().unwrap();
-        let tokens = SecretKey::Tokens(name.clone());
-        for newer_first in [true, false] {
-            let store = |fleet: Arc<Fleet>| FleetStore {
-                fleet,
-                keychain: Arc::new(MemoryStore::default()),
-            };
-            let (a, b, c) = (
-                host(port, "a", &key_file),
-                host(port, "b", &key_file),
-                host(port, "c", &key_file),
-            );
-            let (sa, sb, sc) = (store(a.clone()), store(b.clone()), store(c.clone()));
-            // `c` refreshes and stores X, which `a` and `b` read; `b` refreshes and stores Y,
-            // which `a` (that never refreshed) does not hear of.
-            c.acquire(&name).unwrap().unwrap();
-            sc.set(&tokens, &Secret::new("X")).unwrap();
-            c.release(&name).unwrap();
-            assert_eq!(sa.get(&tokens).unwrap().unwrap().expose(), "X");
-            assert_eq!(sb.get(&tokens).unwrap().unwrap().expose(), "X");
-            b.acquire(&name).unwrap().unwrap();
-            sb.set(&tokens, &Secret::new("Y")).unwrap();
-            b.release(&name).unwrap();
-            // Redis restarts empty; both hosts store their copy again.
-            a.call(|c| redis::cmd("FLUSHALL").query::<()>(c)).unwrap();
-            assert!(sa.get(&tokens).unwrap().is_none() && a.lost(&tokens));
-            if newer_first {
-                sb.set(&tokens, &Secret::new("Y")).unwrap();
-                sa.set(&tokens, &Secret::new("X")).unwrap();
-            } else {
-                sa.set(&tokens, &Secret::new("X")).unwrap();
-                sb.set(&tokens, &Secret::new("Y")).unwrap();
-            }
-            assert_eq!(
-                sa.get(&tokens).unwrap().unwrap().expose(),
-                "Y",
-                "newer first: {newer_first}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_key_file_others_can_read_is_refused_and_a_key_is_never_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let key_file = dir.path().join("store.key");
-        let settings = FleetSettings {
-            url: String::new(),
-            key_file: Some(key_file.clone()),
-            lease: Duration::from_secs(1),
-            namespace: String::new(),
-            host: None,
-        };
-        let key = crate::engine::sealed::new_key_text(&SystemRandom::new()).unwrap();
-        let keychain = MemoryStore::default();
-        keys::write_new_key(&settings, &keychain, &key).unwrap();
-        let e = keys::write_new_key(&settings, &keychain, &key).unwrap_err();
-        assert!(e.to_string().contains("never replaced"), "{e}");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
-            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-            let e = keys::store_key(&settings, &keychain).unwrap_err();
-            assert!(e.to_string().contains("chmod 600"), "{e}");
-            assert!(!e.to_string().contains(key.expose()), "{e}");
-        }
-    }
 }

@@ -3,7 +3,6 @@
 //! keychain.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use super::{Fleet, FleetError, Heard};
 use crate::engine::secret::Secret;
@@ -19,43 +18,17 @@ impl FleetStore {
         matches!(key, SecretKey::Tokens(_) | SecretKey::ClientSecret(_))
     }
 
-    /// Writes a shared entry (or its deletion, `None`). A token set carries the fence of this
-    /// host's lease; a write with no lease (a new consent, a disconnect) takes one for itself,
-    /// waiting while another host refreshes the account.
+    /// Writes a shared entry (or its deletion, `None`). A token set carries the fence the
+    /// fleet chooses for it (its lease's, or the held set's when stored again); one that a
+    /// newer set was there for is dropped, and this host takes the newer one instead.
     fn write_shared(&self, key: &SecretKey, value: Option<&Secret>) -> Result<(), FleetError> {
         let SecretKey::Tokens(name) = key else {
-            return match value {
-                Some(value) => self.fleet.write(&key.entry(), 0, value).map(|_| ()),
-                None => self.fleet.tombstone(&key.entry(), 0).map(|_| ()),
-            };
+            return self.fleet.write_unfenced(key, value);
         };
-        let write = |fence| match value {
-            Some(value) => self.fleet.write(&key.entry(), fence, value),
-            None => self.fleet.tombstone(&key.entry(), fence),
-        };
-        let written = match self.fleet.fence_of(name) {
-            Some(fence) => write(fence)?,
-            None => {
-                let give_up = Instant::now() + self.fleet.lease_time() * 2;
-                let fence = loop {
-                    if let Some(fence) = self.fleet.acquire(name)? {
-                        break fence;
-                    }
-                    if Instant::now() > give_up {
-                        return Err(FleetError::Busy {
-                            account: name.clone(),
-                        });
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                };
-                let written = write(fence);
-                let _ = self.fleet.release(name);
-                written?
-            }
-        };
-        if !written {
-            // A host with a newer lease stored a newer set while this one waited to be
-            // saved: that set wins, and this host takes it as if it had heard it.
+        if !self.fleet.write_tokens(name, value)? {
+            // Another host stored a newer set while this one waited to be saved (or, for a
+            // copy stored again, one at least as new): that set wins, and this host takes
+            // it as if it had heard it.
             tracing::info!(account = %name, "a newer token set from another host replaces this one");
             let _ = self.fleet.heard.send(Heard::Changed(name.clone()));
         }
