@@ -112,9 +112,11 @@ async fn a_valid_client_is_answered_beside_a_process_holding_1100_idle_connectio
     latencies.sort_unstable();
     let answered = latencies.len();
     let at = |p| {
-        (answered > 0)
-            .then(|| percentile(&latencies, p))
-            .unwrap_or_default()
+        if answered > 0 {
+            percentile(&latencies, p)
+        } else {
+            Duration::ZERO
+        }
     };
     eprintln!(
         "{answered} answered 200 and {} not in {SOAK:?} beside {HOGGED} idle connections (hog: {reconnects}); latency p50 {:?}, p99 {:?}, worst {:?}",
