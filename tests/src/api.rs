@@ -464,6 +464,11 @@ impl EventStream {
         self.events.lock().expect("sse events").clone()
     }
 
+    /// Whether the server still holds the stream open.
+    pub fn is_open(&self) -> bool {
+        !self.task.is_finished()
+    }
+
     pub fn text(&self) -> String {
         self.text.lock().expect("sse text").clone()
     }

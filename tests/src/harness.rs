@@ -11,9 +11,10 @@
 //! * [`Env::connect`]     `connect --no-browser` with the test playing the browser
 //! * [`Env::keychain_get`] reads the OS keychain with `secret-tool`, independently of the binary
 //! * [`Env::history_rows`] the `refreshes` table of `<data dir>/history.sqlite3`, read-only
-//! * [`Env::create_api_key`] `api-key create LABEL` → the key; [`Env::api`] an API client with it
+//! * [`Env::create_api_key`] `api-key create LABEL` → the key ([`Env::create_write_key`]: with
+//!   `--write`); [`Env::api`] an API client with it
 //! * [`Env::serve_api`]   `serve` answering its API, and a client; [`Env::serve_with_new_key`]
-//!   creates the key first
+//!   creates the key first ([`Env::serve_with_new_write_key`]: a write key)
 //! * [`Env::start_connect_device`] `connect NAME --device`, reading its two stdout lines
 //! * [`Env::fail_keychain_writes`] makes every keychain write of the binary fail (debug builds)
 //! * [`Env::sibling`]     another data dir and config on the same keychain service
@@ -683,9 +684,21 @@ impl Env {
         }
     }
 
-    /// `api-key create LABEL`, which must succeed and print the key alone on one line.
+    /// `api-key create LABEL`, which must succeed and print the key alone on one line. The key
+    /// is read-only: [`Env::create_write_key`] makes one that may change accounts.
     pub async fn create_api_key(&self, label: &str) -> String {
-        let out = self.run(&["api-key", "create", label], None).await.ok();
+        self.create_key(&["api-key", "create", label]).await
+    }
+
+    /// `api-key create LABEL --write`: a key that may also connect, disconnect, set a secret
+    /// and reload.
+    pub async fn create_write_key(&self, label: &str) -> String {
+        self.create_key(&["api-key", "create", label, "--write"])
+            .await
+    }
+
+    async fn create_key(&self, args: &[&str]) -> String {
+        let out = self.run(args, None).await.ok();
         let lines: Vec<&str> = out.stdout.lines().collect();
         assert_eq!(
             lines.len(),
@@ -717,6 +730,13 @@ impl Env {
     /// `(serve, client, key)`.
     pub async fn serve_with_new_key(&self, label: &str) -> (Serve, Api, String) {
         let key = self.create_api_key(label).await;
+        let (serve, api) = self.serve_api(&key).await;
+        (serve, api, key)
+    }
+
+    /// [`Env::serve_with_new_key`] with a write key ([`Env::create_write_key`]).
+    pub async fn serve_with_new_write_key(&self, label: &str) -> (Serve, Api, String) {
+        let key = self.create_write_key(label).await;
         let (serve, api) = self.serve_api(&key).await;
         (serve, api, key)
     }

@@ -542,7 +542,15 @@ async fn api_keys_created_or_revoked_while_serve_runs_take_effect_at_once() {
             .find(|e| e["label"] == label)
             .unwrap_or_else(|| panic!("{label} in api-key list --json:\n{out}"));
         let fields: Vec<&String> = entry.as_object().expect("object").keys().collect();
-        assert_eq!(fields, ["accounts", "created_at", "label"], "{entry}");
+        assert_eq!(
+            fields,
+            ["accounts", "created_at", "label", "write"],
+            "{entry}"
+        );
+        assert_eq!(
+            entry["write"], false,
+            "read-only unless made with --write: {entry}"
+        );
         assert!(
             entry["accounts"].is_null(),
             "a key to all accounts: {entry}"

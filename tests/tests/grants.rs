@@ -50,7 +50,7 @@ fn assert_no_reuse(fake: &OAuthFake) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connect_that_completes_during_a_refresh_keeps_the_new_grant() {
     let (fake, env, _) = connected().await;
-    let (serve, api, _) = env.serve_with_new_key("grants").await;
+    let (serve, api, _) = env.serve_with_new_write_key("grants").await;
     let seeded_refresh = fake.lock().latest_refresh_token().expect("seeded");
 
     // The fake rotates at once but answers 4 s later: the refresh is in flight meanwhile.

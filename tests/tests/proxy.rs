@@ -247,3 +247,95 @@ async fn wechat_errcodes_in_a_200_are_refusals_and_the_token_goes_in_the_query()
         .iter()
         .all(|(t, _)| t != "not-mine" && !t.contains(&key)));
 }
+
+/// The last call the fake's API received, as (header name, value) pairs.
+fn last_call_headers(fake: &OAuthFake) -> Vec<(String, String)> {
+    fake.lock()
+        .api_calls
+        .last()
+        .expect("a call reached the API")
+        .headers
+        .clone()
+}
+
+fn header_of<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_pass_only_for_an_account_that_allows_them_and_path_parameters_are_refused() {
+    let (fake, env, serve, api, key) = legacy().await;
+    let cookied = || {
+        Request::new("GET", "/v1/proxy/fb/cookie")
+            .header("Cookie", "local_app_session=for-127-0-0-1-only")
+            .header("User-Agent", "build-bot/1.0 (host ci-7; user alice)")
+    };
+
+    // By default no cookie goes either way, and the caller's User-Agent stays here.
+    let a = api.send(cookied()).await;
+    a.expect(200);
+    assert_eq!(
+        a.header("set-cookie"),
+        None,
+        "the provider's cookie came back: {a}"
+    );
+    let seen = last_call_headers(&fake);
+    assert_eq!(
+        header_of(&seen, "cookie"),
+        None,
+        "a cookie reached the provider: {seen:?}"
+    );
+    let agent = header_of(&seen, "user-agent").unwrap_or_default();
+    assert!(
+        agent.starts_with("tokenwarden/"),
+        "User-Agent sent: {agent:?}"
+    );
+
+    // `;` path parameters (`..;` is `..` to some servers) never reach the provider.
+    let calls = fake.lock().api_calls.len();
+    for target in [
+        "/v1/proxy/fb/x/..;/oauth2/token",
+        "/v1/proxy/fb/..;/oauth2/token",
+        "/v1/proxy/fb/x/..;a=b/oauth2/token",
+        "/v1/proxy/fb/profile;jsessionid=abc",
+        "/v1/proxy/fb/x/..%3b/oauth2/token",
+    ] {
+        let a = api.get(target).await;
+        assert!(
+            a.error_problem(400, "outside_api_base").is_none(),
+            "{target} must be refused:\n{a}"
+        );
+    }
+    assert_eq!(
+        fake.lock().api_calls.len(),
+        calls,
+        "refused paths reach nothing"
+    );
+
+    // `proxy_cookies = true` on the account lets them through both ways; the User-Agent is
+    // still ours.
+    assert_eq!(serve.stop().await.code, 0);
+    let config = std::fs::read_to_string(&env.config_path).unwrap();
+    env.write_config(&config.replacen(
+        "name = \"fb\"\n",
+        "name = \"fb\"\nproxy_cookies = true\n",
+        1,
+    ));
+    let (_serve, api) = env.serve_api(&key).await;
+    let a = api.send(cookied()).await;
+    a.expect(200);
+    assert_eq!(
+        a.header("set-cookie"),
+        Some("provider_session=fake-session; HttpOnly"),
+        "{a}"
+    );
+    let seen = last_call_headers(&fake);
+    assert_eq!(
+        header_of(&seen, "cookie"),
+        Some("local_app_session=for-127-0-0-1-only")
+    );
+    assert!(header_of(&seen, "user-agent").is_some_and(|a| a.starts_with("tokenwarden/")));
+}

@@ -11,7 +11,8 @@ use tokenwarden_e2e::harness::{unix_now, LegacyAccount};
 use tokenwarden_e2e::{wait_until, Api, Env, Request, Serve};
 
 /// `fb` and `wx` connected on one fake, `serve` running, a key to all accounts and one to
-/// `fb` alone. `refresh` is the `[refresh]` table.
+/// `fb` alone, both write keys (so that the scope, not the permission, is what refuses).
+/// `refresh` is the `[refresh]` table.
 async fn two_accounts(refresh: &str) -> (OAuthFake, Env, Serve, Api, Api) {
     let (fake, env, _) = LegacyAccount::new(|c| c.expires_in(3600))
         .refresh_settings(refresh)
@@ -24,12 +25,22 @@ async fn two_accounts(refresh: &str) -> (OAuthFake, Env, Serve, Api, Api) {
     env.seed_tokens("wx", &access, &refresh_token, unix_now() + 3600)
         .await;
     let out = env
-        .run(&["api-key", "create", "fb-only", "--accounts", "fb"], None)
+        .run(
+            &[
+                "api-key",
+                "create",
+                "fb-only",
+                "--accounts",
+                "fb",
+                "--write",
+            ],
+            None,
+        )
         .await
         .ok();
     let scoped_key = out.stdout_trimmed().to_owned();
     assert!(out.stderr.contains("for fb"), "{out}");
-    let (serve, all, _) = env.serve_with_new_key("all").await;
+    let (serve, all, _) = env.serve_with_new_write_key("all").await;
     let scoped = all.with_key(Some(&scoped_key));
     (fake, env, serve, all, scoped)
 }

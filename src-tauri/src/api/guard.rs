@@ -203,6 +203,12 @@ impl Caller {
         self.0.as_ref().is_none_or(|holder| holder.may_see(name))
     }
 
+    /// Whether it may change accounts: the engine's own key and this user's processes on
+    /// the Unix socket, and keys made with `--write`.
+    pub fn may_write(&self) -> bool {
+        self.0.as_ref().is_some_and(|holder| holder.write)
+    }
+
     pub fn may_see_str(&self, name: &str) -> bool {
         self.scope()
             .is_none_or(|scope| scope.iter().any(|a| a.as_str() == name))
@@ -272,6 +278,7 @@ async fn admit(
             return Ok(Caller(Some(KeyHolder {
                 label: "(keyless tokenboy)".into(),
                 accounts: Some(std::sync::Arc::from([name.clone()])),
+                write: false,
             })));
         }
     }

@@ -1,12 +1,16 @@
 //! Routes that change an account, so that while an engine runs it alone writes secrets (one
 //! writer per account): consent flows (begin, follow, cancel), disconnect, the client secret,
-//! re-reading the keychain, and reloading the config file. Each is one engine call.
+//! re-reading the keychain, and reloading the config file. Each is one engine call, and each
+//! but following a flow takes a [`Writer`]: a key that only reads must not be able to
+//! revoke an account, swap its client secret, or connect it to the key holder's own
+//! provider account.
 
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Extension, State};
+use axum::extract::{Extension, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -23,6 +27,26 @@ use crate::engine::{ConnectFlow, ConnectStart, ConnectStatus};
 const CONSENT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// The longest a `?wait=` may hold a request.
 const MAX_WAIT: Duration = Duration::from_secs(600);
+
+/// Proof that the caller may change accounts: the engine's key (or this user's processes on
+/// its socket) or a key made with `--write`. Extracted after [`Named`], so that a key limited
+/// to other accounts still gets the same 404 as for an account in no config.
+pub struct Writer;
+
+impl<S: Send + Sync> FromRequestParts<S> for Writer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        match parts.extensions.get::<Caller>() {
+            Some(caller) if caller.may_write() => Ok(Self),
+            _ => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "read_only_key",
+                "this API key is read-only: connecting, disconnecting, setting a secret and reloading need a key made with `tokenwarden api-key create LABEL --write`",
+            )),
+        }
+    }
+}
 
 /// Parses an optional JSON body strictly; the serde error is not quoted (it could echo a secret).
 fn body<T: serde::de::DeserializeOwned + Default>(
@@ -50,6 +74,7 @@ struct Begin {
 pub async fn begin_connect(
     State(s): State<AppState>,
     Named(name): Named,
+    _: Writer,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ConnectStart>, ApiError> {
     let begin: Begin = body(raw, r#"{"device": false, "timeout": SECONDS}"#)?;
@@ -75,6 +100,7 @@ pub async fn connect_status(
 pub async fn cancel_connect(
     State(s): State<AppState>,
     Named(name): Named,
+    _: Writer,
 ) -> Result<Json<ConnectStatus>, ApiError> {
     Ok(Json(s.engine.cancel_connect_settled(&name).await?))
 }
@@ -88,6 +114,7 @@ pub struct Disconnected {
 pub async fn disconnect(
     State(s): State<AppState>,
     Named(name): Named,
+    _: Writer,
 ) -> Result<Json<Disconnected>, ApiError> {
     let warning = s.engine.disconnect(&name).await?;
     Ok(Json(Disconnected {
@@ -99,6 +126,7 @@ pub async fn disconnect(
 pub async fn reload_account(
     State(s): State<AppState>,
     Named(name): Named,
+    _: Writer,
 ) -> Result<Json<AccountView>, ApiError> {
     Ok(Json(s.engine.reload_account(&name).await?))
 }
@@ -112,6 +140,7 @@ struct NewSecret {
 pub async fn set_secret(
     State(s): State<AppState>,
     Named(name): Named,
+    _: Writer,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AccountView>, ApiError> {
     let new: NewSecret = body(raw, r#"{"secret": "..."}"#)?;
@@ -122,6 +151,7 @@ pub async fn set_secret(
 pub async fn reload_config(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
+    _: Writer,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if caller.scope().is_some() {
         return Err(ApiError::new(

@@ -1,5 +1,6 @@
 //! The local HTTP API (axum): a thin adapter over the engine handle.
 //! * `connections` the accept loop: connection cap, header and idle timeouts
+//! * `slots`   the places under the cap, and which connection gives way to a newcomer
 //! * `fast`    the token routes' everyday answer, without the router
 //! * `guard`   who gets in: loopback Host, no Origin, bearer key, failed-auth rate limit
 //! * `local`   the Unix socket where this user's processes need no key
@@ -19,6 +20,7 @@ mod manage;
 pub mod proxy;
 mod routes;
 mod scope;
+mod slots;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -186,18 +188,18 @@ pub async fn serve(
     let state = state(engine, listen, stop.clone());
     let fast = Arc::new(fast::FastPath::new(state.clone()));
     let app = router_with(state);
-    let cap = connections::Cap::new(&settings);
+    let caps = connections::Caps::new(&settings);
     let tcp = connections::serve(
         listener,
         app.clone(),
         fast.clone(),
         &settings,
-        cap.clone(),
+        caps.tcp,
         stop.clone(),
     );
     match local {
         Some(local) => {
-            let unix = connections::serve(local, app, fast, &settings, cap, stop);
+            let unix = connections::serve(local, app, fast, &settings, caps.unix, stop);
             let (tcp, unix) = tokio::join!(tcp, unix);
             tcp.and(unix)
         }

@@ -204,7 +204,11 @@ async fn api_key(ctx: &Context, action: ApiKeyAction) -> Result<()> {
     crate::engine::own_data_dir(&ctx.data_dir)?;
     let keys = api_keys(ctx);
     match action {
-        ApiKeyAction::Create { label, accounts } => {
+        ApiKeyAction::Create {
+            label,
+            accounts,
+            write,
+        } => {
             if let Some(accounts) = &accounts {
                 // A typo would make a key that opens nothing: refuse names the config lacks.
                 let config = crate::engine::config::Config::load(&ctx.config_path)?;
@@ -217,27 +221,29 @@ async fn api_key(ctx: &Context, action: ApiKeyAction) -> Result<()> {
                     }
                 }
             }
-            let key = keys.create(&label, accounts.clone()).await?;
+            let key = keys.create(&label, accounts.clone(), write).await?;
             println!("{}", key.expose());
-            match accounts {
-                None => eprintln!(
-                    "API key `{label}` created for all accounts; it is shown only this once"
-                ),
-                Some(a) => eprintln!(
-                    "API key `{label}` created for {}; it is shown only this once",
-                    a.iter()
-                        .map(AccountName::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            }
+            let scope = match accounts {
+                None => "all accounts".to_owned(),
+                Some(a) => a
+                    .iter()
+                    .map(AccountName::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            let may = if write {
+                "it may read and change them"
+            } else {
+                "it may read them, not change them (`--write` for that)"
+            };
+            eprintln!("API key `{label}` created for {scope}; {may}; it is shown only this once");
         }
         ApiKeyAction::List { json } => {
             let list = keys.list()?;
             if json {
                 let rows: Vec<_> = list
                     .iter()
-                    .map(|k| serde_json::json!({ "label": k.label, "created_at": k.created_at, "accounts": k.accounts }))
+                    .map(|k| serde_json::json!({ "label": k.label, "created_at": k.created_at, "accounts": k.accounts, "write": k.write }))
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else if list.is_empty() {
@@ -252,7 +258,11 @@ async fn api_key(ctx: &Context, action: ApiKeyAction) -> Result<()> {
                             .collect::<Vec<_>>()
                             .join(", "),
                     };
-                    println!("{:<24} created {}  {scope}", k.label, k.created_at);
+                    let access = if k.write { "read-write" } else { "read-only" };
+                    println!(
+                        "{:<24} created {}  {access:<10}  {scope}",
+                        k.label, k.created_at
+                    );
                 }
             }
         }

@@ -127,8 +127,12 @@ pub enum ApiKeyAction {
         /// Limits the key to these accounts (comma-separated); the others do not exist for it
         #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
         accounts: Option<Vec<AccountName>>,
+        /// Lets the key change its accounts too (connect, disconnect, set a secret, reload);
+        /// without it the key only reads tokens and state
+        #[arg(long)]
+        write: bool,
     },
-    /// Lists key labels and creation times (never the keys)
+    /// Lists key labels, creation times, accounts and whether each may write (never the keys)
     List {
         #[arg(long)]
         json: bool,

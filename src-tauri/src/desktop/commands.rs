@@ -206,7 +206,12 @@ pub struct NewKey {
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn create_api_key(shell: State<'_, Shell>, label: String) -> Result<NewKey> {
-    let key = shell.engine()?.api_keys().create(&label, None).await?;
+    // Read-only, like the CLI's without `--write`: the window changes accounts itself.
+    let key = shell
+        .engine()?
+        .api_keys()
+        .create(&label, None, false)
+        .await?;
     Ok(NewKey {
         label,
         key: key.expose().to_owned(),

@@ -26,6 +26,11 @@ pub struct KeyInfo {
     /// The accounts this key may see and use; absent: all of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accounts: Option<Vec<AccountName>>,
+    /// Whether it may change accounts (connect, disconnect, set a secret, reload). Absent in
+    /// the entries of keys made before the permission existed: those are read-only, since
+    /// nobody chose to give them more.
+    #[serde(default)]
+    pub write: bool,
 }
 
 /// Who presented a key that opens the API, and what it may see.
@@ -35,14 +40,17 @@ pub struct KeyHolder {
     pub label: String,
     /// `None`: every account. Otherwise only these: the others do not exist for this key.
     pub accounts: Option<Arc<[AccountName]>>,
+    /// May change the accounts it sees; otherwise it only reads them (and asks for refreshes).
+    pub write: bool,
 }
 
 impl KeyHolder {
-    /// The holder of the engine's own key: every account.
+    /// The holder of the engine's own key: every account, and the right to change them.
     pub fn engine() -> Self {
         Self {
             label: ENGINE_LABEL.into(),
             accounts: None,
+            write: true,
         }
     }
 
@@ -103,11 +111,12 @@ impl ApiKeys {
     }
 
     /// Makes a key, stores it, and returns it: the only time it is shown. `accounts` limits
-    /// it to those accounts (`None`: all).
+    /// it to those accounts (`None`: all); `write` lets it change them too.
     pub async fn create(
         &self,
         label: &str,
         accounts: Option<Vec<AccountName>>,
+        write: bool,
     ) -> Result<Secret, ApiKeyError> {
         check_label(label)?;
         if accounts.as_ref().is_some_and(Vec::is_empty) {
@@ -125,6 +134,7 @@ impl ApiKeys {
             label: label.to_owned(),
             created_at: Deadline::now(),
             accounts,
+            write,
         });
         write_index(&self.index, &index)?;
         Ok(key)
@@ -236,6 +246,7 @@ impl ApiKeys {
                 let holder = KeyHolder {
                     label: info.label.clone(),
                     accounts: info.accounts.as_deref().map(Arc::from),
+                    write: info.write,
                 };
                 keys.insert(digest(key.expose()), holder);
             }
@@ -317,14 +328,14 @@ mod tests {
     async fn create_verify_revoke() {
         let dir = tempfile::tempdir().unwrap();
         let keys = ApiKeys::new(dir.path(), Keychain::new(Arc::new(MemoryStore::default())));
-        let key = keys.create("ci", None).await.unwrap();
+        let key = keys.create("ci", None, false).await.unwrap();
         assert!(key.expose().starts_with("tw_") && key.expose().len() == 67);
         assert!(matches!(
-            keys.create("ci", None).await,
+            keys.create("ci", None, false).await,
             Err(ApiKeyError::Exists(_))
         ));
         assert!(matches!(
-            keys.create("Bad Label", None).await,
+            keys.create("Bad Label", None, false).await,
             Err(ApiKeyError::BadLabel(_))
         ));
         assert_eq!(
@@ -345,6 +356,34 @@ mod tests {
         ));
     }
 
+    /// The write permission comes from the index; an entry without it (every key made before
+    /// it existed) is read-only.
+    #[tokio::test]
+    async fn keys_are_read_only_unless_made_to_write_and_old_entries_are_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = ApiKeys::new(dir.path(), Keychain::new(Arc::new(MemoryStore::default())));
+        let reader = keys.create("reader", None, false).await.unwrap();
+        let writer = keys.create("writer", None, true).await.unwrap();
+        let may_write = async |key: &Secret| keys.verify(key.expose()).await.unwrap().write;
+        assert!(!may_write(&reader).await);
+        assert!(may_write(&writer).await);
+        assert!(KeyHolder::engine().write);
+        let path = dir.path().join("api-keys.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"write\": true"), "{text}");
+        let old = text
+            .replace("\"write\": true", "\"write\": false")
+            .replace(",\n    \"write\": false", "");
+        assert!(!old.contains("\"write\""), "{old}");
+        std::thread::sleep(std::time::Duration::from_millis(20)); // a distinct mtime
+        std::fs::write(&path, old).unwrap();
+        assert!(
+            !may_write(&writer).await,
+            "an entry without the field is read-only"
+        );
+        assert!(keys.list().unwrap().iter().all(|k| !k.write));
+    }
+
     /// A revocation this engine learns of while it cannot read the keychain still takes
     /// effect: the revoked key stops working, the others keep working.
     #[tokio::test]
@@ -352,8 +391,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(MemoryStore::default());
         let keys = ApiKeys::new(dir.path(), Keychain::new(store.clone()));
-        let a = keys.create("a", None).await.unwrap();
-        let b = keys.create("b", None).await.unwrap();
+        let a = keys.create("a", None, false).await.unwrap();
+        let b = keys.create("b", None, true).await.unwrap();
         assert_eq!(
             keys.verify(b.expose()).await.map(|h| h.label).as_deref(),
             Some("b")

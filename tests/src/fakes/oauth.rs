@@ -10,8 +10,8 @@
 //! * `ANY  /api/{path}`            the account's API for the proxy: 401 unless the bearer is the
 //!   current access token (and [`State::api_refuses_everything`] is off); else 200 echoing the
 //!   method, path, query and body size. `/api/redirect` answers 302 to
-//!   [`State::redirect_to`]; `/api/big?bytes=N` answers N bytes. Every call is recorded in
-//!   [`State::api_calls`] with every header it carried.
+//!   [`State::redirect_to`]; `/api/big?bytes=N` answers N bytes; `/api/cookie` sets a cookie.
+//!   Every call is recorded in [`State::api_calls`] with every header it carried.
 //! * `POST /oauth2/device`         RFC 8628 device authorization: issues a device code and a user
 //!   code; the token endpoint then answers the device_code grant with `authorization_pending`
 //!   until the test approves ([`OAuthFake::approve_device`]) or denies it, `slow_down` once when
@@ -988,6 +988,15 @@ async fn api(
         (
             StatusCode::FOUND,
             [(header::LOCATION, st.redirect_to.clone())],
+        )
+            .into_response()
+    } else if uri.path() == "/api/cookie" {
+        (
+            [(
+                header::SET_COOKIE,
+                "provider_session=fake-session; HttpOnly",
+            )],
+            Json(json!({ "path": uri.path() })),
         )
             .into_response()
     } else if uri.path() == "/api/big" {

@@ -31,7 +31,8 @@ pub const EXAMPLE: &str = r#"# Tokenwarden configuration. Secrets never go here:
 
 # [api]
 # listen = "127.0.0.1:8732"          # loopback only unless allow_remote = true
-# max_connections = 1024             # served at once; past it a connection gets 503 and is closed
+# max_connections = 1024             # served at once; past it the one idle longest is closed
+#                                    # (503 only when all are mid-request)
 # idle_timeout = "10s"               # to send a request's headers, or to sit idle between requests
 
 # [refresh]

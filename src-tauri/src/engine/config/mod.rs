@@ -279,6 +279,7 @@ token_url = "https://auth.example/token"
 grant = "client_credentials"
 api_base = "https://api.example/v2"
 token_in = "query:key"
+proxy_cookies = true
 [[account]]
 name = "none"
 provider = "oauth2"
@@ -301,7 +302,16 @@ grant = "client_credentials"
         let own = target("own").unwrap();
         assert_eq!(own.base.as_str(), "https://api.example/v2");
         assert_eq!(own.token_in, proxy_target::TokenIn::Query("key".into()));
+        assert!(
+            own.cookies && !gh.cookies && !wx.cookies,
+            "cookies only when asked for"
+        );
         assert_eq!(target("none"), None);
+        let err = parse("[[account]]\nname = \"a\"\nprovider = \"oauth2\"\nclient_id = \"x\"\ntoken_url = \"https://auth.example/token\"\ngrant = \"client_credentials\"\nproxy_cookies = true\n").unwrap_err();
+        assert!(
+            err.contains("proxy_cookies") && err.contains("api_base"),
+            "{err}"
+        );
         let err = parse("[[account]]\nname = \"a\"\nprovider = \"github\"\nclient_id = \"x\"\napi_base = \"http://api.example\"\n").unwrap_err();
         assert!(
             err.contains("api_base") && err.contains("plain http"),

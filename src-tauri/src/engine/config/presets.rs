@@ -30,6 +30,7 @@ const COMMON: &[&str] = &[
     "allow_insecure_http",
     "api_base",
     "token_in",
+    "proxy_cookies",
     "refresh_token_lifetime",
 ];
 const OAUTH_KEYS: &[&str] = &[

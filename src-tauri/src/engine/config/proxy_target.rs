@@ -1,6 +1,6 @@
-//! Where `/v1/proxy/{name}/…` sends an account's requests (`api_base`, else the preset's API)
-//! and how the token goes with them (`token_in`: a bearer header, or a query parameter as
-//! WeChat wants it).
+//! Where `/v1/proxy/{name}/…` sends an account's requests (`api_base`, else the preset's API),
+//! how the token goes with them (`token_in`: a bearer header, or a query parameter as
+//! WeChat wants it), and whether cookies pass (`proxy_cookies`, off unless set).
 
 use url::Url;
 
@@ -14,6 +14,9 @@ pub struct ProxyTarget {
     pub token_in: TokenIn,
     /// WeChat says a token is refused with an `errcode` inside an HTTP 200.
     pub errcodes: bool,
+    /// `Cookie` goes to the provider and `Set-Cookie` comes back: only when the account says
+    /// so, for an API that needs its own session cookie besides the token.
+    pub cookies: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,10 +57,17 @@ pub(super) fn resolve(raw: &RawAccount) -> Result<Option<ProxyTarget>, Problem> 
         None => match preset_base(preset) {
             Some(base) => Url::parse(base).expect("preset bases are valid"),
             None => {
-                if let Some(t) = &raw.token_in {
+                let set = [
+                    ("token_in", raw.token_in.as_ref().map(|t| t.span())),
+                    (
+                        "proxy_cookies",
+                        raw.proxy_cookies.as_ref().map(|c| c.span()),
+                    ),
+                ];
+                if let Some((key, Some(span))) = set.into_iter().find(|(_, span)| span.is_some()) {
                     return Err(Problem::new(
-                        t.span(),
-                        Some("token_in"),
+                        span,
+                        Some(key),
                         format!("provider `{preset}` has no API to proxy to; set `api_base` too"),
                     ));
                 }
@@ -84,6 +94,7 @@ pub(super) fn resolve(raw: &RawAccount) -> Result<Option<ProxyTarget>, Problem> 
         base,
         token_in,
         errcodes: wechat,
+        cookies: raw.proxy_cookies.as_ref().is_some_and(|c| *c.get_ref()),
     }))
 }
 

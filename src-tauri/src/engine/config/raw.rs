@@ -86,6 +86,7 @@ pub struct RawAccount {
     pub refresh_before: Option<S<String>>,
     pub api_base: Option<S<String>>,
     pub token_in: Option<S<String>>,
+    pub proxy_cookies: Option<S<bool>>,
     pub refresh_token_lifetime: Option<S<String>>,
 }
 
@@ -128,6 +129,7 @@ impl RawAccount {
             allow_insecure_http,
             api_base,
             token_in,
+            proxy_cookies,
             refresh_token_lifetime
         );
         keys

@@ -5,17 +5,22 @@
 //! reported through the same single-flight, loop-guarded path as `POST …/rejected`, and the
 //! request is sent once more with the new token; the caller sees only the second answer.
 //!
-//! Never an open proxy: the path stays under the base (no `..`, no encoded slashes, no
-//! absolute URLs), redirects are handed back, not followed, and the caller's API key, cookies
-//! for us and hop-by-hop headers are not forwarded. Request bodies are read whole (up to
-//! [`MAX_REQUEST`], so they can be sent twice); answers stream back (up to [`MAX_ANSWER`]).
-//! Nothing here logs a URL: the token may be in its query.
+//! Never an open proxy: the path stays under the base (`target`: no `..`, no encoded
+//! slashes, no `;` path parameters, no absolute URLs), redirects are handed back, not
+//! followed, and the caller's API key, User-Agent, cookies and hop-by-hop headers are not
+//! forwarded (`headers`; cookies pass both ways only for an account with
+//! `proxy_cookies = true`). Request bodies are read whole (up to [`MAX_REQUEST`], so they can
+//! be sent twice); answers stream back (up to [`MAX_ANSWER`]). Nothing here logs a URL: the
+//! token may be in its query.
+
+mod headers;
+mod target;
 
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use futures_util::StreamExt;
@@ -37,22 +42,6 @@ const ERRCODE_PEEK: usize = 64 * 1024;
 /// WeChat's "this access_token is not (or no longer) valid".
 const REFUSING_ERRCODES: &[i64] = &[40001, 40014, 42001];
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Headers that describe one connection, not the request (RFC 9110 7.6.1), and ours.
-const NOT_FORWARDED: &[HeaderName] = &[
-    header::HOST,
-    header::AUTHORIZATION,
-    header::CONNECTION,
-    header::PROXY_AUTHORIZATION,
-    header::PROXY_AUTHENTICATE,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::CONTENT_LENGTH,
-    header::ORIGIN,
-    header::REFERER,
-];
 
 /// The HTTP client for proxied requests: no redirects followed, no Referer, bounded time.
 pub fn client() -> reqwest::Client {
@@ -78,7 +67,7 @@ pub async fn forward(
 
 async fn proxy(state: &AppState, caller: &Caller, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let (raw_name, rest) = split(parts.uri.path())
+    let (raw_name, rest) = target::split(parts.uri.path())
         .ok_or_else(|| ApiError::bad_request("the path is /v1/proxy/{name}/{path}"))?;
     let name = super::routes::name(raw_name, Some(caller))?;
     let account = state
@@ -96,7 +85,7 @@ async fn proxy(state: &AppState, caller: &Caller, request: Request) -> Result<Re
         e.account = Some(name);
         return Err(e);
     };
-    let url = target_url(&target.base, rest, parts.uri.query(), &target.token_in)?;
+    let url = target::target_url(&target.base, rest, parts.uri.query(), &target.token_in)?;
     let body = axum::body::to_bytes(body, MAX_REQUEST).await.map_err(|_| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -107,7 +96,7 @@ async fn proxy(state: &AppState, caller: &Caller, request: Request) -> Result<Re
             ),
         )
     })?;
-    let headers = forwarded(&parts.headers);
+    let headers = headers::outgoing(&parts.headers, target.cookies);
     let token = state
         .engine
         .token(&name, Duration::ZERO)
@@ -121,113 +110,25 @@ async fn proxy(state: &AppState, caller: &Caller, request: Request) -> Result<Re
         target,
     };
     let first = outgoing.send(&state.proxy, &token).await?;
+    let cookies = target.cookies;
     if !first.refused {
-        return Ok(first.into_response());
+        return Ok(first.into_response(cookies));
     }
     // One refresh for every caller that saw this token refused, and never a loop: the same
     // guard as `POST …/rejected`. When it refuses, the caller gets the provider's answer.
     let renewed = match state.engine.rejected(&name, token.expose()).await {
         Ok(view) if !view.access_token.same_as(token.expose()) => view.access_token,
-        Ok(_) => return Ok(first.into_response()),
+        Ok(_) => return Ok(first.into_response(cookies)),
         Err(e) => {
             tracing::info!(account = %name, error = %e, "a proxied request's token was refused and could not be renewed; passing the refusal on");
-            return Ok(first.into_response());
+            return Ok(first.into_response(cookies));
         }
     };
     drop(first);
-    Ok(outgoing.send(&state.proxy, &renewed).await?.into_response())
-}
-
-/// `/v1/proxy/{name}/{rest}` → (name, rest), both still percent-encoded.
-fn split(path: &str) -> Option<(&str, &str)> {
-    path.strip_prefix("/v1/proxy/")?.split_once('/')
-}
-
-/// The URL under `base` for the caller's `rest` of the path and query, refused when it would
-/// leave the base: dot segments (also percent-encoded), encoded slashes or backslashes, an
-/// empty segment (`//host/…`), or anything that parses to another origin or path.
-fn target_url(
-    base: &Url,
-    rest: &str,
-    query: Option<&str>,
-    token_in: &TokenIn,
-) -> Result<Url, ApiError> {
-    let leaves = |why: &str| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "outside_api_base",
-            format!("the proxied path {why}; only paths under the account's api_base are reached"),
-        )
-    };
-    for segment in rest.split('/') {
-        let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
-        if decoded == "." || decoded == ".." {
-            return Err(leaves("has a `.` or `..` segment"));
-        }
-        if decoded.contains(['/', '\\']) {
-            return Err(leaves("has an encoded slash or a backslash"));
-        }
-        if segment.contains('#') {
-            return Err(leaves("has a fragment"));
-        }
-    }
-    if rest.starts_with('/') || rest.contains("//") {
-        return Err(leaves("has an empty segment"));
-    }
-    let mut url = base.clone();
-    let joined = format!("{}/{rest}", base.path().trim_end_matches('/'));
-    url.set_path(&joined);
-    url.set_query(None);
-    let mut pairs: Vec<(String, String)> = query
-        .map(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default();
-    if let TokenIn::Query(param) = token_in {
-        // The token is added when the request is sent; a caller's own value never goes.
-        pairs.retain(|(k, _)| k != param);
-    }
-    if !pairs.is_empty() {
-        url.query_pairs_mut().extend_pairs(pairs);
-    }
-    let same_origin = url.origin() == base.origin();
-    let base_path = base.path().trim_end_matches('/');
-    let under = url.path() == base_path || url.path().starts_with(&format!("{base_path}/"));
-    if !same_origin || !under {
-        return Err(leaves("does not stay under the base"));
-    }
-    Ok(url)
-}
-
-fn forwarded(headers: &HeaderMap) -> HeaderMap {
-    let mut out = headers.clone();
-    strip_hop_by_hop(&mut out);
-    for name in NOT_FORWARDED {
-        out.remove(name);
-    }
-    out
-}
-
-/// Headers about one connection: those the `Connection` header names (RFC 9110 7.6.1),
-/// and the ones everyone knows as such.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|name| name.trim().to_ascii_lowercase())
-        .filter(|name| !name.is_empty())
-        .collect();
-    for name in named
-        .iter()
-        .map(String::as_str)
-        .chain(["keep-alive", "proxy-connection"])
-    {
-        headers.remove(name);
-    }
+    Ok(outgoing
+        .send(&state.proxy, &renewed)
+        .await?
+        .into_response(cookies))
 }
 
 /// A request ready to be sent with one token and, after a refusal, with the next.
@@ -330,8 +231,9 @@ fn errcode(body: &[u8]) -> Option<i64> {
         .map(|c| c.errcode)
 }
 
-impl IntoResponse for Answer {
-    fn into_response(self) -> Response {
+impl Answer {
+    /// The answer for the caller; `cookies`: the account's `proxy_cookies`.
+    fn into_response(self, cookies: bool) -> Response {
         let head = self.head;
         let body = match self.rest {
             None => Body::from(head),
@@ -351,18 +253,7 @@ impl IntoResponse for Answer {
         };
         let mut response = Response::new(body);
         *response.status_mut() = self.status;
-        let mut headers = self.headers;
-        strip_hop_by_hop(&mut headers);
-        for name in [
-            header::CONNECTION,
-            header::TRANSFER_ENCODING,
-            header::TRAILER,
-            header::UPGRADE,
-            header::CONTENT_LENGTH,
-        ] {
-            headers.remove(name);
-        }
-        *response.headers_mut() = headers;
+        *response.headers_mut() = headers::returned(self.headers, cookies);
         response
     }
 }
@@ -370,74 +261,6 @@ impl IntoResponse for Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn under(base: &str, rest: &str, query: Option<&str>) -> Result<String, String> {
-        target_url(&Url::parse(base).unwrap(), rest, query, &TokenIn::Header)
-            .map(|u| u.to_string())
-            .map_err(|e| e.message)
-    }
-
-    #[test]
-    fn paths_stay_under_the_base() {
-        assert_eq!(
-            under("https://api.example/v2", "users/me", Some("a=1&b=x%20y")).unwrap(),
-            "https://api.example/v2/users/me?a=1&b=x+y"
-        );
-        assert_eq!(
-            under("https://api.example", "1/user/-/profile.json", None).unwrap(),
-            "https://api.example/1/user/-/profile.json"
-        );
-        for bad in [
-            "../oauth2/token",
-            "a/../../b",
-            "%2e%2e/x",
-            "%2E%2e%2Fx",
-            "a%2fb",
-            "a%5cb",
-            "a\\b",
-            "/evil.example/x",
-            "a//b",
-            "./x",
-        ] {
-            assert!(
-                under("https://api.example/v2", bad, None).is_err(),
-                "{bad} was let through"
-            );
-        }
-        // An absolute URL in the path is just a (strange) path under the base.
-        let odd = under("https://api.example/v2", "http:/evil.example", None).unwrap();
-        assert!(odd.starts_with("https://api.example/v2/"), "{odd}");
-    }
-
-    #[test]
-    fn a_callers_own_token_parameter_is_dropped() {
-        let url = target_url(
-            &Url::parse("https://api.weixin.qq.com").unwrap(),
-            "cgi-bin/user/info",
-            Some("access_token=stolen&openid=o1"),
-            &TokenIn::Query("access_token".into()),
-        )
-        .unwrap();
-        assert_eq!(
-            url.as_str(),
-            "https://api.weixin.qq.com/cgi-bin/user/info?openid=o1"
-        );
-    }
-
-    #[test]
-    fn hop_by_hop_headers_and_the_callers_key_stay_behind() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, "Bearer twk_key".parse().unwrap());
-        headers.insert(header::CONNECTION, "close, X-Trace-Hop".parse().unwrap());
-        headers.insert("x-trace-hop", "1".parse().unwrap());
-        headers.insert("keep-alive", "timeout=5".parse().unwrap());
-        headers.insert("x-request-id", "r1".parse().unwrap());
-        headers.insert(header::ACCEPT, "application/json".parse().unwrap());
-        let out = forwarded(&headers);
-        let mut names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
-        names.sort_unstable();
-        assert_eq!(names, ["accept", "x-request-id"]);
-    }
 
     #[test]
     fn errcodes_are_read_from_json_only() {
