@@ -18,17 +18,21 @@ use super::{Engine, EngineError};
 
 impl Engine {
     /// A new token set: keychain first, then state, history and events, if the account is
-    /// still in the generation the refresh started from.
+    /// still in the generation the refresh started from. `started`: when the refresh began;
+    /// `received`: when the provider's answer arrived.
     pub(super) async fn commit(
         &self,
         account: &Account,
         set: TokenSet,
         generation: u64,
         trigger: Trigger,
-        started: Instant,
+        (started, received): (Instant, Instant),
     ) -> Result<(), EngineError> {
         let name = &account.name;
         let saved = self.save_tokens(name, &set).await;
+        if saved.is_ok() {
+            self.durable(name, received, "keychain");
+        }
         let expires_at = set.expires_at;
         let now = crate::engine::clock::now();
         let installed = self.update(name, |s| {
@@ -224,6 +228,18 @@ impl Engine {
             });
         }
         Ok(result)
+    }
+
+    /// The window in which a crash loses a provider's answer: from its arrival until it is
+    /// durable (`via` says where). Measured for `/metrics` and for the bench, which reads
+    /// the debug line.
+    fn durable(&self, name: &AccountName, received: Instant, via: &'static str) {
+        let window = received.elapsed();
+        self.shared
+            .metrics
+            .answer_durable_seconds
+            .observe(window.as_secs_f64());
+        tracing::debug!(account = %name, via, micros = window.as_micros() as u64, "answer durable");
     }
 
     pub(super) fn record(&self, record: Record) {

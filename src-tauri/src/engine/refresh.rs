@@ -179,11 +179,13 @@ impl Engine {
         };
         let result = match fetched {
             Ok(issued) => {
+                // The answer is in: from here until it is durable, a crash loses it.
+                let received = Instant::now();
                 let set = issued
                     .with_refresh_lifetime(account.refresh_lifetime)
                     .into_set(current.as_ref());
                 let committed = self
-                    .commit(&account, set, generation, trigger, started)
+                    .commit(&account, set, generation, trigger, (started, received))
                     .await;
                 if committed.is_ok() {
                     self.shared.inflight.end(name);
