@@ -184,13 +184,9 @@ impl Engine {
                 let set = issued
                     .with_refresh_lifetime(account.refresh_lifetime)
                     .into_set(current.as_ref());
-                let committed = self
-                    .commit(&account, set, generation, trigger, (started, received))
-                    .await;
-                if committed.is_ok() {
-                    self.shared.inflight.end(name);
-                }
-                committed
+                // The in-flight marker ends once the set is durable (see `commit`).
+                self.commit(&account, set, generation, trigger, (started, received))
+                    .await
             }
             Err(error) => {
                 if !error.is_transient() {
