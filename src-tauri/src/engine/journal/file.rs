@@ -100,6 +100,11 @@ pub(super) fn replace(path: &Path, contents: &[u8]) -> io::Result<File> {
         let _ = std::fs::remove_file(&temp);
     }
     written?;
+    open_append(path)
+}
+
+/// The file, open for appending; a symlink in its place is refused.
+pub(super) fn open_append(path: &Path) -> io::Result<File> {
     options().append(true).open(path)
 }
 

@@ -144,7 +144,7 @@ impl Journal {
             tracing::error!(
                 journal = %path.display(),
                 moved_to = %aside.display(),
-                "the token journal is damaged or sealed with another key ({damaged} of {total} records do not open); moved aside. {} newer sets in it were replayed; a set only it held is lost, and its account says so when its next refresh is refused",
+                "the token journal is damaged or sealed with another key ({damaged} of {total} records do not open); moved aside. The {} sets that opened are replayed; one only an unreadable record held is lost, and its account says so when its next refresh is refused",
                 live.len()
             );
         } else if parsed.torn {
@@ -157,6 +157,7 @@ impl Journal {
             None => return Ok(None),
         };
         seq::observe(highest);
+        let live_count = live.len();
         let rng = SystemRandom::new();
         let mut contents = mark(&key, &rng)?;
         let mut entries = Vec::new();
@@ -170,7 +171,14 @@ impl Journal {
                 stored,
             });
         }
-        let file = file::replace(&path, &contents).map_err(|e| io_error(&path, e))?;
+        // A file of marks alone (the usual state) is kept as it is: no rewrite at each start.
+        let unchanged = live_count == 0 && damaged == 0 && !parsed.broken && !parsed.torn;
+        let (file, contents) = if unchanged && !bytes.is_empty() {
+            (file::open_append(&path), bytes)
+        } else {
+            (file::replace(&path, &contents), contents)
+        };
+        let file = file.map_err(|e| io_error(&path, e))?;
         let journal = Self {
             path,
             key,
