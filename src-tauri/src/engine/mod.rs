@@ -374,4 +374,6 @@ impl Drop for Watch<'_> {
 #[cfg(test)]
 mod props;
 #[cfg(test)]
+mod stop_tests;
+#[cfg(test)]
 mod tests;

@@ -15,13 +15,13 @@ use state::Status;
 
 /// A token endpoint that answers `{"access_token":"tok-N","expires_in":3600}` after `delay`,
 /// counting requests and the most that were in flight at once.
-struct Endpoint {
-    url: String,
+pub(super) struct Endpoint {
+    pub url: String,
     requests: Arc<AtomicUsize>,
     max_parallel: Arc<AtomicUsize>,
 }
 
-async fn endpoint(delay: Duration, body: &'static str) -> Endpoint {
+pub(super) async fn endpoint(delay: Duration, body: &'static str) -> Endpoint {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/token", listener.local_addr().unwrap());
     let requests = Arc::new(AtomicUsize::new(0));
@@ -76,7 +76,7 @@ async fn engine_for(url: &str, store: secrets::MemoryStore) -> (Engine, tempfile
     (engine, dir)
 }
 
-fn parts(config: Config, store: Arc<dyn SecretStore>, dir: &std::path::Path) -> Parts {
+pub(super) fn parts(config: Config, store: Arc<dyn SecretStore>, dir: &std::path::Path) -> Parts {
     Parts {
         config,
         mode: Mode::Refresher,
