@@ -136,6 +136,21 @@ pub fn store_for(
     })
 }
 
+/// Past this many accounts the keychain store makes a first start slow: each token set is an
+/// item of its own, and gnome-keyring rewrites its whole file on every change (about three
+/// writes a second under load, so 10,000 accounts took most of an hour).
+pub const MANY_FOR_KEYCHAIN: usize = 300;
+
+/// What to say, once at start, to someone whose many accounts live in the keychain store.
+pub fn store_advice(kind: super::config::StoreKind, accounts: usize) -> Option<String> {
+    (kind == super::config::StoreKind::Keychain && accounts > MANY_FOR_KEYCHAIN).then(|| {
+        format!(
+            "{accounts} accounts on the keychain store: each token set is a keychain item of its own, and a keychain manages a few writes a second (a first start of {accounts} accounts takes about {} min); set [store] kind = \"database\" in the config and run `tokenwarden store migrate --to database` to keep them sealed in one local file whose key is in the keychain",
+            accounts.div_ceil(3 * 60)
+        )
+    })
+}
+
 /// The sealed database store's file.
 pub fn sealed_path(data_dir: &std::path::Path) -> std::path::PathBuf {
     data_dir.join("secrets.sqlite3")
