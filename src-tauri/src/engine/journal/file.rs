@@ -130,6 +130,24 @@ pub(super) fn move_aside(path: &Path) -> io::Result<PathBuf> {
     Ok(aside)
 }
 
+/// Removes temporary files a crash left behind mid-replace (sealed records, but litter).
+pub(super) fn remove_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let mut prefix = name.to_owned();
+    prefix.push(".tmp-");
+    let prefix = prefix.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 fn temp_path(path: &Path) -> PathBuf {
     let mut temp = path.as_os_str().to_owned();
     temp.push(format!(
@@ -203,11 +221,18 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn the_file_is_made_0600_and_a_symlink_in_its_place_is_never_followed() {
+    fn the_file_is_made_0600_a_symlink_in_its_place_is_never_followed_and_crash_litter_goes() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.journal");
+        std::fs::write(temp_path(&path), b"left by a crash").unwrap();
         let mut file = replace(&path, b"abc").unwrap();
+        remove_temps(&path);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
         file.write_all(b"def").unwrap();
         assert_eq!(read(&path).unwrap().unwrap(), b"abcdef");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();

@@ -115,6 +115,7 @@ impl Journal {
         writes: bool,
     ) -> Result<Option<(Self, Vec<Entry>)>, JournalError> {
         let path = journal_path(data_dir);
+        file::remove_temps(&path);
         let bytes = file::read(&path).map_err(|e| io_error(&path, e))?;
         let bytes = bytes.unwrap_or_default();
         if !writes && bytes.is_empty() {
