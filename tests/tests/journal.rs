@@ -1,6 +1,6 @@
 //! The token journal end to end, with the real `serve`, the real keychain and the legacy
 //! Fitbit fake (single-use refresh tokens): a rotated set the keychain refused (the debug
-//! builds' fault hook) is in `tokens.journal` — 0600, sealed, no token text — survives a
+//! builds' fault hook) is in the journal file — 0600, sealed, no token text — survives a
 //! SIGKILL, and the next start writes it to the keychain without asking the provider, then
 //! refreshes with it; a journal that does not open is moved aside with one message and
 //! `serve` goes on.
@@ -16,15 +16,16 @@ async fn stored_refresh(env: &Env) -> Option<String> {
         .and_then(|t| t["refresh_token"].as_str().map(str::to_string))
 }
 
+/// The journal of the environment's keychain service (`SERVICE.journal` in the data dir).
 fn journal_path(env: &Env) -> std::path::PathBuf {
-    env.data_dir.join("tokens.journal")
+    env.data_dir.join(format!("{}.journal", env.service))
 }
 
 fn moved_aside(env: &Env) -> Vec<String> {
     std::fs::read_dir(&env.data_dir)
         .expect("data dir")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("tokens.journal.damaged-"))
+        .filter(|n| n.contains(".journal.damaged-"))
         .collect()
 }
 
@@ -57,7 +58,7 @@ async fn a_set_the_keychain_refused_survives_sigkill_in_the_journal_and_is_writt
 
     // What the dead process left: the journal alone has the rotated token, sealed.
     let path = journal_path(&env);
-    let bytes = std::fs::read(&path).expect("tokens.journal exists");
+    let bytes = std::fs::read(&path).expect("the journal exists");
     let text = String::from_utf8_lossy(&bytes);
     for secret in [&access, &rotated, &seeded_access, &seeded_refresh] {
         assert!(!text.contains(secret.as_str()), "token text in the journal");

@@ -351,7 +351,7 @@ async fn a_journaled_set_survives_a_crash_and_is_written_at_the_next_start() {
     engine.refresh(&svc()).await.unwrap();
     assert!(engine.snapshot()[0].unsaved);
     drop(engine); // killed: nothing flushed
-    let journal = std::fs::read(journal::journal_path(dir.path())).unwrap();
+    let journal = std::fs::read(journal::journal_path(dir.path(), "tokenwarden")).unwrap();
     assert!(!String::from_utf8_lossy(&journal).contains("tw-canary"));
 
     store.fail_writes.store(false, Ordering::SeqCst);
@@ -373,7 +373,7 @@ async fn a_journaled_set_survives_a_crash_and_is_written_at_the_next_start() {
     );
     assert!(!engine.snapshot()[0].unsaved);
     assert_eq!(ep.requests.load(Ordering::SeqCst), 1);
-    let len = std::fs::metadata(journal::journal_path(dir.path()))
+    let len = std::fs::metadata(journal::journal_path(dir.path(), "tokenwarden"))
         .unwrap()
         .len();
     assert!(

@@ -8,7 +8,7 @@
 //! * `seq`     sequence numbers that order a journal entry against the keychain's set
 //! * `replay`  at start, an entry newer than the stored set becomes its account's unsaved set
 //!
-//! One file, `tokens.journal` in the data dir. Each record is sealed (ChaCha20-Poly1305,
+//! One file per keychain service in the data dir (`tokenwarden.journal`). Each record is sealed (ChaCha20-Poly1305,
 //! `sealed`'s functions) under the key `journal:key`, which lives in the keychain, is read
 //! once when the engine opens (made there on first use) and held in memory as a [`Secret`].
 //! A record holds the account, its sequence number and the keychain item's exact JSON.
@@ -43,8 +43,10 @@ const AAD: &str = "tokenwarden journal v1";
 /// Past this size, a file holding mostly saved entries is rewritten with the live ones.
 const COMPACT_AT: u64 = 256 * 1024;
 
-pub fn journal_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("tokens.journal")
+/// The journal of keychain service `service` (its lock's file-name stem): one per service,
+/// since each service has its own key and its own refresher.
+pub fn journal_path(data_dir: &Path, service: &str) -> PathBuf {
+    data_dir.join(format!("{service}.journal"))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,11 +112,11 @@ impl Journal {
     /// replay. `writes`: this store journals answers; if not, a journal is opened only to
     /// replay what an earlier run left (`None` when there is none).
     pub fn open(
-        data_dir: &Path,
+        path: &Path,
         keychain: &dyn SecretStore,
         writes: bool,
     ) -> Result<Option<(Self, Vec<Entry>)>, JournalError> {
-        let path = journal_path(data_dir);
+        let path = path.to_owned();
         file::remove_temps(&path);
         let bytes = file::read(&path).map_err(|e| io_error(&path, e))?;
         let bytes = bytes.unwrap_or_default();
@@ -231,6 +233,16 @@ impl Journal {
         inner.len += record.len() as u64;
         if inner.live.get(account).is_none_or(|(live, _)| *live < seq) {
             inner.live.insert(account.clone(), (seq, record));
+        }
+        // A keychain that stays away saves nothing, so `saved` never shortens the file:
+        // superseded entries are dropped here once they are most of it.
+        if inner.len > COMPACT_AT {
+            let live: u64 = inner.live.values().map(|(_, r)| r.len() as u64).sum();
+            if inner.len > 2 * live + COMPACT_AT / 2 {
+                if let Err(e) = self.compact(&mut inner) {
+                    tracing::warn!(error = %e, "cannot shorten the token journal; it is rewritten at the next start");
+                }
+            }
         }
         Ok(())
     }

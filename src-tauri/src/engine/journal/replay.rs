@@ -32,8 +32,10 @@ pub(in crate::engine) async fn open(parts: &Parts) -> (Option<Arc<Journal>>, Vec
         StoreKind::Database => false,
         StoreKind::Redis => return (None, Vec::new()),
     };
-    let (dir, store) = (parts.data_dir.clone(), parts.store.clone());
-    let opened = tokio::task::spawn_blocking(move || Journal::open(&dir, &*store, writes)).await;
+    let service = parts.lock_place.as_ref().map_or("tokenwarden", |p| &p.stem);
+    let path = super::journal_path(&parts.data_dir, service);
+    let store = parts.store.clone();
+    let opened = tokio::task::spawn_blocking(move || Journal::open(&path, &*store, writes)).await;
     let error = match opened {
         Ok(Ok(Some((journal, entries)))) => return (Some(Arc::new(journal)), entries),
         Ok(Ok(None)) => return (None, Vec::new()),
