@@ -1,8 +1,8 @@
 //! How a refresh attempt's outcome becomes the account's state: a new set is written to the
 //! journal and the keychain before anything else sees it, and installed only if the account
 //! is still in the generation the attempt started from; a failure moves the state machine
-//! and is told once per episode. Every state change goes through [`Engine::update`], which tells subscribers
-//! and saves the state for other processes.
+//! and is told once per episode. Every state change goes through [`Engine::update`], which
+//! tells subscribers and saves the state for other processes.
 
 use std::time::{Duration, Instant};
 

@@ -108,8 +108,8 @@ struct Inner {
 
 impl Journal {
     /// At start: reads the key (making it on first use), reads the file, moves it aside if
-    /// damaged, and rewrites it with the newest entry per account, which it returns for
-    /// replay. `writes`: this store journals answers; if not, a journal is opened only to
+    /// damaged, and rewrites it with the newest entry per account (unless it holds none),
+    /// which it returns for replay. `writes`: this store journals answers; if not, a journal is opened only to
     /// replay what an earlier run left (`None` when there is none).
     pub fn open(
         path: &Path,
@@ -156,7 +156,8 @@ impl Journal {
         }
         let key = match key {
             Some(key) => key,
-            None if writes || !live.is_empty() => make_key(keychain)?,
+            // Without a key nothing opened, so nothing is lost by making a new one.
+            None if writes => make_key(keychain)?,
             None => return Ok(None),
         };
         seq::observe(highest);
