@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::lock::Role;
 use crate::engine::paths::Context;
-use crate::engine::{Engine, Mode};
+use crate::engine::{secrets, Engine, EngineError, Mode};
 
 pub struct Host {
     engine: Engine,
@@ -42,6 +42,9 @@ impl Host {
             tracing::warn!(accounts = %names.join(", "), "GET /token?name= answers these accounts without a key ([api] keyless_tokenboy): any process on this machine can read their tokens");
         }
         tracing::info!(accounts = config.accounts.len(), api = %listen, socket = ?socket, config = %config.path.display(), "engine started");
+        if let Some(advice) = secrets::store_advice(config.store, config.accounts.len()) {
+            tracing::warn!("{advice}");
+        }
         let stop = CancellationToken::new();
         let runner = tokio::spawn({
             let (engine, stop) = (engine.clone(), stop.clone());
@@ -109,9 +112,56 @@ impl Host {
         if let Some(api) = self.api {
             let _ = api.await;
         }
-        match unsaved.first() {
-            None => Ok(()),
-            Some(e) => Err(anyhow!("{e}; it could not be saved before exit either, so that account may need to be connected again")),
+        match unsaved.as_slice() {
+            [] => Ok(()),
+            [one @ EngineError::Unsaved {
+                journaled: true, ..
+            }] => Err(anyhow!("{one}; it could not be saved before exit either")),
+            [one] => Err(anyhow!("{one}; it could not be saved before exit either, so that account may need to be connected again")),
+            many => Err(anyhow!(
+                "{} token sets could not be saved in the keychain before exit ({}){}",
+                many.len(),
+                names(many),
+                lost_or_kept(many)
+            )),
         }
+    }
+}
+
+/// What becomes of sets unsaved at exit: those in the token journal are written at the
+/// next start; one only this process held is lost.
+fn lost_or_kept(unsaved: &[EngineError]) -> String {
+    let lost: Vec<&EngineError> = unsaved
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                EngineError::Unsaved {
+                    journaled: false,
+                    ..
+                }
+            )
+        })
+        .collect();
+    match lost.len() {
+        0 => "; they are in the token journal and are written to the keychain at the next start".into(),
+        n if n == unsaved.len() => "; only this process held them, so those accounts may need to be connected again".into(),
+        _ => format!(
+            "; those in the token journal are written at the next start, but only this process held {}, which may need to be connected again",
+            names(&lost)
+        ),
+    }
+}
+
+/// The accounts of some errors, in order: the first ten, and how many more.
+fn names<E: std::borrow::Borrow<EngineError>>(errors: &[E]) -> String {
+    let mut names: Vec<String> = errors
+        .iter()
+        .filter_map(|e| e.borrow().account().map(ToString::to_string))
+        .collect();
+    names.sort_unstable();
+    match names.len() {
+        0..=10 => names.join(", "),
+        n => format!("{} and {} more", names[..10].join(", "), n - 10),
     }
 }

@@ -1,6 +1,8 @@
 //! `[store] kind = "database"` end to end: token sets and client secrets sealed in the data
 //! dir under a key in the real keychain, `store migrate` both ways losing nothing (the
 //! provider is not asked again), and a wrong key that is refused without changing a byte.
+//! And the advice to use it: `serve` with hundreds of accounts on the keychain store says so
+//! once at start, naming `[store] kind = "database"` and `store migrate`.
 
 use std::time::Duration;
 
@@ -48,10 +50,12 @@ async fn secrets_move_to_the_sealed_database_and_back_and_nothing_is_fetched_aga
     assert!(config.contains("# my accounts"), "{config}");
     assert!(config.contains("[store]\nkind = \"database\""), "{config}");
     let items = env.keychain_all().await;
+    let mut kept: Vec<&String> = items.keys().collect();
+    kept.sort();
     assert_eq!(
-        items.keys().collect::<Vec<_>>(),
-        vec!["store:key"],
-        "only the store key stays in the keychain"
+        kept,
+        ["journal:key", "store:key"],
+        "only the store key stays in the keychain, and the token journal's (made by the first refresh on the keychain store)"
     );
     let rows = sealed_rows(&env);
     let entries: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
@@ -152,4 +156,50 @@ fn out_contains_token(env: &Env, token: &str) -> bool {
         .iter()
         .filter(|o| !(o.args.first().is_some_and(|a| a == "token") && o.code == 0))
         .any(|o| o.stdout.contains(token) || o.stderr.contains(token))
+}
+
+/// Accounts that wait for a client secret: configured, never fetched, nothing written.
+fn waiting_accounts(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!("[[account]]\nname = \"m{i:04}\"\nprovider = \"http\"\nurl = \"http://127.0.0.1:9/token\"\nquery = {{ key = \"{{{{secret}}}}\" }}\n\n")
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_accounts_on_the_keychain_store_are_told_once_to_use_the_database() {
+    let advice = "accounts on the keychain store";
+    let env = Env::new(&waiting_accounts(301));
+    let mut serve = env.spawn_serve();
+    serve.wait_api().await;
+    wait_until(Duration::from_secs(5), "the advice", async || {
+        serve.stderr().contains(advice)
+    })
+    .await;
+    let log = serve.stderr();
+    assert_eq!(log.matches(advice).count(), 1, "once:\n{log}");
+    let line = log.lines().find(|l| l.contains(advice)).unwrap();
+    assert!(
+        line.contains("WARN")
+            && line.contains("301 accounts")
+            && line.contains(r#"[store] kind = "database""#)
+            && line.contains("tokenwarden store migrate --to database"),
+        "{line}"
+    );
+    assert_eq!(serve.stop().await.code, 0);
+
+    // On the database store, or with fewer accounts, nothing to say.
+    let config = std::fs::read_to_string(&env.config_path).unwrap();
+    env.write_config(&format!("{config}\n[store]\nkind = \"database\"\n"));
+    let mut serve = env.spawn_serve();
+    serve.wait_api().await;
+    let small = Env::new(&waiting_accounts(300));
+    let mut other = small.spawn_serve();
+    other.wait_api().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!serve.stderr().contains(advice), "{}", serve.stderr());
+    assert!(!other.stderr().contains(advice), "{}", other.stderr());
+    assert_eq!(serve.stop().await.code, 0);
+    assert_eq!(other.stop().await.code, 0);
 }

@@ -1,8 +1,8 @@
 //! How a refresh attempt's outcome becomes the account's state: a new set is written to the
-//! keychain before anything else sees it and installed only if the account is still in the
-//! generation the attempt started from; a failure moves the state machine and is told once
-//! per episode. Every state change goes through [`Engine::update`], which tells subscribers
-//! and saves the state for other processes.
+//! journal and the keychain before anything else sees it, and installed only if the account
+//! is still in the generation the attempt started from; a failure moves the state machine
+//! and is told once per episode. Every state change goes through [`Engine::update`], which
+//! tells subscribers and saves the state for other processes.
 
 use std::time::{Duration, Instant};
 
@@ -17,18 +17,24 @@ use super::state::{AccountState, Notice};
 use super::{Engine, EngineError};
 
 impl Engine {
-    /// A new token set: keychain first, then state, history and events, if the account is
-    /// still in the generation the refresh started from.
+    /// A new token set: journal and keychain first, then state, history and events, if the
+    /// account is still in the generation the refresh started from. `started`: when the
+    /// refresh began; `received`: when the provider's answer arrived.
     pub(super) async fn commit(
         &self,
         account: &Account,
         set: TokenSet,
         generation: u64,
         trigger: Trigger,
-        started: Instant,
+        (started, received): (Instant, Instant),
     ) -> Result<(), EngineError> {
         let name = &account.name;
-        let saved = self.save_tokens(name, &set).await;
+        let kept = self.keep_answer(name, &set, received).await;
+        if kept.durable() {
+            // Nothing rotated is lost any more if this process dies now.
+            self.shared.inflight.end(name);
+        }
+        let saved = kept.saved;
         let expires_at = set.expires_at;
         let now = crate::engine::clock::now();
         let installed = self.update(name, |s| {
@@ -50,6 +56,9 @@ impl Engine {
                     |u| u.next_try,
                 ),
                 message: format!("the new token is not saved in the keychain yet: {e}"),
+                seq: kept.seq,
+                journaled: kept.journaled,
+                check_stored: false,
             });
             Some((notice, already))
         })?;
@@ -101,6 +110,7 @@ impl Engine {
                 Err(EngineError::Unsaved {
                     account: name.clone(),
                     source,
+                    journaled: kept.journaled,
                 })
             }
         }
@@ -127,7 +137,7 @@ impl Engine {
         };
         let mut set = current.clone();
         set.refresh = Some(rotated.clone());
-        let saved = self.save_tokens(&account.name, &set).await;
+        let kept = self.keep_answer(&account.name, &set, Instant::now()).await;
         self.with_slot(&account.name, |s| {
             if s.generation != generation {
                 return;
@@ -136,10 +146,13 @@ impl Engine {
             if let AccountState::Refreshing { tokens, .. } = &mut s.state {
                 *tokens = Some(set);
             }
-            s.unsaved = saved.as_ref().err().map(|e| Unsaved {
+            s.unsaved = kept.saved.as_ref().err().map(|e| Unsaved {
                 attempt: 1,
                 next_try: Deadline::after(crate::engine::clock::now(), Duration::from_secs(1)),
                 message: format!("a new refresh token is not saved in the keychain yet: {e}"),
+                seq: kept.seq,
+                journaled: kept.journaled,
+                check_stored: false,
             });
         })
         .ok();
@@ -224,6 +237,18 @@ impl Engine {
             });
         }
         Ok(result)
+    }
+
+    /// The window in which a crash loses a provider's answer: from its arrival until it is
+    /// durable (`via` says where). Measured for `/metrics` and for the bench, which reads
+    /// the debug line.
+    pub(super) fn durable(&self, name: &AccountName, received: Instant, via: &'static str) {
+        let window = received.elapsed();
+        self.shared
+            .metrics
+            .answer_durable_seconds
+            .observe(window.as_secs_f64());
+        tracing::debug!(account = %name, via, micros = window.as_micros() as u64, "answer durable");
     }
 
     pub(super) fn record(&self, record: Record) {

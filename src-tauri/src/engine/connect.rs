@@ -325,6 +325,7 @@ impl Engine {
             .map_err(|source| EngineError::Unsaved {
                 account: name.clone(),
                 source,
+                journaled: false,
             })?;
         let expires_at = set.expires_at;
         self.update(name, |s| {

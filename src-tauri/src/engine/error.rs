@@ -25,12 +25,15 @@ pub enum EngineError {
     #[error(transparent)]
     Keychain(#[from] KeychainError),
     /// A new token set arrived but could not be written to the keychain: it is served from
-    /// memory and the write is retried, but a process that exits now loses it.
-    #[error("{account}: the new token could not be saved in the keychain ({source}); it is kept in memory and the write is retried")]
+    /// memory and the write is retried; a process that exits now loses it unless the token
+    /// journal holds it.
+    #[error("{account}: the new token could not be saved in the keychain ({source}); {}", if *journaled { "it is in the local token journal, and the write is retried (at the next start at the latest)" } else { "it is kept in memory and the write is retried" })]
     Unsaved {
         account: AccountName,
         #[source]
         source: KeychainError,
+        /// The token journal holds the set: an exit now does not lose it.
+        journaled: bool,
     },
     #[error(transparent)]
     History(#[from] HistoryError),

@@ -52,6 +52,9 @@ pub struct Metrics {
     pub lateness_seconds: Histogram,
     /// Writes of secrets to the store (keychain items or sealed rows) by this engine.
     pub secret_writes: Counter,
+    /// From a provider's answer arriving to its new token set being durable: the window in
+    /// which a crash loses a rotated refresh token.
+    pub answer_durable_seconds: Histogram,
     /// Today's WeChat token fetches against the account's appid allowance, and the allowance.
     pub wechat_fetches: Family<AccountLabels, Gauge>,
     /// Seconds until the refresh token stops working, where that is known.
@@ -104,6 +107,14 @@ impl Default for Metrics {
             "Secrets written to the store (keychain items or sealed rows)",
             secret_writes.clone(),
         );
+        // 0.1 ms … ~6.5 s: an fsync'd local write takes well under 10 ms, a keychain write
+        // tens of ms to seconds.
+        let answer_durable_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 17));
+        registry.register(
+            "tokenwarden_answer_durable_seconds",
+            "Time from a provider's answer arriving to its new token set being durable (the window in which a crash loses it)",
+            answer_durable_seconds.clone(),
+        );
         let refresh_token_expiry_seconds =
             Family::<AccountLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
@@ -138,6 +149,7 @@ impl Default for Metrics {
             expiry_seconds,
             lateness_seconds,
             secret_writes,
+            answer_durable_seconds,
             wechat_fetches,
             wechat_fetch_limit,
             refresh_token_expiry_seconds,

@@ -23,6 +23,7 @@
 //! * `error`     one table of error kinds and remedies
 //! * `lock`      one refresher per keychain service  * `redirect` the consent redirect
 //! * `inflight`  marks refreshes out, so one cut off by a crash is named when refused
+//! * `journal`   a provider's answer sealed and fsync'd before the keychain write; replay at start
 //!
 //! [`Engine`] is a cheap-to-clone handle. State sits behind a std mutex that is never held
 //! across `.await`; each account has an async gate so that one refresh (or connect, or
@@ -42,6 +43,7 @@ mod foresight;
 pub mod history;
 mod hosts;
 mod inflight;
+pub mod journal;
 pub mod lock;
 mod manage;
 pub mod metrics;
@@ -126,6 +128,8 @@ struct Shared {
     quota: quota::Counts,
     /// The hosts this one shares its accounts with (`[store] kind = "redis"`).
     fleet: Option<Arc<fleet::Fleet>>,
+    /// Where a provider's answer is durable before the keychain has it (a refresher only).
+    journal: Option<Arc<journal::Journal>>,
 }
 
 impl Engine {
@@ -372,5 +376,7 @@ impl Drop for Watch<'_> {
 
 #[cfg(test)]
 mod props;
+#[cfg(test)]
+mod stop_tests;
 #[cfg(test)]
 mod tests;

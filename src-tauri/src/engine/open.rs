@@ -95,7 +95,10 @@ impl Engine {
 
     pub async fn with_parts(parts: Parts) -> Result<Self, EngineError> {
         let metrics = metrics::Metrics::default();
-        let keychain = Keychain::new(parts.store.clone()).counting(metrics.secret_writes.clone());
+        let (journal, replay) = super::journal::replay::open(&parts).await;
+        let keychain = Keychain::new(parts.store.clone())
+            .counting(metrics.secret_writes.clone())
+            .journaled(journal.clone());
         let history = Arc::new(open_history(&parts.history_path)?);
         let host = parts.fleet.as_ref().map(|f| f.host().to_owned());
         let log =
@@ -143,10 +146,12 @@ impl Engine {
                 failed: Mutex::new(None),
                 quota: super::quota::Counts::starting(today, fetches),
                 fleet: parts.fleet,
+                journal,
             }),
         };
         let accounts = engine.config().accounts.clone();
         engine.add_slots(&accounts).await;
+        engine.replay(replay);
         Ok(engine)
     }
 

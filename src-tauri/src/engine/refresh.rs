@@ -179,16 +179,14 @@ impl Engine {
         };
         let result = match fetched {
             Ok(issued) => {
+                // The answer is in: from here until it is durable, a crash loses it.
+                let received = Instant::now();
                 let set = issued
                     .with_refresh_lifetime(account.refresh_lifetime)
                     .into_set(current.as_ref());
-                let committed = self
-                    .commit(&account, set, generation, trigger, started)
-                    .await;
-                if committed.is_ok() {
-                    self.shared.inflight.end(name);
-                }
-                committed
+                // The in-flight marker ends once the set is durable (see `commit`).
+                self.commit(&account, set, generation, trigger, (started, received))
+                    .await
             }
             Err(error) => {
                 if !error.is_transient() {

@@ -274,7 +274,8 @@ impl Routed {
             SecretKey::ApiKey(_)
             | SecretKey::EngineKey
             | SecretKey::StoreKey
-            | SecretKey::RedisPassword => &*self.keychain,
+            | SecretKey::RedisPassword
+            | SecretKey::JournalKey => &*self.keychain,
         }
     }
 }

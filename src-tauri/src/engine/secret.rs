@@ -66,10 +66,35 @@ pub(crate) struct StoredTokenSet {
     refresh_expires_at: Option<i64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     expiry_estimated: bool,
+    /// Orders this set against a journal entry of the same account (`engine::journal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
 }
 
 impl TokenSet {
     pub(crate) fn to_stored_json(&self) -> Secret {
+        self.stored_json(None)
+    }
+
+    /// The keychain item's JSON with sequence number `seq` (see `engine::journal::seq`).
+    pub(crate) fn to_stored_json_at(&self, seq: u64) -> Secret {
+        self.stored_json(Some(seq))
+    }
+
+    /// The sequence number of a stored set (0: none, written before journals existed).
+    pub(crate) fn stored_seq(json: &Secret) -> u64 {
+        #[derive(Deserialize)]
+        struct Seq {
+            #[serde(default)]
+            seq: Option<u64>,
+        }
+        serde_json::from_str::<Seq>(json.expose())
+            .ok()
+            .and_then(|s| s.seq)
+            .unwrap_or(0)
+    }
+
+    fn stored_json(&self, seq: Option<u64>) -> Secret {
         let stored = StoredTokenSet {
             access_token: self.access.expose().to_owned(),
             refresh_token: self.refresh.as_ref().map(|r| r.expose().to_owned()),
@@ -79,6 +104,7 @@ impl TokenSet {
             obtained_at: Some(self.obtained_at.unix()),
             refresh_expires_at: self.refresh_expires_at.map(|d| d.unix()),
             expiry_estimated: self.expiry_estimated,
+            seq,
         };
         Secret::new(serde_json::to_string(&stored).expect("a struct of strings serializes"))
     }

@@ -23,6 +23,8 @@ pub enum SecretKey {
     StoreKey,
     /// The password of a shared Redis store, unless `TOKENWARDEN_REDIS_PASSWORD` has it.
     RedisPassword,
+    /// The key that seals the token journal (`engine::journal`).
+    JournalKey,
 }
 
 impl SecretKey {
@@ -34,6 +36,7 @@ impl SecretKey {
             Self::EngineKey => "engine:api-key".to_owned(),
             Self::StoreKey => "store:key".to_owned(),
             Self::RedisPassword => "store:redis-password".to_owned(),
+            Self::JournalKey => "journal:key".to_owned(),
         }
     }
 }
@@ -125,6 +128,21 @@ pub fn store_for(
         }
         // The engine opens a shared store itself (it needs the fleet, not only a store).
         super::config::StoreKind::Redis => return Err(super::sealed::OpenError::NotMovable),
+    })
+}
+
+/// Past this many accounts the keychain store makes a first start slow: each token set is an
+/// item of its own, and gnome-keyring rewrites its whole file on every change (about three
+/// writes a second under load, so 10,000 accounts took most of an hour).
+pub const MANY_FOR_KEYCHAIN: usize = 300;
+
+/// What to say, once at start, to someone whose many accounts live in the keychain store.
+pub fn store_advice(kind: super::config::StoreKind, accounts: usize) -> Option<String> {
+    (kind == super::config::StoreKind::Keychain && accounts > MANY_FOR_KEYCHAIN).then(|| {
+        format!(
+            "{accounts} accounts on the keychain store: each token set is a keychain item of its own, and a keychain manages a few writes a second (a first start of {accounts} accounts takes about {} min); set [store] kind = \"database\" in the config and run `tokenwarden store migrate --to database` to keep them sealed in one local file whose key is in the keychain",
+            accounts.div_ceil(3 * 60)
+        )
     })
 }
 
@@ -224,18 +242,38 @@ const CONCURRENT_CALLS: usize = 4;
 #[derive(Clone)]
 pub struct Keychain {
     store: Arc<dyn SecretStore>,
-    permits: Arc<tokio::sync::Semaphore>,
+    /// Calls in flight, and the journal: one pointer, as clients hold many of these.
+    shared: Arc<Calls>,
     /// Every write that reached the store (`tokenwarden_secret_writes_total`).
     writes: prometheus_client::metrics::counter::Counter,
+}
+
+struct Calls {
+    permits: tokio::sync::Semaphore,
+    /// Told when a token set is written or deleted, so that it drops the set's entry.
+    journal: Option<Arc<super::journal::Journal>>,
 }
 
 impl Keychain {
     pub fn new(store: Arc<dyn SecretStore>) -> Self {
         Self {
             store,
-            permits: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_CALLS)),
+            shared: Arc::new(Calls {
+                permits: tokio::sync::Semaphore::new(CONCURRENT_CALLS),
+                journal: None,
+            }),
             writes: Default::default(),
         }
+    }
+
+    /// Tells `journal` about every token set written or deleted through this keychain. A
+    /// builder step: clones made before it share neither the journal nor the call limit.
+    pub fn journaled(mut self, journal: Option<Arc<super::journal::Journal>>) -> Self {
+        self.shared = Arc::new(Calls {
+            permits: tokio::sync::Semaphore::new(CONCURRENT_CALLS),
+            journal,
+        });
+        self
     }
 
     /// Counts this keychain's writes in `writes` (a metric's counter).
@@ -248,10 +286,15 @@ impl Keychain {
         &self,
         f: impl FnOnce(&dyn SecretStore) -> Result<T, KeychainError> + Send + 'static,
     ) -> Result<T, KeychainError> {
-        let _permit = self.permits.acquire().await.map_err(|_| KeychainError {
-            entry: String::new(),
-            message: "the keychain client is shut down".into(),
-        })?;
+        let _permit = self
+            .shared
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| KeychainError {
+                entry: String::new(),
+                message: "the keychain client is shut down".into(),
+            })?;
         let store = self.store.clone();
         blocking(move || f(&*store)).await
     }
@@ -269,7 +312,16 @@ impl Keychain {
     }
 
     pub async fn delete(&self, key: SecretKey) -> Result<(), KeychainError> {
-        self.call(move |store| store.delete(&key)).await
+        let journal = self.shared.journal.clone();
+        self.call(move |store| {
+            store.delete(&key)?;
+            // A deleted set (disconnect) must not come back from the journal.
+            if let (SecretKey::Tokens(name), Some(journal)) = (&key, journal) {
+                journal.forget(name);
+            }
+            Ok(())
+        })
+        .await
     }
 
     pub async fn tokens(&self, name: &AccountName) -> Result<Option<TokenSet>, KeychainError> {
@@ -287,13 +339,39 @@ impl Keychain {
             })
     }
 
+    /// Writes a set under a new sequence number.
     pub async fn store_tokens(
         &self,
         name: &AccountName,
         set: &TokenSet,
     ) -> Result<(), KeychainError> {
-        self.set(SecretKey::Tokens(name.clone()), set.to_stored_json())
+        self.store_tokens_at(name, set, super::journal::seq::next())
             .await
+    }
+
+    /// Writes a set under sequence number `seq` (its journal entry's); once it is in,
+    /// the journal drops the entry.
+    pub async fn store_tokens_at(
+        &self,
+        name: &AccountName,
+        set: &TokenSet,
+        seq: u64,
+    ) -> Result<(), KeychainError> {
+        let (key, value) = (SecretKey::Tokens(name.clone()), set.to_stored_json_at(seq));
+        let (journal, name) = (self.shared.journal.clone(), name.clone());
+        let written = self
+            .call(move |store| {
+                store.set(&key, &value)?;
+                if let Some(journal) = journal {
+                    journal.saved(&name, seq);
+                }
+                Ok(())
+            })
+            .await;
+        if written.is_ok() {
+            self.writes.inc();
+        }
+        written
     }
 }
 

@@ -20,12 +20,19 @@ use super::provider::RefreshError;
 use super::state::{AccountState, Due, Status};
 use super::views::AccountView;
 
-/// A token set that is only in memory: its keychain write failed and is tried again.
+/// A token set that is not in the keychain yet: its write failed and is tried again.
 #[derive(Clone, Debug)]
 pub(super) struct Unsaved {
     pub attempt: u32,
     pub next_try: Deadline,
     pub message: String,
+    /// The set's sequence number, which its keychain write carries (`journal::seq`).
+    pub seq: u64,
+    /// The token journal holds it: a crash or an exit does not lose it.
+    pub journaled: bool,
+    /// Replayed from the journal at start: the keychain's set is read first, in case it
+    /// is newer after all (written by something that does not journal).
+    pub check_stored: bool,
 }
 
 pub(super) struct Slot {

@@ -15,13 +15,13 @@ use state::Status;
 
 /// A token endpoint that answers `{"access_token":"tok-N","expires_in":3600}` after `delay`,
 /// counting requests and the most that were in flight at once.
-struct Endpoint {
-    url: String,
+pub(super) struct Endpoint {
+    pub url: String,
     requests: Arc<AtomicUsize>,
     max_parallel: Arc<AtomicUsize>,
 }
 
-async fn endpoint(delay: Duration, body: &'static str) -> Endpoint {
+pub(super) async fn endpoint(delay: Duration, body: &'static str) -> Endpoint {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/token", listener.local_addr().unwrap());
     let requests = Arc::new(AtomicUsize::new(0));
@@ -53,9 +53,16 @@ async fn endpoint(delay: Duration, body: &'static str) -> Endpoint {
     }
 }
 
+impl Engine {
+    /// One `http` account `svc` fetching from `url` with its client secret in the query.
+    fn config_for_test(url: &str) -> Config {
+        let text = format!("[[account]]\nname = \"svc\"\nprovider = \"http\"\nurl = \"{url}\"\nquery = {{ key = \"{{{{secret}}}}\" }}\n");
+        Config::parse(std::path::Path::new("test.toml"), &text).unwrap()
+    }
+}
+
 async fn engine_for(url: &str, store: secrets::MemoryStore) -> (Engine, tempfile::TempDir) {
-    let text = format!("[[account]]\nname = \"svc\"\nprovider = \"http\"\nurl = \"{url}\"\nquery = {{ key = \"{{{{secret}}}}\" }}\n");
-    let config = Config::parse(std::path::Path::new("test.toml"), &text).unwrap();
+    let config = Engine::config_for_test(url);
     let dir = tempfile::tempdir().unwrap();
     store
         .set(
@@ -69,7 +76,7 @@ async fn engine_for(url: &str, store: secrets::MemoryStore) -> (Engine, tempfile
     (engine, dir)
 }
 
-fn parts(config: Config, store: Arc<dyn SecretStore>, dir: &std::path::Path) -> Parts {
+pub(super) fn parts(config: Config, store: Arc<dyn SecretStore>, dir: &std::path::Path) -> Parts {
     Parts {
         config,
         mode: Mode::Refresher,
@@ -326,4 +333,51 @@ async fn a_refresh_writes_the_store_exactly_once() {
         engine.refresh(&svc()).await.unwrap();
         assert_eq!(engine.metrics().secret_writes.get(), n);
     }
+}
+
+/// The journal across a crash: a set whose keychain write failed is in the journal, and an
+/// engine opened after the process died (no close, no flush) serves it, writes it to the
+/// keychain first thing, and empties the journal.
+#[tokio::test]
+async fn a_journaled_set_survives_a_crash_and_is_written_at_the_next_start() {
+    let ep = endpoint(
+        Duration::ZERO,
+        r#"{"access_token":"tw-canary-journaled-{n}","expires_in":3600}"#,
+    )
+    .await;
+    let store = secrets::MemoryStore::default();
+    let (engine, dir) = engine_for(&ep.url, store.clone()).await;
+    store.fail_writes.store(true, Ordering::SeqCst);
+    engine.refresh(&svc()).await.unwrap();
+    assert!(engine.snapshot()[0].unsaved);
+    drop(engine); // killed: nothing flushed
+    let journal = std::fs::read(journal::journal_path(dir.path(), "tokenwarden")).unwrap();
+    assert!(!String::from_utf8_lossy(&journal).contains("tw-canary"));
+
+    store.fail_writes.store(false, Ordering::SeqCst);
+    let config = Engine::config_for_test(&ep.url);
+    let engine = Engine::with_parts(parts(config, Arc::new(store.clone()), dir.path()))
+        .await
+        .unwrap();
+    let token = engine.token(&svc(), Duration::from_secs(60)).await.unwrap();
+    assert_eq!(
+        token.access_token.expose(),
+        "tw-canary-journaled-1",
+        "no new fetch"
+    );
+    engine.retry_save(&svc()).await; // what the scheduler does first
+    let stored = store.get(&SecretKey::Tokens(svc())).unwrap().unwrap();
+    assert_eq!(
+        TokenSet::from_stored_json(&stored).unwrap().access.expose(),
+        "tw-canary-journaled-1"
+    );
+    assert!(!engine.snapshot()[0].unsaved);
+    assert_eq!(ep.requests.load(Ordering::SeqCst), 1);
+    let len = std::fs::metadata(journal::journal_path(dir.path(), "tokenwarden"))
+        .unwrap()
+        .len();
+    assert!(
+        len < 100,
+        "the journal is emptied once the keychain has the set: {len} bytes"
+    );
 }
