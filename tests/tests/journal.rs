@@ -99,12 +99,13 @@ async fn a_set_the_keychain_refused_survives_sigkill_in_the_journal_and_is_writt
     // And the next refresh presents the rotated token.
     let answer = api.post_empty("/v1/accounts/fb/refresh").await;
     assert_eq!(answer.status, 200, "{answer}");
-    let st = fake.lock();
-    let last = st.refresh_requests().last().cloned().expect("a refresh");
-    assert_eq!(last.refresh_token.as_deref(), Some(rotated.as_str()));
-    assert_eq!(last.status, 200);
-    assert_eq!(st.reused_refresh_tokens, 0);
-    drop(st);
+    {
+        let st = fake.lock();
+        let last = st.refresh_requests().last().cloned().expect("a refresh");
+        assert_eq!(last.refresh_token.as_deref(), Some(rotated.as_str()));
+        assert_eq!(last.status, 200);
+        assert_eq!(st.reused_refresh_tokens, 0);
+    }
     assert_eq!(serve.stop().await.code, 0);
 }
 

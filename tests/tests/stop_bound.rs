@@ -38,7 +38,7 @@ async fn a_stop_with_the_keychain_refusing_writes_is_bounded_names_the_unsaved_a
     let names: Vec<String> = (0..n).map(|i| format!("u{i:05}")).collect();
     let env = Env::new("");
     let header = std::fs::read_to_string(&env.config_path).expect("config");
-    let key = env.create_api_key("stop").await;
+    let key = env.create_write_key("stop").await;
     let mut serve = env.spawn_serve();
     serve.wait_api().await;
     let api = env.api(&key);

@@ -325,20 +325,12 @@ fn open_history(path: &std::path::Path) -> Result<History, EngineError> {
     }
     match History::open(path) {
         Err(e) if e.is_damage() => {
-            let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
-            let aside = path.with_extension(format!("sqlite3.damaged-{stamp}"));
-            for suffix in ["", "-wal", "-shm"] {
-                let from = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
-                let to = std::path::PathBuf::from(format!("{}{suffix}", aside.display()));
-                if from.exists() {
-                    std::fs::rename(&from, &to).map_err(|io| {
-                        EngineError::Io(format!(
-                            "history {} is damaged ({e}) and cannot be moved aside: {io}",
-                            path.display()
-                        ))
-                    })?;
-                }
-            }
+            let aside = super::private::move_aside(path, &["-wal", "-shm"]).map_err(|io| {
+                EngineError::Io(format!(
+                    "history {} is damaged ({e}) and cannot be moved aside: {io}",
+                    path.display()
+                ))
+            })?;
             tracing::warn!(damaged = %aside.display(), error = %e, "the refresh history was damaged: it was moved aside and a new one started (refreshing goes on)");
             super::private::create(path)
                 .map_err(|io| EngineError::Io(format!("history {}: {io}", path.display())))?;

@@ -5,7 +5,8 @@
 //! * [`own_dir`]: a folder is made 0700, and refused unless it is a real folder of ours that no
 //!   one else can write, on a path whose symlinks and folders only we or root control;
 //! * [`replace`]: a file is written to a new temporary name (never following a link, failing if
-//!   the name exists) and renamed over the old one;
+//!   the name exists), synced, renamed over the old one, and the rename made durable;
+//! * [`move_aside`]: a damaged file is kept under a new name, never over an earlier one;
 //! * [`create`]: a file that others open by name (SQLite's) is made 0600 before they do;
 //! * [`tighten`]: what an older version left readable is closed at start, said once.
 
@@ -169,21 +170,90 @@ pub fn euid() -> u32 {
 
 /// Replaces `path` with `bytes` in one rename, as a file of `mode`: written to a fresh
 /// temporary name beside it (created, never opened through a link or over an existing file),
-/// synced, then renamed. A crash leaves the old file or the new one, never half of one.
+/// synced, renamed, and the folder synced. A crash leaves the old file or the new one, never
+/// half of one (and a few leftover temporary files, which [`remove_temporaries`] clears).
 pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let tmp = temporary_name(path);
     let written = (|| {
         let mut file = new_file(&tmp, mode)?;
         file.write_all(bytes)?;
-        file.sync_all()
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        sync_dir(path)
     })();
-    match written.and_then(|()| std::fs::rename(&tmp, path)) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// Keeps a damaged file (and its `companions`, such as SQLite's `-wal`) under
+/// `NAME.damaged-UNIXTIME`, never over an earlier one; returns the new name.
+pub fn move_aside(path: &Path, companions: &[&str]) -> std::io::Result<PathBuf> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let with = |base: &Path, suffix: &str| {
+        let mut name = base.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let aside = (0..)
+        .map(|n| match n {
+            0 => with(path, &format!(".damaged-{stamp}")),
+            n => with(path, &format!(".damaged-{stamp}-{n}")),
+        })
+        .find(|aside| std::fs::symlink_metadata(aside).is_err())
+        .expect("a free name");
+    std::fs::rename(path, &aside)?;
+    for suffix in companions {
+        let from = with(path, suffix);
+        if std::fs::symlink_metadata(&from).is_ok() {
+            std::fs::rename(&from, with(&aside, suffix))?;
         }
     }
+    sync_dir(path)?;
+    Ok(aside)
+}
+
+/// Removes the temporary files a crash in the middle of [`replace`] left beside `path`.
+pub fn remove_temporaries(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file.starts_with(&prefix) && file.ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Open options that never follow a link at the path itself.
+pub fn no_follow() -> std::fs::OpenOptions {
+    #[allow(unused_mut)]
+    let mut options = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        rustix::fs::OFlags::NOFOLLOW.bits() as i32,
+    );
+    options
+}
+
+/// A rename is durable once the folder that holds the name is.
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Makes `path` as an empty file of ours (0600) unless it exists; never through a link.
@@ -205,23 +275,18 @@ pub fn create(path: &Path) -> std::io::Result<()> {
 }
 
 fn new_file(path: &Path, mode: u32) -> std::io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
+    let mut options = no_follow();
     // create_new is O_CREAT|O_EXCL: it fails on any existing name, a dangling link included.
     options.write(true).create_new(true);
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options
-            .mode(mode)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
-    }
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
     #[cfg(not(unix))]
     let _ = mode;
     options.open(path)
 }
 
-/// `<name>.<pid>.<random>.tmp` beside `path`: no other process can guess it in advance.
-fn temporary_name(path: &Path) -> PathBuf {
+/// `.<name>.<pid>.<random>.tmp` beside `path`: no other process can guess it in advance.
+pub(crate) fn temporary_name(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -335,6 +400,40 @@ mod tests {
         assert!(create(&db).is_err());
         create(&path).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}");
+    }
+
+    #[test]
+    fn a_damaged_file_goes_aside_with_its_companions_never_over_an_earlier_one() {
+        let root = tempfile::tempdir().unwrap();
+        let db = root.path().join("history.sqlite3");
+        std::fs::write(&db, "one").unwrap();
+        std::fs::write(root.path().join("history.sqlite3-wal"), "wal").unwrap();
+        let first = move_aside(&db, &["-wal", "-shm"]).unwrap();
+        assert_eq!(std::fs::read_to_string(&first).unwrap(), "one");
+        let wal = PathBuf::from(format!("{}-wal", first.display()));
+        assert_eq!(std::fs::read_to_string(wal).unwrap(), "wal");
+        std::fs::write(&db, "two").unwrap();
+        let second = move_aside(&db, &["-wal", "-shm"]).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(std::fs::read_to_string(&second).unwrap(), "two");
+        assert!(!db.exists());
+    }
+
+    #[test]
+    fn temporaries_left_by_a_crash_are_removed_and_nothing_else() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("tokens.journal");
+        std::fs::write(temporary_name(&path), "litter").unwrap();
+        std::fs::write(&path, "kept").unwrap();
+        std::fs::write(root.path().join(".other.1.2.tmp"), "not ours").unwrap();
+        remove_temporaries(&path);
+        let mut left: Vec<String> = std::fs::read_dir(root.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec![".other.1.2.tmp", "tokens.journal"]);
     }
 
     #[test]

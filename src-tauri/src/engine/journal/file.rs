@@ -1,12 +1,12 @@
 //! The journal's bytes on disk: records `length (u32, little endian) | nonce (12) | sealed`,
-//! appended and fdatasync'd. The file is made 0600 by `create_new` (which never follows a
-//! symlink) under a temporary name and renamed into place with its directory fsync'd, so a
-//! crash leaves either the old file or the new one; it is opened with `O_NOFOLLOW`. What
+//! appended and fdatasync'd. The file is replaced by `engine::private` (a new 0600 file under
+//! a temporary name, never through a symlink, renamed into place with its folder synced), so
+//! a crash leaves either the old file or the new one; it is opened with `O_NOFOLLOW`. What
 //! the records say is `super`'s business: this module only frames them.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::io::{self, Read as _};
+use std::path::Path;
 
 use ring::aead::NONCE_LEN;
 
@@ -85,21 +85,10 @@ pub(super) fn read(path: &Path) -> io::Result<Option<Vec<u8>>> {
     Ok(Some(bytes))
 }
 
-/// Replaces the file with `contents` (temporary file, fsync, rename, fsync of the
-/// directory) and returns it open for appending.
+/// Replaces the file with `contents` (`private::replace`: a new 0600 file synced, renamed,
+/// the folder synced) and returns it open for appending.
 pub(super) fn replace(path: &Path, contents: &[u8]) -> io::Result<File> {
-    let temp = temp_path(path);
-    let written = (|| {
-        let mut file = create_new(&temp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)?;
-        sync_dir(path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    written?;
+    crate::engine::private::replace(path, contents, 0o600)?;
     open_append(path)
 }
 
@@ -108,94 +97,15 @@ pub(super) fn open_append(path: &Path) -> io::Result<File> {
     options().append(true).open(path)
 }
 
-/// Moves a damaged file aside (`NAME.damaged-UNIXTIME`, never over an earlier one) and
-/// returns where to.
-pub(super) fn move_aside(path: &Path) -> io::Result<PathBuf> {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let aside = (0..)
-        .map(|n| {
-            let mut aside = path.as_os_str().to_owned();
-            aside.push(format!(".damaged-{stamp}"));
-            if n > 0 {
-                aside.push(format!("-{n}"));
-            }
-            PathBuf::from(aside)
-        })
-        .find(|aside| std::fs::symlink_metadata(aside).is_err())
-        .expect("a free name");
-    std::fs::rename(path, &aside)?;
-    sync_dir(path)?;
-    Ok(aside)
-}
-
-/// Removes temporary files a crash left behind mid-replace (sealed records, but litter).
-pub(super) fn remove_temps(path: &Path) {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return;
-    };
-    let mut prefix = name.to_owned();
-    prefix.push(".tmp-");
-    let prefix = prefix.to_string_lossy().into_owned();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
-fn temp_path(path: &Path) -> PathBuf {
-    let mut temp = path.as_os_str().to_owned();
-    temp.push(format!(
-        ".tmp-{}-{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    PathBuf::from(temp)
-}
-
 /// Open options that never follow a symlink at the path itself.
 fn options() -> OpenOptions {
-    #[allow(unused_mut)]
-    let mut options = OpenOptions::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
-    }
-    options
-}
-
-/// A new file, ours alone. `create_new` fails on anything already there, a symlink too.
-fn create_new(path: &Path) -> io::Result<File> {
-    let mut options = options();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)
-}
-
-/// A rename is durable once the directory that holds the name is.
-fn sync_dir(path: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
+    crate::engine::private::no_follow()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write as _;
 
     #[test]
     fn records_frame_and_parse_and_a_torn_tail_is_told_from_damage() {
@@ -225,9 +135,13 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.journal");
-        std::fs::write(temp_path(&path), b"left by a crash").unwrap();
+        std::fs::write(
+            crate::engine::private::temporary_name(&path),
+            b"left by a crash",
+        )
+        .unwrap();
         let mut file = replace(&path, b"abc").unwrap();
-        remove_temps(&path);
+        crate::engine::private::remove_temporaries(&path);
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
             1,

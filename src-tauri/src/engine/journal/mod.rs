@@ -117,7 +117,7 @@ impl Journal {
         writes: bool,
     ) -> Result<Option<(Self, Vec<Entry>)>, JournalError> {
         let path = path.to_owned();
-        file::remove_temps(&path);
+        crate::engine::private::remove_temporaries(&path);
         let bytes = file::read(&path).map_err(|e| io_error(&path, e))?;
         let bytes = bytes.unwrap_or_default();
         if !writes && bytes.is_empty() {
@@ -143,7 +143,8 @@ impl Journal {
         }
         if damaged > 0 || parsed.broken {
             let total = parsed.records.len() + usize::from(parsed.broken);
-            let aside = file::move_aside(&path).map_err(|e| io_error(&path, e))?;
+            let aside =
+                crate::engine::private::move_aside(&path, &[]).map_err(|e| io_error(&path, e))?;
             tracing::error!(
                 journal = %path.display(),
                 moved_to = %aside.display(),
