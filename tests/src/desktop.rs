@@ -743,17 +743,23 @@ impl Driver {
     /// redraws on engine events and may replace the element between finding and clicking it,
     /// so a click on a node that is gone finds it again (a few times at most).
     pub async fn click(&self, css: &str) {
-        let mut last = String::new();
-        for _ in 0..5 {
-            let element = self.find(css).await;
-            self.scroll_to(&element).await;
-            let native = match self.guard(css, element.click()).await {
-                Ok(_) => return,
-                Err(e) => e,
-            };
+        let element = self.find(css).await;
+        self.scroll_to(&element).await;
+        if let Err(native) = self.guard(css, element.click()).await {
             // WebKitWebDriver sometimes refuses a native click on a visible, enabled submit
             // button with an empty error; the DOM click is what that button does anyway.
             println!("native click on {css} failed ({native:?}); clicking through the DOM");
+            self.click_in_dom(css).await;
+        }
+    }
+
+    /// Clicks the first element matching `css` through the DOM (its `click()`), not at a point
+    /// on the screen: a native click lands wherever that point is when it arrives, and a
+    /// banner appearing in another row meanwhile moves the button away from under it.
+    pub async fn click_in_dom(&self, css: &str) {
+        let mut last = String::new();
+        for _ in 0..5 {
+            let element = self.find(css).await;
             let arg = serde_json::to_value(&element).expect("an element reference");
             match self
                 .guard(
@@ -768,7 +774,7 @@ impl Driver {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("click {css}: {last}");
+        panic!("click {css} in the DOM: {last}");
     }
 
     /// Attribute `name` of the first element matching `css` now; `None` if either is missing.

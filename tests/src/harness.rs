@@ -1043,9 +1043,28 @@ impl Serve {
         process_cpu_seconds(self.pid())
     }
 
-    /// What serve has written to stderr so far.
+    /// What serve has written to stderr so far, as far as the harness's reader thread has read
+    /// it: on a busy machine a line serve wrote a moment ago may not be here yet. To check
+    /// that something was logged, use [`Serve::logged`].
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.stderr.lock().expect("stderr")).into_owned()
+    }
+
+    /// serve's stderr once `needle` appears in it at least `times` times (waiting up to 15 s for
+    /// the reader thread, then panicking with the log).
+    pub async fn logged(&self, needle: &str, times: usize) -> String {
+        let started = Instant::now();
+        loop {
+            let log = self.stderr();
+            if log.matches(needle).count() >= times {
+                return log;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "serve did not log {needle:?} {times} time(s) within 15 s:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Whether the process is still running.

@@ -329,15 +329,7 @@ async fn another_users_process_is_refused_on_the_engines_socket() {
     // comes before it has checked its connect. That the engine took the connection and
     // refused it for its user, rather than the file's mode keeping it out, is in its log
     // (written before the close, read from serve's stderr by a thread of the harness).
-    let logged = || {
-        let log = serve.stderr();
-        log.contains("another user") && log.contains("uid=65534")
-    };
-    let waited = std::time::Instant::now();
-    while !logged() && waited.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let log = serve.stderr();
+    let log = serve.logged("another user", 1).await;
     assert!(
         log.contains("another user") && log.contains("uid=65534"),
         "serve logs whom it refused (curl said {:?} {}):\n{log}",

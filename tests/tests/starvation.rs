@@ -159,7 +159,7 @@ async fn idle_slow_and_surplus_connections_cannot_starve_the_api() {
     assert_eq!(api.token("fb").await, access);
     assert_eq!(api.with_key(None).get("/healthz").await.status, 200);
     assert!(serve.running(), "serve exited:\n{}", serve.stderr());
-    let stderr = serve.stderr();
+    let stderr = serve.logged("idle longest", 1).await;
     let warned = stderr.matches("idle longest").count();
     assert_eq!(
         warned, 1,
@@ -285,7 +285,7 @@ async fn failed_authentications_from_all_of_loopback_share_one_limit_and_two_log
     );
     // The valid key is never refused for others' failures.
     assert_eq!(api.token("fb").await, access);
-    let stderr = serve.stderr();
+    let stderr = serve.logged("API authentication failed", 2).await;
     let logged = stderr.matches("API authentication failed").count();
     eprintln!("200 failed authentications: {logged} log lines");
     assert_eq!(

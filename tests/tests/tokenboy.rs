@@ -47,10 +47,7 @@ async fn a_tokenboy_config_becomes_accounts_that_serve_what_its_clients_read() {
     env.write_config(&config.replacen("[api]\n", "[api]\nkeyless_tokenboy = [\"weixin\"]\n", 1));
     env.set_secret("weixin", &secret).await;
     let (serve, api, _) = env.serve_with_new_key("tokenboy").await;
-    assert!(
-        serve.stderr().contains("without a key"),
-        "a warning at start"
-    );
+    serve.logged("without a key", 1).await;
 
     let token = api.get("/token?name=weixin").await.expect(200);
     let access = token["access_token"]
