@@ -40,7 +40,9 @@ fn windows(log: &str) -> Vec<(String, Duration)> {
         .collect()
 }
 
+/// A figure, not a proof: `make bench` runs it (40 s), `make test` does not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run by `make bench` (--include-ignored --nocapture)"]
 async fn the_window_from_answer_to_durable_is_measured() {
     let fake = HttpTokenFake::start(3).await;
     let accounts: String = ["w1", "w2", "w3"]
