@@ -60,11 +60,24 @@ async fn refresh_without_an_engine_fails_when_the_new_set_cannot_be_saved() {
         before,
         "the fault hook let a write through"
     );
+    assert!(
+        line.contains("the token journal holds it"),
+        "the set is not lost, and the line says so: {line}"
+    );
     let rotated = fake.lock().latest_refresh_token().unwrap();
     let access = fake.lock().current_access_token().unwrap();
-    for secret in [rotated, access] {
-        assert!(!out.stderr.contains(&secret), "a secret in stderr:\n{out}");
+    for secret in [&rotated, &access] {
+        assert!(
+            !out.stderr.contains(secret.as_str()),
+            "a secret in stderr:\n{out}"
+        );
     }
+    // The next command writes it from the journal, fetching nothing.
+    env.fail_keychain_writes(false);
+    assert_eq!(env.token("fb").await, access);
+    let stored = env.stored_tokens("fb").await.expect("tokens:fb");
+    assert_eq!(stored["refresh_token"].as_str(), Some(rotated.as_str()));
+    assert_eq!(fake.lock().refresh_grants, 1, "nothing fetched again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

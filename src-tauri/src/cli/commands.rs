@@ -190,9 +190,15 @@ pub(super) async fn open_for_work(ctx: &Context) -> Result<Engine> {
 pub async fn finish<T>(engine: &Engine, result: Result<T, EngineError>) -> Result<T> {
     let unsaved = engine.close().await;
     match (result, unsaved.into_iter().next()) {
-        (_, Some(lost)) => Err(anyhow::Error::new(lost).context(
-            "the provider issued a new token that could not be saved, and this command is its only holder",
-        )),
+        (_, Some(lost)) => {
+            let holder = match lost {
+                EngineError::Unsaved {
+                    journaled: true, ..
+                } => "the provider issued a new token that the keychain refused; the token journal holds it, and the next command or engine start writes it",
+                _ => "the provider issued a new token that could not be saved, and this command is its only holder",
+            };
+            Err(anyhow::Error::new(lost).context(holder))
+        }
         (Err(EngineError::Unsaved { account, .. }), None) => Err(anyhow::anyhow!(
             "{account}: the new token was saved in the keychain only on a later try; it is valid, run the command again to use it"
         )),

@@ -195,7 +195,11 @@ pub fn run_to_exit(cli: Cli) -> std::process::ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(run(cli));
+    // A keychain call stuck until its D-Bus timeout (~25 s) would otherwise hold the exit past
+    // the engine's own bound on its last writes: what is unsaved is named above and journaled.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("tokenwarden: {err:#}"); // one line, whole chain
