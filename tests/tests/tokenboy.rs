@@ -2,9 +2,10 @@
 //! (a WeChat token and a jsapi ticket that uses it) into accounts without copying its
 //! secret, the result serves both, `GET /token?name=` answers each in the field a TokenBoy
 //! client reads, and `[api] keyless_tokenboy` lets one account be read without a key.
+//! A hostile file (20,000 nested brackets) is one line of error, not a crash.
 
 use tokenwarden_e2e::fakes::wechat::{WeChatConfig, WeChatFake};
-use tokenwarden_e2e::Env;
+use tokenwarden_e2e::{Env, Output};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tokenboy_config_becomes_accounts_that_serve_what_its_clients_read() {
@@ -114,4 +115,34 @@ async fn code_or_an_unknown_placeholder_in_config_py_is_refused_with_its_positio
         assert!(out.stdout.is_empty(), "{out}");
         assert!(out.stderr.contains(expected), "{expected}: {out}");
     }
+}
+
+/// Runs `import tokenboy` on `text` written to config.py.
+async fn import(env: &Env, text: &str) -> Output {
+    let path = env.root().join("config.py");
+    std::fs::write(&path, text).unwrap();
+    env.run(&["import", "tokenboy", path.to_str().unwrap()], None)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_thousand_nested_brackets_are_one_line_of_error_not_a_crash() {
+    let env = Env::without_config();
+    // The 65th bracket is refused: on line 2, at column 5 + 64.
+    let out = import(
+        &env,
+        &format!(
+            "token_sources = {{}}\nx = {}{}\n",
+            "[".repeat(20_000),
+            "]".repeat(20_000)
+        ),
+    )
+    .await;
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stdout.is_empty(), "{out}");
+    assert_eq!(out.stderr.lines().count(), 1, "one line: {out}");
+    assert!(
+        out.stderr.contains("line 2, column 69") && out.stderr.contains("64"),
+        "{out}"
+    );
 }
