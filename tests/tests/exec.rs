@@ -1,6 +1,7 @@
 //! `tokenwarden exec NAME… [--env VAR=NAME] -- command…`: the command gets each token in its
 //! environment (never on its command line), valid for at least `--min-valid`, and the CLI ends
-//! with the command's exit code, with and without a running engine.
+//! with the command's exit code, with and without a running engine. Tokenwarden's own
+//! secrets (`TOKENWARDEN_STORE_KEY`, `TOKENWARDEN_REDIS_PASSWORD`) never reach the command.
 
 use tokenwarden_e2e::harness::LegacyAccount;
 
@@ -73,4 +74,27 @@ async fn nothing_runs_without_every_token_and_a_missing_command_is_127() {
     assert_eq!(out.code, 127, "{out}");
     assert!(out.stderr.contains("no-such-command-anywhere"), "{out}");
     assert!(!marker.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_gets_its_token_and_none_of_tokenwardens_own_secrets() {
+    let (_fake, mut env, token) = LegacyAccount::new(|c| c.expires_in(3600))
+        .connected(3600)
+        .await;
+    env.extra_vars
+        .push(("TOKENWARDEN_STORE_KEY", "tw-canary-store-key".into()));
+    env.extra_vars
+        .push(("TOKENWARDEN_REDIS_PASSWORD", "tw-canary-redis-pass".into()));
+    let out = env.run(&["exec", "fb", "--", "env"], None).await.ok();
+    assert!(
+        out.stdout.lines().any(|l| l == format!("FB_TOKEN={token}")),
+        "{out}"
+    );
+    assert!(!out.stdout.contains("tw-canary"), "{out}");
+    for gone in ["TOKENWARDEN_STORE_KEY=", "TOKENWARDEN_REDIS_PASSWORD="] {
+        assert!(!out.stdout.contains(gone), "{gone}: {out}");
+    }
+    // What only says where things are stays, so a command may run tokenwarden itself.
+    let config = format!("TOKENWARDEN_CONFIG={}", env.config_path.display());
+    assert!(out.stdout.lines().any(|l| l == config), "{out}");
 }

@@ -3,6 +3,8 @@
 //! provider is not asked again), and a wrong key that is refused without changing a byte.
 //! And the advice to use it: `serve` with hundreds of accounts on the keychain store says so
 //! once at start, naming `[store] kind = "database"` and `store migrate`.
+//! `store init --print` makes a fleet's key anywhere: with no config file, or one without a
+//! `[store]` table, it prints a new key and stores nothing.
 
 use std::time::Duration;
 
@@ -202,4 +204,33 @@ async fn hundreds_of_accounts_on_the_keychain_store_are_told_once_to_use_the_dat
     assert!(!other.stderr().contains(advice), "{}", other.stderr());
     assert_eq!(serve.stop().await.code, 0);
     assert_eq!(other.stop().await.code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_init_print_makes_a_key_without_a_config_or_a_store_table() {
+    use base64::Engine as _;
+    let env = Env::without_config();
+    let mut keys = Vec::new();
+    for config in [None, Some("[api]\nlisten = \"127.0.0.1:1\"\n")] {
+        if let Some(text) = config {
+            env.write_config(text);
+        }
+        let out = env.run(&["store", "init", "--print"], None).await.ok();
+        let key = out.stdout.trim().to_owned();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&key)
+            .unwrap_or_else(|e| panic!("not base64 ({e}): {out}"));
+        assert_eq!(bytes.len(), 32, "{out}");
+        assert_eq!(out.stdout, format!("{key}\n"), "the key alone: {out}");
+        assert!(out.stderr.contains("TOKENWARDEN_STORE_KEY"), "{out}");
+        keys.push(key);
+    }
+    assert_ne!(keys[0], keys[1], "a new key each time");
+    assert_eq!(env.keychain_get("store:key").await, None, "nothing stored");
+    assert!(
+        std::fs::read_to_string(&env.config_path)
+            .unwrap()
+            .starts_with("[api]"),
+        "the config is not touched"
+    );
 }

@@ -310,27 +310,31 @@ async fn shutdown_signal() -> Result<()> {
 }
 
 /// `store init`: a new key for a shared store. It is never written over an existing one:
-/// the fleet's secrets are sealed with it.
+/// the fleet's secrets are sealed with it. `--print` stores nothing, so it reads no config:
+/// it may run anywhere, before any host has one.
 fn store_init(ctx: &Context, print: bool) -> Result<()> {
     use crate::engine::fleet;
-    let config = crate::engine::config::Config::load(&ctx.config_path)?;
-    let Some(settings) = config.fleet else {
-        anyhow::bail!(
-            "{}: [store] kind is \"{}\"; `store init` makes the key of a shared store (kind = \"redis\")",
-            ctx.config_path.display(),
-            config.store.as_str()
-        );
+    let new_key = || {
+        crate::engine::sealed::new_key_text(&ring::rand::SystemRandom::new())
+            .context("the system's random number generator failed")
     };
-    let key = crate::engine::sealed::new_key_text(&ring::rand::SystemRandom::new())
-        .context("the system's random number generator failed")?;
     if print {
-        println!("{}", key.expose());
+        println!("{}", new_key()?.expose());
         eprintln!(
             "give every host this key as {} (or in the file store.key_file names, mode 0600)",
             fleet::KEY_ENV
         );
         return Ok(());
     }
+    let config = crate::engine::config::Config::load(&ctx.config_path)?;
+    let Some(settings) = config.fleet else {
+        anyhow::bail!(
+            "{}: [store] kind is \"{}\"; `store init` makes the key of a shared store (kind = \"redis\"); `store init --print` makes one without a config",
+            ctx.config_path.display(),
+            config.store.as_str()
+        );
+    };
+    let key = new_key()?;
     let keychain = secrets::os_store(&ctx.keychain_service);
     let source = fleet::write_new_key(&settings, keychain.as_ref(), &key)?;
     eprintln!(

@@ -3,6 +3,8 @@
 //! Tokens go in the environment, never on a command line, where `ps` would show them to
 //! every user. On Unix this process becomes the command (`exec`), so signals, the exit code
 //! and the process id are the command's own; nothing of the engine runs on beside it.
+//! The command gets the tokens it asked for and none of Tokenwarden's own secrets
+//! ([`SECRET_VARS`]).
 
 use std::ffi::OsString;
 use std::time::Duration;
@@ -10,9 +12,18 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Result};
 
 use super::commands::{finish, open_for_work, running};
+use crate::engine::fleet::{KEY_ENV, PASSWORD_ENV};
 use crate::engine::names::AccountName;
 use crate::engine::paths::Context;
 use crate::engine::secret::Secret;
+
+/// Variables Tokenwarden reads that hold a secret, taken out of the command's environment:
+/// the store key opens every account's tokens in a fleet, and the Redis password its store,
+/// while the command was given one account's token. The others only say where things are
+/// or how to log, and stay, so that a `tokenwarden` the command runs finds the same config,
+/// data and keychain service; a test holds every variable in the source to one list or the
+/// other.
+const SECRET_VARS: &[&str] = &[KEY_ENV, PASSWORD_ENV];
 
 /// `VAR=NAME` from `--env`.
 #[derive(Clone, Debug)]
@@ -92,6 +103,9 @@ pub async fn run(
     let tokens = tokens(ctx, &bindings, min_valid).await?;
     let mut child = std::process::Command::new(program);
     child.args(args);
+    for var in SECRET_VARS {
+        child.env_remove(var);
+    }
     for (binding, token) in bindings.iter().zip(&tokens) {
         child.env(&binding.var, token.expose());
     }
@@ -165,5 +179,57 @@ mod tests {
         let twice = bindings(&names, &["A_TOKEN=b".parse().unwrap()]).unwrap_err();
         assert!(twice.to_string().contains("A_TOKEN"), "{twice}");
         assert!(bindings(&[], &[]).is_err());
+    }
+
+    /// Variables Tokenwarden reads that hold no secret, left to the command.
+    const HARMLESS_VARS: &[&str] = &[
+        "TOKENWARDEN_CONFIG",
+        "TOKENWARDEN_DATA_DIR",
+        "TOKENWARDEN_KEYCHAIN_SERVICE",
+        "TOKENWARDEN_LOG",
+        "TOKENWARDEN_FAULT_KEYCHAIN_WRITES",
+        "TOKENWARDEN_FAULT_SCHEDULER_PANIC",
+    ];
+
+    #[test]
+    fn every_tokenwarden_variable_in_the_source_is_either_removed_or_harmless() {
+        fn visit(dir: &std::path::Path, found: &mut std::collections::BTreeSet<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    visit(&path, found);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    for (start, _) in text.match_indices("TOKENWARDEN_") {
+                        let name: String = text[start..]
+                            .chars()
+                            .take_while(|c| {
+                                c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_'
+                            })
+                            .collect();
+                        let name = name.trim_end_matches('_');
+                        if name != "TOKENWARDEN" {
+                            // (not this test's own search string)
+                            found.insert(name.to_owned());
+                        }
+                    }
+                }
+            }
+        }
+        let mut found = std::collections::BTreeSet::new();
+        visit(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut found,
+        );
+        assert!(
+            found.contains(KEY_ENV) && found.contains("TOKENWARDEN_CONFIG"),
+            "{found:?}"
+        );
+        for var in &found {
+            assert!(
+                SECRET_VARS.contains(&var.as_str()) || HARMLESS_VARS.contains(&var.as_str()),
+                "{var} is read by Tokenwarden: add it to SECRET_VARS (it holds a secret) or HARMLESS_VARS"
+            );
+        }
     }
 }

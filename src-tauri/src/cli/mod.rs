@@ -153,7 +153,7 @@ pub enum StoreAction {
     },
     /// Makes the key of a shared (redis) store, once for the whole fleet: writes it where
     /// this host reads it (store.key_file, else the keychain), or prints it with --print
-    /// for TOKENWARDEN_STORE_KEY
+    /// for TOKENWARDEN_STORE_KEY (anywhere: --print needs no config)
     Init {
         /// Prints the key on stdout instead of storing it (for the other hosts' environment)
         #[arg(long)]

@@ -2,8 +2,11 @@
 //! accounts, printed for the config file, and the `secret set` commands that move its
 //! secrets into the keychain. config.py is read as data, never run.
 //! * `pyliteral` the literal subset of Python TokenBoy's config is written in
-//! * `translate` sources → `[[account]]` tables
+//! * `translate` sources → `[[account]]` tables   * `http` an `http` account and its secret
+//! * `placeholder` `{{results.NAME.access_token}}` → `{{accounts.NAME.access_token}}`
 
+mod http;
+mod placeholder;
 mod pyliteral;
 mod translate;
 

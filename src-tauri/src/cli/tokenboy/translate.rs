@@ -1,16 +1,17 @@
 //! TokenBoy's `token_sources` → Tokenwarden `[[account]]` tables. A source that fetches
 //! `cgi-bin/token` is a `wechat` account, one that fetches `cgi-bin/ticket/getticket` with
 //! another source's token is a `wechat-jsapi-ticket` account that depends on it, and any
-//! other is an `http` account with its query (or form) as written. Secrets never reach the
-//! output: a WeChat appsecret, or an argument named like a secret, becomes a
-//! `tokenwarden secret set` to run. `{{results.NAME.FIELD}}` is translated to
-//! `{{accounts.NAME.access_token}}`; any other placeholder is an error with its position.
+//! other is an `http` account with its query (or form) as written (`http`). Secrets never
+//! reach the output: a WeChat appsecret, or an argument named like a secret, becomes a
+//! `tokenwarden secret set` to run, and a URL with a password in it is refused.
+//! `{{results.NAME.FIELD}}` is translated to `{{accounts.NAME.access_token}}`
+//! (`placeholder`); any other placeholder is an error with its position.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use url::Url;
 
+use super::placeholder::{reference, Reference};
 use super::pyliteral::{Pos, Statement, Value};
 use crate::engine::names::AccountName;
 
@@ -21,7 +22,7 @@ pub struct ImportError {
     pub message: String,
 }
 
-fn error<T>(at: Pos, message: impl Into<String>) -> Result<T, ImportError> {
+pub(super) fn error<T>(at: Pos, message: impl Into<String>) -> Result<T, ImportError> {
     Err(ImportError {
         at,
         message: message.into(),
@@ -35,23 +36,13 @@ pub struct Imported {
     pub secrets: Vec<(AccountName, String, Pos)>,
 }
 
-/// Argument names whose values are secrets, not to be copied.
-const SECRET_ARGS: &[&str] = &[
-    "secret",
-    "appsecret",
-    "app_secret",
-    "client_secret",
-    "password",
-    "api_key",
-    "apikey",
-];
-
-struct Source<'a> {
-    name: AccountName,
-    at: Pos,
-    url: Url,
-    method: String,
-    args: Vec<(&'a str, &'a Value)>,
+/// One `token_sources` entry, checked: where it is in config.py, and its arguments as written.
+pub(super) struct Source<'a> {
+    pub(super) name: AccountName,
+    pub(super) at: Pos,
+    pub(super) url: Url,
+    pub(super) method: String,
+    pub(super) args: Vec<(&'a str, &'a Value)>,
 }
 
 /// Reads every `token_sources` entry (item assignments, and a whole dict assigned at once).
@@ -98,10 +89,14 @@ fn sources(statements: &[Statement]) -> Result<Vec<Source<'_>>, ImportError> {
         let Some((url, url_at)) = text("url")? else {
             return error(*at, format!("source `{key}` has no `url`"));
         };
+        // The URL is not quoted: it may hold a password.
         let url = Url::parse(url).map_err(|e| ImportError {
             at: url_at,
-            message: format!("`{url}` is not a URL: {e}"),
+            message: format!("the `url` of source `{key}` is not a URL: {e}"),
         })?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return error(url_at, format!("the `url` of source `{key}` holds a user name and password, which the config file may not; take them out (an `http` account can send `headers = {{ Authorization = \"Basic {{{{secret}}}}\" }}`, its secret the base64 of user:password)"));
+        }
         let method = text("method")?
             .map_or("GET", |(m, _)| m)
             .to_ascii_uppercase();
@@ -130,42 +125,6 @@ fn sources(statements: &[Statement]) -> Result<Vec<Source<'_>>, ImportError> {
     Ok(out)
 }
 
-/// `{{results.NAME.FIELD}}` → the source it names; anything else in `{{…}}` is an error.
-/// A `{{results.NAME.FIELD}}` found in a string: the source it names, and where it is.
-struct Reference<'a> {
-    source: &'a AccountName,
-    span: std::ops::Range<usize>,
-}
-
-fn reference<'a>(
-    text: &str,
-    at: Pos,
-    known: &'a [AccountName],
-) -> Result<Option<Reference<'a>>, ImportError> {
-    let Some(start) = text.find("{{") else {
-        return Ok(None);
-    };
-    let inside_at = Pos {
-        line: at.line,
-        column: at.column + 1 + start,
-    };
-    let Some(end) = text[start..].find("}}") else {
-        return error(inside_at, format!("`{text}`: a `{{{{` that is not closed"));
-    };
-    let inside = text[start + 2..start + end].trim();
-    let parts: Vec<&str> = inside.split('.').collect();
-    match parts.as_slice() {
-        ["results", name, "access_token" | "ticket"] => match known.iter().find(|k| k.as_str() == *name) {
-            Some(source) => Ok(Some(Reference {
-                source,
-                span: start..start + end + 2,
-            })),
-            None => error(inside_at, format!("`{{{{{inside}}}}}` names source `{name}`, which is not in token_sources")),
-        },
-        _ => error(inside_at, format!("unknown placeholder `{{{{{inside}}}}}`; TokenBoy's are `{{{{results.NAME.access_token}}}}` (or `.ticket`)")),
-    }
-}
-
 fn arg_str<'a>(args: &[(&str, &'a Value)], key: &str) -> Option<(&'a str, Pos)> {
     args.iter()
         .find(|(k, _)| *k == key)
@@ -187,7 +146,7 @@ fn base_line(url: &Url) -> String {
     format!("base_url = {}\n", toml_str(&base))
 }
 
-fn toml_str(s: &str) -> String {
+pub(super) fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
@@ -245,66 +204,10 @@ pub fn translate(statements: &[Statement]) -> Result<Imported, ImportError> {
                 base_line(&source.url)
             );
         } else {
-            let mut url = source.url.clone();
-            url.set_query(None);
-            let mut table = BTreeMap::new();
-            let mut secret = None;
-            for (key, value) in &source.args {
-                let (text, at) = match value {
-                    Value::Str(s, at) => (s.clone(), *at),
-                    Value::Number(n) => (n.clone(), source.at),
-                    Value::Bool(b) => (if *b { "True" } else { "False" }.to_owned(), source.at),
-                    _ => {
-                        return error(
-                            source.at,
-                            format!(
-                                "argument `{key}` of source `{name}` is not a string or a number"
-                            ),
-                        )
-                    }
-                };
-                let text = if SECRET_ARGS.contains(&key.to_ascii_lowercase().as_str()) {
-                    if secret.replace(at).is_some() {
-                        return error(at, format!("source `{name}` has two secret arguments; an `http` account keeps one (`{{{{secret}}}}`)"));
-                    }
-                    "{{secret}}".to_owned()
-                } else if let Some(r) = reference(&text, at, &names)? {
-                    format!(
-                        "{}{{{{accounts.{}.access_token}}}}{}",
-                        &text[..r.span.start],
-                        r.source,
-                        &text[r.span.end..]
-                    )
-                } else {
-                    text
-                };
-                table.insert(key.to_string(), text);
-            }
-            let args: Vec<String> = table
-                .iter()
-                .map(|(k, v)| format!("{} = {}", toml_key(k), toml_str(v)))
-                .collect();
-            let field = if source.method == "GET" {
-                "query"
-            } else {
-                "form"
-            };
-            let _ = write!(
-                toml,
-                "provider = \"http\"\nurl = {}\nmethod = {}\n{field} = {{ {} }}\ntoken_field = \"access_token\"\nexpires_in_field = \"expires_in\"\n",
-                toml_str(url.as_str()),
-                toml_str(&source.method),
-                args.join(", ")
-            );
-            if source
-                .url
-                .host_str()
-                .is_some_and(|h| h.ends_with("weixin.qq.com"))
-            {
-                toml.push_str("error_field = \"errcode\"\n");
-            }
-            if let Some(at) = secret {
-                secrets.push((name.clone(), "the secret argument".to_owned(), at));
+            let (lines, secret) = super::http::account(source, &names)?;
+            toml.push_str(&lines);
+            if let Some((what, at)) = secret {
+                secrets.push((name.clone(), what, at));
             }
         }
         toml.push('\n');
@@ -316,18 +219,6 @@ pub fn translate(statements: &[Statement]) -> Result<Imported, ImportError> {
         );
     }
     Ok(Imported { toml, secrets })
-}
-
-fn toml_key(key: &str) -> String {
-    if !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        key.to_owned()
-    } else {
-        toml_str(key)
-    }
 }
 
 #[cfg(test)]
@@ -365,6 +256,50 @@ token_sources['other'] = {'url':'https://api.example.com/token?x=1','method':'PO
             .map(|(n, _, at)| (n.as_str(), at.line))
             .collect();
         assert_eq!(secrets, [("weixin", 5), ("other", 12)]);
+    }
+
+    #[test]
+    fn an_argument_is_a_secret_by_its_name_unless_it_names_a_kind_or_another_source() {
+        for (arg, value, secret) in [
+            ("corpsecret", "'tw-canary'", true),
+            ("Refresh_Token", "'tw-canary'", true),
+            ("client_assertion", "'tw-canary'", true),
+            ("PassWord", "'tw-canary'", true),
+            ("X-Api-Key", "'tw-canary'", true),
+            ("AppKey", "424242", true),
+            ("access_token", "'tw-canary'", true),
+            ("grant_type", "'refresh_token'", false),
+            ("client_assertion_type", "'urn:x'", false),
+            ("token_type_hint", "'refresh_token'", false),
+            ("token_field", "'access_token'", false),
+            ("use_key", "True", false),
+            ("access_token", "'{{results.up.access_token}}'", false),
+        ] {
+            let text = format!(
+                "token_sources = {{}}\ntoken_sources['up'] = {{'url': 'https://up.example/t'}}\n\
+                 token_sources['x'] = {{'url': 'https://x.example/t', 'args': {{{arg:?}: {value}}}}}\n"
+            );
+            let imported = translate(&parse(&text).unwrap()).unwrap();
+            let left: Vec<&str> = imported
+                .secrets
+                .iter()
+                .map(|(n, _, _)| n.as_str())
+                .collect();
+            let placeholder = imported.toml.contains("{{secret}}");
+            assert_eq!(
+                (left == ["x"], placeholder),
+                (secret, secret),
+                "{arg}: {}",
+                imported.toml
+            );
+            if secret {
+                assert!(
+                    !imported.toml.contains(value.trim_matches('\'')),
+                    "{}",
+                    imported.toml
+                );
+            }
+        }
     }
 
     #[test]

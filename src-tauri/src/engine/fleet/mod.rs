@@ -39,6 +39,9 @@ use ring::rand::SystemRandom;
 use tokio::sync::broadcast;
 
 pub use keys::{key_source, write_new_key, KeySource, KEY_ENV};
+
+/// The password of the shared Redis, before the keychain item `store:redis-password`.
+pub const PASSWORD_ENV: &str = "TOKENWARDEN_REDIS_PASSWORD";
 pub use listen::Heard;
 pub use store::FleetStore;
 
@@ -373,7 +376,7 @@ fn client(
         .as_str()
         .into_connection_info()
         .map_err(|e| fail(e.to_string()))?;
-    let password = match std::env::var("TOKENWARDEN_REDIS_PASSWORD") {
+    let password = match std::env::var(PASSWORD_ENV) {
         Ok(p) if !p.is_empty() => Some(Secret::new(p)),
         // A server may have no keychain at all: then there is no password but the
         // environment's, and a Redis that wants one says so when it is reached.
