@@ -5,13 +5,15 @@
 //! * `oauth2`  RFC 6749 grants (authorization code + PKCE, refresh, client credentials);
 //!   `oidc` discovery fills its endpoints
 //! * `wechat`  WeChat `cgi-bin/token` / `stable_token`, and the jsapi ticket
-//! * `http`    any token endpoint described in the config (TokenBoy style)
+//! * `http`    any token endpoint described in the config (TokenBoy style); `skew` reads
+//!   its absolute expiry against the answer's `Date`, for providers whose clock is off
 
 pub mod error;
 pub mod http;
 pub(super) mod lenient;
 pub mod oauth2;
 pub mod oidc;
+pub(super) mod skew;
 pub mod wechat;
 
 use std::collections::HashMap;
