@@ -1,8 +1,11 @@
 //! The tray over D-Bus: the app registers a StatusNotifierItem with the watcher stand-in, and
 //! its com.canonical.dbusmenu menu is read with GetLayout and clicked with Event. Each test
 //! asserts on what the menu says, what the X clipboard and the OS keychain hold, and how the
-//! process exits. Runs inside `tests/scripts/session.sh` (Xvfb, private bus, gnome-keyring).
+//! process exits; one steps the app's wall clock (libfaketime) to show that a copied token is
+//! cleared by the wall clock, which a suspend does not stop. Runs inside
+//! `tests/scripts/session.sh` (Xvfb, private bus, gnome-keyring).
 
+use std::ffi::OsString;
 use std::time::Duration;
 
 use tokenwarden_e2e::desktop::{self, entry, MenuEntry, Session};
@@ -253,4 +256,63 @@ async fn closing_the_window_hides_it_and_open_tokenwarden_shows_it() {
         async || desktop::window_mapped(pid).await == Some(true),
     )
     .await;
+}
+
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+/// A suspend stops the monotonic clock that sleeps count by, not the wall clock. libfaketime
+/// steps the app's wall clock an hour ahead after a Copy while its monotonic clock runs on
+/// (what the app sees after an hour's suspend): the token, to be cleared 10 minutes after the
+/// copy, is cleared within seconds instead of 10 minutes later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_token_is_cleared_by_the_wall_clock_which_a_suspend_does_not_stop() {
+    assert!(
+        std::path::Path::new(LIBFAKETIME).exists(),
+        "{LIBFAKETIME} is missing: `make test` installs libfaketime"
+    );
+    let session = Session::start().await;
+    let s = three_accounts().await;
+    desktop::write_settings(&s.env, true, 600);
+    let rc = s.env.root().join("faketime.rc");
+    std::fs::write(&rc, "+0\n").expect("write the faketime file");
+    let faketime: [(&'static str, OsString); 6] = [
+        ("LD_PRELOAD", LIBFAKETIME.into()),
+        ("FAKETIME_TIMESTAMP_FILE", rc.clone().into()),
+        ("FAKETIME_NO_CACHE", "1".into()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".into()),
+        ("DONT_FAKE_MONOTONIC", "1".into()),
+        ("NO_FAKE_STAT", "1".into()),
+    ];
+    let mut app = session.launch(&s.env, &faketime);
+    app.wait_api().await;
+    let tray = session.tray_item(app.pid()).await;
+    let menu = tray
+        .wait_menu("fb's Copy entry is enabled", |m| {
+            m.iter()
+                .any(|e| e.label.starts_with("Copy fb token — fresh") && e.enabled)
+        })
+        .await;
+
+    tray.click(entry(&menu, "Copy fb token").id).await;
+    wait_until(
+        Duration::from_secs(10),
+        "the clipboard holds fb's access token",
+        async || desktop::clipboard().await.as_deref() == Some(s.fb_access.as_str()),
+    )
+    .await;
+    std::fs::write(&rc, "+1h\n").expect("step the app's wall clock");
+    wait_until(
+        Duration::from_secs(30),
+        "the clipboard no longer holds the token: an hour passed by the wall clock, and \
+         clear_clipboard_secs = 600",
+        async || desktop::clipboard().await.as_deref() != Some(s.fb_access.as_str()),
+    )
+    .await;
+    let after = desktop::clipboard().await;
+    assert!(
+        after.as_deref().is_none_or(|t| t.trim().is_empty()),
+        "the clipboard is cleared, not replaced: {} bytes left",
+        after.map_or(0, |t| t.len())
+    );
+    assert!(app.running(), "the app still runs:\n{}", app.stderr());
 }

@@ -60,6 +60,24 @@ pub enum ConnectStart {
     },
 }
 
+impl ConnectStart {
+    /// What a front end opens or prints for the user.
+    fn urls(&self) -> Vec<&str> {
+        match self {
+            Self::Browser {
+                authorization_url, ..
+            } => vec![authorization_url.as_str()],
+            Self::Device {
+                verification_uri,
+                verification_uri_complete,
+                ..
+            } => std::iter::once(verification_uri.as_str())
+                .chain(verification_uri_complete.as_deref())
+                .collect(),
+        }
+    }
+}
+
 /// Where an account's latest flow is.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ConnectStatus {
@@ -127,6 +145,11 @@ impl Engine {
                 (start, Pending::Device(Box::new(device)))
             }
         };
+        // The one gate before any front end opens or prints a URL for the user.
+        for url in start.urls() {
+            super::provider::openable(url, spec.insecure_http)
+                .map_err(|why| EngineError::usage(name, why))?;
+        }
         self.progress(name, ConnectStage::Waiting, None, None);
         let (engine, name) = (self.clone(), name.clone());
         let stop = self.shared.stop.clone();

@@ -234,16 +234,18 @@ proptest! {
             expiry,
             error_field: None,
         };
-        match spec.read_issued(&body, SystemTime::now()) {
+        let answered = http::Answered { sent: SystemTime::now(), date: None };
+        match spec.read_issued(&body, answered) {
             Ok(issued) => {
                 let set = issued.into_set(None);
                 prop_assert!(set.expires_at.unix() <= LAST);
                 prop_assert!(!set.expires_at.rfc3339().is_empty());
             }
-            Err(why) => prop_assert!(
+            Err(http::Unusable::Bad(why)) => prop_assert!(
                 why.contains(&format!("`{token_field}`")) || why.contains(&format!("`{expiry_path}`")),
                 "the refusal names the path: {why}"
             ),
+            Err(http::Unusable::Expired { field, .. }) => prop_assert_eq!(field, expiry_path),
         }
     }
 

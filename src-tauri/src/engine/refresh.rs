@@ -175,6 +175,10 @@ impl Engine {
                     code,
                 })
             }
+            // A clock that is off stays off: retried once, then left for the user.
+            Err(skew @ RefreshError::ClockSkew { .. }) if self.skewed_last_time(name) => {
+                Err(skew.repeated())
+            }
             other => other,
         };
         let result = match fetched {
@@ -229,6 +233,15 @@ impl Engine {
         }
         self.shared.wake.notify_one();
         result
+    }
+
+    /// Whether the account's last attempt ended in a clock skew (a user's reload or new
+    /// secret forgets it, so the next one is retried again).
+    fn skewed_last_time(&self, name: &AccountName) -> bool {
+        self.with_slot(name, |s| {
+            matches!(s.last_outcome, Some(Err(RefreshError::ClockSkew { .. })))
+        })
+        .unwrap_or(false)
     }
 
     fn can_skip(&self, name: &AccountName, skip: &Skip) -> Result<bool, EngineError> {

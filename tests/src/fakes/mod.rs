@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod oauth;
+pub mod oidc;
 pub mod wechat;
 
 use std::collections::HashMap;

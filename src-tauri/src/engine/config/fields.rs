@@ -145,6 +145,10 @@ pub(super) fn oauth(raw: &RawAccount, preset_name: &str) -> Result<OAuth2Spec, P
         pkce: raw.pkce.as_ref().is_none_or(|b| *b.get_ref()),
         dialect: p.dialect,
         gone_advice: (p.dialect == Dialect::FitbitLegacy).then(|| LEGACY_FITBIT_GONE.to_owned()),
+        insecure_http: raw
+            .allow_insecure_http
+            .as_ref()
+            .is_some_and(|a| *a.get_ref()),
     })
 }
 

@@ -68,6 +68,20 @@ pub enum RefreshError {
         /// the old one, so this one must be saved before anything else.
         rotated: Option<crate::engine::secret::Secret>,
     },
+    /// The answer's expiry at `field` had already passed, with nothing to tell the lifetime
+    /// the provider meant (`skew`): one of the two clocks is off. Tried once more, then
+    /// (`again`) left for the user, since a clock that is off stays off.
+    #[error("{account}: {provider} answered a token whose `{field}` is {behind_secs} s {}, so its lifetime cannot be known: the provider's clock or this machine's is off by at least that much; {}",
+        if *by_date { "before the answer's own Date header (expired by the provider's clock)" } else { "in the past by this machine's clock and the answer has no Date header to count from" },
+        if *again { "tried twice, so not again until the account is refreshed or reloaded" } else { "trying once more" })]
+    ClockSkew {
+        account: AccountName,
+        provider: String,
+        field: String,
+        behind_secs: u64,
+        by_date: bool,
+        again: bool,
+    },
     #[error("{account}: not connected yet")]
     NotConnected { account: AccountName },
     #[error("{account}: no client secret in the keychain")]
@@ -120,6 +134,7 @@ impl RefreshError {
             | Self::Provider { account, .. }
             | Self::Gone { account, .. }
             | Self::BadAnswer { account, .. }
+            | Self::ClockSkew { account, .. }
             | Self::NotConnected { account }
             | Self::MissingSecret { account }
             | Self::Upstream { account, .. }
@@ -139,6 +154,7 @@ impl RefreshError {
             | Self::SharedStore { .. } => true,
             Self::Http { status, .. } => matches!(status, 408 | 425 | 429 | 500..=599),
             Self::Provider { transient, .. } => *transient,
+            Self::ClockSkew { again, .. } => !again,
             _ => false,
         }
     }
@@ -149,6 +165,28 @@ impl RefreshError {
             Self::Http { retry_after, .. } => *retry_after,
             Self::Provider { wait, .. } => *wait,
             _ => None,
+        }
+    }
+
+    /// The same failure met a second time in a row: a clock skew is retried only once.
+    pub fn repeated(self) -> Self {
+        match self {
+            Self::ClockSkew {
+                account,
+                provider,
+                field,
+                behind_secs,
+                by_date,
+                ..
+            } => Self::ClockSkew {
+                account,
+                provider,
+                field,
+                behind_secs,
+                by_date,
+                again: true,
+            },
+            other => other,
         }
     }
 
@@ -165,6 +203,7 @@ impl RefreshError {
             | Self::Provider { code, .. } => code.clone(),
             Self::Gone { .. } => "gone".into(),
             Self::BadAnswer { .. } => "bad_answer".into(),
+            Self::ClockSkew { .. } => "clock_skew".into(),
             Self::NotConnected { .. } => "not_connected".into(),
             Self::MissingSecret { .. } => "missing_secret".into(),
             Self::KeychainUnavailable { .. } => "keychain_unavailable".into(),
@@ -287,6 +326,26 @@ pub fn network_detail(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn a_clock_skew_is_retried_once_and_names_the_account_the_field_and_the_skew() {
+        let skew = super::RefreshError::ClockSkew {
+            account: "custom".parse().unwrap(),
+            provider: "http".into(),
+            field: "data.expires_at".into(),
+            behind_secs: 3600,
+            by_date: false,
+            again: false,
+        };
+        assert!(skew.is_transient());
+        assert_eq!(skew.code(), "clock_skew");
+        let again = skew.repeated();
+        assert!(!again.is_transient(), "the second time waits for the user");
+        let message = again.to_string();
+        for part in ["custom:", "`data.expires_at`", "3600 s", "tried twice"] {
+            assert!(message.contains(part), "{part} in {message}");
+        }
+    }
 
     #[test]
     fn retry_after_takes_seconds_and_dates() {

@@ -99,12 +99,21 @@ impl HttpSpec {
         if let Some(json) = &self.json {
             request = request.json(&fill_json(json, req)?);
         }
+        let sent = crate::engine::clock::now();
         let response = request
             .send()
             .await
             .map_err(|e| RefreshError::network(req.account, req.provider, &e))?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers());
+        let answered = Answered {
+            sent,
+            date: response
+                .headers()
+                .get(reqwest::header::DATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| httpdate::parse_http_date(v).ok()),
+        };
         let bytes = super::error::read_body(response, req.account, req.provider).await?;
         let body: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
         let code = body
@@ -132,8 +141,21 @@ impl HttpSpec {
                 wait: None,
             });
         }
-        self.read_issued(&body, crate::engine::clock::now())
-            .map_err(bad)
+        self.read_issued(&body, answered).map_err(|e| match e {
+            Unusable::Bad(what) => bad(what),
+            Unusable::Expired {
+                field,
+                behind,
+                by_date,
+            } => RefreshError::ClockSkew {
+                account: req.account.clone(),
+                provider: req.provider.to_owned(),
+                field,
+                behind_secs: behind.as_secs(),
+                by_date,
+                again: false,
+            },
+        })
     }
 
     /// The token and its lifetime from a successful answer. The error names the path that
@@ -141,8 +163,9 @@ impl HttpSpec {
     pub(crate) fn read_issued(
         &self,
         body: &serde_json::Value,
-        now: SystemTime,
-    ) -> Result<Issued, String> {
+        answered: Answered,
+    ) -> Result<Issued, Unusable> {
+        let now = answered.sent;
         let token = lookup(body, &self.token_field)
             .and_then(|v| v.as_str())
             .ok_or_else(|| format!("no string at `{}` in the answer", self.token_field))?;
@@ -163,8 +186,13 @@ impl HttpSpec {
                 let at = at_time(value).ok_or_else(|| {
                     format!("`{path}` is neither unix seconds nor an RFC 3339 time")
                 })?;
-                // A date beyond what any lifetime may reach is taken as that far.
-                at.min(Deadline::after(now, bounds::MAX_LIFETIME))
+                super::skew::deadline(at, answered.sent, answered.date).map_err(|skew| {
+                    Unusable::Expired {
+                        field: path.clone(),
+                        behind: skew.behind,
+                        by_date: skew.by_date,
+                    }
+                })?
             }
         };
         Ok(Issued {
@@ -189,6 +217,36 @@ impl HttpSpec {
         };
         // Quote only a code-shaped value: anything else might be a message with data in it.
         Some(super::error::code_shaped(&code))
+    }
+}
+
+/// When a successful answer was asked for, by this machine's clock, and the `Date` it
+/// carried (the provider's clock).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Answered {
+    /// Just before the request went out: a lifetime counted from here ends no later than
+    /// the provider's own count does.
+    pub sent: SystemTime,
+    pub date: Option<SystemTime>,
+}
+
+/// Why a successful answer gives no token to use.
+#[derive(Debug)]
+pub(crate) enum Unusable {
+    /// Something at a path is missing or malformed; the text names the path.
+    Bad(String),
+    /// The expiry at `field` has already passed and nothing tells the lifetime the provider
+    /// meant (see `skew`).
+    Expired {
+        field: String,
+        behind: Duration,
+        by_date: bool,
+    },
+}
+
+impl From<String> for Unusable {
+    fn from(what: String) -> Self {
+        Self::Bad(what)
     }
 }
 

@@ -5,13 +5,15 @@
 //! * `oauth2`  RFC 6749 grants (authorization code + PKCE, refresh, client credentials);
 //!   `oidc` discovery fills its endpoints
 //! * `wechat`  WeChat `cgi-bin/token` / `stable_token`, and the jsapi ticket
-//! * `http`    any token endpoint described in the config (TokenBoy style)
+//! * `http`    any token endpoint described in the config (TokenBoy style); `skew` reads
+//!   its absolute expiry against the answer's `Date`, for providers whose clock is off
 
 pub mod error;
 pub mod http;
 pub(super) mod lenient;
 pub mod oauth2;
 pub mod oidc;
+pub(super) mod skew;
 pub mod wechat;
 
 use std::collections::HashMap;
@@ -195,6 +197,43 @@ impl Provider {
     }
 }
 
+/// Why an endpoint may neither be handed to a browser nor sent a secret, if it may not:
+/// anything but `https://`, or plain `http://` to this machine (to another one only when
+/// the account says `allow_insecure_http = true`). A `file:`, `javascript:` or custom-scheme
+/// URL would make the system's opener start another program with it.
+pub fn endpoint_problem(url: &url::Url, insecure_http: bool) -> Option<&'static str> {
+    match url.scheme() {
+        "https" | "http" if url.host().is_none() => Some("has no host"),
+        "https" => None,
+        "http" if is_plain_remote_http(url) && !insecure_http => {
+            Some("is plain http:// to another machine (only https://, or http:// to this machine, is used)")
+        }
+        "http" => None,
+        _ => Some("is not an https:// address (only https://, or http:// to this machine, is used)"),
+    }
+}
+
+/// Whether a front end may open or print `text`, a URL for the user's browser (a consent or
+/// verification URL): the same rule as for endpoints, with a message saying why not.
+pub fn openable(text: &str, insecure_http: bool) -> Result<(), String> {
+    let url = url::Url::parse(text).map_err(|e| {
+        format!("the URL for the browser is not a URL ({e}); it is neither opened nor shown")
+    })?;
+    match endpoint_problem(&url, insecure_http) {
+        None => Ok(()),
+        Some(problem) => Err(format!(
+            "the URL for the browser, {}, {problem}; it is neither opened nor shown",
+            shown(&url)
+        )),
+    }
+}
+
+/// An endpoint as messages show it: without its query and fragment (a consent URL's query
+/// holds its state and PKCE challenge).
+pub fn shown(url: &url::Url) -> &str {
+    &url[..url::Position::AfterPath]
+}
+
 /// Plain `http://` to anything but this machine: what secrets must not be sent over.
 pub fn is_plain_remote_http(url: &url::Url) -> bool {
     let local = match url.host() {
@@ -211,6 +250,41 @@ pub fn is_plain_remote_http(url: &url::Url) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_https_and_loopback_http_endpoints_may_be_opened_or_sent_secrets() {
+        let problem =
+            |u: &str, insecure| super::endpoint_problem(&url::Url::parse(u).unwrap(), insecure);
+        for fine in [
+            "https://login.example.com/authorize",
+            "http://127.0.0.1:9000/authorize",
+            "http://[::1]/authorize",
+            "http://localhost:8080/authorize",
+        ] {
+            assert_eq!(problem(fine, false), None, "{fine}");
+        }
+        for refused in [
+            "file:///etc/passwd",
+            "javascript:alert(1)",
+            "ms-settings:privacy",
+            "smb://server/share",
+            "data:text/html,<script>alert(1)</script>",
+            "http://login.example.com/authorize",
+        ] {
+            assert!(problem(refused, false).is_some(), "{refused}");
+        }
+        assert_eq!(
+            problem("http://login.example.com/authorize", true),
+            None,
+            "opted in"
+        );
+        assert!(
+            problem("file:///etc/passwd", true).is_some(),
+            "never, opted in or not"
+        );
+        let consent = url::Url::parse("https://a.example/auth?state=s3cret#x").unwrap();
+        assert_eq!(super::shown(&consent), "https://a.example/auth");
+    }
+
     #[test]
     fn only_plain_http_off_this_machine_is_insecure() {
         let insecure = |u: &str| super::is_plain_remote_http(&url::Url::parse(u).unwrap());

@@ -22,6 +22,7 @@ pub async fn discover(
     issuer: &Url,
     account: &AccountName,
     provider: &str,
+    insecure_http: bool,
 ) -> Result<Endpoints, RefreshError> {
     let url = discovery_url(issuer);
     let fail = |what: String| RefreshError::bad_answer(account, provider, what);
@@ -46,22 +47,23 @@ pub async fn discover(
     if doc.token_endpoint.is_none() {
         return Err(fail(format!("{url} names no token_endpoint")));
     }
-    // An https issuer may not send the client secret and tokens over plain http.
+    // The browser opens the authorization endpoint and secrets go to the others: each must
+    // be https (plain http to this machine, or anywhere if the account allows it).
     let endpoints = [
-        &doc.authorization_endpoint,
-        &doc.token_endpoint,
-        &doc.revocation_endpoint,
-        &doc.device_authorization_endpoint,
+        ("authorization_endpoint", &doc.authorization_endpoint),
+        ("token_endpoint", &doc.token_endpoint),
+        ("revocation_endpoint", &doc.revocation_endpoint),
+        (
+            "device_authorization_endpoint",
+            &doc.device_authorization_endpoint,
+        ),
     ];
-    if !super::is_plain_remote_http(issuer) {
-        if let Some(plain) = endpoints
-            .into_iter()
-            .flatten()
-            .find(|u| super::is_plain_remote_http(u))
-        {
+    for (field, endpoint) in endpoints {
+        let Some(endpoint) = endpoint else { continue };
+        if let Some(problem) = super::endpoint_problem(endpoint, insecure_http) {
             return Err(fail(format!(
-                "{url} names a plain http:// endpoint ({}) for an https issuer; refused",
-                plain.origin().ascii_serialization()
+                "{url} names {field} {}, which {problem}; refused",
+                super::shown(endpoint)
             )));
         }
     }

@@ -76,6 +76,9 @@ pub struct OAuth2Spec {
     pub dialect: Dialect,
     /// What to tell the user when the token endpoint answers 410 Gone.
     pub gone_advice: Option<String>,
+    /// `allow_insecure_http = true`: discovered endpoints may be plain http to another
+    /// machine, as the config's own may.
+    pub insecure_http: bool,
 }
 
 /// A consent flow in progress: the URL to open and what the redirect must match.
@@ -111,7 +114,9 @@ impl OAuth2Spec {
         };
         let found = self
             .discovered
-            .get_or_try_init(|| super::oidc::discover(http, issuer, who.account, who.provider))
+            .get_or_try_init(|| {
+                super::oidc::discover(http, issuer, who.account, who.provider, self.insecure_http)
+            })
             .await?;
         let given = &self.endpoints;
         Ok(Endpoints {
