@@ -22,6 +22,7 @@ pub mod fakes;
 pub mod fleet;
 pub mod harness;
 pub mod keyring;
+pub mod local;
 pub mod prometheus;
 pub mod redis;
 

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tokenwarden_e2e::harness::LegacyAccount;
+use tokenwarden_e2e::local::running_as_root;
 use tokenwarden_e2e::{prometheus, Api, Env, Output};
 
 /// The sum of `tokenwarden_api_requests_total` over all routes and statuses.
@@ -336,15 +337,4 @@ async fn another_users_process_is_refused_on_the_engines_socket() {
         theirs.status.code(),
         String::from_utf8_lossy(&theirs.stderr)
     );
-}
-
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .map(|ids| ids.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
 }

@@ -94,34 +94,9 @@ async fn concurrent_token_calls_without_an_engine_refresh_once() {
 }
 
 /// util-linux `flock` holding the engine's lock file for `secs` without announcing itself:
-/// a one-shot command between taking the lock and writing its holder file, held open. Waits
-/// until the kernel lists the lock.
+/// a one-shot command between taking the lock and writing its holder file, held open.
 async fn hold_lock_unannounced(env: &Env, secs: u32) -> std::process::Child {
-    let file = env.lock_file();
-    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-    let child = std::process::Command::new("flock")
-        .args(["-x", "-n", "-F"])
-        .arg(&file)
-        .args(["sleep", &secs.to_string()])
-        .spawn()
-        .expect("flock (util-linux)");
-    let pid = child.id();
-    wait_until(
-        Duration::from_secs(10),
-        "flock holds the lock",
-        async || {
-            std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|fd| {
-                    std::fs::read_to_string(fd.path())
-                        .is_ok_and(|i| i.contains("FLOCK  ADVISORY  WRITE"))
-                })
-        },
-    )
-    .await;
-    child
+    tokenwarden_e2e::local::hold_lock(&env.lock_file(), secs).await
 }
 
 /// A `serve` killed with SIGKILL leaves its holder file naming it. The next holder of the lock

@@ -11,11 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tokenwarden_e2e::harness::LegacyAccount;
+use tokenwarden_e2e::local::{drop_box, hold_lock, running_as_root};
 use tokenwarden_e2e::wait_until;
-
-fn running_as_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
 
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -105,14 +102,12 @@ async fn a_lock_dir_another_user_made_first_is_refused_and_gets_nothing() {
         .await;
     let tmp = shared_tmp();
     let theirs = tmp.path().join("tokenwarden-0");
-    let log = tmp.path().join("received");
+    let log = drop_box(tmp.path(), "received");
     let made = as_nobody(&["mkdir", "-m", "0777"])
         .arg(&theirs)
         .status()
         .unwrap();
     assert!(made.success());
-    std::fs::write(&log, "").unwrap();
-    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o666)).unwrap();
     let stem = env.lock_file();
     let stem = stem.file_stem().unwrap().to_string_lossy().into_owned();
     let socket = theirs.join(format!("{stem}.sock"));
@@ -174,9 +169,7 @@ async fn an_engine_announced_as_another_users_process_is_not_believed() {
         .await;
     let tmp = shared_tmp();
     let socket = tmp.path().join("theirs.sock");
-    let log = tmp.path().join("received");
-    std::fs::write(&log, "").unwrap();
-    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let log = drop_box(tmp.path(), "received");
     // Runs `tokenwarden list` once so that the lock dir and file exist.
     env.run(&["list"], None).await.ok();
     let mut server = squatter(&socket, &log, Holding::Ours(&env.lock_file()));
@@ -213,31 +206,12 @@ async fn a_socket_served_by_another_user_gets_no_request() {
         .await;
     let tmp = shared_tmp();
     let socket = tmp.path().join("theirs.sock");
-    let log = tmp.path().join("received");
-    std::fs::write(&log, "").unwrap();
-    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let log = drop_box(tmp.path(), "received");
     env.run(&["list"], None).await.ok();
     let mut server = squatter(&socket, &log, Holding::Nothing);
     // A process of ours holds the lock and is announced as the engine, with their socket.
-    let mut ours = Command::new("flock")
-        .args(["-x", "-n", "-F"])
-        .arg(env.lock_file())
-        .args(["sleep", "60"])
-        .spawn()
-        .unwrap();
+    let mut ours = hold_lock(&env.lock_file(), 60).await;
     let pid = ours.id();
-    wait_until(
-        Duration::from_secs(10),
-        "flock holds the lock",
-        async || {
-            std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|fd| std::fs::read_to_string(fd.path()).is_ok_and(|i| i.contains("WRITE")))
-        },
-    )
-    .await;
     let holder = env.lock_file().with_extension("json");
     let announcement = serde_json::json!({
         "pid": pid, "role": "engine", "listen": format!("127.0.0.1:{}", env.api_port),

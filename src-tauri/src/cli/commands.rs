@@ -206,6 +206,18 @@ pub async fn finish<T>(engine: &Engine, result: Result<T, EngineError>) -> Resul
     }
 }
 
+/// The accounts a key may see, in words.
+fn scope_words(accounts: Option<&[AccountName]>) -> String {
+    match accounts {
+        None => "all accounts".to_owned(),
+        Some(a) => a
+            .iter()
+            .map(AccountName::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
 async fn api_key(ctx: &Context, action: ApiKeyAction) -> Result<()> {
     crate::engine::own_data_dir(&ctx.data_dir)?;
     let keys = api_keys(ctx);
@@ -229,14 +241,7 @@ async fn api_key(ctx: &Context, action: ApiKeyAction) -> Result<()> {
             }
             let key = keys.create(&label, accounts.clone(), write).await?;
             println!("{}", key.expose());
-            let scope = match accounts {
-                None => "all accounts".to_owned(),
-                Some(a) => a
-                    .iter()
-                    .map(AccountName::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            };
+            let scope = scope_words(accounts.as_deref());
             let may = if write {
                 "it may read and change them"
             } else {
@@ -256,14 +261,7 @@ async fn api_key(ctx: &Context, action: ApiKeyAction) -> Result<()> {
                 println!("no API keys; create one with `tokenwarden api-key create LABEL`");
             } else {
                 for k in &list {
-                    let scope = match &k.accounts {
-                        None => "all accounts".to_owned(),
-                        Some(a) => a
-                            .iter()
-                            .map(AccountName::as_str)
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    };
+                    let scope = scope_words(k.accounts.as_deref());
                     let access = if k.write { "read-write" } else { "read-only" };
                     println!(
                         "{:<24} created {}  {access:<10}  {scope}",
