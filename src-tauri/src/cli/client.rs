@@ -111,8 +111,8 @@ impl ApiClient {
         // Before a key goes out: the port must be our user's (while the engine was down,
         // another user may have bound it).
         #[cfg(unix)]
-        if let Some(uid) = crate::engine::peers::listener_uid(listen) {
-            let me = crate::engine::private::euid();
+        if let Some(uid) = crate::engine::listener_uid(listen) {
+            let me = crate::engine::euid();
             if uid != me {
                 anyhow::bail!("{listen}, where the engine announced its API, is served by uid {uid}, not by you (uid {me}); refusing to send it the engine's key. Another user may have taken the port while the engine was down: stop that process, then start the engine again");
             }
@@ -302,7 +302,7 @@ mod socket {
         let stream = UnixStream::connect(path).await?;
         // The kernel says who serves it: never our engine if it is another user.
         let server = stream.peer_cred()?.uid();
-        let me = crate::engine::private::euid();
+        let me = crate::engine::euid();
         if server != me {
             anyhow::bail!(
                 "{} is served by uid {server}, not by you (uid {me}); refusing to talk to it",

@@ -43,5 +43,5 @@ pub fn load(data_dir: &Path) -> Settings {
 pub fn save(data_dir: &Path, settings: &Settings) -> std::io::Result<()> {
     crate::engine::own_data_dir(data_dir).map_err(std::io::Error::other)?;
     let json = serde_json::to_vec_pretty(settings).expect("serializes");
-    crate::engine::private::replace(&path(data_dir), &json, 0o600)
+    crate::engine::replace_private_file(&path(data_dir), &json, 0o600)
 }

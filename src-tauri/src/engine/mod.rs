@@ -51,9 +51,14 @@ pub mod migrate;
 pub mod names;
 mod open;
 pub mod paths;
-pub mod peers;
-pub mod private;
+mod peers;
+pub(crate) mod private;
 pub(crate) use open::own_data_dir;
+/// For front ends' own files and their checks of whom they talk to.
+pub use peers::listener_uid;
+#[cfg(unix)]
+pub use private::euid;
+pub use private::replace as replace_private_file;
 pub mod provider;
 pub mod quota;
 mod redirect;

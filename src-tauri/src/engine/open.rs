@@ -95,7 +95,19 @@ impl Engine {
 
     pub async fn with_parts(parts: Parts) -> Result<Self, EngineError> {
         let metrics = metrics::Metrics::default();
-        let (journal, replay) = super::journal::replay::open(&parts).await;
+        let kind = match parts.fleet {
+            Some(_) => super::config::StoreKind::Redis,
+            None => parts.config.store,
+        };
+        let service = parts.lock_place.as_ref().map_or("tokenwarden", |p| &p.stem);
+        let (journal, replay) = super::journal::replay::open(
+            parts.mode,
+            kind,
+            service,
+            &parts.data_dir,
+            parts.store.clone(),
+        )
+        .await;
         let keychain = Keychain::new(parts.store.clone())
             .counting(metrics.secret_writes.clone())
             .journaled(journal.clone());

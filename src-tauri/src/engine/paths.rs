@@ -55,8 +55,6 @@ impl Context {
     }
 }
 
-/// What moves the lock dir elsewhere, for errors about it.
-pub const LOCK_DIR_REMEDY: &str = "set XDG_RUNTIME_DIR (or TMPDIR) to a folder only you can write";
 /// What moves the data dir elsewhere, for errors about it.
 pub const DATA_DIR_REMEDY: &str = "set TOKENWARDEN_DATA_DIR to a folder only you can write";
 

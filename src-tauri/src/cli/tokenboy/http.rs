@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use super::placeholder::reference;
 use super::pyliteral::{Pos, Value};
-use super::translate::{error, toml_str, ImportError, Source};
+use super::source::{error, toml_str, ImportError, Source};
 use crate::engine::names::AccountName;
 
 /// Words that make an argument a secret wherever they are in its name, in any case:

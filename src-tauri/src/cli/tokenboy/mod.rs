@@ -4,10 +4,12 @@
 //! * `pyliteral` the literal subset of Python TokenBoy's config is written in
 //! * `translate` sources → `[[account]]` tables   * `http` an `http` account and its secret
 //! * `placeholder` `{{results.NAME.access_token}}` → `{{accounts.NAME.access_token}}`
+//! * `source` a checked entry, import errors and TOML strings, shared by the others
 
 mod http;
 mod placeholder;
 mod pyliteral;
+mod source;
 mod translate;
 
 use std::io::Write as _;

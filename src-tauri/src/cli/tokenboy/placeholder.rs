@@ -3,7 +3,7 @@
 //! Errors quote the placeholder, never the text around it, which may be a secret.
 
 use super::pyliteral::Pos;
-use super::translate::{error, ImportError};
+use super::source::{error, ImportError};
 use crate::engine::names::AccountName;
 
 /// A `{{results.NAME.FIELD}}` found in a string: the source it names, and where it is.

@@ -13,36 +13,15 @@ use url::Url;
 
 use super::placeholder::{reference, Reference};
 use super::pyliteral::{Pos, Statement, Value};
+pub use super::source::ImportError;
+use super::source::{error, toml_str, Source};
 use crate::engine::names::AccountName;
-
-#[derive(Debug, thiserror::Error)]
-#[error("{at}: {message}")]
-pub struct ImportError {
-    pub at: Pos,
-    pub message: String,
-}
-
-pub(super) fn error<T>(at: Pos, message: impl Into<String>) -> Result<T, ImportError> {
-    Err(ImportError {
-        at,
-        message: message.into(),
-    })
-}
 
 /// The config to append, and the secrets to set (account, where the value is in config.py).
 #[derive(Debug)]
 pub struct Imported {
     pub toml: String,
     pub secrets: Vec<(AccountName, String, Pos)>,
-}
-
-/// One `token_sources` entry, checked: where it is in config.py, and its arguments as written.
-pub(super) struct Source<'a> {
-    pub(super) name: AccountName,
-    pub(super) at: Pos,
-    pub(super) url: Url,
-    pub(super) method: String,
-    pub(super) args: Vec<(&'a str, &'a Value)>,
 }
 
 /// Reads every `token_sources` entry (item assignments, and a whole dict assigned at once).
@@ -144,10 +123,6 @@ fn base_line(url: &Url) -> String {
         let _ = write!(base, ":{port}");
     }
     format!("base_url = {}\n", toml_str(&base))
-}
-
-pub(super) fn toml_str(s: &str) -> String {
-    toml::Value::String(s.to_owned()).to_string()
 }
 
 pub fn translate(statements: &[Statement]) -> Result<Imported, ImportError> {

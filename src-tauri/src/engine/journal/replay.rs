@@ -6,12 +6,12 @@
 //! it is as new or newer after all (its sequence number says so; something that does not
 //! journal wrote it), it wins and the entry is dropped.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use super::{Entry, Journal};
 use crate::engine::config::StoreKind;
 use crate::engine::names::{AccountName, Deadline};
-use crate::engine::open::Parts;
 use crate::engine::secret::TokenSet;
 use crate::engine::secrets::{KeychainError, SecretKey};
 use crate::engine::slot::Unsaved;
@@ -21,20 +21,26 @@ use crate::engine::{Engine, Mode};
 /// The engine's journal, and the entries an earlier run left. Only a refresher on a local
 /// store has one; one that cannot be opened (a keychain that does not answer at start)
 /// leaves the file as it is for the next start and never stops the engine.
-pub(in crate::engine) async fn open(parts: &Parts) -> (Option<Arc<Journal>>, Vec<Entry>) {
-    if parts.mode != Mode::Refresher || parts.fleet.is_some() {
+/// `kind` is the store the engine writes (`Redis` for a fleet's host), `service` the keychain
+/// service's file stem, which names the journal.
+pub(in crate::engine) async fn open(
+    mode: Mode,
+    kind: StoreKind,
+    service: &str,
+    data_dir: &Path,
+    store: Arc<dyn crate::engine::secrets::SecretStore>,
+) -> (Option<Arc<Journal>>, Vec<Entry>) {
+    if mode != Mode::Refresher {
         return (None, Vec::new());
     }
-    let writes = match parts.config.store {
+    let writes = match kind {
         StoreKind::Keychain => true,
         // A row in the sealed database is already local and durable; an old journal is
         // still replayed into it (the store was switched after a crash).
         StoreKind::Database => false,
         StoreKind::Redis => return (None, Vec::new()),
     };
-    let service = parts.lock_place.as_ref().map_or("tokenwarden", |p| &p.stem);
-    let path = super::journal_path(&parts.data_dir, service);
-    let store = parts.store.clone();
+    let path = super::journal_path(data_dir, service);
     let opened = tokio::task::spawn_blocking(move || Journal::open(&path, &*store, writes)).await;
     let error = match opened {
         Ok(Ok(Some((journal, entries)))) => return (Some(Arc::new(journal)), entries),

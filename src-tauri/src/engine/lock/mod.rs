@@ -185,10 +185,13 @@ fn read_holder(place: &LockPlace) -> Option<Holder> {
     serde_json::from_slice(&std::fs::read(place.holder_file()).ok()?).ok()
 }
 
+/// What moves the lock dir elsewhere, for errors about it.
+const LOCK_DIR_REMEDY: &str = "set XDG_RUNTIME_DIR (or TMPDIR) to a folder only you can write";
+
 /// Opens the lock file in a lock dir that is ours alone (refused otherwise: another user who
 /// made it could announce a server of theirs to our CLI, or hold the lock against us).
 fn open(place: &LockPlace) -> Result<File, LockError> {
-    super::private::own_dir(&place.dir, super::paths::LOCK_DIR_REMEDY)?;
+    super::private::own_dir(&place.dir, LOCK_DIR_REMEDY)?;
     let path = place.lock_file();
     let mut options = OpenOptions::new();
     options.create(true).truncate(false).write(true);
