@@ -51,10 +51,14 @@ enum Holding<'a> {
 /// nobody's server on a Unix socket at `socket`, logging what it receives to `log`. Waits
 /// until it listens.
 fn squatter(socket: &Path, log: &Path, holding: Holding) -> Child {
+    squatting(&format!("unix '{}'", socket.display()), log, holding)
+}
+
+/// nobody's server on `where` (`unix PATH` or `tcp PORT`).
+fn squatting(at: &str, log: &Path, holding: Holding) -> Child {
     let server = format!(
-        "/usr/bin/python3 '{}' unix '{}' '{}'",
+        "/usr/bin/python3 '{}' {at} '{}'",
         script("squatter.py").display(),
-        socket.display(),
         log.display()
     );
     let nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups";
@@ -227,6 +231,47 @@ async fn a_socket_served_by_another_user_gets_no_request() {
     let line = token.failure_line();
     assert!(!token.stdout.contains("attacker"), "{token}");
     assert!(line.contains("uid 65534"), "{line}");
+    let got = received(&log);
+    assert!(got.is_empty(), "nobody received: {got}");
+}
+
+/// While the engine is down another user binds its TCP port. An announcement naming that
+/// port with no socket (the CLI's fallback to TCP) must not make the CLI send it the engine's
+/// key: the kernel's socket table says whose the listener is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_port_taken_by_another_user_gets_no_key() {
+    if !running_as_root() {
+        eprintln!("SKIPPED: needs root to act as another user");
+        return;
+    }
+    let (_fake, env, _) = LegacyAccount::new(|c| c.expires_in(3600))
+        .connected(3600)
+        .await;
+    // A serve that ran once leaves the engine's key in the keychain, as on any machine.
+    let mut first = env.spawn_serve();
+    first.wait_api().await;
+    assert_eq!(first.stop().await.code, 0);
+    let tmp = shared_tmp();
+    let log = drop_box(tmp.path(), "received");
+    let mut server = squatting(&format!("tcp {}", env.api_port), &log, Holding::Nothing);
+    let mut ours = hold_lock(&env.lock_file(), 60).await;
+    let announcement = serde_json::json!({
+        "pid": ours.id(), "role": "engine", "listen": format!("127.0.0.1:{}", env.api_port),
+    });
+    std::fs::write(
+        env.lock_file().with_extension("json"),
+        announcement.to_string(),
+    )
+    .unwrap();
+
+    let token = env.run(&["token", "fb"], None).await;
+    let _ = ours.kill();
+    let _ = ours.wait();
+    let _ = server.kill();
+    let _ = server.wait();
+    let line = token.failure_line();
+    assert!(line.contains("uid 65534"), "{line}");
+    assert!(!token.stdout.contains("attacker"), "{token}");
     let got = received(&log);
     assert!(got.is_empty(), "nobody received: {got}");
 }
