@@ -147,3 +147,47 @@ async fn away_and_back(fault: Fault) {
     );
     assert!(serve.running(), "serve exited:\n{}", serve.stderr());
 }
+
+/// A key made just before the keychain was locked cannot be checked until it is unlocked:
+/// the engine answers 503 `keychain_unavailable` with `Retry-After` (closed, and honest; "wrong
+/// key" would make a script with a valid key give up), keys it already knew keep working, and
+/// the new key works once the keychain is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_key_while_the_keychain_is_locked_is_told_to_wait_not_that_it_is_wrong() {
+    let keyring = PrivateKeyring::start();
+    let redirect = format!("http://127.0.0.1:{}/callback", free_port());
+    let fake = OAuthFake::start(OAuthConfig::fitbit_legacy(&redirect)).await;
+    let mut env = Env::new(&fake.account_toml(
+        "fb",
+        "fitbit-legacy",
+        &format!("redirect_uri = \"{redirect}\""),
+    ));
+    env.bus = Some(keyring.address().into());
+    let (access, refresh) = fake.issue_grant();
+    env.seed_tokens("fb", &access, &refresh, unix_now() + 3600)
+        .await;
+    let (serve, api, _) = env.serve_with_new_key("known").await;
+    assert_eq!(api.token("fb").await, access);
+    let new = env.create_api_key("new").await;
+    keyring.lock();
+
+    let answer = api.with_key(Some(&new)).get("/v1/accounts/fb/token").await;
+    answer.expect_error(503, "keychain_unavailable");
+    assert_eq!(answer.header("retry-after"), Some("1"), "{answer}");
+    assert_eq!(
+        api.token("fb").await,
+        access,
+        "a key already known still works"
+    );
+
+    keyring.unlock();
+    wait_until(Duration::from_secs(10), "the new key works", async || {
+        api.with_key(Some(&new))
+            .get("/v1/accounts/fb/token")
+            .await
+            .status
+            == 200
+    })
+    .await;
+    assert_eq!(serve.stop().await.code, 0);
+}

@@ -289,6 +289,18 @@ async fn admit(
     if holder.is_some() {
         return Ok(Caller(holder));
     }
+    // Still closed, but honest: "wrong key" would make a script with a new, valid key give
+    // up while the keychain is locked or restarting. No failure is counted: nothing can be
+    // learned from an answer every key gets.
+    if presented.is_some_and(|k| !k.is_empty()) && state.engine.api_keys().unreadable() {
+        let mut error = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "keychain_unavailable",
+            "the API keys cannot be read from the keychain right now (locked, or restarting); try again shortly",
+        );
+        error.retry_after = Some(1);
+        return Err(error);
+    }
     // The presented key is never logged: it may be a real key with a typo.
     let reason = if presented.is_some() {
         "wrong key"

@@ -178,6 +178,12 @@ impl ApiKeys {
         cache.keys.get(&digest(presented)).cloned()
     }
 
+    /// The keys could not be read the last time they were asked for (the keychain is locked or
+    /// gone): a key not among those already known may be valid, and cannot be told.
+    pub fn unreadable(&self) -> bool {
+        !self.cache.lock().expect("poisoned").loaded
+    }
+
     /// [`Self::verify`] without waiting: `None` when the keys must be read again first (the
     /// caller then takes the path that can wait for the keychain).
     pub fn verify_cached(&self, presented: &str) -> Option<Option<KeyHolder>> {
@@ -407,6 +413,7 @@ mod tests {
             keys.verify(b.expose()).await.is_none(),
             "revoked stays revoked"
         );
+        assert!(keys.unreadable(), "the failed reload is known");
         assert_eq!(
             keys.verify(a.expose()).await.map(|h| h.label).as_deref(),
             Some("a")
