@@ -2,6 +2,8 @@
 //! restarts a keyring behind the test's back) with a gnome-keyring daemon the test can kill
 //! and start again, as a user's Secret Service may crash, be stopped or be restarted. Its
 //! storage survives the restarts, as a real login keyring's does.
+//! [`PrivateKeyring::dying_at_first_call`] is the one with activation: a stand-in that dies at
+//! the first call without replying, and the real keyring started by the bus for the next.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -20,10 +22,74 @@ pub struct PrivateKeyring {
 
 impl PrivateKeyring {
     pub fn start() -> Self {
+        let mut keyring = Self::on_bus(false);
+        keyring.start_daemon();
+        keyring
+    }
+
+    /// A Secret Service that dies at the first call it gets, without replying, as gnome-keyring
+    /// 42 aborts (`scripts/dying-secrets.py`); the bus then starts the real keyring for the next
+    /// caller, unlocked, on this keyring's storage. Returns the stand-in's process: it exits 3
+    /// once a call has killed it.
+    pub fn dying_at_first_call() -> (Self, Child) {
+        let keyring = Self::on_bus(true);
+        let mut stand_in = Command::new(crate::desktop::python())
+            .arg(crate::desktop::script("dying-secrets.py"))
+            .env("DBUS_SESSION_BUS_ADDRESS", &keyring.address)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("dying-secrets.py (needs /usr/bin/python3 with python3-gi)");
+        let mut ready = String::new();
+        BufReader::new(stand_in.stdout.take().expect("stdout"))
+            .read_line(&mut ready)
+            .expect("the stand-in's first line");
+        assert_eq!(ready.trim(), "ready", "the stand-in owns the name");
+        (keyring, stand_in)
+    }
+
+    /// A private session bus; with `activation`, it starts the real keyring (unlocked, on this
+    /// keyring's storage) for a client that asks for the Secret Service when none runs.
+    fn on_bus(activation: bool) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("tokenwarden-keyring-")
             .tempdir()
             .expect("temp dir");
+        let services = dir.path().join("services");
+        if activation {
+            std::fs::create_dir_all(&services).expect("services dir");
+            let runtime = dir.path().join("runtime");
+            std::fs::create_dir_all(&runtime).expect("runtime dir");
+            let script = dir.path().join("activate.sh");
+            std::fs::write(
+                &script,
+                format!(
+                    "#!/bin/sh
+export DBUS_SESSION_BUS_ADDRESS=\"$DBUS_STARTER_ADDRESS\" XDG_DATA_HOME='{}' XDG_RUNTIME_DIR='{}'
+unset GNOME_KEYRING_CONTROL
+printf %s '{PASSWORD}' | exec gnome-keyring-daemon --replace --foreground --unlock --components=secrets
+",
+                    dir.path().join("data").display(),
+                    runtime.display()
+                ),
+            )
+            .expect("activation script");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+            std::fs::write(
+                services.join("org.freedesktop.secrets.service"),
+                format!(
+                    "[D-BUS Service]\nName=org.freedesktop.secrets\nExec={}\n",
+                    script.display()
+                ),
+            )
+            .expect("service file");
+        }
+        let servicedir = if activation {
+            format!("  <servicedir>{}</servicedir>\n", services.display())
+        } else {
+            String::new()
+        };
         let config = dir.path().join("bus.conf");
         std::fs::write(
             &config,
@@ -33,7 +99,7 @@ impl PrivateKeyring {
 <busconfig>
   <type>session</type>
   <listen>unix:dir={}</listen>
-  <auth>EXTERNAL</auth>
+{servicedir}  <auth>EXTERNAL</auth>
   <policy context="default">
     <allow send_destination="*" eavesdrop="true"/>
     <allow eavesdrop="true"/>
@@ -56,14 +122,12 @@ impl PrivateKeyring {
         BufReader::new(bus.stdout.take().expect("stdout"))
             .read_line(&mut address)
             .expect("the bus address");
-        let mut keyring = Self {
+        Self {
             dir,
             bus,
             address: address.trim().to_owned(),
             daemon: None,
-        };
-        keyring.start_daemon();
-        keyring
+        }
     }
 
     /// `DBUS_SESSION_BUS_ADDRESS` of the private session.
@@ -176,7 +240,11 @@ impl PrivateKeyring {
 
 impl Drop for PrivateKeyring {
     fn drop(&mut self) {
-        self.kill_daemon();
+        // A keyring the bus started ends with the bus.
+        if let Some(mut daemon) = self.daemon.take() {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+        }
         let _ = self.bus.kill();
         let _ = self.bus.wait();
     }

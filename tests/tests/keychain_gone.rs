@@ -191,3 +191,28 @@ async fn a_new_key_while_the_keychain_is_locked_is_told_to_wait_not_that_it_is_w
     .await;
     assert_eq!(serve.stop().await.code, 0);
 }
+
+/// gnome-keyring 42 aborts mid-call under bursts of clients (an upstream bug); the bus starts
+/// it again for the next caller. A Secret Service that dies at the first call without replying
+/// (then the real keyring, started by the bus) costs `api-key create`, whose first call is the
+/// write of the new key, nothing: the call is made once more and the key is stored (before:
+/// "disconnected from message bus without replying", exit 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_service_that_dies_mid_call_is_asked_once_more() {
+    let (keyring, mut stand_in) = PrivateKeyring::dying_at_first_call();
+    let mut env = Env::new("");
+    env.bus = Some(keyring.address().into());
+    let out = env.run(&["api-key", "create", "after-a-crash"], None).await;
+    let died = stand_in.wait().expect("the stand-in ends");
+    assert_eq!(
+        died.code(),
+        Some(3),
+        "the first call reached the dying service"
+    );
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(
+        env.keychain_get("api-key:after-a-crash").await.as_deref(),
+        Some(out.stdout_trimmed()),
+        "the printed key is the stored one"
+    );
+}

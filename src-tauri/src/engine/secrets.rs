@@ -87,21 +87,47 @@ fn fail(key: &SecretKey, e: keyring::Error) -> KeychainError {
     }
 }
 
+/// Whether a failed call died with the Secret Service mid-call (D-Bus `NoReply`): gnome-keyring
+/// aborts on an upstream bug under bursts of clients (GNOME gitlab gnome-keyring #190, #196,
+/// #199), and the bus (or the desktop's session manager) starts it again for the next caller.
+fn service_died_mid_call(e: &keyring::Error) -> bool {
+    matches!(e, keyring::Error::PlatformFailure(_))
+        && e.to_string()
+            .contains("disconnected from message bus without replying")
+}
+
+/// Runs a keychain call, and once more after a moment if the service died during it. Every
+/// call here may be repeated: a set writes the same value, a delete of what is gone is done.
+fn once_more_if_the_service_died<T>(
+    call: impl Fn() -> Result<T, keyring::Error>,
+) -> Result<T, keyring::Error> {
+    match call() {
+        Err(e) if service_died_mid_call(&e) => {
+            tracing::warn!(error = %e, "the Secret Service went away during a call; asking again once");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            call()
+        }
+        other => other,
+    }
+}
+
 impl SecretStore for OsKeychain {
     fn get(&self, key: &SecretKey) -> Result<Option<Secret>, KeychainError> {
-        match self.entry(key)?.get_password() {
+        let entry = self.entry(key)?;
+        match once_more_if_the_service_died(|| entry.get_password()) {
             Ok(value) => Ok(Some(Secret::new(value))),
             Err(keyring::Error::NoEntry) => Ok(None),
             Err(e) => Err(fail(key, e)),
         }
     }
     fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), KeychainError> {
-        self.entry(key)?
-            .set_password(value.expose())
+        let entry = self.entry(key)?;
+        once_more_if_the_service_died(|| entry.set_password(value.expose()))
             .map_err(|e| fail(key, e))
     }
     fn delete(&self, key: &SecretKey) -> Result<(), KeychainError> {
-        match self.entry(key)?.delete_credential() {
+        let entry = self.entry(key)?;
+        match once_more_if_the_service_died(|| entry.delete_credential()) {
             Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
             Err(e) => Err(fail(key, e)),
         }
@@ -384,4 +410,19 @@ async fn blocking<T: Send + 'static>(
             message: format!("keychain task failed: {e}"),
         })
     })
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #[test]
+    fn only_a_service_that_died_mid_call_is_asked_again() {
+        let died = keyring::Error::PlatformFailure(Box::new(std::io::Error::other(
+            "DBus error: Message recipient disconnected from message bus without replying",
+        )));
+        assert!(super::service_died_mid_call(&died));
+        let locked =
+            keyring::Error::NoStorageAccess(Box::new(std::io::Error::other("prompt dismissed")));
+        assert!(!super::service_died_mid_call(&locked));
+        assert!(!super::service_died_mid_call(&keyring::Error::NoEntry));
+    }
 }
