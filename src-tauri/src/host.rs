@@ -29,7 +29,10 @@ impl Host {
         let listen = listener.local_addr()?;
         let local = crate::api::local::bind(&engine);
         let socket = local.as_ref().map(|l| l.path().to_owned());
-        engine.api_keys().make_engine_key().await?;
+        // Announced with its key in the keychain, unless the keychain does not answer soon.
+        let (first_try, tried) = tokio::sync::oneshot::channel();
+        tokio::spawn(make_engine_key(engine.clone(), first_try));
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), tried).await;
         engine.announce(listen, socket.clone())?;
         let config = engine.config();
         if !config.api.keyless_tokenboy.is_empty() {
@@ -163,5 +166,36 @@ fn names<E: std::borrow::Borrow<EngineError>>(errors: &[E]) -> String {
     match names.len() {
         0..=10 => names.join(", "),
         n => format!("{} and {} more", names[..10].join(", "), n - 10),
+    }
+}
+
+/// The key the CLI sends over TCP (on the Unix socket it needs none). A keychain that does not
+/// answer yet (a login keyring waiting on its unlock prompt) must not keep the engine from
+/// starting: the key is made here, tried again every few seconds, and the failure said once.
+async fn make_engine_key(
+    engine: crate::engine::Engine,
+    first_try: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut said = false;
+    let mut first_try = Some(first_try);
+    loop {
+        let made = engine.api_keys().make_engine_key().await;
+        if let Some(tried) = first_try.take() {
+            let _ = tried.send(());
+        }
+        match made {
+            Ok(()) => {
+                if said {
+                    tracing::info!("the engine's key for the CLI is in the keychain now");
+                }
+                return;
+            }
+            Err(e) if !said => {
+                said = true;
+                tracing::warn!(error = %e, "cannot store the engine's key for the CLI yet; the CLI reaches the engine on its Unix socket meanwhile, and the key is tried again every 5 s");
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
     }
 }

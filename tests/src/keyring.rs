@@ -32,9 +32,20 @@ impl PrivateKeyring {
     /// caller, unlocked, on this keyring's storage. Returns the stand-in's process: it exits 3
     /// once a call has killed it.
     pub fn dying_at_first_call() -> (Self, Child) {
-        let keyring = Self::on_bus(true);
+        Self::stand_in(true, &[])
+    }
+
+    /// A Secret Service that never answers (a keyring waiting on an unlock prompt nobody
+    /// answers): every call waits for its D-Bus timeout. Kill the returned process to end it.
+    pub fn never_answering() -> (Self, Child) {
+        Self::stand_in(false, &["hang"])
+    }
+
+    fn stand_in(activation: bool, args: &[&str]) -> (Self, Child) {
+        let keyring = Self::on_bus(activation);
         let mut stand_in = Command::new(crate::desktop::python())
             .arg(crate::desktop::script("dying-secrets.py"))
+            .args(args)
             .env("DBUS_SESSION_BUS_ADDRESS", &keyring.address)
             .stdout(Stdio::piped())
             .spawn()

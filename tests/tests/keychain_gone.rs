@@ -216,3 +216,31 @@ async fn a_secret_service_that_dies_mid_call_is_asked_once_more() {
         "the printed key is the stored one"
     );
 }
+
+/// A keychain that does not answer (a login keyring waiting on its unlock prompt) holds up
+/// neither the start nor the stop: `serve` answers at once, lists its account as being read,
+/// and a SIGTERM ends it promptly, abandoning reads that have nothing to lose (before: the
+/// journal's key was read before the engine started, and the stop waited for every read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keychain_that_never_answers_holds_up_neither_start_nor_stop() {
+    let (keyring, mut stand_in) = PrivateKeyring::never_answering();
+    let mut env = Env::new(
+        "[[account]]\nname = \"fb\"\nprovider = \"oauth2\"\nauth_url = \"http://127.0.0.1:9/a\"\ntoken_url = \"http://127.0.0.1:9/t\"\nclient_id = \"x\"\n",
+    );
+    env.bus = Some(keyring.address().into());
+    // The socket lets the CLI in without a key, which the keychain could not give it.
+    let mut serve = env.spawn_serve();
+    serve.wait_api().await;
+    let list = env.run(&["list", "--json"], None).await.ok();
+    assert!(list.stdout.contains("\"fb\""), "{list}");
+    let started = std::time::Instant::now();
+    let out = serve.stop().await;
+    let took = started.elapsed();
+    let _ = stand_in.kill();
+    let _ = stand_in.wait();
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        took < Duration::from_secs(10),
+        "the stop took {took:?} (a D-Bus call waits 25 s)"
+    );
+}

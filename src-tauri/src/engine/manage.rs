@@ -171,6 +171,11 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let fleet = self.fleet().is_some();
         self.update(name, |s| {
+            // A set from the journal (replayed while this read was out) is newer than what
+            // the keychain held; its own save compares them by sequence number.
+            if s.unsaved.as_ref().is_some_and(|u| u.journaled) {
+                return;
+            }
             let same = match (&stored, s.state.tokens()) {
                 (Some(a), Some(b)) => a.access.same_as(b.access.expose()),
                 (None, None) => !matches!(s.state, AccountState::Unread { .. }),

@@ -133,8 +133,9 @@ struct Shared {
     quota: quota::Counts,
     /// The hosts this one shares its accounts with (`[store] kind = "redis"`).
     fleet: Option<Arc<fleet::Fleet>>,
-    /// Where a provider's answer is durable before the keychain has it (a refresher only).
-    journal: Option<Arc<journal::Journal>>,
+    /// Where a provider's answer is durable before the keychain has it (a refresher only),
+    /// once it has opened.
+    journal: journal::Settling,
 }
 
 impl Engine {
@@ -148,6 +149,13 @@ impl Engine {
 
     pub fn metrics(&self) -> &metrics::Metrics {
         &self.shared.metrics
+    }
+
+    /// Waits until the token journal has opened (or is known to be off): tests that make the
+    /// store fail afterwards must not fail the journal's own key with it.
+    #[cfg(test)]
+    pub(crate) async fn journal_settled(&self) {
+        self.shared.journal.wait().await;
     }
 
     pub fn api_keys(&self) -> &api_keys::ApiKeys {

@@ -27,6 +27,8 @@ use super::{api_keys, metrics, Engine, EngineError, Mode, Shared};
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an engine waits at start for its token journal to open before it answers anyway.
+const JOURNAL_WAIT: Duration = Duration::from_secs(5);
 
 /// This machine's store of secrets, and the fleet it belongs to when the store is shared.
 async fn open_store(
@@ -99,15 +101,11 @@ impl Engine {
             Some(_) => super::config::StoreKind::Redis,
             None => parts.config.store,
         };
-        let service = parts.lock_place.as_ref().map_or("tokenwarden", |p| &p.stem);
-        let (journal, replay) = super::journal::replay::open(
-            parts.mode,
-            kind,
-            service,
-            &parts.data_dir,
-            parts.store.clone(),
-        )
-        .await;
+        let service = parts
+            .lock_place
+            .as_ref()
+            .map_or("tokenwarden".to_owned(), |p| p.stem.clone());
+        let journal: super::journal::Settling = Arc::new(tokio::sync::SetOnce::new());
         let keychain = Keychain::new(parts.store.clone())
             .counting(metrics.secret_writes.clone())
             .journaled(journal.clone());
@@ -121,6 +119,7 @@ impl Engine {
             Default::default()
         });
         // Its own keychain queue: checking an API key never waits behind account reads.
+        let (mode, data_dir, store) = (parts.mode, parts.data_dir.clone(), parts.store.clone());
         let api_keys = api_keys::ApiKeys::new(&parts.data_dir, Keychain::new(parts.store));
         // Token, revoke and discovery endpoints are called with secrets in the body or the
         // query: a redirect must never carry them elsewhere (reqwest would re-post a 307's
@@ -163,7 +162,18 @@ impl Engine {
         };
         let accounts = engine.config().accounts.clone();
         engine.add_slots(&accounts).await;
-        engine.replay(replay);
+        // The journal's key is in the keychain, which may wait for an unlock prompt: past a
+        // few seconds the engine and its API answer, and refreshes wait for the journal. Not
+        // a tracked task: a stop never waits for a keychain that does not answer.
+        let opener = engine.clone();
+        tokio::spawn(async move {
+            let (journal, entries) =
+                super::journal::replay::open(mode, kind, &service, &data_dir, store).await;
+            opener.replay(entries);
+            let _ = opener.shared.journal.set(journal);
+            opener.shared.wake.notify_one();
+        });
+        let _ = tokio::time::timeout(JOURNAL_WAIT, engine.shared.journal.wait()).await;
         Ok(engine)
     }
 

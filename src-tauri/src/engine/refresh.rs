@@ -88,6 +88,8 @@ impl Engine {
                 "another Tokenwarden engine is running and refreshes this account",
             ));
         }
+        // What the journal holds from the last run is newer than what the keychain has.
+        self.shared.journal.wait().await;
         let gate = self.with_slot(name, |s| s.gate.clone())?;
         let _turn = gate.lock().await;
         if self.is_unread(name)? {

@@ -80,7 +80,14 @@ impl Engine {
     }
 
     async fn journal_write(&self, name: &AccountName, set: &TokenSet, seq: u64) -> bool {
-        let Some(journal) = self.shared.journal.clone().filter(|j| j.writes()) else {
+        let Some(journal) = self
+            .shared
+            .journal
+            .get()
+            .cloned()
+            .flatten()
+            .filter(|j| j.writes())
+        else {
             return false;
         };
         let (account, stored) = (name.clone(), set.to_stored_json_at(seq));

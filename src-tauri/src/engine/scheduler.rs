@@ -61,8 +61,15 @@ impl Engine {
                     let _idle = super::refresh::NotBusy(&engine, &name);
                     if work == Work::Save {
                         engine.retry_save(&name).await;
-                    } else if let Err(e) = engine.read_if_unread(&name).await {
-                        tracing::debug!(account = %name, error = %e, "keychain read failed again");
+                        return;
+                    }
+                    // A read has nothing to lose: a stop does not wait for a keychain that
+                    // answers a few calls a second (or waits for an unlock prompt).
+                    tokio::select! {
+                        read = engine.read_if_unread(&name) => if let Err(e) = read {
+                            tracing::debug!(account = %name, error = %e, "keychain read failed again");
+                        },
+                        _ = engine.shared.stop.cancelled() => {}
                     }
                 });
             }

@@ -277,7 +277,7 @@ pub struct Keychain {
 struct Calls {
     permits: tokio::sync::Semaphore,
     /// Told when a token set is written or deleted, so that it drops the set's entry.
-    journal: Option<Arc<super::journal::Journal>>,
+    journal: super::journal::Settling,
 }
 
 impl Keychain {
@@ -286,7 +286,7 @@ impl Keychain {
             store,
             shared: Arc::new(Calls {
                 permits: tokio::sync::Semaphore::new(CONCURRENT_CALLS),
-                journal: None,
+                journal: Arc::new(tokio::sync::SetOnce::new_with(Some(None))),
             }),
             writes: Default::default(),
         }
@@ -294,7 +294,7 @@ impl Keychain {
 
     /// Tells `journal` about every token set written or deleted through this keychain. A
     /// builder step: clones made before it share neither the journal nor the call limit.
-    pub fn journaled(mut self, journal: Option<Arc<super::journal::Journal>>) -> Self {
+    pub fn journaled(mut self, journal: super::journal::Settling) -> Self {
         self.shared = Arc::new(Calls {
             permits: tokio::sync::Semaphore::new(CONCURRENT_CALLS),
             journal,
@@ -338,7 +338,11 @@ impl Keychain {
     }
 
     pub async fn delete(&self, key: SecretKey) -> Result<(), KeychainError> {
-        let journal = self.shared.journal.clone();
+        // A set deleted before the journal has opened would come back from it at replay.
+        let journal = match key {
+            SecretKey::Tokens(_) => self.shared.journal.wait().await.clone(),
+            _ => None,
+        };
         self.call(move |store| {
             store.delete(&key)?;
             // A deleted set (disconnect) must not come back from the journal.
@@ -384,7 +388,7 @@ impl Keychain {
         seq: u64,
     ) -> Result<(), KeychainError> {
         let (key, value) = (SecretKey::Tokens(name.clone()), set.to_stored_json_at(seq));
-        let (journal, name) = (self.shared.journal.clone(), name.clone());
+        let (journal, name) = (self.shared.journal.get().cloned().flatten(), name.clone());
         let written = self
             .call(move |store| {
                 store.set(&key, &value)?;

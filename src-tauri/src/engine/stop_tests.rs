@@ -65,6 +65,7 @@ async fn the_last_writes_at_close_stop_at_their_bound_and_name_every_unsaved_set
     let engine = Engine::with_parts(parts(config, Arc::new(store), dir.path()))
         .await
         .unwrap();
+    engine.journal_settled().await;
     memory.fail_writes.store(true, Ordering::SeqCst);
     futures_util::future::join_all(names.iter().map(|n| engine.refresh(n))).await;
     assert!(engine.snapshot().iter().all(|v| v.unsaved));

@@ -102,6 +102,7 @@ async fn a_failed_keychain_write_keeps_the_token_in_memory_and_is_retried() {
     .await;
     let store = secrets::MemoryStore::default();
     let (engine, _dir) = engine_for(&ep.url, store.clone()).await;
+    engine.journal_settled().await;
     store.fail_writes.store(true, Ordering::SeqCst);
     let mut events = engine.subscribe();
 
@@ -347,6 +348,7 @@ async fn a_journaled_set_survives_a_crash_and_is_written_at_the_next_start() {
     .await;
     let store = secrets::MemoryStore::default();
     let (engine, dir) = engine_for(&ep.url, store.clone()).await;
+    engine.journal_settled().await;
     store.fail_writes.store(true, Ordering::SeqCst);
     engine.refresh(&svc()).await.unwrap();
     assert!(engine.snapshot()[0].unsaved);

@@ -90,6 +90,12 @@ struct PlainIn {
     set: Option<String>,
 }
 
+/// The engine's journal once it has been opened, or `None` when it is off. It is opened after
+/// the engine has started (its key is in the keychain, which may wait for an unlock prompt);
+/// refreshes, and deletions of token sets, wait until it has settled.
+pub(in crate::engine) type Settling =
+    std::sync::Arc<tokio::sync::SetOnce<Option<std::sync::Arc<Journal>>>>;
+
 pub struct Journal {
     path: PathBuf,
     key: Secret,

@@ -137,7 +137,7 @@ impl Engine {
             s.last_outcome = None;
         })
         .ok();
-        if let Some(journal) = self.shared.journal.clone() {
+        if let Some(journal) = self.shared.journal.get().cloned().flatten() {
             let name = name.clone();
             let _ = tokio::task::spawn_blocking(move || journal.saved(&name, stored)).await;
         }
