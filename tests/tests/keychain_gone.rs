@@ -233,6 +233,9 @@ async fn a_keychain_that_never_answers_holds_up_neither_start_nor_stop() {
     serve.wait_api().await;
     let list = env.run(&["list", "--json"], None).await.ok();
     assert!(list.stdout.contains("\"fb\""), "{list}");
+    let token = env.run(&["token", "fb"], None).await;
+    assert_ne!(token.code, 0, "{token}");
+    assert!(token.stderr.contains("keychain"), "{token}");
     let started = std::time::Instant::now();
     let out = serve.stop().await;
     let took = started.elapsed();
