@@ -21,6 +21,7 @@ const COMMANDS: &[&str] = &[
     "api_keys",
     "create_api_key",
     "revoke_api_key",
+    "quit",
 ];
 
 fn main() {

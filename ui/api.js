@@ -35,6 +35,7 @@ export const reloadConfig = () => call('reload_config');
 export const settings = () => call('settings');
 export const saveSettings = (settings) => call('save_settings', { settings });
 export const apiKeys = () => call('api_keys');
+export const quit = () => call('quit');
 export const createApiKey = (label) => call('create_api_key', { label });
 export const revokeApiKey = (label) => call('revoke_api_key', { label });
 

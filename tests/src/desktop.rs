@@ -377,6 +377,16 @@ impl Session {
     /// own their names. Every desktop test starts one, so no app ever reaches the
     /// D-Bus-activated real notification daemon (dunst) instead of the fake.
     pub async fn start() -> Self {
+        Self::open(true).await
+    }
+
+    /// A desktop that shows no tray icons (GNOME without the AppIndicator extension): no
+    /// StatusNotifierWatcher on the bus.
+    pub async fn start_without_tray() -> Self {
+        Self::open(false).await
+    }
+
+    async fn open(tray: bool) -> Self {
         let lock = tokio::task::spawn_blocking(|| {
             let bus = std::env::var("DBUS_SESSION_BUS_ADDRESS").expect(
                 "DBUS_SESSION_BUS_ADDRESS is not set: run the tests inside tests/scripts/session.sh",
@@ -411,7 +421,9 @@ impl Session {
             notifier: None,
             _lock: lock,
         };
-        session.start_watcher();
+        if tray {
+            session.start_watcher();
+        }
         session.start_notifier().await;
         session
     }
@@ -503,6 +515,11 @@ impl Session {
         let mut vars = self.app_vars();
         vars.extend(extra.iter().cloned());
         env.spawn_app(&vars)
+    }
+
+    /// The tray app with arguments (`--hidden`), as [`Session::launch`].
+    pub fn launch_with_args(&self, env: &Env, args: &[&str]) -> Serve {
+        env.spawn_app_with_args(args, &self.app_vars())
     }
 
     /// The StatusNotifierItem that process `pid` registered (30 s at most).

@@ -622,6 +622,15 @@ impl Env {
         self.spawn_background(&[], extra)
     }
 
+    /// The tray app with arguments (`--hidden`).
+    pub fn spawn_app_with_args(
+        &self,
+        args: &[&str],
+        extra: &[(&str, std::ffi::OsString)],
+    ) -> Serve {
+        self.spawn_background(args, extra)
+    }
+
     fn spawn_background(&self, args: &[&str], extra: &[(&str, std::ffi::OsString)]) -> Serve {
         let mut cmd = self.command(args);
         cmd.envs(extra.iter().map(|(k, v)| (k, v)));

@@ -736,8 +736,8 @@ async fn keyboard_alone_turns_on_start_at_login_sets_a_secret_and_escape_cancels
                 .expect("the binary")
                 .display()
                 .to_string()
-        ) && exec.ends_with(&format!("--config {config}")),
-        "the entry starts this binary with this config: {exec}"
+        ) && exec.ends_with(&format!("--hidden --config {config}")),
+        "the entry starts this binary in the tray with this config: {exec}"
     );
     wait_until(
         Duration::from_secs(5),

@@ -1,4 +1,5 @@
-// ui/views/settings.js: Settings: the API address, API keys, and the three preferences.
+// ui/views/settings.js: Settings: the API address, API keys, the three preferences, and where
+// the app lives (tray or window, and why; Quit when there is no tray to quit from).
 // Owns: loading `settings`, `api_keys` and the config path; saving each change at once with
 // `save_settings`; creating a key (shown once, because the user asked for it) and revoking one.
 
@@ -188,6 +189,33 @@ export function createSettingsView(app) {
     );
   }
 
+  function homeSection() {
+    const home = settings.home || {};
+    return section(
+      'Where Tokenwarden lives',
+      null,
+      h('p', { testid: 'home-mode', class: 'toggle-title' }, home.tray ? 'In the tray' : 'In this window'),
+      h('p', { testid: 'home-why', class: 'field-help' }, home.why || ''),
+      home.tray
+        ? null
+        : h(
+            'div',
+            { class: 'home-actions' },
+            h('button', { type: 'button', class: 'btn', testid: 'quit', onclick: quit }, 'Quit Tokenwarden'),
+            h('span', { class: 'field-help' }, 'Programs stop getting fresh tokens until it is started again.'),
+          ),
+    );
+  }
+
+  async function quit() {
+    const sure = await confirmDialog({
+      title: 'Quit Tokenwarden?',
+      body: 'Tokens stop being refreshed, and programs asking the API get no answer, until you start it again.',
+      confirm: 'Quit',
+    });
+    if (sure) await api.quit().catch((err) => toast(err.message, 'error'));
+  }
+
   function draw() {
     keepFocus(body, () => {
       if (!settings) {
@@ -200,6 +228,7 @@ export function createSettingsView(app) {
         apiSection(),
         keysSection(),
         prefsSection(),
+        homeSection(),
         h('p', { class: 'save-status muted small', 'aria-live': 'polite' }, status),
       );
     });

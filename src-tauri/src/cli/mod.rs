@@ -36,6 +36,10 @@ pub struct Cli {
     /// The config file [default: $XDG_CONFIG_HOME/tokenwarden/config.toml]
     #[arg(long, global = true, env = "TOKENWARDEN_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// With no command: starts the tray app in the tray, without its window (what start at
+    /// login uses). On a desktop that shows no tray icons the window shows anyway
+    #[arg(long)]
+    pub hidden: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -218,6 +222,9 @@ pub fn run_to_exit(cli: Cli) -> std::process::ExitCode {
 pub struct ExitWith(pub u8);
 
 pub async fn run(cli: Cli) -> Result<()> {
+    if cli.hidden {
+        anyhow::bail!("--hidden starts the tray app without its window; it goes with no command (`tokenwarden --hidden`)");
+    }
     let ctx = Context::resolve(cli.config).map_err(anyhow::Error::msg)?;
     let Some(command) = cli.command else {
         <Cli as clap::CommandFactory>::command().print_help()?;

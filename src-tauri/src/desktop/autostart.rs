@@ -1,6 +1,7 @@
 //! "Start at login" through tauri-plugin-autostart: on Linux an XDG autostart entry
 //! (`~/.config/autostart/NAME.desktop`), a LaunchAgent on macOS, the Run key on Windows.
-//! The entry starts this binary with `--config PATH`, so the app that starts at login reads
+//! The entry starts this binary with `--hidden --config PATH` (in the tray, no window, where
+//! there is a tray), so the app that starts at login reads
 //! the same config as the one the user turned the setting on in, whatever its environment
 //! holds then. Each keychain service (profile) gets its own entry name.
 
@@ -15,7 +16,11 @@ use crate::engine::paths::{Context, DEFAULT_KEYCHAIN_SERVICE};
 pub fn plugin<R: Runtime>(ctx: &Context) -> TauriPlugin<R> {
     let builder = tauri_plugin_autostart::Builder::new()
         .app_name(entry_name(&ctx.keychain_service))
-        .args(["--config".to_owned(), config_arg(&ctx.config_path)]);
+        .args([
+            "--hidden".to_owned(),
+            "--config".to_owned(),
+            config_arg(&ctx.config_path),
+        ]);
     #[cfg(target_os = "macos")]
     let builder = builder.macos_launcher(tauri_plugin_autostart::MacosLauncher::LaunchAgent);
     builder.build()

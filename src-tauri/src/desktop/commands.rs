@@ -167,6 +167,8 @@ pub async fn reload_config(app: AppHandle, shell: State<'_, Shell>) -> Result<se
 #[derive(Serialize)]
 pub struct SettingsView {
     api_listen: String,
+    /// Tray or window, and why (desktop/home.rs).
+    home: super::home::Home,
     #[serde(flatten)]
     settings: Settings,
 }
@@ -190,6 +192,12 @@ pub fn save_settings(
         .map_err(|e| UiError::new("io", format!("could not save the settings: {e}")))?;
     *shell.settings.lock().expect("poisoned") = settings;
     Ok(shell.settings_view())
+}
+
+/// Quits the app (and its engine): the window's way out on a desktop without a tray.
+#[tauri::command(rename_all = "snake_case")]
+pub fn quit(app: AppHandle) {
+    app.exit(0);
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -231,6 +239,7 @@ impl Shell {
             .unwrap_or_default();
         SettingsView {
             api_listen,
+            home: self.home.clone(),
             settings: self.settings(),
         }
     }

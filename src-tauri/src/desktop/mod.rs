@@ -7,11 +7,13 @@
 //! * `clipboard` copy a token, clear it later if it is still there
 //! * `settings`  desktop.json: notifications, clipboard delay, start at login
 //! * `autostart` the start-at-login entry
+//! * `home`      tray or window: whether this desktop shows tray icons at all
 
 mod autostart;
 mod clipboard;
 mod commands;
 mod error;
+mod home;
 mod notify;
 mod settings;
 mod tray;
@@ -41,6 +43,7 @@ pub struct Shell {
     problem: Mutex<Option<ConfigProblem>>,
     settings: Mutex<Settings>,
     copier: clipboard::Copier,
+    home: home::Home,
 }
 
 impl Shell {
@@ -65,6 +68,19 @@ impl Shell {
         self.settings.lock().expect("poisoned").clone()
     }
 
+    /// Without a tray, the first closed window says once (ever) how to get it back.
+    fn tell_how_to_return(&self, app: &AppHandle) {
+        let mut settings = self.settings.lock().expect("poisoned");
+        if settings.told_how_to_return {
+            return;
+        }
+        settings.told_how_to_return = true;
+        if let Err(e) = settings::save(&self.ctx.data_dir, &settings) {
+            tracing::warn!(error = %e, "could not save the settings");
+        }
+        notify::still_running(app);
+    }
+
     /// Copies `name`'s current token to the clipboard (window and tray alike); returns after
     /// how many seconds it is cleared.
     async fn copy_token(&self, app: &AppHandle, name: &AccountName) -> Result<u64, UiError> {
@@ -81,8 +97,9 @@ impl Shell {
     }
 }
 
-/// Runs the tray app until Quit. Tauri owns the main thread and the async runtime.
-pub fn run(ctx: Context) -> ExitCode {
+/// Runs the tray app until Quit. Tauri owns the main thread and the async runtime. `hidden`:
+/// start in the tray without the window (start at login), where there is a tray.
+pub fn run(ctx: Context, hidden: bool) -> ExitCode {
     let mut context = tauri::generate_context!();
     // One instance per keychain service: tests (and profiles) with their own service each
     // get their own app.
@@ -102,7 +119,10 @@ pub fn run(ctx: Context) -> ExitCode {
         engine: RwLock::new(None),
         problem: Mutex::new(None),
         copier: clipboard::Copier::default(),
+        home: home::detect(),
     };
+    tracing::info!(tray = shell.home.tray, "{}", shell.home.why);
+    let show_window = shell.home.shows_window_at_start(hidden);
     let app = tauri::Builder::default()
         // First: a second launch focuses this one and exits before starting anything.
         .plugin(tauri_plugin_single_instance::init(|app, _, _| {
@@ -131,18 +151,24 @@ pub fn run(ctx: Context) -> ExitCode {
             commands::api_keys,
             commands::create_api_key,
             commands::revoke_api_key,
+            commands::quit,
         ])
         .on_window_event(|window, event| {
-            // Closing the window hides it; the app lives in the tray.
+            // Closing the window hides it: the engine keeps serving programs, from the tray
+            // or, without one, until the app is started again or quit from the window.
             if let WindowEvent::CloseRequested { api, .. } = event {
                 api.prevent_close();
                 if let Err(e) = window.hide() {
                     tracing::warn!(error = %e, "could not hide the window");
                 }
+                let shell = window.state::<Shell>();
+                if !shell.home.tray {
+                    shell.tell_how_to_return(window.app_handle());
+                }
             }
         })
         .on_menu_event(|app, event| on_menu(app, event.id().as_ref()))
-        .setup(|app| {
+        .setup(move |app| {
             let handle = app.handle().clone();
             app.manage(Tray::build(&handle)?);
             let shell = handle.state::<Shell>();
@@ -154,6 +180,9 @@ pub fn run(ctx: Context) -> ExitCode {
             }
             if let Err(e) = tauri::async_runtime::block_on(start_engine(&handle, &shell)) {
                 tracing::error!(error = %e.message, "the engine did not start");
+            }
+            if show_window {
+                tray::open_window(&handle);
             }
             Ok(())
         })

@@ -79,6 +79,20 @@ pub fn stopped<R: Runtime>(app: &AppHandle<R>, why: &str) {
     }
 }
 
+/// Without a tray, the first time the window is closed: where it went and how to get it back
+/// (shown even when event notifications are off: it is about the app, not an account).
+pub fn still_running<R: Runtime>(app: &AppHandle<R>) {
+    if let Err(e) = app
+        .notification()
+        .builder()
+        .title("Tokenwarden is still running")
+        .body("Programs still get their tokens. Start Tokenwarden again from the app menu (or run `tokenwarden`) to open this window; Quit is in its Settings.")
+        .show()
+    {
+        tracing::warn!(error = %e, "could not show a notification");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

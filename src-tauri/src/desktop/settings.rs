@@ -12,6 +12,8 @@ pub struct Settings {
     /// Clear the clipboard this long after a copy, if it still holds the token (0: never).
     pub clear_clipboard_secs: u64,
     pub start_at_login: bool,
+    /// Without a tray: the notification after the window was first closed has been shown.
+    pub told_how_to_return: bool,
 }
 
 impl Default for Settings {
@@ -20,6 +22,7 @@ impl Default for Settings {
             notifications: true,
             clear_clipboard_secs: 60,
             start_at_login: false,
+            told_how_to_return: false,
         }
     }
 }
