@@ -247,3 +247,22 @@ async fn a_keychain_that_never_answers_holds_up_neither_start_nor_stop() {
         "the stop took {took:?} (a D-Bus call waits 25 s)"
     );
 }
+
+/// A SIGTERM while `serve` is still starting (here: waiting on a keychain that never answers)
+/// is a clean stop once it has started, never the default death by signal (seen in a busy
+/// `make test`: a TERM sent as soon as the API answered killed serve, exit by signal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_during_start_is_a_clean_stop() {
+    let (keyring, mut stand_in) = PrivateKeyring::never_answering();
+    let mut env = Env::new(
+        "[[account]]\nname = \"fb\"\nprovider = \"oauth2\"\nauth_url = \"http://127.0.0.1:9/a\"\ntoken_url = \"http://127.0.0.1:9/t\"\nclient_id = \"x\"\n",
+    );
+    env.bus = Some(keyring.address().into());
+    let serve = env.spawn_serve();
+    // Start-up waits up to 5 s for the journal's key: the TERM lands inside that wait.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let out = serve.stop().await;
+    let _ = stand_in.kill();
+    let _ = stand_in.wait();
+    assert_eq!(out.code, 0, "a clean stop, not death by SIGTERM: {out}");
+}

@@ -281,9 +281,12 @@ async fn api_key(ctx: &Context, action: ApiKeyAction) -> Result<()> {
 /// The engine in the foreground until SIGINT/SIGTERM, then a clean stop (in-flight refreshes
 /// finish their keychain writes; unsaved sets get a last write).
 async fn serve(ctx: &Context) -> Result<()> {
+    // Caught from before the API answers: a SIGTERM as soon as it does (a test, or systemd
+    // stopping a unit that just started) must be a clean stop, not the default death.
+    let shutdown = ShutdownSignal::catch()?;
     let mut host = crate::host::Host::start(ctx).await?;
     let failed = tokio::select! {
-        r = shutdown_signal() => { r?; None }
+        r = shutdown.recv() => { r?; None }
         e = host.failed() => Some(e),
     };
     let stopped = host.stop().await;
@@ -293,18 +296,41 @@ async fn serve(ctx: &Context) -> Result<()> {
     }
 }
 
-async fn shutdown_signal() -> Result<()> {
+/// SIGINT and SIGTERM, caught from the moment this is made.
+struct ShutdownSignal {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r?,
-            _ = term.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    fn catch() -> Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await?;
-    Ok(())
+
+    async fn recv(self) -> Result<()> {
+        #[cfg(unix)]
+        {
+            let Self { mut term, mut int } = self;
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        tokio::signal::ctrl_c().await?;
+        Ok(())
+    }
 }
 
 /// `store init`: a new key for a shared store. It is never written over an existing one:
