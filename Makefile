@@ -29,7 +29,22 @@ BUSY_PKGS := stress-ng
 # Bench: wrk loads the API beside a bare axum handler (the ceiling) in the same run.
 BENCH_PKGS := wrk
 
-.PHONY: run test test-busy build bench deps-busy deps-build deps-run deps-test deps-bench deps-driver check-cargo lint
+# Packages: rsvg-convert draws every icon size from icons/tokenwarden.svg; rpm reads the .rpm,
+# and the validators and man check what goes in. The Tauri CLI (crates.io, pinned like
+# tauri-driver) bundles the .deb and .rpm.
+PACKAGE_PKGS := librsvg2-bin rpm desktop-file-utils appstream man-db bash-completion
+TAURI_CLI_VERSION := 2.12.4
+# release for `make package`; the tests package the debug build they already have.
+PROFILE ?= release
+# What the packages and `make install` ship besides the binaries, generated at build time.
+GEN := target/package
+ICON_SIZES := 16 24 32 48 64 128 256 512
+# make install / uninstall
+PREFIX ?= /usr/local
+DESTDIR ?=
+COMMA := ,
+
+.PHONY: run test test-busy build bench package package-files install uninstall icons deps-busy deps-build deps-run deps-test deps-bench deps-driver deps-package check-cargo lint
 
 # The tray app where there is a display, else the headless engine (`serve`).
 run: deps-build deps-run check-cargo
@@ -42,8 +57,10 @@ run: deps-build deps-run check-cargo
 		src-tauri/scripts/with-keyring.sh ./target/release/tokenwarden serve; \
 	fi
 
-test: deps-build deps-test deps-driver check-cargo lint
+# The packages' tests install the .deb made from this debug build (PROFILE=debug), as root.
+test: deps-build deps-test deps-driver deps-package check-cargo lint
 	$(CARGO) build --workspace --all-targets
+	$(MAKE) --no-print-directory package PROFILE=debug
 	tests/scripts/session.sh $(CARGO) test --workspace --no-fail-fast -- --test-threads=4
 
 # `make test` three times in a row (RUNS=N for another count), each beside `stress-ng --cpu 2`:
@@ -69,6 +86,41 @@ bench: deps-build deps-test deps-bench deps-driver check-cargo
 	@echo; echo "== make bench: every figure (BENCHMARKS.md has them as tables) =="; \
 		grep -oE '(bench|load): .*|desktop bench.*|answer → durable.*|^  (launch|resident|CPU over).*' target/bench.log
 
+# A .deb and an .rpm under target/$(PROFILE)/bundle/{deb,rpm}/ (README: "Installed files").
+# release: the Tauri CLI builds both binaries for production, then bundles them. debug (what
+# `make test` installs and checks): the binaries the tests already run, bundled as they are.
+package: deps-build deps-package check-cargo package-files
+ifeq ($(PROFILE),debug)
+	$(CARGO) build --workspace
+	cd src-tauri && $(CARGO) tauri bundle --ci --debug --features desktop --bundles deb,rpm \
+		--config ../packaging/tauri.package.json
+else
+	cd src-tauri && $(CARGO) tauri build --ci --features desktop --bundles deb,rpm \
+		--config ../packaging/tauri.package.json
+endif
+	@ls -l target/$(PROFILE)/bundle/deb/*.deb target/$(PROFILE)/bundle/rpm/*.rpm
+
+# Completions and man pages from the CLI's clap definitions, built with the same features as
+# the binaries beside them (nothing is compiled twice), and every hicolor size of the icon
+# from its one source.
+package-files: deps-package check-cargo
+	rm -rf $(GEN) && mkdir -p $(GEN)/icons
+	$(CARGO) run -q -p tokenwarden --example package-docs \
+		$(if $(filter release,$(PROFILE)),--release --features desktop$(COMMA)tauri/custom-protocol) -- $(GEN)
+	for s in $(ICON_SIZES); do rsvg-convert -w $$s -h $$s icons/tokenwarden.svg -o $(GEN)/icons/$${s}x$${s}.png; done
+
+# icons/icon.png (the window's icon, compiled in) drawn again from the source after an edit.
+icons: deps-package
+	rsvg-convert -w 256 -h 256 icons/tokenwarden.svg -o icons/icon.png
+
+# The same files as the packages, from a source build: PREFIX=/usr/local, DESTDIR for staging.
+install: deps-build deps-package check-cargo package-files
+	$(CARGO) build --release -p tokenwarden --features desktop,tauri/custom-protocol
+	packaging/install.sh install "$(DESTDIR)" "$(PREFIX)"
+
+uninstall:
+	packaging/install.sh uninstall "$(DESTDIR)" "$(PREFIX)"
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -88,6 +140,10 @@ deps-busy:
 	@.ci/install-packages.sh $(BUSY_PKGS)
 deps-bench:
 	@.ci/install-packages.sh $(BENCH_PKGS)
+deps-package: check-cargo
+	@.ci/install-packages.sh $(PACKAGE_PKGS)
+	@$(CARGO) tauri --version 2>/dev/null | grep -qx 'tauri-cli $(TAURI_CLI_VERSION)' || \
+		$(CARGO) install tauri-cli --locked --version '=$(TAURI_CLI_VERSION)'
 # tauri-driver drives the real window through WebKitWebDriver (a crates.io package).
 deps-driver: check-cargo
 	@command -v tauri-driver >/dev/null || [ -x "$$HOME/.cargo/bin/tauri-driver" ] || \

@@ -189,6 +189,9 @@ pub struct Env {
     pub bus: Option<std::ffi::OsString>,
     /// More variables for every command of this environment (a fleet host's store key).
     pub extra_vars: Vec<(&'static str, std::ffi::OsString)>,
+    /// The binary every command runs; `None`: [`bin_path`] (an installed package's
+    /// `/usr/bin/tokenwarden` in the package tests).
+    pub bin: Option<PathBuf>,
 }
 
 impl Env {
@@ -237,6 +240,7 @@ impl Env {
             owns_service: true,
             bus: None,
             extra_vars: Vec::new(),
+            bin: None,
         }
     }
 
@@ -314,7 +318,7 @@ impl Env {
     }
 
     fn command(&self, args: &[&str]) -> std::process::Command {
-        let mut cmd = std::process::Command::new(bin_path());
+        let mut cmd = std::process::Command::new(self.bin.clone().unwrap_or_else(bin_path));
         // `cargo test` puts every build script's output folder on LD_LIBRARY_PATH; a user's
         // process has none of them (the loader would probe each for each of the ~170
         // libraries the binary links), so timings here match theirs.
