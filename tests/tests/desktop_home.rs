@@ -93,6 +93,9 @@ async fn without_a_tray_the_window_is_the_app_and_closing_it_keeps_the_api_answe
         fake.lock().token_requests.is_empty(),
         "nothing was refreshed"
     );
+    // A session logging out sends SIGTERM: a clean quit, the lock let go.
+    assert_eq!(app.stop().await.code, 0, "SIGTERM quits cleanly");
+    assert_eq!(desktop::engine_pid(&env), None, "the lock is free");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -170,6 +170,7 @@ pub fn run(ctx: Context, hidden: bool) -> ExitCode {
         .on_menu_event(|app, event| on_menu(app, event.id().as_ref()))
         .setup(move |app| {
             let handle = app.handle().clone();
+            quit_on_signal(&handle);
             app.manage(Tray::build(&handle)?);
             let shell = handle.state::<Shell>();
             // Rewrites the entry so it starts the binary that runs now.
@@ -211,6 +212,34 @@ pub fn run(ctx: Context, hidden: bool) -> ExitCode {
         _ => {}
     });
     ExitCode::SUCCESS
+}
+
+/// SIGTERM (a session logging out, `systemctl stop`, `kill`) and SIGINT quit as Quit does:
+/// the engine stops and writes what it holds, and the app exits 0.
+fn quit_on_signal(app: &AppHandle) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let app = app.clone();
+        tauri::async_runtime::spawn(async move {
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                tracing::warn!(
+                    "cannot catch SIGTERM: a signal would end the app without a clean stop"
+                );
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            app.exit(0);
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = app;
 }
 
 /// Starts engine + API + lock; on failure (a bad config, another engine running) the window
