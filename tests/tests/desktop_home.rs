@@ -7,18 +7,25 @@
 use std::time::Duration;
 
 use tokenwarden_e2e::desktop::{self, Driver, Session};
-use tokenwarden_e2e::harness::LegacyAccount;
+use tokenwarden_e2e::fakes::oauth::OAuthFake;
+use tokenwarden_e2e::harness::{Env, LegacyAccount};
 use tokenwarden_e2e::wait_until;
 
 const STILL_RUNNING: &str = "Tokenwarden is still running";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_tray_the_window_is_the_app_and_closing_it_keeps_the_api_answering() {
-    let session = Session::start_without_tray().await;
+/// A connected account with an hour to go, and the app's notifications on.
+async fn connected() -> (OAuthFake, Env, String) {
     let (fake, env, seeded) = LegacyAccount::new(|c| c.expires_in(3600))
         .connected(3600)
         .await;
     desktop::write_settings(&env, true, 60);
+    (fake, env, seeded)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_tray_the_window_is_the_app_and_closing_it_keeps_the_api_answering() {
+    let session = Session::start_without_tray().await;
+    let (fake, env, seeded) = connected().await;
     // What start at login runs: with no tray to start in, the window shows anyway.
     let mut app = session.launch_with_args(&env, &["--hidden"]);
     app.wait_api().await;
@@ -101,10 +108,7 @@ async fn without_a_tray_the_window_is_the_app_and_closing_it_keeps_the_api_answe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_tray_hidden_starts_in_the_tray_without_a_window() {
     let session = Session::start().await;
-    let (_fake, env, _) = LegacyAccount::new(|c| c.expires_in(3600))
-        .connected(3600)
-        .await;
-    desktop::write_settings(&env, true, 60);
+    let (_fake, env, _) = connected().await;
     let mut app = session.launch_with_args(&env, &["--hidden"]);
     app.wait_api().await;
     let pid = app.pid();
@@ -135,10 +139,7 @@ async fn with_a_tray_hidden_starts_in_the_tray_without_a_window() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_says_where_the_app_lives_and_quits_without_a_tray() {
     let session = Session::start_without_tray().await;
-    let (_fake, env, _) = LegacyAccount::new(|c| c.expires_in(3600))
-        .connected(3600)
-        .await;
-    desktop::write_settings(&env, true, 60);
+    let (_fake, env, _) = connected().await;
     let driver = Driver::launch(&env, &session, &[]).await;
     driver.click(r#"[data-testid="nav-settings"]"#).await;
     driver.find(r#"[data-testid="home-mode"]"#).await;

@@ -223,11 +223,7 @@ async fn a_secret_service_that_dies_mid_call_is_asked_once_more() {
 /// journal's key was read before the engine started, and the stop waited for every read).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keychain_that_never_answers_holds_up_neither_start_nor_stop() {
-    let (keyring, mut stand_in) = PrivateKeyring::never_answering();
-    let mut env = Env::new(
-        "[[account]]\nname = \"fb\"\nprovider = \"oauth2\"\nauth_url = \"http://127.0.0.1:9/a\"\ntoken_url = \"http://127.0.0.1:9/t\"\nclient_id = \"x\"\n",
-    );
-    env.bus = Some(keyring.address().into());
+    let (env, _keyring, mut stand_in) = on_a_keychain_that_never_answers();
     // The socket lets the CLI in without a key, which the keychain could not give it.
     let mut serve = env.spawn_serve();
     serve.wait_api().await;
@@ -253,11 +249,7 @@ async fn a_keychain_that_never_answers_holds_up_neither_start_nor_stop() {
 /// `make test`: a TERM sent as soon as the API answered killed serve, exit by signal).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigterm_during_start_is_a_clean_stop() {
-    let (keyring, mut stand_in) = PrivateKeyring::never_answering();
-    let mut env = Env::new(
-        "[[account]]\nname = \"fb\"\nprovider = \"oauth2\"\nauth_url = \"http://127.0.0.1:9/a\"\ntoken_url = \"http://127.0.0.1:9/t\"\nclient_id = \"x\"\n",
-    );
-    env.bus = Some(keyring.address().into());
+    let (env, _keyring, mut stand_in) = on_a_keychain_that_never_answers();
     let serve = env.spawn_serve();
     // Start-up waits up to 5 s for the journal's key: the TERM lands inside that wait.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -265,4 +257,14 @@ async fn a_sigterm_during_start_is_a_clean_stop() {
     let _ = stand_in.kill();
     let _ = stand_in.wait();
     assert_eq!(out.code, 0, "a clean stop, not death by SIGTERM: {out}");
+}
+
+/// One account, on a private bus whose Secret Service takes its name and never answers.
+fn on_a_keychain_that_never_answers() -> (Env, PrivateKeyring, std::process::Child) {
+    let (keyring, stand_in) = PrivateKeyring::never_answering();
+    let mut env = Env::new(
+        "[[account]]\nname = \"fb\"\nprovider = \"oauth2\"\nauth_url = \"http://127.0.0.1:9/a\"\ntoken_url = \"http://127.0.0.1:9/t\"\nclient_id = \"x\"\n",
+    );
+    env.bus = Some(keyring.address().into());
+    (env, keyring, stand_in)
 }
