@@ -141,6 +141,10 @@ async fn the_deb_installs_works_validates_and_purges_cleanly() {
         is_root(),
         "this test installs the .deb with apt-get and must run as root (make test in CI does)"
     );
+    // One install at a time on this machine, whichever checkout's tests run it.
+    let machine = std::fs::File::create(std::env::temp_dir().join("tokenwarden-e2e-package.lock"))
+        .expect("the package lock");
+    tokio::task::block_in_place(|| machine.lock()).expect("lock the package lock");
     let deb = bundle("deb", "deb");
     let control = run("dpkg-deb", &["-f", deb.to_str().unwrap()]);
     for need in ["libwebkit2gtk-4.1-0", "libayatana-appindicator3-1"] {
@@ -163,7 +167,17 @@ async fn the_deb_installs_works_validates_and_purges_cleanly() {
     let (fake, env, seeded) = LegacyAccount::new(|c| c.expires_in(3600))
         .connected(3600)
         .await;
-    let _ = try_run("apt-get", &["remove", "--purge", "-y", "tokenwarden"]);
+    let _ = try_run(
+        "apt-get",
+        &[
+            "-o",
+            "DPkg::Lock::Timeout=300",
+            "remove",
+            "--purge",
+            "-y",
+            "tokenwarden",
+        ],
+    );
     run(
         "apt-get",
         &[
@@ -271,7 +285,17 @@ async fn the_deb_installs_works_validates_and_purges_cleanly() {
 
     // Purged: none of its files left, the user's data and keychain untouched.
     let data_before = list_dir(&env.data_dir);
-    run("apt-get", &["remove", "--purge", "-y", "tokenwarden"]);
+    run(
+        "apt-get",
+        &[
+            "-o",
+            "DPkg::Lock::Timeout=300",
+            "remove",
+            "--purge",
+            "-y",
+            "tokenwarden",
+        ],
+    );
     let left: Vec<&String> = shipped.iter().filter(|p| Path::new(p).exists()).collect();
     assert!(left.is_empty(), "purge left {left:?}");
     assert!(
