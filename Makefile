@@ -18,10 +18,11 @@ RUN_PKGS := gnome-keyring libsecret-tools dbus libwebkit2gtk-4.1-0 libayatana-ap
 # Test: an X server, a private D-Bus session and a real keyring daemon; WebKitWebDriver for the
 # window, xclip for the clipboard, dbusmock for notifications, python3-gi for the tray's D-Bus,
 # imagemagick for screenshots, libfaketime to step the clock under a running engine, redis-server
-# (started by the fleet tests themselves, one per test on a loopback port) for the shared store.
+# (started by the fleet tests themselves, one per test on a loopback port) for the shared store;
+# sway (headless), grim and wl-clipboard for the window and the clipboard on Wayland.
 TEST_PKGS := xvfb xauth dbus dbus-x11 gnome-keyring libsecret-tools procps webkit2gtk-driver \
 	xclip python3-dbusmock python3-gi python3-dbus gir1.2-glib-2.0 imagemagick x11-utils curl \
-	libayatana-appindicator3-1 libfaketime redis-server redis-tools
+	libayatana-appindicator3-1 libfaketime redis-server redis-tools sway grim wl-clipboard
 
 # The busy-machine proof (not part of `make test`): stress-ng makes the two CPU hogs.
 BUSY_PKGS := stress-ng

@@ -9,6 +9,7 @@
 //! * [`prometheus`]    a strict parser of the Prometheus text exposition format
 //! * [`redis`]         a real `redis-server` on a free loopback port, for the shared store
 //! * [`fleet`]         fleets of `serve` hosts sharing one of those
+//! * [`wayland`]       sway on its headless backend, for the window and clipboard on Wayland
 //! * [`desktop`]       the tray app in a private desktop session: tray over D-Bus, notifications,
 //!   clipboard, X11 window state, and the real window through tauri-driver (WebDriver)
 //!
@@ -25,6 +26,7 @@ pub mod keyring;
 pub mod local;
 pub mod prometheus;
 pub mod redis;
+pub mod wayland;
 
 pub use api::{Answer, Api, Request};
 pub use harness::{wait_until, Env, Output, Serve};
