@@ -794,6 +794,24 @@ impl Driver {
         panic!("click {css} in the DOM: {last}");
     }
 
+    /// Clicks an element whose action ends the app (Quit's confirmation): the app, and the
+    /// WebDriver session with it, may be gone before the click is answered, so no answer
+    /// after the element is found is an error here. The caller checks that the app ended.
+    pub async fn click_ending_the_app(&self, css: &str) {
+        let element = self.find(css).await;
+        self.scroll_to(&element).await;
+        if self.guard(css, element.click()).await.is_err() {
+            let arg = serde_json::to_value(&element).expect("an element reference");
+            let _ = self
+                .guard(
+                    css,
+                    self.client
+                        .execute("arguments[0].click(); return true;", vec![arg]),
+                )
+                .await;
+        }
+    }
+
     /// Attribute `name` of the first element matching `css` now; `None` if either is missing.
     pub async fn attr(&self, css: &str, name: &str) -> Option<String> {
         let element = self

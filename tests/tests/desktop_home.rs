@@ -160,7 +160,9 @@ async fn settings_says_where_the_app_lives_and_quits_without_a_tray() {
     driver.screenshot("settings-no-tray").await;
     let pid = desktop::engine_pid(&env).expect("the app holds the lock");
     driver.click(r#"[data-testid="quit"]"#).await;
-    driver.click(r#"[data-testid="confirm"]"#).await;
+    driver
+        .click_ending_the_app(r#"[data-testid="confirm"]"#)
+        .await;
     wait_until(
         Duration::from_secs(20),
         "Quit ends the app and its engine",
