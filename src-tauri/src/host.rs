@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::lock::Role;
 use crate::engine::paths::Context;
-use crate::engine::{secrets, Engine, EngineError, Mode};
+use crate::engine::{Engine, EngineError, Mode};
 
 pub struct Host {
     engine: Engine,
@@ -45,7 +45,9 @@ impl Host {
             tracing::warn!(accounts = %names.join(", "), "GET /token?name= answers these accounts without a key ([api] keyless_tokenboy): any process on this machine can read their tokens");
         }
         tracing::info!(accounts = config.accounts.len(), api = %listen, socket = ?socket, config = %config.path.display(), "engine started");
-        if let Some(advice) = secrets::store_advice(config.store, config.accounts.len()) {
+        if let Some(advice) =
+            crate::engine::store::store_advice(config.store, config.accounts.len())
+        {
             tracing::warn!("{advice}");
         }
         let stop = CancellationToken::new();

@@ -13,7 +13,6 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -35,6 +34,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 use super::fast::FastPath;
+use super::peer::Peer;
 use super::slots::{Admitted, Busy, Slot, Slots};
 use crate::engine::config::ApiSettings;
 
@@ -53,19 +53,6 @@ const UNIX_MAX: usize = 1024;
 const FLUSH: Duration = Duration::from_secs(1);
 
 pub(super) const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: 109\r\n\r\n{\"error\":\"too_many_connections\",\"message\":\"the API is serving its maximum of connections; try again shortly\"}";
-
-/// Who is at the other end of an API connection; every request carries it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Peer {
-    /// A client over TCP: it must show a key.
-    Tcp(SocketAddr),
-    /// A process of this engine's own user on its Unix socket, as the kernel vouches (the
-    /// peer's credentials): let in as the engine's own key would be, without one, so that
-    /// the CLI need not read that key from the keychain on every call.
-    SameUser,
-    /// A process of another user on the Unix socket: never served.
-    OtherUser(u32),
-}
 
 /// A listening socket the accept loop can serve.
 pub trait Accept: Send + 'static {

@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use prometheus_client::metrics::counter::Counter;
 
-use super::connections::Peer;
+use super::peer::Peer;
 use super::AppState;
 use crate::engine::metrics::RequestLabels;
 use crate::engine::names::AccountName;
@@ -90,7 +90,7 @@ impl FastPath {
             .engine
             .token_at_hand(&name, Duration::from_secs(min_valid))?;
         let body = if tokenboy {
-            serde_json::to_vec(&super::routes::TokenBoyAnswer::of(&view)).ok()?
+            serde_json::to_vec(&super::tokenboy::TokenBoyAnswer::of(&view)).ok()?
         } else {
             serde_json::to_vec(&view).ok()?
         };

@@ -15,8 +15,8 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::connections::Peer;
 use super::error::ApiError;
+use super::peer::Peer;
 use super::AppState;
 use crate::engine::api_keys::{KeyHolder, ENGINE_LABEL};
 use crate::engine::events::EngineEvent;

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::connections::Peer;
+use super::peer::Peer;
 use crate::engine::Engine;
 
 /// The bound socket; its file goes when the engine stops serving.

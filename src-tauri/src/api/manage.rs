@@ -19,8 +19,8 @@ use super::error::ApiError;
 use super::guard::Caller;
 use super::routes::{body_bytes, params, seconds, Named, Params};
 use super::AppState;
+use crate::engine::account::views::AccountView;
 use crate::engine::secret::{Secret, TokenSet};
-use crate::engine::views::AccountView;
 use crate::engine::{ConnectFlow, ConnectStart, ConnectStatus};
 
 /// How long a flow begun over the API waits for the browser (or device) by default.

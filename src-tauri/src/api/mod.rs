@@ -17,10 +17,12 @@ mod fast;
 mod guard;
 pub mod local;
 mod manage;
+mod peer;
 pub mod proxy;
 mod routes;
 mod scope;
 mod slots;
+mod tokenboy;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -18,10 +18,11 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use super::error::ApiError;
 use super::guard::Caller;
+use super::tokenboy::TokenBoyAnswer;
 use super::AppState;
+use crate::engine::account::views::{AccountView, TokenView};
 use crate::engine::history::Entry;
 use crate::engine::names::AccountName;
-use crate::engine::views::{AccountView, TokenView};
 use crate::engine::EngineError;
 
 pub(super) type Params = Query<HashMap<String, String>>;
@@ -183,36 +184,6 @@ pub async fn tokenboy(
     let name = name(raw, Some(&caller))?;
     let token = s.engine.token(&name, Duration::ZERO).await?;
     Ok(Json(TokenBoyAnswer::of(&token)).into_response())
-}
-
-/// What a TokenBoy client reads: TokenBoy answers with the provider's own JSON, so a
-/// token's client reads `access_token` and a jsapi ticket's client reads `ticket` (after
-/// `errcode` 0, as WeChat's getticket answers).
-#[derive(serde::Serialize)]
-pub(super) struct TokenBoyAnswer<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    errcode: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    errmsg: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    access_token: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ticket: Option<&'a str>,
-    expires_in: u64,
-}
-
-impl<'a> TokenBoyAnswer<'a> {
-    pub(super) fn of(token: &'a TokenView) -> Self {
-        let ticket = token.token_type.ends_with("ticket");
-        let value = token.access_token.expose();
-        Self {
-            errcode: ticket.then_some(0),
-            errmsg: ticket.then_some("ok"),
-            access_token: (!ticket).then_some(value),
-            ticket: ticket.then_some(value),
-            expires_in: token.expires_in,
-        }
-    }
 }
 
 /// Server-Sent Events of engine events. A subscriber that falls behind gets a `lagged`

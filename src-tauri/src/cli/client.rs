@@ -13,13 +13,13 @@ use bytes::Bytes;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
+use crate::engine::account::views::{AccountView, TokenView};
 use crate::engine::api_keys::ApiKeys;
 use crate::engine::history::Entry;
 use crate::engine::lock::{self, Role};
 use crate::engine::names::AccountName;
 use crate::engine::paths::Context;
 use crate::engine::secret::{Secret, TokenSet};
-use crate::engine::views::{AccountView, TokenView};
 use crate::engine::{ConnectFlow, ConnectStart, ConnectStatus, Remedy};
 
 /// An error answer of the running engine: the same code and remedy as the engine's own

@@ -1,80 +1,78 @@
-//! One function per command. Each asks a running engine over its API when there is one,
-//! else does the work itself: reading needs no lock, writing takes the lock of the keychain
-//! service (waiting a little for another CLI command, never for a running engine).
+//! One function per command. The commands any engine can answer run over a [`Backend`]: the
+//! running engine when there is one, else an engine of this process's own.
 
 use std::io::{Read, Write};
 
 use anyhow::{Context as _, Result};
 
-use super::client::ApiClient;
+use super::backend::{api_keys, running, Backend, Local};
 use super::{output, ApiKeyAction, Command, SecretAction, StoreAction};
-use crate::engine::api_keys::ApiKeys;
-use crate::engine::lock::{self, Role};
-use crate::engine::migrate;
 use crate::engine::names::AccountName;
 use crate::engine::paths::Context;
 use crate::engine::secret::Secret;
-use crate::engine::secrets::{self, Keychain};
-use crate::engine::{Engine, EngineError, Mode};
+use crate::engine::store::migrate;
 
 pub async fn dispatch(ctx: &Context, command: Command) -> Result<()> {
     match command {
         Command::Serve => serve(ctx).await,
-        Command::List { json } => {
-            let views = match running(ctx).await? {
-                Some(api) => api.accounts().await?,
-                None => open(ctx, Mode::Observer).await?.snapshot(),
-            };
-            output::accounts(&views, json)
-        }
+        Command::Import {
+            from: super::ImportFrom::Tokenboy { path },
+        } => super::tokenboy::run(&path),
+        Command::Connect {
+            name,
+            no_browser,
+            device,
+        } => super::connect::run(ctx, &name, no_browser, device).await,
+        Command::ApiKey { action } => api_key(ctx, action).await,
+        Command::Store {
+            action: StoreAction::Migrate { to },
+        } => store_migrate(ctx, to).await,
+        Command::Store {
+            action: StoreAction::Init { print },
+        } => store_init(ctx, print),
+        // Asked of the running engine if there is one, else done here.
+        command => match running(ctx).await? {
+            Some(api) => over(&api, command).await,
+            None => over(&Local { ctx }, command).await,
+        },
+    }
+}
+
+/// The commands that any engine can answer, wherever it runs.
+async fn over(backend: &impl Backend, command: Command) -> Result<()> {
+    match command {
+        Command::List { json } => output::accounts(&backend.accounts().await?, json),
         Command::Token {
             name,
             min_valid,
             header,
         } => {
-            let token = match running(ctx).await? {
-                Some(api) => api.token(&name, min_valid).await?,
-                None => {
-                    let engine = open_for_work(ctx).await?;
-                    finish(&engine, engine.token(&name, min_valid).await).await?
-                }
-            };
+            let token = backend
+                .tokens(std::slice::from_ref(&name), min_valid)
+                .await?;
+            let token = &token[0].access_token;
             let mut out = std::io::stdout().lock();
             if header {
-                writeln!(out, "Authorization: Bearer {}", token.access_token.expose())?;
+                writeln!(out, "Authorization: Bearer {}", token.expose())?;
             } else {
-                writeln!(out, "{}", token.access_token.expose())?;
+                writeln!(out, "{}", token.expose())?;
             }
             Ok(())
         }
-        Command::Import {
-            from: super::ImportFrom::Tokenboy { path },
-        } => super::tokenboy::run(&path),
         Command::Exec {
             names,
             env,
             min_valid,
             command,
-        } => super::exec::run(ctx, &names, &env, min_valid, &command).await,
+        } => super::exec::run(backend, &names, &env, min_valid, &command).await,
         Command::Refresh { name } => {
-            let token = match running(ctx).await? {
-                Some(api) => api.refresh(&name).await?,
-                None => {
-                    let engine = open_for_work(ctx).await?;
-                    finish(&engine, engine.refresh(&name).await).await?
-                }
-            };
+            let token = backend.refresh(&name).await?;
             println!(
                 "{name}: refreshed; expires at {} (in {}s)",
                 token.expires_at, token.expires_in
             );
             Ok(())
         }
-        Command::Connect {
-            name,
-            no_browser,
-            device,
-        } => super::connect::run(ctx, &name, no_browser, device).await,
         Command::Secret {
             action: SecretAction::Set { name },
         } => {
@@ -83,127 +81,48 @@ pub async fn dispatch(ctx: &Context, command: Command) -> Result<()> {
                 .read_to_string(&mut text)
                 .context("reading the secret from stdin")?;
             let value = Secret::new(text.trim_end_matches(['\r', '\n']).to_owned());
-            match running(ctx).await? {
-                Some(api) => {
-                    api.set_secret(&name, &value).await?;
-                }
-                None => {
-                    let engine = open_for_work(ctx).await?;
-                    finish(&engine, engine.set_client_secret(&name, value).await).await?;
-                }
-            }
+            backend.set_secret(&name, value).await?;
             eprintln!("{name}: client secret stored in the keychain");
             Ok(())
         }
         Command::Disconnect { name } => {
-            let warning = match running(ctx).await? {
-                Some(api) => api.disconnect(&name).await?,
-                None => {
-                    let engine = open_for_work(ctx).await?;
-                    finish(&engine, engine.disconnect(&name).await).await?
-                }
-            };
-            if let Some(warning) = warning {
+            if let Some(warning) = backend.disconnect(&name).await? {
                 eprintln!("{name}: {warning}");
             }
             eprintln!("{name}: disconnected; its secrets are deleted from the keychain");
             Ok(())
         }
-        Command::ApiKey { action } => api_key(ctx, action).await,
-        Command::Store {
-            action: StoreAction::Migrate { to },
-        } => {
-            let ctx = ctx.clone();
-            let done = tokio::task::spawn_blocking(move || migrate::migrate(&ctx, to)).await??;
-            if done.from == done.to {
-                eprintln!(
-                    "the config already uses the {} store; nothing to move",
-                    done.to.as_str()
-                );
-            } else {
-                eprintln!(
-                    "moved {} secrets of {} accounts from the {} store to the {} store in {:.1}s; the config now says [store] kind = \"{}\"",
-                    done.items,
-                    done.accounts,
-                    done.from.as_str(),
-                    done.to.as_str(),
-                    done.elapsed.as_secs_f64(),
-                    done.to.as_str()
-                );
-            }
-            Ok(())
-        }
-        Command::Store {
-            action: StoreAction::Init { print },
-        } => store_init(ctx, print),
         Command::Log { name, json, limit } => {
-            let entries = match running(ctx).await? {
-                Some(api) => api.history(name.as_ref(), limit).await?,
-                None => {
-                    open(ctx, Mode::Observer)
-                        .await?
-                        .history(name.as_ref().map(std::slice::from_ref), limit)
-                        .await?
-                }
-            };
-            output::history(&entries, json)
+            output::history(&backend.history(name.as_ref(), limit).await?, json)
         }
+        Command::Serve
+        | Command::Import { .. }
+        | Command::Connect { .. }
+        | Command::ApiKey { .. }
+        | Command::Store { .. } => unreachable!("dispatched without an engine"),
     }
 }
 
-/// The running engine's API, if an engine runs for this keychain service.
-pub async fn running(ctx: &Context) -> Result<Option<ApiClient>> {
-    ApiClient::discover(ctx, api_keys(ctx)).await
-}
-
-fn api_keys(ctx: &Context) -> ApiKeys {
-    ApiKeys::new(
-        &ctx.data_dir,
-        Keychain::new(secrets::os_store(&ctx.keychain_service)),
-    )
-}
-
-pub async fn open(ctx: &Context, mode: Mode) -> Result<Engine> {
-    Ok(Engine::open(ctx, mode, Role::Cli).await?)
-}
-
-/// The writer when no engine runs; an observer (which refreshes nothing) when one does but
-/// its API could not be reached.
-pub(super) async fn open_for_work(ctx: &Context) -> Result<Engine> {
-    let running = matches!(lock::holder(&ctx.lock_place()), Some(h) if h.role == Role::Engine);
-    let mode = if running {
-        Mode::Observer
+async fn store_migrate(ctx: &Context, to: crate::engine::config::StoreKind) -> Result<()> {
+    let ctx = ctx.clone();
+    let done = tokio::task::spawn_blocking(move || migrate::migrate(&ctx, to)).await??;
+    if done.from == done.to {
+        eprintln!(
+            "the config already uses the {} store; nothing to move",
+            done.to.as_str()
+        );
     } else {
-        Mode::Refresher
-    };
-    match Engine::open(ctx, mode, Role::Cli).await {
-        // It started between our look and our lock: leave the work to it.
-        Err(EngineError::Lock(lock::LockError::HeldByEngine { .. })) => {
-            open(ctx, Mode::Observer).await
-        }
-        other => Ok(other?),
+        eprintln!(
+            "moved {} secrets of {} accounts from the {} store to the {} store in {:.1}s; the config now says [store] kind = \"{}\"",
+            done.items,
+            done.accounts,
+            done.from.as_str(),
+            done.to.as_str(),
+            done.elapsed.as_secs_f64(),
+            done.to.as_str()
+        );
     }
-}
-
-/// Closes a one-shot engine: waits for its tasks and saves what is only in memory. A token
-/// set that still cannot be saved fails the command, because this process is its only copy.
-pub async fn finish<T>(engine: &Engine, result: Result<T, EngineError>) -> Result<T> {
-    let unsaved = engine.close().await;
-    match (result, unsaved.into_iter().next()) {
-        (_, Some(lost)) => {
-            let holder = match lost {
-                EngineError::Unsaved {
-                    journaled: true, ..
-                } => "the provider issued a new token that the keychain refused; the token journal holds it, and the next command or engine start writes it",
-                _ => "the provider issued a new token that could not be saved, and this command is its only holder",
-            };
-            Err(anyhow::Error::new(lost).context(holder))
-        }
-        (Err(EngineError::Unsaved { account, .. }), None) => Err(anyhow::anyhow!(
-            "{account}: the new token was saved in the keychain only on a later try; it is valid, run the command again to use it"
-        )),
-        (result, None) => Ok(result?),
-    }
+    Ok(())
 }
 
 /// The accounts a key may see, in words.
@@ -337,9 +256,9 @@ impl ShutdownSignal {
 /// the fleet's secrets are sealed with it. `--print` stores nothing, so it reads no config:
 /// it may run anywhere, before any host has one.
 fn store_init(ctx: &Context, print: bool) -> Result<()> {
-    use crate::engine::fleet;
+    use crate::engine::store::fleet;
     let new_key = || {
-        crate::engine::sealed::new_key_text(&ring::rand::SystemRandom::new())
+        crate::engine::store::sealed::new_key_text(&ring::rand::SystemRandom::new())
             .context("the system's random number generator failed")
     };
     if print {
@@ -359,7 +278,7 @@ fn store_init(ctx: &Context, print: bool) -> Result<()> {
         );
     };
     let key = new_key()?;
-    let keychain = secrets::os_store(&ctx.keychain_service);
+    let keychain = crate::engine::store::keychain::os_store(&ctx.keychain_service);
     let source = fleet::write_new_key(&settings, keychain.as_ref(), &key)?;
     eprintln!(
         "made the store key in {source}; give the other hosts the same key (`tokenwarden store init --print` makes one to copy instead)"

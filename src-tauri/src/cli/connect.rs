@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 
-use super::commands::{finish, open, running};
+use super::backend::{finish, open, running};
 use crate::engine::events::ConnectStage;
 use crate::engine::names::AccountName;
 use crate::engine::paths::Context;

@@ -11,11 +11,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 
-use super::commands::{finish, open_for_work, running};
-use crate::engine::fleet::{KEY_ENV, PASSWORD_ENV};
+use super::backend::Backend;
 use crate::engine::names::AccountName;
-use crate::engine::paths::Context;
-use crate::engine::secret::Secret;
+use crate::engine::store::fleet::{KEY_ENV, PASSWORD_ENV};
 
 /// Variables Tokenwarden reads that hold a secret, taken out of the command's environment:
 /// the store key opens every account's tokens in a fleet, and the Redis password its store,
@@ -89,8 +87,8 @@ fn bindings(names: &[AccountName], env: &[Binding]) -> Result<Vec<Binding>> {
     Ok(all)
 }
 
-pub async fn run(
-    ctx: &Context,
+pub(super) async fn run(
+    backend: &impl Backend,
     names: &[AccountName],
     env: &[Binding],
     min_valid: Duration,
@@ -100,41 +98,17 @@ pub async fn run(
     let (program, args) = command
         .split_first()
         .ok_or_else(|| anyhow!("give the command to run after `--`"))?;
-    let tokens = tokens(ctx, &bindings, min_valid).await?;
+    let names: Vec<AccountName> = bindings.iter().map(|b| b.account.clone()).collect();
+    let tokens = backend.tokens(&names, min_valid).await?;
     let mut child = std::process::Command::new(program);
     child.args(args);
     for var in SECRET_VARS {
         child.env_remove(var);
     }
     for (binding, token) in bindings.iter().zip(&tokens) {
-        child.env(&binding.var, token.expose());
+        child.env(&binding.var, token.access_token.expose());
     }
     start(child, program)
-}
-
-/// Each binding's token, from the running engine or, without one, from an engine of our
-/// own that is closed (its writes flushed, its lock released) before the command starts.
-async fn tokens(ctx: &Context, bindings: &[Binding], min_valid: Duration) -> Result<Vec<Secret>> {
-    let mut tokens = Vec::with_capacity(bindings.len());
-    match running(ctx).await? {
-        Some(api) => {
-            for b in bindings {
-                tokens.push(api.token(&b.account, min_valid).await?.access_token);
-            }
-        }
-        None => {
-            let engine = open_for_work(ctx).await?;
-            let fetched = async {
-                for b in bindings {
-                    tokens.push(engine.token(&b.account, min_valid).await?.access_token);
-                }
-                Ok(())
-            }
-            .await;
-            finish(&engine, fetched).await?;
-        }
-    }
-    Ok(tokens)
 }
 
 #[cfg(unix)]

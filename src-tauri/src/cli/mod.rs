@@ -7,6 +7,7 @@
 //! * `exec`     a command run with tokens in its environment
 //! * `tokenboy` `import tokenboy`: a TokenBoy config.py as accounts
 
+mod backend;
 mod client;
 mod commands;
 mod connect;

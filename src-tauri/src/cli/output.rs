@@ -4,8 +4,8 @@ use std::io::Write;
 
 use anyhow::Result;
 
+use crate::engine::account::views::AccountView;
 use crate::engine::history::Entry;
-use crate::engine::views::AccountView;
 
 pub fn accounts(views: &[AccountView], json: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();

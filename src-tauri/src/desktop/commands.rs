@@ -10,6 +10,7 @@ use tauri::{AppHandle, State};
 use super::error::UiError;
 use super::settings::{self, Settings};
 use super::Shell;
+use crate::engine::account::views::AccountView;
 use crate::engine::api_keys::KeyInfo;
 use crate::engine::bounds::MAX_HISTORY_ROWS;
 use crate::engine::config::catalog::{self, PresetInfo};
@@ -17,7 +18,6 @@ use crate::engine::config::edit::NewAccount;
 use crate::engine::history::Entry;
 use crate::engine::names::AccountName;
 use crate::engine::secret::Secret;
-use crate::engine::views::AccountView;
 use crate::engine::{ConnectFlow, ConnectStart, ConnectStatus};
 
 type Result<T> = std::result::Result<T, UiError>;

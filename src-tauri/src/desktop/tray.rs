@@ -13,9 +13,9 @@ use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Manager, Runtime};
 
+use crate::engine::account::state::Status;
+use crate::engine::account::views::AccountView;
 use crate::engine::names::AccountName;
-use crate::engine::state::Status;
-use crate::engine::views::AccountView;
 
 pub const TRAY_ID: &str = "tokenwarden";
 /// The summary entry: disabled, so it never sends an event.
@@ -251,8 +251,8 @@ pub fn open_window<R: Runtime>(app: &AppHandle<R>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::account::views::ConnectsWith;
     use crate::engine::names::Deadline;
-    use crate::engine::views::ConnectsWith;
 
     fn view(name: &str, status: Status, left: Option<u64>) -> AccountView {
         AccountView {

@@ -5,9 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::account::state::Status;
 use super::history::Trigger;
 use super::names::{AccountName, Deadline};
-use super::state::Status;
 
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -29,51 +29,31 @@
 //! across `.await`; each account has an async gate so that one refresh (or connect, or
 //! save) runs at a time, and a generation that every commit checks.
 
+pub mod account;
 pub mod api_keys;
 pub mod bounds;
 pub mod clock;
-mod commit;
 pub mod config;
 mod connect;
-mod deadlines;
 pub mod error;
 pub mod events;
-pub mod fleet;
-mod foresight;
 pub mod history;
-mod hosts;
-mod inflight;
-pub mod journal;
 pub mod lock;
-mod manage;
 pub mod metrics;
-pub mod migrate;
 pub mod names;
 mod open;
 pub mod paths;
-mod peers;
-pub(crate) mod private;
+pub mod provider;
+mod refresh;
+pub mod secret;
+pub mod store;
+pub(crate) mod system;
 pub(crate) use open::own_data_dir;
 /// For front ends' own files and their checks of whom they talk to.
-pub use peers::listener_uid;
+pub use system::peers::listener_uid;
 #[cfg(unix)]
-pub use private::euid;
-pub use private::replace as replace_private_file;
-pub mod provider;
-pub mod quota;
-mod redirect;
-mod refresh;
-mod saving;
-mod scheduler;
-pub mod sealed;
-pub mod secret;
-pub mod secrets;
-mod serving;
-mod sharing;
-mod slot;
-pub mod state;
-pub mod timing;
-pub mod views;
+pub use system::private::euid;
+pub use system::private::replace as replace_private_file;
 
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -81,6 +61,9 @@ use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::engine::store::client::Keychain;
+use account::slot::Slot;
+use account::views::AccountView;
 use config::{Account, Config};
 pub use connect::{ConnectFlow, ConnectStart, ConnectStatus};
 pub use error::{EngineError, ErrorKind, Remedy};
@@ -88,9 +71,6 @@ use events::EngineEvent;
 use history::History;
 use names::AccountName;
 pub use open::Parts;
-use secrets::Keychain;
-use slot::Slot;
-use views::AccountView;
 
 /// Whether this engine may write (it holds the lock of its keychain service) or only read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,8 +91,8 @@ struct Shared {
     log: history::Writer,
     http: reqwest::Client,
     /// Refreshes in flight per provider host.
-    hosts: hosts::HostLimits,
-    accounts: Mutex<deadlines::Accounts>,
+    hosts: refresh::hosts::HostLimits,
+    accounts: Mutex<account::deadlines::Accounts>,
     /// "Deadlines changed, recompute."
     wake: Notify,
     events: broadcast::Sender<EngineEvent>,
@@ -120,7 +100,7 @@ struct Shared {
     metrics: metrics::Metrics,
     api_keys: api_keys::ApiKeys,
     /// Which refreshes are out (see `inflight`).
-    inflight: inflight::Markers,
+    inflight: refresh::inflight::Markers,
     lock_place: Option<lock::LockPlace>,
     mode: Mutex<Mode>,
     /// Held while this engine may write; a CLI `connect` takes it only once the browser is done.
@@ -130,12 +110,12 @@ struct Shared {
     /// Why the scheduler stopped while it should be running; `/healthz` reports it.
     failed: Mutex<Option<String>>,
     /// Today's WeChat token fetches per allowance.
-    quota: quota::Counts,
+    quota: refresh::quota::Counts,
     /// The hosts this one shares its accounts with (`[store] kind = "redis"`).
-    fleet: Option<Arc<fleet::Fleet>>,
+    fleet: Option<Arc<store::fleet::Fleet>>,
     /// Where a provider's answer is durable before the keychain has it (a refresher only),
     /// once it has opened.
-    journal: journal::Settling,
+    journal: store::journal::Settling,
 }
 
 impl Engine {
@@ -321,7 +301,7 @@ impl Engine {
                 let (engine, stop) = (self.clone(), stop.clone());
                 tokio::spawn(async move { engine.hear_fleet(stop).await })
             };
-            scheduler::run(self.clone(), stop.clone()).await;
+            refresh::scheduler::run(self.clone(), stop.clone()).await;
             foresight.abort();
             fleet.abort();
             if let Some(fleet) = self.fleet() {
@@ -387,9 +367,5 @@ impl Drop for Watch<'_> {
     }
 }
 
-#[cfg(test)]
-mod props;
-#[cfg(test)]
-mod stop_tests;
 #[cfg(test)]
 mod tests;

@@ -11,15 +11,17 @@ use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::account::slot::Slot;
+use super::account::state::{AccountState, Failure, Status};
 use super::config::{Account, Config};
 use super::events::EngineEvent;
 use super::history::{History, SavedState};
 use super::lock::{self, LockPlace};
 use super::names::AccountName;
 use super::paths::Context;
-use super::secrets::{self, Keychain, SecretStore};
-use super::slot::Slot;
-use super::state::{AccountState, Failure, Status};
+use super::store::client::Keychain;
+use super::store::item::SecretStore;
+use super::store::keychain::os_store;
 use super::{api_keys, metrics, Engine, EngineError, Mode, Shared};
 
 /// How long a fetch may sit without receiving a byte. There is no limit on the whole
@@ -34,21 +36,28 @@ const JOURNAL_WAIT: Duration = Duration::from_secs(5);
 async fn open_store(
     config: &Config,
     ctx: &Context,
-) -> Result<(Arc<dyn SecretStore>, Option<Arc<super::fleet::Fleet>>), EngineError> {
+) -> Result<
+    (
+        Arc<dyn SecretStore>,
+        Option<Arc<super::store::fleet::Fleet>>,
+    ),
+    EngineError,
+> {
     let Some(settings) = config.fleet.clone() else {
-        let store = secrets::store_for(config.store, &ctx.keychain_service, &ctx.data_dir)
-            .map_err(|e| EngineError::Io(e.to_string()))?;
+        let store =
+            crate::engine::store::store_for(config.store, &ctx.keychain_service, &ctx.data_dir)
+                .map_err(|e| EngineError::Io(e.to_string()))?;
         return Ok((store, None));
     };
-    let keychain = secrets::os_store(&ctx.keychain_service);
+    let keychain = os_store(&ctx.keychain_service);
     let fleet = {
         let keychain = keychain.clone();
-        tokio::task::spawn_blocking(move || super::fleet::Fleet::open(&settings, &keychain))
+        tokio::task::spawn_blocking(move || super::store::fleet::Fleet::open(&settings, &keychain))
             .await
             .map_err(|e| EngineError::Io(format!("opening the shared store: {e}")))?
             .map_err(|e| EngineError::Io(e.to_string()))?
     };
-    let store = Arc::new(super::fleet::FleetStore {
+    let store = Arc::new(super::store::fleet::FleetStore {
         fleet: fleet.clone(),
         keychain,
     });
@@ -66,7 +75,7 @@ pub struct Parts {
     pub lock_place: Option<LockPlace>,
     pub lock: Option<lock::EngineLock>,
     /// The hosts this one shares its accounts with (`[store] kind = "redis"`).
-    pub fleet: Option<Arc<super::fleet::Fleet>>,
+    pub fleet: Option<Arc<super::store::fleet::Fleet>>,
 }
 
 impl Engine {
@@ -105,7 +114,7 @@ impl Engine {
             .lock_place
             .as_ref()
             .map_or("tokenwarden".to_owned(), |p| p.stem.clone());
-        let journal: super::journal::Settling = Arc::new(tokio::sync::SetOnce::new());
+        let journal: super::store::journal::Settling = Arc::new(tokio::sync::SetOnce::new());
         let keychain = Keychain::new(parts.store.clone())
             .counting(metrics.secret_writes.clone())
             .journaled(journal.clone());
@@ -113,7 +122,7 @@ impl Engine {
         let host = parts.fleet.as_ref().map(|f| f.host().to_owned());
         let log =
             super::history::Writer::start(History::open(&parts.history_path)?.with_host(host));
-        let (today, _) = super::quota::beijing_day(super::clock::now());
+        let (today, _) = super::refresh::quota::beijing_day(super::clock::now());
         let fetches = history.fetches_on(&today).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot read today's WeChat fetch counts; counting from 0");
             Default::default()
@@ -149,13 +158,13 @@ impl Engine {
                 tasks: TaskTracker::new(),
                 metrics,
                 api_keys,
-                inflight: super::inflight::Markers::new(&parts.data_dir),
+                inflight: super::refresh::inflight::Markers::new(&parts.data_dir),
                 lock_place: parts.lock_place,
                 mode: Mutex::new(parts.mode),
                 lock: Mutex::new(parts.lock),
                 stop: CancellationToken::new(),
                 failed: Mutex::new(None),
-                quota: super::quota::Counts::starting(today, fetches),
+                quota: super::refresh::quota::Counts::starting(today, fetches),
                 fleet: parts.fleet,
                 journal,
             }),
@@ -168,7 +177,7 @@ impl Engine {
         let opener = engine.clone();
         tokio::spawn(async move {
             let (journal, entries) =
-                super::journal::replay::open(mode, kind, &service, &data_dir, store).await;
+                super::store::journal::replay::open(mode, kind, &service, &data_dir, store).await;
             opener.replay(entries);
             let _ = opener.shared.journal.set(journal);
             opener.shared.wake.notify_one();
@@ -326,9 +335,9 @@ async fn take_lock(place: &LockPlace, role: lock::Role) -> Result<lock::EngineLo
 /// Makes the data dir ours alone (0700, refused if another user owns it or can replace it), and
 /// closes files an older version left readable to others, saying so once.
 pub(crate) fn own_data_dir(dir: &std::path::Path) -> Result<(), EngineError> {
-    super::private::own_dir(dir, super::paths::DATA_DIR_REMEDY)
+    super::system::private::own_dir(dir, super::paths::DATA_DIR_REMEDY)
         .map_err(|e| EngineError::Io(format!("data dir {e}")))?;
-    let tightened = super::private::tighten(dir);
+    let tightened = super::system::private::tighten(dir);
     if !tightened.is_empty() {
         let names: Vec<String> = tightened
             .iter()
@@ -342,19 +351,20 @@ pub(crate) fn own_data_dir(dir: &std::path::Path) -> Result<(), EngineError> {
 /// The refresh history, or a new one when the file is damaged: a log must never stop the
 /// refreshing. The damaged file is kept beside it under a new name, said once.
 fn open_history(path: &std::path::Path) -> Result<History, EngineError> {
-    if let Err(e) = super::private::create(path) {
+    if let Err(e) = super::system::private::create(path) {
         return Err(EngineError::Io(format!("history {}: {e}", path.display())));
     }
     match History::open(path) {
         Err(e) if e.is_damage() => {
-            let aside = super::private::move_aside(path, &["-wal", "-shm"]).map_err(|io| {
-                EngineError::Io(format!(
-                    "history {} is damaged ({e}) and cannot be moved aside: {io}",
-                    path.display()
-                ))
-            })?;
+            let aside =
+                super::system::private::move_aside(path, &["-wal", "-shm"]).map_err(|io| {
+                    EngineError::Io(format!(
+                        "history {} is damaged ({e}) and cannot be moved aside: {io}",
+                        path.display()
+                    ))
+                })?;
             tracing::warn!(damaged = %aside.display(), error = %e, "the refresh history was damaged: it was moved aside and a new one started (refreshing goes on)");
-            super::private::create(path)
+            super::system::private::create(path)
                 .map_err(|io| EngineError::Io(format!("history {}: {io}", path.display())))?;
             Ok(History::open(path)?)
         }

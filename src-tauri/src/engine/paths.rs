@@ -67,7 +67,7 @@ fn lock_dir() -> PathBuf {
         return PathBuf::from(dir).join("tokenwarden");
     }
     #[cfg(unix)]
-    let user = super::private::euid().to_string();
+    let user = super::system::private::euid().to_string();
     #[cfg(not(unix))]
     let user = std::env::var("USERNAME").unwrap_or_else(|_| "user".to_owned());
     std::env::temp_dir().join(format!("tokenwarden-{user}"))

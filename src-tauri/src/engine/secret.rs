@@ -76,7 +76,7 @@ impl TokenSet {
         self.stored_json(None)
     }
 
-    /// The keychain item's JSON with sequence number `seq` (see `engine::journal::seq`).
+    /// The keychain item's JSON with sequence number `seq` (see `engine::store::journal::seq`).
     pub(crate) fn to_stored_json_at(&self, seq: u64) -> Secret {
         self.stored_json(Some(seq))
     }

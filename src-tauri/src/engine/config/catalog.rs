@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::engine::views::ConnectsWith;
+use crate::engine::provider::ConnectsWith;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct PresetInfo {

@@ -144,7 +144,7 @@ fn write_checked(path: &Path, text: &str) -> Result<(), ConfigError> {
     };
     #[cfg(not(unix))]
     let mode = 0o600;
-    crate::engine::private::replace(path, text.as_bytes(), mode).map_err(io)
+    crate::engine::system::private::replace(path, text.as_bytes(), mode).map_err(io)
 }
 
 fn invalid(path: &Path, message: String) -> ConfigError {

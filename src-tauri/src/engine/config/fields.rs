@@ -6,7 +6,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::error::Problem;
-use super::presets::{preset, LEGACY_FITBIT_GONE};
+use super::oauth_presets::{preset, LEGACY_FITBIT_GONE};
 use super::raw::{RawAccount, S};
 use crate::engine::names::parse_duration;
 use crate::engine::provider::http::{Expiry, HttpSpec, Method};

@@ -12,6 +12,7 @@ pub mod error;
 mod example;
 mod fields;
 pub mod fleet;
+mod oauth_presets;
 mod presets;
 pub mod proxy_target;
 mod raw;

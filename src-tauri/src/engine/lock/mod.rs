@@ -146,7 +146,7 @@ pub enum LockError {
         waited: Duration,
     },
     #[error("lock dir {0}")]
-    Place(#[from] super::private::PlaceError),
+    Place(#[from] crate::engine::system::private::PlaceError),
     #[error("lock file {}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -191,7 +191,7 @@ const LOCK_DIR_REMEDY: &str = "set XDG_RUNTIME_DIR (or TMPDIR) to a folder only 
 /// Opens the lock file in a lock dir that is ours alone (refused otherwise: another user who
 /// made it could announce a server of theirs to our CLI, or hold the lock against us).
 fn open(place: &LockPlace) -> Result<File, LockError> {
-    super::private::own_dir(&place.dir, LOCK_DIR_REMEDY)?;
+    crate::engine::system::private::own_dir(&place.dir, LOCK_DIR_REMEDY)?;
     let path = place.lock_file();
     let mut options = OpenOptions::new();
     options.create(true).truncate(false).write(true);
@@ -227,7 +227,8 @@ pub fn announce(
 fn write_holder(place: &LockPlace, holder: &Holder) -> Result<(), LockError> {
     let path = place.holder_file();
     let json = serde_json::to_vec(holder).expect("serializes");
-    super::private::replace(&path, &json, 0o600).map_err(|source| LockError::Io { path, source })
+    crate::engine::system::private::replace(&path, &json, 0o600)
+        .map_err(|source| LockError::Io { path, source })
 }
 
 /// Takes the lock, waiting up to `wait` while a one-shot command (or a process that has not

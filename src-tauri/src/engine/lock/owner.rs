@@ -88,7 +88,7 @@ pub fn start_time(pid: u32) -> Option<u64> {
 fn ours(pid: u32) -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(format!("/proc/{pid}"))
-        .is_ok_and(|m| m.uid() == crate::engine::private::euid())
+        .is_ok_and(|m| m.uid() == crate::engine::system::private::euid())
 }
 
 #[cfg(target_os = "linux")]

@@ -8,16 +8,17 @@
 //! * `http`    any token endpoint described in the config (TokenBoy style); `skew` reads
 //!   its absolute expiry against the answer's `Date`, for providers whose clock is off
 
+pub mod connects_with;
 pub mod error;
 pub mod http;
 pub(super) mod lenient;
 pub mod oauth2;
-pub mod oidc;
 pub(super) mod skew;
 pub mod wechat;
 
 use std::collections::HashMap;
 
+pub use connects_with::ConnectsWith;
 pub use error::RefreshError;
 
 use super::bounds;
@@ -141,8 +142,7 @@ impl Provider {
     }
 
     /// How the first token is obtained, for views.
-    pub fn connects_with(&self) -> crate::engine::views::ConnectsWith {
-        use crate::engine::views::ConnectsWith;
+    pub fn connects_with(&self) -> ConnectsWith {
         match self {
             Self::OAuth2(p) => match p.grant {
                 oauth2::GrantKind::AuthorizationCode => ConnectsWith::Browser,

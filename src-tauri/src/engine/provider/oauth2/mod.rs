@@ -99,6 +99,7 @@ type Client = BasicClient<
 mod answer;
 mod device;
 mod grants;
+mod oidc;
 
 use answer::Recording;
 pub use device::DeviceStart;
@@ -115,7 +116,7 @@ impl OAuth2Spec {
         let found = self
             .discovered
             .get_or_try_init(|| {
-                super::oidc::discover(http, issuer, who.account, who.provider, self.insecure_http)
+                oidc::discover(http, issuer, who.account, who.provider, self.insecure_http)
             })
             .await?;
         let given = &self.endpoints;

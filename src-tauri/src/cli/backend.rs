@@ -1,0 +1,157 @@
+//! Where a command's work is done, chosen once per command: a running engine, asked over its
+//! API, or else an engine of this process's own (reading needs no lock; writing takes the
+//! lock of the keychain service, waiting a little for another CLI command, never for a
+//! running engine), closed before the command prints so that its writes are flushed.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::client::ApiClient;
+use crate::engine::account::views::{AccountView, TokenView};
+use crate::engine::api_keys::ApiKeys;
+use crate::engine::history::Entry;
+use crate::engine::lock::{self, Role};
+use crate::engine::names::AccountName;
+use crate::engine::paths::Context;
+use crate::engine::secret::Secret;
+use crate::engine::store::client::Keychain;
+use crate::engine::{Engine, EngineError, Mode};
+
+/// What the commands ask of an engine, wherever it runs.
+pub(super) trait Backend {
+    async fn accounts(&self) -> Result<Vec<AccountView>>;
+    /// Each name's token, valid for at least `min_valid`, in the order given.
+    async fn tokens(&self, names: &[AccountName], min_valid: Duration) -> Result<Vec<TokenView>>;
+    async fn refresh(&self, name: &AccountName) -> Result<TokenView>;
+    async fn set_secret(&self, name: &AccountName, value: Secret) -> Result<()>;
+    /// A warning when the provider could not be told to revoke.
+    async fn disconnect(&self, name: &AccountName) -> Result<Option<String>>;
+    async fn history(&self, name: Option<&AccountName>, limit: usize) -> Result<Vec<Entry>>;
+}
+
+impl Backend for ApiClient {
+    async fn accounts(&self) -> Result<Vec<AccountView>> {
+        ApiClient::accounts(self).await
+    }
+    async fn tokens(&self, names: &[AccountName], min_valid: Duration) -> Result<Vec<TokenView>> {
+        let mut tokens = Vec::with_capacity(names.len());
+        for name in names {
+            tokens.push(self.token(name, min_valid).await?);
+        }
+        Ok(tokens)
+    }
+    async fn refresh(&self, name: &AccountName) -> Result<TokenView> {
+        ApiClient::refresh(self, name).await
+    }
+    async fn set_secret(&self, name: &AccountName, value: Secret) -> Result<()> {
+        ApiClient::set_secret(self, name, &value).await.map(drop)
+    }
+    async fn disconnect(&self, name: &AccountName) -> Result<Option<String>> {
+        ApiClient::disconnect(self, name).await
+    }
+    async fn history(&self, name: Option<&AccountName>, limit: usize) -> Result<Vec<Entry>> {
+        ApiClient::history(self, name, limit).await
+    }
+}
+
+/// No engine answers: this process opens its own for each command.
+pub(super) struct Local<'a> {
+    pub ctx: &'a Context,
+}
+
+impl Backend for Local<'_> {
+    async fn accounts(&self) -> Result<Vec<AccountView>> {
+        Ok(open(self.ctx, Mode::Observer).await?.snapshot())
+    }
+    async fn tokens(&self, names: &[AccountName], min_valid: Duration) -> Result<Vec<TokenView>> {
+        let engine = open_for_work(self.ctx).await?;
+        let mut tokens = Vec::with_capacity(names.len());
+        let fetched = async {
+            for name in names {
+                tokens.push(engine.token(name, min_valid).await?);
+            }
+            Ok(())
+        }
+        .await;
+        finish(&engine, fetched).await?;
+        Ok(tokens)
+    }
+    async fn refresh(&self, name: &AccountName) -> Result<TokenView> {
+        let engine = open_for_work(self.ctx).await?;
+        finish(&engine, engine.refresh(name).await).await
+    }
+    async fn set_secret(&self, name: &AccountName, value: Secret) -> Result<()> {
+        let engine = open_for_work(self.ctx).await?;
+        finish(&engine, engine.set_client_secret(name, value).await)
+            .await
+            .map(drop)
+    }
+    async fn disconnect(&self, name: &AccountName) -> Result<Option<String>> {
+        let engine = open_for_work(self.ctx).await?;
+        finish(&engine, engine.disconnect(name).await).await
+    }
+    async fn history(&self, name: Option<&AccountName>, limit: usize) -> Result<Vec<Entry>> {
+        let engine = open(self.ctx, Mode::Observer).await?;
+        Ok(engine
+            .history(name.map(std::slice::from_ref), limit)
+            .await?)
+    }
+}
+
+/// The running engine's API, if an engine runs for this keychain service.
+pub(super) async fn running(ctx: &Context) -> Result<Option<ApiClient>> {
+    ApiClient::discover(ctx, api_keys(ctx)).await
+}
+
+pub(super) fn api_keys(ctx: &Context) -> ApiKeys {
+    ApiKeys::new(
+        &ctx.data_dir,
+        Keychain::new(crate::engine::store::keychain::os_store(
+            &ctx.keychain_service,
+        )),
+    )
+}
+
+pub(super) async fn open(ctx: &Context, mode: Mode) -> Result<Engine> {
+    Ok(Engine::open(ctx, mode, Role::Cli).await?)
+}
+
+/// The writer when no engine runs; an observer (which refreshes nothing) when one does but
+/// its API could not be reached.
+async fn open_for_work(ctx: &Context) -> Result<Engine> {
+    let running = matches!(lock::holder(&ctx.lock_place()), Some(h) if h.role == Role::Engine);
+    let mode = if running {
+        Mode::Observer
+    } else {
+        Mode::Refresher
+    };
+    match Engine::open(ctx, mode, Role::Cli).await {
+        // It started between our look and our lock: leave the work to it.
+        Err(EngineError::Lock(lock::LockError::HeldByEngine { .. })) => {
+            open(ctx, Mode::Observer).await
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Closes a one-shot engine: waits for its tasks and saves what is only in memory. A token
+/// set that still cannot be saved fails the command, because this process is its only copy.
+pub(super) async fn finish<T>(engine: &Engine, result: Result<T, EngineError>) -> Result<T> {
+    let unsaved = engine.close().await;
+    match (result, unsaved.into_iter().next()) {
+        (_, Some(lost)) => {
+            let holder = match lost {
+                EngineError::Unsaved {
+                    journaled: true, ..
+                } => "the provider issued a new token that the keychain refused; the token journal holds it, and the next command or engine start writes it",
+                _ => "the provider issued a new token that could not be saved, and this command is its only holder",
+            };
+            Err(anyhow::Error::new(lost).context(holder))
+        }
+        (Err(EngineError::Unsaved { account, .. }), None) => Err(anyhow::anyhow!(
+            "{account}: the new token was saved in the keychain only on a later try; it is valid, run the command again to use it"
+        )),
+        (result, None) => Ok(result?),
+    }
+}

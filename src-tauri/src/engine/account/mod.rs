@@ -1,0 +1,11 @@
+//! One account's life in the engine: its state as one enum with pure transitions, the live
+//! record around it (slot), the queue of every slot's deadline, when to refresh and how long
+//! to back off (timing), what front ends read (views), and the operations that change what an
+//! account holds (manage).
+
+pub(crate) mod deadlines;
+pub(crate) mod manage;
+pub(crate) mod slot;
+pub mod state;
+pub mod timing;
+pub mod views;

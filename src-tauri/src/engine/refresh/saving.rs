@@ -1,0 +1,325 @@
+//! Writes of token sets. A rotated refresh token that is only in memory is one crash from
+//! lost, so a provider's answer goes to the token journal first (sealed, fsync'd: a few
+//! milliseconds), then to the keychain, before anything else sees it. A keychain write
+//! that fails is tried a few times at once, then again under the account's gate with
+//! backoff (the scheduler), and once more when the engine closes, within [`FLUSH_BOUND`]:
+//! what is still unsaved then stays in the journal for the next start. A newer set
+//! supersedes an older unsaved one: the generation says which is current.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+
+use crate::engine::account::slot::Unsaved;
+use crate::engine::account::timing;
+use crate::engine::config::RetrySettings;
+use crate::engine::events::EngineEvent;
+use crate::engine::history::{Outcome, Record, Trigger};
+use crate::engine::names::{AccountName, Deadline};
+use crate::engine::secret::TokenSet;
+use crate::engine::store::item::KeychainError;
+use crate::engine::store::journal::seq;
+use crate::engine::{Engine, EngineError};
+
+/// Writes tried at once before the set is kept in memory and the write left to the scheduler.
+const QUICK_TRIES: u32 = 3;
+/// Backoff of the scheduler's write retries.
+const SAVE_RETRY: RetrySettings = RetrySettings {
+    initial: Duration::from_secs(1),
+    max: Duration::from_secs(60),
+};
+/// How long the last writes at close may take. A keychain that is gone or locked must not
+/// hold an exit hostage (systemd kills a stop that hangs); the journal keeps what is left.
+pub(crate) const FLUSH_BOUND: Duration = Duration::from_secs(10);
+/// Writes at close in flight at once: the keychain client's own bound.
+const FLUSH_AT_ONCE: usize = 4;
+
+/// Where a provider's answer went.
+pub(crate) struct Kept {
+    pub seq: u64,
+    /// In the token journal: durable, whatever the keychain said.
+    pub journaled: bool,
+    pub saved: Result<(), KeychainError>,
+}
+
+impl Kept {
+    pub fn durable(&self) -> bool {
+        self.journaled || self.saved.is_ok()
+    }
+}
+
+/// What a write of an unsaved set did.
+enum Written {
+    Saved,
+    /// The keychain held a newer set than the journal's, which was dropped.
+    StoredWasNewer,
+}
+
+impl Engine {
+    /// A provider's answer (`received`: when it arrived): the journal first, then the keychain.
+    pub(crate) async fn keep_answer(
+        &self,
+        name: &AccountName,
+        set: &TokenSet,
+        received: Instant,
+    ) -> Kept {
+        let seq = seq::next();
+        let journaled = self.journal_write(name, set, seq).await;
+        if journaled {
+            self.durable(name, received, "journal");
+        }
+        let saved = self.save_tokens_at(name, set, seq).await;
+        if saved.is_ok() && !journaled {
+            self.durable(name, received, "keychain");
+        }
+        Kept {
+            seq,
+            journaled,
+            saved,
+        }
+    }
+
+    async fn journal_write(&self, name: &AccountName, set: &TokenSet, seq: u64) -> bool {
+        let Some(journal) = self
+            .shared
+            .journal
+            .get()
+            .cloned()
+            .flatten()
+            .filter(|j| j.writes())
+        else {
+            return false;
+        };
+        let (account, stored) = (name.clone(), set.to_stored_json_at(seq));
+        let written =
+            tokio::task::spawn_blocking(move || journal.write(&account, seq, &stored)).await;
+        let error = match written {
+            Ok(Ok(())) => return true,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => format!("journal task: {e}"),
+        };
+        tracing::warn!(account = %name, error, "cannot write the token journal; until the keychain write returns, this process holds the only copy");
+        false
+    }
+
+    /// Writes a token set that is not a provider's answer (a consent's grant, a copy the
+    /// shared store lost), trying a few times.
+    pub(crate) async fn save_tokens(
+        &self,
+        name: &AccountName,
+        set: &TokenSet,
+    ) -> Result<(), KeychainError> {
+        self.save_tokens_at(name, set, seq::next()).await
+    }
+
+    async fn save_tokens_at(
+        &self,
+        name: &AccountName,
+        set: &TokenSet,
+        seq: u64,
+    ) -> Result<(), KeychainError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.shared.keychain.store_tokens_at(name, set, seq).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt >= QUICK_TRIES => return Err(e),
+                Err(e) => {
+                    tracing::warn!(account = %name, error = %e, attempt, "keychain write failed, retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+            }
+        }
+    }
+
+    /// Writes an unsaved set once (a replayed one only if the keychain's is older).
+    async fn write_unsaved(
+        &self,
+        name: &AccountName,
+        set: &TokenSet,
+        unsaved: &Unsaved,
+    ) -> Result<Written, KeychainError> {
+        if unsaved.check_stored && self.stored_is_newer(name, unsaved.seq).await? {
+            return Ok(Written::StoredWasNewer);
+        }
+        let keychain = &self.shared.keychain;
+        keychain.store_tokens_at(name, set, unsaved.seq).await?;
+        Ok(Written::Saved)
+    }
+
+    /// The scheduler's retry of an unsaved set: under the gate, so no refresh or connect
+    /// writes between our read of the set and our write of it. A stop leaves it to the
+    /// bounded flush at close.
+    pub(crate) async fn retry_save(&self, name: &AccountName) {
+        let Ok(gate) = self.with_slot(name, |s| s.gate.clone()) else {
+            return;
+        };
+        let _turn = gate.lock().await;
+        let Some((unsaved, set, generation)) = self.pending(name) else {
+            return;
+        };
+        let started = Instant::now();
+        let written = tokio::select! {
+            w = self.write_unsaved(name, &set, &unsaved) => w,
+            () = self.shared.stop.cancelled() => return,
+        };
+        match written {
+            Ok(Written::Saved) => self.saved(name, generation, started),
+            Ok(Written::StoredWasNewer) => {}
+            Err(e) => {
+                let attempt = unsaved.attempt + 1;
+                let delay = timing::backoff(attempt, SAVE_RETRY, None, rand::random());
+                tracing::warn!(account = %name, error = %e, attempt, "keychain write failed again");
+                self.with_slot(name, |s| {
+                    if let Some(u) = &mut s.unsaved {
+                        u.attempt = attempt;
+                        u.next_try = Deadline::after(crate::engine::clock::now(), delay);
+                    }
+                })
+                .ok();
+            }
+        }
+    }
+
+    /// The account's unsaved set, if it has one.
+    fn pending(&self, name: &AccountName) -> Option<(Unsaved, TokenSet, u64)> {
+        self.with_slot(name, |s| {
+            s.unsaved
+                .clone()
+                .and_then(|u| Some((u, s.state.tokens()?.clone(), s.generation)))
+        })
+        .ok()
+        .flatten()
+    }
+
+    fn saved(&self, name: &AccountName, generation: u64, started: Instant) {
+        let current = self
+            .update(name, |s| {
+                let current = s.generation == generation;
+                if current {
+                    s.unsaved = None;
+                }
+                current
+            })
+            .unwrap_or(false);
+        if !current {
+            return;
+        }
+        tracing::info!(account = %name, "the new token is now saved in the keychain");
+        self.record(Record {
+            account: name.clone(),
+            trigger: Trigger::Save,
+            outcome: Outcome::Ok,
+            elapsed: started.elapsed(),
+            expires_at: None,
+            error: None,
+        });
+        self.emit(EngineEvent::Saved {
+            account: name.clone(),
+        });
+    }
+
+    /// At close: every set not in the keychain yet gets a last write (one try if the
+    /// journal holds it, a few if this process is its only holder), a few at a time, for
+    /// [`FLUSH_BOUND`] at most. Returns what is still unsaved, so that the caller can name it
+    /// and a one-shot command can fail instead of silently losing a rotated refresh token.
+    pub(crate) async fn flush_unsaved(&self) -> Vec<EngineError> {
+        let pending: Vec<AccountName> = {
+            let accounts = self.shared.accounts.lock().expect("poisoned");
+            accounts
+                .iter()
+                .filter(|(_, s)| s.unsaved.is_some())
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        if pending.is_empty() {
+            return Vec::new();
+        }
+        let mut failures = Vec::new();
+        let mut done = HashSet::new();
+        let mut flushes = futures_util::stream::iter(pending.iter().cloned())
+            .map(|name| async move {
+                let failure = self.flush_one(&name).await;
+                (name, failure)
+            })
+            .buffer_unordered(FLUSH_AT_ONCE);
+        let bound = tokio::time::timeout(FLUSH_BOUND, async {
+            while let Some((name, failure)) = flushes.next().await {
+                failures.extend(failure);
+                done.insert(name);
+            }
+        })
+        .await;
+        drop(flushes);
+        if bound.is_err() {
+            for name in pending.iter().filter(|n| !done.contains(*n)) {
+                let journaled = self
+                    .with_slot(name, |s| s.unsaved.as_ref().map(|u| u.journaled))
+                    .ok()
+                    .flatten();
+                if let Some(journaled) = journaled {
+                    failures.push(EngineError::Unsaved {
+                        account: name.clone(),
+                        source: KeychainError {
+                            entry: crate::engine::store::item::SecretKey::Tokens(name.clone())
+                                .entry(),
+                            message: format!(
+                                "not written: the last writes at exit stop after {} s",
+                                FLUSH_BOUND.as_secs()
+                            ),
+                        },
+                        journaled,
+                    });
+                }
+            }
+        }
+        if !failures.is_empty() {
+            let journaled = failures
+                .iter()
+                .filter(|f| {
+                    matches!(
+                        f,
+                        EngineError::Unsaved {
+                            journaled: true,
+                            ..
+                        }
+                    )
+                })
+                .count();
+            tracing::error!(
+                unsaved = failures.len(),
+                journaled,
+                "token sets could not be saved in the keychain before exit; those in the token journal are written at the next start"
+            );
+        }
+        failures
+    }
+
+    async fn flush_one(&self, name: &AccountName) -> Option<EngineError> {
+        let gate = self.with_slot(name, |s| s.gate.clone()).ok()?;
+        let _turn = gate.lock().await;
+        let (unsaved, set, generation) = self.pending(name)?;
+        let started = Instant::now();
+        let written = if unsaved.journaled {
+            self.write_unsaved(name, &set, &unsaved).await
+        } else {
+            self.save_tokens_at(name, &set, unsaved.seq)
+                .await
+                .map(|()| Written::Saved)
+        };
+        match written {
+            Ok(Written::Saved) => self.saved(name, generation, started),
+            Ok(Written::StoredWasNewer) => {}
+            Err(source) => {
+                tracing::debug!(account = %name, error = %source, "the newest token set could not be saved before exit");
+                return Some(EngineError::Unsaved {
+                    account: name.clone(),
+                    source,
+                    journaled: unsaved.journaled,
+                });
+            }
+        }
+        None
+    }
+}
