@@ -25,6 +25,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
 use crate::harness::{bin_path, free_port, Env, Serve};
+use crate::proc;
 use crate::wait_until;
 
 /// The window title the contract gives the `main` window.
@@ -64,84 +65,7 @@ pub fn write_settings(env: &Env, notifications: bool, clear_clipboard_secs: u64)
 pub fn engine_pid(env: &Env) -> Option<u32> {
     let holder = env.engine_holder()?;
     let pid = u32::try_from(holder["pid"].as_u64()?).ok()?;
-    alive(pid).then_some(pid)
-}
-
-/// Whether `pid` is a live (not zombie) process.
-pub fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        let state = stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next());
-        !matches!(state, Some("Z") | Some("X") | None)
-    })
-}
-
-/// Resident memory of `pid` in KiB (`VmRSS` of `/proc/PID/status`).
-pub fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
-}
-
-/// Every live descendant of `pid` (children first level by level), from `/proc/*/stat`.
-pub fn descendants(pid: u32) -> Vec<u32> {
-    let mut parent_of = Vec::new();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let Some(child) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-                continue;
-            };
-            let ppid = stat
-                .rfind(')')
-                .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
-                .and_then(|p| p.parse::<u32>().ok());
-            if let Some(ppid) = ppid {
-                parent_of.push((child, ppid));
-            }
-        }
-    }
-    let mut found = Vec::new();
-    let mut frontier = vec![pid];
-    while let Some(p) = frontier.pop() {
-        for &(child, ppid) in &parent_of {
-            if ppid == p && !found.contains(&child) {
-                found.push(child);
-                frontier.push(child);
-            }
-        }
-    }
-    found
-}
-
-fn kill(pid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .args([format!("-{signal}"), pid.to_string()])
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// Waits (blocking, `limit` at most) until none of `pids` is alive.
-fn wait_gone(pids: &[u32], limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while pids.iter().any(|&p| alive(p)) {
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    true
+    proc::alive(pid).then_some(pid)
 }
 
 /// The CLIPBOARD selection as `xclip -o -selection clipboard` prints it; `None` when nobody
@@ -677,7 +601,7 @@ impl Driver {
                 Ok(client) => client,
                 Err(e) => {
                     let mut child = child;
-                    kill_tree(&mut child);
+                    proc::kill_tree(&mut child);
                     panic!("no WebDriver session on the app ({e}):\n{}", log_text(&log));
                 }
             },
@@ -1013,7 +937,7 @@ impl Driver {
         let client = self.client.clone();
         let _ = tokio::time::timeout(Duration::from_secs(15), client.close()).await;
         if let Some(mut child) = self.driver.take() {
-            tokio::task::spawn_blocking(move || kill_tree(&mut child))
+            tokio::task::spawn_blocking(move || proc::kill_tree(&mut child))
                 .await
                 .expect("stop tauri-driver");
         }
@@ -1023,26 +947,9 @@ impl Driver {
 impl Drop for Driver {
     fn drop(&mut self) {
         if let Some(mut child) = self.driver.take() {
-            kill_tree(&mut child);
+            proc::kill_tree(&mut child);
         }
     }
-}
-
-/// Ends `child` and every process below it (WebKitWebDriver, the app, WebKit's helpers), all
-/// started through it, and waits (10 s at most) until they are gone.
-fn kill_tree(child: &mut Child) {
-    let below = descendants(child.id());
-    for &pid in below.iter().rev() {
-        kill(pid, "TERM");
-    }
-    if !wait_gone(&below, Duration::from_secs(5)) {
-        for &pid in &below {
-            kill(pid, "KILL");
-        }
-        wait_gone(&below, Duration::from_secs(5));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// Saves a screenshot of the whole X screen (`import -window root`) as

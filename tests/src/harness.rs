@@ -35,6 +35,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::api::Api;
 use crate::fakes::oauth::{OAuthConfig, OAuthFake};
+use crate::proc::{self, Signal};
 
 /// The binary under test.
 pub fn bin_path() -> PathBuf {
@@ -494,8 +495,7 @@ impl Env {
         match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
             Some(dir) => PathBuf::from(dir).join("tokenwarden"),
             None => {
-                use std::os::unix::fs::MetadataExt;
-                let uid = std::fs::metadata("/proc/self").expect("/proc").uid();
+                let uid = proc::current_uid().expect("/proc");
                 std::env::temp_dir().join(format!("tokenwarden-{uid}"))
             }
         }
@@ -1051,9 +1051,9 @@ impl Serve {
         self.child.as_ref().expect("serve child").id()
     }
 
-    /// CPU time (user + system) serve has used so far, from `/proc/PID/stat`.
+    /// CPU time (user + system) serve has used so far ([`proc::cpu_seconds`]).
     pub fn cpu_seconds(&self) -> f64 {
-        process_cpu_seconds(self.pid())
+        proc::cpu_seconds(self.pid())
     }
 
     /// What serve has written to stderr so far, as far as the harness's reader thread has read
@@ -1132,13 +1132,13 @@ impl Serve {
 
     /// SIGTERM, then waits (15 s at most) for a clean exit.
     pub async fn stop(mut self) -> Output {
-        signal(self.pid(), "TERM");
+        proc::signal(self.pid(), Signal::Term);
         self.collect(Duration::from_secs(15)).await
     }
 
     /// SIGKILL: no chance to clean up.
     pub async fn kill9(mut self) -> Output {
-        signal(self.pid(), "KILL");
+        proc::signal(self.pid(), Signal::Kill);
         self.collect(Duration::from_secs(5)).await
     }
 
@@ -1178,7 +1178,7 @@ impl Drop for Serve {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        signal(child.id(), "TERM");
+        proc::signal(child.id(), Signal::Term);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if !matches!(child.try_wait(), Ok(None)) {
@@ -1189,37 +1189,6 @@ impl Drop for Serve {
         let _ = child.kill();
         let _ = child.wait();
     }
-}
-
-/// CPU time (utime + stime) of process `pid` in seconds, from `/proc/PID/stat`.
-pub fn process_cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .unwrap_or_else(|e| panic!("read /proc/{pid}/stat: {e}"));
-    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
-    let rest = &stat[stat.rfind(')').expect("comm field") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // rest starts at field 3 (state); utime and stime are fields 14 and 15.
-    let ticks: u64 =
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    let per_second = std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-        .unwrap_or(100.0);
-    ticks as f64 / per_second
-}
-
-/// Sends a signal to one process we started, by its id.
-fn signal(pid: u32, name: &str) {
-    let _ = std::process::Command::new("kill")
-        .args([format!("-{name}"), pid.to_string()])
-        .status();
 }
 
 /// Files under `dir` (recursively) whose bytes contain `needle`.
