@@ -6,6 +6,8 @@
 //!   helpers that run the binary and read what it left behind, and
 //!   [`harness::LegacyAccount`], the connected legacy-Fitbit account most tests start from
 //! * [`api`]           a byte-exact client of the local HTTP API and a Server-Sent Events reader
+//! * [`proc`]          processes by id: `/proc/PID/stat` and `status` (alive, CPU, memory,
+//!   children) and signals
 //! * [`prometheus`]    a strict parser of the Prometheus text exposition format
 //! * [`redis`]         a real `redis-server` on a free loopback port, for the shared store
 //! * [`fleet`]         fleets of `serve` hosts sharing one of those
@@ -24,6 +26,7 @@ pub mod fleet;
 pub mod harness;
 pub mod keyring;
 pub mod local;
+pub mod proc;
 pub mod prometheus;
 pub mod redis;
 pub mod wayland;

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 /// Tests run as root to act as `nobody` (setpriv); elsewhere they say SKIPPED and return.
 pub fn running_as_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    crate::proc::current_uid().is_ok_and(|uid| uid == 0)
 }
 
 /// `flock -x -n -F FILE sleep SECS` (it becomes `sleep`, so killing it frees the lock), once

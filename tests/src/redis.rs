@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{free_port, Env};
+use crate::proc::{self, Signal};
 use crate::Api;
 
 /// The key prefix of the fleets tests make.
@@ -178,9 +179,7 @@ impl RedisServer {
     /// Stops the server (SIGTERM, as an operator would; an append-only file is complete).
     pub async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
+            proc::signal(child.id(), Signal::Term);
             let started = Instant::now();
             while matches!(child.try_wait(), Ok(None)) {
                 if started.elapsed() > Duration::from_secs(10) {

@@ -373,7 +373,7 @@ const FLEET: usize = 10_000;
 
 /// Resident memory of a process, in MiB.
 fn rss_mib(pid: u32) -> f64 {
-    tokenwarden_e2e::desktop::rss_kib(pid) as f64 / 1024.0
+    tokenwarden_e2e::proc::rss_kib(pid) as f64 / 1024.0
 }
 
 /// The engine's metrics as (series, value) lines. Megabytes with ten thousand accounts: read

@@ -6,15 +6,16 @@
 use std::time::Duration;
 
 use tokenwarden_e2e::desktop::{self, Driver, Session};
-use tokenwarden_e2e::harness::{process_cpu_seconds, LegacyAccount};
+use tokenwarden_e2e::harness::LegacyAccount;
+use tokenwarden_e2e::proc;
 use tokenwarden_e2e::wait_until;
 
 /// CPU seconds of `pid` and every process below it (WebKit's web and network processes).
 fn tree_cpu_seconds(pid: u32) -> f64 {
     std::iter::once(pid)
-        .chain(desktop::descendants(pid))
-        .filter(|&p| desktop::alive(p))
-        .map(process_cpu_seconds)
+        .chain(proc::descendants(pid))
+        .filter(|&p| proc::alive(p))
+        .map(proc::cpu_seconds)
         .sum()
 }
 
@@ -31,12 +32,12 @@ async fn bench_launch_memory_and_idle_cpu() {
 
     let driver = Driver::launch(&env, &session, &[]).await;
     let pid = desktop::engine_pid(&env).expect("the app holds the engine lock");
-    let helpers = desktop::descendants(pid);
-    let rss_app = desktop::rss_kib(pid);
+    let helpers = proc::descendants(pid);
+    let rss_app = proc::rss_kib(pid);
     let rss_helpers: u64 = helpers
         .iter()
-        .filter(|&&p| desktop::alive(p))
-        .map(|&p| desktop::rss_kib(p))
+        .filter(|&&p| proc::alive(p))
+        .map(|&p| proc::rss_kib(p))
         .sum();
 
     desktop::close_window(pid).await;
@@ -50,7 +51,7 @@ async fn bench_launch_memory_and_idle_cpu() {
     // The measurement itself: the app idles for a minute with its window hidden.
     tokio::time::sleep(Duration::from_secs(60)).await;
     let cpu_after = tree_cpu_seconds(pid);
-    assert!(desktop::alive(pid), "the app is still running");
+    assert!(proc::alive(pid), "the app is still running");
 
     println!("desktop bench (3 accounts, debug unless TOKENWARDEN_BIN says otherwise):");
     println!(

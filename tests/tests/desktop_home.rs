@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokenwarden_e2e::desktop::{self, Driver, Session};
 use tokenwarden_e2e::fakes::oauth::OAuthFake;
 use tokenwarden_e2e::harness::{Env, LegacyAccount};
+use tokenwarden_e2e::proc;
 use tokenwarden_e2e::wait_until;
 
 const STILL_RUNNING: &str = "Tokenwarden is still running";
@@ -166,7 +167,7 @@ async fn settings_says_where_the_app_lives_and_quits_without_a_tray() {
     wait_until(
         Duration::from_secs(20),
         "Quit ends the app and its engine",
-        async || !desktop::alive(pid),
+        async || !proc::alive(pid),
     )
     .await;
     assert!(

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokenwarden_e2e::fakes::oauth::{Fault, OAuthFake};
 use tokenwarden_e2e::fleet::{rotating_fleet, Host, Rotating};
+use tokenwarden_e2e::proc::{self, Signal};
 use tokenwarden_e2e::redis::{RedisServer, NAMESPACE};
 use tokenwarden_e2e::wait_until;
 
@@ -171,19 +172,13 @@ async fn a_host_whose_lease_lapsed_while_it_waited_sends_nothing_to_the_provider
     .await;
 
     // h1 stalls past its 3 s lease (a paused VM, a swapped-out process) ...
-    let h1 = hosts[0].serve.pid().to_string();
-    std::process::Command::new("kill")
-        .args(["-STOP", &h1])
-        .status()
-        .expect("kill -STOP");
+    let h1 = hosts[0].serve.pid();
+    proc::signal(h1, Signal::Stop);
     tokio::time::sleep(Duration::from_secs(4)).await;
     // ... meanwhile h2 takes the lapsed lease and refreshes: the refresh token h1 holds is
     // consumed.
     let answer = hosts[1].api.post_empty("/v1/accounts/fb/refresh").await;
-    std::process::Command::new("kill")
-        .args(["-CONT", &h1])
-        .status()
-        .expect("kill -CONT");
+    proc::signal(h1, Signal::Cont);
     assert_eq!(answer.status, 200, "h2 refreshed: {answer}");
     let newest = answer.access_token();
     // h1 wakes up, gets its turn at the provider once `slow`'s answer is in, and must notice

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use tokenwarden_e2e::fakes::oauth::{Fault, OAuthFake};
 use tokenwarden_e2e::fakes::Catcher;
 use tokenwarden_e2e::harness::{unix_now, LegacyAccount};
+use tokenwarden_e2e::proc;
 use tokenwarden_e2e::{wait_until, Api, Env, Serve};
 
 const TEN_YEARS: i64 = 10 * 365 * 24 * 3600;
@@ -222,7 +223,7 @@ async fn redirects_are_not_followed_and_huge_or_hostile_answers_are_refused() {
     fake.fail_next(1, Fault::HugeBody(256 << 20));
     let answer = api.post_empty("/v1/accounts/fb/refresh").await;
     assert!(answer.status >= 400, "{answer:?}");
-    let peak_kib = peak_rss_kib(serve.pid());
+    let peak_kib = proc::status_kib(serve.pid(), "VmHWM").unwrap_or(0);
     assert!(
         peak_kib < 200 * 1024,
         "serve's peak memory is {} MiB after a 256 MiB answer",
@@ -338,15 +339,6 @@ async fn newest_log_row(env: &Env, ok: impl Fn(&Value) -> bool) -> Value {
     })
     .await;
     last
-}
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// The scheduler dies (a panic, through the debug builds' fault hook

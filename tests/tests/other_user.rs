@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokenwarden_e2e::harness::LegacyAccount;
 use tokenwarden_e2e::local::{drop_box, hold_lock, running_as_root};
+use tokenwarden_e2e::proc::{self, Signal};
 use tokenwarden_e2e::wait_until;
 
 fn script(name: &str) -> PathBuf {
@@ -187,7 +188,7 @@ async fn an_engine_announced_as_another_users_process_is_not_believed() {
     let pid = server.id();
     let release = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let _ = Command::new("kill").arg(pid.to_string()).status();
+        proc::signal(pid, Signal::Term);
     });
     let token = env.run(&["token", "fb"], None).await.ok();
     release.await.unwrap();

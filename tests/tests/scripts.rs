@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use tokenwarden_e2e::proc::{self, Signal};
+
 /// Every process of this user whose environment contains `needle`, as (pid, command).
 fn environs_with(needle: &str) -> Vec<(u32, String)> {
     let mut found = Vec::new();
@@ -81,9 +83,7 @@ async fn with_keyring_leaves_the_password_in_no_environment() {
     };
     let leaked = environs_with(&canary);
     for (pid, _) in environs_with(&marker) {
-        let _ = std::process::Command::new("kill")
-            .arg(pid.to_string())
-            .status();
+        proc::signal(pid, Signal::Term);
     }
     let _ = child.kill().await;
     assert!(

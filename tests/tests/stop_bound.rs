@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use tokenwarden_e2e::fakes::http::HttpTokenFake;
+use tokenwarden_e2e::proc::{self, Signal};
 use tokenwarden_e2e::{wait_until, Env};
 
 fn accounts() -> usize {
@@ -67,9 +68,7 @@ async fn a_stop_with_the_keychain_refusing_writes_is_bounded_names_the_unsaved_a
 
     let pid = serve.pid();
     let asked = Instant::now();
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
+    proc::signal(pid, Signal::Term);
     let out = serve.wait_exit(stop_limit()).await;
     let took = asked.elapsed();
     println!(
