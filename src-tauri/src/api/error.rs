@@ -1,5 +1,4 @@
-//! Every error answer is JSON `{"error": code, "message": text, "remedy": …}`, plus
-//! `"account"` when it is about one; the status
+//! Every error answer is an [`ErrorBody`] (`api::contract`); the status
 //! says who must act: 4xx the caller or the user, 502 the provider refused, 503 try again
 //! later. Codes and remedies come from the engine's one table (`engine::error`).
 
@@ -7,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use super::contract::ErrorBody;
 use crate::engine::names::AccountName;
 use crate::engine::{EngineError, ErrorKind, Remedy};
 
@@ -39,10 +39,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = serde_json::json!({ "error": self.code, "message": self.message, "remedy": self.remedy });
-        if let Some(account) = self.account {
-            body["account"] = serde_json::json!(account);
-        }
+        let body = ErrorBody {
+            account: self.account,
+            error: self.code.to_owned(),
+            message: self.message,
+            remedy: self.remedy,
+        };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             response

@@ -13,8 +13,8 @@ use axum::extract::{Extension, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
 
+use super::contract::{BeginConnect, Disconnected, NewSecret};
 use super::error::ApiError;
 use super::guard::Caller;
 use super::routes::{body_bytes, params, seconds, Named, Params};
@@ -61,23 +61,13 @@ fn body<T: serde::de::DeserializeOwned + Default>(
         .map_err(|_| ApiError::bad_request(format!("the body must be JSON {shape}")))
 }
 
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Begin {
-    #[serde(default)]
-    device: bool,
-    /// Seconds to wait for the user.
-    #[serde(default)]
-    timeout: Option<u64>,
-}
-
 pub async fn begin_connect(
     State(s): State<AppState>,
     Named(name): Named,
     _: Writer,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ConnectStart>, ApiError> {
-    let begin: Begin = body(raw, r#"{"device": false, "timeout": SECONDS}"#)?;
+    let begin: BeginConnect = body(raw, r#"{"device": false, "timeout": SECONDS}"#)?;
     let flow = ConnectFlow::device(begin.device);
     let timeout = begin.timeout.map_or(CONSENT_TIMEOUT, Duration::from_secs);
     Ok(Json(s.engine.begin_connect(&name, flow, timeout).await?))
@@ -105,17 +95,11 @@ pub async fn cancel_connect(
     Ok(Json(s.engine.cancel_connect_settled(&name).await?))
 }
 
-#[derive(serde::Serialize)]
-pub struct Disconnected {
-    account: AccountView,
-    warning: Option<String>,
-}
-
 pub async fn disconnect(
     State(s): State<AppState>,
     Named(name): Named,
     _: Writer,
-) -> Result<Json<Disconnected>, ApiError> {
+) -> Result<Json<Disconnected<AccountView>>, ApiError> {
     let warning = s.engine.disconnect(&name).await?;
     Ok(Json(Disconnected {
         account: s.engine.view(&name)?,
@@ -129,12 +113,6 @@ pub async fn reload_account(
     _: Writer,
 ) -> Result<Json<AccountView>, ApiError> {
     Ok(Json(s.engine.reload_account(&name).await?))
-}
-
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewSecret {
-    secret: String,
 }
 
 pub async fn set_secret(

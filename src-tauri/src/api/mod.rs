@@ -12,6 +12,7 @@
 //!   status codes
 
 mod connections;
+pub(crate) mod contract;
 mod error;
 mod fast;
 mod guard;
@@ -34,45 +35,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::Engine;
-
-/// The routes of the contract (DESIGN "Local HTTP API"), named once: the router, the fast
-/// path and the `/metrics` labels use these.
-mod paths {
-    pub const HEALTHZ: &str = "/healthz";
-    pub const ACCOUNTS: &str = "/v1/accounts";
-    pub const TOKEN: &str = "/v1/accounts/{name}/token";
-    pub const REFRESH: &str = "/v1/accounts/{name}/refresh";
-    pub const REJECTED: &str = "/v1/accounts/{name}/rejected";
-    pub const CONNECT: &str = "/v1/accounts/{name}/connect";
-    pub const DISCONNECT: &str = "/v1/accounts/{name}/disconnect";
-    pub const RELOAD_ACCOUNT: &str = "/v1/accounts/{name}/reload";
-    pub const GRANT: &str = "/v1/accounts/{name}/grant";
-    pub const SECRET: &str = "/v1/accounts/{name}/secret";
-    pub const RELOAD: &str = "/v1/reload";
-    pub const HISTORY: &str = "/v1/history";
-    pub const EVENTS: &str = "/v1/events";
-    pub const METRICS: &str = "/metrics";
-    pub const TOKENBOY: &str = "/token";
-    pub const PROXY: &str = "/v1/proxy/{name}/{*path}";
-    pub const ALL: &[&str] = &[
-        HEALTHZ,
-        ACCOUNTS,
-        TOKEN,
-        REFRESH,
-        REJECTED,
-        CONNECT,
-        DISCONNECT,
-        RELOAD_ACCOUNT,
-        GRANT,
-        SECRET,
-        RELOAD,
-        HISTORY,
-        EVENTS,
-        METRICS,
-        TOKENBOY,
-        PROXY,
-    ];
-}
+use contract::paths;
 
 /// What every handler is given. Cloned for each request (the guard's and the handler's
 /// `State`), so it is one `Arc`: cloning its parts one by one cost a lock per request (a

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
+use crate::api::contract::{of_account, paths, BeginConnect, Disconnected, ErrorBody, NewSecret};
 use crate::engine::account::views::{AccountView, TokenView};
 use crate::engine::api_keys::ApiKeys;
 use crate::engine::history::Entry;
@@ -20,20 +21,11 @@ use crate::engine::lock::{self, Role};
 use crate::engine::names::AccountName;
 use crate::engine::paths::Context;
 use crate::engine::secret::{Secret, TokenSet};
-use crate::engine::{ConnectFlow, ConnectStart, ConnectStatus, Remedy};
+use crate::engine::{ConnectFlow, ConnectStart, ConnectStatus};
 
 /// An error answer of the running engine: the same code and remedy as the engine's own
 /// error would have, so the CLI words both alike.
-#[derive(Debug, serde::Deserialize, thiserror::Error)]
-#[error("{message}")]
-pub struct ApiFailure {
-    pub error: String,
-    pub message: String,
-    #[serde(default)]
-    pub remedy: Option<Remedy>,
-    #[serde(default)]
-    pub account: Option<crate::engine::names::AccountName>,
-}
+pub type ApiFailure = ErrorBody;
 
 pub struct ApiClient {
     way: Way,
@@ -162,24 +154,26 @@ impl ApiClient {
 
     pub async fn token(&self, name: &AccountName, min_valid: Duration) -> Result<TokenView> {
         let target = format!(
-            "/v1/accounts/{name}/token?min_valid={}",
+            "{}?min_valid={}",
+            of_account(paths::TOKEN, name),
             min_valid.as_secs()
         );
         self.call(Call::get(target)).await
     }
 
     pub async fn refresh(&self, name: &AccountName) -> Result<TokenView> {
-        self.call(Call::post(format!("/v1/accounts/{name}/refresh"), None))
+        self.call(Call::post(of_account(paths::REFRESH, name), None))
             .await
     }
 
     pub async fn accounts(&self) -> Result<Vec<AccountView>> {
-        self.call(Call::get("/v1/accounts".to_owned())).await
+        self.call(Call::get(paths::ACCOUNTS.to_owned())).await
     }
 
     pub async fn history(&self, name: Option<&AccountName>, limit: usize) -> Result<Vec<Entry>> {
         let mut target = format!(
-            "/v1/history?limit={}",
+            "{}?limit={}",
+            paths::HISTORY,
             limit.clamp(1, crate::engine::bounds::MAX_HISTORY_ROWS)
         );
         if let Some(name) = name {
@@ -193,9 +187,12 @@ impl ApiClient {
         name: &AccountName,
         flow: ConnectFlow,
     ) -> Result<ConnectStart> {
-        let body = serde_json::json!({ "device": flow == ConnectFlow::Device });
-        let target = format!("/v1/accounts/{name}/connect");
-        self.call(Call::post(target, Some(body.to_string().into_bytes())))
+        let body = BeginConnect {
+            device: flow == ConnectFlow::Device,
+            timeout: None,
+        };
+        let target = of_account(paths::CONNECT, name);
+        self.call(Call::post(target, Some(serde_json::to_vec(&body)?)))
             .await
     }
 
@@ -205,30 +202,33 @@ impl ApiClient {
         name: &AccountName,
         wait: Duration,
     ) -> Result<ConnectStatus> {
-        let target = format!("/v1/accounts/{name}/connect?wait={}", wait.as_secs());
+        let target = format!(
+            "{}?wait={}",
+            of_account(paths::CONNECT, name),
+            wait.as_secs()
+        );
         self.call(Call::get(target)).await
     }
 
     pub async fn disconnect(&self, name: &AccountName) -> Result<Option<String>> {
-        #[derive(serde::Deserialize)]
-        struct Disconnected {
-            warning: Option<String>,
-        }
-        let target = format!("/v1/accounts/{name}/disconnect");
-        let answer: Disconnected = self.call(Call::post(target, None)).await?;
+        let target = of_account(paths::DISCONNECT, name);
+        let answer: Disconnected<serde::de::IgnoredAny> =
+            self.call(Call::post(target, None)).await?;
         Ok(answer.warning)
     }
 
     pub async fn set_secret(&self, name: &AccountName, secret: &Secret) -> Result<AccountView> {
-        let body = serde_json::json!({ "secret": secret.expose() });
-        let target = format!("/v1/accounts/{name}/secret");
-        self.call(Call::put(target, body.to_string().into_bytes()))
+        let body = NewSecret {
+            secret: secret.expose().to_owned(),
+        };
+        let target = of_account(paths::SECRET, name);
+        self.call(Call::put(target, serde_json::to_vec(&body)?))
             .await
     }
 
     /// Hands a grant this process obtained to the running engine, the one writer.
     pub async fn hand_over(&self, name: &AccountName, set: &TokenSet) -> Result<AccountView> {
-        let target = format!("/v1/accounts/{name}/grant");
+        let target = of_account(paths::GRANT, name);
         let body = set.to_stored_json();
         self.call(Call::put(target, body.expose().as_bytes().to_vec()))
             .await
