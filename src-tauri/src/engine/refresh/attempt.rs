@@ -109,23 +109,7 @@ impl Engine {
         if self.can_skip(name, &skip)? {
             return Ok(());
         }
-        if matches!(trigger, Trigger::MinValid | Trigger::Rejected) {
-            // A caller's need for a token does not override backoff or a permanent failure:
-            // hammering a failing provider helps no one (a manual refresh still goes through).
-            self.check_not_waiting(name)?;
-        }
-        if matches!(trigger, Trigger::MinValid | Trigger::Manual) {
-            self.check_floor(name)?;
-        }
-        // A caller's refresh on top of a valid token spends the day's WeChat allowance; one
-        // for an account with nothing to serve is the fetch the engine would make anyway.
-        if matches!(
-            trigger,
-            Trigger::MinValid | Trigger::Manual | Trigger::Rejected
-        ) && self.valid_token(name, Duration::ZERO)?.is_some()
-        {
-            self.check_quota(&account)?;
-        }
+        self.admit(&account, trigger)?;
         // Without a running scheduler (a CLI command), a dependency may have lapsed: refresh
         // it first so that this fetch never uses a dead token.
         for up in &account.upstream {

@@ -4,6 +4,7 @@
 //! serving hands tokens out with `min_valid` and the 401 loop guard. Foresight warns before a
 //! refresh token itself stops working; inflight names a refresh cut off by a crash.
 
+pub(crate) mod admission;
 pub(crate) mod attempt;
 pub(crate) mod commit;
 pub(crate) mod foresight;

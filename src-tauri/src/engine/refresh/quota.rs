@@ -56,7 +56,7 @@ impl Allowance {
 }
 
 /// The count of a day's `limit` from which callers' refreshes are refused.
-fn refuse_from(limit: u32) -> u32 {
+pub(crate) fn refuse_from(limit: u32) -> u32 {
     limit * REFUSE_PERCENT / 100
 }
 
@@ -203,25 +203,6 @@ impl crate::engine::Engine {
             self.shared
                 .log
                 .save_fetches(&allowance.key, &day, counted.used);
-        }
-    }
-
-    /// Refuses a refresh a caller asked for once [`REFUSE_PERCENT`] of today's allowance is
-    /// spent: what is left keeps the scheduled refreshes going until midnight in Beijing.
-    pub(crate) fn check_quota(
-        &self,
-        account: &crate::engine::config::Account,
-    ) -> Result<(), crate::engine::EngineError> {
-        match self.usage(account) {
-            Some(usage) if usage.used >= refuse_from(usage.limit) => {
-                Err(crate::engine::EngineError::QuotaNearlySpent {
-                    account: account.name.clone(),
-                    used: usage.used,
-                    limit: usage.limit,
-                    resets_at: usage.resets_at,
-                })
-            }
-            _ => Ok(()),
         }
     }
 }

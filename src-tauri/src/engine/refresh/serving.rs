@@ -4,14 +4,13 @@
 //! refreshing after a few reports of tokens that were just refreshed (the loop guard): more
 //! refreshes will not fix an API that refuses a fresh token.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::engine::account::state::{AccountState, Status};
 use crate::engine::account::views::TokenView;
 use crate::engine::error::{ErrorKind, Remedy};
-use crate::engine::events::EngineEvent;
 use crate::engine::history::Trigger;
-use crate::engine::names::{AccountName, Deadline};
+use crate::engine::names::AccountName;
 use crate::engine::refresh::attempt::Skip;
 use crate::engine::secret::Secret;
 use crate::engine::{Engine, EngineError, Mode};
@@ -19,11 +18,6 @@ use crate::engine::{Engine, EngineError, Mode};
 /// A token refreshed this recently is not refreshed again because a client reports it
 /// rejected: reports racing the refresh that replaced it just get the new token.
 pub(crate) const REJECT_GRACE: Duration = Duration::from_secs(5);
-/// The loop guard: this many refreshes caused by reports within `REPORT_WINDOW` ...
-const REPORT_LIMIT: usize = 3;
-/// ... and reports stop refreshing until the oldest of them leaves the window.
-const REPORT_WINDOW: Duration = Duration::from_secs(10 * 60);
-
 /// A refresh whose new set could not be written to the keychain still answers: the set is
 /// valid, kept in memory and written when the keychain works again, and the failure is
 /// reported once (event, history, the account's `unsaved`). A one-shot CLI engine fails at
@@ -128,28 +122,11 @@ impl Engine {
             return Err(self.not_valid(name, Duration::ZERO));
         }
         if is_current {
-            self.check_not_waiting(name)?;
-            self.check_report_loop(name)?;
             let skip = Skip::UnlessCurrent(Secret::new(reported.to_owned()));
             self.refresh_owned(name, Trigger::Rejected, skip).await?;
         }
         self.valid_token(name, Duration::ZERO)?
             .ok_or_else(|| self.not_valid(name, Duration::ZERO))
-    }
-
-    /// Fails when the account waits: for its backoff to pass, or for the user.
-    pub(crate) fn check_not_waiting(&self, name: &AccountName) -> Result<(), EngineError> {
-        let waiting = self.with_slot(name, |s| match &s.state {
-            AccountState::Retrying { next_try, .. } => {
-                !next_try.has_passed(crate::engine::clock::now())
-            }
-            AccountState::NeedsReconnect { .. } => true,
-            _ => false,
-        })?;
-        if waiting {
-            return Err(self.not_valid(name, Duration::ZERO));
-        }
-        Ok(())
     }
 
     /// `min_valid` longer than the token's whole lifetime can never be met by refreshing. It
@@ -172,59 +149,6 @@ impl Engine {
             )),
             _ => Ok(()),
         }
-    }
-
-    /// Takes one of the refreshes callers may ask for, or refuses with how long to wait:
-    /// [`crate::engine::bounds::ASKED_REFRESH_BURST`] in a row, then one per `min_interval`. Callers that
-    /// share a refresh in flight take none.
-    pub(crate) fn check_floor(&self, name: &AccountName) -> Result<(), EngineError> {
-        self.with_slot(name, |s| {
-            let floor = s.account.schedule.min_interval;
-            s.asks
-                .take(floor, Instant::now())
-                .map_err(|wait| EngineError::TooSoon {
-                    account: name.clone(),
-                    floor,
-                    wait,
-                })
-        })?
-    }
-
-    /// Refuses a report once reports have caused `REPORT_LIMIT` refreshes within the window.
-    fn check_report_loop(&self, name: &AccountName) -> Result<(), EngineError> {
-        let now = Instant::now();
-        let tripped = self.with_slot(name, |s| {
-            while s
-                .report_refreshes
-                .front()
-                .is_some_and(|t| now.duration_since(*t) >= REPORT_WINDOW)
-            {
-                s.report_refreshes.pop_front();
-            }
-            (s.report_refreshes.len() >= REPORT_LIMIT).then(|| {
-                let oldest = *s.report_refreshes.front().expect("at least the limit");
-                let left = (oldest + REPORT_WINDOW).saturating_duration_since(now);
-                (
-                    s.report_refreshes.len(),
-                    Deadline::after(crate::engine::clock::now(), left),
-                )
-            })
-        })?;
-        let Some((count, until)) = tripped else {
-            return Ok(());
-        };
-        let error = EngineError::RejectedLoop {
-            account: name.clone(),
-            count,
-            window_minutes: REPORT_WINDOW.as_secs() / 60,
-            until,
-        };
-        tracing::warn!(account = %name, "{error}");
-        self.emit(EngineEvent::ReportsRefused {
-            account: name.clone(),
-            message: error.to_string(),
-        });
-        Err(error)
     }
 
     /// Why no token is valid, as an error the front ends can act on.
