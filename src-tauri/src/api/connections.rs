@@ -36,7 +36,7 @@ use tower::ServiceExt as _;
 use super::fast::FastPath;
 use super::peer::Peer;
 use super::slots::{Admitted, Busy, Slot, Slots};
-use crate::engine::config::ApiSettings;
+use crate::engine::ApiSettings;
 
 /// Requests in flight at shutdown get this long to finish.
 const DRAIN: Duration = Duration::from_secs(10);

@@ -5,8 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::names::AccountName;
-use crate::engine::Remedy;
+use crate::engine::{AccountName, Remedy};
 
 /// The routes, named once: the router, the fast path, the `/metrics` labels and the CLI's
 /// client use these.

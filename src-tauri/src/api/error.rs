@@ -7,8 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::contract::ErrorBody;
-use crate::engine::names::AccountName;
-use crate::engine::{EngineError, ErrorKind, Remedy};
+use crate::engine::{AccountName, EngineError, ErrorKind, Remedy};
 
 #[derive(Debug)]
 pub struct ApiError {

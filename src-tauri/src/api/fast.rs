@@ -15,8 +15,7 @@ use prometheus_client::metrics::counter::Counter;
 
 use super::peer::Peer;
 use super::AppState;
-use crate::engine::metrics::RequestLabels;
-use crate::engine::names::AccountName;
+use crate::engine::{AccountName, RequestLabels};
 
 pub struct FastPath {
     state: AppState,

@@ -18,9 +18,7 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use super::peer::Peer;
 use super::AppState;
-use crate::engine::api_keys::{KeyHolder, ENGINE_LABEL};
-use crate::engine::events::EngineEvent;
-use crate::engine::names::AccountName;
+use crate::engine::{AccountName, EngineEvent, KeyHolder, ENGINE_LABEL};
 
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 const FAILURE_LIMIT: u32 = 20;

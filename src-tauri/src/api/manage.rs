@@ -19,9 +19,7 @@ use super::error::ApiError;
 use super::guard::Caller;
 use super::routes::{body_bytes, params, seconds, Named, Params};
 use super::AppState;
-use crate::engine::account::views::AccountView;
-use crate::engine::secret::{Secret, TokenSet};
-use crate::engine::{ConnectFlow, ConnectStart, ConnectStatus};
+use crate::engine::{AccountView, ConnectFlow, ConnectStart, ConnectStatus, Secret, TokenSet};
 
 /// How long a flow begun over the API waits for the browser (or device) by default.
 const CONSENT_TIMEOUT: Duration = Duration::from_secs(10 * 60);

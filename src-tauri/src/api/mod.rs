@@ -72,7 +72,7 @@ fn state(engine: Engine, listen: SocketAddr, stop: CancellationToken) -> AppStat
         guard: guard::Guard::new(listen, allow_remote),
         stop,
         subscribers: Arc::new(tokio::sync::Semaphore::new(
-            crate::engine::bounds::MAX_EVENT_SUBSCRIBERS,
+            crate::engine::MAX_EVENT_SUBSCRIBERS,
         )),
         proxy: proxy::client(),
     }))

@@ -20,15 +20,12 @@ use super::error::ApiError;
 use super::guard::Caller;
 use super::tokenboy::TokenBoyAnswer;
 use super::AppState;
-use crate::engine::account::views::{AccountView, TokenView};
-use crate::engine::history::Entry;
-use crate::engine::names::AccountName;
-use crate::engine::EngineError;
+use crate::engine::{AccountName, AccountView, EngineError, Entry, TokenView};
 
 pub(super) type Params = Query<HashMap<String, String>>;
 
 const HISTORY_DEFAULT: usize = 100;
-const HISTORY_MAX: usize = crate::engine::bounds::MAX_HISTORY_ROWS;
+const HISTORY_MAX: usize = crate::engine::MAX_HISTORY_ROWS;
 
 /// The account named in the path, if the caller's key may see it. To a key limited to
 /// other accounts it does not exist: the same 404 as a name in no config.
@@ -50,7 +47,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Named {
 pub(super) fn name(raw: &str, caller: Option<&Caller>) -> Result<AccountName, ApiError> {
     let name: AccountName = raw
         .parse()
-        .map_err(|e: crate::engine::names::BadAccountName| ApiError::bad_request(e.to_string()))?;
+        .map_err(|e: crate::engine::BadAccountName| ApiError::bad_request(e.to_string()))?;
     if caller.is_some_and(|c| !c.may_see(&name)) {
         return Err(EngineError::UnknownAccount(name).into());
     }
@@ -198,7 +195,7 @@ pub async fn events(
             "too_many_subscribers",
             format!(
                 "{} event streams are open, the most served at once; close one or try again later",
-                crate::engine::bounds::MAX_EVENT_SUBSCRIBERS
+                crate::engine::MAX_EVENT_SUBSCRIBERS
             ),
         )
     })?;

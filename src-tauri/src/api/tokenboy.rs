@@ -1,7 +1,7 @@
 //! The answer a TokenBoy client reads, shared by the router and the fast path so that both
 //! send the same bytes.
 
-use crate::engine::account::views::TokenView;
+use crate::engine::TokenView;
 
 /// What a TokenBoy client reads: TokenBoy answers with the provider's own JSON, so a
 /// token's client reads `access_token` and a jsapi ticket's client reads `ticket` (after

@@ -8,15 +8,10 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::client::ApiClient;
-use crate::engine::account::views::{AccountView, TokenView};
-use crate::engine::api_keys::ApiKeys;
-use crate::engine::history::Entry;
-use crate::engine::lock::{self, Role};
-use crate::engine::names::AccountName;
-use crate::engine::paths::Context;
-use crate::engine::secret::Secret;
-use crate::engine::store::client::Keychain;
-use crate::engine::{Engine, EngineError, Mode};
+use crate::engine::{
+    lock_holder, AccountName, AccountView, ApiKeys, Context, Engine, EngineError, Entry, LockError,
+    Mode, Role, Secret, TokenView,
+};
 
 /// What the commands ask of an engine, wherever it runs.
 pub(super) trait Backend {
@@ -105,12 +100,7 @@ pub(super) async fn running(ctx: &Context) -> Result<Option<ApiClient>> {
 }
 
 pub(super) fn api_keys(ctx: &Context) -> ApiKeys {
-    ApiKeys::new(
-        &ctx.data_dir,
-        Keychain::new(crate::engine::store::keychain::os_store(
-            &ctx.keychain_service,
-        )),
-    )
+    ApiKeys::of_context(ctx)
 }
 
 pub(super) async fn open(ctx: &Context, mode: Mode) -> Result<Engine> {
@@ -120,7 +110,7 @@ pub(super) async fn open(ctx: &Context, mode: Mode) -> Result<Engine> {
 /// The writer when no engine runs; an observer (which refreshes nothing) when one does but
 /// its API could not be reached.
 async fn open_for_work(ctx: &Context) -> Result<Engine> {
-    let running = matches!(lock::holder(&ctx.lock_place()), Some(h) if h.role == Role::Engine);
+    let running = matches!(lock_holder(&ctx.lock_place()), Some(h) if h.role == Role::Engine);
     let mode = if running {
         Mode::Observer
     } else {
@@ -128,9 +118,7 @@ async fn open_for_work(ctx: &Context) -> Result<Engine> {
     };
     match Engine::open(ctx, mode, Role::Cli).await {
         // It started between our look and our lock: leave the work to it.
-        Err(EngineError::Lock(lock::LockError::HeldByEngine { .. })) => {
-            open(ctx, Mode::Observer).await
-        }
+        Err(EngineError::Lock(LockError::HeldByEngine { .. })) => open(ctx, Mode::Observer).await,
         other => Ok(other?),
     }
 }

@@ -14,14 +14,10 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::api::contract::{of_account, paths, BeginConnect, Disconnected, ErrorBody, NewSecret};
-use crate::engine::account::views::{AccountView, TokenView};
-use crate::engine::api_keys::ApiKeys;
-use crate::engine::history::Entry;
-use crate::engine::lock::{self, Role};
-use crate::engine::names::AccountName;
-use crate::engine::paths::Context;
-use crate::engine::secret::{Secret, TokenSet};
-use crate::engine::{ConnectFlow, ConnectStart, ConnectStatus};
+use crate::engine::{
+    lock_holder, AccountName, AccountView, ApiKeys, ConnectFlow, ConnectStart, ConnectStatus,
+    Context, Entry, Role, Secret, TokenSet, TokenView,
+};
 
 /// An error answer of the running engine: the same code and remedy as the engine's own
 /// error would have, so the CLI words both alike.
@@ -86,7 +82,7 @@ impl Call {
 impl ApiClient {
     /// The running engine's API, if an engine runs and can be reached.
     pub async fn discover(ctx: &Context, keys: ApiKeys) -> Result<Option<Self>> {
-        let Some(holder) = lock::holder(&ctx.lock_place()) else {
+        let Some(holder) = lock_holder(&ctx.lock_place()) else {
             return Ok(None);
         };
         let (Role::Engine, Some(listen)) = (holder.role, holder.listen) else {
@@ -174,7 +170,7 @@ impl ApiClient {
         let mut target = format!(
             "{}?limit={}",
             paths::HISTORY,
-            limit.clamp(1, crate::engine::bounds::MAX_HISTORY_ROWS)
+            limit.clamp(1, crate::engine::MAX_HISTORY_ROWS)
         );
         if let Some(name) = name {
             target.push_str(&format!("&account={name}"));

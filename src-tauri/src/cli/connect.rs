@@ -10,10 +10,9 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 
 use super::backend::{finish, open, running};
-use crate::engine::events::ConnectStage;
-use crate::engine::names::AccountName;
-use crate::engine::paths::Context;
-use crate::engine::{ConnectFlow, ConnectStart, ConnectStatus, Mode};
+use crate::engine::{
+    AccountName, ConnectFlow, ConnectStage, ConnectStart, ConnectStatus, Context, Mode,
+};
 
 /// How long a terminal flow waits for the browser (or the device).
 const CONSENT_TIMEOUT: Duration = Duration::from_secs(5 * 60);

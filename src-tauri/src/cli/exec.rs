@@ -12,8 +12,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Result};
 
 use super::backend::Backend;
-use crate::engine::names::AccountName;
-use crate::engine::store::fleet::{KEY_ENV, PASSWORD_ENV};
+use crate::engine::{AccountName, KEY_ENV, PASSWORD_ENV};
 
 /// Variables Tokenwarden reads that hold a secret, taken out of the command's environment:
 /// the store key opens every account's tokens in a fleet, and the Redis password its store,

@@ -22,10 +22,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::engine::config::StoreKind;
-use crate::engine::names::{parse_duration, AccountName};
-use crate::engine::paths::Context;
-use crate::engine::{EngineError, Remedy};
+use crate::engine::{parse_duration, AccountName, Context, EngineError, Remedy, StoreKind};
 
 #[derive(Parser, Debug)]
 #[command(

@@ -61,16 +61,32 @@ use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::engine::store::client::Keychain;
-use account::slot::Slot;
-use account::views::AccountView;
-use config::{Account, Config};
+// The facade: every type and value the front ends use, and nothing else.
+pub use account::state::Status;
+pub use account::views::{AccountView, ConnectsWith, TokenView};
+pub use api_keys::{ApiKeyError, ApiKeys, KeyHolder, KeyInfo, ENGINE_LABEL};
+pub use bounds::{MAX_EVENT_SUBSCRIBERS, MAX_HISTORY_ROWS};
+pub use config::catalog::{catalog, PresetInfo};
+pub use config::edit::NewAccount;
+pub use config::proxy_target::{ProxyTarget, TokenIn};
+pub use config::{ApiSettings, Config, ConfigError, StoreKind};
 pub use connect::{ConnectFlow, ConnectStart, ConnectStatus};
 pub use error::{EngineError, ErrorKind, Remedy};
-use events::EngineEvent;
-use history::History;
-use names::AccountName;
+pub use events::{ConnectStage, EngineEvent};
+pub use history::Entry;
+pub use lock::{holder as lock_holder, LockError, Role};
+pub use metrics::RequestLabels;
+pub use names::{parse_duration, AccountName, BadAccountName, Deadline};
 pub use open::Parts;
+pub use paths::{Context, DEFAULT_KEYCHAIN_SERVICE};
+pub use secret::{Secret, TokenSet};
+/// Environment variables that carry a shared store's secrets: never passed on to a child.
+pub use store::fleet::{KEY_ENV, PASSWORD_ENV};
+
+use account::slot::Slot;
+use config::Account;
+use history::History;
+use store::client::Keychain;
 
 /// Whether this engine may write (it holds the lock of its keychain service) or only read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

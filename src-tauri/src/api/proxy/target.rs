@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use url::Url;
 
 use super::super::error::ApiError;
-use crate::engine::config::proxy_target::TokenIn;
+use crate::engine::TokenIn;
 
 /// `/v1/proxy/{name}/{rest}` → (name, rest), both still percent-encoded.
 pub(super) fn split(path: &str) -> Option<(&str, &str)> {

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use super::placeholder::reference;
 use super::pyliteral::{Pos, Value};
 use super::source::{error, toml_str, ImportError, Source};
-use crate::engine::names::AccountName;
+use crate::engine::AccountName;
 
 /// Words that make an argument a secret wherever they are in its name, in any case:
 /// WeCom's `corpsecret`, `refresh_token`, `client_assertion`, `PassWord`, `AppKey`.

@@ -4,7 +4,7 @@
 
 use super::pyliteral::Pos;
 use super::source::{error, ImportError};
-use crate::engine::names::AccountName;
+use crate::engine::AccountName;
 
 /// A `{{results.NAME.FIELD}}` found in a string: the source it names, and where it is.
 pub struct Reference<'a> {

@@ -4,7 +4,7 @@
 use url::Url;
 
 use super::pyliteral::{Pos, Value};
-use crate::engine::names::AccountName;
+use crate::engine::AccountName;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{at}: {message}")]

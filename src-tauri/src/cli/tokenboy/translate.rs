@@ -15,7 +15,7 @@ use super::placeholder::{reference, Reference};
 use super::pyliteral::{Pos, Statement, Value};
 pub use super::source::ImportError;
 use super::source::{error, toml_str, Source};
-use crate::engine::names::AccountName;
+use crate::engine::AccountName;
 
 /// The config to append, and the secrets to set (account, where the value is in config.py).
 #[derive(Debug)]
@@ -211,7 +211,7 @@ token_sources['other'] = {'url':'https://api.example.com/token?x=1','method':'PO
         let imported = translate(&parse(CONFIG).unwrap()).unwrap();
         let toml = &imported.toml;
         assert!(!toml.contains("s3cr3t") && !toml.contains("hush"), "{toml}");
-        let config = crate::engine::config::Config::parse(std::path::Path::new("c.toml"), toml)
+        let config = crate::engine::Config::parse(std::path::Path::new("c.toml"), toml)
             .unwrap_or_else(|e| panic!("{e}\n{toml}"));
         let providers: Vec<&str> = config
             .accounts

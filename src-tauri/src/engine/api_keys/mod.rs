@@ -107,6 +107,13 @@ impl ApiKeys {
         }
     }
 
+    /// The keys of the engine that `ctx` names, in its keychain: what a client of that
+    /// engine (the CLI) reads and writes without opening the engine.
+    pub fn of_context(ctx: &crate::engine::paths::Context) -> Self {
+        let keychain = crate::engine::store::keychain::os_store(&ctx.keychain_service);
+        Self::new(&ctx.data_dir, Keychain::new(keychain))
+    }
+
     pub fn list(&self) -> Result<Vec<KeyInfo>, ApiKeyError> {
         read_index(&self.index)
     }
