@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     tokenwarden::logging::init();
     if cli.command.is_none() {
         // The tray app: Tauri owns the main thread and its own async runtime.
-        return match tokenwarden::engine::paths::Context::resolve(cli.config) {
+        return match tokenwarden::engine::Context::resolve(cli.config) {
             Ok(ctx) => tokenwarden::desktop::run(ctx, cli.hidden),
             Err(e) => {
                 eprintln!("tokenwarden: {e}");
