@@ -83,6 +83,8 @@ pub use secret::{Secret, TokenSet};
 /// Environment variables that carry a shared store's secrets: never passed on to a child.
 pub use store::fleet::{KEY_ENV, PASSWORD_ENV};
 
+use crate::engine::refresh::foresight;
+use crate::engine::refresh::quota;
 use account::slot::Slot;
 use config::Account;
 use history::History;
@@ -228,7 +230,7 @@ impl Engine {
     /// which are counted per appid, not per slot.
     fn view_of(&self, slot: &Slot, now: std::time::SystemTime) -> AccountView {
         let mut view = slot.view(now);
-        view.quota = self.usage(&slot.account);
+        view.quota = quota::usage(self, &slot.account);
         view
     }
 
@@ -290,7 +292,7 @@ impl Engine {
                     .get_or_create(&labels)
                     .set(by.remaining(now).as_secs_f64());
             }
-            if let Some(usage) = self.usage(&slot.account) {
+            if let Some(usage) = quota::usage(self, &slot.account) {
                 let metrics = &self.shared.metrics;
                 metrics
                     .wechat_fetches
@@ -311,7 +313,7 @@ impl Engine {
         if self.mode() == Mode::Refresher {
             let foresight = {
                 let (engine, stop) = (self.clone(), stop.clone());
-                tokio::spawn(async move { engine.watch_reconnects(stop).await })
+                tokio::spawn(async move { foresight::watch_reconnects(&engine, stop).await })
             };
             let fleet = {
                 let (engine, stop) = (self.clone(), stop.clone());

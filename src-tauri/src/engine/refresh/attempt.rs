@@ -15,6 +15,8 @@ use crate::engine::config::Account;
 use crate::engine::history::Trigger;
 use crate::engine::names::{AccountName, Deadline};
 use crate::engine::provider::{self, FetchRequest, RefreshError};
+use crate::engine::refresh::admission;
+use crate::engine::refresh::quota;
 use crate::engine::secret::{Secret, TokenSet};
 use crate::engine::store::fleet::sharing::Turn;
 use crate::engine::store::item::SecretKey;
@@ -109,7 +111,7 @@ impl Engine {
         if self.can_skip(name, &skip)? {
             return Ok(());
         }
-        self.admit(&account, trigger)?;
+        admission::admit(self, &account, trigger)?;
         // Without a running scheduler (a CLI command), a dependency may have lapsed: refresh
         // it first so that this fetch never uses a dead token.
         for up in &account.upstream {
@@ -287,7 +289,7 @@ impl Engine {
         }
         // The wait for a turn may have outlasted this host's lease in a fleet.
         self.confirm_lease(name).await?;
-        self.count_fetch(account).await;
+        quota::count_fetch(self, account).await;
         account.provider.fetch(&request).await
     }
 

@@ -16,6 +16,7 @@ use crate::engine::config::Account;
 use crate::engine::events::EngineEvent;
 use crate::engine::names::{AccountName, Deadline};
 use crate::engine::secret::TokenSet;
+use crate::engine::Engine;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 /// Accounts are looked at again at least this often (a deadline the provider moved, a clock
@@ -46,88 +47,90 @@ impl Account {
     }
 }
 
-impl crate::engine::Engine {
-    /// An account's reconnect deadline now, and when its warning is due.
-    fn reconnect_deadline(
-        &self,
-        name: &AccountName,
-        lead: Duration,
-    ) -> Option<(Deadline, Deadline)> {
-        let accounts = self.shared.accounts.lock().expect("poisoned");
-        let slot = accounts.get(name)?;
-        let by = slot.account.reconnect_by(slot.state.tokens()?)?;
-        Some((
-            by,
-            Deadline::at(by.time().checked_sub(lead).unwrap_or(by.time())),
-        ))
-    }
+/// An account's reconnect deadline now, and when its warning is due.
+fn reconnect_deadline(
+    engine: &Engine,
+    name: &AccountName,
+    lead: Duration,
+) -> Option<(Deadline, Deadline)> {
+    let accounts = engine.shared.accounts.lock().expect("poisoned");
+    let slot = accounts.get(name)?;
+    let by = slot.account.reconnect_by(slot.state.tokens()?)?;
+    Some((
+        by,
+        Deadline::at(by.time().checked_sub(lead).unwrap_or(by.time())),
+    ))
+}
 
-    /// Warns about `name` if its warning is due and not yet sent for this deadline; else
-    /// when it will be due.
-    fn foresee(
-        &self,
-        name: &AccountName,
-        lead: Duration,
-        warned: &mut HashMap<AccountName, Deadline>,
-    ) -> Option<Deadline> {
-        let (by, warn_at) = self.reconnect_deadline(name, lead)?;
-        if warned.get(name) == Some(&by) {
-            return None;
-        }
-        if !warn_at.has_passed(crate::engine::clock::now()) {
-            return Some(warn_at);
-        }
-        tracing::warn!(account = %name, by = %by, "the refresh token stops working soon: reconnect before then");
-        self.emit(EngineEvent::ReconnectSoon {
-            account: name.clone(),
-            by,
-        });
-        warned.insert(name.clone(), by);
-        None
+/// Warns about `name` if its warning is due and not yet sent for this deadline; else
+/// when it will be due.
+fn foresee(
+    engine: &Engine,
+    name: &AccountName,
+    lead: Duration,
+    warned: &mut HashMap<AccountName, Deadline>,
+) -> Option<Deadline> {
+    let (by, warn_at) = reconnect_deadline(engine, name, lead)?;
+    if warned.get(name) == Some(&by) {
+        return None;
     }
-
-    /// Looks at every account: the next warning due.
-    fn foresee_all(&self, lead: Duration, warned: &mut HashMap<AccountName, Deadline>) -> Deadline {
-        let names: Vec<AccountName> = self
-            .config()
-            .accounts
-            .iter()
-            .map(|a| a.name.clone())
-            .collect();
-        let rescan = Deadline::after(crate::engine::clock::now(), RESCAN);
-        names
-            .iter()
-            .filter_map(|name| self.foresee(name, lead, warned))
-            .fold(rescan, Deadline::min)
+    if !warn_at.has_passed(crate::engine::clock::now()) {
+        return Some(warn_at);
     }
+    tracing::warn!(account = %name, by = %by, "the refresh token stops working soon: reconnect before then");
+    engine.emit(EngineEvent::ReconnectSoon {
+        account: name.clone(),
+        by,
+    });
+    warned.insert(name.clone(), by);
+    None
+}
 
-    /// Sends `reconnect_soon` once per account and deadline, `lead` before it. Looks at every
-    /// account when a warning is due, after a config reload and once an hour, and at one
-    /// account when it is refreshed: never a scan per refresh.
-    pub(crate) async fn watch_reconnects(&self, stop: CancellationToken) {
-        let mut events = self.subscribe();
-        let mut warned: HashMap<AccountName, Deadline> = HashMap::new();
-        let mut lead = self.config().reconnect_warning;
-        let mut next = self.foresee_all(lead, &mut warned);
-        loop {
-            let sleep = next.remaining(crate::engine::clock::now());
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(sleep) => next = self.foresee_all(lead, &mut warned),
-                event = events.recv() => match event {
-                    Ok(EngineEvent::Refreshed { account, .. }) => {
-                        if let Some(at) = self.foresee(&account, lead, &mut warned) {
-                            next = next.min(at);
-                        }
+/// Looks at every account: the next warning due.
+fn foresee_all(
+    engine: &Engine,
+    lead: Duration,
+    warned: &mut HashMap<AccountName, Deadline>,
+) -> Deadline {
+    let names: Vec<AccountName> = engine
+        .config()
+        .accounts
+        .iter()
+        .map(|a| a.name.clone())
+        .collect();
+    let rescan = Deadline::after(crate::engine::clock::now(), RESCAN);
+    names
+        .iter()
+        .filter_map(|name| foresee(engine, name, lead, warned))
+        .fold(rescan, Deadline::min)
+}
+
+/// Sends `reconnect_soon` once per account and deadline, `lead` before it. Looks at every
+/// account when a warning is due, after a config reload and once an hour, and at one
+/// account when it is refreshed: never a scan per refresh.
+pub(crate) async fn watch_reconnects(engine: &Engine, stop: CancellationToken) {
+    let mut events = engine.subscribe();
+    let mut warned: HashMap<AccountName, Deadline> = HashMap::new();
+    let mut lead = engine.config().reconnect_warning;
+    let mut next = foresee_all(engine, lead, &mut warned);
+    loop {
+        let sleep = next.remaining(crate::engine::clock::now());
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(sleep) => next = foresee_all(engine, lead, &mut warned),
+            event = events.recv() => match event {
+                Ok(EngineEvent::Refreshed { account, .. }) => {
+                    if let Some(at) = foresee(engine, &account, lead, &mut warned) {
+                        next = next.min(at);
                     }
-                    Ok(EngineEvent::ConfigReloaded { .. }) | Err(RecvError::Lagged(_)) => {
-                        lead = self.config().reconnect_warning;
-                        next = self.foresee_all(lead, &mut warned);
-                    }
-                    Ok(_) => {}
-                    Err(RecvError::Closed) => return,
-                },
-            }
+                }
+                Ok(EngineEvent::ConfigReloaded { .. }) | Err(RecvError::Lagged(_)) => {
+                    lead = engine.config().reconnect_warning;
+                    next = foresee_all(engine, lead, &mut warned);
+                }
+                Ok(_) => {}
+                Err(RecvError::Closed) => return,
+            },
         }
     }
 }

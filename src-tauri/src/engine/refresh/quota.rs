@@ -15,6 +15,7 @@ use time::{OffsetDateTime, UtcOffset};
 use crate::engine::names::Deadline;
 use crate::engine::provider::wechat::Endpoint;
 use crate::engine::provider::Provider;
+use crate::engine::Engine;
 
 pub const TOKEN_LIMIT: u32 = 2_000;
 pub const STABLE_LIMIT: u32 = 10_000;
@@ -143,67 +144,66 @@ impl Counts {
     }
 }
 
-impl crate::engine::Engine {
-    /// Today's use of the allowance an account fetches against, if it has one.
-    pub fn usage(&self, account: &crate::engine::config::Account) -> Option<Usage> {
-        let allowance = Allowance::of(&account.provider)?;
-        let (day, resets_at) = beijing_day(crate::engine::clock::now());
-        Some(Usage {
-            used: self.shared.quota.used(&allowance, &day),
+/// Today's use of the allowance an account fetches against, if it has one.
+pub(crate) fn usage(engine: &Engine, account: &crate::engine::config::Account) -> Option<Usage> {
+    let allowance = Allowance::of(&account.provider)?;
+    let (day, resets_at) = beijing_day(crate::engine::clock::now());
+    Some(Usage {
+        used: engine.shared.quota.used(&allowance, &day),
+        limit: allowance.limit,
+        resets_at,
+    })
+}
+
+/// Counts a fetch that is about to leave, keeps the count, and says so at 80%. In a
+/// fleet the allowance is the appid's whichever host fetches, so the count is Redis's
+/// (and the warning comes from the one host whose fetch reached 80%).
+pub(crate) async fn count_fetch(engine: &Engine, account: &crate::engine::config::Account) {
+    let Some(allowance) = Allowance::of(&account.provider) else {
+        return;
+    };
+    let (day, resets_at) = beijing_day(crate::engine::clock::now());
+    let mut counted = engine.shared.quota.count(&allowance, &day);
+    if let Some(fleet) = engine.fleet().cloned() {
+        let (key, on) = (allowance.key.clone(), day.clone());
+        match tokio::task::spawn_blocking(move || fleet.count_fetch(&key, &on)).await {
+            Ok(Ok(shared)) => counted = engine.shared.quota.raise(&allowance, &day, shared),
+            Ok(Err(e)) => {
+                tracing::warn!(account = %account.name, error = %e, "cannot count this fetch in the shared store; counted on this host only");
+            }
+            Err(e) => tracing::warn!(error = %e, "fetch count task"),
+        }
+    }
+    engine
+        .shared
+        .log
+        .save_fetches(&allowance.key, &day, counted.used);
+    if counted.warn {
+        tracing::warn!(account = %account.name, used = counted.used, limit = allowance.limit, "WeChat fetch allowance {WARN_PERCENT}% spent for today");
+        engine.emit(crate::engine::events::EngineEvent::QuotaWarning {
+            account: account.name.clone(),
+            used: counted.used,
             limit: allowance.limit,
             resets_at,
-        })
+        });
     }
+}
 
-    /// Counts a fetch that is about to leave, keeps the count, and says so at 80%. In a
-    /// fleet the allowance is the appid's whichever host fetches, so the count is Redis's
-    /// (and the warning comes from the one host whose fetch reached 80%).
-    pub(crate) async fn count_fetch(&self, account: &crate::engine::config::Account) {
-        let Some(allowance) = Allowance::of(&account.provider) else {
-            return;
-        };
-        let (day, resets_at) = beijing_day(crate::engine::clock::now());
-        let mut counted = self.shared.quota.count(&allowance, &day);
-        if let Some(fleet) = self.fleet().cloned() {
-            let (key, on) = (allowance.key.clone(), day.clone());
-            match tokio::task::spawn_blocking(move || fleet.count_fetch(&key, &on)).await {
-                Ok(Ok(shared)) => counted = self.shared.quota.raise(&allowance, &day, shared),
-                Ok(Err(e)) => {
-                    tracing::warn!(account = %account.name, error = %e, "cannot count this fetch in the shared store; counted on this host only");
-                }
-                Err(e) => tracing::warn!(error = %e, "fetch count task"),
-            }
-        }
-        self.shared
+/// Takes in the fleet's count of an account's allowance (another host fetched).
+pub(crate) async fn take_in_fetches(engine: &Engine, account: &crate::engine::config::Account) {
+    let (Some(allowance), Some(fleet)) =
+        (Allowance::of(&account.provider), engine.fleet().cloned())
+    else {
+        return;
+    };
+    let (day, _) = beijing_day(crate::engine::clock::now());
+    let (key, on) = (allowance.key.clone(), day.clone());
+    if let Ok(Ok(shared)) = tokio::task::spawn_blocking(move || fleet.fetches(&key, &on)).await {
+        let counted = engine.shared.quota.raise(&allowance, &day, shared);
+        engine
+            .shared
             .log
             .save_fetches(&allowance.key, &day, counted.used);
-        if counted.warn {
-            tracing::warn!(account = %account.name, used = counted.used, limit = allowance.limit, "WeChat fetch allowance {WARN_PERCENT}% spent for today");
-            self.emit(crate::engine::events::EngineEvent::QuotaWarning {
-                account: account.name.clone(),
-                used: counted.used,
-                limit: allowance.limit,
-                resets_at,
-            });
-        }
-    }
-
-    /// Takes in the fleet's count of an account's allowance (another host fetched).
-    pub(crate) async fn take_in_fetches(&self, account: &crate::engine::config::Account) {
-        let (Some(allowance), Some(fleet)) =
-            (Allowance::of(&account.provider), self.fleet().cloned())
-        else {
-            return;
-        };
-        let (day, _) = beijing_day(crate::engine::clock::now());
-        let (key, on) = (allowance.key.clone(), day.clone());
-        if let Ok(Ok(shared)) = tokio::task::spawn_blocking(move || fleet.fetches(&key, &on)).await
-        {
-            let counted = self.shared.quota.raise(&allowance, &day, shared);
-            self.shared
-                .log
-                .save_fetches(&allowance.key, &day, counted.used);
-        }
     }
 }
 

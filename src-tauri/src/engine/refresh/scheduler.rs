@@ -18,9 +18,9 @@ pub(crate) async fn run(engine: Engine, stop: CancellationToken) {
     loop {
         fault_hook();
         let now = crate::engine::clock::now();
-        let (due, next) = engine.plan(now);
+        let (due, next) = plan(&engine, now);
         for (name, work) in due {
-            engine.start(name, work);
+            start(&engine, name, work);
         }
         let nap = next
             .map_or(MAX_SLEEP, |t| {
@@ -46,33 +46,37 @@ fn fault_hook() {
     }
 }
 
-impl Engine {
-    /// What is due now (marked busy), and when the next thing will be.
-    fn plan(&self, now: SystemTime) -> (Vec<(AccountName, Work)>, Option<SystemTime>) {
-        self.shared.accounts.lock().expect("poisoned").take_due(now)
-    }
+/// What is due now (marked busy), and when the next thing will be.
+fn plan(engine: &Engine, now: SystemTime) -> (Vec<(AccountName, Work)>, Option<SystemTime>) {
+    engine
+        .shared
+        .accounts
+        .lock()
+        .expect("poisoned")
+        .take_due(now)
+}
 
-    fn start(&self, name: AccountName, work: Work) {
-        match work {
-            Work::Refresh(trigger) => self.spawn_refresh(name, trigger),
-            Work::Save | Work::Reread => {
-                let engine = self.clone();
-                self.shared.tasks.spawn(async move {
-                    let _idle = crate::engine::refresh::attempt::NotBusy(&engine, &name);
-                    if work == Work::Save {
-                        engine.retry_save(&name).await;
-                        return;
-                    }
-                    // A read has nothing to lose: a stop does not wait for a keychain that
-                    // answers a few calls a second (or waits for an unlock prompt).
-                    tokio::select! {
-                        read = engine.read_if_unread(&name) => if let Err(e) = read {
-                            tracing::debug!(account = %name, error = %e, "keychain read failed again");
-                        },
-                        _ = engine.shared.stop.cancelled() => {}
-                    }
-                });
-            }
+fn start(engine: &Engine, name: AccountName, work: Work) {
+    match work {
+        Work::Refresh(trigger) => engine.spawn_refresh(name, trigger),
+        Work::Save | Work::Reread => {
+            let owned = engine.clone();
+            engine.shared.tasks.spawn(async move {
+                let engine = owned;
+                let _idle = crate::engine::refresh::attempt::NotBusy(&engine, &name);
+                if work == Work::Save {
+                    engine.retry_save(&name).await;
+                    return;
+                }
+                // A read has nothing to lose: a stop does not wait for a keychain that
+                // answers a few calls a second (or waits for an unlock prompt).
+                tokio::select! {
+                    read = engine.read_if_unread(&name) => if let Err(e) = read {
+                        tracing::debug!(account = %name, error = %e, "keychain read failed again");
+                    },
+                    _ = engine.shared.stop.cancelled() => {}
+                }
+            });
         }
     }
 }

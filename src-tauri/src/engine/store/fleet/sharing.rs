@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::names::AccountName;
 use crate::engine::provider::RefreshError;
+use crate::engine::refresh::quota;
 use crate::engine::secret::{Secret, TokenSet};
 use crate::engine::store::fleet::{Fleet, FleetError, Heard};
 use crate::engine::Engine;
@@ -216,7 +217,7 @@ impl Engine {
                 tracing::warn!(account = %name, error = %e, "cannot read the set another host wrote; reading it again at the next refresh");
             }
             if let Ok(account) = engine.account(&name) {
-                engine.take_in_fetches(&account).await;
+                quota::take_in_fetches(&engine, &account).await;
             }
         });
     }
