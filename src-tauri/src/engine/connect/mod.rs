@@ -14,8 +14,8 @@ use crate::engine::bounds;
 use crate::engine::events::{ConnectStage, EngineEvent};
 use crate::engine::history::{Outcome, Record, Trigger};
 use crate::engine::names::AccountName;
-use crate::engine::provider::oauth2::{GrantKind, OAuth2Spec, Redirect};
-use crate::engine::provider::{Issued, Provider, RefreshError};
+use crate::engine::provider::Provider;
+mod flow;
 pub(crate) mod redirect;
 use crate::engine::account::state::AccountState;
 use crate::engine::{Engine, EngineError};
@@ -130,7 +130,7 @@ impl Engine {
             previous.cancel(); // one flow per account: the newest wins
         }
         let (start, approval) = match flow {
-            ConnectFlow::Browser => self.begin_browser(name, spec).await?,
+            ConnectFlow::Browser => flow::begin_browser(self, name, spec).await?,
             ConnectFlow::Device => {
                 let secret = self.client_secret(&account).await?;
                 let request = self.request(&account, secret.as_ref(), None, None);
@@ -150,180 +150,35 @@ impl Engine {
             crate::engine::provider::openable(url, spec.insecure_http)
                 .map_err(|why| EngineError::usage(name, why))?;
         }
-        self.progress(name, ConnectStage::Waiting, None, None);
+        flow::progress(self, name, ConnectStage::Waiting, None, None);
         let (engine, name) = (self.clone(), name.clone());
         let stop = self.shared.stop.clone();
         self.shared.tasks.spawn(async move {
             let outcome = tokio::select! {
                 _ = cancel.cancelled() => Err(None),
                 _ = stop.cancelled() => Err(None),
-                r = tokio::time::timeout(timeout, engine.await_approval(&name, approval)) => match r {
-                    Ok(Ok(approval)) => engine.finish_connect(&name, approval).await.map_err(Some),
+                r = tokio::time::timeout(timeout, flow::await_approval(&name, approval)) => match r {
+                    Ok(Ok(approval)) => flow::finish_connect(&engine, &name, approval).await.map_err(Some),
                     Ok(Err(e)) => Err(Some(e)),
                     Err(_) => Err(Some(EngineError::usage(&name, format!("no authorization arrived within {} minutes; start again", timeout.as_secs().div_ceil(60))))),
                 },
             };
             match outcome {
-                Ok(()) => engine.progress(&name, ConnectStage::Completed, None, None),
-                Err(None) => engine.progress(&name, ConnectStage::Cancelled, None, None),
+                Ok(()) => flow::progress(&engine, &name, ConnectStage::Completed, None, None),
+                Err(None) => flow::progress(&engine, &name, ConnectStage::Cancelled, None, None),
                 Err(Some(e)) => {
                     let message = e.to_string();
-                    engine.progress(&name, ConnectStage::Failed, Some(message), Some(e.code()));
+                    flow::progress(&engine, &name, ConnectStage::Failed, Some(message), Some(e.code()));
                 }
             }
         });
         Ok(start)
     }
 
-    async fn begin_browser(
-        &self,
-        name: &AccountName,
-        spec: &OAuth2Spec,
-    ) -> Result<(ConnectStart, Pending), EngineError> {
-        if spec.grant != GrantKind::AuthorizationCode {
-            return Err(EngineError::usage(name, "this account uses a grant without a browser consent (set grant = \"authorization_code\", or use the device flow)"));
-        }
-        let (bind, path) = match &spec.redirect {
-            Redirect::Exact(url) => (
-                format!("127.0.0.1:{}", url.port().unwrap_or(80)),
-                url.path().to_owned(),
-            ),
-            Redirect::AnyLoopbackPort => ("127.0.0.1:0".to_owned(), "/callback".to_owned()),
-        };
-        let listener = tokio::net::TcpListener::bind(&bind).await.map_err(|e| {
-            EngineError::usage(
-                name,
-                format!("cannot listen on {bind} for the redirect ({e}); is another program using that port?"),
-            )
-        })?;
-        let port = listener
-            .local_addr()
-            .map_err(|e| EngineError::Io(e.to_string()))?
-            .port();
-        let redirect_uri = match &spec.redirect {
-            Redirect::Exact(url) => url.clone(),
-            Redirect::AnyLoopbackPort => Url::parse(&format!("http://127.0.0.1:{port}{path}"))
-                .map_err(|e| EngineError::Io(e.to_string()))?,
-        };
-        let account = self.account(name)?;
-        let consent = spec
-            .begin_consent(
-                &self.shared.http,
-                name,
-                &account.provider_name,
-                &redirect_uri,
-            )
-            .await?;
-        let start = ConnectStart::Browser {
-            account: name.clone(),
-            authorization_url: consent.url.to_string(),
-            redirect_uri: redirect_uri.to_string(),
-        };
-        let pending = Pending::Browser {
-            listener,
-            path,
-            state: consent.state.secret().to_owned(),
-            verifier: consent.verifier,
-            redirect_uri,
-        };
-        Ok((start, pending))
-    }
-
-    /// Waits for the user: the redirect on the loopback listener, or the device approval.
-    async fn await_approval(
-        &self,
-        name: &AccountName,
-        pending: Pending,
-    ) -> Result<Approval, EngineError> {
-        match pending {
-            Pending::Browser {
-                listener,
-                path,
-                state,
-                verifier,
-                redirect_uri,
-            } => match redirect::receive(&listener, &path, &state)
-                .await
-                .map_err(|e| EngineError::Io(format!("redirect listener: {e}")))?
-            {
-                redirect::Redirected::Code(code) => Ok(Approval::Code {
-                    code,
-                    verifier,
-                    redirect_uri,
-                }),
-                redirect::Redirected::Refused(error) => Err(EngineError::usage(
-                    name,
-                    format!("the provider did not grant access ({error})"),
-                )),
-            },
-            Pending::Device(device) => Ok(Approval::Device(device)),
-        }
-    }
-
-    /// Trades the approval for the first token set and stores it under the gate, so a refresh
-    /// of the old grant that is still in flight lands first and is then replaced.
-    async fn finish_connect(
-        &self,
-        name: &AccountName,
-        approval: Approval,
-    ) -> Result<(), EngineError> {
-        let account = self.account(name)?;
-        let Provider::OAuth2(spec) = &account.provider else {
-            return Err(EngineError::usage(name, "not an OAuth 2.0 account"));
-        };
-        let secret = self.client_secret(&account).await?;
-        let started = Instant::now();
-        let request = self.request(&account, secret.as_ref(), None, None);
-        let issued = match approval {
-            Approval::Code {
-                code,
-                verifier,
-                redirect_uri,
-            } => {
-                spec.exchange_code(&request, code, verifier, &redirect_uri)
-                    .await
-            }
-            Approval::Device(device) => spec.finish_device(&request, &device).await,
-        };
-        let lifetime = self.account(name)?.refresh_lifetime;
-        let issued = issued.map(|i| i.with_refresh_lifetime(lifetime));
-        if let (Ok(_), Err(e)) = (&issued, self.become_writer().await) {
-            // A CLI that waited for the browser without the lock, while an engine started:
-            // the grant is handed to that engine (`take_handoff`), never dropped.
-            let set = issued.map(|i| i.into_set(None)).ok();
-            self.with_slot(name, |s| s.handoff = set)?;
-            return Err(e);
-        }
-        self.install_grant(name, issued, started).await
-    }
-
     /// A grant this process obtained but may not store (another engine owns the keychain
     /// service now): the caller hands it to that engine.
     pub fn take_handoff(&self, name: &AccountName) -> Option<crate::engine::secret::TokenSet> {
         self.with_slot(name, |s| s.handoff.take()).ok().flatten()
-    }
-
-    async fn install_grant(
-        &self,
-        name: &AccountName,
-        issued: Result<Issued, RefreshError>,
-        started: Instant,
-    ) -> Result<(), EngineError> {
-        let issued = match issued {
-            Ok(issued) => issued,
-            Err(e) => {
-                self.record(Record {
-                    account: name.clone(),
-                    trigger: Trigger::Connect,
-                    outcome: Outcome::PermanentError,
-                    elapsed: started.elapsed(),
-                    expires_at: None,
-                    error: Some((e.code(), e.to_string())),
-                });
-                return Err(e.into());
-            }
-        };
-        self.adopt_grant(name, issued.into_set(None), started).await
     }
 
     /// Makes a first token set the account's grant: under the gate (a refresh of the old
@@ -375,33 +230,6 @@ impl Engine {
         tracing::info!(account = %name, expires_at = %expires_at, "connected");
         self.shared.wake.notify_one();
         Ok(())
-    }
-
-    fn progress(
-        &self,
-        name: &AccountName,
-        stage: ConnectStage,
-        message: Option<String>,
-        error: Option<&str>,
-    ) {
-        let status = ConnectStatus {
-            account: name.clone(),
-            stage,
-            message: message.clone(),
-            error: error.map(str::to_owned),
-        };
-        self.with_slot(name, |s| {
-            s.connect.send_replace(status);
-            if stage != ConnectStage::Waiting {
-                s.connect_cancel = None;
-            }
-        })
-        .ok();
-        self.emit(EngineEvent::ConnectProgress {
-            account: name.clone(),
-            stage,
-            message,
-        });
     }
 
     /// The latest flow's status, once it is no longer waiting or `wait` has passed.
