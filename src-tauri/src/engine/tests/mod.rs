@@ -53,19 +53,17 @@ pub(crate) async fn endpoint(delay: Duration, body: &'static str) -> Endpoint {
     }
 }
 
-impl Engine {
-    /// One `http` account `svc` fetching from `url` with its client secret in the query.
-    fn config_for_test(url: &str) -> Config {
-        let text = format!("[[account]]\nname = \"svc\"\nprovider = \"http\"\nurl = \"{url}\"\nquery = {{ key = \"{{{{secret}}}}\" }}\n");
-        Config::parse(std::path::Path::new("test.toml"), &text).unwrap()
-    }
+/// One `http` account `svc` fetching from `url` with its client secret in the query.
+fn config_for_test(url: &str) -> Config {
+    let text = format!("[[account]]\nname = \"svc\"\nprovider = \"http\"\nurl = \"{url}\"\nquery = {{ key = \"{{{{secret}}}}\" }}\n");
+    Config::parse(std::path::Path::new("test.toml"), &text).unwrap()
 }
 
 async fn engine_for(
     url: &str,
     store: crate::engine::store::memory::MemoryStore,
 ) -> (Engine, tempfile::TempDir) {
-    let config = Engine::config_for_test(url);
+    let config = config_for_test(url);
     let dir = tempfile::tempdir().unwrap();
     store
         .set(
@@ -368,7 +366,7 @@ async fn a_journaled_set_survives_a_crash_and_is_written_at_the_next_start() {
     assert!(!String::from_utf8_lossy(&journal).contains("tw-canary"));
 
     store.fail_writes.store(false, Ordering::SeqCst);
-    let config = Engine::config_for_test(&ep.url);
+    let config = config_for_test(&ep.url);
     let engine = Engine::with_parts(parts(config, Arc::new(store.clone()), dir.path()))
         .await
         .unwrap();
