@@ -41,6 +41,7 @@ pub mod history;
 pub mod lock;
 pub mod metrics;
 pub mod names;
+pub mod net;
 mod open;
 pub mod paths;
 pub mod provider;

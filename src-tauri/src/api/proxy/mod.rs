@@ -158,7 +158,7 @@ impl Outgoing<'_> {
                 "upstream_unreachable",
                 format!(
                     "the account's API did not answer ({})",
-                    crate::engine::provider::error::network_detail(&e)
+                    crate::engine::net::network_detail(&e)
                 ),
             )
         })?;
@@ -200,7 +200,7 @@ impl Answer {
                             "upstream_unreachable",
                             format!(
                                 "the account's API broke off its answer ({})",
-                                crate::engine::provider::error::network_detail(&e)
+                                crate::engine::net::network_detail(&e)
                             ),
                         ))
                     }
