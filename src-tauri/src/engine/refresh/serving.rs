@@ -108,6 +108,24 @@ impl Engine {
             .ok_or_else(|| self.not_valid(name, Duration::ZERO))
     }
 
+    /// Refreshes every account now, all at once (the per-host bound still spaces them out),
+    /// as "Refresh all" asks. A failure is the engine's news like any refresh's: recorded,
+    /// shown and notified by the refresh itself, so nothing is returned but the wait.
+    pub async fn refresh_all(&self) {
+        let names: Vec<AccountName> = self
+            .config()
+            .accounts
+            .iter()
+            .map(|a| a.name.clone())
+            .collect();
+        let refreshes = names.iter().map(|name| async move {
+            if let Err(e) = self.refresh(name).await {
+                tracing::debug!(account = %name, error = %e, "refresh all: this one failed");
+            }
+        });
+        futures_util::future::join_all(refreshes).await;
+    }
+
     /// A client says an upstream API answered 401 to `reported`. If that is still the
     /// current token, refresh once; reports arriving meanwhile share that refresh. An older
     /// token, or one refreshed in the last few seconds, just gets the current one.
@@ -270,5 +288,43 @@ impl Engine {
             message: why,
             remedy,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::engine::account::state::Status;
+    use crate::engine::config::Config;
+    use crate::engine::store::memory::MemoryStore;
+    use crate::engine::tests::{endpoint, parts};
+    use crate::engine::Engine;
+
+    #[tokio::test]
+    async fn refresh_all_refreshes_every_account_and_one_failure_stops_none() {
+        let good = endpoint(
+            Duration::ZERO,
+            r#"{"access_token":"tok-{n}","expires_in":3600}"#,
+        )
+        .await;
+        let bad = endpoint(Duration::ZERO, r#"{"nothing":"here"}"#).await;
+        let text = format!(
+            "[[account]]\nname = \"bad\"\nprovider = \"http\"\nurl = \"{}\"\n\n[[account]]\nname = \"good\"\nprovider = \"http\"\nurl = \"{}\"\n",
+            bad.url, good.url
+        );
+        let config = Config::parse(std::path::Path::new("test.toml"), &text).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(MemoryStore::default());
+        let engine = Engine::with_parts(parts(config, store, dir.path()))
+            .await
+            .unwrap();
+        engine.refresh_all().await;
+        let views = engine.snapshot();
+        assert_eq!(views[0].status, Status::Retrying, "{views:?}");
+        assert!(views[0].last_error.is_some(), "{views:?}");
+        assert_eq!(views[1].status, Status::Fresh, "{views:?}");
+        assert!(views[1].last_refresh.is_some(), "{views:?}");
     }
 }
