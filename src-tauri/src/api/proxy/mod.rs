@@ -160,7 +160,7 @@ impl Outgoing<'_> {
                 "upstream_unreachable",
                 format!(
                     "the account's API did not answer ({})",
-                    crate::engine::net::network_detail(&e)
+                    crate::engine::network_detail(&e)
                 ),
             )
         })?;
@@ -206,7 +206,7 @@ impl Answer {
                             "upstream_unreachable",
                             format!(
                                 "the account's API broke off its answer ({})",
-                                crate::engine::net::network_detail(&e)
+                                crate::engine::network_detail(&e)
                             ),
                         ))
                     }
