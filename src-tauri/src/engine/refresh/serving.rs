@@ -44,15 +44,12 @@ impl Engine {
     ) -> Result<Option<TokenView>, EngineError> {
         self.with_slot(name, |slot| {
             let now = crate::engine::clock::now();
-            slot.state.tokens().and_then(|t| {
-                let left = t.expires_at.remaining(now);
-                (left > Duration::ZERO && left >= min_valid).then(|| TokenView {
-                    access_token: t.access.clone(),
-                    token_type: t.token_type.clone(),
-                    expires_at: t.expires_at,
-                    expires_in: left.as_secs(),
-                    scope: t.scope.clone(),
-                })
+            slot.state.servable(now, min_valid).map(|t| TokenView {
+                access_token: t.access.clone(),
+                token_type: t.token_type.clone(),
+                expires_at: t.expires_at,
+                expires_in: t.expires_at.remaining(now).as_secs(),
+                scope: t.scope.clone(),
             })
         })
     }
