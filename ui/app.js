@@ -120,13 +120,13 @@ function accountsChanged() {
 /** The Accounts nav badge and the sidebar line: how many want attention. */
 function drawSummary() {
   const list = state.accounts || [];
-  const bad = list.filter((a) => ATTENTION.has(a.status)).length;
+  const bad = list.filter((a) => ATTENTION.has(a.severity)).length;
   const badge = document.getElementById('nav-attention');
   badge.hidden = bad === 0;
   badge.textContent = String(bad);
   badge.setAttribute('aria-label', `${bad} need attention`);
   const summary = document.getElementById('health-summary');
-  const tone = list.length === 0 ? 'none' : bad === 0 ? 'ok' : list.some((a) => a.status === 'needs_reconnect' || a.status === 'expired') ? 'bad' : 'warn';
+  const tone = list.length === 0 ? 'none' : bad === 0 ? 'ok' : list.some((a) => a.severity === 'bad') ? 'bad' : 'warn';
   summary.setAttribute('data-tone', tone);
   const text = summary.querySelector('.summary-text');
   if (list.length === 0) text.textContent = 'No accounts yet';

@@ -1,6 +1,7 @@
 // ui/words.js: what each engine value means, in the user's words.
 // Owns: status labels and the one sentence per status, remedy wording, log triggers and
-// outcomes. Views decide where these go; this module decides what they say.
+// outcomes. Views decide where these go; this module decides what they say. How bad a
+// status is and whether its token may be copied are the engine's (`severity`, `can_copy`).
 
 import { clock } from './format.js';
 
@@ -15,8 +16,11 @@ export const STATUS = {
 
 export const statusLabel = (status) => (STATUS[status] ? STATUS[status].label : status);
 
-/** Statuses that want the user's attention (nav badge, summary). */
-export const ATTENTION = new Set(['needs_reconnect', 'expired', 'retrying']);
+/**
+ * The engine ranks every status (`severity`: idle < fine < busy < attention < bad); these
+ * two want the user's attention (nav badge, summary).
+ */
+export const ATTENTION = new Set(['attention', 'bad']);
 
 /** One plain sentence: what the status means and what to do about it. */
 export function statusSentence(a, now) {

@@ -11,11 +11,10 @@ import { connecting, connectPanel, startConnect } from '../connect.js';
 import { confirmDialog, secretDialog } from '../dialog.js';
 import { toast } from '../toast.js';
 
-const COPYABLE = new Set(['fresh', 'refreshing', 'retrying']);
-
+/** The engine's `can_copy`, until the token it speaks of expires (a view is a snapshot). */
 export function canCopy(a, now) {
   const t = parseTime(a.expires_at);
-  return COPYABLE.has(a.status) && t !== null && t > now;
+  return a.can_copy === true && t !== null && t > now;
 }
 
 function canConnect(a) {
@@ -182,7 +181,7 @@ export function createAccountsView(app) {
     const remedy = extra ? remedyControls(a, a.remedy, now, true) : null;
     return h(
       'article',
-      { class: `account status-${a.status}`, testid: 'account-row', 'data-account': a.name, 'data-status': a.status, tabindex: '-1' },
+      { class: `account status-${a.status}`, testid: 'account-row', 'data-account': a.name, 'data-status': a.status, 'data-severity': a.severity, tabindex: '-1' },
       h(
         'header',
         { class: 'account-head' },

@@ -255,7 +255,7 @@ async fn over_tcp(
         let response = request
             .send()
             .await
-            .map_err(|e| anyhow!(crate::engine::provider::error::network_detail(&e)))?;
+            .map_err(|e| anyhow!(crate::engine::network_detail(&e)))?;
         let status = response.status();
         if status != StatusCode::UNAUTHORIZED || rereads == KEY_REREADS {
             return Ok((status, response.bytes().await?));

@@ -7,6 +7,7 @@ use anyhow::{Context as _, Result};
 
 use super::backend::{api_keys, running, Backend, Local};
 use super::{output, ApiKeyAction, Command, SecretAction, StoreAction};
+use crate::engine::api_keys::Scope;
 use crate::engine::names::AccountName;
 use crate::engine::paths::Context;
 use crate::engine::secret::Secret;
@@ -146,19 +147,16 @@ async fn api_key(ctx: &Context, action: ApiKeyAction) -> Result<()> {
             accounts,
             write,
         } => {
-            if let Some(accounts) = &accounts {
-                // A typo would make a key that opens nothing: refuse names the config lacks.
-                let config = crate::engine::config::Config::load(&ctx.config_path)?;
-                for name in accounts {
-                    if !config.accounts.iter().any(|a| &a.name == name) {
-                        anyhow::bail!(
-                            "--accounts: no account is named `{name}` in {}",
-                            config.path.display()
-                        );
-                    }
+            // The config is read only for a scoped key: a key to every account can be made
+            // before there is a config to read.
+            let scope = match accounts.clone() {
+                Some(names) => {
+                    let config = crate::engine::config::Config::load(&ctx.config_path)?;
+                    Some(Scope::new(names, &config)?)
                 }
-            }
-            let key = keys.create(&label, accounts.clone(), write).await?;
+                None => None,
+            };
+            let key = keys.create(&label, scope, write).await?;
             println!("{}", key.expose());
             let scope = scope_words(accounts.as_deref());
             let may = if write {

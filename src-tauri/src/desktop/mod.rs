@@ -339,13 +339,7 @@ fn on_menu(app: &AppHandle, id: &str) {
             let Ok(engine) = app.state::<Shell>().engine() else {
                 return;
             };
-            for view in engine.snapshot() {
-                let engine = engine.clone();
-                tauri::async_runtime::spawn(async move {
-                    // Failures are recorded, shown and notified by the engine itself.
-                    let _ = engine.refresh(&view.name).await;
-                });
-            }
+            tauri::async_runtime::spawn(async move { engine.refresh_all().await });
         }
     }
 }

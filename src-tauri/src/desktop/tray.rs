@@ -13,7 +13,7 @@ use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Manager, Runtime};
 
-use crate::engine::account::state::Status;
+use crate::engine::account::state::{Severity, Status};
 use crate::engine::account::views::AccountView;
 use crate::engine::names::AccountName;
 
@@ -52,30 +52,34 @@ impl MenuId {
     }
 }
 
-/// The icon for the worst state.
+/// The icon: one drawing per [`Severity`], but for a refresh under way and a retry, which
+/// share the amber one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Look {
-    /// Every account fresh.
     Fresh,
-    /// Something refreshing or retrying.
     Busy,
-    /// Something needs the user (reconnect).
     Alert,
-    /// Nothing connected.
     Idle,
 }
 
-pub fn look(views: &[AccountView]) -> Look {
-    let has = |s: &[Status]| views.iter().any(|v| s.contains(&v.status));
-    if has(&[Status::NeedsReconnect]) {
-        Look::Alert
-    } else if has(&[Status::Retrying, Status::Refreshing, Status::Expired]) {
-        Look::Busy
-    } else if has(&[Status::Fresh]) {
-        Look::Fresh
-    } else {
-        Look::Idle
+impl From<Severity> for Look {
+    fn from(severity: Severity) -> Self {
+        match severity {
+            Severity::Idle => Self::Idle,
+            Severity::Fine => Self::Fresh,
+            Severity::Busy | Severity::Attention => Self::Busy,
+            Severity::Bad => Self::Alert,
+        }
     }
+}
+
+/// The icon for the worst severity the engine gave any account (idle without accounts).
+pub fn look(views: &[AccountView]) -> Look {
+    views
+        .iter()
+        .map(|v| v.severity)
+        .max()
+        .map_or(Look::Idle, Look::from)
 }
 
 fn icon(look: Look) -> tauri::Result<Image<'static>> {
@@ -97,27 +101,27 @@ pub fn left(secs: u64) -> String {
     }
 }
 
-/// The entry for one account, and whether Copy is possible (a token valid now).
+/// The entry for one account, and whether Copy is offered (the engine's `can_copy`).
 pub fn entry(view: &AccountView, now: SystemTime) -> (String, bool) {
+    let copy = view.can_copy_at(now);
     let remaining = view.expires_at.map(|e| e.remaining(now).as_secs());
-    let (left, valid) = match remaining {
-        Some(0) => ("expired".to_owned(), false),
-        Some(secs) => (left(secs), true),
-        None => ("no token".to_owned(), false),
-    };
     // At start the keychain is read a few accounts at a time; until then (or until an
     // `http` account's first fetch answers) there is nothing to copy yet, which is not news.
     if view.status == Status::Refreshing && remaining.is_none() {
-        return (format!("Copy {} token — getting token…", view.name), false);
+        return (format!("Copy {} token — getting token…", view.name), copy);
     }
-    let usable = valid && view.status != Status::NeedsReconnect;
+    let left = match remaining {
+        Some(0) => "expired".to_owned(),
+        Some(secs) => left(secs),
+        None => "no token".to_owned(),
+    };
     (
         format!(
             "Copy {} token — {} · {left}",
             view.name,
             view.status.as_str()
         ),
-        usable,
+        copy,
     )
 }
 
@@ -254,11 +258,14 @@ mod tests {
     use crate::engine::account::views::ConnectsWith;
     use crate::engine::names::Deadline;
 
+    /// A view as the engine makes it for a token with `left` seconds to go (or none).
     fn view(name: &str, status: Status, left: Option<u64>) -> AccountView {
         AccountView {
             name: name.parse().unwrap(),
             provider: "fitbit".into(),
             status,
+            severity: status.severity(),
+            can_copy: left.is_some_and(|s| s > 0),
             expires_at: left.map(|s| {
                 Deadline::after(
                     SystemTime::UNIX_EPOCH,
@@ -298,6 +305,41 @@ mod tests {
             "a token still valid while it is refreshed can be copied"
         );
         assert_eq!(left(7 * 3600 + 12 * 60), "7h 12m");
+    }
+
+    /// The tray decides neither: for every status, its icon is the engine's severity and its
+    /// Copy entry the engine's `can_copy`, even where the two seem at odds.
+    #[test]
+    fn icon_and_copy_follow_the_engine_for_every_status() {
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000);
+        for status in Status::ALL {
+            for can_copy in [false, true] {
+                let v = AccountView {
+                    can_copy,
+                    ..view("a", status, Some(60))
+                };
+                assert_eq!(
+                    look(std::slice::from_ref(&v)),
+                    Look::from(status.severity())
+                );
+                assert_eq!(entry(&v, now).1, can_copy, "{status:?}");
+            }
+        }
+        let expected = [
+            (Severity::Idle, Look::Idle),
+            (Severity::Fine, Look::Fresh),
+            (Severity::Busy, Look::Busy),
+            (Severity::Attention, Look::Busy),
+            (Severity::Bad, Look::Alert),
+        ];
+        for (severity, look) in expected {
+            assert_eq!(Look::from(severity), look);
+        }
+        // An expired token serves nobody: red, as for a reconnect, not amber.
+        assert_eq!(look(&[view("x", Status::Expired, Some(0))]), Look::Alert);
+        // A view whose token ran out since it was made offers no Copy.
+        let stale = view("s", Status::Fresh, Some(30));
+        assert!(!entry(&stale, now + std::time::Duration::from_secs(30)).1);
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub mod history;
 pub mod lock;
 pub mod metrics;
 pub mod names;
+pub mod net;
 mod open;
 pub mod paths;
 pub mod provider;
@@ -48,6 +49,8 @@ mod refresh;
 pub mod secret;
 pub mod store;
 pub(crate) mod system;
+/// For front ends that make requests of their own: one wording for a request unanswered.
+pub use net::network_detail;
 pub(crate) use open::own_data_dir;
 /// For front ends' own files and their checks of whom they talk to.
 pub use system::peers::listener_uid;

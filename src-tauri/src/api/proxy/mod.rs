@@ -1,7 +1,7 @@
 //! `ANY /v1/proxy/{name}/{path…}`: the request goes to the account's API (`api_base`, else
 //! its preset's) with the current token attached where the provider wants it, so that a
 //! program need not handle an expired or revoked token itself. When the provider refuses the
-//! token (HTTP 401, or WeChat's `errcode` 40001/40014/42001 inside a 200), the refusal is
+//! token (HTTP 401, or what its provider calls a refusal inside a 200), the refusal is
 //! reported through the same single-flight, loop-guarded path as `POST …/rejected`, and the
 //! request is sent once more with the new token; the caller sees only the second answer.
 //!
@@ -37,10 +37,8 @@ use crate::engine::EngineError;
 pub const MAX_REQUEST: usize = 8 * 1024 * 1024;
 /// The largest answer passed back; past it the answer is cut off.
 pub const MAX_ANSWER: usize = 64 * 1024 * 1024;
-/// How much of an answer is read to look for a WeChat errcode; a refusal is never larger.
+/// How much of an answer is read to look for a refusal inside it; a refusal is never larger.
 const ERRCODE_PEEK: usize = 64 * 1024;
-/// WeChat's "this access_token is not (or no longer) valid".
-const REFUSING_ERRCODES: &[i64] = &[40001, 40014, 42001];
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The HTTP client for proxied requests: no redirects followed, no Referer, bounded time.
@@ -102,12 +100,14 @@ async fn proxy(state: &AppState, caller: &Caller, request: Request) -> Result<Re
         .token(&name, Duration::ZERO)
         .await?
         .access_token;
+    let refuses = |answer: &[u8]| account.provider.refuses(answer);
     let outgoing = Outgoing {
         method: &parts.method,
         url: &url,
         headers: &headers,
         body: &body,
         target,
+        refuses: &refuses,
     };
     let first = outgoing.send(&state.proxy, &token).await?;
     let cookies = target.cookies;
@@ -138,6 +138,8 @@ struct Outgoing<'a> {
     headers: &'a HeaderMap,
     body: &'a Bytes,
     target: &'a ProxyTarget,
+    /// Whether a whole answer body refuses the token: the account's provider decides.
+    refuses: &'a (dyn Fn(&[u8]) -> bool + Sync),
 }
 
 impl Outgoing<'_> {
@@ -158,11 +160,11 @@ impl Outgoing<'_> {
                 "upstream_unreachable",
                 format!(
                     "the account's API did not answer ({})",
-                    crate::engine::provider::error::network_detail(&e)
+                    crate::engine::network_detail(&e)
                 ),
             )
         })?;
-        Answer::read(response, self.target.errcodes).await
+        Answer::read(response, self.target.errcodes, self.refuses).await
     }
 }
 
@@ -178,7 +180,11 @@ struct Answer {
 }
 
 impl Answer {
-    async fn read(mut response: reqwest::Response, errcodes: bool) -> Result<Self, ApiError> {
+    async fn read(
+        mut response: reqwest::Response,
+        errcodes: bool,
+        refuses: &(dyn Fn(&[u8]) -> bool + Sync),
+    ) -> Result<Self, ApiError> {
         let status = response.status();
         let headers = std::mem::take(response.headers_mut());
         let mut refused = status == StatusCode::UNAUTHORIZED;
@@ -200,7 +206,7 @@ impl Answer {
                             "upstream_unreachable",
                             format!(
                                 "the account's API broke off its answer ({})",
-                                crate::engine::provider::error::network_detail(&e)
+                                crate::engine::network_detail(&e)
                             ),
                         ))
                     }
@@ -208,7 +214,7 @@ impl Answer {
             }
             if ended {
                 rest = None;
-                refused = errcode(&head).is_some_and(|c| REFUSING_ERRCODES.contains(&c));
+                refused = refuses(&head);
             }
         }
         Ok(Self {
@@ -219,16 +225,6 @@ impl Answer {
             refused,
         })
     }
-}
-
-fn errcode(body: &[u8]) -> Option<i64> {
-    #[derive(serde::Deserialize)]
-    struct Coded {
-        errcode: i64,
-    }
-    serde_json::from_slice::<Coded>(body)
-        .ok()
-        .map(|c| c.errcode)
 }
 
 impl Answer {
@@ -255,20 +251,5 @@ impl Answer {
         *response.status_mut() = self.status;
         *response.headers_mut() = headers::returned(self.headers, cookies);
         response
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn errcodes_are_read_from_json_only() {
-        assert_eq!(
-            errcode(br#"{"errcode":40001,"errmsg":"invalid"}"#),
-            Some(40001)
-        );
-        assert_eq!(errcode(b"not json"), None);
-        assert_eq!(errcode(br#"{"ok":true}"#), None);
     }
 }

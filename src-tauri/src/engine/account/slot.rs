@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -260,11 +260,14 @@ impl Slot {
             }
             _ => 0,
         };
+        let status = self.status(now);
         AccountView {
             name: self.account.name.clone(),
             provider: self.account.provider_name.clone(),
-            status: self.status(now),
+            status,
+            severity: status.severity(),
             expires_at: tokens.map(|t| t.expires_at),
+            can_copy: self.state.servable(now, Duration::ZERO).is_some(),
             expiry_estimated: tokens.is_some_and(|t| t.expiry_estimated),
             last_refresh: self.last_refresh,
             last_error,
@@ -296,10 +299,80 @@ impl Account {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant, SystemTime};
 
-    use super::Allowance;
+    use super::{Allowance, Slot};
+    use crate::engine::account::state::{AccountState, Episode, Failure, Severity, Status};
     use crate::engine::bounds::ASKED_REFRESH_BURST;
+    use crate::engine::config::Config;
+    use crate::engine::names::Deadline;
+    use crate::engine::secret::{Secret, TokenSet};
+
+    /// What every front end reads for each state: the tray's icon and Copy entry, the
+    /// window's badge, summary and Copy button, and the JSON of `list --json` and
+    /// `GET /v1/accounts` all come from these two fields, so they agree for every status.
+    #[test]
+    fn every_status_has_one_severity_and_copy_is_offered_exactly_when_a_token_is_served() {
+        let text = "[[account]]\nname = \"fb\"\nprovider = \"fitbit-legacy\"\nclient_id = \"c\"\nredirect_uri = \"http://127.0.0.1:9/cb\"\n";
+        let config = Config::parse(std::path::Path::new("t.toml"), text).unwrap();
+        let account = Arc::clone(&config.accounts[0]);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let tokens = |left: i64| TokenSet {
+            access: Secret::new("tw-canary-view-31c"),
+            refresh: Some(Secret::new("r")),
+            token_type: "Bearer".into(),
+            scope: None,
+            expires_at: Deadline::from_unix(2_000_000_000 + left),
+            obtained_at: Deadline::from_unix(2_000_000_000 - 3600),
+            refresh_expires_at: None,
+            expiry_estimated: false,
+        };
+        let valid = || Some(tokens(600));
+        let gone = || Some(tokens(-1));
+        let later = Deadline::at(now + Duration::from_secs(60));
+        let error = || Failure {
+            code: "x".into(),
+            message: "x".into(),
+            remedy: None,
+        };
+        use Severity::*;
+        #[rustfmt::skip]
+        let cases = [
+            (AccountState::NotConnected, Status::NotConnected, Idle, false),
+            (AccountState::unread(now), Status::Refreshing, Busy, false),
+            (AccountState::Unread { attempt: 2, next_try: later, reason: "locked".into() }, Status::Retrying, Attention, false),
+            (AccountState::Fresh { tokens: tokens(600), refresh_at: later }, Status::Fresh, Fine, true),
+            (AccountState::Fresh { tokens: tokens(0), refresh_at: later }, Status::Expired, Bad, false),
+            (AccountState::Refreshing { tokens: valid(), episode: Episode::Healthy }, Status::Refreshing, Busy, true),
+            (AccountState::Refreshing { tokens: None, episode: Episode::Healthy }, Status::Refreshing, Busy, false),
+            (AccountState::Retrying { tokens: valid(), attempt: 1, next_try: later, error: error() }, Status::Retrying, Attention, true),
+            (AccountState::Retrying { tokens: gone(), attempt: 3, next_try: later, error: error() }, Status::Retrying, Attention, false),
+            (AccountState::NeedsReconnect { tokens: valid(), error: error() }, Status::NeedsReconnect, Bad, true),
+            (AccountState::NeedsReconnect { tokens: None, error: error() }, Status::NeedsReconnect, Bad, false),
+        ];
+        let mut seen = Vec::new();
+        for (state, status, severity, can_copy) in cases {
+            let case = format!("{state:?}");
+            let served = state.servable(now, Duration::ZERO).is_some();
+            let view = Slot::new(Arc::clone(&account), state).view(now);
+            assert_eq!(view.status, status, "{case}");
+            assert_eq!(view.status.severity(), severity, "{case}");
+            assert_eq!(view.severity, severity, "{case}");
+            assert_eq!(view.can_copy, can_copy, "{case}");
+            assert_eq!(
+                served, can_copy,
+                "Copy is offered exactly when serving would: {case}"
+            );
+            let json = serde_json::to_value(&view).unwrap();
+            assert_eq!(json["severity"], serde_json::to_value(severity).unwrap());
+            assert_eq!(json["can_copy"], can_copy);
+            assert!(!json.to_string().contains("tw-canary-view-31c"), "{json}");
+            seen.push(status);
+        }
+        assert!(Status::ALL.iter().all(|s| seen.contains(s)), "{seen:?}");
+        assert!(Idle < Fine && Fine < Busy && Busy < Attention && Attention < Bad);
+    }
 
     #[test]
     fn a_burst_then_one_per_interval() {

@@ -28,7 +28,55 @@ pub enum Status {
     Expired,
 }
 
+/// How much a status asks of the user, ranked once for every front end: the tray's icon
+/// shows the worst, the window's summary and badge count `Attention` and `Bad`, and
+/// `GET /v1/accounts` carries it beside the status. Declared from least to most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Not connected: nothing to serve, and nothing has gone wrong yet. Below `Fine`, so one
+    /// account waiting to be connected does not hide how the connected ones are.
+    Idle,
+    Fine,
+    /// A refresh under way: routine, nothing to do.
+    Busy,
+    /// Something failed and the engine is retrying it by itself.
+    Attention,
+    /// Programs get no token, or nothing is tried until the user acts.
+    Bad,
+}
+
 impl Status {
+    /// Every status, for the tests that must cover them all.
+    #[cfg(test)]
+    pub const ALL: [Status; 6] = [
+        Self::NotConnected,
+        Self::Fresh,
+        Self::Refreshing,
+        Self::Retrying,
+        Self::NeedsReconnect,
+        Self::Expired,
+    ];
+
+    /// The one ranking of statuses (see [`Severity`]).
+    pub fn severity(self) -> Severity {
+        match self {
+            Self::NotConnected => Severity::Idle,
+            Self::Fresh => Severity::Fine,
+            Self::Refreshing => Severity::Busy,
+            // Not `Bad`: retries begin before the token expires (by default with a fifth of
+            // its life left), so programs are usually still served, and the engine needs
+            // nobody to go on.
+            // Not `Busy` either: a failure that lasts outlives the token, so the user should
+            // see it coming. One that already outlived it is still `Attention`, since the
+            // status does not say whether a token is held; `can_copy` says whether one is
+            // served, and the retry ends either way without the user.
+            Self::Retrying => Severity::Attention,
+            // A token past its expiry serves nobody, whatever is or is not running about it.
+            Self::NeedsReconnect | Self::Expired => Severity::Bad,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NotConnected => "not_connected",
@@ -161,6 +209,16 @@ impl AccountState {
             | Self::NeedsReconnect { tokens, .. } => tokens.as_ref(),
             Self::NotConnected | Self::Unread { .. } => None,
         }
+    }
+
+    /// The tokens to serve if the access token stays valid for `min_valid` from `now`: the
+    /// rule behind every token served and every Copy a front end offers. Any status may
+    /// serve: a token the provider refused to refresh is still good until it expires.
+    pub fn servable(&self, now: SystemTime, min_valid: Duration) -> Option<&TokenSet> {
+        self.tokens().filter(|t| {
+            let left = t.expires_at.remaining(now);
+            left > Duration::ZERO && left >= min_valid
+        })
     }
 
     pub fn status(&self, now: SystemTime) -> Status {
@@ -312,133 +370,4 @@ impl AccountState {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::engine::secret::Secret;
-
-    fn tokens(obtained: u64, lifetime: u64) -> TokenSet {
-        TokenSet {
-            access: Secret::new("a"),
-            refresh: Some(Secret::new("r")),
-            token_type: "Bearer".into(),
-            scope: None,
-            expires_at: Deadline::from_unix((obtained + lifetime) as i64),
-            obtained_at: Deadline::from_unix(obtained as i64),
-            refresh_expires_at: None,
-            expiry_estimated: false,
-        }
-    }
-
-    fn fb() -> AccountName {
-        "fb".parse().unwrap()
-    }
-
-    fn network() -> RefreshError {
-        RefreshError::Network {
-            account: "fb".parse().unwrap(),
-            provider: "fitbit".into(),
-            detail: "connection failed".into(),
-        }
-    }
-
-    fn refused() -> RefreshError {
-        RefreshError::Rejected {
-            account: "fb".parse().unwrap(),
-            provider: "fitbit".into(),
-            code: "invalid_grant".into(),
-        }
-    }
-
-    const RETRY: RetrySettings = RetrySettings {
-        initial: Duration::from_secs(10),
-        max: Duration::from_secs(600),
-    };
-    const T0: u64 = 2_000_000_000;
-
-    fn at(secs: u64) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
-    }
-
-    #[test]
-    fn a_failure_episode_notifies_at_its_start_when_it_gives_up_and_on_recovery() {
-        let fresh = AccountState::fresh(tokens(T0, 3600), Schedule::default(), &fb());
-        let (s, n) = fresh.begin_refresh().failed(&network(), RETRY, at(T0), 0.5);
-        assert_eq!(n, Some(Notice::FirstFailure));
-        assert_eq!(s.status(at(T0)), Status::Retrying);
-        assert_eq!(s.next_at(), Some(Deadline::at(at(T0 + 10))));
-        // The retries are silent, and the backoff doubles.
-        let (s, n) = s
-            .begin_refresh()
-            .failed(&network(), RETRY, at(T0 + 10), 0.5);
-        assert_eq!(n, None);
-        assert_eq!(s.next_at(), Some(Deadline::at(at(T0 + 30))));
-        // Giving up is told once, as part of the same episode.
-        let (s, n) = s
-            .begin_refresh()
-            .failed(&refused(), RETRY, at(T0 + 30), 0.5);
-        assert_eq!(n, Some(Notice::GaveUp { first: false }));
-        assert_eq!(s.status(at(T0 + 30)), Status::NeedsReconnect);
-        assert_eq!(s.due(), None, "nothing is tried until the user acts");
-        let (s, n) = s
-            .begin_refresh()
-            .failed(&refused(), RETRY, at(T0 + 40), 0.5);
-        assert_eq!(n, None, "a manual retry that fails again is not news");
-        let (s, n) = s
-            .begin_refresh()
-            .succeeded(tokens(T0 + 50, 3600), Schedule::default(), &fb());
-        assert_eq!(n, Some(Notice::Recovered));
-        assert_eq!(s.status(at(T0 + 50)), Status::Fresh);
-        let (_, n) = s
-            .begin_refresh()
-            .succeeded(tokens(T0 + 60, 3600), Schedule::default(), &fb());
-        assert_eq!(n, None, "a healthy refresh is not a recovery");
-    }
-
-    #[test]
-    fn a_permanent_first_failure_gives_up_at_once() {
-        let fresh = AccountState::fresh(tokens(T0, 3600), Schedule::default(), &fb());
-        let (s, n) = fresh.begin_refresh().failed(&refused(), RETRY, at(T0), 0.5);
-        assert_eq!(n, Some(Notice::GaveUp { first: true }));
-        // The old token stays servable until it expires.
-        assert!(s.tokens().is_some());
-    }
-
-    #[test]
-    fn a_fresh_token_past_its_expiry_is_expired() {
-        let s = AccountState::fresh(tokens(T0, 3600), Schedule::default(), &fb());
-        assert_eq!(s.status(at(T0 + 3599)), Status::Fresh);
-        assert_eq!(s.status(at(T0 + 3600)), Status::Expired);
-        // 20% of an hour is 12 minutes: the refresh is due 48 minutes in, less a jitter of
-        // at most a tenth of the lead that every process computes alike.
-        let Some(Due::Refresh(due)) = s.due() else {
-            panic!("a refresh is due")
-        };
-        let early = at(T0 + 48 * 60).duration_since(due.time()).unwrap();
-        assert!(early <= Duration::from_secs(30), "{early:?}");
-        let again = AccountState::fresh(tokens(T0, 3600), Schedule::default(), &fb());
-        assert_eq!(again.due(), s.due());
-    }
-
-    #[test]
-    fn an_unreadable_keychain_backs_off_and_fetches_nothing() {
-        let s = AccountState::NotConnected.unreadable("locked".into(), at(T0), 0.5);
-        assert_eq!(s.due(), Some(Due::Reread(Deadline::at(at(T0 + 2)))));
-        let s = s.unreadable("locked".into(), at(T0 + 2), 0.5);
-        assert_eq!(s.due(), Some(Due::Reread(Deadline::at(at(T0 + 6)))));
-        assert_eq!(s.status(at(T0)), Status::Retrying);
-        assert!(s.tokens().is_none());
-    }
-
-    #[test]
-    fn a_restart_keeps_a_permanent_failure() {
-        let s = AccountState::from_stored(
-            Some(tokens(T0, 3600)),
-            Some((&refused()).into()),
-            Schedule::default(),
-            &fb(),
-        );
-        assert_eq!(s.status(at(T0)), Status::NeedsReconnect);
-        let s = AccountState::from_stored(None, None, Schedule::default(), &fb());
-        assert_eq!(s.status(at(T0)), Status::NotConnected);
-    }
-}
+mod tests;

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::account::state::Status;
+use crate::engine::account::state::{Severity, Status};
 use crate::engine::error::remedy::Remedy;
 use crate::engine::names::{AccountName, Deadline};
 pub use crate::engine::provider::connects_with::ConnectsWith;
@@ -15,7 +15,12 @@ pub struct AccountView {
     pub name: AccountName,
     pub provider: String,
     pub status: Status,
+    /// How much `status` asks of the user (`Status::severity`): front ends rank by this.
+    pub severity: Severity,
     pub expires_at: Option<Deadline>,
+    /// Whether a token is served now, so a front end may offer Copy: the rule that serves
+    /// every token (`AccountState::servable`), whatever the status.
+    pub can_copy: bool,
     /// The provider did not say when the token expires: `expires_at` is an estimate (an
     /// hour for a refreshable token, which is then refreshed; else it is served until a
     /// caller reports it refused).
@@ -37,6 +42,14 @@ pub struct AccountView {
     /// Today's WeChat token fetches against the appid's daily allowance (`wechat` only).
     #[serde(default)]
     pub quota: Option<crate::engine::refresh::quota::Usage>,
+}
+
+impl AccountView {
+    /// `can_copy` as it stands at `now`: a view is a snapshot, and the token it describes
+    /// stops being served at `expires_at`, whether or not a newer view has arrived.
+    pub fn can_copy_at(&self, now: std::time::SystemTime) -> bool {
+        self.can_copy && self.expires_at.is_some_and(|e| !e.has_passed(now))
+    }
 }
 
 /// A token handed out: the one place where a secret is serialized on purpose (and read

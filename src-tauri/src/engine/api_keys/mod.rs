@@ -5,6 +5,9 @@
 //! another process takes effect on the next request.
 //! The engine also makes a key of its own at start (`engine:api-key`) that the CLI uses to
 //! reach it; it is replaced at every start.
+//! * `scope` the accounts a key may be limited to, checked against the config
+
+mod scope;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +20,7 @@ use crate::engine::names::{AccountName, Deadline};
 use crate::engine::secret::Secret;
 use crate::engine::store::client::Keychain;
 use crate::engine::store::item::{KeychainError, SecretKey};
+pub use scope::Scope;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KeyInfo {
@@ -70,6 +74,8 @@ pub enum ApiKeyError {
     Unknown(String),
     #[error("`--accounts` names no account; leave it out for a key to all accounts")]
     NoAccounts,
+    #[error("--accounts: no account is named `{name}` in {}", config.display())]
+    NotInConfig { name: AccountName, config: PathBuf },
     #[error(transparent)]
     Keychain(#[from] KeychainError),
     #[error("API key index {}: {message}", path.display())]
@@ -118,18 +124,15 @@ impl ApiKeys {
         read_index(&self.index)
     }
 
-    /// Makes a key, stores it, and returns it: the only time it is shown. `accounts` limits
-    /// it to those accounts (`None`: all); `write` lets it change them too.
+    /// Makes a key, stores it, and returns it: the only time it is shown. `scope` limits it
+    /// to accounts the config has (`None`: all); `write` lets it change them too.
     pub async fn create(
         &self,
         label: &str,
-        accounts: Option<Vec<AccountName>>,
+        scope: Option<Scope>,
         write: bool,
     ) -> Result<Secret, ApiKeyError> {
         check_label(label)?;
-        if accounts.as_ref().is_some_and(Vec::is_empty) {
-            return Err(ApiKeyError::NoAccounts);
-        }
         let mut index = self.list()?;
         if index.iter().any(|k| k.label == label) {
             return Err(ApiKeyError::Exists(label.to_owned()));
@@ -141,7 +144,7 @@ impl ApiKeys {
         index.push(KeyInfo {
             label: label.to_owned(),
             created_at: Deadline::now(),
-            accounts,
+            accounts: scope.map(Scope::into_accounts),
             write,
         });
         write_index(&self.index, &index)?;

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::engine::names::AccountName;
+use crate::engine::net::network_detail;
 
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum RefreshError {
@@ -299,28 +300,6 @@ fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// Describes a reqwest failure without its URL: a URL may carry a secret in its query
-/// (WeChat puts the appsecret there).
-pub fn network_detail(e: &reqwest::Error) -> String {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_body() || e.is_decode() {
-        "the answer broke off"
-    } else {
-        "request failed"
-    };
-    match e.url().and_then(|u| {
-        u.host_str()
-            .map(|h| (h.to_owned(), u.port_or_known_default()))
-    }) {
-        Some((host, Some(port))) => format!("{what}: {host}:{port}"),
-        Some((host, None)) => format!("{what}: {host}"),
-        None => what.to_owned(),
-    }
 }
 
 #[cfg(test)]

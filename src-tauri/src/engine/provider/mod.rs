@@ -136,6 +136,16 @@ impl Provider {
         }
     }
 
+    /// Whether an answer of the account's own API (the proxy's) refuses the token it
+    /// carried, beyond an HTTP 401 that every provider may send: WeChat says so inside a 200.
+    pub fn refuses(&self, body: &[u8]) -> bool {
+        match self {
+            Self::WeChat(_) => wechat::refuses(body),
+            // A ticket is not sent to an API as its access token, and the others say 401.
+            Self::WeChatTicket(_) | Self::OAuth2(_) | Self::Http(_) => false,
+        }
+    }
+
     /// Whether the user must run a consent flow before the first token exists.
     pub fn needs_consent(&self) -> bool {
         matches!(self, Self::OAuth2(p) if p.grant != oauth2::GrantKind::ClientCredentials)

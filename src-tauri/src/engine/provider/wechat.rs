@@ -35,6 +35,11 @@ pub struct TicketSpec {
     pub kind: String,
 }
 
+/// WeChat's "this access_token is not (or no longer) valid": 40001 invalid or not the
+/// latest, 40014 invalid, 42001 expired. A token fetch that gets one of them, or an API
+/// call through the proxy, was refused the token it carried.
+const TOKEN_REFUSED: [i64; 3] = [40001, 40014, 42001];
+
 /// Every field any of these endpoints answers with.
 #[derive(Deserialize)]
 struct Answer {
@@ -177,13 +182,13 @@ fn errcode(req: &FetchRequest<'_>, code: i64) -> RefreshError {
             Some(Duration::from_secs(60)),
             "per-minute quota reached",
         ),
-        40001 | 40014 | 42001 if req.upstream.is_empty() => (
+        c if TOKEN_REFUSED.contains(&c) && req.upstream.is_empty() => (
             false,
             None,
             "invalid credential: check the appid and appsecret",
         ),
         // The ticket's access token died under it: refresh the token, then the ticket.
-        40001 | 40014 | 42001 => (
+        c if TOKEN_REFUSED.contains(&c) => (
             true,
             None,
             "the access token was rejected; waiting for its account to refresh",
@@ -217,8 +222,47 @@ fn errcode(req: &FetchRequest<'_>, code: i64) -> RefreshError {
     }
 }
 
+/// Whether an answer of WeChat's API refuses the access token the call carried. WeChat
+/// answers HTTP 200 either way, with the refusal as an `errcode` in the JSON body.
+pub fn refuses(body: &[u8]) -> bool {
+    api_errcode(body).is_some_and(|c| TOKEN_REFUSED.contains(&c))
+}
+
+fn api_errcode(body: &[u8]) -> Option<i64> {
+    #[derive(Deserialize)]
+    struct Coded {
+        errcode: i64,
+    }
+    serde_json::from_slice::<Coded>(body)
+        .ok()
+        .map(|c| c.errcode)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn errcodes_are_read_from_json_only() {
+        assert_eq!(
+            super::api_errcode(br#"{"errcode":40001,"errmsg":"invalid"}"#),
+            Some(40001)
+        );
+        assert_eq!(super::api_errcode(b"not json"), None);
+        assert_eq!(super::api_errcode(br#"{"ok":true}"#), None);
+    }
+
+    #[test]
+    fn only_the_invalid_token_errcodes_refuse_the_token() {
+        for refused in [40001, 40014, 42001] {
+            let body = format!(r#"{{"errcode":{refused},"errmsg":"invalid credential"}}"#);
+            assert!(super::refuses(body.as_bytes()), "{refused}");
+        }
+        for other in [0, -1, 45009, 40164] {
+            let body = format!(r#"{{"errcode":{other},"errmsg":"x"}}"#);
+            assert!(!super::refuses(body.as_bytes()), "{other}");
+        }
+        assert!(!super::refuses(br#"{"openid":"o1"}"#));
+    }
+
     #[test]
     fn quota_resets_at_beijing_midnight() {
         // 2026-11-23 15:30 UTC is 23:30 in Beijing: 30 minutes (+1 minute margin) to go.

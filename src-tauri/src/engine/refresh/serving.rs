@@ -38,15 +38,12 @@ impl Engine {
     ) -> Result<Option<TokenView>, EngineError> {
         self.with_slot(name, |slot| {
             let now = crate::engine::clock::now();
-            slot.state.tokens().and_then(|t| {
-                let left = t.expires_at.remaining(now);
-                (left > Duration::ZERO && left >= min_valid).then(|| TokenView {
-                    access_token: t.access.clone(),
-                    token_type: t.token_type.clone(),
-                    expires_at: t.expires_at,
-                    expires_in: left.as_secs(),
-                    scope: t.scope.clone(),
-                })
+            slot.state.servable(now, min_valid).map(|t| TokenView {
+                access_token: t.access.clone(),
+                token_type: t.token_type.clone(),
+                expires_at: t.expires_at,
+                expires_in: t.expires_at.remaining(now).as_secs(),
+                scope: t.scope.clone(),
             })
         })
     }
@@ -100,6 +97,24 @@ impl Engine {
         kept_in_memory(self.refresh_owned(name, Trigger::Manual, Skip::Never).await)?;
         self.valid_token(name, Duration::ZERO)?
             .ok_or_else(|| self.not_valid(name, Duration::ZERO))
+    }
+
+    /// Refreshes every account now, all at once (the per-host bound still spaces them out),
+    /// as "Refresh all" asks. A failure is the engine's news like any refresh's: recorded,
+    /// shown and notified by the refresh itself, so nothing is returned but the wait.
+    pub async fn refresh_all(&self) {
+        let names: Vec<AccountName> = self
+            .config()
+            .accounts
+            .iter()
+            .map(|a| a.name.clone())
+            .collect();
+        let refreshes = names.iter().map(|name| async move {
+            if let Err(e) = self.refresh(name).await {
+                tracing::debug!(account = %name, error = %e, "refresh all: this one failed");
+            }
+        });
+        futures_util::future::join_all(refreshes).await;
     }
 
     /// A client says an upstream API answered 401 to `reported`. If that is still the
@@ -194,5 +209,43 @@ impl Engine {
             message: why,
             remedy,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::engine::account::state::Status;
+    use crate::engine::config::Config;
+    use crate::engine::store::memory::MemoryStore;
+    use crate::engine::tests::{endpoint, parts};
+    use crate::engine::Engine;
+
+    #[tokio::test]
+    async fn refresh_all_refreshes_every_account_and_one_failure_stops_none() {
+        let good = endpoint(
+            Duration::ZERO,
+            r#"{"access_token":"tok-{n}","expires_in":3600}"#,
+        )
+        .await;
+        let bad = endpoint(Duration::ZERO, r#"{"nothing":"here"}"#).await;
+        let text = format!(
+            "[[account]]\nname = \"bad\"\nprovider = \"http\"\nurl = \"{}\"\n\n[[account]]\nname = \"good\"\nprovider = \"http\"\nurl = \"{}\"\n",
+            bad.url, good.url
+        );
+        let config = Config::parse(std::path::Path::new("test.toml"), &text).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(MemoryStore::default());
+        let engine = Engine::with_parts(parts(config, store, dir.path()))
+            .await
+            .unwrap();
+        engine.refresh_all().await;
+        let views = engine.snapshot();
+        assert_eq!(views[0].status, Status::Retrying, "{views:?}");
+        assert!(views[0].last_error.is_some(), "{views:?}");
+        assert_eq!(views[1].status, Status::Fresh, "{views:?}");
+        assert!(views[1].last_refresh.is_some(), "{views:?}");
     }
 }
