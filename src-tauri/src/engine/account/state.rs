@@ -31,11 +31,14 @@ pub enum Status {
 /// How much a status asks of the user, ranked once for every front end: the tray's icon
 /// shows the worst, the window's summary and badge count `Attention` and `Bad`, and
 /// `GET /v1/accounts` carries it beside the status. Declared from least to most.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Not connected: nothing to serve, and nothing has gone wrong yet. Below `Fine`, so one
     /// account waiting to be connected does not hide how the connected ones are.
+    #[default]
     Idle,
     Fine,
     /// A refresh under way: routine, nothing to do.

@@ -16,10 +16,14 @@ pub struct AccountView {
     pub provider: String,
     pub status: Status,
     /// How much `status` asks of the user (`Status::severity`): front ends rank by this.
+    /// An older running engine's view has none (a newer CLI still reads it: it shows the
+    /// status, not the severity).
+    #[serde(default)]
     pub severity: Severity,
     pub expires_at: Option<Deadline>,
     /// Whether a token is served now, so a front end may offer Copy: the rule that serves
     /// every token (`AccountState::servable`), whatever the status.
+    #[serde(default)]
     pub can_copy: bool,
     /// The provider did not say when the token expires: `expires_at` is an estimate (an
     /// hour for a refreshable token, which is then refreshed; else it is served until a
