@@ -4,8 +4,7 @@ use std::io::Write;
 
 use anyhow::Result;
 
-use crate::engine::account::views::AccountView;
-use crate::engine::history::Entry;
+use crate::engine::{AccountView, Entry};
 
 pub fn accounts(views: &[AccountView], json: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();

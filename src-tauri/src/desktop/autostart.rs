@@ -11,7 +11,7 @@ use tauri::plugin::TauriPlugin;
 use tauri::{AppHandle, Runtime};
 use tauri_plugin_autostart::ManagerExt;
 
-use crate::engine::paths::{Context, DEFAULT_KEYCHAIN_SERVICE};
+use crate::engine::{Context, DEFAULT_KEYCHAIN_SERVICE};
 
 pub fn plugin<R: Runtime>(ctx: &Context) -> TauriPlugin<R> {
     let builder = tauri_plugin_autostart::Builder::new()

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tauri::{AppHandle, Runtime};
 use tauri_plugin_clipboard_manager::ClipboardExt;
 
-use crate::engine::secret::Secret;
+use crate::engine::Secret;
 
 /// The clipboard we own. On X11 and Wayland the copied text lives only as long as its owner
 /// serves it, so one owner is kept for the life of the app.

@@ -10,15 +10,10 @@ use tauri::{AppHandle, State};
 use super::error::UiError;
 use super::settings::{self, Settings};
 use super::Shell;
-use crate::engine::account::views::AccountView;
-use crate::engine::api_keys::KeyInfo;
-use crate::engine::bounds::MAX_HISTORY_ROWS;
-use crate::engine::config::catalog::{self, PresetInfo};
-use crate::engine::config::edit::NewAccount;
-use crate::engine::history::Entry;
-use crate::engine::names::AccountName;
-use crate::engine::secret::Secret;
-use crate::engine::{ConnectFlow, ConnectStart, ConnectStatus};
+use crate::engine::{
+    catalog, AccountName, AccountView, ConnectFlow, ConnectStart, ConnectStatus, Entry, KeyInfo,
+    NewAccount, PresetInfo, Secret, MAX_HISTORY_ROWS,
+};
 
 type Result<T> = std::result::Result<T, UiError>;
 
@@ -104,7 +99,7 @@ pub async fn remove_account(shell: State<'_, Shell>, name: AccountName) -> Resul
 
 #[tauri::command(rename_all = "snake_case")]
 pub fn presets() -> Vec<PresetInfo> {
-    catalog::catalog()
+    catalog()
 }
 
 #[derive(serde::Deserialize)]

@@ -32,14 +32,14 @@ impl From<EngineError> for UiError {
     }
 }
 
-impl From<crate::engine::config::ConfigError> for UiError {
-    fn from(e: crate::engine::config::ConfigError) -> Self {
+impl From<crate::engine::ConfigError> for UiError {
+    fn from(e: crate::engine::ConfigError) -> Self {
         EngineError::from(e).into()
     }
 }
 
-impl From<crate::engine::api_keys::ApiKeyError> for UiError {
-    fn from(e: crate::engine::api_keys::ApiKeyError) -> Self {
+impl From<crate::engine::ApiKeyError> for UiError {
+    fn from(e: crate::engine::ApiKeyError) -> Self {
         EngineError::from(e).into()
     }
 }

@@ -25,9 +25,7 @@ use std::time::Duration;
 use tauri::{AppHandle, Emitter, Manager, RunEvent, WindowEvent, Wry};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::engine::names::AccountName;
-use crate::engine::paths::Context;
-use crate::engine::{Engine, EngineError};
+use crate::engine::{AccountName, Context, Engine, EngineError};
 use crate::host::Host;
 use commands::ConfigProblem;
 use error::UiError;
@@ -103,7 +101,7 @@ pub fn run(ctx: Context, hidden: bool) -> ExitCode {
     let mut context = tauri::generate_context!();
     // One instance per keychain service: tests (and profiles) with their own service each
     // get their own app.
-    if ctx.keychain_service != crate::engine::paths::DEFAULT_KEYCHAIN_SERVICE {
+    if ctx.keychain_service != crate::engine::DEFAULT_KEYCHAIN_SERVICE {
         let suffix: String = ctx
             .keychain_service
             .chars()

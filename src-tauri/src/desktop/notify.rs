@@ -7,7 +7,7 @@
 use tauri::{AppHandle, Runtime};
 use tauri_plugin_notification::NotificationExt;
 
-use crate::engine::events::EngineEvent;
+use crate::engine::EngineEvent;
 
 /// Title and body for an event worth a notification.
 pub fn wording(event: &EngineEvent) -> Option<(String, String)> {
@@ -99,7 +99,7 @@ mod tests {
 
     #[test]
     fn only_episode_events_are_worded_and_they_name_the_account() {
-        let account: crate::engine::names::AccountName = "fb".parse().unwrap();
+        let account: crate::engine::AccountName = "fb".parse().unwrap();
         let failed = EngineEvent::RefreshFailed {
             account: account.clone(),
             code: "invalid_grant".into(),
@@ -116,7 +116,7 @@ mod tests {
             account,
             used: 1600,
             limit: 2000,
-            resets_at: crate::engine::names::Deadline::from_unix(1_796_313_600),
+            resets_at: crate::engine::Deadline::from_unix(1_796_313_600),
         };
         let (title, body) = wording(&quota).unwrap();
         assert!(title.starts_with("fb:"), "{title}");

@@ -13,9 +13,7 @@ use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Manager, Runtime};
 
-use crate::engine::account::state::{Severity, Status};
-use crate::engine::account::views::AccountView;
-use crate::engine::names::AccountName;
+use crate::engine::{AccountName, AccountView, Severity, Status};
 
 pub const TRAY_ID: &str = "tokenwarden";
 /// The summary entry: disabled, so it never sends an event.
@@ -255,8 +253,8 @@ pub fn open_window<R: Runtime>(app: &AppHandle<R>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::account::views::ConnectsWith;
-    use crate::engine::names::Deadline;
+    use crate::engine::ConnectsWith;
+    use crate::engine::Deadline;
 
     /// A view as the engine makes it for a token with `left` seconds to go (or none).
     fn view(name: &str, status: Status, left: Option<u64>) -> AccountView {

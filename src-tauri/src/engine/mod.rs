@@ -65,9 +65,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 // The facade: every type and value the front ends use, and nothing else.
-pub use account::state::Status;
+pub use account::state::{Severity, Status};
 pub use account::views::{AccountView, ConnectsWith, TokenView};
-pub use api_keys::{ApiKeyError, ApiKeys, KeyHolder, KeyInfo, ENGINE_LABEL};
+pub use api_keys::{ApiKeyError, ApiKeys, KeyHolder, KeyInfo, Scope, ENGINE_LABEL};
 pub use bounds::{MAX_EVENT_SUBSCRIBERS, MAX_HISTORY_ROWS};
 pub use config::catalog::{catalog, PresetInfo};
 pub use config::edit::NewAccount;

@@ -29,9 +29,7 @@ use url::Url;
 use super::error::ApiError;
 use super::guard::Caller;
 use super::AppState;
-use crate::engine::config::proxy_target::{ProxyTarget, TokenIn};
-use crate::engine::secret::Secret;
-use crate::engine::EngineError;
+use crate::engine::{EngineError, ProxyTarget, Secret, TokenIn};
 
 /// The largest request body forwarded; it is held to be sent again after a refusal.
 pub const MAX_REQUEST: usize = 8 * 1024 * 1024;
