@@ -80,7 +80,8 @@ test-busy: deps-busy
 # names its baseline beside it: the ceiling, curl, the keychain store, the provider's own time).
 bench: deps-build deps-test deps-bench deps-driver check-cargo
 	$(CARGO) build --release --workspace
-	set -o pipefail; { TOKENWARDEN_BIN=$(CURDIR)/target/release/tokenwarden tests/scripts/session.sh \
+	set -o pipefail; { TOKENWARDEN_BIN=$(CURDIR)/target/release/tokenwarden \
+		$(if $(BASELINE),TOKENWARDEN_BASELINE_BIN=$(abspath $(BASELINE))) tests/scripts/session.sh \
 		$(CARGO) test --release -p tokenwarden-e2e --test bench --test desktop_bench --test durable_window -- --nocapture --include-ignored --test-threads=1 && \
 	TOKENWARDEN_BIN=$(CURDIR)/target/release/tokenwarden TOKENWARDEN_LOAD=500x60 tests/scripts/session.sh \
 		$(CARGO) test --release -p tokenwarden-e2e --test load -- --nocapture; } 2>&1 | tee target/bench.log

@@ -313,6 +313,20 @@ async fn bench_serving_against_the_ceiling() {
     env.set_secret("wx", &secret).await;
     let (serve, api, key) = env.serve_with_new_key("bench").await;
     api.get("/v1/accounts/wx/token").await.expect(200);
+    // `TOKENWARDEN_BASELINE_BIN`: another build of `tokenwarden` (say, before a change) served
+    // beside this one and measured in the same rounds, so both figures share one machine state.
+    let baseline = std::env::var_os("TOKENWARDEN_BASELINE_BIN").map(std::path::PathBuf::from);
+    let baseline = match baseline {
+        Some(bin) => {
+            let mut other = Env::new(&fake.account_toml("wx", ""));
+            other.bin = Some(bin);
+            other.set_secret("wx", &secret).await;
+            let (serve, api, key) = other.serve_with_new_key("bench").await;
+            api.get("/v1/accounts/wx/token").await.expect(200);
+            Some((other, serve, api, key))
+        }
+        None => None,
+    };
 
     let port = tokenwarden_e2e::harness::free_port();
     let mut bare = std::process::Command::new(env!("CARGO_BIN_EXE_bare-axum"))
@@ -326,23 +340,35 @@ async fn bench_serving_against_the_ceiling() {
     })
     .await;
 
-    let targets = [
+    let mut targets = vec![
         (
-            "bare axum, fixed JSON, no key (the ceiling)",
+            "bare axum, fixed JSON, no key (the ceiling)".to_owned(),
             bare_url.clone(),
             None,
         ),
         (
-            "GET /v1/accounts/wx/token, valid key",
+            "GET /v1/accounts/wx/token, valid key".to_owned(),
             format!("http://127.0.0.1:{}/v1/accounts/wx/token", api.port),
             Some(key.as_str()),
         ),
         (
-            "GET /token?name=wx, valid key",
+            "GET /token?name=wx, valid key".to_owned(),
             format!("http://127.0.0.1:{}/token?name=wx", api.port),
             Some(key.as_str()),
         ),
     ];
+    if let Some((_, _, api, key)) = &baseline {
+        targets.push((
+            "baseline: GET /v1/accounts/wx/token, valid key".to_owned(),
+            format!("http://127.0.0.1:{}/v1/accounts/wx/token", api.port),
+            Some(key.as_str()),
+        ));
+        targets.push((
+            "baseline: GET /token?name=wx, valid key".to_owned(),
+            format!("http://127.0.0.1:{}/token?name=wx", api.port),
+            Some(key.as_str()),
+        ));
+    }
     let mut rounds: Vec<Vec<Round>> = vec![Vec::new(); targets.len()];
     for _ in 0..3 {
         for (i, (_, url, key)) in targets.iter().enumerate() {
@@ -366,6 +392,9 @@ async fn bench_serving_against_the_ceiling() {
         );
     }
     assert_eq!(serve.stop().await.code, 0);
+    if let Some((_env, serve, _, _)) = baseline {
+        assert_eq!(serve.stop().await.code, 0);
+    }
 }
 
 /// How many accounts the fleet benchmark configures.
