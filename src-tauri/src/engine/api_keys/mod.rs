@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::names::{AccountName, Deadline};
 use crate::engine::secret::Secret;
 use crate::engine::store::client::Keychain;
-use crate::engine::store::item::{KeychainError, SecretKey};
+use crate::engine::store::item::{SecretKey, StoreError};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KeyInfo {
@@ -71,7 +71,7 @@ pub enum ApiKeyError {
     #[error("`--accounts` names no account; leave it out for a key to all accounts")]
     NoAccounts,
     #[error(transparent)]
-    Keychain(#[from] KeychainError),
+    Keychain(#[from] StoreError),
     #[error("API key index {}: {message}", path.display())]
     Index { path: PathBuf, message: String },
 }

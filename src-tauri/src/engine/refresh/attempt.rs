@@ -278,10 +278,18 @@ impl Engine {
             }
             Ok(secret) => secret,
             Err(e) => {
+                let store = match &e {
+                    EngineError::Store(e) => e.backing.clone(),
+                    _ => self
+                        .shared
+                        .keychain
+                        .backing(&SecretKey::ClientSecret(name.clone())),
+                };
                 return Err(RefreshError::KeychainUnavailable {
                     account: name.clone(),
                     what: e.to_string(),
-                })
+                    store,
+                });
             }
         };
         let upstream = self.upstream_tokens(account);

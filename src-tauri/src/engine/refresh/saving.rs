@@ -18,7 +18,7 @@ use crate::engine::events::EngineEvent;
 use crate::engine::history::{Outcome, Record, Trigger};
 use crate::engine::names::{AccountName, Deadline};
 use crate::engine::secret::TokenSet;
-use crate::engine::store::item::KeychainError;
+use crate::engine::store::item::{SecretKey, StoreError};
 use crate::engine::store::journal::seq;
 use crate::engine::{Engine, EngineError};
 
@@ -40,7 +40,7 @@ pub(crate) struct Kept {
     pub seq: u64,
     /// In the token journal: durable, whatever the keychain said.
     pub journaled: bool,
-    pub saved: Result<(), KeychainError>,
+    pub saved: Result<(), StoreError>,
 }
 
 impl Kept {
@@ -109,7 +109,7 @@ impl Engine {
         &self,
         name: &AccountName,
         set: &TokenSet,
-    ) -> Result<(), KeychainError> {
+    ) -> Result<(), StoreError> {
         self.save_tokens_at(name, set, seq::next()).await
     }
 
@@ -118,7 +118,7 @@ impl Engine {
         name: &AccountName,
         set: &TokenSet,
         seq: u64,
-    ) -> Result<(), KeychainError> {
+    ) -> Result<(), StoreError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -126,7 +126,7 @@ impl Engine {
                 Ok(()) => return Ok(()),
                 Err(e) if attempt >= QUICK_TRIES => return Err(e),
                 Err(e) => {
-                    tracing::warn!(account = %name, error = %e, attempt, "keychain write failed, retrying");
+                    tracing::warn!(account = %name, error = %e, attempt, "{} write failed, retrying", e.backing.name());
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
                 }
             }
@@ -139,7 +139,7 @@ impl Engine {
         name: &AccountName,
         set: &TokenSet,
         unsaved: &Unsaved,
-    ) -> Result<Written, KeychainError> {
+    ) -> Result<Written, StoreError> {
         if unsaved.check_stored && self.stored_is_newer(name, unsaved.seq).await? {
             return Ok(Written::StoredWasNewer);
         }
@@ -170,7 +170,7 @@ impl Engine {
             Err(e) => {
                 let attempt = unsaved.attempt + 1;
                 let delay = timing::backoff(attempt, SAVE_RETRY, None, rand::random());
-                tracing::warn!(account = %name, error = %e, attempt, "keychain write failed again");
+                tracing::warn!(account = %name, error = %e, attempt, "{} write failed again", e.backing.name());
                 self.with_slot(name, |s| {
                     if let Some(u) = &mut s.unsaved {
                         u.attempt = attempt;
@@ -206,7 +206,11 @@ impl Engine {
         if !current {
             return;
         }
-        tracing::info!(account = %name, "the new token is now saved in the keychain");
+        let store = self
+            .shared
+            .keychain
+            .backing(&SecretKey::Tokens(name.clone()));
+        tracing::info!(account = %name, "the new token is now saved in the {}", store.name());
         self.record(Record {
             account: name.clone(),
             trigger: Trigger::Save,
@@ -261,9 +265,12 @@ impl Engine {
                 if let Some(journaled) = journaled {
                     failures.push(EngineError::Unsaved {
                         account: name.clone(),
-                        source: KeychainError {
-                            entry: crate::engine::store::item::SecretKey::Tokens(name.clone())
-                                .entry(),
+                        source: StoreError {
+                            backing: self
+                                .shared
+                                .keychain
+                                .backing(&SecretKey::Tokens(name.clone())),
+                            entry: SecretKey::Tokens(name.clone()).entry(),
                             message: format!(
                                 "not written: the last writes at exit stop after {} s",
                                 FLUSH_BOUND.as_secs()
@@ -290,7 +297,8 @@ impl Engine {
             tracing::error!(
                 unsaved = failures.len(),
                 journaled,
-                "token sets could not be saved in the keychain before exit; those in the token journal are written at the next start"
+                "token sets could not be saved in the {} before exit; those in the token journal are written at the next start",
+                failures.iter().find_map(EngineError::store_name).unwrap_or("store")
             );
         }
         failures

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::item::{KeychainError, SecretKey, SecretStore};
+use super::item::{Backing, SecretKey, SecretStore, StoreError};
 use crate::engine::names::AccountName;
 use crate::engine::secret::{Secret, TokenSet};
 
@@ -56,42 +56,57 @@ impl Keychain {
         self
     }
 
+    /// Where the store keeps `key`, for errors about it that no store call made.
+    pub fn backing(&self, key: &SecretKey) -> Backing {
+        self.store.backing(key)
+    }
+
+    /// Runs `f` on the blocking pool once a permit is free; `key` names the item in errors
+    /// of the call itself.
     async fn call<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&dyn SecretStore) -> Result<T, KeychainError> + Send + 'static,
-    ) -> Result<T, KeychainError> {
+        key: &SecretKey,
+        f: impl FnOnce(&dyn SecretStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (backing, entry) = (self.store.backing(key), key.entry());
+        let fail = |message: String| StoreError {
+            backing: backing.clone(),
+            entry: entry.clone(),
+            message,
+        };
         let _permit = self
             .shared
             .permits
             .acquire()
             .await
-            .map_err(|_| KeychainError {
-                entry: String::new(),
-                message: "the keychain client is shut down".into(),
-            })?;
+            .map_err(|_| fail("the store's client is shut down".into()))?;
         let store = self.store.clone();
-        blocking(move || f(&*store)).await
+        tokio::task::spawn_blocking(move || f(&*store))
+            .await
+            .unwrap_or_else(|e| Err(fail(format!("store task failed: {e}"))))
     }
 
-    pub async fn get(&self, key: SecretKey) -> Result<Option<Secret>, KeychainError> {
-        self.call(move |store| store.get(&key)).await
+    pub async fn get(&self, key: SecretKey) -> Result<Option<Secret>, StoreError> {
+        self.call(&key.clone(), move |store| store.get(&key)).await
     }
 
-    pub async fn set(&self, key: SecretKey, value: Secret) -> Result<(), KeychainError> {
-        let written = self.call(move |store| store.set(&key, &value)).await;
+    pub async fn set(&self, key: SecretKey, value: Secret) -> Result<(), StoreError> {
+        let written = self
+            .call(&key.clone(), move |store| store.set(&key, &value))
+            .await;
         if written.is_ok() {
             self.writes.inc();
         }
         written
     }
 
-    pub async fn delete(&self, key: SecretKey) -> Result<(), KeychainError> {
+    pub async fn delete(&self, key: SecretKey) -> Result<(), StoreError> {
         // A set deleted before the journal has opened would come back from it at replay.
         let journal = match key {
             SecretKey::Tokens(_) => self.shared.journal.wait().await.clone(),
             _ => None,
         };
-        self.call(move |store| {
+        self.call(&key.clone(), move |store| {
             store.delete(&key)?;
             // A deleted set (disconnect) must not come back from the journal.
             if let (SecretKey::Tokens(name), Some(journal)) = (&key, journal) {
@@ -102,14 +117,15 @@ impl Keychain {
         .await
     }
 
-    pub async fn tokens(&self, name: &AccountName) -> Result<Option<TokenSet>, KeychainError> {
+    pub async fn tokens(&self, name: &AccountName) -> Result<Option<TokenSet>, StoreError> {
         let key = SecretKey::Tokens(name.clone());
         let Some(json) = self.get(key.clone()).await? else {
             return Ok(None);
         };
         TokenSet::from_stored_json(&json)
             .map(Some)
-            .ok_or_else(|| KeychainError {
+            .ok_or_else(|| StoreError {
+                backing: self.store.backing(&key),
                 entry: key.entry(),
                 message:
                     "holds something that is not a Tokenwarden token set; connect the account again"
@@ -118,11 +134,7 @@ impl Keychain {
     }
 
     /// Writes a set under a new sequence number.
-    pub async fn store_tokens(
-        &self,
-        name: &AccountName,
-        set: &TokenSet,
-    ) -> Result<(), KeychainError> {
+    pub async fn store_tokens(&self, name: &AccountName, set: &TokenSet) -> Result<(), StoreError> {
         self.store_tokens_at(name, set, crate::engine::store::journal::seq::next())
             .await
     }
@@ -134,11 +146,11 @@ impl Keychain {
         name: &AccountName,
         set: &TokenSet,
         seq: u64,
-    ) -> Result<(), KeychainError> {
+    ) -> Result<(), StoreError> {
         let (key, value) = (SecretKey::Tokens(name.clone()), set.to_stored_json_at(seq));
         let (journal, name) = (self.shared.journal.get().cloned().flatten(), name.clone());
         let written = self
-            .call(move |store| {
+            .call(&key.clone(), move |store| {
                 store.set(&key, &value)?;
                 if let Some(journal) = journal {
                     journal.saved(&name, seq);
@@ -151,15 +163,4 @@ impl Keychain {
         }
         written
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, KeychainError> + Send + 'static,
-) -> Result<T, KeychainError> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(KeychainError {
-            entry: String::new(),
-            message: format!("keychain task failed: {e}"),
-        })
-    })
 }

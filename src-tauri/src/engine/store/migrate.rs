@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::engine::config::{edit, Config, StoreKind};
 use crate::engine::lock::{self, Role};
 use crate::engine::paths::Context;
-use crate::engine::store::item::{KeychainError, SecretKey, SecretStore};
+use crate::engine::store::item::{SecretKey, SecretStore, StoreError};
 use crate::engine::store::store_for;
 
 #[derive(Debug)]
@@ -36,13 +36,13 @@ pub enum MigrateError {
     #[error("reading from the {from} store: {source}; nothing was changed")]
     Read {
         from: &'static str,
-        source: KeychainError,
+        source: StoreError,
     },
     #[error("writing to the {to} store: {source}; the {from} store still holds everything and the config is unchanged")]
     Write {
         from: &'static str,
         to: &'static str,
-        source: KeychainError,
+        source: StoreError,
     },
     #[error("`{entry}` read back from the {to} store differs from what was written; the {from} store still holds everything and the config is unchanged")]
     Mismatch {
@@ -54,7 +54,7 @@ pub enum MigrateError {
     Cleanup {
         from: &'static str,
         to: &'static str,
-        source: KeychainError,
+        source: StoreError,
     },
 }
 
@@ -124,7 +124,7 @@ pub fn migrate(ctx: &Context, to: StoreKind) -> Result<Migrated, MigrateError> {
 }
 
 enum Copy {
-    Write(KeychainError),
+    Write(StoreError),
     Mismatch,
 }
 

@@ -54,7 +54,7 @@ use seal::{Opened, Place};
 use crate::engine::config::fleet::FleetSettings;
 use crate::engine::names::AccountName;
 use crate::engine::secret::Secret;
-use crate::engine::store::item::{SecretKey, SecretStore};
+use crate::engine::store::item::{Backing, SecretKey, SecretStore, StoreError};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -64,19 +64,54 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 const CHECK_TEXT: &str = "tokenwarden shared store v1";
 const CHECK_ENTRY: &str = "store:check";
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub enum FleetError {
-    #[error("shared store {url}: {detail}")]
     Redis { url: String, detail: String },
-    #[error("shared store {url}: the store key does not open what is stored under `{namespace}` (another key wrote it); nothing was changed. Give this host the fleet's key (TOKENWARDEN_STORE_KEY, store.key_file or the keychain item store:key)")]
     WrongKey { url: String, namespace: String },
-    #[error("{0}")]
     Key(String),
-    #[error("another host has been refreshing `{account}` for longer than its lease; try again")]
     Busy { account: AccountName },
-    #[error("shared store {url}: `{entry}` does not open with the store key (damaged, written with another key, or copied from another entry, fleet or fence); nothing was taken from it")]
     Unopened { url: String, entry: String },
 }
+
+impl FleetError {
+    /// What went wrong, without saying which store: a [`StoreError`] names it itself.
+    fn detail(&self) -> String {
+        match self {
+            Self::Redis { detail, .. } => detail.clone(),
+            Self::WrongKey { namespace, .. } => format!("the store key does not open what is stored under `{namespace}` (another key wrote it); nothing was changed. Give this host the fleet's key (TOKENWARDEN_STORE_KEY, store.key_file or the keychain item store:key)"),
+            Self::Key(what) => what.clone(),
+            Self::Busy { account } => format!("another host has been refreshing `{account}` for longer than its lease; try again"),
+            Self::Unopened { .. } => "does not open with the store key (damaged, written with another key, or copied from another entry, fleet or fence); nothing was taken from it".into(),
+        }
+    }
+
+    /// This failure as a call about `entry` that failed in the store at `url`.
+    pub fn about(&self, url: &str, entry: String) -> StoreError {
+        StoreError {
+            backing: Backing::SharedStore {
+                url: url.to_owned(),
+            },
+            entry,
+            message: self.detail(),
+        }
+    }
+}
+
+impl std::fmt::Display for FleetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Redis { url, .. } | Self::WrongKey { url, .. } => {
+                write!(f, "shared store {url}: {}", self.detail())
+            }
+            Self::Unopened { url, entry } => {
+                write!(f, "shared store {url}: `{entry}` {}", self.detail())
+            }
+            Self::Key(_) | Self::Busy { .. } => f.write_str(&self.detail()),
+        }
+    }
+}
+
+impl std::error::Error for FleetError {}
 
 pub struct Fleet {
     settings: FleetSettings,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{Fleet, FleetError, Heard};
 use crate::engine::secret::Secret;
-use crate::engine::store::item::{KeychainError, SecretKey, SecretStore};
+use crate::engine::store::item::{Backing, Scope, SecretKey, SecretStore, StoreError};
 
 pub struct FleetStore {
     pub fleet: Arc<Fleet>,
@@ -15,7 +15,11 @@ pub struct FleetStore {
 
 impl FleetStore {
     fn shared(key: &SecretKey) -> bool {
-        matches!(key, SecretKey::Tokens(_) | SecretKey::ClientSecret(_))
+        key.scope() == Scope::Account
+    }
+
+    fn fail(&self, key: &SecretKey, e: &FleetError) -> StoreError {
+        e.about(self.fleet.url(), key.entry())
     }
 
     /// Writes a shared entry (or its deletion, `None`). A token set carries the fence the
@@ -37,22 +41,31 @@ impl FleetStore {
 }
 
 impl SecretStore for FleetStore {
-    fn get(&self, key: &SecretKey) -> Result<Option<Secret>, KeychainError> {
+    fn backing(&self, key: &SecretKey) -> Backing {
+        if !Self::shared(key) {
+            return self.keychain.backing(key);
+        }
+        Backing::SharedStore {
+            url: self.fleet.url().to_owned(),
+        }
+    }
+
+    fn get(&self, key: &SecretKey) -> Result<Option<Secret>, StoreError> {
         if !Self::shared(key) {
             return self.keychain.get(key);
         }
-        self.fleet.get(key).map_err(|e| fail(key, e))
+        self.fleet.get(key).map_err(|e| self.fail(key, &e))
     }
 
-    fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), KeychainError> {
+    fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), StoreError> {
         if !Self::shared(key) {
             return self.keychain.set(key, value);
         }
         self.write_shared(key, Some(value))
-            .map_err(|e| fail(key, e))
+            .map_err(|e| self.fail(key, &e))
     }
 
-    fn delete(&self, key: &SecretKey) -> Result<(), KeychainError> {
+    fn delete(&self, key: &SecretKey) -> Result<(), StoreError> {
         if !Self::shared(key) {
             return self.keychain.delete(key);
         }
@@ -60,13 +73,6 @@ impl SecretStore for FleetStore {
             // Whoever refreshed last, a disconnect wins: it takes a fence of its own.
             self.fleet.forget_fence(name);
         }
-        self.write_shared(key, None).map_err(|e| fail(key, e))
-    }
-}
-
-fn fail(key: &SecretKey, e: FleetError) -> KeychainError {
-    KeychainError {
-        entry: key.entry(),
-        message: e.to_string(),
+        self.write_shared(key, None).map_err(|e| self.fail(key, &e))
     }
 }
