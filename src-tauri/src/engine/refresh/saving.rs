@@ -22,8 +22,6 @@ use crate::engine::store::item::{SecretKey, StoreError};
 use crate::engine::store::journal::seq;
 use crate::engine::{Engine, EngineError};
 
-/// Writes tried at once before the set is kept in memory and the write left to the scheduler.
-const QUICK_TRIES: u32 = 3;
 /// Backoff of the scheduler's write retries.
 const SAVE_RETRY: RetrySettings = RetrySettings {
     initial: Duration::from_secs(1),
@@ -103,34 +101,27 @@ impl Engine {
         false
     }
 
-    /// Writes a token set that is not a provider's answer (a consent's grant, a copy the
-    /// shared store lost), trying a few times.
-    pub(crate) async fn save_tokens(
+    /// Writes a consent's new set, trying a few times. It replaces whatever is stored,
+    /// newer or not.
+    pub(crate) async fn save_grant(
         &self,
         name: &AccountName,
         set: &TokenSet,
     ) -> Result<(), StoreError> {
+        self.shared.keychain.replace_next(name);
         self.save_tokens_at(name, set, seq::next()).await
     }
 
+    /// Writes a set, trying a few times before it is kept in memory and the write left to
+    /// the scheduler.
     async fn save_tokens_at(
         &self,
         name: &AccountName,
         set: &TokenSet,
         seq: u64,
     ) -> Result<(), StoreError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.shared.keychain.store_tokens_at(name, set, seq).await {
-                Ok(()) => return Ok(()),
-                Err(e) if attempt >= QUICK_TRIES => return Err(e),
-                Err(e) => {
-                    tracing::warn!(account = %name, error = %e, attempt, "{} write failed, retrying", e.backing.name());
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                }
-            }
-        }
+        let keychain = &self.shared.keychain;
+        keychain.store_tokens_retrying(name, set, seq).await
     }
 
     /// Writes an unsaved set once (a replayed one only if the keychain's is older).

@@ -133,6 +133,31 @@ impl StoreError {
     }
 }
 
+/// What a read found under a key that holds anything at all.
+#[derive(Debug)]
+pub struct Found {
+    /// `None`: deleted (a shared store keeps a deletion, sealed, so that it is known).
+    pub value: Option<Secret>,
+    /// The fence it was written with, in a shared store (`None`: anywhere else, or a shared
+    /// store's entry from before fences were sealed in, which vouches for none).
+    pub fence: Option<u64>,
+}
+
+/// What a write carries into a shared store, where several hosts write (see
+/// `fleet::fences`). A store only this host uses has nothing to compare it with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fence {
+    /// The last write wins: client secrets, and every write to a store only this host uses.
+    Unfenced,
+    /// A token set fetched under the lease with this fence (or written under a lease of its
+    /// own): it replaces anything not newer.
+    Leased(u64),
+    /// This host's copy of the set it holds, with that set's fence, stored again after the
+    /// shared store lost it or went back to an older one: it goes in only where nothing or
+    /// something strictly older is, so it never replaces a set fetched since.
+    Restore(u64),
+}
+
 /// A store of secret strings. The real ones are the OS keychain, the sealed database and a
 /// fleet's shared store; tests of pure logic use [`MemoryStore`](super::memory::MemoryStore).
 pub trait SecretStore: Send + Sync + 'static {
@@ -145,6 +170,30 @@ pub trait SecretStore: Send + Sync + 'static {
     fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), StoreError>;
     /// Deleting an absent item is not an error.
     fn delete(&self, key: &SecretKey) -> Result<(), StoreError>;
+
+    /// Reads `key` with what only a shared store tells apart: `None` when nothing at all is
+    /// stored (never written, or lost: Redis restarted empty), else what is and its fence.
+    fn read(&self, key: &SecretKey) -> Result<Option<Found>, StoreError> {
+        Ok(self.get(key)?.map(|value| Found {
+            value: Some(value),
+            fence: None,
+        }))
+    }
+
+    /// Writes `value` (`None`: deletes it) carrying `fence`; `false` when a shared store
+    /// refused it because a newer write got there first.
+    fn write(
+        &self,
+        key: &SecretKey,
+        value: Option<&Secret>,
+        _fence: Fence,
+    ) -> Result<bool, StoreError> {
+        match value {
+            Some(value) => self.set(key, value)?,
+            None => self.delete(key)?,
+        }
+        Ok(true)
+    }
 }
 
 #[cfg(test)]

@@ -35,8 +35,6 @@ pub enum OpenError {
     Damaged { path: PathBuf, detail: String },
     #[error("the sealed store {}: {detail}", path.display())]
     Unusable { path: PathBuf, detail: String },
-    #[error("a shared (redis) store cannot be moved to or from; `store migrate` moves between keychain and database")]
-    NotMovable,
 }
 
 impl OpenError {
