@@ -341,6 +341,28 @@ async fn an_old_format_set_is_adopted_only_by_a_host_that_holds_none_and_never_w
     assert_eq!(read(&store(&a), &tokens).await.unwrap(), "new");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_went_away_is_named_and_nobody_is_told_to_unlock_their_keychain() {
+    let (redis, port) = redis();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = key_file(&dir);
+    let a = host(port, "a", &key_file);
+    drop(redis);
+    let e = store(&a).get(SecretKey::Tokens(fb())).await.unwrap_err();
+    let url = format!("redis://127.0.0.1:{port}");
+    assert!(
+        e.to_string().starts_with(&format!("shared store {url}")),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("keychain"), "{e}");
+    assert_eq!(
+        e.remedy(),
+        crate::engine::error::Remedy::CheckStore {
+            store: format!("the shared store (Redis at {url})")
+        }
+    );
+}
+
 #[test]
 fn a_key_file_others_can_read_is_refused_and_a_key_is_never_replaced() {
     let dir = tempfile::tempdir().unwrap();
