@@ -9,10 +9,9 @@ use super::fleet::{Fleet, FleetError, Lease};
 use super::item::{Fence, Found, Scope, SecretKey, StoreError};
 use crate::engine::secret::Secret;
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub enum Sharing {
     /// The store is this host's alone (keychain, database).
-    #[default]
     Alone,
     /// The store is a fleet's (`[store] kind = "redis"`).
     Fleet(Arc<Fleet>),

@@ -12,15 +12,16 @@
 //! * every write is published; the other hosts re-read that account at once, so serving
 //!   stays in memory and never polls Redis.
 //!
-//! A fleet is two halves over one connection ([`link`]): the [`Coordinator`] (leases, the
-//! fences that follow, what the other hosts write; async) and the [`FleetStore`] (the
-//! sealed entries, behind the one `SecretStore` trait), which writes with the fence it is
-//! given and knows no lease.
-//! * `coordinator` leases, fences, counts    * `lease`   a lease held, and the wait for one
-//! * `fences`  what this host knows of fences * `listen`  hears other hosts' writes
-//! * `store`   the `SecretStore` over Redis   * `entries` reading and writing sealed entries
-//! * `seal`    what a blob is bound to        * `scripts` the Lua that checks and writes
-//! * `keys`    where the store key comes from * `turns`   the engine's side: whose turn, hearing
+//! A fleet is two halves over one connection: the [`Coordinator`] (leases, the fences that
+//! follow, what the other hosts write; async) and the [`FleetStore`] (the sealed entries,
+//! behind the one `SecretStore` trait), which writes with the fence it is given and knows
+//! no lease.
+//! * `coordinator` leases, fences, counts     * `lease`   the one acquire loop, a lease held
+//! * `fences`  what this host knows of fences  * `listen`  hears other hosts' writes
+//! * `store`   the `SecretStore` over Redis    * `entries` reading and writing sealed entries
+//! * `seal`    what a blob is bound to         * `scripts` the Lua that checks and writes
+//! * `keys`    where the store key comes from  * `link`    the one connection, Redis key names
+//! * `turns`   the engine's side: whose turn it is to refresh, hearing the other hosts
 
 mod coordinator;
 mod entries;
