@@ -124,8 +124,9 @@ impl Host {
             }] => Err(anyhow!("{one}; it could not be saved before exit either")),
             [one] => Err(anyhow!("{one}; it could not be saved before exit either, so that account may need to be connected again")),
             many => Err(anyhow!(
-                "{} token sets could not be saved in the keychain before exit ({}){}",
+                "{} token sets could not be saved in the {} before exit ({}){}",
                 many.len(),
+                store_name(many),
                 names(many),
                 lost_or_kept(many)
             )),
@@ -149,13 +150,21 @@ fn lost_or_kept(unsaved: &[EngineError]) -> String {
         })
         .collect();
     match lost.len() {
-        0 => "; they are in the token journal and are written to the keychain at the next start".into(),
+        0 => format!("; they are in the token journal and are written to the {} at the next start", store_name(unsaved)),
         n if n == unsaved.len() => "; only this process held them, so those accounts may need to be connected again".into(),
         _ => format!(
             "; those in the token journal are written at the next start, but only this process held {}, which may need to be connected again",
             names(&lost)
         ),
     }
+}
+
+/// The store unsaved sets were to be saved in (an engine has one).
+fn store_name(unsaved: &[EngineError]) -> &'static str {
+    unsaved
+        .iter()
+        .find_map(EngineError::store_name)
+        .unwrap_or("store")
 }
 
 /// The accounts of some errors, in order: the first ten, and how many more.

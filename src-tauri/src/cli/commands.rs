@@ -255,12 +255,8 @@ impl ShutdownSignal {
 /// it may run anywhere, before any host has one.
 fn store_init(ctx: &Context, print: bool) -> Result<()> {
     use crate::engine::store::fleet;
-    let new_key = || {
-        crate::engine::store::sealed::new_key_text(&ring::rand::SystemRandom::new())
-            .context("the system's random number generator failed")
-    };
     if print {
-        println!("{}", new_key()?.expose());
+        println!("{}", fleet::new_key()?.expose());
         eprintln!(
             "give every host this key as {} (or in the file store.key_file names, mode 0600)",
             fleet::KEY_ENV
@@ -275,9 +271,7 @@ fn store_init(ctx: &Context, print: bool) -> Result<()> {
             config.store.as_str()
         );
     };
-    let key = new_key()?;
-    let keychain = crate::engine::store::keychain::os_store(&ctx.keychain_service);
-    let source = fleet::write_new_key(&settings, keychain.as_ref(), &key)?;
+    let source = fleet::init_key(&settings, &ctx.keychain_service)?;
     eprintln!(
         "made the store key in {source}; give the other hosts the same key (`tokenwarden store init --print` makes one to copy instead)"
     );

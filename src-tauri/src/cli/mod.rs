@@ -259,6 +259,7 @@ fn remedy_words(remedy: &Remedy, account: Option<&AccountName>) -> String {
         Remedy::UnlockKeychain => {
             "make sure the OS keychain (Secret Service) runs and is unlocked".to_owned()
         }
+        Remedy::CheckStore { store } => format!("check {store}, then try again"),
         // The error itself names the engine and its pid.
         Remedy::StopOtherEngine { .. } => {
             "use it (the CLI and the API reach it), or stop it first".to_owned()

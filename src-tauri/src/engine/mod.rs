@@ -132,8 +132,8 @@ struct Shared {
     failed: Mutex<Option<String>>,
     /// Today's WeChat token fetches per allowance.
     quota: refresh::quota::Counts,
-    /// The hosts this one shares its accounts with (`[store] kind = "redis"`).
-    fleet: Option<Arc<store::fleet::Fleet>>,
+    /// Whether, and with which hosts, this one shares its accounts (`[store] kind = "redis"`).
+    sharing: store::Sharing,
     /// Where a provider's answer is durable before the keychain has it (a refresher only),
     /// once it has opened.
     journal: store::journal::Settling,
@@ -259,15 +259,15 @@ impl Engine {
 
     /// Sets the seconds-until-expiry gauges from the current tokens (called when scraped).
     pub fn update_expiry_gauges(&self) {
-        if let Some(fleet) = self.fleet() {
+        if let Some((url, up)) = self.shared.sharing.subscription() {
             let labels = metrics::StoreLabels {
-                url: fleet.url().to_owned(),
+                url: url.to_owned(),
             };
             self.shared
                 .metrics
                 .shared_store_up
                 .get_or_create(&labels)
-                .set(i64::from(fleet.heard_lately()));
+                .set(i64::from(up));
         }
         let accounts = self.shared.accounts.lock().expect("poisoned");
         let now = crate::engine::clock::now();
@@ -325,9 +325,7 @@ impl Engine {
             refresh::scheduler::run(self.clone(), stop.clone()).await;
             foresight.abort();
             fleet.abort();
-            if let Some(fleet) = self.fleet() {
-                fleet.stop_listening();
-            }
+            self.shared.sharing.stop_listening();
         } else {
             stop.cancelled().await;
         }

@@ -21,7 +21,7 @@ use super::names::AccountName;
 use super::paths::Context;
 use super::store::client::Keychain;
 use super::store::item::SecretStore;
-use super::store::keychain::os_store;
+use super::store::{self, Opened, Sharing};
 use super::{api_keys, metrics, Engine, EngineError, Mode, Shared};
 
 /// How long a fetch may sit without receiving a byte. There is no limit on the whole
@@ -32,36 +32,15 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long an engine waits at start for its token journal to open before it answers anyway.
 const JOURNAL_WAIT: Duration = Duration::from_secs(5);
 
-/// This machine's store of secrets, and the fleet it belongs to when the store is shared.
-async fn open_store(
-    config: &Config,
-    ctx: &Context,
-) -> Result<
-    (
-        Arc<dyn SecretStore>,
-        Option<Arc<super::store::fleet::Fleet>>,
-    ),
-    EngineError,
-> {
-    let Some(settings) = config.fleet.clone() else {
-        let store =
-            crate::engine::store::store_for(config.store, &ctx.keychain_service, &ctx.data_dir)
-                .map_err(|e| EngineError::Io(e.to_string()))?;
-        return Ok((store, None));
-    };
-    let keychain = os_store(&ctx.keychain_service);
-    let fleet = {
-        let keychain = keychain.clone();
-        tokio::task::spawn_blocking(move || super::store::fleet::Fleet::open(&settings, &keychain))
-            .await
-            .map_err(|e| EngineError::Io(format!("opening the shared store: {e}")))?
-            .map_err(|e| EngineError::Io(e.to_string()))?
-    };
-    let store = Arc::new(super::store::fleet::FleetStore {
-        fleet: fleet.clone(),
-        keychain,
-    });
-    Ok((store, Some(fleet)))
+/// This machine's store of secrets, as the config chooses it (a fleet's is reached and its
+/// key proved: it blocks, so off the async workers).
+async fn open_store(config: &Config, ctx: &Context) -> Result<Opened, EngineError> {
+    let (kind, fleet) = (config.store, config.fleet.clone());
+    let (service, data_dir) = (ctx.keychain_service.clone(), ctx.data_dir.clone());
+    tokio::task::spawn_blocking(move || store::open(kind, fleet.as_ref(), &service, &data_dir))
+        .await
+        .map_err(|e| EngineError::Io(format!("opening the store: {e}")))?
+        .map_err(|e| EngineError::Io(e.to_string()))
 }
 
 /// Everything an engine is built from; `Engine::open` gathers it for this machine, tests
@@ -74,8 +53,8 @@ pub struct Parts {
     pub data_dir: std::path::PathBuf,
     pub lock_place: Option<LockPlace>,
     pub lock: Option<lock::EngineLock>,
-    /// The hosts this one shares its accounts with (`[store] kind = "redis"`).
-    pub fleet: Option<Arc<super::store::fleet::Fleet>>,
+    /// Whether the store is shared with other hosts (`[store] kind = "redis"`).
+    pub sharing: Sharing,
 }
 
 impl Engine {
@@ -90,7 +69,7 @@ impl Engine {
             Mode::Refresher => Some(take_lock(&place, role).await?),
             Mode::Observer => None,
         };
-        let (store, fleet) = open_store(&config, ctx).await?;
+        let Opened { store, sharing } = open_store(&config, ctx).await?;
         Self::with_parts(Parts {
             config,
             mode,
@@ -99,27 +78,25 @@ impl Engine {
             data_dir: ctx.data_dir.clone(),
             lock_place: Some(place),
             lock,
-            fleet,
+            sharing,
         })
         .await
     }
 
     pub async fn with_parts(parts: Parts) -> Result<Self, EngineError> {
         let metrics = metrics::Metrics::default();
-        let kind = match parts.fleet {
-            Some(_) => super::config::StoreKind::Redis,
-            None => parts.config.store,
-        };
+        let kind = parts.config.store;
         let service = parts
             .lock_place
             .as_ref()
             .map_or("tokenwarden".to_owned(), |p| p.stem.clone());
         let journal: super::store::journal::Settling = Arc::new(tokio::sync::SetOnce::new());
         let keychain = Keychain::new(parts.store.clone())
+            .sharing(parts.sharing.clone())
             .counting(metrics.secret_writes.clone())
             .journaled(journal.clone());
         let history = Arc::new(open_history(&parts.history_path)?);
-        let host = parts.fleet.as_ref().map(|f| f.host().to_owned());
+        let host = parts.sharing.host().map(str::to_owned);
         let log =
             super::history::Writer::start(History::open(&parts.history_path)?.with_host(host));
         let (today, _) = super::refresh::quota::beijing_day(super::clock::now());
@@ -165,7 +142,7 @@ impl Engine {
                 stop: CancellationToken::new(),
                 failed: Mutex::new(None),
                 quota: super::refresh::quota::Counts::starting(today, fetches),
-                fleet: parts.fleet,
+                sharing: parts.sharing,
                 journal,
             }),
         };

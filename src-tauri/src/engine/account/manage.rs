@@ -4,10 +4,12 @@
 
 use crate::engine::account::state::AccountState;
 use crate::engine::account::views::AccountView;
+use crate::engine::config::edit;
 use crate::engine::names::AccountName;
 use crate::engine::provider::Provider;
 use crate::engine::secret::Secret;
 use crate::engine::store::item::SecretKey;
+use crate::engine::store::Kept;
 use crate::engine::{Engine, EngineError, Mode};
 
 impl Engine {
@@ -128,27 +130,16 @@ impl Engine {
             return Ok(());
         }
         let now = crate::engine::clock::now();
-        match self.shared.keychain.tokens(name).await {
-            Ok(None)
-                if self
-                    .fleet()
-                    .is_some_and(|f| f.behind(&SecretKey::Tokens(name.clone()))) =>
-            {
-                // Redis lost the set (restarted without persistence, flushed) or holds an
-                // older one than this host (restarted from a snapshot, a replica or a backup)
-                // while this host holds its own: store it again rather than forget or give up
-                // a live refresh token. A set fetched since wins over it (see `fleet`).
-                match self.with_slot(name, |s| s.state.tokens().cloned())? {
-                    Some(set) => {
-                        tracing::warn!(account = %name, "the shared store has lost this account's token set or holds an older one; storing this host's copy again");
-                        self.save_tokens(name, &set)
-                            .await
-                            .map_err(EngineError::from)
-                    }
-                    None => self.take_stored(name, None),
-                }
-            }
-            Ok(stored) => self.take_stored(name, stored),
+        // What this host holds, should the shared store have lost the set or gone back to an
+        // older one: it goes back in (see `store::restore`).
+        let mine = || {
+            self.with_slot(name, |s| s.state.tokens().cloned())
+                .ok()
+                .flatten()
+        };
+        match self.shared.keychain.tokens_keeping(name, mine).await {
+            Ok(Kept::Restored(_, written)) => written.map_err(EngineError::from),
+            Ok(Kept::Read(stored)) => self.take_stored(name, stored),
             Err(e) => {
                 self.update(name, |s| {
                     if matches!(s.state, AccountState::Unread { .. }) {
@@ -162,14 +153,14 @@ impl Engine {
     }
 
     /// Installs what the store holds, unless it is what this engine already has. In a fleet,
-    /// a stored set older than the one this host holds never gets here: the fleet's read
-    /// compares fences and answers "behind" instead (see `reread`).
+    /// a stored set older than the one this host holds never gets here: the store compares
+    /// fences and stores this host's again instead (see `store::restore`).
     fn take_stored(
         &self,
         name: &AccountName,
         stored: Option<crate::engine::secret::TokenSet>,
     ) -> Result<(), EngineError> {
-        let fleet = self.fleet().is_some();
+        let fleet = self.shared.keychain.is_shared();
         self.update(name, |s| {
             // A set from the journal (replayed while this read was out) is newer than what
             // the keychain held; its own save compares them by sequence number.
@@ -229,7 +220,7 @@ impl Engine {
     /// file. Returns a warning when the provider could not revoke.
     pub async fn remove_account(&self, name: &AccountName) -> Result<Option<String>, EngineError> {
         let warning = self.disconnect(name).await?;
-        crate::engine::config::edit::remove_account(&self.config().path, name)?;
+        edit::remove_account(&self.config().path, name)?;
         self.reload_config().await?;
         Ok(warning)
     }

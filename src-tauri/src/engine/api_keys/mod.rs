@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::names::{AccountName, Deadline};
 use crate::engine::secret::Secret;
 use crate::engine::store::client::Keychain;
-use crate::engine::store::item::{KeychainError, SecretKey};
+use crate::engine::store::item::{SecretKey, StoreError};
 pub use scope::Scope;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -77,7 +77,7 @@ pub enum ApiKeyError {
     #[error("--accounts: no account is named `{name}` in {}", config.display())]
     NotInConfig { name: AccountName, config: PathBuf },
     #[error(transparent)]
-    Keychain(#[from] KeychainError),
+    Keychain(#[from] StoreError),
     #[error("API key index {}: {message}", path.display())]
     Index { path: PathBuf, message: String },
 }

@@ -193,12 +193,9 @@ impl Engine {
         self.writer_only(name)?;
         let gate = self.with_slot(name, |s| s.gate.clone())?;
         let _turn = gate.lock().await;
-        if let Some(fleet) = self.fleet() {
-            fleet.forget_fence(name); // a new grant replaces any stored set, newer or not
-        }
         // A refresh token that is only in memory is one crash from lost: a consent flow
         // whose token cannot be stored fails, and the user connects again.
-        self.save_tokens(name, &set)
+        self.save_grant(name, &set)
             .await
             .map_err(|source| EngineError::Unsaved {
                 account: name.clone(),

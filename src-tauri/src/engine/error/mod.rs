@@ -12,7 +12,7 @@ use crate::engine::history::HistoryError;
 use crate::engine::lock::LockError;
 use crate::engine::names::{AccountName, Deadline};
 use crate::engine::provider::RefreshError;
-use crate::engine::store::item::KeychainError;
+use crate::engine::store::item::StoreError;
 
 pub mod remedy;
 pub use remedy::Remedy;
@@ -26,15 +26,15 @@ pub enum EngineError {
     #[error(transparent)]
     Refresh(#[from] RefreshError),
     #[error(transparent)]
-    Keychain(#[from] KeychainError),
-    /// A new token set arrived but could not be written to the keychain: it is served from
+    Store(#[from] StoreError),
+    /// A new token set arrived but could not be written to the store: it is served from
     /// memory and the write is retried; a process that exits now loses it unless the token
     /// journal holds it.
-    #[error("{account}: the new token could not be saved in the keychain ({source}); {}", if *journaled { "it is in the local token journal, and the write is retried (at the next start at the latest)" } else { "it is kept in memory and the write is retried" })]
+    #[error("{account}: the new token could not be saved in the {} ({source}); {}", source.backing.name(), if *journaled { "it is in the local token journal, and the write is retried (at the next start at the latest)" } else { "it is kept in memory and the write is retried" })]
     Unsaved {
         account: AccountName,
         #[source]
-        source: KeychainError,
+        source: StoreError,
         /// The token journal holds the set: an exit now does not lose it.
         journaled: bool,
     },
@@ -144,7 +144,7 @@ impl RefreshError {
                 Some(Remedy::SetSecret)
             }
             Self::Setup { .. } => Some(Remedy::FixConfig { line: None }),
-            Self::KeychainUnavailable { .. } => Some(Remedy::UnlockKeychain),
+            Self::KeychainUnavailable { store, .. } => Some(store.remedy()),
             _ => None,
         }
     }
@@ -168,7 +168,8 @@ impl EngineError {
             Self::Config(_) => ErrorKind::Config,
             Self::UnknownAccount(_) => ErrorKind::UnknownAccount,
             Self::Refresh(e) => e.kind(),
-            Self::Keychain(_) | Self::Unsaved { .. } => ErrorKind::KeychainUnavailable,
+            // The code scripts know, for every store: what the message and remedy name differs.
+            Self::Store(_) | Self::Unsaved { .. } => ErrorKind::KeychainUnavailable,
             Self::History(_) => ErrorKind::HistoryUnavailable,
             Self::Lock(_) => ErrorKind::Locked,
             Self::ApiKey(ApiKeyError::Keychain(_)) => ErrorKind::KeychainUnavailable,
@@ -191,7 +192,7 @@ impl EngineError {
         match self {
             Self::Config(e) => Some(Remedy::FixConfig { line: e.line() }),
             Self::Refresh(e) => e.remedy(),
-            Self::Keychain(_) | Self::Unsaved { .. } => Some(Remedy::UnlockKeychain),
+            Self::Store(e) | Self::Unsaved { source: e, .. } => Some(e.remedy()),
             Self::Lock(LockError::HeldByEngine { pid, .. }) => {
                 Some(Remedy::StopOtherEngine { pid: *pid })
             }
@@ -203,6 +204,15 @@ impl EngineError {
             Self::QuotaNearlySpent { resets_at, .. } => {
                 Some(Remedy::WaitUntil { until: *resets_at })
             }
+            _ => None,
+        }
+    }
+
+    /// The store a failed read or write was about ("keychain", "sealed database", "shared
+    /// store"), for a message about several failures.
+    pub fn store_name(&self) -> Option<&'static str> {
+        match self {
+            Self::Store(e) | Self::Unsaved { source: e, .. } => Some(e.backing.name()),
             _ => None,
         }
     }
@@ -293,5 +303,42 @@ mod tests {
         };
         assert_eq!(busy.remedy(), None);
         assert_eq!(busy.kind(), ErrorKind::ProviderUnavailable);
+    }
+
+    #[test]
+    fn a_store_failure_names_its_store_and_only_the_keychain_is_to_be_unlocked() {
+        use crate::engine::store::item::Backing;
+        let account: AccountName = "fb".parse().unwrap();
+        let unsaved = |backing| EngineError::Unsaved {
+            account: account.clone(),
+            source: StoreError {
+                backing,
+                entry: "tokens:fb".into(),
+                message: "Connection refused".into(),
+            },
+            journaled: false,
+        };
+        let redis = unsaved(Backing::SharedStore {
+            url: "redis://10.0.0.5:6379".into(),
+        });
+        assert!(!redis.to_string().contains("keychain"), "{redis}");
+        assert!(
+            redis.to_string().contains("saved in the shared store"),
+            "{redis}"
+        );
+        assert_eq!(
+            redis.remedy(),
+            Some(Remedy::CheckStore {
+                store: "the shared store (Redis at redis://10.0.0.5:6379)".into()
+            })
+        );
+        // The code scripts test for stays what it was.
+        assert_eq!(redis.code(), "keychain_unavailable");
+        let keychain = unsaved(Backing::Keychain);
+        assert!(
+            keychain.to_string().contains("saved in the keychain"),
+            "{keychain}"
+        );
+        assert_eq!(keychain.remedy(), Some(Remedy::UnlockKeychain));
     }
 }

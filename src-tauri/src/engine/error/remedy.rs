@@ -19,6 +19,9 @@ pub enum Remedy {
     WaitUntil { until: Deadline },
     /// The OS keychain must run and be unlocked.
     UnlockKeychain,
+    /// A store other than the keychain failed (the sealed database, or the shared store in
+    /// Redis), named here in words with where it is: unlocking the keychain would not help.
+    CheckStore { store: String },
     /// Another engine already refreshes on this machine.
     StopOtherEngine { pid: u32 },
 }

@@ -94,10 +94,15 @@ pub enum RefreshError {
     },
     #[error("{account}: {what}")]
     Setup { account: AccountName, what: String },
-    /// The keychain could not be read for what a refresh needs (the client secret), and no
-    /// copy was in memory: tried again with backoff.
+    /// The store (keychain, database or shared store) could not be read for what a refresh
+    /// needs (the client secret), and no copy was in memory: tried again with backoff.
     #[error("{account}: {what}")]
-    KeychainUnavailable { account: AccountName, what: String },
+    KeychainUnavailable {
+        account: AccountName,
+        what: String,
+        /// Which store failed: it decides the remedy.
+        store: crate::engine::store::item::Backing,
+    },
     /// The shared store (Redis) could not be reached, or another host's lease did not end:
     /// a refresh waits for the store rather than fetching without the lease.
     #[error("{account}: {what}")]

@@ -18,8 +18,9 @@ use crate::engine::provider::{self, FetchRequest, RefreshError};
 use crate::engine::refresh::admission;
 use crate::engine::refresh::quota;
 use crate::engine::secret::{Secret, TokenSet};
-use crate::engine::store::fleet::sharing::Turn;
+use crate::engine::store::fleet::turns::Turn;
 use crate::engine::store::item::SecretKey;
+use crate::engine::store::Kept;
 use crate::engine::{Engine, EngineError, Mode};
 
 /// What a refresh may skip, decided under the account's gate.
@@ -264,10 +265,18 @@ impl Engine {
             }
             Ok(secret) => secret,
             Err(e) => {
+                let store = match &e {
+                    EngineError::Store(e) => e.backing.clone(),
+                    _ => self
+                        .shared
+                        .keychain
+                        .backing(&SecretKey::ClientSecret(name.clone())),
+                };
                 return Err(RefreshError::KeychainUnavailable {
                     account: name.clone(),
                     what: e.to_string(),
-                })
+                    store,
+                });
             }
         };
         let upstream = self.upstream_tokens(account);
@@ -320,28 +329,27 @@ impl Engine {
             return Ok(None);
         }
         let name = &account.name;
-        let key = SecretKey::ClientSecret(name.clone());
-        // The keychain is the truth; the copy in memory (like the tokens themselves) keeps
-        // refreshes going while the keychain is away.
-        match self.shared.keychain.get(key.clone()).await {
-            Ok(None) if self.fleet().is_some_and(|f| f.lost(&key)) => {
-                // Redis lost it (restarted empty): the copy read before goes back.
-                let kept = self.with_slot(name, |s| s.client_secret.clone())?;
-                if let Some(kept) = &kept {
-                    tracing::warn!(account = %name, "the shared store has lost this account's client secret; storing this host's copy again");
-                    if let Err(e) = self.shared.keychain.set(key, kept.clone()).await {
-                        tracing::warn!(account = %name, error = %e, "cannot store the client secret again");
-                    }
+        // The store is the truth; the copy in memory (like the tokens themselves) keeps
+        // refreshes going while the store is away, and goes back in if a shared store lost it.
+        let mine = || {
+            self.with_slot(name, |s| s.client_secret.clone())
+                .ok()
+                .flatten()
+        };
+        match self.shared.keychain.client_secret_keeping(name, mine).await {
+            Ok(Kept::Restored(kept, written)) => {
+                if let Err(e) = written {
+                    tracing::warn!(account = %name, error = %e, "cannot store the client secret again");
                 }
-                Ok(kept)
+                Ok(Some(kept))
             }
-            Ok(secret) => {
+            Ok(Kept::Read(secret)) => {
                 self.with_slot(name, |s| s.client_secret = secret.clone())?;
                 Ok(secret)
             }
             Err(e) => match self.with_slot(name, |s| s.client_secret.clone())? {
                 Some(kept) => {
-                    tracing::debug!(account = %name, error = %e, "keychain unreadable; using the client secret read before");
+                    tracing::debug!(account = %name, error = %e, "store unreadable; using the client secret read before");
                     Ok(Some(kept))
                 }
                 None => Err(e.into()),

@@ -55,7 +55,10 @@ impl Engine {
                     || Deadline::after(now, Duration::from_secs(1)),
                     |u| u.next_try,
                 ),
-                message: format!("the new token is not saved in the keychain yet: {e}"),
+                message: format!(
+                    "the new token is not saved in the {} yet: {e}",
+                    e.backing.name()
+                ),
                 seq: kept.seq,
                 journaled: kept.journaled,
                 check_stored: false,
@@ -99,9 +102,9 @@ impl Engine {
             Ok(()) => Ok(()),
             Err(source) => {
                 if already_unsaved {
-                    tracing::warn!(account = %name, error = %source, "the keychain still cannot be written; the newest token is kept in memory");
+                    tracing::warn!(account = %name, error = %source, "the {} still cannot be written; the newest token is kept in memory", source.backing.name());
                 } else {
-                    tracing::error!(account = %name, error = %source, "keychain write failed; the new token is kept in memory and the write retried");
+                    tracing::error!(account = %name, error = %source, "{} write failed; the new token is kept in memory and the write retried", source.backing.name());
                     self.emit(EngineEvent::KeychainWriteFailed {
                         account: name.clone(),
                         message: source.to_string(),
@@ -149,7 +152,10 @@ impl Engine {
             s.unsaved = kept.saved.as_ref().err().map(|e| Unsaved {
                 attempt: 1,
                 next_try: Deadline::after(crate::engine::clock::now(), Duration::from_secs(1)),
-                message: format!("a new refresh token is not saved in the keychain yet: {e}"),
+                message: format!(
+                    "a new refresh token is not saved in the {} yet: {e}",
+                    e.backing.name()
+                ),
                 seq: kept.seq,
                 journaled: kept.journaled,
                 check_stored: false,

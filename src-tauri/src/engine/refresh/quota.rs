@@ -164,15 +164,17 @@ pub(crate) async fn count_fetch(engine: &Engine, account: &crate::engine::config
     };
     let (day, resets_at) = beijing_day(crate::engine::clock::now());
     let mut counted = engine.shared.quota.count(&allowance, &day);
-    if let Some(fleet) = engine.fleet().cloned() {
-        let (key, on) = (allowance.key.clone(), day.clone());
-        match tokio::task::spawn_blocking(move || fleet.count_fetch(&key, &on)).await {
-            Ok(Ok(shared)) => counted = engine.shared.quota.raise(&allowance, &day, shared),
-            Ok(Err(e)) => {
-                tracing::warn!(account = %account.name, error = %e, "cannot count this fetch in the shared store; counted on this host only");
-            }
-            Err(e) => tracing::warn!(error = %e, "fetch count task"),
+    match engine
+        .shared
+        .sharing
+        .count_fetch(&allowance.key, &day)
+        .await
+    {
+        Some(Ok(shared)) => counted = engine.shared.quota.raise(&allowance, &day, shared),
+        Some(Err(e)) => {
+            tracing::warn!(account = %account.name, error = %e, "cannot count this fetch in the shared store; counted on this host only");
         }
+        None => {}
     }
     engine
         .shared
@@ -191,14 +193,11 @@ pub(crate) async fn count_fetch(engine: &Engine, account: &crate::engine::config
 
 /// Takes in the fleet's count of an account's allowance (another host fetched).
 pub(crate) async fn take_in_fetches(engine: &Engine, account: &crate::engine::config::Account) {
-    let (Some(allowance), Some(fleet)) =
-        (Allowance::of(&account.provider), engine.fleet().cloned())
-    else {
+    let Some(allowance) = Allowance::of(&account.provider) else {
         return;
     };
     let (day, _) = beijing_day(crate::engine::clock::now());
-    let (key, on) = (allowance.key.clone(), day.clone());
-    if let Ok(Ok(shared)) = tokio::task::spawn_blocking(move || fleet.fetches(&key, &on)).await {
+    if let Some(Ok(shared)) = engine.shared.sharing.fetches(&allowance.key, &day).await {
         let counted = engine.shared.quota.raise(&allowance, &day, shared);
         engine
             .shared

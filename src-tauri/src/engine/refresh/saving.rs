@@ -18,12 +18,10 @@ use crate::engine::events::EngineEvent;
 use crate::engine::history::{Outcome, Record, Trigger};
 use crate::engine::names::{AccountName, Deadline};
 use crate::engine::secret::TokenSet;
-use crate::engine::store::item::KeychainError;
+use crate::engine::store::item::{SecretKey, StoreError};
 use crate::engine::store::journal::seq;
 use crate::engine::{Engine, EngineError};
 
-/// Writes tried at once before the set is kept in memory and the write left to the scheduler.
-const QUICK_TRIES: u32 = 3;
 /// Backoff of the scheduler's write retries.
 const SAVE_RETRY: RetrySettings = RetrySettings {
     initial: Duration::from_secs(1),
@@ -40,7 +38,7 @@ pub(crate) struct Kept {
     pub seq: u64,
     /// In the token journal: durable, whatever the keychain said.
     pub journaled: bool,
-    pub saved: Result<(), KeychainError>,
+    pub saved: Result<(), StoreError>,
 }
 
 impl Kept {
@@ -103,34 +101,27 @@ impl Engine {
         false
     }
 
-    /// Writes a token set that is not a provider's answer (a consent's grant, a copy the
-    /// shared store lost), trying a few times.
-    pub(crate) async fn save_tokens(
+    /// Writes a consent's new set, trying a few times. It replaces whatever is stored,
+    /// newer or not.
+    pub(crate) async fn save_grant(
         &self,
         name: &AccountName,
         set: &TokenSet,
-    ) -> Result<(), KeychainError> {
+    ) -> Result<(), StoreError> {
+        self.shared.keychain.replace_next(name);
         self.save_tokens_at(name, set, seq::next()).await
     }
 
+    /// Writes a set, trying a few times before it is kept in memory and the write left to
+    /// the scheduler.
     async fn save_tokens_at(
         &self,
         name: &AccountName,
         set: &TokenSet,
         seq: u64,
-    ) -> Result<(), KeychainError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.shared.keychain.store_tokens_at(name, set, seq).await {
-                Ok(()) => return Ok(()),
-                Err(e) if attempt >= QUICK_TRIES => return Err(e),
-                Err(e) => {
-                    tracing::warn!(account = %name, error = %e, attempt, "keychain write failed, retrying");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                }
-            }
-        }
+    ) -> Result<(), StoreError> {
+        let keychain = &self.shared.keychain;
+        keychain.store_tokens_retrying(name, set, seq).await
     }
 
     /// Writes an unsaved set once (a replayed one only if the keychain's is older).
@@ -139,7 +130,7 @@ impl Engine {
         name: &AccountName,
         set: &TokenSet,
         unsaved: &Unsaved,
-    ) -> Result<Written, KeychainError> {
+    ) -> Result<Written, StoreError> {
         if unsaved.check_stored && self.stored_is_newer(name, unsaved.seq).await? {
             return Ok(Written::StoredWasNewer);
         }
@@ -170,7 +161,7 @@ impl Engine {
             Err(e) => {
                 let attempt = unsaved.attempt + 1;
                 let delay = timing::backoff(attempt, SAVE_RETRY, None, rand::random());
-                tracing::warn!(account = %name, error = %e, attempt, "keychain write failed again");
+                tracing::warn!(account = %name, error = %e, attempt, "{} write failed again", e.backing.name());
                 self.with_slot(name, |s| {
                     if let Some(u) = &mut s.unsaved {
                         u.attempt = attempt;
@@ -206,7 +197,11 @@ impl Engine {
         if !current {
             return;
         }
-        tracing::info!(account = %name, "the new token is now saved in the keychain");
+        let store = self
+            .shared
+            .keychain
+            .backing(&SecretKey::Tokens(name.clone()));
+        tracing::info!(account = %name, "the new token is now saved in the {}", store.name());
         self.record(Record {
             account: name.clone(),
             trigger: Trigger::Save,
@@ -261,9 +256,12 @@ impl Engine {
                 if let Some(journaled) = journaled {
                     failures.push(EngineError::Unsaved {
                         account: name.clone(),
-                        source: KeychainError {
-                            entry: crate::engine::store::item::SecretKey::Tokens(name.clone())
-                                .entry(),
+                        source: StoreError {
+                            backing: self
+                                .shared
+                                .keychain
+                                .backing(&SecretKey::Tokens(name.clone())),
+                            entry: SecretKey::Tokens(name.clone()).entry(),
                             message: format!(
                                 "not written: the last writes at exit stop after {} s",
                                 FLUSH_BOUND.as_secs()
@@ -290,7 +288,8 @@ impl Engine {
             tracing::error!(
                 unsaved = failures.len(),
                 journaled,
-                "token sets could not be saved in the keychain before exit; those in the token journal are written at the next start"
+                "token sets could not be saved in the {} before exit; those in the token journal are written at the next start",
+                failures.iter().find_map(EngineError::store_name).unwrap_or("store")
             );
         }
         failures

@@ -1,7 +1,10 @@
-//! What every secret store holds and the one trait they implement: keychain, sealed database
-//! and the fleet's shared store alike. A leaf, so that each store and the journal can name
-//! a key without depending on one another.
+//! What every secret store holds, how it fails, and the one trait they implement: keychain,
+//! sealed database and the fleet's shared store alike. A leaf, so that each store and the
+//! journal can name a key and an error without depending on one another.
 
+use std::path::PathBuf;
+
+use crate::engine::error::remedy::Remedy;
 use crate::engine::names::AccountName;
 use crate::engine::secret::Secret;
 
@@ -23,6 +26,17 @@ pub enum SecretKey {
     JournalKey,
 }
 
+/// Whose secret an item is, which decides where a store keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// An account's token set or client secret: the thousands, so the database store seals
+    /// them in its file, and what the hosts of a fleet share in Redis.
+    Account,
+    /// This machine's own (API keys, the engine's key, the store's, the journal's and
+    /// Redis's): a handful, always in the keychain, where the CLI reads them.
+    Machine,
+}
+
 impl SecretKey {
     pub fn entry(&self) -> String {
         match self {
@@ -35,21 +49,186 @@ impl SecretKey {
             Self::JournalKey => "journal:key".to_owned(),
         }
     }
+
+    /// The one definition of which items are shared (and sealed in the database store).
+    pub fn scope(&self) -> Scope {
+        match self {
+            Self::Tokens(_) | Self::ClientSecret(_) => Scope::Account,
+            Self::ApiKey(_)
+            | Self::EngineKey
+            | Self::StoreKey
+            | Self::RedisPassword
+            | Self::JournalKey => Scope::Machine,
+        }
+    }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("keychain item `{entry}`: {message}")]
-pub struct KeychainError {
+/// Where a failed call went. Each has its own remedy: a Redis outage or a damaged database
+/// file must not send anyone to unlock their keychain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backing {
+    /// The OS keychain (Secret Service, macOS Keychain, Windows Credential Manager).
+    Keychain,
+    /// The sealed database file of `[store] kind = "database"`.
+    Database { path: PathBuf },
+    /// The Redis of `[store] kind = "redis"`, by its configured URL (which never holds a
+    /// password: the config refuses one).
+    SharedStore { url: String },
+}
+
+impl Backing {
+    /// The store in a few words, for messages: "keychain", "sealed database", "shared store".
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Keychain => "keychain",
+            Self::Database { .. } => "sealed database",
+            Self::SharedStore { .. } => "shared store",
+        }
+    }
+
+    pub fn remedy(&self) -> Remedy {
+        match self {
+            Self::Keychain => Remedy::UnlockKeychain,
+            Self::Database { path } => Remedy::CheckStore {
+                store: format!("the sealed database {}", path.display()),
+            },
+            Self::SharedStore { url } => Remedy::CheckStore {
+                store: format!("the shared store (Redis at {url})"),
+            },
+        }
+    }
+}
+
+/// A store call that failed: which store, which item, and the store's own words.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{}: {message}", self.place())]
+pub struct StoreError {
+    pub backing: Backing,
     pub entry: String,
-    /// keyring's own message: it names the platform failure, never the stored value.
+    /// The store's own message: it names the failure, never the stored value.
     pub message: String,
 }
 
-/// A store of secret strings. The real one is the OS keychain; tests of pure logic use
-/// [`MemoryStore`].
+impl StoreError {
+    pub fn keychain(entry: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            backing: Backing::Keychain,
+            entry: entry.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn remedy(&self) -> Remedy {
+        self.backing.remedy()
+    }
+
+    fn place(&self) -> String {
+        match &self.backing {
+            Backing::Keychain => format!("keychain item `{}`", self.entry),
+            Backing::Database { path } => {
+                format!("sealed database {}, item `{}`", path.display(), self.entry)
+            }
+            Backing::SharedStore { url } => format!("shared store {url}, item `{}`", self.entry),
+        }
+    }
+}
+
+/// What a read found under a key that holds anything at all.
+#[derive(Debug)]
+pub struct Found {
+    /// `None`: deleted (a shared store keeps a deletion, sealed, so that it is known).
+    pub value: Option<Secret>,
+    /// The fence it was written with, in a shared store (`None`: anywhere else, or a shared
+    /// store's entry from before fences were sealed in, which vouches for none).
+    pub fence: Option<u64>,
+}
+
+/// What a write carries into a shared store, where several hosts write (see
+/// `fleet::fences`). A store only this host uses has nothing to compare it with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fence {
+    /// The last write wins: client secrets, and every write to a store only this host uses.
+    Unfenced,
+    /// A token set fetched under the lease with this fence (or written under a lease of its
+    /// own): it replaces anything not newer.
+    Leased(u64),
+    /// This host's copy of the set it holds, with that set's fence, stored again after the
+    /// shared store lost it or went back to an older one: it goes in only where nothing or
+    /// something strictly older is, so it never replaces a set fetched since.
+    Restore(u64),
+}
+
+/// A store of secret strings. The real ones are the OS keychain, the sealed database and a
+/// fleet's shared store; tests of pure logic use [`MemoryStore`](super::memory::MemoryStore).
 pub trait SecretStore: Send + Sync + 'static {
-    fn get(&self, key: &SecretKey) -> Result<Option<Secret>, KeychainError>;
-    fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), KeychainError>;
+    /// Where this store keeps `key`, for the errors of calls about it. Stores that keep an
+    /// item anywhere but the OS keychain say so.
+    fn backing(&self, _key: &SecretKey) -> Backing {
+        Backing::Keychain
+    }
+    fn get(&self, key: &SecretKey) -> Result<Option<Secret>, StoreError>;
+    fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), StoreError>;
     /// Deleting an absent item is not an error.
-    fn delete(&self, key: &SecretKey) -> Result<(), KeychainError>;
+    fn delete(&self, key: &SecretKey) -> Result<(), StoreError>;
+
+    /// Reads `key` with what only a shared store tells apart: `None` when nothing at all is
+    /// stored (never written, or lost: Redis restarted empty), else what is and its fence.
+    fn read(&self, key: &SecretKey) -> Result<Option<Found>, StoreError> {
+        Ok(self.get(key)?.map(|value| Found {
+            value: Some(value),
+            fence: None,
+        }))
+    }
+
+    /// Writes `value` (`None`: deletes it) carrying `fence`; `false` when a shared store
+    /// refused it because a newer write got there first.
+    fn write(
+        &self,
+        key: &SecretKey,
+        value: Option<&Secret>,
+        _fence: Fence,
+    ) -> Result<bool, StoreError> {
+        match value {
+            Some(value) => self.set(key, value)?,
+            None => self.delete(key)?,
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_store_names_itself_and_only_the_keychain_says_to_unlock_it() {
+        let redis = StoreError {
+            backing: Backing::SharedStore {
+                url: "redis://10.0.0.5:6379".into(),
+            },
+            entry: "tokens:fb".into(),
+            message: "Connection refused".into(),
+        };
+        assert_eq!(
+            redis.to_string(),
+            "shared store redis://10.0.0.5:6379, item `tokens:fb`: Connection refused"
+        );
+        assert_eq!(
+            redis.remedy(),
+            Remedy::CheckStore {
+                store: "the shared store (Redis at redis://10.0.0.5:6379)".into()
+            }
+        );
+        let database = StoreError {
+            backing: Backing::Database {
+                path: "/d/secrets.sqlite3".into(),
+            },
+            ..redis.clone()
+        };
+        assert!(!database.to_string().contains("keychain"), "{database}");
+        assert_ne!(database.remedy(), Remedy::UnlockKeychain);
+        let keychain = StoreError::keychain("tokens:fb", "locked");
+        assert_eq!(keychain.to_string(), "keychain item `tokens:fb`: locked");
+        assert_eq!(keychain.remedy(), Remedy::UnlockKeychain);
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::item::{KeychainError, SecretKey, SecretStore};
+use super::item::{SecretKey, SecretStore, StoreError};
 use crate::engine::secret::Secret;
 
 pub struct OsKeychain {
@@ -19,22 +19,19 @@ impl OsKeychain {
         }
     }
 
-    fn entry(&self, key: &SecretKey) -> Result<keyring::Entry, KeychainError> {
+    fn entry(&self, key: &SecretKey) -> Result<keyring::Entry, StoreError> {
         keyring::Entry::new(&self.service, &key.entry()).map_err(|e| fail(key, e))
     }
 }
 
-fn fail(key: &SecretKey, e: keyring::Error) -> KeychainError {
+fn fail(key: &SecretKey, e: keyring::Error) -> StoreError {
     let message = match e {
         keyring::Error::NoStorageAccess(_) | keyring::Error::PlatformFailure(_) => format!(
             "the keychain is not reachable ({e}); on Linux a Secret Service (gnome-keyring, KWallet) must run and be unlocked"
         ),
         other => other.to_string(),
     };
-    KeychainError {
-        entry: key.entry(),
-        message,
-    }
+    StoreError::keychain(key.entry(), message)
 }
 
 /// Whether a failed call died with the Secret Service mid-call (D-Bus `NoReply`): gnome-keyring
@@ -62,7 +59,7 @@ fn once_more_if_the_service_died<T>(
 }
 
 impl SecretStore for OsKeychain {
-    fn get(&self, key: &SecretKey) -> Result<Option<Secret>, KeychainError> {
+    fn get(&self, key: &SecretKey) -> Result<Option<Secret>, StoreError> {
         let entry = self.entry(key)?;
         match once_more_if_the_service_died(|| entry.get_password()) {
             Ok(value) => Ok(Some(Secret::new(value))),
@@ -70,12 +67,12 @@ impl SecretStore for OsKeychain {
             Err(e) => Err(fail(key, e)),
         }
     }
-    fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), KeychainError> {
+    fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), StoreError> {
         let entry = self.entry(key)?;
         once_more_if_the_service_died(|| entry.set_password(value.expose()))
             .map_err(|e| fail(key, e))
     }
-    fn delete(&self, key: &SecretKey) -> Result<(), KeychainError> {
+    fn delete(&self, key: &SecretKey) -> Result<(), StoreError> {
         let entry = self.entry(key)?;
         match once_more_if_the_service_died(|| entry.delete_credential()) {
             Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
@@ -107,19 +104,19 @@ struct FaultyWrites {
 
 #[cfg(debug_assertions)]
 impl SecretStore for FaultyWrites {
-    fn get(&self, key: &SecretKey) -> Result<Option<Secret>, KeychainError> {
+    fn get(&self, key: &SecretKey) -> Result<Option<Secret>, StoreError> {
         self.inner.get(key)
     }
-    fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), KeychainError> {
+    fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), StoreError> {
         if self.flag.exists() {
-            return Err(KeychainError {
-                entry: key.entry(),
-                message: "the keychain refused the write (fault injected by the test hook)".into(),
-            });
+            return Err(StoreError::keychain(
+                key.entry(),
+                "the keychain refused the write (fault injected by the test hook)",
+            ));
         }
         self.inner.set(key, value)
     }
-    fn delete(&self, key: &SecretKey) -> Result<(), KeychainError> {
+    fn delete(&self, key: &SecretKey) -> Result<(), StoreError> {
         self.inner.delete(key)
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::item::{KeychainError, SecretKey, SecretStore};
+use super::item::{SecretKey, SecretStore, StoreError};
 use crate::engine::secret::Secret;
 
 /// In-memory store for unit tests of engine logic. `fail_writes` and `fail_reads` simulate
@@ -17,12 +17,9 @@ pub struct MemoryStore {
 }
 
 impl SecretStore for MemoryStore {
-    fn get(&self, key: &SecretKey) -> Result<Option<Secret>, KeychainError> {
+    fn get(&self, key: &SecretKey) -> Result<Option<Secret>, StoreError> {
         if self.fail_reads.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(KeychainError {
-                entry: key.entry(),
-                message: "locked (test)".into(),
-            });
+            return Err(StoreError::keychain(key.entry(), "locked (test)"));
         }
         Ok(self
             .items
@@ -31,12 +28,9 @@ impl SecretStore for MemoryStore {
             .get(&key.entry())
             .cloned())
     }
-    fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), KeychainError> {
+    fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), StoreError> {
         if self.fail_writes.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(KeychainError {
-                entry: key.entry(),
-                message: "locked (test)".into(),
-            });
+            return Err(StoreError::keychain(key.entry(), "locked (test)"));
         }
         self.items
             .lock()
@@ -44,7 +38,7 @@ impl SecretStore for MemoryStore {
             .insert(key.entry(), value.clone());
         Ok(())
     }
-    fn delete(&self, key: &SecretKey) -> Result<(), KeychainError> {
+    fn delete(&self, key: &SecretKey) -> Result<(), StoreError> {
         self.items.lock().expect("poisoned").remove(&key.entry());
         Ok(())
     }

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use crate::engine::config::{edit, Config, StoreKind};
 use crate::engine::lock::{self, Role};
 use crate::engine::paths::Context;
-use crate::engine::store::item::{KeychainError, SecretKey, SecretStore};
-use crate::engine::store::store_for;
+use crate::engine::store::item::{SecretKey, SecretStore, StoreError};
 
 #[derive(Debug)]
 pub struct Migrated {
@@ -32,17 +31,19 @@ pub enum MigrateError {
     #[error("data dir {0}; nothing was changed")]
     DataDir(#[from] crate::engine::system::private::PlaceError),
     #[error("{0}; nothing was changed")]
-    Open(#[from] crate::engine::store::sealed::OpenError),
+    Open(#[from] crate::engine::store::OpenError),
+    #[error("a shared (redis) store cannot be moved to or from; `store migrate` moves between keychain and database; nothing was changed")]
+    NotMovable,
     #[error("reading from the {from} store: {source}; nothing was changed")]
     Read {
         from: &'static str,
-        source: KeychainError,
+        source: StoreError,
     },
     #[error("writing to the {to} store: {source}; the {from} store still holds everything and the config is unchanged")]
     Write {
         from: &'static str,
         to: &'static str,
-        source: KeychainError,
+        source: StoreError,
     },
     #[error("`{entry}` read back from the {to} store differs from what was written; the {from} store still holds everything and the config is unchanged")]
     Mismatch {
@@ -54,7 +55,7 @@ pub enum MigrateError {
     Cleanup {
         from: &'static str,
         to: &'static str,
-        source: KeychainError,
+        source: StoreError,
     },
 }
 
@@ -76,7 +77,13 @@ pub fn migrate(ctx: &Context, to: StoreKind) -> Result<Migrated, MigrateError> {
     }
     let _lock = lock::acquire(&ctx.lock_place(), Role::Cli, Duration::from_secs(30))?;
     crate::engine::system::private::own_dir(&ctx.data_dir, crate::engine::paths::DATA_DIR_REMEDY)?;
-    let open = |kind: StoreKind| store_for(kind, &ctx.keychain_service, &ctx.data_dir);
+    if from == StoreKind::Redis || to == StoreKind::Redis {
+        return Err(MigrateError::NotMovable);
+    }
+    let open = |kind: StoreKind| {
+        crate::engine::store::open(kind, None, &ctx.keychain_service, &ctx.data_dir)
+            .map(|opened| opened.store)
+    };
     let source = open(from)?;
     let target = open(to)?;
     let keys: Vec<SecretKey> = config
@@ -124,7 +131,7 @@ pub fn migrate(ctx: &Context, to: StoreKind) -> Result<Migrated, MigrateError> {
 }
 
 enum Copy {
-    Write(KeychainError),
+    Write(StoreError),
     Mismatch,
 }
 

@@ -2,6 +2,13 @@
 //! sealed in SQLite, its key in the keychain), or the fleet (Redis, shared by several hosts),
 //! plus the token journal that makes a provider's answer durable before the store has it, and
 //! the migration between the first two.
+//! * `item`     the keys, `StoreError`, and the one trait every store implements
+//! * `keychain` the OS keychain          * `sealed`  the sealed database
+//! * `fleet`    a shared Redis: coordinator (leases, fences, pub/sub) and its store
+//! * `sharing`  what being in a fleet changes for reads and writes  * `restore` what it lost
+//! * `client`   the async face the engine uses                      * `journal` `migrate`
+//!
+//! [`open`] is the one place a store is chosen.
 
 pub mod client;
 pub mod fleet;
@@ -10,33 +17,68 @@ pub mod journal;
 pub mod keychain;
 pub mod memory;
 pub mod migrate;
+mod restore;
 pub mod sealed;
+mod sharing;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::engine::config::fleet::FleetSettings;
 use crate::engine::config::StoreKind;
 use item::SecretStore;
 use keychain::os_store;
+pub use restore::Kept;
+pub use sharing::Sharing;
 
-/// Where this machine keeps secrets for `kind`: the OS keychain, or the sealed database in
-/// the data dir with its key (and API keys) in the keychain.
-pub fn store_for(
+/// A store the factory opened: what the engine reads and writes through the one trait,
+/// and whether (and with which fleet) it is shared.
+pub struct Opened {
+    pub store: Arc<dyn SecretStore>,
+    pub sharing: Sharing,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Database(#[from] sealed::OpenError),
+    #[error(transparent)]
+    Shared(#[from] fleet::FleetError),
+    #[error("a shared (redis) store needs its `[store]` settings")]
+    NoSharedSettings,
+}
+
+/// Opens the store of `kind`: the OS keychain; the sealed database in the data dir with its
+/// key (and this machine's own secrets) in the keychain; or a fleet's shared Redis, reached
+/// with `fleet` and its key proved before anything is written. Blocks.
+pub fn open(
     kind: StoreKind,
+    fleet: Option<&FleetSettings>,
     service: &str,
-    data_dir: &std::path::Path,
-) -> Result<Arc<dyn SecretStore>, sealed::OpenError> {
+    data_dir: &Path,
+) -> Result<Opened, OpenError> {
     let keychain = os_store(service);
-    Ok(match kind {
-        StoreKind::Keychain => keychain,
-        StoreKind::Database => {
+    let alone = |store| Opened {
+        store,
+        sharing: Sharing::Alone,
+    };
+    Ok(match (kind, fleet) {
+        (StoreKind::Keychain, _) => alone(keychain),
+        (StoreKind::Database, _) => {
             let sealed = sealed::SealedStore::open(&sealed_path(data_dir), keychain.clone())?;
-            Arc::new(sealed::Routed {
+            alone(Arc::new(sealed::Routed {
                 sealed: Arc::new(sealed),
                 keychain,
-            })
+            }))
         }
-        // The engine opens a shared store itself (it needs the fleet, not only a store).
-        StoreKind::Redis => return Err(sealed::OpenError::NotMovable),
+        (StoreKind::Redis, Some(settings)) => {
+            let fleet = Arc::new(fleet::Fleet::open(settings, &keychain)?);
+            Opened {
+                store: fleet.store.clone(),
+                sharing: Sharing::Fleet(fleet),
+            }
+        }
+        (StoreKind::Redis, None) => return Err(OpenError::NoSharedSettings),
     })
 }
 
@@ -56,6 +98,6 @@ pub fn store_advice(kind: StoreKind, accounts: usize) -> Option<String> {
 }
 
 /// The sealed database store's file.
-pub fn sealed_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+pub fn sealed_path(data_dir: &Path) -> PathBuf {
     data_dir.join("secrets.sqlite3")
 }

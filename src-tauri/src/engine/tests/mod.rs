@@ -86,7 +86,7 @@ pub(crate) fn parts(config: Config, store: Arc<dyn SecretStore>, dir: &std::path
         data_dir: dir.to_owned(),
         lock_place: None,
         lock: None,
-        fleet: None,
+        sharing: crate::engine::store::Sharing::Alone,
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::engine::config::Config;
 use crate::engine::names::AccountName;
 use crate::engine::secret::Secret;
-use crate::engine::store::item::{KeychainError, SecretKey, SecretStore};
+use crate::engine::store::item::{SecretKey, SecretStore, StoreError};
 use crate::engine::store::memory::MemoryStore;
 use crate::engine::tests::{endpoint, parts};
 use crate::engine::{Engine, EngineError};
@@ -22,16 +22,16 @@ struct SlowStore {
 }
 
 impl SecretStore for SlowStore {
-    fn get(&self, key: &SecretKey) -> Result<Option<Secret>, KeychainError> {
+    fn get(&self, key: &SecretKey) -> Result<Option<Secret>, StoreError> {
         self.inner.get(key)
     }
-    fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), KeychainError> {
+    fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), StoreError> {
         if self.slow.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_secs(4));
         }
         self.inner.set(key, value)
     }
-    fn delete(&self, key: &SecretKey) -> Result<(), KeychainError> {
+    fn delete(&self, key: &SecretKey) -> Result<(), StoreError> {
         self.inner.delete(key)
     }
 }

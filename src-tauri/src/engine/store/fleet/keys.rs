@@ -86,8 +86,21 @@ fn read_key_file(path: &Path) -> Result<Option<Secret>, FleetError> {
     }
 }
 
+/// A new store key, as `TOKENWARDEN_STORE_KEY`, key files and the keychain item hold it.
+pub fn new_key() -> Result<Secret, FleetError> {
+    crate::engine::store::sealed::new_key_text(&ring::rand::SystemRandom::new())
+        .ok_or_else(|| FleetError::Key("the system's random number generator failed".into()))
+}
+
+/// `store init`: a new key where this host reads it from (`service`'s keychain item, unless
+/// the environment or `store.key_file` is where); never over one.
+pub fn init_key(settings: &FleetSettings, service: &str) -> Result<KeySource, FleetError> {
+    let keychain = crate::engine::store::keychain::os_store(service);
+    write_new_key(settings, keychain.as_ref(), &new_key()?)
+}
+
 /// Writes a new key where this host reads it from; never replaces one.
-pub fn write_new_key(
+pub(super) fn write_new_key(
     settings: &FleetSettings,
     keychain: &dyn SecretStore,
     key: &Secret,

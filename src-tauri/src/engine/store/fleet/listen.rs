@@ -3,11 +3,13 @@
 //! away) it says so, because messages published meanwhile are lost: the engine then
 //! re-reads every account.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Fleet;
+use tokio::sync::broadcast;
+
+use super::link::Link;
 use crate::engine::names::AccountName;
 
 /// How often a quiet subscription looks at whether the fleet was dropped.
@@ -38,22 +40,44 @@ fn heard(payload: &str, me: &str) -> Option<Heard> {
     name.parse().ok().map(Heard::Changed)
 }
 
-pub(super) fn start(fleet: &Arc<Fleet>) {
-    let weak = Arc::downgrade(fleet);
-    let stop = fleet.stop.clone();
+/// What the subscription shares with the coordinator: what it heard, whether it is up,
+/// and when to stop.
+pub(super) struct Hearing {
+    pub heard: broadcast::Sender<Heard>,
+    /// Whether the subscription is up (for `/metrics`).
+    pub subscribed: AtomicBool,
+    pub stop: AtomicBool,
+}
+
+impl Hearing {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            heard: broadcast::channel(4096).0,
+            subscribed: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        })
+    }
+}
+
+/// Hears on `link`'s channel until told to stop or `hearing` is dropped.
+pub(super) fn start(link: &Arc<Link>, hearing: &Arc<Hearing>) {
+    let (link, weak) = (link.clone(), Arc::downgrade(hearing));
     let spawned = std::thread::Builder::new()
         .name("fleet-listen".into())
         .spawn(move || {
             let mut first = true;
-            while !stop.load(Ordering::SeqCst) {
-                let Some(fleet) = weak.upgrade() else { return };
-                match subscribe(&fleet, &stop, &mut first) {
+            loop {
+                let Some(hearing) = weak.upgrade() else { return };
+                if hearing.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                match subscribe(&link, &hearing, &mut first) {
                     Ok(()) => return,
                     Err(e) => {
-                        tracing::warn!(error = %fleet.fail(&e), "not hearing the other hosts; subscribing again");
+                        tracing::warn!(error = %link.fail(&e), "not hearing the other hosts; subscribing again");
                     }
                 }
-                drop(fleet);
+                drop(hearing);
                 std::thread::sleep(RETRY);
             }
         });
@@ -63,16 +87,13 @@ pub(super) fn start(fleet: &Arc<Fleet>) {
 }
 
 /// Subscribes and forwards messages until the fleet stops (`Ok`) or the connection fails.
-fn subscribe(
-    fleet: &Fleet,
-    stop: &std::sync::atomic::AtomicBool,
-    first: &mut bool,
-) -> redis::RedisResult<()> {
-    let mut conn = fleet
+fn subscribe(link: &Link, fleet: &Hearing, first: &mut bool) -> redis::RedisResult<()> {
+    let stop = &fleet.stop;
+    let mut conn = link
         .client
-        .get_connection_with_timeout(super::CONNECT_TIMEOUT)?;
+        .get_connection_with_timeout(super::link::CONNECT_TIMEOUT)?;
     let mut pubsub = conn.as_pubsub();
-    pubsub.subscribe(fleet.channel())?;
+    pubsub.subscribe(link.channel())?;
     pubsub.set_read_timeout(Some(TICK))?;
     fleet.subscribed.store(true, Ordering::SeqCst);
     if !std::mem::take(first) {
@@ -91,7 +112,7 @@ fn subscribe(
         match pubsub.get_message() {
             Ok(msg) => {
                 let payload: String = msg.get_payload().unwrap_or_default();
-                if let Some(h) = heard(&payload, &fleet.me) {
+                if let Some(h) = heard(&payload, &link.me) {
                     let _ = fleet.heard.send(h);
                 }
             }

@@ -1,11 +1,22 @@
 //! The lease, the fence and the seal against a real `redis-server` (make test installs it):
 //! a host that outlived its lease, Redis that lost everything, Redis that went back to an
 //! older state, blobs moved or given another fence, and blobs in the format from before
-//! fences were sealed in. Each host is a `Fleet` of its own on the same Redis.
+//! fences were sealed in. Each host is a `Fleet` of its own on the same Redis, read and
+//! written through the store's client as the engine does.
+
+use std::time::Duration;
+
+use ring::rand::SystemRandom;
 
 use super::scripts::Mode;
 use super::*;
+use crate::engine::names::AccountName;
+use crate::engine::secret::Secret;
+use crate::engine::store::client::Keychain;
+use crate::engine::store::item::SecretKey;
 use crate::engine::store::memory::MemoryStore;
+use crate::engine::store::sharing::Judged;
+use crate::engine::store::Sharing;
 
 struct Redis(std::process::Child);
 
@@ -59,37 +70,61 @@ fn host(port: u16, name: &str, key_file: &std::path::Path) -> Arc<Fleet> {
         host: Some(name.into()),
     };
     let keychain: Arc<dyn SecretStore> = Arc::new(MemoryStore::default());
-    Fleet::open(&settings, &keychain).unwrap()
+    Arc::new(Fleet::open(&settings, &keychain).unwrap())
 }
 
-fn store(fleet: &Arc<Fleet>) -> FleetStore {
-    FleetStore {
-        fleet: fleet.clone(),
-        keychain: Arc::new(MemoryStore::default()),
-    }
+/// The store as the engine of host `fleet` reads and writes it.
+fn store(fleet: &Arc<Fleet>) -> Keychain {
+    Keychain::new(fleet.store.clone()).sharing(Sharing::Fleet(fleet.clone()))
 }
 
 fn fb() -> AccountName {
     "fb".parse().unwrap()
 }
 
-/// What the store's `get` answers, as text (`None`: nothing adopted).
-fn read(store: &FleetStore, key: &SecretKey) -> Option<String> {
-    store.get(key).unwrap().map(|s| s.expose().to_owned())
+/// What the store answers, as text (`None`: nothing adopted).
+async fn read(store: &Keychain, key: &SecretKey) -> Option<String> {
+    match store.read(key).await.unwrap() {
+        Judged::Value(value) => value.map(|s| s.expose().to_owned()),
+        Judged::Behind => None,
+    }
+}
+
+/// Writes `text` as the engine writes a set: with the fence the coordinator chooses.
+async fn set(store: &Keychain, key: &SecretKey, text: &str) {
+    store
+        .write(key.clone(), Some(Secret::new(text)), |_| {})
+        .await
+        .unwrap();
+}
+
+/// Whether the last read of `key` found nothing at all (never stored, or lost by Redis).
+fn lost(fleet: &Fleet, key: &SecretKey) -> bool {
+    fleet.store.read(key).unwrap().is_none()
+}
+
+/// Whether this host's copy of `key` is to be stored again: Redis lost it, or holds an
+/// older set than this host.
+async fn behind(fleet: &Arc<Fleet>, key: &SecretKey) -> bool {
+    matches!(store(fleet).read(key).await.unwrap(), Judged::Behind)
 }
 
 /// A refresh on `fleet`: lease, write, release. Its fence.
-fn refresh(fleet: &Arc<Fleet>, text: &str) -> u64 {
-    let fence = fleet.acquire(&fb()).unwrap().expect("a free lease");
-    store(fleet)
-        .set(&SecretKey::Tokens(fb()), &Secret::new(text))
-        .unwrap();
-    fleet.release(&fb(), fence).unwrap();
+async fn refresh(fleet: &Arc<Fleet>, text: &str) -> u64 {
+    let fence = fleet
+        .coordinator
+        .acquire(&fb())
+        .unwrap()
+        .expect("a free lease");
+    set(&store(fleet), &SecretKey::Tokens(fb()), text).await;
+    fleet.coordinator.release_now(&fb(), fence).unwrap();
     fence
 }
 
 fn raw(fleet: &Fleet, args: &[&str]) -> Vec<String> {
     fleet
+        .store
+        .link
         .call(|c| {
             let mut cmd = redis::cmd(args[0]);
             for arg in &args[1..] {
@@ -107,8 +142,8 @@ fn raw(fleet: &Fleet, args: &[&str]) -> Vec<String> {
         .unwrap()
 }
 
-#[test]
-fn a_host_that_outlived_its_lease_cannot_overwrite_a_newer_set() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_outlived_its_lease_cannot_overwrite_a_newer_set() {
     let (_redis, port) = redis();
     let dir = tempfile::tempdir().unwrap();
     let key_file = key_file(&dir);
@@ -117,36 +152,49 @@ fn a_host_that_outlived_its_lease_cannot_overwrite_a_newer_set() {
     let entry = SecretKey::Tokens(name.clone()).entry();
     let text = |t: &str| Secret::new(t);
 
-    let fa = a.acquire(&name).unwrap().expect("a free lease");
-    assert_eq!(b.acquire(&name).unwrap(), None, "a holds it");
+    let fa = a.coordinator.acquire(&name).unwrap().expect("a free lease");
+    assert_eq!(b.coordinator.acquire(&name).unwrap(), None, "a holds it");
     assert!(a
+        .store
         .write_blob(&entry, fa, Mode::Lease, Some(&text("first")))
         .unwrap());
     // `a` stalls past its lease; `b` takes over and stores a newer set.
     std::thread::sleep(Duration::from_millis(1300));
-    let fb = b.acquire(&name).unwrap().expect("a lapsed lease");
+    let fb = b
+        .coordinator
+        .acquire(&name)
+        .unwrap()
+        .expect("a lapsed lease");
     assert!(fb > fa);
     assert!(b
+        .store
         .write_blob(&entry, fb, Mode::Lease, Some(&text("newer")))
         .unwrap());
     // `a` wakes up with its answer: its lease is gone and its write is refused.
-    assert!(!a.renew(&name).unwrap());
+    assert!(!a.coordinator.renew_now(&name).unwrap());
     assert!(!a
+        .store
         .write_blob(&entry, fa, Mode::Lease, Some(&text("older")))
         .unwrap());
     assert_eq!(
-        read(&store(&a), &SecretKey::Tokens(name.clone())).unwrap(),
+        read(&store(&a), &SecretKey::Tokens(name.clone()))
+            .await
+            .unwrap(),
         "newer"
     );
     // Releasing someone else's lease does nothing.
-    a.release(&name, fa).unwrap();
-    assert_eq!(a.acquire(&name).unwrap(), None, "b still holds it");
-    b.release(&name, fb).unwrap();
-    assert!(a.acquire(&name).unwrap().unwrap() > fb);
+    a.coordinator.release_now(&name, fa).unwrap();
+    assert_eq!(
+        a.coordinator.acquire(&name).unwrap(),
+        None,
+        "b still holds it"
+    );
+    b.coordinator.release_now(&name, fb).unwrap();
+    assert!(a.coordinator.acquire(&name).unwrap().unwrap() > fb);
 }
 
-#[test]
-fn after_redis_lost_everything_the_newer_of_two_copies_wins_in_either_order() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_redis_lost_everything_the_newer_of_two_copies_wins_in_either_order() {
     let (_redis, port) = redis();
     let dir = tempfile::tempdir().unwrap();
     let key_file = key_file(&dir);
@@ -160,48 +208,48 @@ fn after_redis_lost_everything_the_newer_of_two_copies_wins_in_either_order() {
         let (sa, sb) = (store(&a), store(&b));
         // `c` refreshes and stores X, which `a` and `b` read; `b` refreshes and stores Y,
         // which `a` (that never refreshed) does not hear of.
-        refresh(&c, "X");
-        assert_eq!(read(&sa, &tokens).unwrap(), "X");
-        assert_eq!(read(&sb, &tokens).unwrap(), "X");
-        refresh(&b, "Y");
+        refresh(&c, "X").await;
+        assert_eq!(read(&sa, &tokens).await.unwrap(), "X");
+        assert_eq!(read(&sb, &tokens).await.unwrap(), "X");
+        refresh(&b, "Y").await;
         // Redis restarts empty; both hosts store their copy again.
         raw(&a, &["FLUSHALL"]);
-        assert!(read(&sa, &tokens).is_none() && a.lost(&tokens));
+        assert!(read(&sa, &tokens).await.is_none() && lost(&a, &tokens));
         if newer_first {
-            sb.set(&tokens, &Secret::new("Y")).unwrap();
-            sa.set(&tokens, &Secret::new("X")).unwrap();
+            set(&sb, &tokens, "Y").await;
+            set(&sa, &tokens, "X").await;
         } else {
-            sa.set(&tokens, &Secret::new("X")).unwrap();
-            sb.set(&tokens, &Secret::new("Y")).unwrap();
+            set(&sa, &tokens, "X").await;
+            set(&sb, &tokens, "Y").await;
         }
         assert_eq!(
-            read(&sa, &tokens).unwrap(),
+            read(&sa, &tokens).await.unwrap(),
             "Y",
             "newer first: {newer_first}"
         );
     }
 }
 
-#[test]
-fn a_copy_stored_again_never_replaces_a_set_fetched_since_even_at_the_same_fence() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_stored_again_never_replaces_a_set_fetched_since_even_at_the_same_fence() {
     let (_redis, port) = redis();
     let dir = tempfile::tempdir().unwrap();
     let key_file = key_file(&dir);
     let (a, c) = (host(port, "a", &key_file), host(port, "c", &key_file));
     let (sa, sc) = (store(&a), store(&c));
     let tokens = SecretKey::Tokens(fb());
-    let first = refresh(&c, "Y");
-    assert_eq!(read(&sa, &tokens).unwrap(), "Y");
+    let first = refresh(&c, "Y").await;
+    assert_eq!(read(&sa, &tokens).await.unwrap(), "Y");
     // Redis loses everything, its fence counter too; `a` finds the set gone.
     raw(&a, &["FLUSHALL"]);
-    assert!(read(&sa, &tokens).is_none() && a.behind(&tokens));
+    assert!(read(&sa, &tokens).await.is_none() && behind(&a, &tokens).await);
     // Before `a` stores its copy again, `c` refreshes: its new lease is above every fence it
     // has seen, though Redis counts from zero again.
-    let second = refresh(&c, "Z");
+    let second = refresh(&c, "Z").await;
     // `a`'s copy (Y, whose refresh token Z's refresh consumed) comes too late: refused.
-    sa.set(&tokens, &Secret::new("Y")).unwrap();
+    set(&sa, &tokens, "Y").await;
     assert_eq!(
-        read(&sc, &tokens).unwrap(),
+        read(&sc, &tokens).await.unwrap(),
         "Z",
         "a copy stored again replaced the set fetched since"
     );
@@ -209,36 +257,41 @@ fn a_copy_stored_again_never_replaces_a_set_fetched_since_even_at_the_same_fence
         second > first,
         "a new lease took fence {second} after {first}"
     );
-    assert_eq!(read(&sa, &tokens).unwrap(), "Z", "a takes the newer set");
-    assert!(!a.behind(&tokens));
+    assert_eq!(
+        read(&sa, &tokens).await.unwrap(),
+        "Z",
+        "a takes the newer set"
+    );
+    assert!(!behind(&a, &tokens).await);
 }
 
-#[test]
-fn an_older_set_put_back_in_redis_is_not_adopted_and_a_moved_or_refenced_blob_does_not_open() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_set_put_back_in_redis_is_not_adopted_and_a_moved_or_refenced_blob_does_not_open()
+{
     let (_redis, port) = redis();
     let dir = tempfile::tempdir().unwrap();
     let key_file = key_file(&dir);
     let (a, b) = (host(port, "a", &key_file), host(port, "b", &key_file));
     let (sa, sb) = (store(&a), store(&b));
     let tokens = SecretKey::Tokens(fb());
-    let entry = a.secret_key(&tokens.entry());
-    refresh(&b, "X");
+    let entry = a.store.link.secret_key(&tokens.entry());
+    refresh(&b, "X").await;
     let snapshot = raw(&a, &["HGETALL", &entry]);
-    assert_eq!(read(&sa, &tokens).unwrap(), "X");
-    let newer = refresh(&b, "Y");
-    assert_eq!(read(&sa, &tokens).unwrap(), "Y");
+    assert_eq!(read(&sa, &tokens).await.unwrap(), "X");
+    let newer = refresh(&b, "Y").await;
+    assert_eq!(read(&sa, &tokens).await.unwrap(), "Y");
 
     // Redis goes back to X (a snapshot, a replica, a backup): neither host adopts it.
     let mut args = vec!["HSET", &entry];
     args.extend(snapshot.iter().map(String::as_str));
     raw(&a, &["DEL", &entry]);
     raw(&a, &args);
-    assert!(read(&sa, &tokens).is_none() && a.behind(&tokens) && !a.lost(&tokens));
-    assert!(read(&sb, &tokens).is_none() && b.behind(&tokens));
+    assert!(read(&sa, &tokens).await.is_none() && behind(&a, &tokens).await && !lost(&a, &tokens));
+    assert!(read(&sb, &tokens).await.is_none() && behind(&b, &tokens).await);
     // `a` stores its copy again; the fence it carries is Y's.
-    sa.set(&tokens, &Secret::new("Y")).unwrap();
+    set(&sa, &tokens, "Y").await;
     assert_eq!(raw(&a, &["HGET", &entry, "fence"]), [newer.to_string()]);
-    assert_eq!(read(&sb, &tokens).unwrap(), "Y");
+    assert_eq!(read(&sb, &tokens).await.unwrap(), "Y");
 
     // X's blob beside a raised fence, or under another account, does not open.
     let blob_of = |fields: &[String]| {
@@ -248,42 +301,66 @@ fn an_older_set_put_back_in_redis_is_not_adopted_and_a_moved_or_refenced_blob_do
     let old_blob = blob_of(&snapshot);
     let raised = (newer + 5).to_string();
     raw(&a, &["HSET", &entry, "fence", &raised, "blob", &old_blob]);
-    let e = sa.get(&tokens).unwrap_err();
+    let e = sa.get(tokens.clone()).await.unwrap_err();
     assert!(e.to_string().contains("does not open"), "{e}");
-    let other = a.secret_key("tokens:wx");
+    let other = a.store.link.secret_key("tokens:wx");
     let y_blob = blob_of(&raw(&a, &["HGETALL", &entry]));
     raw(&a, &["HSET", &other, "fence", "1", "blob", &y_blob]);
     let wx = SecretKey::Tokens("wx".parse().unwrap());
-    assert!(sa.get(&wx).is_err());
+    assert!(sa.get(wx).await.is_err());
 }
 
-#[test]
-fn an_old_format_set_is_adopted_only_by_a_host_that_holds_none_and_never_wins_over_a_held_one() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_format_set_is_adopted_only_by_a_host_that_holds_none_and_never_wins_over_a_held_one(
+) {
     let (_redis, port) = redis();
     let dir = tempfile::tempdir().unwrap();
     let key_file = key_file(&dir);
     let (a, b) = (host(port, "a", &key_file), host(port, "b", &key_file));
     let tokens = SecretKey::Tokens(fb());
-    let entry = a.secret_key(&tokens.entry());
-    let held = refresh(&a, "held by a");
+    let entry = a.store.link.secret_key(&tokens.entry());
+    let held = refresh(&a, "held by a").await;
     // A v1 blob (only the entry name bound), with a fence field nobody vouches for.
     let (mut v1, sealed) =
-        crate::engine::store::sealed::seal_text(&a.rng, &a.key, &tokens.entry(), "old").unwrap();
+        crate::engine::store::sealed::seal_text(&a.store.rng, &a.store.key, &tokens.entry(), "old")
+            .unwrap();
     v1.extend_from_slice(&sealed);
     let v1 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, v1);
     raw(&a, &["HSET", &entry, "fence", "1000", "blob", &v1]);
     // `a` holds a set: the old-format one is not adopted. `b` holds nothing: it is.
-    assert!(read(&store(&a), &tokens).is_none() && a.behind(&tokens));
-    assert_eq!(read(&store(&b), &tokens).unwrap(), "old");
+    assert!(read(&store(&a), &tokens).await.is_none() && behind(&a, &tokens).await);
+    assert_eq!(read(&store(&b), &tokens).await.unwrap(), "old");
     // `a`'s copy goes back over it: a set a host holds is newer than one nobody vouches for.
-    store(&a).set(&tokens, &Secret::new("held by a")).unwrap();
+    set(&store(&a), &tokens, "held by a").await;
     assert_eq!(raw(&a, &["HGET", &entry, "fence"])[0], held.to_string());
-    assert_eq!(read(&store(&b), &tokens).unwrap(), "held by a");
+    assert_eq!(read(&store(&b), &tokens).await.unwrap(), "held by a");
     // Refreshes go on in the new format.
-    let fence = refresh(&b, "new");
+    let fence = refresh(&b, "new").await;
     assert!(fence > held, "{fence}");
     assert!(raw(&a, &["HGET", &entry, "blob"])[0].starts_with("v2:"));
-    assert_eq!(read(&store(&a), &tokens).unwrap(), "new");
+    assert_eq!(read(&store(&a), &tokens).await.unwrap(), "new");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_went_away_is_named_and_nobody_is_told_to_unlock_their_keychain() {
+    let (redis, port) = redis();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = key_file(&dir);
+    let a = host(port, "a", &key_file);
+    drop(redis);
+    let e = store(&a).get(SecretKey::Tokens(fb())).await.unwrap_err();
+    let url = format!("redis://127.0.0.1:{port}");
+    assert!(
+        e.to_string().starts_with(&format!("shared store {url}")),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("keychain"), "{e}");
+    assert_eq!(
+        e.remedy(),
+        crate::engine::error::Remedy::CheckStore {
+            store: format!("the shared store (Redis at {url})")
+        }
+    );
 }
 
 #[test]

@@ -35,7 +35,7 @@ use zeroize::Zeroizing;
 
 use crate::engine::names::AccountName;
 use crate::engine::secret::Secret;
-use crate::engine::store::item::{KeychainError, SecretKey, SecretStore};
+use crate::engine::store::item::{SecretKey, SecretStore, StoreError};
 use crate::engine::store::sealed::{decode_key, new_key_text, open_row, seal_text};
 
 /// Bound into every record (associated data): these bytes are a journal record, version 1.
@@ -57,7 +57,7 @@ pub enum JournalError {
         source: std::io::Error,
     },
     #[error("token journal: {0}")]
-    Key(#[from] KeychainError),
+    Key(#[from] StoreError),
     #[error("token journal: {0}")]
     Seal(&'static str),
 }
@@ -366,10 +366,10 @@ fn make_key(keychain: &dyn SecretStore) -> Result<Secret, JournalError> {
     keychain.set(&SecretKey::JournalKey, &text)?;
     match keychain.get(&SecretKey::JournalKey)? {
         Some(again) if again.same_as(text.expose()) => Ok(again),
-        _ => Err(JournalError::Key(KeychainError {
-            entry: SecretKey::JournalKey.entry(),
-            message: "did not keep the new journal key".into(),
-        })),
+        _ => Err(JournalError::Key(StoreError::keychain(
+            SecretKey::JournalKey.entry(),
+            "did not keep the new journal key",
+        ))),
     }
 }
 

@@ -15,7 +15,7 @@ use crate::engine::account::state::AccountState;
 use crate::engine::config::StoreKind;
 use crate::engine::names::{AccountName, Deadline};
 use crate::engine::secret::TokenSet;
-use crate::engine::store::item::{KeychainError, SecretKey};
+use crate::engine::store::item::{SecretKey, StoreError};
 use crate::engine::{Engine, Mode};
 
 /// The engine's journal, and the entries an earlier run left. Only a refresher on a local
@@ -105,7 +105,7 @@ impl Engine {
         &self,
         name: &AccountName,
         seq: u64,
-    ) -> Result<bool, KeychainError> {
+    ) -> Result<bool, StoreError> {
         let json = self
             .shared
             .keychain

@@ -21,7 +21,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::engine::secret::Secret;
-use crate::engine::store::item::{KeychainError, SecretKey, SecretStore};
+use crate::engine::store::item::{Backing, Scope, SecretKey, SecretStore, StoreError};
 
 /// The row that proves the key: its plaintext is fixed, so only the right key opens it.
 const CHECK_ENTRY: &str = "store:check";
@@ -35,8 +35,6 @@ pub enum OpenError {
     Damaged { path: PathBuf, detail: String },
     #[error("the sealed store {}: {detail}", path.display())]
     Unusable { path: PathBuf, detail: String },
-    #[error("a shared (redis) store cannot be moved to or from; `store migrate` moves between keychain and database")]
-    NotMovable,
 }
 
 impl OpenError {
@@ -112,10 +110,26 @@ impl SealedStore {
         })
     }
 
+    /// A failure of this database about `entry`.
+    fn error(&self, entry: String, message: impl Into<String>) -> StoreError {
+        StoreError {
+            backing: Backing::Database {
+                path: self.path.clone(),
+            },
+            entry,
+            message: message.into(),
+        }
+    }
+
+    /// SQLite's own failure (a full disk, a file made unwritable) about `entry`.
+    fn db_error(&self, entry: &str, e: rusqlite::Error) -> StoreError {
+        self.error(entry.to_owned(), e.to_string())
+    }
+
     /// The key, read from the keychain (and checked against the check row), or made for an
     /// empty store when `create` (only a writer makes one: a reader of an empty store has
-    /// nothing to open).
-    fn key(&self, create: bool) -> Result<Option<&LessSafeKey>, KeychainError> {
+    /// nothing to open). The keychain's own failures stay the keychain's.
+    fn key(&self, create: bool) -> Result<Option<&LessSafeKey>, StoreError> {
         if let Some(key) = self.key.get() {
             return Ok(Some(key));
         }
@@ -123,7 +137,7 @@ impl SealedStore {
         if let Some(key) = self.key.get() {
             return Ok(Some(key)); // made by another thread while we waited
         }
-        let check = read_row(&db, CHECK_ENTRY).map_err(|e| store_error(&self.path, e))?;
+        let check = read_row(&db, CHECK_ENTRY).map_err(|e| self.db_error(CHECK_ENTRY, e))?;
         let stored = self.keychain.get(&SecretKey::StoreKey)?;
         let key = match (stored, check) {
             (Some(stored), Some(check)) => {
@@ -142,17 +156,14 @@ impl SealedStore {
                 key
             }
             (None, Some(_)) => {
-                return Err(KeychainError {
-                    entry: SecretKey::StoreKey.entry(),
-                    message: format!(
-                        "is missing, but {} holds secrets sealed with it; restore the keychain item (nothing was changed)",
-                        self.path.display()
-                    ),
-                })
+                return Err(self.error(
+                    SecretKey::StoreKey.entry(),
+                    "is missing from the keychain, but this database holds secrets sealed with it; restore the keychain item (nothing was changed)",
+                ))
             }
             (None, None) if !create => return Ok(None),
             (None, None) => {
-                if has_rows(&db).map_err(|e| store_error(&self.path, e))? {
+                if has_rows(&db).map_err(|e| self.db_error(CHECK_ENTRY, e))? {
                     return Err(self.wrong_key());
                 }
                 let text = new_key_text(&self.rng).ok_or_else(|| self.random_failed())?;
@@ -162,9 +173,11 @@ impl SealedStore {
                 let key = again
                     .as_ref()
                     .and_then(decode_key)
-                    .ok_or_else(|| KeychainError {
-                        entry: SecretKey::StoreKey.entry(),
-                        message: "did not keep the new store key".into(),
+                    .ok_or_else(|| {
+                        StoreError::keychain(
+                            SecretKey::StoreKey.entry(),
+                            "did not keep the new store key",
+                        )
                     })?;
                 self.seal_check(&db, &key)?;
                 key
@@ -173,13 +186,13 @@ impl SealedStore {
         Ok(Some(self.key.get_or_init(|| key)))
     }
 
-    fn seal_check(&self, db: &Connection, key: &LessSafeKey) -> Result<(), KeychainError> {
+    fn seal_check(&self, db: &Connection, key: &LessSafeKey) -> Result<(), StoreError> {
         let (nonce, sealed) = self.seal(key, CHECK_ENTRY, CHECK_TEXT)?;
         db.execute(
             "INSERT OR REPLACE INTO sealed (entry, nonce, sealed) VALUES (?1, ?2, ?3)",
             params![CHECK_ENTRY, nonce, sealed],
         )
-        .map_err(|e| store_error(&self.path, e))?;
+        .map_err(|e| self.db_error(CHECK_ENTRY, e))?;
         Ok(())
     }
 
@@ -188,36 +201,39 @@ impl SealedStore {
         key: &LessSafeKey,
         entry: &str,
         text: &str,
-    ) -> Result<(Vec<u8>, Vec<u8>), KeychainError> {
-        seal_text(&self.rng, key, entry, text)
+    ) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+        seal_text(&self.rng, key, entry, text).map_err(|what| self.error(entry.to_owned(), what))
     }
 
-    fn wrong_key(&self) -> KeychainError {
-        KeychainError {
-            entry: SecretKey::StoreKey.entry(),
-            message: format!(
-                "does not open {} (a different key, or a different database); nothing was changed",
-                self.path.display()
-            ),
-        }
+    fn wrong_key(&self) -> StoreError {
+        self.error(
+            SecretKey::StoreKey.entry(),
+            "does not open this database (a different key, or a different database); nothing was changed",
+        )
     }
 
-    fn random_failed(&self) -> KeychainError {
-        KeychainError {
-            entry: SecretKey::StoreKey.entry(),
-            message: "the system's random number generator failed".into(),
-        }
+    fn random_failed(&self) -> StoreError {
+        self.error(
+            SecretKey::StoreKey.entry(),
+            "the system's random number generator failed",
+        )
     }
 }
 
 impl SecretStore for SealedStore {
-    fn get(&self, key: &SecretKey) -> Result<Option<Secret>, KeychainError> {
+    fn backing(&self, _key: &SecretKey) -> Backing {
+        Backing::Database {
+            path: self.path.clone(),
+        }
+    }
+
+    fn get(&self, key: &SecretKey) -> Result<Option<Secret>, StoreError> {
         let entry = key.entry();
         // An absent row needs no key: a first start reads ten thousand absent sets without
         // asking the keychain (a D-Bus round trip each) for a key that does not exist yet.
         let row = {
             let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
-            read_row(&db, &entry).map_err(|e| store_error(&self.path, e))?
+            read_row(&db, &entry).map_err(|e| self.db_error(&entry, e))?
         };
         let Some(row) = row else {
             return Ok(None);
@@ -227,16 +243,15 @@ impl SecretStore for SealedStore {
         };
         open_row(aead, &entry, (&row.0, &row.1))
             .map(|text| Some(Secret::new(text)))
-            .ok_or_else(|| KeychainError {
-                entry,
-                message: format!(
-                    "in {} does not open with the store key: the row is damaged",
-                    self.path.display()
-                ),
+            .ok_or_else(|| {
+                self.error(
+                    entry,
+                    "does not open with the store key: the row is damaged",
+                )
             })
     }
 
-    fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), KeychainError> {
+    fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), StoreError> {
         let aead = self.key(true)?.expect("made when absent");
         let entry = key.entry();
         let (nonce, sealed) = self.seal(aead, &entry, value.expose())?;
@@ -245,23 +260,25 @@ impl SecretStore for SealedStore {
             "INSERT OR REPLACE INTO sealed (entry, nonce, sealed) VALUES (?1, ?2, ?3)",
             params![entry, nonce, sealed],
         )
-        .map_err(|e| store_error(&self.path, e))?;
+        .map_err(|e| self.db_error(&entry, e))?;
         Ok(())
     }
 
-    fn delete(&self, key: &SecretKey) -> Result<(), KeychainError> {
+    fn delete(&self, key: &SecretKey) -> Result<(), StoreError> {
         // Deleting needs no key, but a store whose key is wrong changes nothing at all.
         self.key(false)?;
-        let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
-        db.execute("DELETE FROM sealed WHERE entry = ?1", params![key.entry()])
-            .map_err(|e| store_error(&self.path, e))?;
+        let (db, entry) = (
+            self.db.lock().unwrap_or_else(|e| e.into_inner()),
+            key.entry(),
+        );
+        db.execute("DELETE FROM sealed WHERE entry = ?1", params![entry])
+            .map_err(|e| self.db_error(&entry, e))?;
         Ok(())
     }
 }
 
-/// Which items go where under `[store] kind = "database"`: token sets and client secrets
-/// (one per account: the thousands) in the sealed database; API keys, the engine's own key
-/// and the store key (a handful) in the keychain, where the CLI reads them.
+/// Which items go where under `[store] kind = "database"`: an account's (see [`Scope`]) in
+/// the sealed database, this machine's in the keychain.
 pub struct Routed {
     pub sealed: Arc<SealedStore>,
     pub keychain: Arc<dyn SecretStore>,
@@ -269,40 +286,37 @@ pub struct Routed {
 
 impl Routed {
     fn pick(&self, key: &SecretKey) -> &dyn SecretStore {
-        match key {
-            SecretKey::Tokens(_) | SecretKey::ClientSecret(_) => &*self.sealed,
-            SecretKey::ApiKey(_)
-            | SecretKey::EngineKey
-            | SecretKey::StoreKey
-            | SecretKey::RedisPassword
-            | SecretKey::JournalKey => &*self.keychain,
+        match key.scope() {
+            Scope::Account => &*self.sealed,
+            Scope::Machine => &*self.keychain,
         }
     }
 }
 
 impl SecretStore for Routed {
-    fn get(&self, key: &SecretKey) -> Result<Option<Secret>, KeychainError> {
+    fn backing(&self, key: &SecretKey) -> Backing {
+        self.pick(key).backing(key)
+    }
+    fn get(&self, key: &SecretKey) -> Result<Option<Secret>, StoreError> {
         self.pick(key).get(key)
     }
-    fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), KeychainError> {
+    fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), StoreError> {
         self.pick(key).set(key, value)
     }
-    fn delete(&self, key: &SecretKey) -> Result<(), KeychainError> {
+    fn delete(&self, key: &SecretKey) -> Result<(), StoreError> {
         self.pick(key).delete(key)
     }
 }
 
-/// Seals `text` under `entry` (its associated data) with a fresh random nonce.
+/// Seals `text` under `entry` (its associated data) with a fresh random nonce. The error
+/// says what failed, never with the text.
 pub(crate) fn seal_text(
     rng: &SystemRandom,
     key: &LessSafeKey,
     entry: &str,
     text: &str,
-) -> Result<(Vec<u8>, Vec<u8>), KeychainError> {
-    seal_bound(rng, key, entry.as_bytes(), text).map_err(|what| KeychainError {
-        entry: entry.to_owned(),
-        message: what.into(),
-    })
+) -> Result<(Vec<u8>, Vec<u8>), &'static str> {
+    seal_bound(rng, key, entry.as_bytes(), text)
 }
 
 /// Seals `text` with `aad` bound to it and a fresh random nonce: (nonce, sealed text and
@@ -374,13 +388,6 @@ pub(crate) fn decode_key(text: &Secret) -> Option<LessSafeKey> {
     let key = UnboundKey::new(&CHACHA20_POLY1305, &bytes).ok();
     zeroize::Zeroize::zeroize(&mut bytes);
     key.map(LessSafeKey::new)
-}
-
-fn store_error(path: &Path, e: rusqlite::Error) -> KeychainError {
-    KeychainError {
-        entry: path.display().to_string(),
-        message: format!("sealed store database: {e}"),
-    }
 }
 
 #[cfg(test)]

@@ -94,3 +94,43 @@ fn a_row_moved_to_another_name_does_not_open() {
     let e = store.get(&tokens("b")).unwrap_err();
     assert!(e.to_string().contains("damaged"), "{e}");
 }
+
+#[test]
+fn the_databases_failures_name_it_and_a_locked_keychain_stays_the_keychains() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secrets.sqlite3");
+    let keychain = MemoryStore::default();
+    let store = SealedStore::open(&path, Arc::new(keychain.clone())).unwrap();
+    store.set(&tokens("a"), &Secret::new("one")).unwrap();
+    drop(store);
+
+    let other = MemoryStore::default();
+    other
+        .set(
+            &SecretKey::StoreKey,
+            &Secret::new(base64::engine::general_purpose::STANDARD.encode([7u8; 32])),
+        )
+        .unwrap();
+    let e = SealedStore::open(&path, Arc::new(other))
+        .unwrap()
+        .get(&tokens("a"))
+        .unwrap_err();
+    assert!(e.to_string().starts_with("sealed database "), "{e}");
+    assert_eq!(
+        e.remedy(),
+        crate::engine::error::Remedy::CheckStore {
+            store: format!("the sealed database {}", path.display())
+        }
+    );
+
+    // The key lives in the keychain: a keychain that refuses to give it is the keychain's.
+    keychain
+        .fail_reads
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let e = SealedStore::open(&path, Arc::new(keychain))
+        .unwrap()
+        .get(&tokens("a"))
+        .unwrap_err();
+    assert_eq!(e.backing, Backing::Keychain, "{e}");
+    assert_eq!(e.remedy(), crate::engine::error::Remedy::UnlockKeychain);
+}

@@ -4,22 +4,15 @@
 //! fetching its own. Sets other hosts write are taken in as they are published, under the
 //! account's gate, so serving never asks Redis.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use super::{FleetError, Heard, Lease, Leased};
 use crate::engine::names::AccountName;
 use crate::engine::provider::RefreshError;
 use crate::engine::refresh::quota;
 use crate::engine::secret::{Secret, TokenSet};
-use crate::engine::store::fleet::{Fleet, FleetError, Heard};
 use crate::engine::Engine;
-
-/// How often a host waiting for another's refresh looks at the store, in case a published
-/// message was lost.
-const LOOK_AGAIN: Duration = Duration::from_millis(250);
 
 pub(crate) enum Turn {
     /// This host refreshes; its lease is renewed until this is dropped.
@@ -28,65 +21,7 @@ pub(crate) enum Turn {
     Taken,
 }
 
-/// An account's lease, renewed while held and released when dropped.
-pub(crate) struct Lease {
-    fleet: Arc<Fleet>,
-    account: AccountName,
-    fence: u64,
-    renewing: tokio::task::JoinHandle<()>,
-}
-
-impl Lease {
-    fn start(fleet: Arc<Fleet>, account: AccountName, fence: u64) -> Self {
-        let renewing = {
-            let (fleet, account) = (fleet.clone(), account.clone());
-            tokio::spawn(async move {
-                let every = fleet.lease_time() / 3;
-                loop {
-                    tokio::time::sleep(every).await;
-                    let (f, a) = (fleet.clone(), account.clone());
-                    match tokio::task::spawn_blocking(move || f.renew(&a)).await {
-                        Ok(Ok(true)) => {}
-                        Ok(Ok(false)) => {
-                            tracing::warn!(account = %account, "lost this account's lease to another host; this host sends nothing more to the provider for it, and a set it already fetched is stored only if no newer one was");
-                            return;
-                        }
-                        Ok(Err(e)) => {
-                            tracing::warn!(account = %account, error = %e, "cannot renew the lease")
-                        }
-                        Err(_) => return,
-                    }
-                }
-            })
-        };
-        Self {
-            fleet,
-            account,
-            fence,
-            renewing,
-        }
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        self.renewing.abort();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (fleet, account, fence) = (self.fleet.clone(), self.account.clone(), self.fence);
-            runtime.spawn_blocking(move || {
-                if let Err(e) = fleet.release(&account, fence) {
-                    tracing::debug!(account = %account, error = %e, "lease not released; it lapses by itself");
-                }
-            });
-        }
-    }
-}
-
 impl Engine {
-    pub(crate) fn fleet(&self) -> Option<&Arc<Fleet>> {
-        self.shared.fleet.as_ref()
-    }
-
     /// Whose turn it is to refresh `name` in the fleet (`None`: no fleet, this host alone).
     /// `current` is the set the refresh started from: once another host stored a different
     /// one, that one is taken and nothing is fetched, so a rotated refresh token is never
@@ -96,43 +31,37 @@ impl Engine {
         name: &AccountName,
         current: Option<&TokenSet>,
     ) -> Result<Option<Turn>, RefreshError> {
-        let Some(fleet) = self.fleet().cloned() else {
+        let Some(fleet) = self.shared.sharing.fleet() else {
             return Ok(None);
         };
         let before = current.map(|t| t.access.clone());
-        let mut heard = fleet.heard();
-        let give_up = Instant::now() + fleet.lease_time() * 4;
         let unavailable = |what: String| RefreshError::SharedStore {
             account: name.clone(),
             what,
         };
-        loop {
-            let acquired = {
-                let (f, n) = (fleet.clone(), name.clone());
-                tokio::task::spawn_blocking(move || f.acquire(&n))
-                    .await
-                    .map_err(|e| unavailable(e.to_string()))?
-                    .map_err(|e: FleetError| unavailable(e.to_string()))?
-            };
-            let lease = acquired.map(|fence| Lease::start(fleet.clone(), name.clone(), fence));
+        let patience = fleet.coordinator.lease_time() * 4;
+        let (before, unavailable) = (&before, &unavailable);
+        let settled = |_| async move {
             // What is stored now decides: another host may have written since this one
             // last heard.
-            self.reread(name)
-                .await
-                .map_err(|e| unavailable(e.to_string()))?;
-            if self.changed_since(name, before.as_ref()) {
-                return Ok(Some(Turn::Taken));
+            if let Err(e) = self.reread(name).await {
+                return Some(Err(unavailable(e.to_string())));
             }
-            if let Some(lease) = lease {
-                return Ok(Some(Turn::Mine { _held: lease }));
-            }
-            if Instant::now() > give_up {
-                return Err(unavailable(format!(
-                    "another host has held the lease for longer than {}; waiting for it",
-                    humantime::format_duration(fleet.lease_time() * 4)
-                )));
-            }
-            let _ = tokio::time::timeout(LOOK_AGAIN, heard_of(&mut heard, name)).await;
+            self.changed_since(name, before.as_ref()).then_some(Ok(()))
+        };
+        let waited = fleet
+            .coordinator
+            .lease(name, patience, settled)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        match waited {
+            Leased::Mine(lease) => Ok(Some(Turn::Mine { _held: lease })),
+            Leased::Settled(Ok(())) => Ok(Some(Turn::Taken)),
+            Leased::Settled(Err(e)) => Err(e),
+            Leased::Busy => Err(unavailable(format!(
+                "another host has held the lease for longer than {}; waiting for it",
+                humantime::format_duration(patience)
+            ))),
         }
     }
 
@@ -141,15 +70,12 @@ impl Engine {
     /// paused machine, a long wait for its turn at the provider's host) may be holding a
     /// refresh token that another host has used since: it abandons, sending nothing.
     pub(crate) async fn confirm_lease(&self, name: &AccountName) -> Result<(), RefreshError> {
-        let Some(fleet) = self.fleet().cloned() else {
+        let Some(fleet) = self.shared.sharing.fleet() else {
             return Ok(());
         };
-        let n = name.clone();
-        let renewed = tokio::task::spawn_blocking(move || fleet.renew(&n)).await;
-        let what = match renewed {
-            Ok(Ok(true)) => return Ok(()),
-            Ok(Ok(false)) => "this host's lease on the account ended before its request went to the provider (another host may be refreshing it); nothing was sent".to_owned(),
-            Ok(Err(e)) => format!("cannot confirm this host's lease before asking the provider ({e}); nothing was sent"),
+        let what = match fleet.coordinator.renew(name).await {
+            Ok(true) => return Ok(()),
+            Ok(false) => "this host's lease on the account ended before its request went to the provider (another host may be refreshing it); nothing was sent".to_owned(),
             Err(e) => format!("cannot confirm this host's lease before asking the provider ({e}); nothing was sent"),
         };
         tracing::warn!(account = %name, "{what}");
@@ -170,11 +96,11 @@ impl Engine {
 
     /// Takes in the sets other hosts write, until `stop`.
     pub(crate) async fn hear_fleet(&self, stop: CancellationToken) {
-        let Some(fleet) = self.fleet().cloned() else {
+        let Some(fleet) = self.shared.sharing.fleet().cloned() else {
             return;
         };
-        let mut heard = fleet.heard();
-        fleet.listen();
+        let mut heard = fleet.coordinator.heard();
+        fleet.coordinator.listen();
         loop {
             let message = tokio::select! {
                 () = stop.cancelled() => break,
@@ -185,8 +111,8 @@ impl Engine {
                 Ok(Heard::Resubscribed) | Err(broadcast::error::RecvError::Lagged(_)) => {
                     tracing::info!("hearing the other hosts again; re-reading every account");
                     // A Redis that restarted empty gets its check entry back before any set.
-                    let f = fleet.clone();
-                    match tokio::task::spawn_blocking(move || f.prove_key()).await {
+                    let store = fleet.store.clone();
+                    match tokio::task::spawn_blocking(move || store.prove_key()).await {
                         Ok(Err(e @ FleetError::WrongKey { .. })) => {
                             tracing::error!(error = %e, "the shared store no longer opens with this host's key");
                         }
@@ -202,7 +128,7 @@ impl Engine {
                 Err(broadcast::error::RecvError::Closed) => break,
             }
         }
-        fleet.stop_listening();
+        fleet.coordinator.stop_listening();
     }
 
     /// Re-reads one account from the store under its gate (after any refresh of it here).
@@ -220,19 +146,5 @@ impl Engine {
                 quota::take_in_fetches(&engine, &account).await;
             }
         });
-    }
-}
-
-/// Waits until `name` is heard of (or the subscription came back after a gap).
-async fn heard_of(heard: &mut broadcast::Receiver<Heard>, name: &AccountName) {
-    loop {
-        match heard.recv().await {
-            Ok(Heard::Changed(n)) if &n == name => return,
-            Ok(Heard::Changed(_)) => {}
-            Ok(Heard::Resubscribed) | Err(broadcast::error::RecvError::Lagged(_)) => return,
-            Err(broadcast::error::RecvError::Closed) => {
-                std::future::pending::<()>().await;
-            }
-        }
     }
 }
