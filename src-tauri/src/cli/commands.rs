@@ -7,11 +7,10 @@ use anyhow::{Context as _, Result};
 
 use super::backend::{api_keys, running, Backend, Local};
 use super::{output, ApiKeyAction, Command, SecretAction, StoreAction};
-use crate::engine::api_keys::Scope;
-use crate::engine::names::AccountName;
-use crate::engine::paths::Context;
-use crate::engine::secret::Secret;
-use crate::engine::store::migrate;
+use crate::engine::{
+    init_store_key, migrate_store, new_store_key, AccountName, Config, Context, Scope, Secret,
+    StoreKind, KEY_ENV,
+};
 
 pub async fn dispatch(ctx: &Context, command: Command) -> Result<()> {
     match command {
@@ -104,9 +103,9 @@ async fn over(backend: &impl Backend, command: Command) -> Result<()> {
     }
 }
 
-async fn store_migrate(ctx: &Context, to: crate::engine::config::StoreKind) -> Result<()> {
+async fn store_migrate(ctx: &Context, to: StoreKind) -> Result<()> {
     let ctx = ctx.clone();
-    let done = tokio::task::spawn_blocking(move || migrate::migrate(&ctx, to)).await??;
+    let done = tokio::task::spawn_blocking(move || migrate_store(&ctx, to)).await??;
     if done.from == done.to {
         eprintln!(
             "the config already uses the {} store; nothing to move",
@@ -151,7 +150,7 @@ async fn api_key(ctx: &Context, action: ApiKeyAction) -> Result<()> {
             // before there is a config to read.
             let scope = match accounts.clone() {
                 Some(names) => {
-                    let config = crate::engine::config::Config::load(&ctx.config_path)?;
+                    let config = Config::load(&ctx.config_path)?;
                     Some(Scope::new(names, &config)?)
                 }
                 None => None,
@@ -254,16 +253,15 @@ impl ShutdownSignal {
 /// the fleet's secrets are sealed with it. `--print` stores nothing, so it reads no config:
 /// it may run anywhere, before any host has one.
 fn store_init(ctx: &Context, print: bool) -> Result<()> {
-    use crate::engine::store::fleet;
     if print {
-        println!("{}", fleet::new_key()?.expose());
+        println!("{}", new_store_key()?.expose());
         eprintln!(
             "give every host this key as {} (or in the file store.key_file names, mode 0600)",
-            fleet::KEY_ENV
+            KEY_ENV
         );
         return Ok(());
     }
-    let config = crate::engine::config::Config::load(&ctx.config_path)?;
+    let config = Config::load(&ctx.config_path)?;
     let Some(settings) = config.fleet else {
         anyhow::bail!(
             "{}: [store] kind is \"{}\"; `store init` makes the key of a shared store (kind = \"redis\"); `store init --print` makes one without a config",
@@ -271,7 +269,7 @@ fn store_init(ctx: &Context, print: bool) -> Result<()> {
             config.store.as_str()
         );
     };
-    let source = fleet::init_key(&settings, &ctx.keychain_service)?;
+    let source = init_store_key(&settings, &ctx.keychain_service)?;
     eprintln!(
         "made the store key in {source}; give the other hosts the same key (`tokenwarden store init --print` makes one to copy instead)"
     );

@@ -83,8 +83,11 @@ pub use names::{parse_duration, AccountName, BadAccountName, Deadline};
 pub use open::Parts;
 pub use paths::{Context, DEFAULT_KEYCHAIN_SERVICE};
 pub use secret::{Secret, TokenSet};
+/// `store init` and `store migrate`: a shared store's key, and moving secrets between stores.
+pub use store::fleet::{init_key as init_store_key, new_key as new_store_key};
 /// Environment variables that carry a shared store's secrets: never passed on to a child.
 pub use store::fleet::{KEY_ENV, PASSWORD_ENV};
+pub use store::migrate::{migrate as migrate_store, Migrated};
 
 use crate::engine::refresh::foresight;
 use crate::engine::refresh::quota;
