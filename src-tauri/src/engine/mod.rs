@@ -29,25 +29,25 @@
 //! across `.await`; each account has an async gate so that one refresh (or connect, or
 //! save) runs at a time, and a generation that every commit checks.
 
-pub mod account;
-pub mod api_keys;
-pub mod bounds;
-pub mod clock;
-pub mod config;
+pub(crate) mod account;
+pub(crate) mod api_keys;
+pub(crate) mod bounds;
+pub(crate) mod clock;
+pub(crate) mod config;
 mod connect;
-pub mod error;
-pub mod events;
-pub mod history;
-pub mod lock;
-pub mod metrics;
-pub mod names;
-pub mod net;
+pub(crate) mod error;
+pub(crate) mod events;
+pub(crate) mod history;
+pub(crate) mod lock;
+pub(crate) mod metrics;
+pub(crate) mod names;
+pub(crate) mod net;
 mod open;
-pub mod paths;
-pub mod provider;
+pub(crate) mod paths;
+pub(crate) mod provider;
 mod refresh;
-pub mod secret;
-pub mod store;
+pub(crate) mod secret;
+pub(crate) mod store;
 pub(crate) mod system;
 /// For front ends that make requests of their own: one wording for a request unanswered.
 pub use net::network_detail;

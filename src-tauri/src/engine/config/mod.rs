@@ -28,7 +28,8 @@ pub use error::ConfigError;
 use error::{line_column, Located, Problem};
 use example::create_example;
 pub use example::EXAMPLE;
-pub use presets::PRESETS;
+#[cfg(test)]
+use presets::PRESETS;
 use raw::RawConfig;
 use resolve::resolve;
 

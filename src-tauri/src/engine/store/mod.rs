@@ -15,6 +15,7 @@ pub mod fleet;
 pub mod item;
 pub mod journal;
 pub mod keychain;
+#[cfg(test)]
 pub mod memory;
 pub mod migrate;
 mod restore;

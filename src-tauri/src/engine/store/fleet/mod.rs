@@ -40,7 +40,7 @@ pub(crate) mod turns;
 use std::sync::Arc;
 
 pub use coordinator::Coordinator;
-pub use keys::{init_key, new_key, KeySource, KEY_ENV};
+pub use keys::{init_key, new_key, KEY_ENV};
 pub use lease::{Lease, Leased};
 pub use listen::Heard;
 pub use store::FleetStore;
