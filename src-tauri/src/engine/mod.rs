@@ -91,6 +91,8 @@ pub use store::migrate::{migrate as migrate_store, Migrated};
 
 use crate::engine::refresh::foresight;
 use crate::engine::refresh::quota;
+use crate::engine::refresh::saving;
+use crate::engine::store::fleet::turns;
 use account::slot::Slot;
 use config::Account;
 use history::History;
@@ -196,6 +198,58 @@ impl Engine {
             .account(name)
             .cloned()
             .ok_or_else(|| EngineError::UnknownAccount(name.clone()))
+    }
+
+    /// Changes a slot, then tells subscribers if its status changed and saves the state for
+    /// other processes. Every state change goes through here.
+    pub(crate) fn update<T>(
+        &self,
+        name: &AccountName,
+        f: impl FnOnce(&mut Slot) -> T,
+    ) -> Result<T, EngineError> {
+        let now = clock::now();
+        let (result, from, to, last_error, last_refresh) = self.with_slot(name, |s| {
+            let from = s.status(now);
+            let result = f(s);
+            (result, from, s.status(now), s.last_error(), s.last_refresh)
+        })?;
+        self.shared
+            .log
+            .save_state(name, to.as_str(), last_error, last_refresh);
+        if from != to {
+            self.emit(EngineEvent::StatusChanged {
+                account: name.clone(),
+                from,
+                to,
+            });
+        }
+        Ok(result)
+    }
+
+    /// The window in which a crash loses a provider's answer: from its arrival until it is
+    /// durable (`via` says where). Measured for `/metrics` and for the bench, which reads
+    /// the debug line.
+    pub(crate) fn durable(
+        &self,
+        name: &AccountName,
+        received: std::time::Instant,
+        via: &'static str,
+    ) {
+        let window = received.elapsed();
+        self.shared
+            .metrics
+            .answer_durable_seconds
+            .observe(window.as_secs_f64());
+        tracing::debug!(account = %name, via, micros = window.as_micros() as u64, "answer durable");
+    }
+
+    pub(crate) fn record(&self, record: history::Record) {
+        self.shared.metrics.refresh(
+            record.account.as_str(),
+            record.outcome.as_str(),
+            record.elapsed.as_secs_f64(),
+        );
+        self.shared.log.record(record);
     }
 
     fn with_slot<T>(
@@ -323,7 +377,7 @@ impl Engine {
             };
             let fleet = {
                 let (engine, stop) = (self.clone(), stop.clone());
-                tokio::spawn(async move { engine.hear_fleet(stop).await })
+                tokio::spawn(async move { turns::hear_fleet(&engine, stop).await })
             };
             refresh::scheduler::run(self.clone(), stop.clone()).await;
             foresight.abort();
@@ -360,7 +414,7 @@ impl Engine {
         self.shared.stop.cancel();
         self.shared.tasks.close();
         self.shared.tasks.wait().await;
-        let failures = self.flush_unsaved().await;
+        let failures = saving::flush_unsaved(self).await;
         let shared = self.shared.clone();
         let _ = tokio::task::spawn_blocking(move || shared.log.flush()).await;
         failures

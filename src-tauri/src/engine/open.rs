@@ -1,6 +1,6 @@
 //! Building an engine (config, lock, keychain reads, history) and changing what it was built
-//! from while it runs: a config file edited by the window or by hand, an account's keychain
-//! items re-read on request. A keychain item that cannot be read makes that one account wait
+//! from while it runs: a config file edited by the window or by hand, an account added or
+//! removed, an account's stored items re-read on request. A keychain item that cannot be read makes that one account wait
 //! and retry; it never stops the engine from starting.
 
 use std::collections::HashMap;
@@ -13,12 +13,15 @@ use tokio_util::task::TaskTracker;
 
 use super::account::slot::Slot;
 use super::account::state::{AccountState, Failure, Status};
+use super::account::views::AccountView;
+use super::config::edit;
 use super::config::{Account, Config};
 use super::events::EngineEvent;
 use super::history::{History, SavedState};
 use super::lock::{self, LockPlace};
 use super::names::AccountName;
 use super::paths::Context;
+use super::secret::Secret;
 use super::store::client::Keychain;
 use super::store::item::SecretStore;
 use super::store::{self, Opened, Sharing};
@@ -155,7 +158,7 @@ impl Engine {
         tokio::spawn(async move {
             let (journal, entries) =
                 super::store::journal::replay::open(mode, kind, &service, &data_dir, store).await;
-            opener.replay(entries);
+            super::store::journal::replay::replay(&opener, entries);
             let _ = opener.shared.journal.set(journal);
             opener.shared.wake.notify_one();
         });
@@ -381,5 +384,42 @@ fn observed(state: AccountState, saved: &SavedState) -> AccountState {
         },
         "refreshing" => state.begin_refresh(),
         _ => state,
+    }
+}
+
+impl Engine {
+    /// Re-reads the account's token set from the keychain (another tool wrote it, or a read
+    /// failed before). A set only this engine holds (unsaved) is newer and is kept.
+    pub async fn reload_account(&self, name: &AccountName) -> Result<AccountView, EngineError> {
+        self.account(name)?;
+        let gate = self.with_slot(name, |s| s.gate.clone())?;
+        let _turn = gate.lock().await;
+        crate::engine::account::reading::reread(self, name).await?;
+        self.view(name)
+    }
+
+    /// Adds an account to the config file (comments and order kept; checked before it is
+    /// written), takes it into the running engine, and stores its client secret if given.
+    pub async fn add_account(
+        &self,
+        new: &crate::engine::config::edit::NewAccount,
+        secret: Option<Secret>,
+    ) -> Result<AccountView, EngineError> {
+        let path = self.config().path.clone();
+        let name = crate::engine::config::edit::add_account(&path, new)?;
+        self.reload_config().await?;
+        if let Some(secret) = secret.filter(|s| !s.expose().trim().is_empty()) {
+            self.set_client_secret(&name, secret).await?;
+        }
+        self.view(&name)
+    }
+
+    /// Disconnects an account (revoke, delete its secrets), then removes it from the config
+    /// file. Returns a warning when the provider could not revoke.
+    pub async fn remove_account(&self, name: &AccountName) -> Result<Option<String>, EngineError> {
+        let warning = self.disconnect(name).await?;
+        edit::remove_account(&self.config().path, name)?;
+        self.reload_config().await?;
+        Ok(warning)
     }
 }

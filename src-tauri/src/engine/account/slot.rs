@@ -13,11 +13,15 @@ use crate::engine::account::state::{AccountState, Due, Status};
 use crate::engine::account::views::AccountView;
 use crate::engine::bounds;
 use crate::engine::config::Account;
-use crate::engine::connect::ConnectStatus;
+use crate::engine::connect::status::ConnectStatus;
 use crate::engine::error::remedy::Remedy;
 use crate::engine::history::Trigger;
 use crate::engine::names::Deadline;
 use crate::engine::provider::RefreshError;
+
+/// A token refreshed this recently is not refreshed again because a client reports it
+/// rejected: reports racing the refresh that replaced it just get the new token.
+pub(crate) const REJECT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the scheduler starts for an account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -238,7 +242,7 @@ impl Slot {
         self.state
             .tokens()
             .is_some_and(|t| t.access.same_as(reported))
-            && !self.refreshed_within(crate::engine::refresh::serving::REJECT_GRACE)
+            && !self.refreshed_within(REJECT_GRACE)
     }
 
     pub fn view(&self, now: SystemTime) -> AccountView {

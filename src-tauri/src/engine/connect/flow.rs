@@ -13,6 +13,7 @@ use crate::engine::history::{Outcome, Record, Trigger};
 use crate::engine::names::AccountName;
 use crate::engine::provider::oauth2::{GrantKind, OAuth2Spec, Redirect};
 use crate::engine::provider::{Issued, Provider, RefreshError};
+use crate::engine::refresh::attempt;
 use crate::engine::{Engine, EngineError};
 
 pub(super) async fn begin_browser(
@@ -110,9 +111,9 @@ pub(super) async fn finish_connect(
     let Provider::OAuth2(spec) = &account.provider else {
         return Err(EngineError::usage(name, "not an OAuth 2.0 account"));
     };
-    let secret = engine.client_secret(&account).await?;
+    let secret = attempt::client_secret(engine, &account).await?;
     let started = Instant::now();
-    let request = engine.request(&account, secret.as_ref(), None, None);
+    let request = attempt::request(engine, &account, secret.as_ref(), None, None);
     let issued = match approval {
         Approval::Code {
             code,

@@ -1,6 +1,7 @@
 //! Consent flows, done by the engine that owns the account (one writer per account): begin /
-//! progress / cancel, browser and device, and the hand-over of a grant obtained elsewhere
-//! (disconnect, client secrets and keychain re-reads are in `manage`). A flow runs as a task
+//! progress / cancel, browser and device, the hand-over of a grant obtained elsewhere, and
+//! what a consent needs or undoes: the client secret, and disconnect (revoke, then delete).
+//! The steps after a flow began are in `flow`. A flow runs as a task
 //! of the engine and reports its progress through a watch channel and events, so a window,
 //! the API and the CLI follow the same flow; a new one for the same account cancels the old.
 
@@ -16,8 +17,15 @@ use crate::engine::history::{Outcome, Record, Trigger};
 use crate::engine::names::AccountName;
 use crate::engine::provider::Provider;
 mod flow;
+pub(crate) mod status;
+pub use status::ConnectStatus;
 pub(crate) mod redirect;
 use crate::engine::account::state::AccountState;
+use crate::engine::account::views::AccountView;
+use crate::engine::refresh::attempt;
+use crate::engine::refresh::saving;
+use crate::engine::secret::Secret;
+use crate::engine::store::item::SecretKey;
 use crate::engine::{Engine, EngineError};
 
 /// How long a cancel waits for the flow to stop.
@@ -78,27 +86,6 @@ impl ConnectStart {
     }
 }
 
-/// Where an account's latest flow is.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ConnectStatus {
-    pub account: AccountName,
-    pub stage: ConnectStage,
-    pub message: Option<String>,
-    /// The error code of a failed flow.
-    pub error: Option<String>,
-}
-
-impl ConnectStatus {
-    pub fn none(account: &AccountName) -> Self {
-        Self {
-            account: account.clone(),
-            stage: ConnectStage::None,
-            message: None,
-            error: None,
-        }
-    }
-}
-
 /// How a flow that has the user's approval gets its first token set.
 enum Approval {
     Code {
@@ -132,8 +119,8 @@ impl Engine {
         let (start, approval) = match flow {
             ConnectFlow::Browser => flow::begin_browser(self, name, spec).await?,
             ConnectFlow::Device => {
-                let secret = self.client_secret(&account).await?;
-                let request = self.request(&account, secret.as_ref(), None, None);
+                let secret = attempt::client_secret(self, &account).await?;
+                let request = attempt::request(self, &account, secret.as_ref(), None, None);
                 let device = spec.begin_device(&request).await?;
                 let start = ConnectStart::Device {
                     account: name.clone(),
@@ -190,12 +177,12 @@ impl Engine {
         started: Instant,
     ) -> Result<(), EngineError> {
         let account = self.account(name)?;
-        self.writer_only(name)?;
+        crate::engine::account::reading::writer_only(self, name)?;
         let gate = self.with_slot(name, |s| s.gate.clone())?;
         let _turn = gate.lock().await;
         // A refresh token that is only in memory is one crash from lost: a consent flow
         // whose token cannot be stored fails, and the user connects again.
-        self.save_grant(name, &set)
+        saving::save_grant(self, name, &set)
             .await
             .map_err(|source| EngineError::Unsaved {
                 account: name.clone(),
@@ -270,4 +257,89 @@ enum Pending {
         redirect_uri: Url,
     },
     Device(Box<crate::engine::provider::oauth2::DeviceStart>),
+}
+
+impl Engine {
+    /// Revokes at the provider where it can, then deletes the account's secrets. A failed
+    /// revocation is reported but does not keep the secrets.
+    pub async fn disconnect(&self, name: &AccountName) -> Result<Option<String>, EngineError> {
+        let account = self.account(name)?;
+        crate::engine::account::reading::writer_only(self, name)?;
+        self.cancel_connect(name)?;
+        let gate = self.with_slot(name, |s| s.gate.clone())?;
+        let _turn = gate.lock().await;
+        let tokens = self.with_slot(name, |s| s.state.tokens().cloned())?;
+        let tokens = match tokens {
+            Some(t) => Some(t),
+            None => self.shared.keychain.tokens(name).await.ok().flatten(),
+        };
+        let mut warning = None;
+        if let (Provider::OAuth2(spec), Some(tokens)) = (&account.provider, &tokens) {
+            // Revoking without the secret may still work (public clients): try anyway.
+            let secret = attempt::client_secret(self, &account).await.ok().flatten();
+            let request = attempt::request(self, &account, secret.as_ref(), Some(tokens), None);
+            let (token, is_refresh) = match &tokens.refresh {
+                Some(r) => (r, true),
+                None => (&tokens.access, false),
+            };
+            warning = match spec.revoke(&request, token, is_refresh).await {
+                Ok(true) => None,
+                Ok(false) => Some(format!(
+                    "{}: has no revocation endpoint; revoke access in the provider's settings too",
+                    account.provider_name
+                )),
+                Err(e) => Some(format!(
+                    "revocation failed ({e}); revoke access in the provider's settings"
+                )),
+            };
+        }
+        let keychain = &self.shared.keychain;
+        keychain.delete(SecretKey::Tokens(name.clone())).await?;
+        keychain
+            .delete(SecretKey::ClientSecret(name.clone()))
+            .await?;
+        self.update(name, |s| {
+            s.state = AccountState::NotConnected;
+            s.generation += 1;
+            s.unsaved = None;
+            s.last_outcome = None;
+            s.report_refreshes.clear();
+            s.fetch_unasked = false;
+            s.client_secret = None;
+        })?;
+        tracing::info!(account = %name, "disconnected");
+        Ok(warning)
+    }
+
+    /// Saves a client secret (`secret set`, the window, `PUT …/secret`). An account that
+    /// waited for it is fetched at once.
+    pub async fn set_client_secret(
+        &self,
+        name: &AccountName,
+        value: Secret,
+    ) -> Result<AccountView, EngineError> {
+        let account = self.account(name)?;
+        crate::engine::account::reading::writer_only(self, name)?;
+        if value.expose().trim().is_empty() {
+            return Err(EngineError::usage(
+                name,
+                "the secret is empty; nothing was stored",
+            ));
+        }
+        self.shared
+            .keychain
+            .set(SecretKey::ClientSecret(name.clone()), value)
+            .await?;
+        if !account.provider.needs_consent() {
+            let now = crate::engine::clock::now();
+            self.update(name, |s| {
+                s.last_outcome = None;
+                s.fetch_unasked = true;
+                let state = std::mem::replace(&mut s.state, AccountState::NotConnected);
+                s.state = state.retry_now(now);
+            })?;
+            self.shared.wake.notify_one();
+        }
+        self.view(name)
+    }
 }

@@ -9,6 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::account::slot::Work;
 use crate::engine::names::AccountName;
+use crate::engine::refresh::attempt;
+use crate::engine::refresh::saving;
 use crate::engine::Engine;
 
 /// Cap on every sleep (see the module comment).
@@ -58,20 +60,20 @@ fn plan(engine: &Engine, now: SystemTime) -> (Vec<(AccountName, Work)>, Option<S
 
 fn start(engine: &Engine, name: AccountName, work: Work) {
     match work {
-        Work::Refresh(trigger) => engine.spawn_refresh(name, trigger),
+        Work::Refresh(trigger) => attempt::spawn_refresh(engine, name, trigger),
         Work::Save | Work::Reread => {
             let owned = engine.clone();
             engine.shared.tasks.spawn(async move {
                 let engine = owned;
                 let _idle = crate::engine::refresh::attempt::NotBusy(&engine, &name);
                 if work == Work::Save {
-                    engine.retry_save(&name).await;
+                    saving::retry_save(&engine, &name).await;
                     return;
                 }
                 // A read has nothing to lose: a stop does not wait for a keychain that
                 // answers a few calls a second (or waits for an unlock prompt).
                 tokio::select! {
-                    read = engine.read_if_unread(&name) => if let Err(e) = read {
+                    read = crate::engine::account::reading::read_if_unread(&engine, &name) => if let Err(e) = read {
                         tracing::debug!(account = %name, error = %e, "keychain read failed again");
                     },
                     _ = engine.shared.stop.cancelled() => {}

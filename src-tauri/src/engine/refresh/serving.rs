@@ -11,13 +11,11 @@ use crate::engine::account::views::TokenView;
 use crate::engine::error::{ErrorKind, Remedy};
 use crate::engine::history::Trigger;
 use crate::engine::names::AccountName;
+use crate::engine::refresh::attempt;
 use crate::engine::refresh::attempt::Skip;
 use crate::engine::secret::Secret;
 use crate::engine::{Engine, EngineError, Mode};
 
-/// A token refreshed this recently is not refreshed again because a client reports it
-/// rejected: reports racing the refresh that replaced it just get the new token.
-pub(crate) const REJECT_GRACE: Duration = Duration::from_secs(5);
 /// A refresh whose new set could not be written to the keychain still answers: the set is
 /// valid, kept in memory and written when the keychain works again, and the failure is
 /// reported once (event, history, the account's `unsaved`). A one-shot CLI engine fails at
@@ -81,7 +79,7 @@ impl Engine {
                 .ok_or_else(|| self.not_valid(name, min_valid));
         }
         kept_in_memory(
-            self.refresh_owned(name, Trigger::MinValid, Skip::IfValidFor(min_valid))
+            attempt::refresh_owned(self, name, Trigger::MinValid, Skip::IfValidFor(min_valid))
                 .await,
         )?;
         if let Err(e) = self.check_lifetime(name, min_valid) {
@@ -94,7 +92,7 @@ impl Engine {
 
     /// Refreshes now, whatever the token's age.
     pub async fn refresh(&self, name: &AccountName) -> Result<TokenView, EngineError> {
-        kept_in_memory(self.refresh_owned(name, Trigger::Manual, Skip::Never).await)?;
+        kept_in_memory(attempt::refresh_owned(self, name, Trigger::Manual, Skip::Never).await)?;
         self.valid_token(name, Duration::ZERO)?
             .ok_or_else(|| self.not_valid(name, Duration::ZERO))
     }
@@ -125,7 +123,7 @@ impl Engine {
         name: &AccountName,
         reported: &str,
     ) -> Result<TokenView, EngineError> {
-        self.read_if_unread(name).await?;
+        crate::engine::account::reading::read_if_unread(self, name).await?;
         let (status, is_current) = self.with_slot(name, |s| {
             (
                 s.status(crate::engine::clock::now()),
@@ -138,7 +136,7 @@ impl Engine {
         }
         if is_current {
             let skip = Skip::UnlessCurrent(Secret::new(reported.to_owned()));
-            self.refresh_owned(name, Trigger::Rejected, skip).await?;
+            attempt::refresh_owned(self, name, Trigger::Rejected, skip).await?;
         }
         self.valid_token(name, Duration::ZERO)?
             .ok_or_else(|| self.not_valid(name, Duration::ZERO))
@@ -209,43 +207,5 @@ impl Engine {
             message: why,
             remedy,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use crate::engine::account::state::Status;
-    use crate::engine::config::Config;
-    use crate::engine::store::memory::MemoryStore;
-    use crate::engine::tests::{endpoint, parts};
-    use crate::engine::Engine;
-
-    #[tokio::test]
-    async fn refresh_all_refreshes_every_account_and_one_failure_stops_none() {
-        let good = endpoint(
-            Duration::ZERO,
-            r#"{"access_token":"tok-{n}","expires_in":3600}"#,
-        )
-        .await;
-        let bad = endpoint(Duration::ZERO, r#"{"nothing":"here"}"#).await;
-        let text = format!(
-            "[[account]]\nname = \"bad\"\nprovider = \"http\"\nurl = \"{}\"\n\n[[account]]\nname = \"good\"\nprovider = \"http\"\nurl = \"{}\"\n",
-            bad.url, good.url
-        );
-        let config = Config::parse(std::path::Path::new("test.toml"), &text).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(MemoryStore::default());
-        let engine = Engine::with_parts(parts(config, store, dir.path()))
-            .await
-            .unwrap();
-        engine.refresh_all().await;
-        let views = engine.snapshot();
-        assert_eq!(views[0].status, Status::Retrying, "{views:?}");
-        assert!(views[0].last_error.is_some(), "{views:?}");
-        assert_eq!(views[1].status, Status::Fresh, "{views:?}");
-        assert!(views[1].last_refresh.is_some(), "{views:?}");
     }
 }

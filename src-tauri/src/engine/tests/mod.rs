@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::engine::refresh::saving;
 use crate::engine::store::item::{SecretKey, SecretStore};
 use crate::engine::*;
 use account::state::Status;
@@ -135,7 +136,7 @@ async fn a_failed_keychain_write_keeps_the_token_in_memory_and_is_retried() {
 
     // The keychain comes back: the scheduler's retry writes the kept token.
     store.fail_writes.store(false, Ordering::SeqCst);
-    engine.retry_save(&svc()).await;
+    saving::retry_save(&engine, &svc()).await;
     let stored = store.get(&SecretKey::Tokens(svc())).unwrap().unwrap();
     assert_eq!(
         TokenSet::from_stored_json(&stored).unwrap().access.expose(),
@@ -376,7 +377,7 @@ async fn a_journaled_set_survives_a_crash_and_is_written_at_the_next_start() {
         "tw-canary-journaled-1",
         "no new fetch"
     );
-    engine.retry_save(&svc()).await; // what the scheduler does first
+    saving::retry_save(&engine, &svc()).await; // what the scheduler does first
     let stored = store.get(&SecretKey::Tokens(svc())).unwrap().unwrap();
     assert_eq!(
         TokenSet::from_stored_json(&stored).unwrap().access.expose(),
@@ -394,4 +395,5 @@ async fn a_journaled_set_survives_a_crash_and_is_written_at_the_next_start() {
 }
 
 mod props;
+mod serving;
 mod stop;

@@ -52,84 +52,85 @@ pub(in crate::engine) async fn open(
     (None, Vec::new())
 }
 
-impl Engine {
-    /// Installs each entry as its account's unsaved set, due for writing now.
-    pub(in crate::engine) fn replay(&self, entries: Vec<Entry>) {
-        let now = crate::engine::clock::now();
-        let (mut replayed, mut orphans) = (Vec::new(), 0);
-        for entry in entries {
-            let Some(set) = TokenSet::from_stored_json(&entry.stored) else {
-                continue; // sealed by us: cannot happen, and nothing to install
-            };
-            let name = entry.account;
-            let installed = self.with_slot(&name, |s| {
-                let lead = s.account.schedule;
-                // A failure saved by a later run that could not read the journal is older
-                // than this set, which a provider issued.
-                s.restored = None;
-                s.state = AccountState::from_stored(Some(set), None, lead, &name);
-                s.generation += 1;
-                s.unsaved = Some(Unsaved {
-                    attempt: 1,
-                    next_try: Deadline::at(now),
-                    message: "replayed from the token journal; not in the keychain yet".into(),
-                    seq: entry.seq,
-                    journaled: true,
-                    check_stored: true,
-                });
+/// Installs each entry as its account's unsaved set, due for writing now.
+pub(in crate::engine) fn replay(engine: &Engine, entries: Vec<Entry>) {
+    let now = crate::engine::clock::now();
+    let (mut replayed, mut orphans) = (Vec::new(), 0);
+    for entry in entries {
+        let Some(set) = TokenSet::from_stored_json(&entry.stored) else {
+            continue; // sealed by us: cannot happen, and nothing to install
+        };
+        let name = entry.account;
+        let installed = engine.with_slot(&name, |s| {
+            let lead = s.account.schedule;
+            // A failure saved by a later run that could not read the journal is older
+            // than this set, which a provider issued.
+            s.restored = None;
+            s.state = AccountState::from_stored(Some(set), None, lead, &name);
+            s.generation += 1;
+            s.unsaved = Some(Unsaved {
+                attempt: 1,
+                next_try: Deadline::at(now),
+                message: "replayed from the token journal; not in the keychain yet".into(),
+                seq: entry.seq,
+                journaled: true,
+                check_stored: true,
             });
-            match installed {
-                Ok(()) => replayed.push(name.to_string()),
-                Err(_) => orphans += 1,
-            }
+        });
+        match installed {
+            Ok(()) => replayed.push(name.to_string()),
+            Err(_) => orphans += 1,
         }
-        if !replayed.is_empty() {
-            tracing::warn!(
-                replayed = replayed.len(),
-                accounts = %list(&replayed),
-                "replayed token sets from the token journal: the last run ended before the keychain had them; writing them now"
-            );
-        }
-        if orphans > 0 {
-            tracing::info!(
-                orphans,
-                "the token journal holds sets of accounts the config no longer has; kept"
-            );
-        }
-        self.shared.wake.notify_one();
     }
+    if !replayed.is_empty() {
+        tracing::warn!(
+            replayed = replayed.len(),
+            accounts = %list(&replayed),
+            "replayed token sets from the token journal: the last run ended before the keychain had them; writing them now"
+        );
+    }
+    if orphans > 0 {
+        tracing::info!(
+            orphans,
+            "the token journal holds sets of accounts the config no longer has; kept"
+        );
+    }
+    engine.shared.wake.notify_one();
+}
 
-    /// For a replayed set (sequence `seq`): whether the keychain holds one as new or newer,
-    /// which then becomes the account's set.
-    pub(in crate::engine) async fn stored_is_newer(
-        &self,
-        name: &AccountName,
-        seq: u64,
-    ) -> Result<bool, StoreError> {
-        let json = self
-            .shared
-            .keychain
-            .get(SecretKey::Tokens(name.clone()))
-            .await?;
-        let newer = json
-            .as_ref()
-            .filter(|json| TokenSet::stored_seq(json) >= seq)
-            .and_then(|json| {
-                Some((
-                    TokenSet::stored_seq(json),
-                    TokenSet::from_stored_json(json)?,
-                ))
-            });
-        let Some((stored, set)) = newer else {
-            self.with_slot(name, |s| {
+/// For a replayed set (sequence `seq`): whether the keychain holds one as new or newer,
+/// which then becomes the account's set.
+pub(in crate::engine) async fn stored_is_newer(
+    engine: &Engine,
+    name: &AccountName,
+    seq: u64,
+) -> Result<bool, StoreError> {
+    let json = engine
+        .shared
+        .keychain
+        .get(SecretKey::Tokens(name.clone()))
+        .await?;
+    let newer = json
+        .as_ref()
+        .filter(|json| TokenSet::stored_seq(json) >= seq)
+        .and_then(|json| {
+            Some((
+                TokenSet::stored_seq(json),
+                TokenSet::from_stored_json(json)?,
+            ))
+        });
+    let Some((stored, set)) = newer else {
+        engine
+            .with_slot(name, |s| {
                 if let Some(u) = &mut s.unsaved {
                     u.check_stored = false;
                 }
             })
             .ok();
-            return Ok(false);
-        };
-        self.update(name, |s| {
+        return Ok(false);
+    };
+    engine
+        .update(name, |s| {
             let lead = s.account.schedule;
             s.state = AccountState::from_stored(Some(set), None, lead, name);
             s.generation += 1;
@@ -137,13 +138,12 @@ impl Engine {
             s.last_outcome = None;
         })
         .ok();
-        if let Some(journal) = self.shared.journal.get().cloned().flatten() {
-            let name = name.clone();
-            let _ = tokio::task::spawn_blocking(move || journal.saved(&name, stored)).await;
-        }
-        tracing::info!(account = %name, "the keychain holds a token set as new as the journal's or newer; the journal's is dropped");
-        Ok(true)
+    if let Some(journal) = engine.shared.journal.get().cloned().flatten() {
+        let name = name.clone();
+        let _ = tokio::task::spawn_blocking(move || journal.saved(&name, stored)).await;
     }
+    tracing::info!(account = %name, "the keychain holds a token set as new as the journal's or newer; the journal's is dropped");
+    Ok(true)
 }
 
 /// Account names for a log line: the first ten, and how many more.
