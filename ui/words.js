@@ -72,6 +72,8 @@ export function remedyText(remedy, account, now) {
       return remedy.until ? `Nothing to do: it is tried again at ${clock(remedy.until, now)}.` : 'Nothing to do: it is tried again later.';
     case 'unlock_keychain':
       return 'Unlock your keychain (the login keyring), then try again.';
+    case 'check_store':
+      return remedy.store ? `Check the ${remedy.store}: it must be reachable and opened with the right key; it is tried again.` : 'Check the store the secrets live in; it is tried again.';
     case 'stop_other_engine':
       return remedy.pid
         ? `Another Tokenwarden (process ${remedy.pid}) already refreshes on this machine; quit it and try again.`

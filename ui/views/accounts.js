@@ -177,7 +177,7 @@ export function createAccountsView(app) {
       h('button', { type: 'button', class: 'btn btn-quiet-danger', testid: 'remove', disabled: doing === 'remove', onclick: () => remove(a) }, 'Remove'),
     );
     // The status sentence already covers reconnect, set_secret and the retry time.
-    const extra = a.remedy && (['fix_config', 'unlock_keychain', 'stop_other_engine'].includes(a.remedy.kind) || (a.remedy.kind === 'wait_until' && a.status !== 'retrying'));
+    const extra = a.remedy && (['fix_config', 'unlock_keychain', 'check_store', 'stop_other_engine'].includes(a.remedy.kind) || (a.remedy.kind === 'wait_until' && a.status !== 'retrying'));
     const remedy = extra ? remedyControls(a, a.remedy, now, true) : null;
     return h(
       'article',

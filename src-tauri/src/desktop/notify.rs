@@ -34,9 +34,9 @@ pub fn wording(event: &EngineEvent) -> Option<(String, String)> {
             format!("{account} recovered"),
             "A fresh token was obtained.".to_owned(),
         )),
-        EngineEvent::KeychainWriteFailed { account, .. } => Some((
+        EngineEvent::KeychainWriteFailed { account, store, .. } => Some((
             format!("{account}: token not saved"),
-            "The keychain refused the new token. It is kept in memory and saved as soon as the keychain works; do not quit meanwhile.".to_owned(),
+            format!("The {store} refused the new token. It is kept in memory and saved as soon as the {store} works; do not quit meanwhile."),
         )),
         EngineEvent::ReconnectSoon { account, by } => Some((
             format!("Reconnect {account} before {by}"),

@@ -41,9 +41,12 @@ pub enum EngineEvent {
         message: Option<String>,
     },
     /// The new token could not be saved; it is kept in memory and the write is retried.
+    /// (Named for the first store there was; `store` says which one refused.)
     KeychainWriteFailed {
         account: AccountName,
         message: String,
+        /// "keychain", "sealed database" or "shared store".
+        store: &'static str,
     },
     /// A token set that was only in memory is now in the keychain.
     Saved {

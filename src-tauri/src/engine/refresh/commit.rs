@@ -108,6 +108,7 @@ pub(crate) async fn commit(
                 engine.emit(EngineEvent::KeychainWriteFailed {
                     account: name.clone(),
                     message: source.to_string(),
+                    store: source.backing.name(),
                 });
             }
             Err(EngineError::Unsaved {
