@@ -60,6 +60,99 @@ pub struct Parts {
     pub sharing: Sharing,
 }
 
+/// How long a one-shot command waits for another to finish (a refresh may take a while).
+const CLI_WAITS: Duration = Duration::from_secs(30);
+/// How long `serve` and the tray app wait for a one-shot command (say a cron job's `token`
+/// while systemd restarts `serve`) before giving up; a running engine is refused at once.
+const ENGINE_WAITS: Duration = Duration::from_secs(10);
+
+async fn take_lock(place: &LockPlace, role: lock::Role) -> Result<lock::EngineLock, EngineError> {
+    let wait = match role {
+        lock::Role::Cli => CLI_WAITS,
+        lock::Role::Engine => ENGINE_WAITS,
+    };
+    let place = place.clone();
+    tokio::task::spawn_blocking(move || lock::acquire(&place, role, wait))
+        .await
+        .map_err(|e| EngineError::Io(e.to_string()))?
+        .map_err(EngineError::from)
+}
+
+/// Makes the data dir ours alone (0700, refused if another user owns it or can replace it), and
+/// closes files an older version left readable to others, saying so once.
+pub(crate) fn own_data_dir(dir: &std::path::Path) -> Result<(), EngineError> {
+    super::system::private::own_dir(dir, super::paths::DATA_DIR_REMEDY)
+        .map_err(|e| EngineError::Io(format!("data dir {e}")))?;
+    let tightened = super::system::private::tighten(dir);
+    if !tightened.is_empty() {
+        let names: Vec<String> = tightened
+            .iter()
+            .filter_map(|p| Some(p.file_name()?.to_string_lossy().into_owned()))
+            .collect();
+        tracing::warn!(dir = %dir.display(), files = %names.join(", "), "files in the data dir were readable by other users; they are now yours alone (0600)");
+    }
+    Ok(())
+}
+
+/// The refresh history, or a new one when the file is damaged: a log must never stop the
+/// refreshing. The damaged file is kept beside it under a new name, said once.
+fn open_history(path: &std::path::Path) -> Result<History, EngineError> {
+    if let Err(e) = super::system::private::create(path) {
+        return Err(EngineError::Io(format!("history {}: {e}", path.display())));
+    }
+    match History::open(path) {
+        Err(e) if e.is_damage() => {
+            let aside =
+                super::system::private::move_aside(path, &["-wal", "-shm"]).map_err(|io| {
+                    EngineError::Io(format!(
+                        "history {} is damaged ({e}) and cannot be moved aside: {io}",
+                        path.display()
+                    ))
+                })?;
+            tracing::warn!(damaged = %aside.display(), error = %e, "the refresh history was damaged: it was moved aside and a new one started (refreshing goes on)");
+            super::system::private::create(path)
+                .map_err(|io| EngineError::Io(format!("history {}: {io}", path.display())))?;
+            Ok(History::open(path)?)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// A permanent failure saved before a restart stays one: retrying would only fail again.
+fn gave_up(saved: &SavedState) -> Option<Failure> {
+    (saved.status == Status::NeedsReconnect.as_str()).then(|| restored_failure(saved))
+}
+
+fn restored_failure(saved: &SavedState) -> Failure {
+    Failure {
+        code: String::new(),
+        message: saved
+            .last_error
+            .clone()
+            .unwrap_or_else(|| "the provider refused the grant".to_owned()),
+        remedy: Some(super::Remedy::Reconnect),
+    }
+}
+
+/// An observer shows what the running (or last) engine saved: retrying, refreshing.
+fn observed(state: AccountState, saved: &SavedState) -> AccountState {
+    let failure = || Failure {
+        code: String::new(),
+        message: saved.last_error.clone().unwrap_or_default(),
+        remedy: None,
+    };
+    match saved.status.as_str() {
+        "retrying" => AccountState::Retrying {
+            tokens: state.tokens().cloned(),
+            attempt: 1,
+            next_try: saved.updated,
+            error: failure(),
+        },
+        "refreshing" => state.begin_refresh(),
+        _ => state,
+    }
+}
+
 impl Engine {
     /// Opens the engine for this machine. `Refresher` takes the lock of the keychain service
     /// (a CLI command waits a little for another CLI command, never for a running engine);
@@ -292,102 +385,7 @@ impl Engine {
         *self.shared.mode.lock().expect("poisoned") = Mode::Refresher;
         Ok(())
     }
-}
 
-/// How long a one-shot command waits for another to finish (a refresh may take a while).
-const CLI_WAITS: Duration = Duration::from_secs(30);
-/// How long `serve` and the tray app wait for a one-shot command (say a cron job's `token`
-/// while systemd restarts `serve`) before giving up; a running engine is refused at once.
-const ENGINE_WAITS: Duration = Duration::from_secs(10);
-
-async fn take_lock(place: &LockPlace, role: lock::Role) -> Result<lock::EngineLock, EngineError> {
-    let wait = match role {
-        lock::Role::Cli => CLI_WAITS,
-        lock::Role::Engine => ENGINE_WAITS,
-    };
-    let place = place.clone();
-    tokio::task::spawn_blocking(move || lock::acquire(&place, role, wait))
-        .await
-        .map_err(|e| EngineError::Io(e.to_string()))?
-        .map_err(EngineError::from)
-}
-
-/// Makes the data dir ours alone (0700, refused if another user owns it or can replace it), and
-/// closes files an older version left readable to others, saying so once.
-pub(crate) fn own_data_dir(dir: &std::path::Path) -> Result<(), EngineError> {
-    super::system::private::own_dir(dir, super::paths::DATA_DIR_REMEDY)
-        .map_err(|e| EngineError::Io(format!("data dir {e}")))?;
-    let tightened = super::system::private::tighten(dir);
-    if !tightened.is_empty() {
-        let names: Vec<String> = tightened
-            .iter()
-            .filter_map(|p| Some(p.file_name()?.to_string_lossy().into_owned()))
-            .collect();
-        tracing::warn!(dir = %dir.display(), files = %names.join(", "), "files in the data dir were readable by other users; they are now yours alone (0600)");
-    }
-    Ok(())
-}
-
-/// The refresh history, or a new one when the file is damaged: a log must never stop the
-/// refreshing. The damaged file is kept beside it under a new name, said once.
-fn open_history(path: &std::path::Path) -> Result<History, EngineError> {
-    if let Err(e) = super::system::private::create(path) {
-        return Err(EngineError::Io(format!("history {}: {e}", path.display())));
-    }
-    match History::open(path) {
-        Err(e) if e.is_damage() => {
-            let aside =
-                super::system::private::move_aside(path, &["-wal", "-shm"]).map_err(|io| {
-                    EngineError::Io(format!(
-                        "history {} is damaged ({e}) and cannot be moved aside: {io}",
-                        path.display()
-                    ))
-                })?;
-            tracing::warn!(damaged = %aside.display(), error = %e, "the refresh history was damaged: it was moved aside and a new one started (refreshing goes on)");
-            super::system::private::create(path)
-                .map_err(|io| EngineError::Io(format!("history {}: {io}", path.display())))?;
-            Ok(History::open(path)?)
-        }
-        other => Ok(other?),
-    }
-}
-
-/// A permanent failure saved before a restart stays one: retrying would only fail again.
-fn gave_up(saved: &SavedState) -> Option<Failure> {
-    (saved.status == Status::NeedsReconnect.as_str()).then(|| restored_failure(saved))
-}
-
-fn restored_failure(saved: &SavedState) -> Failure {
-    Failure {
-        code: String::new(),
-        message: saved
-            .last_error
-            .clone()
-            .unwrap_or_else(|| "the provider refused the grant".to_owned()),
-        remedy: Some(super::Remedy::Reconnect),
-    }
-}
-
-/// An observer shows what the running (or last) engine saved: retrying, refreshing.
-fn observed(state: AccountState, saved: &SavedState) -> AccountState {
-    let failure = || Failure {
-        code: String::new(),
-        message: saved.last_error.clone().unwrap_or_default(),
-        remedy: None,
-    };
-    match saved.status.as_str() {
-        "retrying" => AccountState::Retrying {
-            tokens: state.tokens().cloned(),
-            attempt: 1,
-            next_try: saved.updated,
-            error: failure(),
-        },
-        "refreshing" => state.begin_refresh(),
-        _ => state,
-    }
-}
-
-impl Engine {
     /// Re-reads the account's token set from the keychain (another tool wrote it, or a read
     /// failed before). A set only this engine holds (unsaved) is newer and is kept.
     pub async fn reload_account(&self, name: &AccountName) -> Result<AccountView, EngineError> {

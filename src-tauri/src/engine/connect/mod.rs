@@ -96,6 +96,18 @@ enum Approval {
     Device(Box<crate::engine::provider::oauth2::DeviceStart>),
 }
 
+/// A flow that has begun and waits for the user.
+enum Pending {
+    Browser {
+        listener: tokio::net::TcpListener,
+        path: String,
+        state: String,
+        verifier: Option<oauth2::PkceCodeVerifier>,
+        redirect_uri: Url,
+    },
+    Device(Box<crate::engine::provider::oauth2::DeviceStart>),
+}
+
 impl Engine {
     /// Starts a consent flow; the engine waits for the browser (or the device) for up to
     /// `timeout`, then exchanges and stores the first token set. Progress: `connect_status`
@@ -245,21 +257,7 @@ impl Engine {
         self.cancel_connect(name)?;
         self.connect_status(name, CANCEL_SETTLE).await
     }
-}
 
-/// A flow that has begun and waits for the user.
-enum Pending {
-    Browser {
-        listener: tokio::net::TcpListener,
-        path: String,
-        state: String,
-        verifier: Option<oauth2::PkceCodeVerifier>,
-        redirect_uri: Url,
-    },
-    Device(Box<crate::engine::provider::oauth2::DeviceStart>),
-}
-
-impl Engine {
     /// Revokes at the provider where it can, then deletes the account's secrets. A failed
     /// revocation is reported but does not keep the secrets.
     pub async fn disconnect(&self, name: &AccountName) -> Result<Option<String>, EngineError> {
