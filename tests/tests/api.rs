@@ -778,6 +778,7 @@ async fn accounts_and_history_match_list_and_log_json() {
             keys,
             [
                 "attempt",
+                "can_copy",
                 "connects_with",
                 "expires_at",
                 "expiry_estimated",
@@ -789,6 +790,7 @@ async fn accounts_and_history_match_list_and_log_json() {
                 "quota",
                 "refresh_token_expires_at",
                 "remedy",
+                "severity",
                 "status",
                 "unsaved"
             ],
