@@ -13,6 +13,16 @@ use crate::engine::{
 };
 
 pub async fn dispatch(ctx: &Context, command: Command) -> Result<()> {
+    if let Command::Exec {
+        names,
+        env,
+        command,
+        ..
+    } = &command
+    {
+        // Its own arguments are refused before any engine is looked for.
+        super::exec::check(names, env, command)?;
+    }
     match command {
         Command::Serve => serve(ctx).await,
         Command::Import {

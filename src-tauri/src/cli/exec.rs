@@ -86,6 +86,18 @@ fn bindings(names: &[AccountName], env: &[Binding]) -> Result<Vec<Binding>> {
     Ok(all)
 }
 
+/// Refuses bad arguments before any engine is asked for a token.
+pub(super) fn check(names: &[AccountName], env: &[Binding], command: &[OsString]) -> Result<()> {
+    bindings(names, env)?;
+    program(command).map(drop)
+}
+
+fn program(command: &[OsString]) -> Result<(&OsString, &[OsString])> {
+    command
+        .split_first()
+        .ok_or_else(|| anyhow!("give the command to run after `--`"))
+}
+
 pub(super) async fn run(
     backend: &impl Backend,
     names: &[AccountName],
@@ -94,9 +106,7 @@ pub(super) async fn run(
     command: &[OsString],
 ) -> Result<()> {
     let bindings = bindings(names, env)?;
-    let (program, args) = command
-        .split_first()
-        .ok_or_else(|| anyhow!("give the command to run after `--`"))?;
+    let (program, args) = program(command)?;
     let names: Vec<AccountName> = bindings.iter().map(|b| b.account.clone()).collect();
     let tokens = backend.tokens(&names, min_valid).await?;
     let mut child = std::process::Command::new(program);
