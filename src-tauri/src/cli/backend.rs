@@ -96,11 +96,7 @@ impl Backend for Local<'_> {
 
 /// The running engine's API, if an engine runs for this keychain service.
 pub(super) async fn running(ctx: &Context) -> Result<Option<ApiClient>> {
-    ApiClient::discover(ctx, api_keys(ctx)).await
-}
-
-pub(super) fn api_keys(ctx: &Context) -> ApiKeys {
-    ApiKeys::of_context(ctx)
+    ApiClient::discover(ctx, ApiKeys::of_context(ctx)).await
 }
 
 pub(super) async fn open(ctx: &Context, mode: Mode) -> Result<Engine> {

@@ -5,11 +5,11 @@ use std::io::{Read, Write};
 
 use anyhow::{Context as _, Result};
 
-use super::backend::{api_keys, running, Backend, Local};
+use super::backend::{running, Backend, Local};
 use super::{output, ApiKeyAction, Command, SecretAction, StoreAction};
 use crate::engine::{
-    init_store_key, migrate_store, new_store_key, AccountName, Config, Context, Scope, Secret,
-    StoreKind, KEY_ENV,
+    init_store_key, migrate_store, new_store_key, AccountName, ApiKeys, Config, Context, Scope,
+    Secret, StoreKind, KEY_ENV,
 };
 
 pub async fn dispatch(ctx: &Context, command: Command) -> Result<()> {
@@ -149,7 +149,7 @@ fn scope_words(accounts: Option<&[AccountName]>) -> String {
 
 async fn api_key(ctx: &Context, action: ApiKeyAction) -> Result<()> {
     crate::engine::own_data_dir(&ctx.data_dir)?;
-    let keys = api_keys(ctx);
+    let keys = ApiKeys::of_context(ctx);
     match action {
         ApiKeyAction::Create {
             label,

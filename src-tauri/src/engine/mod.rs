@@ -89,14 +89,12 @@ pub use store::fleet::{init_key as init_store_key, new_key as new_store_key};
 pub use store::fleet::{KEY_ENV, PASSWORD_ENV};
 pub use store::migrate::{migrate as migrate_store, Migrated};
 
-use crate::engine::refresh::foresight;
-use crate::engine::refresh::quota;
-use crate::engine::refresh::saving;
-use crate::engine::store::fleet::turns;
 use account::slot::Slot;
 use config::Account;
 use history::History;
+use refresh::{foresight, quota, saving};
 use store::client::Keychain;
+use store::fleet::turns;
 
 /// Whether this engine may write (it holds the lock of its keychain service) or only read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
