@@ -315,6 +315,7 @@ mod tests {
                 backing,
                 entry: "tokens:fb".into(),
                 message: "Connection refused".into(),
+                fix: None,
             },
             journaled: false,
         };

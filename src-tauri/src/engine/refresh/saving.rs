@@ -267,6 +267,7 @@ pub(crate) async fn flush_unsaved(engine: &Engine) -> Vec<EngineError> {
                             "not written: the last writes at exit stop after {} s",
                             FLUSH_BOUND.as_secs()
                         ),
+                        fix: None,
                     },
                     journaled,
                 });

@@ -99,6 +99,7 @@ impl Keychain {
             backing: backing.clone(),
             entry: entry.clone(),
             message,
+            fix: None,
         };
         let _permit = self
             .shared
@@ -202,6 +203,7 @@ impl Keychain {
                 message:
                     "holds something that is not a Tokenwarden token set; connect the account again"
                         .into(),
+                fix: None,
             })
     }
 

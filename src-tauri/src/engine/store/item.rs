@@ -107,6 +107,9 @@ pub struct StoreError {
     pub entry: String,
     /// The store's own message: it names the failure, never the stored value.
     pub message: String,
+    /// What helps when it is not the store's usual remedy (a value too large for any
+    /// number of keychain items is a matter for the config, not for unlocking).
+    pub fix: Option<Remedy>,
 }
 
 impl StoreError {
@@ -115,11 +118,21 @@ impl StoreError {
             backing: Backing::Keychain,
             entry: entry.into(),
             message: message.into(),
+            fix: None,
+        }
+    }
+
+    /// A value the keychain cannot hold, however it is split: the config must choose a
+    /// store that can (`message` says which).
+    pub fn too_large_for_keychain(entry: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            fix: Some(Remedy::FixConfig { line: None }),
+            ..Self::keychain(entry, message)
         }
     }
 
     pub fn remedy(&self) -> Remedy {
-        self.backing.remedy()
+        self.fix.clone().unwrap_or_else(|| self.backing.remedy())
     }
 
     fn place(&self) -> String {
@@ -208,6 +221,7 @@ mod tests {
             },
             entry: "tokens:fb".into(),
             message: "Connection refused".into(),
+            fix: None,
         };
         assert_eq!(
             redis.to_string(),

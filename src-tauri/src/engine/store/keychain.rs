@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::item::{SecretKey, SecretStore, StoreError};
+use super::pieces::{Items, Limit, Pieces};
 use crate::engine::secret::Secret;
 
 pub struct OsKeychain {
@@ -19,19 +20,39 @@ impl OsKeychain {
         }
     }
 
-    fn entry(&self, key: &SecretKey) -> Result<keyring::Entry, StoreError> {
-        keyring::Entry::new(&self.service, &key.entry()).map_err(|e| fail(key, e))
+    fn entry(&self, name: &str) -> Result<keyring::Entry, StoreError> {
+        keyring::Entry::new(&self.service, name).map_err(|e| fail(name, e))
+    }
+
+    /// Where the platform's items are small (Windows), long values go in pieces.
+    fn pieces(&self) -> Option<Pieces<&Self>> {
+        Limit::of_this_platform().map(|limit| Pieces { items: self, limit })
     }
 }
 
-fn fail(key: &SecretKey, e: keyring::Error) -> StoreError {
+/// What makes this platform's keychain reachable, in its own words.
+const UNREACHABLE_HINT: &str = if cfg!(target_os = "macos") {
+    "the login keychain must be unlocked (Keychain Access), and its prompt answered with Allow"
+} else if cfg!(windows) {
+    "Credential Manager must be available to this user (it is not in some service accounts and sandboxes)"
+} else {
+    "on Linux a Secret Service (gnome-keyring, KWallet) must run and be unlocked"
+};
+
+fn fail(entry: &str, e: keyring::Error) -> StoreError {
     let message = match e {
-        keyring::Error::NoStorageAccess(_) | keyring::Error::PlatformFailure(_) => format!(
-            "the keychain is not reachable ({e}); on Linux a Secret Service (gnome-keyring, KWallet) must run and be unlocked"
-        ),
+        keyring::Error::NoStorageAccess(_) | keyring::Error::PlatformFailure(_) => {
+            format!("the keychain is not reachable ({e}); {UNREACHABLE_HINT}")
+        }
+        keyring::Error::TooLong(what, most) => {
+            return StoreError::too_large_for_keychain(
+                entry,
+                format!("the keychain refused a {what} longer than {most}; set `[store] kind = \"database\"` in the config, which keeps secrets of any size sealed in a file"),
+            );
+        }
         other => other.to_string(),
     };
-    StoreError::keychain(key.entry(), message)
+    StoreError::keychain(entry, message)
 }
 
 /// Whether a failed call died with the Secret Service mid-call (D-Bus `NoReply`): gnome-keyring
@@ -58,25 +79,46 @@ fn once_more_if_the_service_died<T>(
     }
 }
 
-impl SecretStore for OsKeychain {
-    fn get(&self, key: &SecretKey) -> Result<Option<Secret>, StoreError> {
-        let entry = self.entry(key)?;
+/// One item each, by its entry name.
+impl Items for &OsKeychain {
+    fn read(&self, name: &str) -> Result<Option<Secret>, StoreError> {
+        let entry = self.entry(name)?;
         match once_more_if_the_service_died(|| entry.get_password()) {
             Ok(value) => Ok(Some(Secret::new(value))),
             Err(keyring::Error::NoEntry) => Ok(None),
-            Err(e) => Err(fail(key, e)),
+            Err(e) => Err(fail(name, e)),
+        }
+    }
+    fn write(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        let entry = self.entry(name)?;
+        once_more_if_the_service_died(|| entry.set_password(value)).map_err(|e| fail(name, e))
+    }
+    fn remove(&self, name: &str) -> Result<(), StoreError> {
+        let entry = self.entry(name)?;
+        match once_more_if_the_service_died(|| entry.delete_credential()) {
+            Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+            Err(e) => Err(fail(name, e)),
+        }
+    }
+}
+
+impl SecretStore for OsKeychain {
+    fn get(&self, key: &SecretKey) -> Result<Option<Secret>, StoreError> {
+        match self.pieces() {
+            Some(pieces) => pieces.get(&key.entry()),
+            None => Items::read(&self, &key.entry()),
         }
     }
     fn set(&self, key: &SecretKey, value: &Secret) -> Result<(), StoreError> {
-        let entry = self.entry(key)?;
-        once_more_if_the_service_died(|| entry.set_password(value.expose()))
-            .map_err(|e| fail(key, e))
+        match self.pieces() {
+            Some(pieces) => pieces.set(&key.entry(), value),
+            None => Items::write(&self, &key.entry(), value.expose()),
+        }
     }
     fn delete(&self, key: &SecretKey) -> Result<(), StoreError> {
-        let entry = self.entry(key)?;
-        match once_more_if_the_service_died(|| entry.delete_credential()) {
-            Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
-            Err(e) => Err(fail(key, e)),
+        match self.pieces() {
+            Some(pieces) => pieces.delete(&key.entry()),
+            None => Items::remove(&self, &key.entry()),
         }
     }
 }

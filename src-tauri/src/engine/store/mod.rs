@@ -7,6 +7,7 @@
 //! * `fleet`    a shared Redis: coordinator (leases, fences, pub/sub) and its store
 //! * `sharing`  what being in a fleet changes for reads and writes  * `restore` what it lost
 //! * `client`   the async face the engine uses                      * `journal` `migrate`
+//! * `pieces`   values longer than one keychain item (Windows) kept whole across several
 //!
 //! [`open`] is the one place a store is chosen.
 
@@ -18,6 +19,7 @@ pub mod keychain;
 #[cfg(test)]
 pub mod memory;
 pub mod migrate;
+mod pieces;
 mod restore;
 pub mod sealed;
 mod sharing;

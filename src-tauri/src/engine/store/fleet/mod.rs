@@ -81,6 +81,7 @@ impl FleetError {
             },
             entry,
             message: self.detail(),
+            fix: None,
         }
     }
 }

@@ -118,6 +118,7 @@ impl SealedStore {
             },
             entry,
             message: message.into(),
+            fix: None,
         }
     }
 
