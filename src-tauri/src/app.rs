@@ -2,6 +2,10 @@
 //! does not load WebKitGTK and GTK for every command; `tokenwarden` with no command hands
 //! over to it. Given a command, it runs the CLI like `tokenwarden` does.
 
+// A release build on Windows is a GUI program: started from the Start menu or at login, it
+// opens no console window.
+#![cfg_attr(all(windows, not(debug_assertions)), windows_subsystem = "windows")]
+
 use std::process::ExitCode;
 
 use clap::Parser;

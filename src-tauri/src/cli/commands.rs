@@ -222,7 +222,8 @@ async fn serve(ctx: &Context) -> Result<()> {
     }
 }
 
-/// SIGINT and SIGTERM, caught from the moment this is made.
+/// SIGINT and SIGTERM (on Windows, the console's control events), caught from the moment
+/// they are waited for.
 struct ShutdownSignal {
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
@@ -253,7 +254,21 @@ impl ShutdownSignal {
                 _ = int.recv() => {}
             }
         }
-        #[cfg(not(unix))]
+        // A console's Ctrl+C or Ctrl+Break, its window closed, the user logging off or the
+        // machine shutting down: Windows allows a few seconds for the last writes.
+        #[cfg(windows)]
+        {
+            use tokio::signal::windows::{ctrl_close, ctrl_logoff, ctrl_shutdown};
+            let (mut close, mut logoff, mut shutdown) =
+                (ctrl_close()?, ctrl_logoff()?, ctrl_shutdown()?);
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r?,
+                _ = close.recv() => {}
+                _ = logoff.recv() => {}
+                _ = shutdown.recv() => {}
+            }
+        }
+        #[cfg(not(any(unix, windows)))]
         tokio::signal::ctrl_c().await?;
         Ok(())
     }

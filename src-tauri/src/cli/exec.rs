@@ -127,7 +127,21 @@ fn start(mut child: std::process::Command, program: &OsString) -> Result<()> {
     Err(cannot_start(program, &e))
 }
 
-#[cfg(not(unix))]
+/// Windows has no exec: the command runs as our child and its exit code becomes ours. Ctrl+C
+/// reaches every process of the console, so we let it go by and the command decides (as
+/// `cargo run` does); a handler, unlike ignoring it, is not inherited by the command.
+#[cfg(windows)]
+fn start(mut child: std::process::Command, program: &OsString) -> Result<()> {
+    unsafe extern "system" fn let_it_pass(_event: u32) -> windows_sys::core::BOOL {
+        1
+    }
+    // SAFETY: registers a handler that touches nothing; failure only means Ctrl+C stops us too.
+    unsafe { windows_sys::Win32::System::Console::SetConsoleCtrlHandler(Some(let_it_pass), 1) };
+    let status = child.status().map_err(|e| cannot_start(program, &e))?;
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+#[cfg(not(any(unix, windows)))]
 fn start(mut child: std::process::Command, program: &OsString) -> Result<()> {
     let status = child.status().map_err(|e| cannot_start(program, &e))?;
     std::process::exit(status.code().unwrap_or(1));

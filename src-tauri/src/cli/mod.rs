@@ -256,9 +256,16 @@ fn remedy_words(remedy: &Remedy, account: Option<&AccountName>) -> String {
         Remedy::FixConfig { line: Some(line) } => format!("fix line {line} of the config file"),
         Remedy::FixConfig { line: None } => "fix the config file".to_owned(),
         Remedy::WaitUntil { until } => format!("it is tried again at {until}"),
-        Remedy::UnlockKeychain => {
-            "make sure the OS keychain (Secret Service) runs and is unlocked".to_owned()
-        }
+        Remedy::UnlockKeychain => format!(
+            "make sure the OS keychain ({}) runs and is unlocked",
+            if cfg!(target_os = "macos") {
+                "the login keychain"
+            } else if cfg!(windows) {
+                "Credential Manager"
+            } else {
+                "Secret Service"
+            }
+        ),
         Remedy::CheckStore { store } => format!("check {store}, then try again"),
         // The error itself names the engine and its pid.
         Remedy::StopOtherEngine { .. } => {

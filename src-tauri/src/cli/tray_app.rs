@@ -1,6 +1,7 @@
 //! `tokenwarden` with no command: the tray app, which is the binary `tokenwarden-app` beside
 //! this one (see `main.rs` for why it is separate). On Unix the process becomes the app
-//! (same pid, arguments and environment), so whoever started `tokenwarden` holds the app.
+//! (same pid, arguments and environment), so whoever started `tokenwarden` holds the app; on
+//! Windows the app starts on its own, as GUI programs do.
 
 use std::process::ExitCode;
 
@@ -38,9 +39,11 @@ pub fn start() -> ExitCode {
         );
         ExitCode::FAILURE
     }
+    // Windows: the app is a GUI program with no console; like any started from a console, it
+    // runs on its own and the console is given back at once.
     #[cfg(not(unix))]
-    match command.status() {
-        Ok(status) => ExitCode::from(status.code().map_or(1, |c| c.clamp(0, 255) as u8)),
+    match command.spawn() {
+        Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!(
                 "tokenwarden: cannot start the tray app {}: {e}",

@@ -53,16 +53,48 @@ pub fn entry_name(keychain_service: &str) -> String {
 }
 
 /// The config path as one argument of the entry's command line. The plugin joins the
-/// arguments with spaces into the desktop entry's `Exec` key, so on Linux a path with
-/// anything but plain characters is quoted by the Desktop Entry rules (elsewhere each
-/// argument is passed on its own and must stay as it is).
+/// arguments with spaces: into the desktop entry's `Exec` key on Linux, quoted by the Desktop
+/// Entry rules; into the Run key's command line on Windows, quoted as Windows programs split
+/// theirs (`C:\Users\Ann Lee\…` holds a space). A LaunchAgent passes each argument on its
+/// own, as it is.
 pub fn config_arg(path: &Path) -> String {
     let text = path.to_string_lossy().into_owned();
     if cfg!(target_os = "linux") {
         exec_quoted(&text)
+    } else if cfg!(windows) {
+        command_line_quoted(&text)
     } else {
         text
     }
+}
+
+/// One argument of a Windows command line, as `CommandLineToArgvW` and the C runtime read
+/// it back: quoted when it holds a space, a tab or a quote; a quote takes a backslash, and
+/// backslashes before a quote (or before the closing one) are doubled.
+fn command_line_quoted(arg: &str) -> String {
+    if !arg.is_empty() && !arg.contains([' ', '\t', '"']) {
+        return arg.to_owned();
+    }
+    let mut out = String::from("\"");
+    let mut backslashes = 0;
+    for c in arg.chars() {
+        match c {
+            '\\' => backslashes += 1,
+            '"' => {
+                out.extend(std::iter::repeat_n('\\', 2 * backslashes + 1));
+                out.push('"');
+                backslashes = 0;
+            }
+            _ => {
+                out.extend(std::iter::repeat_n('\\', backslashes));
+                out.push(c);
+                backslashes = 0;
+            }
+        }
+    }
+    out.extend(std::iter::repeat_n('\\', 2 * backslashes));
+    out.push('"');
+    out
 }
 
 fn exec_quoted(arg: &str) -> String {
@@ -110,5 +142,19 @@ mod tests {
             "\"/home/a/My Tokens/c.toml\""
         );
         assert_eq!(exec_quoted("/t/$x%"), "\"/t/\\\\$x%%\"");
+    }
+
+    #[test]
+    fn windows_paths_with_spaces_are_one_argument_of_the_run_key() {
+        let plain = r"C:\Users\ann\AppData\Roaming\tokenwarden\config\config.toml";
+        assert_eq!(command_line_quoted(plain), plain);
+        assert_eq!(
+            command_line_quoted(r"C:\Users\Ann Lee\config.toml"),
+            r#""C:\Users\Ann Lee\config.toml""#
+        );
+        // Backslashes are literal except before a quote.
+        assert_eq!(command_line_quoted(r"D:\my dir\"), r#""D:\my dir\\""#);
+        assert_eq!(command_line_quoted(r#"a "b""#), r#""a \"b\"""#);
+        assert_eq!(command_line_quoted(""), r#""""#);
     }
 }

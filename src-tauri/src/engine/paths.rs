@@ -29,9 +29,11 @@ impl Context {
         };
         let data_dir = match std::env::var_os("TOKENWARDEN_DATA_DIR") {
             Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            // Windows: %LOCALAPPDATA%, not the roaming %APPDATA% (a database open on one
+            // machine must not be copied to another at logon). Elsewhere they are the same.
             _ => dirs
                 .as_ref()
-                .map(|d| d.data_dir().to_owned())
+                .map(|d| d.data_local_dir().to_owned())
                 .ok_or("cannot find a home directory; set TOKENWARDEN_DATA_DIR")?,
         };
         let keychain_service = std::env::var("TOKENWARDEN_KEYCHAIN_SERVICE")
@@ -62,6 +64,7 @@ pub const DATA_DIR_REMEDY: &str = "set TOKENWARDEN_DATA_DIR to a folder only you
 /// it describes), else a per-user folder in the temp dir, named by uid (`$USER` is often unset
 /// in containers and units, and two users would then share one name). Another user may make
 /// that folder first: `engine::private` refuses it then.
+#[cfg(not(any(windows, target_os = "macos")))]
 fn lock_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("tokenwarden");
@@ -71,4 +74,16 @@ fn lock_dir() -> PathBuf {
     #[cfg(not(unix))]
     let user = std::env::var("USERNAME").unwrap_or_else(|_| "user".to_owned());
     std::env::temp_dir().join(format!("tokenwarden-{user}"))
+}
+
+/// Windows: `%LOCALAPPDATA%\tokenwarden\run`, the user's own (its ACL lets no other user
+/// in), on this machine only; there is no runtime dir, and an `XDG_RUNTIME_DIR` that leaks in
+/// (from MSYS2, Cygwin or wine) is not the user's profile. macOS: `~/Library/Application
+/// Support/tokenwarden/run`, not `$TMPDIR`, which macOS sweeps of files untouched for three
+/// days: a swept lock file would let a second refresher start beside the engine.
+#[cfg(any(windows, target_os = "macos"))]
+fn lock_dir() -> PathBuf {
+    directories::BaseDirs::new()
+        .map(|d| d.data_local_dir().join("tokenwarden").join("run"))
+        .unwrap_or_else(|| std::env::temp_dir().join("tokenwarden"))
 }

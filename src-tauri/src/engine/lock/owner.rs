@@ -10,6 +10,7 @@ use std::path::Path;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// It holds an exclusive lock on the file.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     Holds,
     /// It is gone, or alive without the lock (a stale announcement).
     DoesNot,

@@ -23,9 +23,14 @@ impl Markers {
 
     /// Inside the data dir, which is ours alone already.
     fn make_dir(&self) -> std::io::Result<()> {
-        let mut dir = std::fs::DirBuilder::new();
         #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+        let dir = {
+            let mut dir = std::fs::DirBuilder::new();
+            std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+            dir
+        };
+        #[cfg(not(unix))]
+        let dir = std::fs::DirBuilder::new();
         match dir.create(&self.dir) {
             Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
             _ => Ok(()),

@@ -4,7 +4,9 @@
 //! Linux lists every socket with its owner in `/proc/net/tcp` and `/proc/net/tcp6`;
 //! elsewhere nothing is known and the caller goes on as before.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
+#[cfg(any(target_os = "linux", test))]
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The uid that owns the socket listening on `addr` (or on the wildcard address of its
 /// family and port), if the kernel lists one.
@@ -26,6 +28,7 @@ pub fn listener_uid(addr: SocketAddr) -> Option<u32> {
 }
 
 /// The owner of `addr`'s listening socket in a `/proc/net/tcp{,6}` table.
+#[cfg(any(target_os = "linux", test))]
 fn listening_owner(table: &str, addr: SocketAddr) -> Option<u32> {
     const LISTEN: &str = "0A";
     table.lines().skip(1).find_map(|line| {
@@ -42,6 +45,7 @@ fn listening_owner(table: &str, addr: SocketAddr) -> Option<u32> {
 }
 
 /// The kernel prints each 32-bit word of the address as it sits in memory, in hex.
+#[cfg(any(target_os = "linux", test))]
 fn parse_ip(hex: &str) -> Option<IpAddr> {
     let word = |i: usize| -> Option<[u8; 4]> {
         Some(

@@ -159,6 +159,7 @@ fn check_ancestors(dir: &Path, remedy: &'static str) -> Result<(), PlaceError> {
     Ok(())
 }
 
+#[cfg(unix)]
 fn absolute(path: &Path) -> std::io::Result<PathBuf> {
     std::path::absolute(path)
 }
