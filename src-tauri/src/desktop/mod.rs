@@ -197,6 +197,13 @@ pub fn run(ctx: Context, hidden: bool) -> ExitCode {
         RunEvent::ExitRequested {
             api, code: None, ..
         } => api.prevent_exit(),
+        // A click on the Dock icon while the window is hidden: the one way back to it on a Mac
+        // whose menu bar item is behind the notch.
+        #[cfg(target_os = "macos")]
+        RunEvent::Reopen {
+            has_visible_windows: false,
+            ..
+        } => tray::open_window(app),
         RunEvent::Exit => {
             let shell = app.state::<Shell>();
             let host = tauri::async_runtime::block_on(shell.host.lock()).take();
