@@ -180,10 +180,14 @@ impl<R: Runtime> Tray<R> {
                 &MenuItem::with_id(app, MenuId::Quit.id(), "Quit", true, None::<&str>)?,
             ],
         )?;
-        let icon = TrayIconBuilder::with_id(TRAY_ID)
+        let builder = TrayIconBuilder::with_id(TRAY_ID)
             .icon(icon(Look::Idle)?)
-            .tooltip("Tokenwarden")
-            .title("Tokenwarden")
+            .tooltip("Tokenwarden");
+        // macOS draws a title as words beside the icon in the menu bar, where a wide item is
+        // the first hidden behind the notch; the tooltip names the app there.
+        #[cfg(not(target_os = "macos"))]
+        let builder = builder.title("Tokenwarden");
+        let icon = builder
             .menu(&menu)
             .show_menu_on_left_click(true)
             .build(app)?;
@@ -255,6 +259,52 @@ mod tests {
     use super::*;
     use crate::engine::ConnectsWith;
     use crate::engine::Deadline;
+
+    /// WCAG's relative luminance of an sRGB colour.
+    fn luminance(rgb: &[u8]) -> f64 {
+        let channel = |c: u8| {
+            let c = f64::from(c) / 255.0;
+            if c <= 0.039_28 {
+                c / 12.92
+            } else {
+                ((c + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * channel(rgb[0]) + 0.7152 * channel(rgb[1]) + 0.0722 * channel(rgb[2])
+    }
+
+    fn contrast(a: f64, b: f64) -> f64 {
+        (a.max(b) + 0.05) / (a.min(b) + 0.05)
+    }
+
+    /// Each state's tile keeps 3:1 (WCAG's least for a control) against the lightest and the
+    /// darkest taskbars it meets: Windows 11 light (#f3f3f3) and dark (#202020), GNOME's
+    /// black top bar, a white macOS menu bar.
+    #[test]
+    fn every_tray_icon_reads_on_light_and_dark_taskbars() {
+        let bars: [(&str, [u8; 3]); 4] = [
+            ("Windows light", [0xf3, 0xf3, 0xf3]),
+            ("Windows dark", [0x20, 0x20, 0x20]),
+            ("GNOME", [0, 0, 0]),
+            ("macOS light", [0xff, 0xff, 0xff]),
+        ];
+        for look in [Look::Idle, Look::Fresh, Look::Busy, Look::Alert] {
+            let image = icon(look).expect("a PNG");
+            let (w, h) = (image.width() as usize, image.height() as usize);
+            assert_eq!((w, h), (64, 64), "{look:?}");
+            // The tile's colour, a few pixels in from its corner, inside the rounded edge.
+            let at = (12 * w + 12) * 4;
+            let tile = &image.rgba()[at..at + 4];
+            assert_eq!(tile[3], 255, "{look:?}: the tile is opaque");
+            for (bar, colour) in bars {
+                let ratio = contrast(luminance(tile), luminance(&colour));
+                assert!(
+                    ratio >= 3.0,
+                    "{look:?} ({tile:?}) on a {bar} taskbar: {ratio:.2}:1, below 3:1"
+                );
+            }
+        }
+    }
 
     /// A view as the engine makes it for a token with `left` seconds to go (or none).
     fn view(name: &str, status: Status, left: Option<u64>) -> AccountView {
