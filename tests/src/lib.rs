@@ -12,6 +12,7 @@
 //! * [`redis`]         a real `redis-server` on a free loopback port, for the shared store
 //! * [`fleet`]         fleets of `serve` hosts sharing one of those
 //! * [`wayland`]       sway on its headless backend, for the window and clipboard on Wayland
+//! * [`wine`]          the Windows build under wine, its keychain wine's Credential Manager
 //! * [`desktop`]       the tray app in a private desktop session: tray over D-Bus, notifications,
 //!   clipboard, X11 window state, and the real window through tauri-driver (WebDriver)
 //!
@@ -30,6 +31,7 @@ pub mod proc;
 pub mod prometheus;
 pub mod redis;
 pub mod wayland;
+pub mod wine;
 
 pub use api::{Answer, Api, Request};
 pub use harness::{wait_until, Env, Output, Serve};

@@ -123,6 +123,8 @@ pub fn rss_kib(pid: u32) -> u64 {
 /// A signal [`signal`] sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signal {
+    /// Ctrl+C, as a Windows console program under wine receives it.
+    Int,
     Term,
     Kill,
     Stop,
@@ -132,6 +134,7 @@ pub enum Signal {
 impl Signal {
     fn name(self) -> &'static str {
         match self {
+            Self::Int => "INT",
             Self::Term => "TERM",
             Self::Kill => "KILL",
             Self::Stop => "STOP",

@@ -50,6 +50,8 @@ pub struct Env {
     /// The binary every command runs; `None`: [`bin_path`] (an installed package's
     /// `/usr/bin/tokenwarden` in the package tests).
     pub bin: Option<PathBuf>,
+    /// Run the Windows build under wine instead ([`Env::windows`]).
+    pub wine: Option<std::sync::Arc<crate::wine::Wine>>,
 }
 
 impl Env {
@@ -99,6 +101,7 @@ impl Env {
             bus: None,
             extra_vars: Vec::new(),
             bin: None,
+            wine: None,
         }
     }
 
@@ -152,7 +155,10 @@ impl Env {
     }
 
     pub(super) fn command(&self, args: &[&str]) -> std::process::Command {
-        let mut cmd = std::process::Command::new(self.bin.clone().unwrap_or_else(bin_path));
+        let mut cmd = match &self.wine {
+            Some(wine) => wine.command(),
+            None => std::process::Command::new(self.bin.clone().unwrap_or_else(bin_path)),
+        };
         // `cargo test` puts every build script's output folder on LD_LIBRARY_PATH; a user's
         // process has none of them (the loader would probe each for each of the ~170
         // libraries the binary links), so timings here match theirs.
@@ -208,7 +214,7 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        if !self.owns_service {
+        if !self.owns_service || self.wine.is_some() {
             return;
         }
         // Everything this test stored lives under its own service name.

@@ -18,6 +18,8 @@ pub struct LegacyAccount {
     others: Vec<String>,
     /// The `[refresh]` table's lines, when not [`Env::new`]'s.
     refresh: Option<String>,
+    /// The Windows build under wine ([`Env::windows`]) instead of this platform's.
+    windows: bool,
 }
 
 impl LegacyAccount {
@@ -29,7 +31,14 @@ impl LegacyAccount {
             extra: String::new(),
             others: Vec::new(),
             refresh: None,
+            windows: false,
         }
+    }
+
+    /// Every command runs the Windows build under wine (see [`crate::wine`]).
+    pub fn on_windows(mut self) -> Self {
+        self.windows = true;
+        self
     }
 
     /// TOML lines for the `[refresh]` table instead of `retry_initial = "1s"`.
@@ -70,10 +79,13 @@ impl LegacyAccount {
                 &format!("redirect_uri = \"{redirect}\""),
             ));
         }
-        let env = match &self.refresh {
+        let mut env = match &self.refresh {
             Some(refresh) => Env::with_refresh(refresh, &accounts),
             None => Env::new(&accounts),
         };
+        if self.windows {
+            env.wine = Some(crate::wine::Wine::shared());
+        }
         let secret = fake.lock().config.client_secret.clone();
         env.set_secret("fb", &secret).await;
         (fake, env)

@@ -110,6 +110,13 @@ impl Serve {
         self.collect(Duration::from_secs(15)).await
     }
 
+    /// Ctrl+C (SIGINT), then waits (15 s at most) for a clean exit: how a Windows console
+    /// program is stopped (under wine, SIGTERM ends it at once).
+    pub async fn interrupt(mut self) -> Output {
+        proc::signal(self.pid(), Signal::Int);
+        self.collect(Duration::from_secs(15)).await
+    }
+
     /// SIGKILL: no chance to clean up.
     pub async fn kill9(mut self) -> Output {
         proc::signal(self.pid(), Signal::Kill);
