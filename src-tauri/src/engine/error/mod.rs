@@ -315,7 +315,7 @@ mod tests {
                 backing,
                 entry: "tokens:fb".into(),
                 message: "Connection refused".into(),
-                fix: None,
+                too_large: false,
             },
             journaled: false,
         };

@@ -267,7 +267,7 @@ pub(crate) async fn flush_unsaved(engine: &Engine) -> Vec<EngineError> {
                             "not written: the last writes at exit stop after {} s",
                             FLUSH_BOUND.as_secs()
                         ),
-                        fix: None,
+                        too_large: false,
                     },
                     journaled,
                 });

@@ -99,7 +99,7 @@ impl Keychain {
             backing: backing.clone(),
             entry: entry.clone(),
             message,
-            fix: None,
+            too_large: false,
         };
         let _permit = self
             .shared
@@ -203,7 +203,7 @@ impl Keychain {
                 message:
                     "holds something that is not a Tokenwarden token set; connect the account again"
                         .into(),
-                fix: None,
+                too_large: false,
             })
     }
 

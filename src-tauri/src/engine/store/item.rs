@@ -107,9 +107,10 @@ pub struct StoreError {
     pub entry: String,
     /// The store's own message: it names the failure, never the stored value.
     pub message: String,
-    /// What helps when it is not the store's usual remedy (a value too large for any
-    /// number of keychain items is a matter for the config, not for unlocking).
-    pub fix: Option<Remedy>,
+    /// The value is more than the store holds: the config must choose another store,
+    /// which unlocking would not help (a flag, not a `Remedy`: every engine error carries
+    /// this, and must stay small).
+    pub too_large: bool,
 }
 
 impl StoreError {
@@ -118,7 +119,7 @@ impl StoreError {
             backing: Backing::Keychain,
             entry: entry.into(),
             message: message.into(),
-            fix: None,
+            too_large: false,
         }
     }
 
@@ -126,13 +127,17 @@ impl StoreError {
     /// store that can (`message` says which).
     pub fn too_large_for_keychain(entry: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
-            fix: Some(Remedy::FixConfig { line: None }),
+            too_large: true,
             ..Self::keychain(entry, message)
         }
     }
 
     pub fn remedy(&self) -> Remedy {
-        self.fix.clone().unwrap_or_else(|| self.backing.remedy())
+        if self.too_large {
+            Remedy::FixConfig { line: None }
+        } else {
+            self.backing.remedy()
+        }
     }
 
     fn place(&self) -> String {
@@ -221,7 +226,7 @@ mod tests {
             },
             entry: "tokens:fb".into(),
             message: "Connection refused".into(),
-            fix: None,
+            too_large: false,
         };
         assert_eq!(
             redis.to_string(),

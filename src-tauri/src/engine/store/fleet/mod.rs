@@ -81,7 +81,7 @@ impl FleetError {
             },
             entry,
             message: self.detail(),
-            fix: None,
+            too_large: false,
         }
     }
 }

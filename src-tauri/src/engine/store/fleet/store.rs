@@ -139,7 +139,7 @@ impl SecretStore for FleetStore {
                 backing: self.backing(key),
                 entry: key.entry(),
                 message: "a token set is written to a shared store only with its fence".into(),
-                fix: None,
+                too_large: false,
             }),
             (Scope::Account, ..) => self
                 .write_entry(key, value, fence)

@@ -118,7 +118,7 @@ impl SealedStore {
             },
             entry,
             message: message.into(),
-            fix: None,
+            too_large: false,
         }
     }
 
