@@ -111,13 +111,11 @@ async fn serve_refreshes_rotates_and_restarts_on_the_stored_set() {
         rotated,
         "after a restart, the stored set"
     );
-    let st = fake.lock();
-    assert_eq!(
-        (st.code_grants, st.refresh_grants),
-        (1, 1),
-        "nothing asked of the provider on restart"
-    );
-    drop(st);
+    let grants = {
+        let st = fake.lock();
+        (st.code_grants, st.refresh_grants)
+    };
+    assert_eq!(grants, (1, 1), "nothing asked of the provider on restart");
     assert_eq!(serve.interrupt().await.code, 0);
 }
 
@@ -158,20 +156,22 @@ async fn a_6_kb_token_set_is_stored_whole_and_read_back_byte_for_byte() {
     serve.wait_api().await;
     assert_eq!(env.token("fb").await, issued_access, "read back whole");
     env.run(&["refresh", "fb"], None).await.ok();
-    let st = fake.lock();
-    let presented = st
-        .refresh_requests()
-        .last()
-        .and_then(|r| r.refresh_token.clone())
-        .expect("a refresh request");
+    let (presented, refresh_grants) = {
+        let st = fake.lock();
+        let last = st.refresh_requests().last().cloned();
+        (
+            last.and_then(|r| r.refresh_token)
+                .expect("a refresh request"),
+            st.refresh_grants,
+        )
+    };
     assert!(
         presented == issued_refresh,
         "the refresh token presented differs from the one issued ({} vs {} bytes)",
         presented.len(),
         issued_refresh.len()
     );
-    assert_eq!(st.refresh_grants, 1);
-    drop(st);
+    assert_eq!(refresh_grants, 1);
     assert_eq!(serve.interrupt().await.code, 0);
 }
 

@@ -141,7 +141,8 @@ pub enum LockError {
     HeldByEngine { pid: u32, service: String },
     #[error("the lock of keychain service `{service}` is held by {occupant}, which did not let go within {} s; try again when it has finished", waited.as_secs())]
     Busy {
-        occupant: Occupant,
+        /// Boxed: a holder's paths are larger on Windows, and every engine error carries this.
+        occupant: Box<Occupant>,
         service: String,
         waited: Duration,
     },
@@ -258,7 +259,7 @@ pub fn acquire(place: &LockPlace, role: Role, wait: Duration) -> Result<EngineLo
                 }
                 occupant if started.elapsed() >= wait => {
                     return Err(LockError::Busy {
-                        occupant,
+                        occupant: Box::new(occupant),
                         service: place.service.clone(),
                         waited: wait,
                     })
@@ -340,7 +341,7 @@ mod tests {
         let err = acquire(&place, Role::Engine, Duration::from_millis(200)).unwrap_err();
         match &err {
             LockError::Busy { occupant, .. } => assert_eq!(
-                *occupant,
+                **occupant,
                 Occupant::Unannounced {
                     pid: Some(cli.id())
                 }

@@ -105,7 +105,6 @@ fn options() -> OpenOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write as _;
 
     #[test]
     fn records_frame_and_parse_and_a_torn_tail_is_told_from_damage() {
@@ -132,6 +131,7 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn the_file_is_made_0600_a_symlink_in_its_place_is_never_followed_and_crash_litter_goes() {
+        use std::io::Write as _;
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.journal");
