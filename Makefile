@@ -24,6 +24,12 @@ TEST_PKGS := xvfb xauth dbus dbus-x11 gnome-keyring libsecret-tools procps webki
 	xclip python3-dbusmock python3-gi python3-dbus gir1.2-glib-2.0 imagemagick x11-utils curl \
 	libayatana-appindicator3-1 libfaketime redis-server redis-tools sway grim wl-clipboard
 
+# Windows: mingw-w64 links the cross-build, NSIS makes the installer; wine runs the Windows
+# build's tests (tests/tests/windows.rs), in a prefix of their own under target/wine.
+WINDOWS_TARGET := x86_64-pc-windows-gnu
+WINDOWS_PKGS := mingw-w64 nsis
+WINE_PKGS := wine wine64
+
 # The busy-machine proof (not part of `make test`): stress-ng makes the two CPU hogs.
 BUSY_PKGS := stress-ng
 
@@ -33,7 +39,7 @@ BENCH_PKGS := wrk
 # Packages: rsvg-convert draws every icon size from icons/tokenwarden.svg; rpm reads the .rpm,
 # and the validators and man check what goes in. The Tauri CLI (crates.io, pinned like
 # tauri-driver) bundles the .deb and .rpm.
-PACKAGE_PKGS := librsvg2-bin rpm desktop-file-utils appstream man-db bash-completion
+PACKAGE_PKGS := librsvg2-bin imagemagick icnsutils rpm desktop-file-utils appstream man-db bash-completion
 TAURI_CLI_VERSION := 2.12.4
 # release for `make package`; the tests package the debug build they already have.
 PROFILE ?= release
@@ -45,7 +51,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 COMMA := ,
 
-.PHONY: run test test-busy build bench package package-files install uninstall icons deps-busy deps-build deps-run deps-test deps-bench deps-driver deps-package check-cargo lint
+.PHONY: run test test-busy build bench package package-files install uninstall icons windows windows-cli deps-busy deps-build deps-run deps-test deps-bench deps-driver deps-package deps-windows check-cargo lint
 
 # The tray app where there is a display, else the headless engine (`serve`).
 run: deps-build deps-run check-cargo
@@ -59,8 +65,10 @@ run: deps-build deps-run check-cargo
 	fi
 
 # The packages' tests install the .deb made from this debug build (PROFILE=debug), as root.
-test: deps-build deps-test deps-driver deps-package check-cargo lint
+# The Windows CLI (debug) is what the wine tests run.
+test: deps-build deps-test deps-driver deps-package deps-windows check-cargo lint
 	$(CARGO) build --workspace --all-targets
+	$(MAKE) --no-print-directory windows-cli
 	$(MAKE) --no-print-directory package PROFILE=debug
 	tests/scripts/session.sh $(CARGO) test --workspace --no-fail-fast -- --test-threads=4
 
@@ -111,9 +119,22 @@ package-files: deps-package check-cargo
 		$(if $(filter release,$(PROFILE)),--release --features desktop$(COMMA)tauri/custom-protocol) -- $(GEN)
 	for s in $(ICON_SIZES); do rsvg-convert -w $$s -h $$s icons/tokenwarden.svg -o $(GEN)/icons/$${s}x$${s}.png; done
 
-# icons/icon.png (the window's icon, compiled in) drawn again from the source after an edit.
+# Every icon drawn again from icons/tokenwarden.svg after an edit (all are committed, as the
+# builds compile them in): icon.png (Linux, the window), icon.ico (Windows: the sizes its shell
+# asks for), icon.icns (macOS) and the tray's state icons, the same mark on each state's colour.
+# The colours keep 3:1 contrast against light and dark taskbars alike (desktop/tray.rs tests it).
+TRAY_COLOURS := idle:6e7889 fresh:1f9d55 busy:b5760b alert:d64545
 icons: deps-package
 	rsvg-convert -w 256 -h 256 icons/tokenwarden.svg -o icons/icon.png
+	set -e; tmp=$$(mktemp -d); \
+	for s in 16 24 32 48 64 128 256 512 1024; do \
+		rsvg-convert -w $$s -h $$s icons/tokenwarden.svg -o $$tmp/$$s.png; done; \
+	convert $$tmp/16.png $$tmp/24.png $$tmp/32.png $$tmp/48.png $$tmp/64.png $$tmp/256.png icons/icon.ico; \
+	png2icns icons/icon.icns $$tmp/16.png $$tmp/32.png $$tmp/128.png $$tmp/256.png $$tmp/512.png $$tmp/1024.png >/dev/null; \
+	for tc in $(TRAY_COLOURS); do \
+		sed "s/#1f6feb/#$${tc#*:}/" icons/tokenwarden.svg > $$tmp/tray.svg; \
+		rsvg-convert -w 64 -h 64 $$tmp/tray.svg -o icons/tray-$${tc%%:*}.png; done; \
+	rm -rf $$tmp
 
 # The same files as the packages, from a source build: PREFIX=/usr/local, DESTDIR for staging.
 install: deps-build deps-package check-cargo package-files
@@ -123,11 +144,28 @@ install: deps-build deps-package check-cargo package-files
 uninstall:
 	packaging/install.sh uninstall "$(DESTDIR)" "$(PREFIX)"
 
-lint:
+lint: deps-windows
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	# Everything outside src/desktop builds without the tray app.
 	$(CARGO) clippy -p tokenwarden --no-default-features --all-targets -- -D warnings
+	# And on Windows, tray app included: its code paths are checked on every change.
+	$(CARGO) clippy -p tokenwarden --target $(WINDOWS_TARGET) --all-targets -- -D warnings
+
+# Both Windows binaries, release, cross-built with mingw-w64, in
+# target/x86_64-pc-windows-gnu/release/ (tokenwarden-app.exe with WebView2Loader.dll beside
+# it), then the NSIS installer with the Tauri bundler where it can be made here (README:
+# Platforms says why it cannot on a machine without GitHub).
+windows: deps-windows deps-package
+	$(CARGO) build --release --target $(WINDOWS_TARGET) -p tokenwarden --features desktop,tauri/custom-protocol
+	@ls -l target/$(WINDOWS_TARGET)/release/tokenwarden.exe target/$(WINDOWS_TARGET)/release/tokenwarden-app.exe
+	cd src-tauri && $(CARGO) tauri bundle --ci --target $(WINDOWS_TARGET) --bundles nsis \
+		--config ../packaging/tauri.windows.json || { \
+		echo "make windows: the binaries are built; the NSIS installer is not (README: Platforms, Windows installer)"; }
+
+# The Windows CLI the wine tests run (debug, like the rest of `make test`).
+windows-cli: deps-windows
+	$(CARGO) build --target $(WINDOWS_TARGET) -p tokenwarden --no-default-features --bin tokenwarden
 
 build: deps-build check-cargo
 	$(CARGO) build --workspace
@@ -140,6 +178,9 @@ deps-test:
 	@.ci/install-packages.sh $(TEST_PKGS)
 deps-busy:
 	@.ci/install-packages.sh $(BUSY_PKGS)
+deps-windows: check-cargo
+	@.ci/install-packages.sh $(WINDOWS_PKGS) $(WINE_PKGS)
+	@rustup target list --installed | grep -qx $(WINDOWS_TARGET) || rustup target add $(WINDOWS_TARGET)
 deps-bench:
 	@.ci/install-packages.sh $(BENCH_PKGS)
 deps-package: check-cargo
