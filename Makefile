@@ -156,8 +156,10 @@ lint: deps-windows
 # target/x86_64-pc-windows-gnu/release/ (tokenwarden-app.exe with WebView2Loader.dll beside
 # it), then the NSIS installer with the Tauri bundler where it can be made here (README:
 # Platforms says why it cannot on a machine without GitHub).
+# The CLI is built without the tray app, so that it needs no WebView2Loader.dll beside it.
 windows: deps-windows deps-package
-	$(CARGO) build --release --target $(WINDOWS_TARGET) -p tokenwarden --features desktop,tauri/custom-protocol
+	$(CARGO) build --release --target $(WINDOWS_TARGET) -p tokenwarden --no-default-features --bin tokenwarden
+	$(CARGO) build --release --target $(WINDOWS_TARGET) -p tokenwarden --features desktop,tauri/custom-protocol --bin tokenwarden-app
 	@ls -l target/$(WINDOWS_TARGET)/release/tokenwarden.exe target/$(WINDOWS_TARGET)/release/tokenwarden-app.exe
 	cd src-tauri && $(CARGO) tauri bundle --ci --target $(WINDOWS_TARGET) --bundles nsis \
 		--config ../packaging/tauri.windows.json || { \
