@@ -55,9 +55,29 @@ impl Wine {
                 .status()
                 .expect("run wineboot (apt-get install wine64)");
             assert!(status.success(), "wineboot --init failed: {status}");
+            // wineboot returns while the services it started still set the prefix up; a
+            // program started meanwhile may die at load without a word.
+            let _ = Command::new("wineserver")
+                .env("WINEPREFIX", &prefix)
+                .arg("-w")
+                .status();
         }
         Self::add_process_prng(&system32);
-        Wine { prefix, exe }
+        let wine = Wine { prefix, exe };
+        // Every test may then assume that the build starts in this prefix.
+        let out = wine
+            .command()
+            .arg("--version")
+            .output()
+            .expect("run tokenwarden.exe --version");
+        assert!(
+            out.status.success(),
+            "tokenwarden.exe does not start in {}: {} {}",
+            wine.prefix.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        wine
     }
 
     /// Debian 12's wine 8 lacks bcryptprimitives.dll, whose `ProcessPrng` Rust's std needs on

@@ -164,11 +164,13 @@ impl Env {
             let read =
                 tokio::time::timeout(Duration::from_secs(20), stdout.read_line(&mut line)).await;
             if !matches!(read, Ok(Ok(n)) if n > 0) {
+                let exited = child.try_wait().ok().flatten();
                 let _ = child.start_kill();
                 let stderr = stderr_task.await.unwrap_or_default();
                 panic!(
-                    "`tokenwarden {}` printed {i} stdout lines, expected {lines}\n--- stdout\n{first}\n--- stderr\n{stderr}",
-                    args.join(" ")
+                    "`tokenwarden {}` printed {i} stdout lines, expected {lines} ({})\n--- stdout\n{first}\n--- stderr\n{stderr}",
+                    args.join(" "),
+                    exited.map_or("still running after 20 s".to_owned(), |s| format!("it exited: {s}"))
                 );
             }
             first.push_str(&line);
