@@ -173,6 +173,18 @@ pub fn catalog() -> Vec<PresetInfo> {
             )
         },
         PresetInfo {
+            id: "mcp",
+            label: "Remote MCP server",
+            description: "An AI agent's remote MCP server: its URL is enough. Tokenwarden finds its authorization server and registers itself there.",
+            connects_with: ConnectsWith::Browser,
+            needs_secret: false,
+            fields: &["url"],
+            scope_suggestions: &[],
+            default_scopes: &[],
+            redirect_hint: None,
+            setup: Some("Connect it, then give the agent {\"command\": \"tokenwarden\", \"args\": [\"mcp\", \"NAME\"]} instead of the URL."),
+        },
+        PresetInfo {
             id: "http",
             label: "Custom HTTP",
             description: "Any token endpoint that answers JSON with access_token and expires_in (more options in the config file).",

@@ -18,12 +18,28 @@ use crate::engine::provider::Provider;
 
 pub(super) fn oauth(raw: &RawAccount, preset_name: &str) -> Result<OAuth2Spec, Problem> {
     let p = preset(preset_name);
-    let client_id = required(
-        &raw.client_id,
-        raw,
-        "client_id",
-        "the OAuth client id registered with the provider",
-    )?;
+    // A remote MCP server's own authorization server is found from its URL, and without a
+    // `client_id` Tokenwarden registers itself there (an empty id until then).
+    let mcp = if preset_name == "mcp" {
+        Some(url(&raw.url, "url", raw)?.ok_or_else(|| {
+            Problem::new(
+                raw.provider.span(),
+                Some("url"),
+                "provider `mcp` needs `url`, the MCP server's endpoint, e.g. url = \"https://mcp.example.com/mcp\"",
+            )
+        })?)
+    } else {
+        None
+    };
+    let client_id = match (&mcp, &raw.client_id) {
+        (Some(_), None) => String::new(),
+        _ => required(
+            &raw.client_id,
+            raw,
+            "client_id",
+            "the OAuth client id registered with the provider",
+        )?,
+    };
     let tenant = raw
         .tenant
         .as_ref()
@@ -45,7 +61,7 @@ pub(super) fn oauth(raw: &RawAccount, preset_name: &str) -> Result<OAuth2Spec, P
         revoke_url: url(&raw.revoke_url, "revoke_url", raw)?.or_else(|| default_url(p.revoke)),
         device_auth_url: url(&raw.device_auth_url, "device_auth_url", raw)?,
     };
-    if endpoints.token_url.is_none() && issuer.is_none() {
+    if endpoints.token_url.is_none() && issuer.is_none() && mcp.is_none() {
         return Err(Problem::new(
             raw.provider.span(),
             Some("token_url"),
@@ -60,7 +76,11 @@ pub(super) fn oauth(raw: &RawAccount, preset_name: &str) -> Result<OAuth2Spec, P
             return Err(Problem::new(span, Some("grant"), format!("unknown grant `{other}` (allowed: authorization_code, client_credentials, device_code)")))
         }
     };
-    if grant == GrantKind::AuthorizationCode && endpoints.auth_url.is_none() && issuer.is_none() {
+    if grant == GrantKind::AuthorizationCode
+        && endpoints.auth_url.is_none()
+        && issuer.is_none()
+        && mcp.is_none()
+    {
         return Err(Problem::new(
             raw.provider.span(),
             Some("auth_url"),
@@ -135,6 +155,7 @@ pub(super) fn oauth(raw: &RawAccount, preset_name: &str) -> Result<OAuth2Spec, P
         grant,
         endpoints,
         issuer,
+        mcp,
         discovered: tokio::sync::OnceCell::new(),
         redirect,
         scopes,

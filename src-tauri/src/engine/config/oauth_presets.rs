@@ -82,6 +82,18 @@ pub(super) fn preset(name: &str) -> OAuthPreset {
                 ClientAuth::Post,
             )
         },
+        // A public client (PKCE): a registration that gets a secret says so itself.
+        "mcp" => OAuthPreset {
+            auth: None,
+            token: None,
+            revoke: None,
+            client_auth: ClientAuth::None,
+            params: &[],
+            separator: ' ',
+            exact_redirect: false,
+            dialect: Dialect::Standard,
+            scope_prefix: None,
+        },
         _ => OAuthPreset {
             auth: None,
             token: None,

@@ -21,6 +21,7 @@ pub const PRESETS: &[&str] = &[
     "wechat",
     "wechat-jsapi-ticket",
     "http",
+    "mcp",
 ];
 
 const COMMON: &[&str] = &[
@@ -31,6 +32,8 @@ const COMMON: &[&str] = &[
     "token_in",
     "proxy_cookies",
     "refresh_token_lifetime",
+    "git_hosts",
+    "git_username",
 ];
 const OAUTH_KEYS: &[&str] = &[
     "client_id",
@@ -46,6 +49,16 @@ const OAUTH_KEYS: &[&str] = &[
     "grant",
 ];
 const WECHAT_KEYS: &[&str] = &["client_id", "base_url", "endpoint"];
+/// A remote MCP server: its URL is enough (the authorization server is discovered and the
+/// client registered); a client registered by hand may be named.
+const MCP_KEYS: &[&str] = &[
+    "url",
+    "client_id",
+    "scopes",
+    "redirect_uri",
+    "auth_params",
+    "client_auth",
+];
 const TICKET_KEYS: &[&str] = &["base_url"];
 const HTTP_KEYS: &[&str] = &[
     "url",
@@ -70,6 +83,7 @@ pub fn resolve(raw: &RawAccount, parent_base: Option<&Url>) -> Result<Provider, 
         "wechat-jsapi-ticket" => TICKET_KEYS.to_vec(),
         "http" => HTTP_KEYS.to_vec(),
         "oidc" => [OAUTH_KEYS, &["issuer"]].concat(),
+        "mcp" => MCP_KEYS.to_vec(),
         "microsoft" => [OAUTH_KEYS, &["tenant"]].concat(),
         p if PRESETS.contains(&p) => OAUTH_KEYS.to_vec(),
         other => {

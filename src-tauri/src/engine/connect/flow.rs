@@ -4,8 +4,6 @@
 
 use std::time::Instant;
 
-use url::Url;
-
 use super::redirect;
 use super::{Approval, ConnectStart, ConnectStatus, Pending};
 use crate::engine::events::{ConnectStage, EngineEvent};
@@ -24,34 +22,35 @@ pub(super) async fn begin_browser(
     if spec.grant != GrantKind::AuthorizationCode {
         return Err(EngineError::usage(name, "this account uses a grant without a browser consent (set grant = \"authorization_code\", or use the device flow)"));
     }
-    let (bind, path) = match &spec.redirect {
-        Redirect::Exact(url) => (
-            format!("127.0.0.1:{}", url.port().unwrap_or(80)),
-            url.path().to_owned(),
-        ),
-        Redirect::AnyLoopbackPort => ("127.0.0.1:0".to_owned(), "/callback".to_owned()),
-    };
-    let listener = tokio::net::TcpListener::bind(&bind).await.map_err(|e| {
-        EngineError::usage(
-            name,
-            format!("cannot listen on {bind} for the redirect ({e}); is another program using that port?"),
-        )
-    })?;
-    let port = listener
-        .local_addr()
-        .map_err(|e| EngineError::Io(e.to_string()))?
-        .port();
-    let redirect_uri = match &spec.redirect {
-        Redirect::Exact(url) => url.clone(),
-        Redirect::AnyLoopbackPort => Url::parse(&format!("http://127.0.0.1:{port}{path}"))
-            .map_err(|e| EngineError::Io(e.to_string()))?,
-    };
     let account = engine.account(name)?;
+    let path = match &spec.redirect {
+        Redirect::Exact(url) => url.path().to_owned(),
+        Redirect::AnyLoopbackPort => "/callback".to_owned(),
+    };
+    let (listener, redirect_uri, secret) = if spec.registers() {
+        let (listener, registration) = super::registration::ensure(engine, &account, spec).await?;
+        (
+            listener,
+            registration.redirect_uri.clone(),
+            Some(registration.to_secret()),
+        )
+    } else {
+        let bind = match &spec.redirect {
+            Redirect::Exact(url) => format!("127.0.0.1:{}", url.port().unwrap_or(80)),
+            Redirect::AnyLoopbackPort => "127.0.0.1:0".to_owned(),
+        };
+        let listener = redirect::bind(name, &bind).await?;
+        let redirect_uri = match &spec.redirect {
+            Redirect::Exact(url) => url.clone(),
+            Redirect::AnyLoopbackPort => redirect::loopback_uri(&listener, &path)?,
+        };
+        (listener, redirect_uri, None)
+    };
     let consent = spec
         .begin_consent(
             &engine.shared.http,
-            name,
-            &account.provider_name,
+            (name, &account.provider_name),
+            secret.as_ref(),
             &redirect_uri,
         )
         .await?;

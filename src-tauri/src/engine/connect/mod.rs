@@ -17,6 +17,7 @@ use crate::engine::history::{Outcome, Record, Trigger};
 use crate::engine::names::AccountName;
 use crate::engine::provider::Provider;
 mod flow;
+mod registration;
 pub(crate) mod status;
 pub use status::ConnectStatus;
 pub(crate) mod redirect;

@@ -34,6 +34,29 @@ const DONE: &str = "<!doctype html><meta charset=utf-8><title>Tokenwarden</title
 const REFUSED: &str = "<!doctype html><meta charset=utf-8><title>Tokenwarden</title><body style=\"font:16px system-ui;margin:3em\"><h1>Not connected</h1><p>The provider did not grant access. You can close this tab and try again.</p>";
 const MISMATCH: &str = "<!doctype html><meta charset=utf-8><title>Tokenwarden</title><body style=\"font:16px system-ui;margin:3em\"><h1>Not this sign-in</h1><p>This response does not belong to the sign-in Tokenwarden is waiting for (its state does not match). Use the link Tokenwarden printed most recently.</p>";
 
+/// Listens on `bind` (127.0.0.1:PORT, or port 0 for any) for the redirect.
+pub async fn bind(
+    name: &crate::engine::names::AccountName,
+    bind: &str,
+) -> Result<TcpListener, crate::engine::EngineError> {
+    TcpListener::bind(bind).await.map_err(|e| {
+        crate::engine::EngineError::usage(
+            name,
+            format!("cannot listen on {bind} for the redirect ({e}); is another program using that port?"),
+        )
+    })
+}
+
+/// `http://127.0.0.1:PORT{path}` for a listener on a port the system chose (RFC 8252 §7.3).
+pub fn loopback_uri(listener: &TcpListener, path: &str) -> Result<Url, crate::engine::EngineError> {
+    let port = listener
+        .local_addr()
+        .map_err(|e| crate::engine::EngineError::Io(e.to_string()))?
+        .port();
+    Url::parse(&format!("http://127.0.0.1:{port}{path}"))
+        .map_err(|e| crate::engine::EngineError::Io(e.to_string()))
+}
+
 /// Waits for the redirect to `path` whose `state` equals `state`. The connections still
 /// being read when it arrives are closed (their tasks end with the set).
 pub async fn receive(

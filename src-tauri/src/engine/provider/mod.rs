@@ -163,10 +163,11 @@ impl Provider {
         }
     }
 
-    /// Whether a client secret from the keychain is part of every fetch.
+    /// Whether a client secret from the keychain is part of every fetch (for an MCP account
+    /// that registered itself, the registration kept in the client-secret item).
     pub fn needs_secret(&self) -> bool {
         match self {
-            Self::OAuth2(p) => p.client_auth != oauth2::ClientAuth::None,
+            Self::OAuth2(p) => p.registers() || p.client_auth != oauth2::ClientAuth::None,
             Self::WeChat(_) => true,
             Self::WeChatTicket(_) => false,
             Self::Http(p) => p.uses_secret(),

@@ -9,10 +9,9 @@ use oauth2::{
 };
 
 use super::answer::{issued_from, recording_client, seen as last_seen};
-use super::{ClientAuth, Endpoints, OAuth2Spec, Who};
+use super::{Call, ClientAuth, Endpoints, Identity, OAuth2Spec, Who};
 use crate::engine::provider::error::code_shaped;
 use crate::engine::provider::{FetchRequest, Issued, RefreshError};
-use crate::engine::secret::Secret;
 
 /// A device authorization in progress (RFC 8628): what the user must do, and what the
 /// polling needs.
@@ -28,7 +27,7 @@ impl OAuth2Spec {
     fn device_client(
         &self,
         ep: &Endpoints,
-        secret: Option<&Secret>,
+        identity: &Identity,
         who: &Who<'_>,
     ) -> Result<
         BasicClient<
@@ -47,14 +46,14 @@ impl OAuth2Spec {
             .token_url
             .clone()
             .ok_or_else(|| who.setup("no token_url"))?;
-        let mut client = BasicClient::new(ClientId::new(self.client_id.clone()))
+        let mut client = BasicClient::new(ClientId::new(identity.id.clone()))
             .set_device_authorization_url(oauth2::DeviceAuthorizationUrl::from_url(device))
             .set_token_uri(TokenUrl::from_url(token))
-            .set_auth_type(match self.client_auth {
+            .set_auth_type(match identity.auth {
                 ClientAuth::Basic => AuthType::BasicAuth,
                 ClientAuth::Post | ClientAuth::None => AuthType::RequestBody,
             });
-        if let (Some(secret), false) = (secret, self.client_auth == ClientAuth::None) {
+        if let (Some(secret), false) = (&identity.secret, identity.auth == ClientAuth::None) {
             client = client.set_client_secret(ClientSecret::new(secret.expose().to_owned()));
         }
         Ok(client)
@@ -62,8 +61,13 @@ impl OAuth2Spec {
 
     /// Asks for a device code and the code the user types at the verification URL.
     pub async fn begin_device(&self, req: &FetchRequest<'_>) -> Result<DeviceStart, RefreshError> {
-        let (who, ep, seen) = self.call(req).await?;
-        let client = self.device_client(&ep, req.client_secret, &who)?;
+        let Call {
+            who,
+            found,
+            identity,
+            seen,
+        } = self.call(req).await?;
+        let client = self.device_client(&found.endpoints, &identity, &who)?;
         let http = recording_client(req.http, &seen);
         let mut request = client.exchange_device_code();
         for (key, value) in &self.auth_params {
@@ -110,8 +114,13 @@ impl OAuth2Spec {
         req: &FetchRequest<'_>,
         start: &DeviceStart,
     ) -> Result<Issued, RefreshError> {
-        let (who, ep, seen) = self.call(req).await?;
-        let client = self.device_client(&ep, req.client_secret, &who)?;
+        let Call {
+            who,
+            found,
+            identity,
+            seen,
+        } = self.call(req).await?;
+        let client = self.device_client(&found.endpoints, &identity, &who)?;
         let http = recording_client(req.http, &seen);
         let answer = client
             .exchange_device_access_token(&start.details)

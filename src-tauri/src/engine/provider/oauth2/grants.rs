@@ -7,7 +7,7 @@ use oauth2::{
 use url::Url;
 
 use super::answer::{fitbit_error_type, recording_client, standard_error_code};
-use super::{ClientAuth, Consent, Dialect, GrantKind, OAuth2Spec, Who};
+use super::{Call, ClientAuth, Consent, Dialect, GrantKind, OAuth2Spec, Who};
 use crate::engine::names::AccountName;
 use crate::engine::provider::error::retry_after;
 use crate::engine::provider::{FetchRequest, Issued, RefreshError};
@@ -15,30 +15,39 @@ use crate::engine::secret::Secret;
 
 impl OAuth2Spec {
     /// Builds the authorization URL for a consent flow that will be redirected to `redirect`.
+    /// `secret` is the client-secret item, which holds the registration of an MCP account.
     pub async fn begin_consent(
         &self,
         http: &reqwest::Client,
-        account: &AccountName,
-        provider: &str,
+        who: (&AccountName, &str),
+        secret: Option<&Secret>,
         redirect: &Url,
     ) -> Result<Consent, RefreshError> {
-        let who = Who { account, provider };
-        let ep = self.endpoints(http, &who).await?;
-        if ep.auth_url.is_none() {
+        let who = Who {
+            account: who.0,
+            provider: who.1,
+        };
+        let found = self.endpoints(http, &who).await?;
+        if found.endpoints.auth_url.is_none() {
             return Err(who.setup("no auth_url: set `auth_url` (or `issuer`) in the config"));
         }
-        let client = self.client(&ep, None, Some(redirect));
+        let identity = self.identity(secret, &who)?;
+        let client = self.client(&found.endpoints, &identity, Some(redirect));
         let mut request = client
             .authorize_url(CsrfToken::new_random)
             .map_err(|e| who.setup(&e.to_string()))?;
+        let scopes = self.scopes_for(&found);
         if self.scope_separator == ' ' {
-            request = request.add_scopes(self.scopes.iter().cloned().map(Scope::new));
-        } else if !self.scopes.is_empty() {
-            request = request
-                .add_extra_param("scope", self.scopes.join(&self.scope_separator.to_string()));
+            request = request.add_scopes(scopes.iter().cloned().map(Scope::new));
+        } else if !scopes.is_empty() {
+            request =
+                request.add_extra_param("scope", scopes.join(&self.scope_separator.to_string()));
         }
         for (key, value) in &self.auth_params {
             request = request.add_extra_param(key.clone(), value.clone());
+        }
+        if let Some(resource) = &found.resource {
+            request = request.add_extra_param("resource", resource.as_str());
         }
         let verifier = if self.pkce {
             let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -63,8 +72,13 @@ impl OAuth2Spec {
         verifier: Option<PkceCodeVerifier>,
         redirect: &Url,
     ) -> Result<Issued, RefreshError> {
-        let (who, ep, seen) = self.call(req).await?;
-        let client = self.client(&ep, req.client_secret, Some(redirect));
+        let Call {
+            who,
+            found,
+            identity,
+            seen,
+        } = self.call(req).await?;
+        let client = self.client(&found.endpoints, &identity, Some(redirect));
         let http = recording_client(req.http, &seen);
         let mut exchange = client
             .exchange_code(AuthorizationCode::new(code))
@@ -72,14 +86,22 @@ impl OAuth2Spec {
         if let Some(verifier) = verifier {
             exchange = exchange.set_pkce_verifier(verifier);
         }
+        if let Some(resource) = &found.resource {
+            exchange = exchange.add_extra_param("resource", resource.as_str());
+        }
         let answer = exchange.request_async(&http).await;
         self.issued(&who, answer, &seen)
     }
 
     /// Gets a new access token: refresh_token grant, or client credentials again.
     pub async fn refresh(&self, req: &FetchRequest<'_>) -> Result<Issued, RefreshError> {
-        let (who, ep, seen) = self.call(req).await?;
-        let client = self.client(&ep, req.client_secret, None);
+        let Call {
+            who,
+            found,
+            identity,
+            seen,
+        } = self.call(req).await?;
+        let client = self.client(&found.endpoints, &identity, None);
         let http = recording_client(req.http, &seen);
         let answer = match self.grant {
             GrantKind::ClientCredentials => {
@@ -98,11 +120,14 @@ impl OAuth2Spec {
                         account: req.account.clone(),
                     })?;
                 let token = RefreshToken::new(refresh.expose().to_owned());
-                client
+                let mut request = client
                     .exchange_refresh_token(&token)
-                    .map_err(|e| who.setup(&e.to_string()))?
-                    .request_async(&http)
-                    .await
+                    .map_err(|e| who.setup(&e.to_string()))?;
+                // RFC 8707 §2.2: the token is for this resource too (MCP requires it).
+                if let Some(resource) = &found.resource {
+                    request = request.add_extra_param("resource", resource.as_str());
+                }
+                request.request_async(&http).await
             }
         };
         self.issued(&who, answer, &seen)
@@ -116,8 +141,13 @@ impl OAuth2Spec {
         token: &Secret,
         is_refresh: bool,
     ) -> Result<bool, RefreshError> {
-        let (who, ep, _) = self.call(req).await?;
-        let Some(url) = ep.revoke_url else {
+        let Call {
+            who,
+            found,
+            identity,
+            ..
+        } = self.call(req).await?;
+        let Some(url) = found.endpoints.revoke_url else {
             return Ok(false);
         };
         let hint = if is_refresh {
@@ -127,15 +157,15 @@ impl OAuth2Spec {
         };
         let mut form = vec![("token", token.expose()), ("token_type_hint", hint)];
         let mut request = req.http.post(url);
-        match (self.client_auth, req.client_secret) {
+        match (identity.auth, &identity.secret) {
             (ClientAuth::Basic, Some(secret)) => {
-                request = request.basic_auth(&self.client_id, Some(secret.expose()));
+                request = request.basic_auth(&identity.id, Some(secret.expose()));
             }
             (ClientAuth::Post, Some(secret)) => {
-                form.push(("client_id", &self.client_id));
+                form.push(("client_id", &identity.id));
                 form.push(("client_secret", secret.expose()));
             }
-            _ => form.push(("client_id", &self.client_id)),
+            _ => form.push(("client_id", &identity.id)),
         }
         let response = request
             .form(&form)

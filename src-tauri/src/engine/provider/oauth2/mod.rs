@@ -65,7 +65,10 @@ pub struct OAuth2Spec {
     pub endpoints: Endpoints,
     /// OIDC: endpoints not given in the config come from this issuer's discovery document.
     pub issuer: Option<Url>,
-    pub discovered: tokio::sync::OnceCell<Endpoints>,
+    /// MCP: the server's URL, from which its authorization server is discovered; it is also
+    /// the resource (RFC 8707) every authorization and token request names.
+    pub mcp: Option<Url>,
+    pub discovered: tokio::sync::OnceCell<Discovered>,
     pub redirect: Redirect,
     pub scopes: Vec<String>,
     /// Strava joins scopes with commas; everyone else with spaces.
@@ -79,6 +82,18 @@ pub struct OAuth2Spec {
     /// `allow_insecure_http = true`: discovered endpoints may be plain http to another
     /// machine, as the config's own may.
     pub insecure_http: bool,
+}
+
+/// What discovery found: the endpoints, and for MCP the registration endpoint, the
+/// resource to name and the scopes the server asks for.
+#[derive(Clone, Debug, Default)]
+pub struct Discovered {
+    pub endpoints: Endpoints,
+    /// The authorization server the endpoints are of.
+    pub issuer: Option<Url>,
+    pub registration_url: Option<Url>,
+    pub resource: Option<Url>,
+    pub scopes: Vec<String>,
 }
 
 /// A consent flow in progress: the URL to open and what the redirect must match.
@@ -99,56 +114,137 @@ type Client = BasicClient<
 mod answer;
 mod device;
 mod grants;
+pub mod mcp;
 mod oidc;
 
 use answer::Recording;
 pub use device::DeviceStart;
 
 impl OAuth2Spec {
+    /// The account's endpoints: as configured, else discovered (once per loaded config)
+    /// from the OIDC issuer or the MCP server.
     pub(super) async fn endpoints(
         &self,
         http: &reqwest::Client,
         who: &Who<'_>,
-    ) -> Result<Endpoints, RefreshError> {
-        let Some(issuer) = &self.issuer else {
-            return Ok(self.endpoints.clone());
+    ) -> Result<Discovered, RefreshError> {
+        let found = match (&self.mcp, &self.issuer) {
+            (Some(server), _) => {
+                self.discovered
+                    .get_or_try_init(|| mcp::discover(http, server, who, self.insecure_http))
+                    .await?
+            }
+            (None, Some(issuer)) => {
+                self.discovered
+                    .get_or_try_init(|| async {
+                        oidc::discover(http, issuer, who.account, who.provider, self.insecure_http)
+                            .await
+                            .map(|endpoints| Discovered {
+                                endpoints,
+                                issuer: Some(issuer.clone()),
+                                ..Discovered::default()
+                            })
+                    })
+                    .await?
+            }
+            (None, None) => {
+                return Ok(Discovered {
+                    endpoints: self.endpoints.clone(),
+                    ..Discovered::default()
+                })
+            }
         };
-        let found = self
-            .discovered
-            .get_or_try_init(|| {
-                oidc::discover(http, issuer, who.account, who.provider, self.insecure_http)
-            })
-            .await?;
         let given = &self.endpoints;
-        Ok(Endpoints {
-            auth_url: given.auth_url.clone().or_else(|| found.auth_url.clone()),
-            token_url: given.token_url.clone().or_else(|| found.token_url.clone()),
-            revoke_url: given
-                .revoke_url
-                .clone()
-                .or_else(|| found.revoke_url.clone()),
-            device_auth_url: given
-                .device_auth_url
-                .clone()
-                .or_else(|| found.device_auth_url.clone()),
+        let either = |given: &Option<Url>, found: &Option<Url>| given.clone().or(found.clone());
+        Ok(Discovered {
+            endpoints: Endpoints {
+                auth_url: either(&given.auth_url, &found.endpoints.auth_url),
+                token_url: either(&given.token_url, &found.endpoints.token_url),
+                revoke_url: either(&given.revoke_url, &found.endpoints.revoke_url),
+                device_auth_url: either(&given.device_auth_url, &found.endpoints.device_auth_url),
+            },
+            ..found.clone()
+        })
+    }
+
+    /// The endpoints and what else discovery found, for a front end's flow.
+    pub async fn discover(
+        &self,
+        http: &reqwest::Client,
+        account: &AccountName,
+        provider: &str,
+    ) -> Result<Discovered, RefreshError> {
+        self.endpoints(http, &Who { account, provider }).await
+    }
+
+    /// Registers Tokenwarden with the authorization server discovery found (RFC 7591), for
+    /// consent flows redirected to `redirect`.
+    pub async fn register(
+        &self,
+        http: &reqwest::Client,
+        (account, provider): (&AccountName, &str),
+        found: &Discovered,
+        redirect: &Url,
+    ) -> Result<mcp::Registration, RefreshError> {
+        let who = Who { account, provider };
+        mcp::register(http, found, redirect, self.scopes_for(found), &who).await
+    }
+
+    /// Whether Tokenwarden registers its own client (an `mcp` account without `client_id`).
+    pub fn registers(&self) -> bool {
+        self.mcp.is_some() && self.client_id.is_empty()
+    }
+
+    /// The scopes to ask for: as configured, else those the MCP server asked for.
+    pub(super) fn scopes_for<'a>(&'a self, found: &'a Discovered) -> &'a [String] {
+        if self.scopes.is_empty() {
+            &found.scopes
+        } else {
+            &self.scopes
+        }
+    }
+
+    /// Who the client is: the configured id and secret, or the registration the store
+    /// keeps in the client-secret item.
+    pub(super) fn identity(
+        &self,
+        secret: Option<&Secret>,
+        who: &Who<'_>,
+    ) -> Result<Identity, RefreshError> {
+        if !self.registers() {
+            return Ok(Identity {
+                id: self.client_id.clone(),
+                secret: secret.cloned(),
+                auth: self.client_auth,
+            });
+        }
+        let registration = secret
+            .and_then(mcp::Registration::from_secret)
+            .ok_or_else(|| RefreshError::NotConnected {
+                account: who.account.clone(),
+            })?;
+        Ok(Identity {
+            auth: registration.client_auth(),
+            id: registration.client_id,
+            secret: registration.client_secret.map(Secret::new),
         })
     }
 
     pub(super) fn client(
         &self,
         ep: &Endpoints,
-        secret: Option<&Secret>,
+        identity: &Identity,
         redirect: Option<&Url>,
     ) -> Client {
-        let mut client = BasicClient::new(ClientId::new(self.client_id.clone()))
+        let mut client = BasicClient::new(ClientId::new(identity.id.clone()))
             .set_auth_uri_option(ep.auth_url.clone().map(AuthUrl::from_url))
             .set_token_uri_option(ep.token_url.clone().map(TokenUrl::from_url))
             .set_revocation_url_option(ep.revoke_url.clone().map(RevocationUrl::from_url))
-            .set_auth_type(match self.client_auth {
+            .set_auth_type(match identity.auth {
                 ClientAuth::Basic => AuthType::BasicAuth,
                 ClientAuth::Post | ClientAuth::None => AuthType::RequestBody,
             });
-        if let (Some(secret), false) = (secret, self.client_auth == ClientAuth::None) {
+        if let (Some(secret), false) = (&identity.secret, identity.auth == ClientAuth::None) {
             client = client.set_client_secret(ClientSecret::new(secret.expose().to_owned()));
         }
         if let Some(redirect) = redirect {
@@ -158,18 +254,37 @@ impl OAuth2Spec {
     }
 
     /// What every call to the provider starts from: names for messages, the endpoints
-    /// (discovered once for OIDC), and a fresh recording of the answer.
-    async fn call<'a>(
-        &self,
-        req: &'a FetchRequest<'_>,
-    ) -> Result<(Who<'a>, Endpoints, Arc<Mutex<Recording>>), RefreshError> {
+    /// (discovered once for OIDC and MCP), who the client is, and a fresh recording of the
+    /// answer.
+    async fn call<'a>(&self, req: &'a FetchRequest<'_>) -> Result<Call<'a>, RefreshError> {
         let who = Who {
             account: req.account,
             provider: req.provider,
         };
-        let ep = self.endpoints(req.http, &who).await?;
-        Ok((who, ep, Arc::new(Mutex::new(Recording::default()))))
+        let found = self.endpoints(req.http, &who).await?;
+        let identity = self.identity(req.client_secret, &who)?;
+        Ok(Call {
+            who,
+            found,
+            identity,
+            seen: Arc::new(Mutex::new(Recording::default())),
+        })
     }
+}
+
+/// One call's setting out: see [`OAuth2Spec::call`].
+pub(super) struct Call<'a> {
+    who: Who<'a>,
+    found: Discovered,
+    identity: Identity,
+    seen: Arc<Mutex<Recording>>,
+}
+
+/// The client as the authorization server knows it.
+pub(super) struct Identity {
+    id: String,
+    secret: Option<Secret>,
+    auth: ClientAuth,
 }
 
 /// Names for messages.
