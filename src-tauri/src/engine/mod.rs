@@ -53,7 +53,7 @@ pub(crate) mod system;
 pub use net::network_detail;
 pub(crate) use open::own_data_dir;
 /// For front ends' own files and their checks of whom they talk to.
-pub use system::peers::listener_uid;
+pub use system::peers::{connection_uid, listener_uid};
 #[cfg(unix)]
 pub use system::private::euid;
 pub use system::private::replace as replace_private_file;
@@ -70,6 +70,7 @@ pub use account::views::{AccountView, ConnectsWith, TokenView};
 pub use api_keys::{ApiKeyError, ApiKeys, KeyHolder, KeyInfo, Scope, ENGINE_LABEL};
 pub use bounds::{MAX_EVENT_SUBSCRIBERS, MAX_HISTORY_ROWS};
 pub use config::catalog::{catalog, PresetInfo};
+pub use config::clients::{GitSettings, MetadataSettings};
 pub use config::edit::NewAccount;
 pub use config::proxy_target::{ProxyTarget, TokenIn};
 pub use config::{ApiSettings, Config, ConfigError, StoreKind};

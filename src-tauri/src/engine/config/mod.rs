@@ -7,6 +7,7 @@
 //! * `error`    located, one-line messages        * `example`  the commented file made at first run
 
 pub mod catalog;
+pub mod clients;
 pub mod edit;
 pub mod error;
 mod example;
@@ -52,6 +53,8 @@ pub struct Config {
     /// How long before a refresh token stops working the user is told
     /// (`[refresh] reconnect_warning`).
     pub reconnect_warning: std::time::Duration,
+    /// The GCE-style metadata server for Google's client libraries (`[metadata]`).
+    pub metadata: Option<clients::MetadataSettings>,
     pub accounts: Vec<Arc<Account>>,
     /// Where each account is in `accounts`: a lookup must not scan ten thousand names.
     index: HashMap<AccountName, usize>,
@@ -145,6 +148,8 @@ pub struct Account {
     /// How long a refresh token lives after it was issued, where the provider does not say
     /// (`refresh_token_lifetime`; Google apps in "Testing": 7 days).
     pub refresh_lifetime: Option<Duration>,
+    /// The git remotes that take this account's token (`git_hosts`).
+    pub git: Option<clients::GitSettings>,
 }
 
 /// When an account's token is refreshed: `refresh_before` its expiry (else the rule in
@@ -211,6 +216,7 @@ impl Config {
             store: r.store,
             fleet: r.fleet,
             reconnect_warning: r.reconnect_warning,
+            metadata: r.metadata,
             index: r
                 .accounts
                 .iter()

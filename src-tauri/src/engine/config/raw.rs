@@ -14,6 +14,7 @@ pub struct RawConfig {
     pub api: Option<RawApi>,
     pub refresh: Option<RawRefresh>,
     pub store: Option<RawStore>,
+    pub metadata: Option<S<RawMetadata>>,
     #[serde(default)]
     pub account: Vec<S<RawAccount>>,
 }
@@ -26,6 +27,15 @@ pub struct RawApi {
     pub max_connections: Option<S<i64>>,
     pub idle_timeout: Option<S<String>>,
     pub keyless_tokenboy: Option<S<Vec<String>>>,
+}
+
+/// `[metadata]`: a GCE-style metadata server for Google's client libraries.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetadata {
+    pub listen: S<String>,
+    pub account: S<String>,
+    pub email: Option<S<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -88,6 +98,8 @@ pub struct RawAccount {
     pub token_in: Option<S<String>>,
     pub proxy_cookies: Option<S<bool>>,
     pub refresh_token_lifetime: Option<S<String>>,
+    pub git_hosts: Option<S<Vec<String>>>,
+    pub git_username: Option<S<String>>,
 }
 
 impl RawAccount {
@@ -130,7 +142,9 @@ impl RawAccount {
             api_base,
             token_in,
             proxy_cookies,
-            refresh_token_lifetime
+            refresh_token_lifetime,
+            git_hosts,
+            git_username
         );
         keys
     }

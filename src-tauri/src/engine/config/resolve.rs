@@ -24,6 +24,7 @@ pub(super) struct Resolved {
     pub store: StoreKind,
     pub fleet: Option<super::fleet::FleetSettings>,
     pub reconnect_warning: Duration,
+    pub metadata: Option<super::clients::MetadataSettings>,
     pub accounts: Vec<Arc<Account>>,
 }
 
@@ -226,6 +227,7 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
             .map(|v| fields::duration_at_most(v, "refresh_token_lifetime", bounds::MAX_LIFETIME))
             .transpose()
             .map_err(with_account)?;
+        let git = super::clients::git(raw_account).map_err(with_account)?;
         accounts.push(Arc::new(Account {
             name: name.clone(),
             provider_name: raw_account.provider.get_ref().clone(),
@@ -237,6 +239,7 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
             },
             proxy,
             refresh_lifetime,
+            git,
         }));
     }
     if let Some(cycle) = find_cycle(&accounts) {
@@ -263,6 +266,7 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
         p.account = Some(cycle[0].to_string());
         return Err(p);
     }
+    super::clients::check_git_overlap(&accounts, &raw.account)?;
     let mut keyless_tokenboy = Vec::new();
     if let Some(list) = &api.keyless_tokenboy {
         if allow_remote || !listen.ip().is_loopback() {
@@ -285,14 +289,17 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
             keyless_tokenboy.push(name);
         }
     }
+    let api = ApiSettings {
+        listen,
+        allow_remote,
+        max_connections,
+        idle_timeout,
+        keyless_tokenboy,
+    };
+    let metadata = super::clients::metadata(raw.metadata.as_ref(), &names, &api)?;
     Ok(Resolved {
-        api: ApiSettings {
-            listen,
-            allow_remote,
-            max_connections,
-            idle_timeout,
-            keyless_tokenboy,
-        },
+        api,
+        metadata,
         retry,
         per_host,
         store,

@@ -27,6 +27,45 @@ pub fn listener_uid(addr: SocketAddr) -> Option<u32> {
     }
 }
 
+/// The uid of the process at the other end of a loopback TCP connection: the owner of the
+/// socket whose local address is `peer` and whose remote address is `ours`. `None` where the
+/// kernel does not say (other systems, or the peer is gone).
+pub fn connection_uid(peer: SocketAddr, ours: SocketAddr) -> Option<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        let table = match peer {
+            SocketAddr::V4(_) => "/proc/net/tcp",
+            SocketAddr::V6(_) => "/proc/net/tcp6",
+        };
+        let text = std::fs::read_to_string(table).ok()?;
+        connected_owner(&text, peer, ours)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (peer, ours);
+        None
+    }
+}
+
+/// The owner of the connected socket `local` → `remote` in a `/proc/net/tcp{,6}` table.
+#[cfg(any(target_os = "linux", test))]
+fn connected_owner(table: &str, local: SocketAddr, remote: SocketAddr) -> Option<u32> {
+    let endpoint = |text: &str| -> Option<SocketAddr> {
+        let (ip, port) = text.split_once(':')?;
+        Some(SocketAddr::new(
+            parse_ip(ip)?,
+            u16::from_str_radix(port, 16).ok()?,
+        ))
+    };
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (l, r, uid) = (fields.get(1)?, fields.get(2)?, fields.get(7)?);
+        (endpoint(l)? == local && endpoint(r)? == remote)
+            .then(|| uid.parse().ok())
+            .flatten()
+    })
+}
+
 /// The owner of `addr`'s listening socket in a `/proc/net/tcp{,6}` table.
 #[cfg(any(target_os = "linux", test))]
 fn listening_owner(table: &str, addr: SocketAddr) -> Option<u32> {
@@ -86,6 +125,21 @@ mod tests {
             assert_eq!(listening_owner(table, at(0x2226)), Some(65534));
         }
         assert_eq!(listening_owner(table, at(1)), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn both_ends_of_our_own_connection_are_ours() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = listener.local_addr().unwrap();
+        let client = std::net::TcpStream::connect(server).unwrap();
+        let me = crate::engine::system::private::euid();
+        let from = client.local_addr().unwrap();
+        assert_eq!(connection_uid(from, server), Some(me));
+        let (_accepted, _) = listener.accept().unwrap();
+        assert_eq!(connection_uid(server, from), Some(me));
+        let elsewhere = SocketAddr::from(([127, 0, 0, 1], 1));
+        assert_eq!(connection_uid(from, elsewhere), None);
     }
 
     #[cfg(target_os = "linux")]
