@@ -18,6 +18,8 @@ pub struct Host {
     /// `None` once [`Host::failed`] has seen it end.
     runner: Option<JoinHandle<Vec<crate::engine::EngineError>>>,
     api: Option<JoinHandle<std::io::Result<()>>>,
+    /// The metadata server for Google's libraries, where `[metadata]` asks for one.
+    metadata: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 impl Host {
@@ -27,6 +29,15 @@ impl Host {
         let engine = Engine::open(ctx, Mode::Refresher, Role::Engine).await?;
         let listener = crate::api::bind(&engine).await?;
         let listen = listener.local_addr()?;
+        let metadata_listener = match &engine.config().metadata {
+            Some(m) => Some(tokio::net::TcpListener::bind(m.listen).await.map_err(|e| {
+                anyhow!(
+                    "cannot listen on {} for the metadata server ({e}); set [metadata] listen to a free port",
+                    m.listen
+                )
+            })?),
+            None => None,
+        };
         let local = crate::api::local::bind(&engine);
         let socket = local.as_ref().map(|l| l.path().to_owned());
         // Announced with its key in the keychain, unless the keychain does not answer soon.
@@ -61,11 +72,19 @@ impl Host {
             local,
             stop.clone(),
         ));
+        let metadata =
+            match (metadata_listener, config.metadata.clone()) {
+                (Some(listener), Some(settings)) => Some(tokio::spawn(
+                    crate::api::metadata::serve(engine.clone(), settings, listener, stop.clone()),
+                )),
+                _ => None,
+            };
         Ok(Self {
             engine,
             stop,
             runner: Some(runner),
             api: Some(api),
+            metadata,
         })
     }
 
@@ -116,6 +135,11 @@ impl Host {
         };
         if let Some(api) = self.api {
             let _ = api.await;
+        }
+        if let Some(metadata) = self.metadata {
+            if let Ok(Err(e)) = metadata.await {
+                tracing::warn!(error = %e, "the metadata server stopped with an error");
+            }
         }
         match unsaved.as_slice() {
             [] => Ok(()),

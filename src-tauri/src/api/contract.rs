@@ -51,6 +51,13 @@ pub fn of_account(route: &str, name: &AccountName) -> String {
     route.replace("{name}", name.as_str())
 }
 
+/// `POST …/rejected`: the token an API refused.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rejected {
+    pub access_token: String,
+}
+
 /// Every error answer: `{"error": code, "message": text, "remedy": …}`, plus `"account"`
 /// when it is about one. Fields in alphabetical order, as the JSON has always had them.
 #[derive(Debug, Serialize, Deserialize, thiserror::Error)]

@@ -7,6 +7,7 @@
 //! * `routes`  one small handler per route of the contract (DESIGN "Local HTTP API")
 //! * `manage`  the routes that change an account: connect, disconnect, secret, reload
 //! * `proxy`   requests passed on to an account's API with its token, retried once on 401
+//! * `metadata` the GCE-style metadata server for Google's libraries (`[metadata]`)
 //! * `scope`   what a key limited to some accounts sees of the metrics
 //! * `error`   engine errors → `{"error","message","remedy","account"}` with the contract's
 //!   status codes
@@ -18,6 +19,7 @@ mod fast;
 mod guard;
 pub mod local;
 mod manage;
+pub mod metadata;
 mod peer;
 pub mod proxy;
 mod routes;

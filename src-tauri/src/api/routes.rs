@@ -120,12 +120,6 @@ pub async fn refresh(
     Ok(Json(s.engine.refresh(&name).await?))
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Rejected {
-    access_token: String,
-}
-
 pub async fn rejected(
     State(s): State<AppState>,
     Named(name): Named,
@@ -133,7 +127,7 @@ pub async fn rejected(
 ) -> Result<Json<TokenView>, ApiError> {
     let body = body_bytes(body)?;
     // The serde error is not quoted: it could echo the token.
-    let report: Rejected = serde_json::from_slice(&body)
+    let report: crate::api::contract::Rejected = serde_json::from_slice(&body)
         .map_err(|_| ApiError::bad_request(r#"the body must be JSON {"access_token": "..."}"#))?;
     Ok(Json(s.engine.rejected(&name, &report.access_token).await?))
 }

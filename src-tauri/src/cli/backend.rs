@@ -19,6 +19,9 @@ pub(super) trait Backend {
     /// Each name's token, valid for at least `min_valid`, in the order given.
     async fn tokens(&self, names: &[AccountName], min_valid: Duration) -> Result<Vec<TokenView>>;
     async fn refresh(&self, name: &AccountName) -> Result<TokenView>;
+    /// "An API refused this token": a refresh if it is still the current one (shared with
+    /// every other report), then the current token.
+    async fn rejected(&self, name: &AccountName, token: &Secret) -> Result<TokenView>;
     async fn set_secret(&self, name: &AccountName, value: Secret) -> Result<()>;
     /// A warning when the provider could not be told to revoke.
     async fn disconnect(&self, name: &AccountName) -> Result<Option<String>>;
@@ -38,6 +41,9 @@ impl Backend for ApiClient {
     }
     async fn refresh(&self, name: &AccountName) -> Result<TokenView> {
         ApiClient::refresh(self, name).await
+    }
+    async fn rejected(&self, name: &AccountName, token: &Secret) -> Result<TokenView> {
+        ApiClient::rejected(self, name, token).await
     }
     async fn set_secret(&self, name: &AccountName, value: Secret) -> Result<()> {
         ApiClient::set_secret(self, name, &value).await.map(drop)
@@ -75,6 +81,10 @@ impl Backend for Local<'_> {
     async fn refresh(&self, name: &AccountName) -> Result<TokenView> {
         let engine = open_for_work(self.ctx).await?;
         finish(&engine, engine.refresh(name).await).await
+    }
+    async fn rejected(&self, name: &AccountName, token: &Secret) -> Result<TokenView> {
+        let engine = open_for_work(self.ctx).await?;
+        finish(&engine, engine.rejected(name, token.expose()).await).await
     }
     async fn set_secret(&self, name: &AccountName, value: Secret) -> Result<()> {
         let engine = open_for_work(self.ctx).await?;

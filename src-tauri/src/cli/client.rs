@@ -13,7 +13,9 @@ use bytes::Bytes;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
-use crate::api::contract::{of_account, paths, BeginConnect, Disconnected, ErrorBody, NewSecret};
+use crate::api::contract::{
+    of_account, paths, BeginConnect, Disconnected, ErrorBody, NewSecret, Rejected,
+};
 use crate::engine::{
     lock_holder, AccountName, AccountView, ApiKeys, ConnectFlow, ConnectStart, ConnectStatus,
     Context, Entry, Role, Secret, TokenSet, TokenView,
@@ -161,6 +163,15 @@ impl ApiClient {
 
     pub async fn refresh(&self, name: &AccountName) -> Result<TokenView> {
         self.call(Call::post(of_account(paths::REFRESH, name), None))
+            .await
+    }
+
+    pub async fn rejected(&self, name: &AccountName, token: &Secret) -> Result<TokenView> {
+        let body = Rejected {
+            access_token: token.expose().to_owned(),
+        };
+        let target = of_account(paths::REJECTED, name);
+        self.call(Call::post(target, Some(serde_json::to_vec(&body)?)))
             .await
     }
 

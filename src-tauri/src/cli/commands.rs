@@ -34,6 +34,7 @@ pub async fn dispatch(ctx: &Context, command: Command) -> Result<()> {
             device,
         } => super::connect::run(ctx, &name, no_browser, device).await,
         Command::ApiKey { action } => api_key(ctx, action).await,
+        Command::Mcp { name } => super::mcp::run(ctx, &name).await,
         Command::Store {
             action: StoreAction::Migrate { to },
         } => store_migrate(ctx, to).await,
@@ -42,14 +43,14 @@ pub async fn dispatch(ctx: &Context, command: Command) -> Result<()> {
         } => store_init(ctx, print),
         // Asked of the running engine if there is one, else done here.
         command => match running(ctx).await? {
-            Some(api) => over(&api, command).await,
-            None => over(&Local { ctx }, command).await,
+            Some(api) => over(ctx, &api, command).await,
+            None => over(ctx, &Local { ctx }, command).await,
         },
     }
 }
 
 /// The commands that any engine can answer, wherever it runs.
-async fn over(backend: &impl Backend, command: Command) -> Result<()> {
+async fn over(ctx: &Context, backend: &impl Backend, command: Command) -> Result<()> {
     match command {
         Command::List { json } => output::accounts(&backend.accounts().await?, json),
         Command::Token {
@@ -75,6 +76,19 @@ async fn over(backend: &impl Backend, command: Command) -> Result<()> {
             min_valid,
             command,
         } => super::exec::run(backend, &names, &env, min_valid, &command).await,
+        Command::GitCredential { operation } => {
+            let config = Config::load(&ctx.config_path)?;
+            super::git_credential::run(backend, &config, &operation).await
+        }
+        Command::KubeCredential {
+            name,
+            api_version,
+            min_valid,
+        } => {
+            let info = std::env::var("KUBERNETES_EXEC_INFO").ok();
+            let version = super::kube::version(api_version.as_deref(), info.as_deref())?;
+            super::kube::run(backend, &name, version, min_valid).await
+        }
         Command::Refresh { name } => {
             let token = backend.refresh(&name).await?;
             println!(
@@ -109,6 +123,7 @@ async fn over(backend: &impl Backend, command: Command) -> Result<()> {
         | Command::Import { .. }
         | Command::Connect { .. }
         | Command::ApiKey { .. }
+        | Command::Mcp { .. }
         | Command::Store { .. } => unreachable!("dispatched without an engine"),
     }
 }

@@ -5,6 +5,8 @@
 //! * `commands` one function per command       * `connect` consent flows from a terminal
 //! * `client`   the running engine's API        * `output`  text and JSON for people and programs
 //! * `exec`     a command run with tokens in its environment
+//! * `mcp`      a stdio bridge to a remote MCP server   * `kube` kubectl's exec credential
+//! * `git_credential` git's credential helper
 //! * `tokenboy` `import tokenboy`: a TokenBoy config.py as accounts
 
 mod backend;
@@ -12,6 +14,9 @@ mod client;
 mod commands;
 mod connect;
 mod exec;
+mod git_credential;
+mod kube;
+mod mcp;
 mod output;
 mod tokenboy;
 pub mod tray_app;
@@ -110,6 +115,30 @@ pub enum Command {
     Import {
         #[command(subcommand)]
         from: ImportFrom,
+    },
+    /// Bridges an MCP client on stdio to the account's remote MCP server (Streamable HTTP),
+    /// with a fresh token on every request
+    #[command(
+        after_help = "In the MCP client's config: {\"command\": \"tokenwarden\", \"args\": [\"mcp\", \"NAME\"]}\nThe account has provider = \"mcp\" and url = \"https://…/mcp\"; connect it once with `tokenwarden connect NAME`."
+    )]
+    Mcp { name: AccountName },
+    /// git's credential helper: the token of the account whose `git_hosts` match the remote
+    #[command(
+        after_help = "git config --global credential.https://git.example.com.helper '!tokenwarden git-credential'\nA git_hosts entry with a path (git.example.com/team/) needs credential.useHttpPath = true."
+    )]
+    GitCredential {
+        #[arg(value_parser = ["get", "store", "erase"])]
+        operation: String,
+    },
+    /// Prints an ExecCredential for kubectl (its `exec` credential plugin)
+    KubeCredential {
+        name: AccountName,
+        /// client.authentication.k8s.io/v1 or v1beta1 [default: what kubectl asks for, else v1]
+        #[arg(long, value_name = "VERSION")]
+        api_version: Option<String>,
+        /// Refresh first unless the token stays valid this long
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
+        min_valid: Duration,
     },
     /// Shows the refresh history, newest first
     Log {
