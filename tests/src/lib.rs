@@ -9,6 +9,7 @@
 //! * [`proc`]          processes by id: `/proc/PID/stat` and `status` (alive, CPU, memory,
 //!   children) and signals
 //! * [`prometheus`]    a strict parser of the Prometheus text exposition format
+//! * [`python`]      the real Python clients (MCP SDK, google-auth) in `target/py`
 //! * [`redis`]         a real `redis-server` on a free loopback port, for the shared store
 //! * [`fleet`]         fleets of `serve` hosts sharing one of those
 //! * [`wayland`]       sway on its headless backend, for the window and clipboard on Wayland
@@ -29,6 +30,7 @@ pub mod keyring;
 pub mod local;
 pub mod proc;
 pub mod prometheus;
+pub mod python;
 pub mod redis;
 pub mod wayland;
 pub mod wine;

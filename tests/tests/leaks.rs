@@ -5,7 +5,8 @@
 //! requests with tokens in a header and in a query). That canary must
 //! never appear in any output, in the config file or in any file of the data dir (history
 //! database included). Access tokens carry `tw-canary-4be1` and may appear only where the user
-//! asked for them: the stdout of `token`.
+//! asked for them: the stdout of `token`, and of `git-credential get` and `kube-credential`,
+//! whose stdout is read by git and kubectl.
 
 use std::time::Duration;
 
@@ -39,7 +40,7 @@ async fn canary_secrets_never_leak() {
     };
     let wx = WeChatFake::start(wechat.clone()).await;
     let extra = format!(
-        "redirect_uri = \"{redirect}\"\nrefresh_before = \"8s\"\napi_base = \"{}\"",
+        "redirect_uri = \"{redirect}\"\nrefresh_before = \"8s\"\napi_base = \"{}\"\ngit_hosts = [\"git.example.test\"]",
         fake.url("/api")
     );
     let mut env =
@@ -85,6 +86,19 @@ async fn canary_secrets_never_leak() {
     );
     env.log = "trace".into();
 
+    // The programs that take tokens in their own formats: on stdout when asked, nowhere else,
+    // also when a token is refused (git's erase) or the account is not the kind asked for.
+    let git = "protocol=https\nhost=git.example.test\n\n";
+    env.run(&["git-credential", "get"], Some(git)).await.ok();
+    let refused = fake.lock().current_access_token().expect("a token");
+    let erase =
+        format!("protocol=https\nhost=git.example.test\nusername=oauth2\npassword={refused}\n\n");
+    env.run(&["git-credential", "erase"], Some(&erase))
+        .await
+        .ok();
+    env.run(&["kube-credential", "fb", "--min-valid", "0s"], None).await.ok();
+    assert_eq!(env.run(&["mcp", "fb"], Some("")).await.code, 1);
+
     // Failing refreshes whose answers quote the refresh token back.
     let rt = fake.lock().latest_refresh_token().expect("a refresh token");
     let body =
@@ -119,7 +133,12 @@ async fn canary_secrets_never_leak() {
             !out.stderr.contains(ACCESS),
             "an access token in stderr:\n{out}"
         );
-        if out.args.first().map(String::as_str) != Some("token") {
+        let asked = ["token", "git-credential", "kube-credential"];
+        if !out
+            .args
+            .first()
+            .is_some_and(|a| asked.contains(&a.as_str()))
+        {
             assert!(
                 !out.stdout.contains(ACCESS),
                 "an access token on stdout, unasked:\n{out}"

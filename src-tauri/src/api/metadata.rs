@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::{connection_uid, euid, Engine, MetadataSettings};
 
-/// The token handed out stays valid this long: Google's libraries fetch again 3 min 45 s
-/// before expiry, so a shorter one would be fetched on every call.
+/// The token handed out stays valid this long where it can: Google's libraries fetch again
+/// 3 min 45 s before expiry, so a shorter one would be fetched on every call.
 const MIN_VALID: Duration = Duration::from_secs(5 * 60);
 const FLAVOR: &str = "metadata-flavor";
 const ROOT: &str = "/computeMetadata/v1";
@@ -141,11 +141,20 @@ fn known(s: &Served, who: &str) -> Result<(), Refusal> {
     }
 }
 
+/// A token valid for [`MIN_VALID`] where the provider's tokens live that long, else any
+/// valid one.
 async fn current(s: &Served) -> Result<crate::engine::TokenView, Refusal> {
-    s.engine
-        .token(&s.settings.account, MIN_VALID)
-        .await
-        .map_err(|e| {
+    let name = &s.settings.account;
+    let preferred = s.engine.token(name, MIN_VALID).await;
+    let token = match preferred {
+        Ok(t) => Ok(t),
+        Err(first) => s
+            .engine
+            .token(name, Duration::ZERO)
+            .await
+            .map_err(|_| first),
+    };
+    token.map_err(|e| {
             tracing::warn!(account = %s.settings.account, error = %e, "metadata server: no token to hand out");
             Refusal::NoToken(e.to_string())
         })

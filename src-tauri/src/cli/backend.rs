@@ -56,6 +56,24 @@ impl Backend for ApiClient {
     }
 }
 
+/// A token valid for `prefer` if the engine can have one, else any valid token: for the
+/// programs that take a token for a while (git, an MCP session), where a provider's tokens
+/// that live less than `prefer` must still be served.
+pub(super) async fn token_preferring(
+    backend: &impl Backend,
+    name: &AccountName,
+    prefer: Duration,
+) -> Result<TokenView> {
+    let names = std::slice::from_ref(name);
+    match backend.tokens(names, prefer).await {
+        Ok(mut t) => Ok(t.remove(0)),
+        Err(first) => match backend.tokens(names, Duration::ZERO).await {
+            Ok(mut t) => Ok(t.remove(0)),
+            Err(_) => Err(first),
+        },
+    }
+}
+
 /// No engine answers: this process opens its own for each command.
 pub(super) struct Local<'a> {
     pub ctx: &'a Context,

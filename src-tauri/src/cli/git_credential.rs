@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
-use super::backend::Backend;
+use super::backend::{token_preferring, Backend};
 use crate::engine::{Config, Secret};
 
 /// What git asks for, as it described the remote.
@@ -47,8 +47,9 @@ impl Request {
     }
 }
 
-/// How long the token handed to git must stay valid: a clone of a large repository takes
-/// a while, and git sends the password again on every request.
+/// How long the token handed to git should stay valid (where the provider's tokens live that
+/// long): a clone of a large repository takes a while, and git sends the password again on
+/// every request.
 const MIN_VALID: Duration = Duration::from_secs(5 * 60);
 
 pub async fn run(backend: &impl Backend, config: &Config, operation: &str) -> Result<()> {
@@ -70,10 +71,7 @@ pub async fn run(backend: &impl Backend, config: &Config, operation: &str) -> Re
         .expect("git_account matched its git_hosts");
     match operation {
         "get" => {
-            let token = backend
-                .tokens(std::slice::from_ref(&account.name), MIN_VALID)
-                .await?
-                .remove(0);
+            let token = token_preferring(backend, &account.name, MIN_VALID).await?;
             let mut out = std::io::stdout().lock();
             write!(
                 out,

@@ -1,6 +1,7 @@
 //! Fake providers. Each module owns one provider family's endpoints, its state behind an
 //! `Arc<Mutex<_>>` shared with the test's handle, and the faults a test can inject.
 
+pub mod git;
 pub mod http;
 pub mod oauth;
 pub mod oidc;

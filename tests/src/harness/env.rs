@@ -154,7 +154,8 @@ impl Env {
         vars
     }
 
-    pub(super) fn command(&self, args: &[&str]) -> std::process::Command {
+    /// `tokenwarden args` as a command with this environment, not yet started.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
         let mut cmd = match &self.wine {
             Some(wine) => wine.command(),
             None => std::process::Command::new(self.bin.clone().unwrap_or_else(bin_path)),

@@ -13,7 +13,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::Out;
-use crate::cli::backend::{running, Backend, Local};
+use crate::cli::backend::{running, token_preferring, Backend, Local};
 use crate::engine::{AccountName, Context, Secret, TokenView};
 
 /// A token is fetched again this long before it expires.
@@ -60,12 +60,10 @@ impl Session {
         {
             return Ok(t.access_token.clone());
         }
-        let names = std::slice::from_ref(&self.name);
-        let mut fresh = match running(&self.ctx).await? {
-            Some(api) => api.tokens(names, MIN_VALID).await?,
-            None => Local { ctx: &self.ctx }.tokens(names, MIN_VALID).await?,
+        let fresh = match running(&self.ctx).await? {
+            Some(api) => token_preferring(&api, &self.name, MIN_VALID).await?,
+            None => token_preferring(&Local { ctx: &self.ctx }, &self.name, MIN_VALID).await?,
         };
-        let fresh = fresh.remove(0);
         let token = fresh.access_token.clone();
         *held = Some(fresh);
         Ok(token)

@@ -109,6 +109,18 @@ impl OAuthFake {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Whether an access token is one this fake issued and still honours, for a server that
+    /// trusts this provider's tokens (the git server, the kube API).
+    pub fn token_check(&self) -> impl Fn(&str) -> bool + Send + Sync + 'static {
+        let state = self.state.clone();
+        move |token| {
+            state
+                .lock()
+                .expect("fake oauth state")
+                .accepts_access_token(token)
+        }
+    }
+
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().expect("fake oauth state")
     }
