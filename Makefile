@@ -22,7 +22,11 @@ RUN_PKGS := gnome-keyring libsecret-tools dbus libwebkit2gtk-4.1-0 libayatana-ap
 # sway (headless), grim and wl-clipboard for the window and the clipboard on Wayland.
 TEST_PKGS := xvfb xauth dbus dbus-x11 gnome-keyring libsecret-tools procps webkit2gtk-driver \
 	xclip python3-dbusmock python3-gi python3-dbus gir1.2-glib-2.0 imagemagick x11-utils curl \
-	libayatana-appindicator3-1 libfaketime redis-server redis-tools sway grim wl-clipboard
+	libayatana-appindicator3-1 libfaketime redis-server redis-tools sway grim wl-clipboard \
+	git python3-venv openssl
+# The real clients of tests/tests/{mcp,metadata}.rs, from PyPI into a venv of their own.
+PY := target/py
+PY_REQUIREMENTS := tests/python-requirements.txt
 
 # Windows: mingw-w64 links the cross-build, NSIS makes the installer; wine runs the Windows
 # build's tests (tests/tests/windows.rs), in a prefix of their own under target/wine.
@@ -178,6 +182,13 @@ deps-run:
 	@.ci/install-packages.sh $(RUN_PKGS)
 deps-test:
 	@.ci/install-packages.sh $(TEST_PKGS)
+	@# kubectl, for the exec credential test: Debian's (1.20) where none is installed.
+	@command -v kubectl >/dev/null || .ci/install-packages.sh kubernetes-client
+	@$(MAKE) --no-print-directory $(PY)/.installed
+$(PY)/.installed: $(PY_REQUIREMENTS)
+	@[ -x $(PY)/bin/python ] || python3 -m venv $(PY)
+	$(PY)/bin/pip install --quiet --disable-pip-version-check -r $(PY_REQUIREMENTS)
+	@touch $@
 deps-busy:
 	@.ci/install-packages.sh $(BUSY_PKGS)
 deps-windows: check-cargo
