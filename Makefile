@@ -37,8 +37,9 @@ WINE_PKGS := wine wine64
 # The busy-machine proof (not part of `make test`): stress-ng makes the two CPU hogs.
 BUSY_PKGS := stress-ng
 
-# Bench: wrk loads the API beside a bare axum handler (the ceiling) in the same run.
-BENCH_PKGS := wrk
+# Bench: wrk loads the API beside a bare axum handler (the ceiling) in the same run; npm fetches
+# mcp-remote (pinned in tests/mcp/compare.py) into target/npm for the MCP comparison.
+BENCH_PKGS := wrk nodejs npm
 
 # Packages: rsvg-convert draws every icon size from icons/tokenwarden.svg; rpm reads the .rpm,
 # and the validators and man check what goes in. The Tauri CLI (crates.io, pinned like
@@ -87,14 +88,15 @@ test-busy: deps-busy
 # 10,000 accounts on the sealed database store (start, restart, memory, idle CPU, lateness, cost
 # per refresh), what /v1/proxy adds to a call made directly, a fleet host's serving beside a local
 # one and how fast a refresh reaches three hosts on one Redis, and 500 clients for 60 s while the
-# token rotates, and the crash window (a provider's answer until it is durable in the journal).
+# token rotates, the crash window (a provider's answer until it is durable in the journal), and
+# `tokenwarden mcp` beside mcp-remote (npm) and the MCP SDK's own HTTP client.
 # Every figure is printed as it comes, then all of them again together at the end (each line
 # names its baseline beside it: the ceiling, curl, the keychain store, the provider's own time).
 bench: deps-build deps-test deps-bench deps-driver check-cargo
 	$(CARGO) build --release --workspace
 	set -o pipefail; { TOKENWARDEN_BIN=$(CURDIR)/target/release/tokenwarden \
 		$(if $(BASELINE),TOKENWARDEN_BASELINE_BIN=$(abspath $(BASELINE))) tests/scripts/session.sh \
-		$(CARGO) test --release -p tokenwarden-e2e --test bench --test desktop_bench --test durable_window -- --nocapture --include-ignored --test-threads=1 && \
+		$(CARGO) test --release -p tokenwarden-e2e --test bench --test desktop_bench --test durable_window --test mcp_bench -- --nocapture --include-ignored --test-threads=1 && \
 	TOKENWARDEN_BIN=$(CURDIR)/target/release/tokenwarden TOKENWARDEN_LOAD=500x60 tests/scripts/session.sh \
 		$(CARGO) test --release -p tokenwarden-e2e --test load -- --nocapture; } 2>&1 | tee target/bench.log
 	@echo; echo "== make bench: every figure (BENCHMARKS.md has them as tables) =="; \

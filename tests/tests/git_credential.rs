@@ -14,7 +14,7 @@ use tokenwarden_e2e::{Env, Serve};
 struct Forge {
     fake: OAuthFake,
     env: Env,
-    _serve: Serve,
+    serve: Serve,
     server: GitServer,
     /// HOME and GIT_CONFIG_GLOBAL of every git command, and the clones.
     home: tempfile::TempDir,
@@ -47,7 +47,7 @@ async fn forge(extra: &str) -> Forge {
     serve.wait_ready().await;
     let forge = Forge {
         fake,
-        _serve: serve,
+        serve,
         env,
         server,
         home,
@@ -234,6 +234,10 @@ async fn a_refused_token_is_erased_refreshed_once_and_the_next_command_works() {
         "an old token refreshes nothing"
     );
     assert_eq!(forge.current(), new);
+    let logged = forge.serve.stop().await.stderr;
+    for token in [&old, &new] {
+        assert!(!logged.contains(token.as_str()), "serve logged a token:\n{logged}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,7 +32,7 @@ async fn metadata_server(extra: &str) -> (OAuthFake, Env, Serve, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn google_auth_gets_the_accounts_token_and_then_the_refreshed_one() {
-    let (fake, env, _serve, listen) = metadata_server("email = \"me@example.com\"").await;
+    let (fake, env, serve, listen) = metadata_server("email = \"me@example.com\"").await;
     let home = tempfile::tempdir().unwrap();
     let mut client = tokio::process::Command::new(python())
         .arg(script("metadata/google_auth_client.py"))

@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{connection_uid, euid, Engine, MetadataSettings};
+use crate::engine::{Engine, MetadataSettings};
 
 /// The token handed out stays valid this long where it can: Google's libraries fetch again
 /// 3 min 45 s before expiry, so a shorter one would be fetched on every call.
@@ -77,7 +77,7 @@ async fn guard(
     request: Request,
     next: Next,
 ) -> Response {
-    let refused = if connection_uid(peer, s.listen) != Some(euid()) {
+    let refused = if !our_user(peer, s.listen) {
         Some((
             StatusCode::FORBIDDEN,
             "this metadata server answers only processes of the user Tokenwarden runs as",
@@ -106,6 +106,20 @@ async fn guard(
         .headers_mut()
         .insert(FLAVOR, HeaderValue::from_static("Google"));
     response
+}
+
+/// Whether the process at the other end of the connection runs as our user, by the kernel's
+/// word; where it is not asked (not Unix), never.
+fn our_user(peer: SocketAddr, listen: SocketAddr) -> bool {
+    #[cfg(unix)]
+    {
+        crate::engine::connection_uid(peer, listen) == Some(crate::engine::euid())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (peer, listen);
+        false
+    }
 }
 
 fn refuse(status: StatusCode, why: &str) -> Response {

@@ -125,6 +125,12 @@ mod tests {
             assert_eq!(listening_owner(table, at(0x2226)), Some(65534));
         }
         assert_eq!(listening_owner(table, at(1)), None);
+        // Row 1 is the connection 127.0.0.1:0x2225 → 127.0.0.1:0x9C40, of uid 7.
+        if cfg!(target_endian = "little") {
+            assert_eq!(connected_owner(table, at(0x2225), at(0x9C40)), Some(7));
+            assert_eq!(connected_owner(table, at(0x9C40), at(0x2225)), None);
+        }
+        assert_eq!(connected_owner(table, at(0x2225), at(1)), None);
     }
 
     #[cfg(target_os = "linux")]
