@@ -236,7 +236,10 @@ async fn a_refused_token_is_erased_refreshed_once_and_the_next_command_works() {
     assert_eq!(forge.current(), new);
     let logged = forge.serve.stop().await.stderr;
     for token in [&old, &new] {
-        assert!(!logged.contains(token.as_str()), "serve logged a token:\n{logged}");
+        assert!(
+            !logged.contains(token.as_str()),
+            "serve logged a token:\n{logged}"
+        );
     }
 }
 

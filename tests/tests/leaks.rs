@@ -96,7 +96,9 @@ async fn canary_secrets_never_leak() {
     env.run(&["git-credential", "erase"], Some(&erase))
         .await
         .ok();
-    env.run(&["kube-credential", "fb", "--min-valid", "0s"], None).await.ok();
+    env.run(&["kube-credential", "fb", "--min-valid", "0s"], None)
+        .await
+        .ok();
     assert_eq!(env.run(&["mcp", "fb"], Some("")).await.code, 1);
 
     // Failing refreshes whose answers quote the refresh token back.

@@ -76,6 +76,13 @@ async fn google_auth_gets_the_accounts_token_and_then_the_refreshed_one() {
         refreshed.as_str(),
         "google-auth sees the new token"
     );
+    let logged = serve.stop().await.stderr;
+    for token in [&current, &refreshed] {
+        assert!(
+            !logged.contains(token.as_str()),
+            "serve logged a token:\n{logged}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
