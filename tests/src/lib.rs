@@ -9,6 +9,7 @@
 //! * [`proc`]          processes by id: `/proc/PID/stat` and `status` (alive, CPU, memory,
 //!   children) and signals
 //! * [`prometheus`]    a strict parser of the Prometheus text exposition format
+//! * [`mcp`]         an MCP SDK server with its own OAuth (tests/mcp/server.py)
 //! * [`python`]      the real Python clients (MCP SDK, google-auth) in `target/py`
 //! * [`redis`]         a real `redis-server` on a free loopback port, for the shared store
 //! * [`fleet`]         fleets of `serve` hosts sharing one of those
@@ -28,6 +29,7 @@ pub mod fleet;
 pub mod harness;
 pub mod keyring;
 pub mod local;
+pub mod mcp;
 pub mod proc;
 pub mod prometheus;
 pub mod python;

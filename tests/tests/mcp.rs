@@ -7,81 +7,13 @@
 //! restarting Tokenwarden and the bridge needs no new consent; several bridges share one grant.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
 use tokenwarden_e2e::harness::{bin_path, files_containing};
+use tokenwarden_e2e::mcp::McpServer;
 use tokenwarden_e2e::python::{python, script};
-use tokenwarden_e2e::{wait_until, Env};
-
-/// tests/mcp/server.py on a free loopback port.
-struct McpServer {
-    child: tokio::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl McpServer {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port_file = dir.path().join("port");
-        let child = tokio::process::Command::new(python())
-            .arg(script("mcp/server.py"))
-            .arg("--port-file")
-            .arg(&port_file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the MCP SDK server");
-        wait_until(
-            Duration::from_secs(30),
-            "the MCP server writes its port",
-            async || port_file.exists(),
-        )
-        .await;
-        let port = std::fs::read_to_string(&port_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        Self {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/mcp", self.port)
-    }
-
-    fn stats_url(&self) -> String {
-        format!("http://127.0.0.1:{}/test/stats", self.port)
-    }
-
-    async fn stats(&self) -> Value {
-        reqwest::get(self.stats_url())
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn expire(&self) {
-        let url = format!("http://127.0.0.1:{}/test/expire", self.port);
-        let r = reqwest::Client::new().post(url).send().await.unwrap();
-        assert!(r.status().is_success());
-    }
-}
-
-impl Drop for McpServer {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
+use tokenwarden_e2e::Env;
 
 /// What the SDK's stdio client saw, running `tokenwarden mcp agent`; and its stderr, which
 /// is the bridge's.

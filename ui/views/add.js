@@ -24,6 +24,18 @@ const FIELDS = {
   token_url: { label: 'Token URL', placeholder: 'https://auth.example.com/token', help: 'Where codes and refresh tokens are traded for access tokens.', required: true, type: 'url' },
 };
 
+/** A preset whose field means something else there: an MCP account's `url` is its server. */
+const PRESET_FIELDS = {
+  mcp: {
+    url: { label: 'MCP server URL', placeholder: 'https://mcp.example.com/mcp', help: 'Its authorization server is found from it, and Tokenwarden registers itself there.', required: true, type: 'url' },
+  },
+};
+
+/** The field `id` as preset `presetId` asks for it. */
+function fieldOf(presetId, id) {
+  return (PRESET_FIELDS[presetId] || {})[id] || FIELDS[id];
+}
+
 const ORDER = ['client_id', 'issuer', 'auth_url', 'token_url', 'url', 'depends_on', 'base_url', 'redirect_uri'];
 
 export function sortPresets(presets) {
@@ -119,7 +131,7 @@ export function createAddView(app) {
     ];
     for (const id of ORDER) {
       if (!fields.has(id)) continue;
-      const f = FIELDS[id];
+      const f = fieldOf(p.id, id);
       const input = h('input', {
         id: `f-${id}`, name: id, testid: `field-${id}`, type: f.type || 'text', autocomplete: 'off', spellcheck: 'false',
         placeholder: f.placeholder || null, required: f.required || null,
@@ -218,8 +230,9 @@ export function createAddView(app) {
     if (problem) return { field: refs.name, message: problem };
     for (const id of ORDER) {
       const input = refs[id];
-      if (input && FIELDS[id].required && !input.value.trim()) {
-        return { field: input, message: `Enter the ${FIELDS[id].label.toLowerCase()}.` };
+      const f = fieldOf(preset.id, id);
+      if (input && f.required && !input.value.trim()) {
+        return { field: input, message: `Enter the ${f.label.toLowerCase()}.` };
       }
     }
     if (refs.secret && !refs.secret.value && addedName !== name) return { field: refs.secret, message: 'Paste the client secret.' };
