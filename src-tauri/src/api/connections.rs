@@ -36,6 +36,7 @@ use tower::ServiceExt as _;
 use super::fast::FastPath;
 use super::peer::Peer;
 use super::slots::{Admitted, Busy, Slot, Slots};
+use super::taker::Identity;
 use crate::engine::ApiSettings;
 
 /// Requests in flight at shutdown get this long to finish.
@@ -58,7 +59,9 @@ pub(super) const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-
 pub trait Accept: Send + 'static {
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
 
-    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, Peer)>> + Send;
+    fn accept(
+        &self,
+    ) -> impl Future<Output = io::Result<(Self::Stream, Peer, Arc<Identity>)>> + Send;
 
     /// A best-effort answer to a connection past the cap: never waits (the socket's send
     /// buffer is empty), and then the connection is closed.
@@ -70,10 +73,11 @@ pub trait Accept: Send + 'static {
 impl Accept for TcpListener {
     type Stream = TcpStream;
 
-    async fn accept(&self) -> io::Result<(TcpStream, Peer)> {
+    async fn accept(&self) -> io::Result<(TcpStream, Peer, Arc<Identity>)> {
         let (stream, peer) = TcpListener::accept(self).await?;
         let _ = stream.set_nodelay(true);
-        Ok((stream, Peer::Tcp(peer)))
+        let identity = Identity::tcp(peer, stream.local_addr().ok());
+        Ok((stream, Peer::Tcp(peer), identity))
     }
 
     fn refuse(stream: &TcpStream) {
@@ -120,7 +124,7 @@ pub async fn serve<L: Accept>(
         Throttled::new(),
     );
     loop {
-        let (stream, peer) = tokio::select! {
+        let (stream, peer, identity) = tokio::select! {
             () = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -161,10 +165,11 @@ pub async fn serve<L: Accept>(
         let (app, fast, serving) = (app.clone(), fast.clone(), slot.clone());
         let service = hyper::service::service_fn(move |mut request: Request<_>| {
             let busy = serving.begin();
-            match fast.answer(&request, peer) {
+            match fast.answer(&request, peer, &identity) {
                 Some(answer) => Either::Left(std::future::ready(Ok(tracked(answer, busy)))),
                 None => {
                     request.extensions_mut().insert(peer);
+                    request.extensions_mut().insert(identity.clone());
                     Either::Right(
                         app.clone()
                             .oneshot(request)

@@ -15,6 +15,7 @@ pub mod paths {
     pub const TOKEN: &str = "/v1/accounts/{name}/token";
     pub const REFRESH: &str = "/v1/accounts/{name}/refresh";
     pub const REJECTED: &str = "/v1/accounts/{name}/rejected";
+    pub const CALLERS: &str = "/v1/accounts/{name}/callers";
     pub const CONNECT: &str = "/v1/accounts/{name}/connect";
     pub const DISCONNECT: &str = "/v1/accounts/{name}/disconnect";
     pub const RELOAD_ACCOUNT: &str = "/v1/accounts/{name}/reload";
@@ -32,6 +33,7 @@ pub mod paths {
         TOKEN,
         REFRESH,
         REJECTED,
+        CALLERS,
         CONNECT,
         DISCONNECT,
         RELOAD_ACCOUNT,

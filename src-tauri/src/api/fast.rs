@@ -14,8 +14,9 @@ use axum::http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use prometheus_client::metrics::counter::Counter;
 
 use super::peer::Peer;
+use super::taker::Identity;
 use super::AppState;
-use crate::engine::{AccountName, RequestLabels};
+use crate::engine::{AccountName, RequestLabels, Via};
 
 pub struct FastPath {
     state: AppState,
@@ -42,7 +43,12 @@ impl FastPath {
     }
 
     /// The answer, when this request is the everyday case; `None` sends it to the router.
-    pub fn answer<B>(&self, request: &Request<B>, peer: Peer) -> Option<Response<Body>> {
+    pub fn answer<B>(
+        &self,
+        request: &Request<B>,
+        peer: Peer,
+        identity: &Identity,
+    ) -> Option<Response<Body>> {
         if request.method() != Method::GET {
             return None;
         }
@@ -68,6 +74,7 @@ impl FastPath {
         }
         // This user's own processes on the Unix socket see every account, as the engine's
         // key does; over TCP the Host must name us and the key must be one we know.
+        let mut label = None;
         if peer != Peer::SameUser {
             let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
             if !self.state.guard.host_ok(host) {
@@ -83,6 +90,7 @@ impl FastPath {
             if !holder.may_see(&name) {
                 return None;
             }
+            label = Some(holder.label.clone());
         }
         let view = self
             .state
@@ -93,11 +101,14 @@ impl FastPath {
         } else {
             serde_json::to_vec(&view).ok()?
         };
-        if tokenboy {
+        let via = if tokenboy {
             self.tokenboy_ok.inc();
+            Via::Tokenboy
         } else {
             self.token_ok.inc();
-        }
+            Via::Api
+        };
+        self.state.engine.took(&name, identity.taker(label, via));
         let mut response = Response::new(Body::from(body));
         *response.status_mut() = StatusCode::OK;
         response.headers_mut().insert(

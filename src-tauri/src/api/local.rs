@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use super::peer::Peer;
+use super::taker::Identity;
 use crate::engine::Engine;
 
 /// The bound socket; its file goes when the engine stops serving.
@@ -60,15 +61,19 @@ pub fn bind(_engine: &Engine) -> Option<LocalListener> {
 impl super::connections::Accept for LocalListener {
     type Stream = tokio::net::UnixStream;
 
-    async fn accept(&self) -> std::io::Result<(tokio::net::UnixStream, Peer)> {
+    async fn accept(
+        &self,
+    ) -> std::io::Result<(tokio::net::UnixStream, Peer, std::sync::Arc<Identity>)> {
         let (stream, _) = self.listener.accept().await?;
-        let uid = stream.peer_cred()?.uid();
+        let cred = stream.peer_cred()?;
+        let uid = cred.uid();
         let peer = if uid == rustix::process::geteuid().as_raw() {
             Peer::SameUser
         } else {
             Peer::OtherUser(uid)
         };
-        Ok((stream, peer))
+        let pid = cred.pid().and_then(|p| u32::try_from(p).ok());
+        Ok((stream, peer, Identity::unix(pid)))
     }
 
     fn refuse(stream: &tokio::net::UnixStream) {
@@ -80,7 +85,9 @@ impl super::connections::Accept for LocalListener {
 impl super::connections::Accept for LocalListener {
     type Stream = tokio::net::TcpStream;
 
-    async fn accept(&self) -> std::io::Result<(tokio::net::TcpStream, Peer)> {
+    async fn accept(
+        &self,
+    ) -> std::io::Result<(tokio::net::TcpStream, Peer, std::sync::Arc<Identity>)> {
         std::future::pending().await
     }
 }

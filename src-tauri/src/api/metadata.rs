@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{Engine, MetadataSettings};
+use crate::engine::{Engine, MetadataSettings, Via};
 
 /// The token handed out stays valid this long where it can: Google's libraries fetch again
 /// 3 min 45 s before expiry, so a shorter one would be fetched on every call.
@@ -198,9 +198,15 @@ async fn info(
     .into_response())
 }
 
-async fn token(State(s): State<Served>, Path(who): Path<String>) -> Result<Response, Refusal> {
+async fn token(
+    State(s): State<Served>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(who): Path<String>,
+) -> Result<Response, Refusal> {
     known(&s, &who)?;
     let t = current(&s).await?;
+    let taker = crate::api::taker::Identity::tcp(peer, Some(s.listen)).taker(None, Via::Metadata);
+    s.engine.took(&s.settings.account, taker);
     Ok(Json(serde_json::json!({
         "access_token": t.access_token.expose(),
         "expires_in": t.expires_in,

@@ -8,6 +8,7 @@
 //! * `manage`  the routes that change an account: connect, disconnect, secret, reload
 //! * `proxy`   requests passed on to an account's API with its token, retried once on 401
 //! * `metadata` the GCE-style metadata server for Google's libraries (`[metadata]`)
+//! * `taker`   who takes a token: the process at the other end, for the ledger
 //! * `scope`   what a key limited to some accounts sees of the metrics
 //! * `error`   engine errors → `{"error","message","remedy","account"}` with the contract's
 //!   status codes
@@ -25,6 +26,7 @@ pub mod proxy;
 mod routes;
 mod scope;
 mod slots;
+pub(crate) mod taker;
 mod tokenboy;
 
 use std::net::SocketAddr;
@@ -87,6 +89,7 @@ fn router_with(state: AppState) -> Router {
         .route(paths::TOKEN, get(routes::token))
         .route(paths::REFRESH, post(routes::refresh))
         .route(paths::REJECTED, post(routes::rejected))
+        .route(paths::CALLERS, get(routes::callers))
         .route(
             paths::CONNECT,
             post(manage::begin_connect)

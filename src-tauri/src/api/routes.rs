@@ -18,9 +18,10 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use super::error::ApiError;
 use super::guard::Caller;
+use super::taker::Asker;
 use super::tokenboy::TokenBoyAnswer;
 use super::AppState;
-use crate::engine::{AccountName, AccountView, EngineError, Entry, TokenView};
+use crate::engine::{AccountName, AccountView, EngineError, Entry, TakerRow, TokenView, Via};
 
 pub(super) type Params = Query<HashMap<String, String>>;
 
@@ -105,31 +106,38 @@ pub async fn accounts(
 pub async fn token(
     State(s): State<AppState>,
     Named(name): Named,
+    asker: Asker,
     query: Result<Params, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<TokenView>, ApiError> {
     let query = params(query)?;
-    Ok(Json(
-        s.engine.token(&name, seconds(&query, "min_valid")?).await?,
-    ))
+    let token = s.engine.token(&name, seconds(&query, "min_valid")?).await?;
+    s.engine.took(&name, asker.taker(Via::Api));
+    Ok(Json(token))
 }
 
 pub async fn refresh(
     State(s): State<AppState>,
     Named(name): Named,
+    asker: Asker,
 ) -> Result<Json<TokenView>, ApiError> {
-    Ok(Json(s.engine.refresh(&name).await?))
+    let token = s.engine.refresh(&name).await?;
+    s.engine.took(&name, asker.taker(Via::Api));
+    Ok(Json(token))
 }
 
 pub async fn rejected(
     State(s): State<AppState>,
     Named(name): Named,
+    asker: Asker,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<TokenView>, ApiError> {
     let body = body_bytes(body)?;
     // The serde error is not quoted: it could echo the token.
     let report: crate::api::contract::Rejected = serde_json::from_slice(&body)
         .map_err(|_| ApiError::bad_request(r#"the body must be JSON {"access_token": "..."}"#))?;
-    Ok(Json(s.engine.rejected(&name, &report.access_token).await?))
+    let token = s.engine.rejected(&name, &report.access_token).await?;
+    s.engine.took(&name, asker.taker(Via::Api));
+    Ok(Json(token))
 }
 
 pub async fn history(
@@ -166,6 +174,7 @@ pub async fn history(
 pub async fn tokenboy(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
+    asker: Asker,
     query: Result<Params, axum::extract::rejection::QueryRejection>,
 ) -> Result<axum::response::Response, ApiError> {
     let query = params(query)?;
@@ -174,7 +183,18 @@ pub async fn tokenboy(
         .ok_or_else(|| ApiError::bad_request("`name` is required"))?;
     let name = name(raw, Some(&caller))?;
     let token = s.engine.token(&name, Duration::ZERO).await?;
+    s.engine.took(&name, asker.taker(Via::Tokenboy));
     Ok(Json(TokenBoyAnswer::of(&token)).into_response())
+}
+
+/// Who took this account's tokens: programs, counts, first and last time; never a token.
+pub async fn callers(
+    State(s): State<AppState>,
+    Named(name): Named,
+) -> Result<Json<Vec<TakerRow>>, ApiError> {
+    Ok(Json(
+        s.engine.takers(Some(std::slice::from_ref(&name))).await?,
+    ))
 }
 
 /// Server-Sent Events of engine events. A subscriber that falls behind gets a `lagged`

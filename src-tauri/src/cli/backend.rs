@@ -10,7 +10,7 @@ use anyhow::Result;
 use super::client::ApiClient;
 use crate::engine::{
     lock_holder, AccountName, AccountView, ApiKeys, Context, Engine, EngineError, Entry, LockError,
-    Mode, Role, Secret, TokenView,
+    Mode, Process, Role, Secret, Taker, TakerRow, TokenView, Via,
 };
 
 /// What the commands ask of an engine, wherever it runs.
@@ -26,6 +26,8 @@ pub(super) trait Backend {
     /// A warning when the provider could not be told to revoke.
     async fn disconnect(&self, name: &AccountName) -> Result<Option<String>>;
     async fn history(&self, name: Option<&AccountName>, limit: usize) -> Result<Vec<Entry>>;
+    /// Who took these accounts' tokens (`None`: every account).
+    async fn takers(&self, name: Option<&AccountName>) -> Result<Vec<TakerRow>>;
 }
 
 impl Backend for ApiClient {
@@ -53,6 +55,18 @@ impl Backend for ApiClient {
     }
     async fn history(&self, name: Option<&AccountName>, limit: usize) -> Result<Vec<Entry>> {
         ApiClient::history(self, name, limit).await
+    }
+    async fn takers(&self, name: Option<&AccountName>) -> Result<Vec<TakerRow>> {
+        let names = match name {
+            Some(name) => vec![name.clone()],
+            None => self.accounts().await?.into_iter().map(|a| a.name).collect(),
+        };
+        let mut rows = Vec::new();
+        for name in &names {
+            rows.extend(ApiClient::takers(self, name).await?);
+        }
+        rows.sort_by_key(|r| std::cmp::Reverse(r.last_at));
+        Ok(rows)
     }
 }
 
@@ -89,6 +103,7 @@ impl Backend for Local<'_> {
         let fetched = async {
             for name in names {
                 tokens.push(engine.token(name, min_valid).await?);
+                engine.took(name, this_command());
             }
             Ok(())
         }
@@ -98,11 +113,19 @@ impl Backend for Local<'_> {
     }
     async fn refresh(&self, name: &AccountName) -> Result<TokenView> {
         let engine = open_for_work(self.ctx).await?;
-        finish(&engine, engine.refresh(name).await).await
+        let refreshed = engine.refresh(name).await;
+        if refreshed.is_ok() {
+            engine.took(name, this_command());
+        }
+        finish(&engine, refreshed).await
     }
     async fn rejected(&self, name: &AccountName, token: &Secret) -> Result<TokenView> {
         let engine = open_for_work(self.ctx).await?;
-        finish(&engine, engine.rejected(name, token.expose()).await).await
+        let fresh = engine.rejected(name, token.expose()).await;
+        if fresh.is_ok() {
+            engine.took(name, this_command());
+        }
+        finish(&engine, fresh).await
     }
     async fn set_secret(&self, name: &AccountName, value: Secret) -> Result<()> {
         let engine = open_for_work(self.ctx).await?;
@@ -119,6 +142,19 @@ impl Backend for Local<'_> {
         Ok(engine
             .history(name.map(std::slice::from_ref), limit)
             .await?)
+    }
+    async fn takers(&self, name: Option<&AccountName>) -> Result<Vec<TakerRow>> {
+        let engine = open(self.ctx, Mode::Observer).await?;
+        Ok(engine.takers(name.map(std::slice::from_ref)).await?)
+    }
+}
+
+/// This CLI process, which took a token itself (no engine ran).
+fn this_command() -> Taker {
+    Taker {
+        process: Process::this(),
+        key: None,
+        via: Via::Cli,
     }
 }
 

@@ -18,7 +18,7 @@ use crate::api::contract::{
 };
 use crate::engine::{
     lock_holder, AccountName, AccountView, ApiKeys, ConnectFlow, ConnectStart, ConnectStatus,
-    Context, Entry, Role, Secret, TokenSet, TokenView,
+    Context, Entry, Role, Secret, TakerRow, TokenSet, TokenView,
 };
 
 /// An error answer of the running engine: the same code and remedy as the engine's own
@@ -173,6 +173,10 @@ impl ApiClient {
         let target = of_account(paths::REJECTED, name);
         self.call(Call::post(target, Some(serde_json::to_vec(&body)?)))
             .await
+    }
+
+    pub async fn takers(&self, name: &AccountName) -> Result<Vec<TakerRow>> {
+        self.call(Call::get(of_account(paths::CALLERS, name))).await
     }
 
     pub async fn accounts(&self) -> Result<Vec<AccountView>> {

@@ -116,6 +116,7 @@ async fn over(ctx: &Context, backend: &impl Backend, command: Command) -> Result
             eprintln!("{name}: disconnected; its secrets are deleted from the keychain");
             Ok(())
         }
+        Command::Who { name, json } => output::takers(&backend.takers(name.as_ref()).await?, json),
         Command::Log { name, json, limit } => {
             output::history(&backend.history(name.as_ref(), limit).await?, json)
         }

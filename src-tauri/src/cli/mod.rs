@@ -140,6 +140,12 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
         min_valid: Duration,
     },
+    /// Shows which programs took which tokens: executable, uid, pid, API key, how often, when
+    Who {
+        name: Option<AccountName>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Shows the refresh history, newest first
     Log {
         name: Option<AccountName>,

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::Result;
 
-use crate::engine::{AccountView, Entry};
+use crate::engine::{AccountView, Entry, TakerRow};
 
 pub fn accounts(views: &[AccountView], json: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
@@ -88,6 +88,49 @@ pub fn history(entries: &[Entry], json: bool) -> Result<()> {
                 .as_deref()
                 .or(e.expires_at.map(|_| ""))
                 .unwrap_or("")
+        )?;
+    }
+    Ok(())
+}
+
+/// Who took which tokens: one line per account and program, most recent first.
+pub fn takers(rows: &[TakerRow], json: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, rows)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    if rows.is_empty() {
+        writeln!(out, "no token has been taken yet")?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<16} {:<40} {:>6} {:>8} {:<10} {:<16} {:>7}  LAST",
+        "ACCOUNT", "PROGRAM", "UID", "PID", "VIA", "KEY", "COUNT"
+    )?;
+    let unknown = || "?".to_owned();
+    for r in rows {
+        let program = match (&r.exe, &r.detail) {
+            (Some(exe), Some(detail)) => format!("{exe} {detail}"),
+            (Some(exe), None) => exe.clone(),
+            (None, _) => r
+                .command
+                .clone()
+                .unwrap_or_else(|| "(not known)".to_owned()),
+        };
+        writeln!(
+            out,
+            "{:<16} {:<40} {:>6} {:>8} {:<10} {:<16} {:>7}  {}",
+            r.account,
+            program,
+            r.uid.map_or_else(unknown, |u| u.to_string()),
+            r.pid.map_or_else(unknown, |p| p.to_string()),
+            r.via.as_str(),
+            r.key.as_deref().unwrap_or("-"),
+            r.count,
+            r.last_at
         )?;
     }
     Ok(())

@@ -82,7 +82,14 @@ impl Shell {
     /// Copies `name`'s current token to the clipboard (window and tray alike); returns after
     /// how many seconds it is cleared.
     async fn copy_token(&self, app: &AppHandle, name: &AccountName) -> Result<u64, UiError> {
-        let token = self.engine()?.token(name, Duration::ZERO).await?;
+        let engine = self.engine()?;
+        let token = engine.token(name, Duration::ZERO).await?;
+        let taker = crate::engine::Taker {
+            process: crate::engine::Process::this(),
+            key: None,
+            via: crate::engine::Via::Tray,
+        };
+        engine.took(name, taker);
         let clear_after_secs = self.settings().clear_clipboard_secs;
         clipboard::copy(
             app,

@@ -38,6 +38,7 @@ mod connect;
 pub(crate) mod error;
 pub(crate) mod events;
 pub(crate) mod history;
+pub(crate) mod ledger;
 pub(crate) mod lock;
 pub(crate) mod metrics;
 pub(crate) mod names;
@@ -78,6 +79,7 @@ pub use connect::{ConnectFlow, ConnectStart, ConnectStatus};
 pub use error::{EngineError, ErrorKind, Remedy};
 pub use events::{ConnectStage, EngineEvent};
 pub use history::Entry;
+pub use ledger::{Taker, TakerRow, Via};
 pub use lock::{holder as lock_holder, LockError, Role};
 pub use metrics::RequestLabels;
 pub use names::{parse_duration, AccountName, BadAccountName, Deadline};
@@ -89,6 +91,7 @@ pub use store::fleet::{init_key as init_store_key, new_key as new_store_key};
 /// Environment variables that carry a shared store's secrets: never passed on to a child.
 pub use store::fleet::{KEY_ENV, PASSWORD_ENV};
 pub use store::migrate::{migrate as migrate_store, Migrated};
+pub use system::processes::Process;
 
 use account::slot::Slot;
 use config::Account;

@@ -29,7 +29,8 @@ use url::Url;
 use super::error::ApiError;
 use super::guard::Caller;
 use super::AppState;
-use crate::engine::{EngineError, ProxyTarget, Secret, TokenIn};
+use crate::api::taker::Asker;
+use crate::engine::{EngineError, ProxyTarget, Secret, TokenIn, Via};
 
 /// The largest request body forwarded; it is held to be sent again after a refusal.
 pub const MAX_REQUEST: usize = 8 * 1024 * 1024;
@@ -53,15 +54,21 @@ pub fn client() -> reqwest::Client {
 pub async fn forward(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    asker: Asker,
     request: Request,
 ) -> Response {
-    match proxy(&state, &caller, request).await {
+    match proxy(&state, &caller, &asker, request).await {
         Ok(answer) => answer,
         Err(e) => e.into_response(),
     }
 }
 
-async fn proxy(state: &AppState, caller: &Caller, request: Request) -> Result<Response, ApiError> {
+async fn proxy(
+    state: &AppState,
+    caller: &Caller,
+    asker: &Asker,
+    request: Request,
+) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let (raw_name, rest) = target::split(parts.uri.path())
         .ok_or_else(|| ApiError::bad_request("the path is /v1/proxy/{name}/{path}"))?;
@@ -98,6 +105,8 @@ async fn proxy(state: &AppState, caller: &Caller, request: Request) -> Result<Re
         .token(&name, Duration::ZERO)
         .await?
         .access_token;
+    // The token goes to the account's API, not to the caller; still, the caller used it.
+    state.engine.took(&name, asker.taker(Via::Proxy));
     let refuses = |answer: &[u8]| account.provider.refuses(answer);
     let outgoing = Outgoing {
         method: &parts.method,

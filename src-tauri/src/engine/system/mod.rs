@@ -1,5 +1,7 @@
 //! What the engine asks of the operating system beyond files and sockets: private files
-//! (owner-only, replaced atomically) and who listens at the other end of a loopback port.
+//! (owner-only, replaced atomically), who listens at the other end of a loopback port, and
+//! which process is at the other end of a connection.
 
 pub(crate) mod peers;
 pub(crate) mod private;
+pub(crate) mod processes;

@@ -50,6 +50,12 @@ pub fn connection_uid(peer: SocketAddr, ours: SocketAddr) -> Option<u32> {
 /// The owner of the connected socket `local` → `remote` in a `/proc/net/tcp{,6}` table.
 #[cfg(any(target_os = "linux", test))]
 fn connected_owner(table: &str, local: SocketAddr, remote: SocketAddr) -> Option<u32> {
+    connected_socket(table, local, remote).map(|(uid, _)| uid)
+}
+
+/// The owner and the inode of the connected socket `local` → `remote` in a table.
+#[cfg(any(target_os = "linux", test))]
+fn connected_socket(table: &str, local: SocketAddr, remote: SocketAddr) -> Option<(u32, u64)> {
     let endpoint = |text: &str| -> Option<SocketAddr> {
         let (ip, port) = text.split_once(':')?;
         Some(SocketAddr::new(
@@ -59,11 +65,28 @@ fn connected_owner(table: &str, local: SocketAddr, remote: SocketAddr) -> Option
     };
     table.lines().skip(1).find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let (l, r, uid) = (fields.get(1)?, fields.get(2)?, fields.get(7)?);
+        let (l, r, uid, inode) = (
+            fields.get(1)?,
+            fields.get(2)?,
+            fields.get(7)?,
+            fields.get(9)?,
+        );
         (endpoint(l)? == local && endpoint(r)? == remote)
-            .then(|| uid.parse().ok())
+            .then(|| Some((uid.parse().ok()?, inode.parse().ok()?)))
             .flatten()
     })
+}
+
+/// The uid and socket inode of the process end of a loopback connection from `peer` to
+/// `ours`, for finding the process that holds it (`processes::holding`).
+#[cfg(target_os = "linux")]
+pub fn connection_socket(peer: SocketAddr, ours: SocketAddr) -> Option<(u32, u64)> {
+    let table = match peer {
+        SocketAddr::V4(_) => "/proc/net/tcp",
+        SocketAddr::V6(_) => "/proc/net/tcp6",
+    };
+    let text = std::fs::read_to_string(table).ok()?;
+    connected_socket(&text, peer, ours)
 }
 
 /// The owner of `addr`'s listening socket in a `/proc/net/tcp{,6}` table.

@@ -1,0 +1,175 @@
+//! Which process is at the other end of a connection, and what it is: the program a token
+//! was handed to. Linux says, in `/proc`: the socket's inode from the socket table, the
+//! process whose file descriptors hold that inode, and its executable, name and arguments.
+//! Elsewhere only what the connection itself tells (nothing, over TCP).
+
+use serde::{Deserialize, Serialize};
+
+/// A process, as far as the kernel would say. Never its whole command line: arguments may
+/// hold secrets (`curl -H "Authorization: Bearer …"`), so only the script an interpreter
+/// runs (an argument that is an existing file) or a Tokenwarden subcommand is kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Process {
+    pub pid: Option<u32>,
+    pub uid: Option<u32>,
+    /// The executable's path (`/proc/PID/exe`).
+    pub exe: Option<String>,
+    /// The process's name (`/proc/PID/comm`, 15 characters at most).
+    pub command: Option<String>,
+    /// The script an interpreter runs, or the Tokenwarden subcommand.
+    pub detail: Option<String>,
+}
+
+/// The subcommands of our own binary worth naming (`tokenwarden exec`, …).
+const SUBCOMMANDS: &[&str] = &[
+    "token",
+    "exec",
+    "mcp",
+    "git-credential",
+    "kube-credential",
+    "refresh",
+    "list",
+];
+
+impl Process {
+    /// What `/proc/PID` says of `pid`; the pid alone where it says nothing.
+    pub fn of_pid(pid: u32) -> Self {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+            let exe = std::fs::read_link(dir.join("exe"))
+                .ok()
+                .map(|p| p.display().to_string());
+            let command = std::fs::read_to_string(dir.join("comm"))
+                .ok()
+                .map(|c| c.trim_end().to_owned());
+            let uid = std::fs::metadata(&dir).ok().map(|m| m.uid());
+            let args = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+            let args: Vec<String> = args
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let detail = detail(exe.as_deref(), &args, &dir);
+            Self {
+                pid: Some(pid),
+                uid,
+                exe,
+                command,
+                detail,
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        Self {
+            pid: Some(pid),
+            ..Self::default()
+        }
+    }
+
+    /// This process.
+    pub fn this() -> Self {
+        let mut me = Self::of_pid(std::process::id());
+        if me.exe.is_none() {
+            me.exe = std::env::current_exe()
+                .ok()
+                .map(|p| p.display().to_string());
+        }
+        me
+    }
+
+    /// The process holding the client end of a loopback TCP connection from `peer` to `ours`.
+    pub fn at_tcp(peer: std::net::SocketAddr, ours: std::net::SocketAddr) -> Self {
+        #[cfg(target_os = "linux")]
+        {
+            let Some((uid, inode)) = super::peers::connection_socket(peer, ours) else {
+                return Self::default();
+            };
+            match holder(uid, inode) {
+                Some(pid) => Self::of_pid(pid),
+                None => Self {
+                    uid: Some(uid),
+                    ..Self::default()
+                },
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (peer, ours);
+            Self::default()
+        }
+    }
+}
+
+/// The first process of `uid` with a descriptor on socket `inode`.
+#[cfg(target_os = "linux")]
+fn holder(uid: u32, inode: u64) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let wanted = format!("socket:[{inode}]");
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            if entry.metadata().ok()?.uid() != uid {
+                return None;
+            }
+            let fds = std::fs::read_dir(entry.path().join("fd")).ok()?;
+            fds.flatten()
+                .any(|fd| {
+                    std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == wanted.as_str())
+                })
+                .then_some(pid)
+        })
+}
+
+/// The script an interpreter runs (its first argument that is an existing file, relative to
+/// the process's folder), or our own subcommand; nothing else of the command line.
+#[cfg(target_os = "linux")]
+fn detail(exe: Option<&str>, args: &[String], dir: &std::path::Path) -> Option<String> {
+    let ours = exe
+        .and_then(|e| std::path::Path::new(e).file_name())
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("tokenwarden"));
+    if ours {
+        return args
+            .iter()
+            .skip(1)
+            .find(|a| SUBCOMMANDS.contains(&a.as_str()))
+            .cloned();
+    }
+    let cwd = std::fs::read_link(dir.join("cwd")).ok();
+    args.iter().skip(1).take(3).find_map(|a| {
+        if a.starts_with('-') || a.contains('=') {
+            return None;
+        }
+        let path = std::path::Path::new(a);
+        let full = match (&cwd, path.is_absolute()) {
+            (Some(cwd), false) => cwd.join(path),
+            _ => path.to_owned(),
+        };
+        full.is_file().then(|| full.display().to_string())
+    })
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::Process;
+
+    #[test]
+    fn the_other_end_of_our_own_connection_is_this_process() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = listener.local_addr().unwrap();
+        let client = std::net::TcpStream::connect(server).unwrap();
+        let (_accepted, from) = listener.accept().unwrap();
+        assert_eq!(from, client.local_addr().unwrap());
+        let found = Process::at_tcp(from, server);
+        assert_eq!(found.pid, Some(std::process::id()));
+        assert_eq!(found, Process::this());
+        assert!(found.exe.is_some() && found.command.is_some(), "{found:?}");
+        assert_eq!(
+            Process::at_tcp(from, std::net::SocketAddr::from(([127, 0, 0, 1], 1))),
+            Process::default()
+        );
+    }
+}
