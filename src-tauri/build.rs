@@ -6,6 +6,7 @@
 const COMMANDS: &[&str] = &[
     "accounts",
     "history",
+    "takers",
     "refresh_now",
     "copy_token",
     "begin_connect",

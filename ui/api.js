@@ -20,6 +20,7 @@ const call = (command, args = {}) =>
 
 export const accounts = () => call('accounts');
 export const history = (account, limit) => call('history', { account, limit });
+export const takers = () => call('takers');
 export const refreshNow = (name) => call('refresh_now', { name });
 /** The token goes to the clipboard in Rust; the answer only says when it is cleared. */
 export const copyToken = (name) => call('copy_token', { name });

@@ -36,6 +36,65 @@ export function createAccountsView(app) {
 
   const busy = new Map(); // name → 'refresh' | 'copy' | 'remove' | 'secret'
 
+  // Who took each account's tokens (the engine's ledger), read again at most every few
+  // seconds while the view is drawn: a hint for the cards, never on the per-second tick.
+  let takers = {}; // account → rows, most recent first
+  let takersRead = 0;
+  let takersReading = false;
+  let takersLater = null;
+  async function readTakers() {
+    const wait = takersRead + 3000 - Date.now();
+    if (wait > 0) {
+      // Asked again too soon: read once when the wait is over, so the last change shows.
+      takersLater ||= setTimeout(() => {
+        takersLater = null;
+        readTakers();
+      }, wait);
+      return;
+    }
+    if (takersReading) return;
+    takersReading = true;
+    try {
+      const rows = await api.takers();
+      const next = {};
+      for (const r of rows || []) (next[r.account] ||= []).push(r);
+      takersRead = Date.now();
+      if (JSON.stringify(next) !== JSON.stringify(takers)) {
+        takers = next;
+        update();
+      }
+    } catch (_) {
+      // The cards go on without it; the next update asks again.
+    } finally {
+      takersReading = false;
+    }
+  }
+
+  function programName(r) {
+    const base = (p) => (p ? p.split('/').pop() : null);
+    const name = base(r.exe) || r.command || 'unknown program';
+    return r.detail ? `${name} ${base(r.detail)}` : name;
+  }
+
+  function usedBy(name, now) {
+    const rows = takers[name] || [];
+    if (rows.length === 0) return null;
+    const shown = rows.slice(0, 3).map((r) =>
+      h(
+        'li',
+        {
+          testid: 'taker',
+          'data-exe': r.exe || '',
+          title: [r.exe, r.detail, r.pid ? `pid ${r.pid}` : null, r.key ? `key ${r.key}` : null, `via ${r.via}`].filter(Boolean).join(' · '),
+        },
+        h('span', { class: 'taker-name' }, programName(r)),
+        h('span', { class: 'muted' }, ` ${r.count}× · ${relative(r.last_at, now)}`),
+      ),
+    );
+    const more = rows.length > 3 ? h('li', { class: 'muted' }, `and ${rows.length - 3} more (tokenwarden who ${name})`) : null;
+    return h('div', { class: 'used-by', testid: 'used-by' }, h('span', { class: 'used-by-label' }, 'Used by'), h('ul', {}, shown, more));
+  }
+
   function setBusy(name, what) {
     if (what) busy.set(name, what);
     else busy.delete(name);
@@ -206,6 +265,7 @@ export function createAccountsView(app) {
             )
           : null,
       ),
+      usedBy(a.name, now),
       a.unsaved ? h('p', { class: 'note note-warn' }, 'The newest token is only in memory: saving it to the keychain failed and is being retried.') : null,
       a.last_error ? h('p', { class: a.status === 'retrying' ? 'note note-warn' : 'note note-error' }, h('span', { class: 'note-label' }, 'Last error'), a.last_error) : null,
       remedy,
@@ -229,6 +289,7 @@ export function createAccountsView(app) {
 
   function update() {
     const now = Date.now();
+    readTakers();
     const c = connecting();
     replace(top, c ? connectPanel(c, app.providerLabel(app.accountProvider(c.account))) : null);
     keepFocus(list, () => {
@@ -250,7 +311,7 @@ export function createAccountsView(app) {
   const drawnFrom = new WeakMap();
 
   function row(a, now, flow, old) {
-    const inputs = JSON.stringify([a, busy.get(a.name) || null, app.state.rowErrors[a.name] || null, flow || null]);
+    const inputs = JSON.stringify([a, busy.get(a.name) || null, app.state.rowErrors[a.name] || null, flow || null, takers[a.name] || null]);
     if (old && drawnFrom.get(old) === inputs) return old;
     const fresh = card(a, now);
     drawnFrom.set(fresh, inputs);

@@ -12,7 +12,7 @@ use super::settings::{self, Settings};
 use super::Shell;
 use crate::engine::{
     catalog, AccountName, AccountView, ConnectFlow, ConnectStart, ConnectStatus, Entry, KeyInfo,
-    NewAccount, PresetInfo, Secret, MAX_HISTORY_ROWS,
+    NewAccount, PresetInfo, Secret, TakerRow, MAX_HISTORY_ROWS,
 };
 
 type Result<T> = std::result::Result<T, UiError>;
@@ -36,6 +36,12 @@ pub async fn history(
         .engine()?
         .history(account.as_ref().map(std::slice::from_ref), limit)
         .await?)
+}
+
+/// Who took the accounts' tokens, for the cards' "Used by".
+#[tauri::command(rename_all = "snake_case")]
+pub async fn takers(shell: State<'_, Shell>) -> Result<Vec<TakerRow>> {
+    Ok(shell.engine()?.takers(None).await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]

@@ -141,6 +141,7 @@ pub fn run(ctx: Context, hidden: bool) -> ExitCode {
         .invoke_handler(tauri::generate_handler![
             commands::accounts,
             commands::history,
+            commands::takers,
             commands::refresh_now,
             commands::copy_token,
             commands::begin_connect,
