@@ -5,3 +5,5 @@
 pub(crate) mod peers;
 pub(crate) mod private;
 pub(crate) mod processes;
+#[cfg(target_os = "linux")]
+mod sock_diag;

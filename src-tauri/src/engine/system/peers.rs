@@ -33,60 +33,13 @@ pub fn listener_uid(addr: SocketAddr) -> Option<u32> {
 pub fn connection_uid(peer: SocketAddr, ours: SocketAddr) -> Option<u32> {
     #[cfg(target_os = "linux")]
     {
-        let table = match peer {
-            SocketAddr::V4(_) => "/proc/net/tcp",
-            SocketAddr::V6(_) => "/proc/net/tcp6",
-        };
-        let text = std::fs::read_to_string(table).ok()?;
-        connected_owner(&text, peer, ours)
+        super::sock_diag::socket(peer, ours).map(|(uid, _)| uid)
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = (peer, ours);
         None
     }
-}
-
-/// The owner of the connected socket `local` → `remote` in a `/proc/net/tcp{,6}` table.
-#[cfg(any(target_os = "linux", test))]
-fn connected_owner(table: &str, local: SocketAddr, remote: SocketAddr) -> Option<u32> {
-    connected_socket(table, local, remote).map(|(uid, _)| uid)
-}
-
-/// The owner and the inode of the connected socket `local` → `remote` in a table.
-#[cfg(any(target_os = "linux", test))]
-fn connected_socket(table: &str, local: SocketAddr, remote: SocketAddr) -> Option<(u32, u64)> {
-    let endpoint = |text: &str| -> Option<SocketAddr> {
-        let (ip, port) = text.split_once(':')?;
-        Some(SocketAddr::new(
-            parse_ip(ip)?,
-            u16::from_str_radix(port, 16).ok()?,
-        ))
-    };
-    table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (l, r, uid, inode) = (
-            fields.get(1)?,
-            fields.get(2)?,
-            fields.get(7)?,
-            fields.get(9)?,
-        );
-        (endpoint(l)? == local && endpoint(r)? == remote)
-            .then(|| Some((uid.parse().ok()?, inode.parse().ok()?)))
-            .flatten()
-    })
-}
-
-/// The uid and socket inode of the process end of a loopback connection from `peer` to
-/// `ours`, for finding the process that holds it (`processes::holding`).
-#[cfg(target_os = "linux")]
-pub fn connection_socket(peer: SocketAddr, ours: SocketAddr) -> Option<(u32, u64)> {
-    let table = match peer {
-        SocketAddr::V4(_) => "/proc/net/tcp",
-        SocketAddr::V6(_) => "/proc/net/tcp6",
-    };
-    let text = std::fs::read_to_string(table).ok()?;
-    connected_socket(&text, peer, ours)
 }
 
 /// The owner of `addr`'s listening socket in a `/proc/net/tcp{,6}` table.
@@ -148,12 +101,6 @@ mod tests {
             assert_eq!(listening_owner(table, at(0x2226)), Some(65534));
         }
         assert_eq!(listening_owner(table, at(1)), None);
-        // Row 1 is the connection 127.0.0.1:0x2225 → 127.0.0.1:0x9C40, of uid 7.
-        if cfg!(target_endian = "little") {
-            assert_eq!(connected_owner(table, at(0x2225), at(0x9C40)), Some(7));
-            assert_eq!(connected_owner(table, at(0x9C40), at(0x2225)), None);
-        }
-        assert_eq!(connected_owner(table, at(0x2225), at(1)), None);
     }
 
     #[cfg(target_os = "linux")]
