@@ -24,6 +24,7 @@ enum How {
         ours: SocketAddr,
     },
     /// The pid the kernel gave with the Unix socket's peer credentials.
+    #[cfg(unix)]
     Unix(Option<u32>),
     Unknown,
 }
@@ -33,6 +34,7 @@ impl Identity {
         Self::new(ours.map_or(How::Unknown, |ours| How::Tcp { peer, ours }))
     }
 
+    #[cfg(unix)]
     pub fn unix(pid: Option<u32>) -> Arc<Self> {
         Self::new(How::Unix(pid))
     }
@@ -49,8 +51,11 @@ impl Identity {
         self.process
             .get_or_init(|| match self.how {
                 How::Tcp { peer, ours } => Process::at_tcp(peer, ours),
+                #[cfg(unix)]
                 How::Unix(Some(pid)) => Process::of_pid(pid),
-                How::Unix(None) | How::Unknown => Process::default(),
+                #[cfg(unix)]
+                How::Unix(None) => Process::default(),
+                How::Unknown => Process::default(),
             })
             .clone()
     }

@@ -35,6 +35,9 @@ pub async fn dispatch(ctx: &Context, command: Command) -> Result<()> {
         } => super::connect::run(ctx, &name, no_browser, device).await,
         Command::ApiKey { action } => api_key(ctx, action).await,
         Command::Mcp { name } => super::mcp::run(ctx, &name).await,
+        Command::Doctor { name, json, bundle } => {
+            super::doctor::run(ctx, name, json, bundle.as_deref()).await
+        }
         Command::Store {
             action: StoreAction::Migrate { to },
         } => store_migrate(ctx, to).await,
@@ -125,6 +128,7 @@ async fn over(ctx: &Context, backend: &impl Backend, command: Command) -> Result
         | Command::Connect { .. }
         | Command::ApiKey { .. }
         | Command::Mcp { .. }
+        | Command::Doctor { .. }
         | Command::Store { .. } => unreachable!("dispatched without an engine"),
     }
 }

@@ -13,6 +13,7 @@ mod backend;
 mod client;
 mod commands;
 mod connect;
+mod doctor;
 mod exec;
 mod git_credential;
 mod kube;
@@ -139,6 +140,16 @@ pub enum Command {
         /// Refresh first unless the token stays valid this long
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
         min_valid: Duration,
+    },
+    /// Checks the config, the store, the engine and each account, and says what to do
+    Doctor {
+        name: Option<AccountName>,
+        #[arg(long)]
+        json: bool,
+        /// Also writes a report for an issue (statuses, findings, versions, the last 50 log
+        /// rows; no secret) to FILE
+        #[arg(long, value_name = "FILE")]
+        bundle: Option<PathBuf>,
     },
     /// Shows which programs took which tokens: executable, uid, pid, API key, how often, when
     Who {
@@ -283,7 +294,7 @@ fn worded(err: anyhow::Error) -> anyhow::Error {
 }
 
 /// A remedy in the CLI's words: a command to run where there is one.
-fn remedy_words(remedy: &Remedy, account: Option<&AccountName>) -> String {
+pub(crate) fn remedy_words(remedy: &Remedy, account: Option<&AccountName>) -> String {
     let name = account.map_or("NAME".to_owned(), |a| a.to_string());
     match remedy {
         Remedy::Reconnect => format!("run `tokenwarden connect {name}`"),

@@ -35,6 +35,7 @@ pub(crate) mod bounds;
 pub(crate) mod clock;
 pub(crate) mod config;
 mod connect;
+mod doctor;
 pub(crate) mod error;
 pub(crate) mod events;
 pub(crate) mod history;
@@ -71,11 +72,12 @@ pub use account::views::{AccountView, ConnectsWith, TokenView};
 pub use api_keys::{ApiKeyError, ApiKeys, KeyHolder, KeyInfo, Scope, ENGINE_LABEL};
 pub use bounds::{MAX_EVENT_SUBSCRIBERS, MAX_HISTORY_ROWS};
 pub use config::catalog::{catalog, PresetInfo};
-pub use config::clients::{GitSettings, MetadataSettings};
+pub use config::clients::MetadataSettings;
 pub use config::edit::NewAccount;
 pub use config::proxy_target::{ProxyTarget, TokenIn};
 pub use config::{ApiSettings, Config, ConfigError, StoreKind};
 pub use connect::{ConnectFlow, ConnectStart, ConnectStatus};
+pub use doctor::{ClockCheck, StoreProbe};
 pub use error::{EngineError, ErrorKind, Remedy};
 pub use events::{ConnectStage, EngineEvent};
 pub use history::Entry;
@@ -86,9 +88,8 @@ pub use names::{parse_duration, AccountName, BadAccountName, Deadline};
 pub use open::Parts;
 pub use paths::{Context, DEFAULT_KEYCHAIN_SERVICE};
 pub use secret::{Secret, TokenSet};
-/// `store init` and `store migrate`: a shared store's key, and moving secrets between stores.
+/// `store init`, `store migrate`; a shared store's secrets' variables (never passed on).
 pub use store::fleet::{init_key as init_store_key, new_key as new_store_key};
-/// Environment variables that carry a shared store's secrets: never passed on to a child.
 pub use store::fleet::{KEY_ENV, PASSWORD_ENV};
 pub use store::migrate::{migrate as migrate_store, Migrated};
 pub use system::processes::Process;

@@ -199,6 +199,27 @@ impl Provider {
         }
     }
 
+    /// The scheme, host and port tokens come from (for `doctor`'s clock check): the token
+    /// endpoint, else the issuer or the MCP server.
+    pub fn origin(&self) -> Option<url::Url> {
+        let mut url = match self {
+            Self::OAuth2(p) => p
+                .endpoints
+                .token_url
+                .as_ref()
+                .or(p.issuer.as_ref())
+                .or(p.mcp.as_ref())
+                .cloned(),
+            Self::WeChat(p) => Some(p.base_url.clone()),
+            Self::WeChatTicket(p) => Some(p.base_url.clone()),
+            Self::Http(p) => url::Url::parse(&p.url).ok(),
+        }?;
+        url.set_path("/");
+        url.set_query(None);
+        url.set_fragment(None);
+        Some(url)
+    }
+
     /// Accounts whose tokens this one's fetch uses.
     pub fn upstream(&self) -> Vec<AccountName> {
         match self {

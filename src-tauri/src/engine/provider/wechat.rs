@@ -45,6 +45,9 @@ const TOKEN_REFUSED: [i64; 3] = [40001, 40014, 42001];
 struct Answer {
     #[serde(default)]
     errcode: i64,
+    /// Read for one thing only: the address WeChat saw, which 40164 names.
+    #[serde(default)]
+    errmsg: String,
     access_token: Option<String>,
     ticket: Option<String>,
     expires_in: Option<u64>,
@@ -158,9 +161,28 @@ async fn send(
     let answer: Answer = serde_json::from_slice(&body)
         .map_err(|_| bad_answer(req, "the answer is not WeChat JSON"))?;
     if answer.errcode != 0 {
-        return Err(errcode(req, answer.errcode));
+        let mut error = errcode(req, answer.errcode);
+        if let (RefreshError::Provider { message, .. }, Some(ip)) =
+            (&mut error, whitelist_ip(answer.errcode, &answer.errmsg))
+        {
+            *message = Some(format!(
+                "this machine's IP is not on the account's whitelist (WeChat saw {ip}): add {ip} in the WeChat console"
+            ));
+        }
+        return Err(error);
     }
     Ok(answer)
+}
+
+/// The caller address a 40164 names (`invalid ip 203.0.113.7 ipv6 ::ffff:203.0.113.7, not
+/// in whitelist rid: …`): an address, never the rest of `errmsg`.
+fn whitelist_ip(code: i64, errmsg: &str) -> Option<std::net::IpAddr> {
+    if code != 40164 {
+        return None;
+    }
+    errmsg
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .find_map(|word| word.parse().ok())
 }
 
 fn bad_answer(req: &FetchRequest<'_>, what: &str) -> RefreshError {
@@ -261,6 +283,22 @@ mod tests {
             assert!(!super::refuses(body.as_bytes()), "{other}");
         }
         assert!(!super::refuses(br#"{"openid":"o1"}"#));
+    }
+
+    #[test]
+    fn a_40164_names_the_address_wechat_saw_and_nothing_else() {
+        assert_eq!(
+            super::whitelist_ip(
+                40164,
+                "invalid ip 203.0.113.7 ipv6 ::ffff:203.0.113.7, not in whitelist rid: 6-2"
+            ),
+            Some("203.0.113.7".parse().unwrap())
+        );
+        assert_eq!(super::whitelist_ip(40125, "invalid ip 203.0.113.7"), None);
+        assert_eq!(
+            super::whitelist_ip(40164, "not in whitelist rid: 6-2"),
+            None
+        );
     }
 
     #[test]

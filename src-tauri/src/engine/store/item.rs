@@ -24,6 +24,8 @@ pub enum SecretKey {
     RedisPassword,
     /// The key that seals the token journal (`engine::journal`).
     JournalKey,
+    /// `doctor`'s probe: written, read back and deleted to show the store works.
+    Probe,
 }
 
 /// Whose secret an item is, which decides where a store keeps it.
@@ -47,6 +49,7 @@ impl SecretKey {
             Self::StoreKey => "store:key".to_owned(),
             Self::RedisPassword => "store:redis-password".to_owned(),
             Self::JournalKey => "journal:key".to_owned(),
+            Self::Probe => "doctor:probe".to_owned(),
         }
     }
 
@@ -58,7 +61,8 @@ impl SecretKey {
             | Self::EngineKey
             | Self::StoreKey
             | Self::RedisPassword
-            | Self::JournalKey => Scope::Machine,
+            | Self::JournalKey
+            | Self::Probe => Scope::Machine,
         }
     }
 }

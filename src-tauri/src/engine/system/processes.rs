@@ -21,6 +21,7 @@ pub struct Process {
 }
 
 /// The subcommands of our own binary worth naming (`tokenwarden exec`, …).
+#[cfg(target_os = "linux")]
 const SUBCOMMANDS: &[&str] = &[
     "token",
     "exec",
