@@ -49,7 +49,8 @@ impl FastPath {
         peer: Peer,
         identity: &Identity,
     ) -> Option<Response<Body>> {
-        if request.method() != Method::GET {
+        // A connection's first token waits for the kernel to say who took it: the router's.
+        if request.method() != Method::GET || !identity.resolved() {
             return None;
         }
         let uri = request.uri();
@@ -108,7 +109,7 @@ impl FastPath {
             self.token_ok.inc();
             Via::Api
         };
-        self.state.engine.took(&name, identity.taker(label, via));
+        identity.took(&self.state.engine, &name, label, via);
         let mut response = Response::new(Body::from(body));
         *response.status_mut() = StatusCode::OK;
         response.headers_mut().insert(

@@ -111,7 +111,7 @@ pub async fn token(
 ) -> Result<Json<TokenView>, ApiError> {
     let query = params(query)?;
     let token = s.engine.token(&name, seconds(&query, "min_valid")?).await?;
-    s.engine.took(&name, asker.taker(Via::Api));
+    asker.took(&s.engine, &name, Via::Api).await;
     Ok(Json(token))
 }
 
@@ -121,7 +121,7 @@ pub async fn refresh(
     asker: Asker,
 ) -> Result<Json<TokenView>, ApiError> {
     let token = s.engine.refresh(&name).await?;
-    s.engine.took(&name, asker.taker(Via::Api));
+    asker.took(&s.engine, &name, Via::Api).await;
     Ok(Json(token))
 }
 
@@ -136,7 +136,7 @@ pub async fn rejected(
     let report: crate::api::contract::Rejected = serde_json::from_slice(&body)
         .map_err(|_| ApiError::bad_request(r#"the body must be JSON {"access_token": "..."}"#))?;
     let token = s.engine.rejected(&name, &report.access_token).await?;
-    s.engine.took(&name, asker.taker(Via::Api));
+    asker.took(&s.engine, &name, Via::Api).await;
     Ok(Json(token))
 }
 
@@ -183,7 +183,7 @@ pub async fn tokenboy(
         .ok_or_else(|| ApiError::bad_request("`name` is required"))?;
     let name = name(raw, Some(&caller))?;
     let token = s.engine.token(&name, Duration::ZERO).await?;
-    s.engine.took(&name, asker.taker(Via::Tokenboy));
+    asker.took(&s.engine, &name, Via::Tokenboy).await;
     Ok(Json(TokenBoyAnswer::of(&token)).into_response())
 }
 

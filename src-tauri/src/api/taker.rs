@@ -1,21 +1,38 @@
 //! Who takes a token over the API, for the ledger (`engine::ledger`): the process at the
 //! other end of the connection, looked up once per connection on the first token it takes
-//! (a keep-alive client pays for the lookup once), and the label of the key it showed.
+//! (a keep-alive client pays for the lookup once, off the API's workers: that first request
+//! goes through the router, which waits for it on the blocking pool), and the label of the key
+//! it showed.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use super::guard::Caller;
 use super::peer::Peer;
-use crate::engine::{Process, Taker, Via};
+use crate::engine::{AccountName, Engine, Process, Taker, Via};
+
+/// A connection's takes are handed to the ledger at most this often (its first at once, the
+/// rest when it closes): one message per request cost a busy API a fifth of its throughput.
+const HAND_OVER_EVERY: Duration = Duration::from_secs(1);
 
 /// The other end of one connection.
 pub struct Identity {
     how: How,
     process: OnceLock<Process>,
+    counted: Mutex<Counted>,
+}
+
+/// Takes not yet handed to the ledger, by account, key and way.
+#[derive(Default)]
+struct Counted {
+    engine: Option<Engine>,
+    takes: HashMap<(AccountName, Option<String>, Via), u64>,
+    handed_over: Option<Instant>,
 }
 
 enum How {
@@ -43,7 +60,26 @@ impl Identity {
         Arc::new(Self {
             how,
             process: OnceLock::new(),
+            counted: Mutex::default(),
         })
+    }
+
+    /// Whether the process is known already (the fast path answers only then).
+    pub fn resolved(&self) -> bool {
+        self.process.get().is_some()
+    }
+
+    /// Asks the kernel who it is, on the blocking pool (a few milliseconds of `/proc`): the
+    /// request waits for it, the API's workers do not.
+    pub async fn resolve(self: &Arc<Self>) {
+        if self.resolved() {
+            return;
+        }
+        let me = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            me.process();
+        })
+        .await;
     }
 
     /// The process, asked of the kernel the first time only.
@@ -67,6 +103,46 @@ impl Identity {
             via,
         }
     }
+
+    /// Counts a take of `account`'s token on this connection; hands the counts to the ledger
+    /// on the first take and then at most every [`HAND_OVER_EVERY`] (the rest on close).
+    pub fn took(&self, engine: &Engine, account: &AccountName, key: Option<String>, via: Via) {
+        let due = {
+            let mut counted = self.counted.lock().unwrap_or_else(|e| e.into_inner());
+            *counted
+                .takes
+                .entry((account.clone(), key, via))
+                .or_default() += 1;
+            if counted.engine.is_none() {
+                counted.engine = Some(engine.clone());
+            }
+            let due = counted
+                .handed_over
+                .is_none_or(|at| at.elapsed() >= HAND_OVER_EVERY);
+            if due {
+                counted.handed_over = Some(Instant::now());
+                std::mem::take(&mut counted.takes)
+            } else {
+                HashMap::new()
+            }
+        };
+        self.hand_over(engine, due);
+    }
+
+    fn hand_over(&self, engine: &Engine, takes: HashMap<(AccountName, Option<String>, Via), u64>) {
+        for ((account, key, via), times) in takes {
+            engine.took_times(&account, self.taker(key, via), times);
+        }
+    }
+}
+
+impl Drop for Identity {
+    fn drop(&mut self) {
+        let counted = std::mem::take(self.counted.get_mut().unwrap_or_else(|e| e.into_inner()));
+        if let Some(engine) = &counted.engine {
+            self.hand_over(engine, counted.takes);
+        }
+    }
 }
 
 /// The label of the key a request showed, for the ledger: none on the Unix socket, where the
@@ -78,21 +154,27 @@ pub fn key_label(peer: Peer, caller: Option<&Caller>) -> Option<String> {
     }
 }
 
-/// Who is asking, in a handler: `asker.taker(Via::Api)`.
+/// Who is asking, in a handler: `asker.took(&engine, &name, Via::Api)`.
 pub struct Asker {
     identity: Option<Arc<Identity>>,
     key: Option<String>,
 }
 
 impl Asker {
-    pub fn taker(&self, via: Via) -> Taker {
+    pub async fn took(&self, engine: &Engine, account: &AccountName, via: Via) {
         match &self.identity {
-            Some(identity) => identity.taker(self.key.clone(), via),
-            None => Taker {
-                process: Process::default(),
-                key: self.key.clone(),
-                via,
-            },
+            Some(identity) => {
+                identity.resolve().await;
+                identity.took(engine, account, self.key.clone(), via);
+            }
+            None => engine.took(
+                account,
+                Taker {
+                    process: Process::default(),
+                    key: self.key.clone(),
+                    via,
+                },
+            ),
         }
     }
 }

@@ -106,7 +106,7 @@ async fn proxy(
         .await?
         .access_token;
     // The token goes to the account's API, not to the caller; still, the caller used it.
-    state.engine.took(&name, asker.taker(Via::Proxy));
+    asker.took(&state.engine, &name, Via::Proxy).await;
     let refuses = |answer: &[u8]| account.provider.refuses(answer);
     let outgoing = Outgoing {
         method: &parts.method,

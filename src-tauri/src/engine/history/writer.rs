@@ -24,6 +24,7 @@ enum Write {
     Took {
         account: AccountName,
         taker: Box<Taker>,
+        times: u64,
         at: Deadline,
     },
     Flush(std::sync::mpsc::Sender<()>),
@@ -84,11 +85,12 @@ impl Writer {
         });
     }
 
-    /// Who took `account`'s token, now.
-    pub fn took(&self, account: AccountName, taker: Taker) {
+    /// Who took `account`'s token `times` times, the last now.
+    pub fn took(&self, account: AccountName, taker: Taker, times: u64) {
         self.send(Write::Took {
             account,
             taker: Box::new(taker),
+            times,
             at: Deadline::now(),
         });
     }
@@ -131,18 +133,21 @@ fn write_batch(history: &History, batch: Vec<Write>) {
                 day,
                 fetches,
             } => log(history.save_fetches(&allowance, &day, fetches)),
-            Write::Took { account, taker, at } => {
-                match took
-                    .iter_mut()
-                    .find(|(a, t, ..)| *a == account && **t == *taker)
-                {
-                    Some((.., n, last)) => {
-                        *n += 1;
-                        *last = (*last).max(at);
-                    }
-                    None => took.push((account, taker, 1, at)),
+            Write::Took {
+                account,
+                taker,
+                times,
+                at,
+            } => match took
+                .iter_mut()
+                .find(|(a, t, ..)| *a == account && **t == *taker)
+            {
+                Some((.., n, last)) => {
+                    *n += times;
+                    *last = (*last).max(at);
                 }
-            }
+                None => took.push((account, taker, times, at)),
+            },
             Write::Flush(done) => flushed.push(done),
         }
     }

@@ -9,7 +9,7 @@ use super::names::Deadline;
 use super::system::processes::Process;
 
 /// How a token left the engine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Via {
     /// `GET /v1/accounts/{name}/token`, a refresh or a 401 report answered with a token.

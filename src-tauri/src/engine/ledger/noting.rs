@@ -8,7 +8,15 @@ use crate::engine::{Engine, EngineError};
 impl Engine {
     /// Notes that `taker` got `account`'s token (on the history thread: never waits).
     pub fn took(&self, account: &AccountName, taker: Taker) {
-        self.shared.log.took(account.clone(), taker);
+        self.took_times(account, taker, 1);
+    }
+
+    /// Notes `times` takes at once (the API counts a connection's takes and hands them over
+    /// now and then, not one message per request).
+    pub fn took_times(&self, account: &AccountName, taker: Taker, times: u64) {
+        if times > 0 {
+            self.shared.log.took(account.clone(), taker, times);
+        }
     }
 
     /// Who took these accounts' tokens (`None`: all), most recent first.

@@ -102,26 +102,50 @@ impl Process {
     }
 }
 
-/// The first process of `uid` with a descriptor on socket `inode`.
+/// The processes found last: a program that took a token is likely to take another on a
+/// new connection, so they are looked at first.
+#[cfg(target_os = "linux")]
+static RECENT: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+#[cfg(target_os = "linux")]
+const RECENT_KEPT: usize = 16;
+
+/// The first process of `uid` with a descriptor on socket `inode`: the recent takers first,
+/// then the others newest first (a client that just connected is more often young). One
+/// search at a time: a burst of new connections from one program costs one full search, and
+/// the others find it first among the recent.
 #[cfg(target_os = "linux")]
 fn holder(uid: u32, inode: u64) -> Option<u32> {
     use std::os::unix::fs::MetadataExt;
     let wanted = format!("socket:[{inode}]");
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .find_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            if entry.metadata().ok()?.uid() != uid {
-                return None;
-            }
-            let fds = std::fs::read_dir(entry.path().join("fd")).ok()?;
-            fds.flatten()
-                .any(|fd| {
-                    std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == wanted.as_str())
-                })
-                .then_some(pid)
+    let holds = |pid: u32| {
+        let dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+        if std::fs::metadata(&dir).map(|m| m.uid()).ok() != Some(uid) {
+            return false;
+        }
+        std::fs::read_dir(dir.join("fd")).is_ok_and(|fds| {
+            fds.flatten().any(|fd| {
+                std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == wanted.as_str())
+            })
         })
+    };
+    let mut recent = RECENT.lock().unwrap_or_else(|e| e.into_inner());
+    let found = match recent.iter().copied().find(|&pid| holds(pid)) {
+        Some(pid) => pid,
+        None => {
+            let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+                .ok()?
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .filter(|pid| !recent.contains(pid))
+                .collect();
+            pids.sort_unstable_by(|a, b| b.cmp(a));
+            pids.into_iter().find(|&pid| holds(pid))?
+        }
+    };
+    recent.retain(|p| *p != found);
+    recent.insert(0, found);
+    recent.truncate(RECENT_KEPT);
+    Some(found)
 }
 
 /// The script an interpreter runs (its first argument that is an existing file, relative to
