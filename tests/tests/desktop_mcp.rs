@@ -10,17 +10,6 @@ use tokenwarden_e2e::desktop::{self, Driver, Session};
 use tokenwarden_e2e::mcp::McpServer;
 use tokenwarden_e2e::{wait_until, Env};
 
-async fn submit_enabled(driver: &Driver) -> bool {
-    match driver
-        .find_all(r#"[data-testid="add-submit"]"#)
-        .await
-        .first()
-    {
-        Some(button) => button.is_enabled().await.unwrap_or(false),
-        None => false,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_mcp_server_is_added_from_its_url_and_connected_in_the_window() {
     let server = McpServer::start().await;
@@ -57,7 +46,7 @@ async fn an_mcp_server_is_added_from_its_url_and_connected_in_the_window() {
         .await;
     driver.screenshot("add-mcp").await;
     wait_until(Duration::from_secs(10), "Add is enabled", async || {
-        submit_enabled(&driver).await
+        driver.enabled(r#"[data-testid="add-submit"]"#).await
     })
     .await;
     driver.click(r#"[data-testid="add-submit"]"#).await;

@@ -46,17 +46,6 @@ async fn refresh_when_idle(driver: &Driver, name: &str) {
     driver.click_in_dom(&in_row(name, "refresh")).await;
 }
 
-async fn submit_enabled(driver: &Driver) -> bool {
-    match driver
-        .find_all(r#"[data-testid="add-submit"]"#)
-        .await
-        .first()
-    {
-        Some(button) => button.is_enabled().await.unwrap_or(false),
-        None => false,
-    }
-}
-
 async fn status_of(driver: &Driver, name: &str) -> Option<String> {
     driver.attr(&in_row(name, "status"), "data-status").await
 }
@@ -416,7 +405,7 @@ async fn the_add_form_writes_the_config_and_the_keychain() {
     wait_until(
         Duration::from_secs(10),
         "Add is enabled for web",
-        async || submit_enabled(&driver).await,
+        async || driver.enabled(r#"[data-testid="add-submit"]"#).await,
     )
     .await;
     driver.click(submit).await;
@@ -454,7 +443,7 @@ async fn the_add_form_writes_the_config_and_the_keychain() {
             "1234-new.apps.googleusercontent.com",
         )
         .await;
-    if submit_enabled(&driver).await {
+    if driver.enabled(r#"[data-testid="add-submit"]"#).await {
         driver.click(submit).await;
         wait_until(
             Duration::from_secs(10),
@@ -473,7 +462,7 @@ async fn the_add_form_writes_the_config_and_the_keychain() {
     wait_until(
         Duration::from_secs(10),
         "Add is enabled for a valid name",
-        async || submit_enabled(&driver).await,
+        async || driver.enabled(r#"[data-testid="add-submit"]"#).await,
     )
     .await;
     driver.click(submit).await;

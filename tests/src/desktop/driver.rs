@@ -280,6 +280,14 @@ impl Driver {
         }
     }
 
+    /// Whether the first element matching `css` exists and is enabled (a form's submit).
+    pub async fn enabled(&self, css: &str) -> bool {
+        match self.find_all(css).await.first() {
+            Some(element) => element.is_enabled().await.unwrap_or(false),
+            None => false,
+        }
+    }
+
     /// Replaces the value of the input matching `css` with `text`.
     pub async fn fill(&self, css: &str, text: &str) {
         let element = self.find(css).await;
