@@ -10,7 +10,7 @@ use anyhow::Result;
 use super::client::ApiClient;
 use crate::engine::{
     lock_holder, AccountName, AccountView, ApiKeys, Context, Engine, EngineError, Entry, LockError,
-    Mode, Process, Role, Secret, Taker, TakerRow, TokenView, Via,
+    Mode, Role, Secret, Taker, TakerRow, TokenView, Via,
 };
 
 /// What the commands ask of an engine, wherever it runs.
@@ -151,11 +151,7 @@ impl Backend for Local<'_> {
 
 /// This CLI process, which took a token itself (no engine ran).
 fn this_command() -> Taker {
-    Taker {
-        process: Process::this(),
-        key: None,
-        via: Via::Cli,
-    }
+    Taker::this_process(Via::Cli)
 }
 
 /// The running engine's API, if an engine runs for this keychain service.

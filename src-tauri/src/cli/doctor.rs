@@ -193,9 +193,9 @@ async fn account_findings(engine: &Engine, view: &AccountView, out: &mut Vec<Fin
 /// What a provider's error code means and what to do, where it is knowable.
 fn explain(last_error: &str, name: &AccountName) -> Option<String> {
     let has = |code: &str| last_error.contains(code);
-    let words = if has("40164") || has("whitelist") {
+    let words = if has("error 40164") || has("whitelist") {
         "add this machine's outgoing IP (named in the error, as WeChat saw it) to the appid's IP whitelist in the WeChat console (Development → Basic configuration)".to_owned()
-    } else if has("40125") || has("invalid appsecret") {
+    } else if has("error 40125") || has("invalid appsecret") {
         format!("the appsecret is wrong or was reset: copy it again from the WeChat console and run `tokenwarden secret set {name}`")
     } else if has("invalid_scope") {
         "the provider refused a scope: compare `scopes` with what the app may ask for (a Google scope needs the full https://www.googleapis.com/auth/… URL)".to_owned()
@@ -204,7 +204,7 @@ fn explain(last_error: &str, name: &AccountName) -> Option<String> {
             .to_owned()
     } else if has("invalid_grant") {
         format!("the grant was revoked or has expired: run `tokenwarden connect {name}`")
-    } else if has("410") {
+    } else if has("HTTP 410") {
         "the endpoint is gone: the error says where the API moved".to_owned()
     } else {
         return None;

@@ -84,12 +84,10 @@ impl Shell {
     async fn copy_token(&self, app: &AppHandle, name: &AccountName) -> Result<u64, UiError> {
         let engine = self.engine()?;
         let token = engine.token(name, Duration::ZERO).await?;
-        let taker = crate::engine::Taker {
-            process: crate::engine::Process::this(),
-            key: None,
-            via: crate::engine::Via::Tray,
-        };
-        engine.took(name, taker);
+        engine.took(
+            name,
+            crate::engine::Taker::this_process(crate::engine::Via::Tray),
+        );
         let clear_after_secs = self.settings().clear_clipboard_secs;
         clipboard::copy(
             app,

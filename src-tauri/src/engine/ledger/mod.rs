@@ -48,6 +48,17 @@ pub struct Taker {
     pub via: Via,
 }
 
+impl Taker {
+    /// This process, taking a token for itself (the tray's Copy, a CLI with no engine).
+    pub fn this_process(via: Via) -> Self {
+        Self {
+            process: Process::this(),
+            key: None,
+            via,
+        }
+    }
+}
+
 /// One program's use of one account's tokens, as `who` and `…/callers` show it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TakerRow {
