@@ -76,6 +76,7 @@ fn status_of(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::Config | ErrorKind::BadRequest | ErrorKind::ApiKey => StatusCode::BAD_REQUEST,
         ErrorKind::UnknownAccount => StatusCode::NOT_FOUND,
+        ErrorKind::NotApproved => StatusCode::FORBIDDEN,
         ErrorKind::NotConnected
         | ErrorKind::NeedsReconnect
         | ErrorKind::Locked

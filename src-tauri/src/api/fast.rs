@@ -93,6 +93,14 @@ impl FastPath {
             }
             label = Some(holder.label.clone());
         }
+        // A program not yet allowed may have to wait for the user: the router's.
+        if !self
+            .state
+            .engine
+            .approved_at_hand(&name, identity.process_ref())
+        {
+            return None;
+        }
         let view = self
             .state
             .engine

@@ -135,6 +135,8 @@ enum Refusal {
     UnknownAccount,
     /// The engine has no token to hand out (its error, which never holds a secret).
     NoToken(String),
+    /// `[api] ask_first`: the program was not allowed.
+    NotApproved(String),
 }
 
 impl IntoResponse for Refusal {
@@ -142,6 +144,7 @@ impl IntoResponse for Refusal {
         match self {
             Self::UnknownAccount => refuse(StatusCode::NOT_FOUND, "no such service account"),
             Self::NoToken(why) => refuse(StatusCode::SERVICE_UNAVAILABLE, &why),
+            Self::NotApproved(why) => refuse(StatusCode::FORBIDDEN, &why),
         }
     }
 }
@@ -204,9 +207,15 @@ async fn token(
     Path(who): Path<String>,
 ) -> Result<Response, Refusal> {
     known(&s, &who)?;
+    let identity = crate::api::taker::Identity::tcp(peer, Some(s.listen));
+    identity.resolve().await;
+    s.engine
+        .may_take(&s.settings.account, identity.process_ref())
+        .await
+        .map_err(|e| Refusal::NotApproved(e.to_string()))?;
     let t = current(&s).await?;
-    let taker = crate::api::taker::Identity::tcp(peer, Some(s.listen)).taker(None, Via::Metadata);
-    s.engine.took(&s.settings.account, taker);
+    s.engine
+        .took(&s.settings.account, identity.taker(None, Via::Metadata));
     Ok(Json(serde_json::json!({
         "access_token": t.access_token.expose(),
         "expires_in": t.expires_in,

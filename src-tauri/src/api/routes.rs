@@ -110,7 +110,9 @@ pub async fn token(
     query: Result<Params, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<TokenView>, ApiError> {
     let query = params(query)?;
-    let token = s.engine.token(&name, seconds(&query, "min_valid")?).await?;
+    let min_valid = seconds(&query, "min_valid")?;
+    asker.may_take(&s.engine, &name).await?;
+    let token = s.engine.token(&name, min_valid).await?;
     asker.took(&s.engine, &name, Via::Api).await;
     Ok(Json(token))
 }
@@ -120,6 +122,7 @@ pub async fn refresh(
     Named(name): Named,
     asker: Asker,
 ) -> Result<Json<TokenView>, ApiError> {
+    asker.may_take(&s.engine, &name).await?;
     let token = s.engine.refresh(&name).await?;
     asker.took(&s.engine, &name, Via::Api).await;
     Ok(Json(token))
@@ -135,6 +138,7 @@ pub async fn rejected(
     // The serde error is not quoted: it could echo the token.
     let report: crate::api::contract::Rejected = serde_json::from_slice(&body)
         .map_err(|_| ApiError::bad_request(r#"the body must be JSON {"access_token": "..."}"#))?;
+    asker.may_take(&s.engine, &name).await?;
     let token = s.engine.rejected(&name, &report.access_token).await?;
     asker.took(&s.engine, &name, Via::Api).await;
     Ok(Json(token))
@@ -182,6 +186,7 @@ pub async fn tokenboy(
         .get("name")
         .ok_or_else(|| ApiError::bad_request("`name` is required"))?;
     let name = name(raw, Some(&caller))?;
+    asker.may_take(&s.engine, &name).await?;
     let token = s.engine.token(&name, Duration::ZERO).await?;
     asker.took(&s.engine, &name, Via::Tokenboy).await;
     Ok(Json(TokenBoyAnswer::of(&token)).into_response())

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
+use super::error::ApiError;
 use super::guard::Caller;
 use super::peer::Peer;
 use crate::engine::{AccountName, Engine, Process, Taker, Via};
@@ -84,16 +85,18 @@ impl Identity {
 
     /// The process, asked of the kernel the first time only.
     fn process(&self) -> Process {
-        self.process
-            .get_or_init(|| match self.how {
-                How::Tcp { peer, ours } => Process::at_tcp(peer, ours),
-                #[cfg(unix)]
-                How::Unix(Some(pid)) => Process::of_pid(pid),
-                #[cfg(unix)]
-                How::Unix(None) => Process::default(),
-                How::Unknown => Process::default(),
-            })
-            .clone()
+        self.process_ref().clone()
+    }
+
+    pub fn process_ref(&self) -> &Process {
+        self.process.get_or_init(|| match self.how {
+            How::Tcp { peer, ours } => Process::at_tcp(peer, ours),
+            #[cfg(unix)]
+            How::Unix(Some(pid)) => Process::of_pid(pid),
+            #[cfg(unix)]
+            How::Unix(None) => Process::default(),
+            How::Unknown => Process::default(),
+        })
     }
 
     pub fn taker(&self, key: Option<String>, via: Via) -> Taker {
@@ -161,6 +164,19 @@ pub struct Asker {
 }
 
 impl Asker {
+    /// Whether this caller may take `account`'s token (`[api] ask_first`): may wait for the
+    /// user's answer.
+    pub async fn may_take(&self, engine: &Engine, account: &AccountName) -> Result<(), ApiError> {
+        let process = match &self.identity {
+            Some(identity) => {
+                identity.resolve().await;
+                identity.process()
+            }
+            None => Process::default(),
+        };
+        Ok(engine.may_take(account, &process).await?)
+    }
+
     pub async fn took(&self, engine: &Engine, account: &AccountName, via: Via) {
         match &self.identity {
             Some(identity) => {

@@ -60,6 +60,16 @@ pub enum EngineEvent {
     ConfigReloaded {
         accounts: usize,
     },
+    /// `[api] ask_first`: a program waits for the user to allow it (`Engine::asks`).
+    AskStarted {
+        account: AccountName,
+        id: u64,
+    },
+    /// The ask was answered or its time ran out.
+    AskEnded {
+        account: AccountName,
+        id: u64,
+    },
     /// The refresh token stops working at `by`: reconnect before then (once per deadline,
     /// `[refresh] reconnect_warning` before it).
     ReconnectSoon {
@@ -88,7 +98,9 @@ impl EngineEvent {
             | Self::Saved { account }
             | Self::ReportsRefused { account, .. }
             | Self::QuotaWarning { account, .. }
-            | Self::ReconnectSoon { account, .. } => Some(account),
+            | Self::ReconnectSoon { account, .. }
+            | Self::AskStarted { account, .. }
+            | Self::AskEnded { account, .. } => Some(account),
             Self::ConfigReloaded { .. } => None,
         }
     }

@@ -12,13 +12,12 @@
 //! * `scheduler` sleeps until the next deadline     * `timing`  refresh lead and backoff
 //! * `deadlines` the slots and the heap of their deadlines
 //! * `hosts`     refreshes in flight per provider host
-//! * `clock`     "now" for deadlines: never turned back by a clock step
-//! * `config`    config.toml → resolved accounts     * `provider` one submodule per kind
+//! * `clock` "now", never turned back  * `config` config.toml → accounts  * `provider` per kind
 //! * `secrets`   the keychain behind `SecretStore`   * `history` the refresh log (SQLite)
 //! * `sealed`    `[store] kind = "database"`: secrets sealed in SQLite, the key in the keychain
 //! * `migrate`   moves secrets between the two stores
-//! * `fleet`     `[store] kind = "redis"`: hosts share accounts, one refresher per account
-//! * `sharing`   a refresh's turn in the fleet, and taking in what other hosts wrote
+//! * `fleet`     `[store] kind = "redis"`: hosts share accounts, one refresher each; `sharing`
+//!   a refresh's turn in the fleet, and taking in what other hosts wrote
 //! * `events`    what front ends redraw from         * `views`   what front ends read
 //! * `error`     one table of error kinds and remedies
 //! * `lock`      one refresher per keychain service  * `redirect` the consent redirect
@@ -75,13 +74,13 @@ pub use config::catalog::{catalog, PresetInfo};
 pub use config::clients::MetadataSettings;
 pub use config::edit::NewAccount;
 pub use config::proxy_target::{ProxyTarget, TokenIn};
-pub use config::{ApiSettings, Config, ConfigError, StoreKind};
+pub use config::{asking::Allowed, ApiSettings, Config, ConfigError, StoreKind};
 pub use connect::{ConnectFlow, ConnectStart, ConnectStatus};
 pub use doctor::{ClockCheck, StoreProbe};
 pub use error::{EngineError, ErrorKind, Remedy};
 pub use events::{ConnectStage, EngineEvent};
 pub use history::Entry;
-pub use ledger::{Taker, TakerRow, Via};
+pub use ledger::{Answer, Approval, Ask, Taker, TakerRow, Via};
 pub use lock::{holder as lock_holder, LockError, Role};
 pub use metrics::RequestLabels;
 pub use names::{parse_duration, AccountName, BadAccountName, Deadline};
@@ -142,6 +141,7 @@ struct Shared {
     quota: refresh::quota::Counts,
     /// Whether, and with which hosts, this one shares its accounts (`[store] kind = "redis"`).
     sharing: store::Sharing,
+    asks: ledger::asking::Asks,
     /// Where a provider's answer is durable before the keychain has it (a refresher only),
     /// once it has opened.
     journal: store::journal::Settling,

@@ -217,6 +217,10 @@ impl Engine {
             .user_agent(concat!("tokenwarden/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| EngineError::Io(format!("HTTP client: {e}")))?;
+        let approvals = history.approvals().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the programs allowed always");
+            Vec::new()
+        });
         let engine = Self {
             shared: Arc::new(Shared {
                 config: RwLock::new(Arc::new(parts.config)),
@@ -240,6 +244,7 @@ impl Engine {
                 quota: super::refresh::quota::Counts::starting(today, fetches),
                 sharing: parts.sharing,
                 journal,
+                asks: super::ledger::asking::Asks::new(approvals),
             }),
         };
         let accounts = engine.config().accounts.clone();

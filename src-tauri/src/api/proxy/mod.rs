@@ -100,6 +100,7 @@ async fn proxy(
         )
     })?;
     let headers = headers::outgoing(&parts.headers, target.cookies);
+    asker.may_take(&state.engine, &name).await?;
     let token = state
         .engine
         .token(&name, Duration::ZERO)

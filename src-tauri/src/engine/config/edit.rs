@@ -115,6 +115,16 @@ pub fn set_store_kind(path: &Path, kind: super::StoreKind) -> Result<(), ConfigE
     write_checked(path, &doc.to_string())
 }
 
+/// Sets `[api] ask_first`, keeping everything else as written.
+pub fn set_ask_first(path: &Path, on: bool) -> Result<(), ConfigError> {
+    let (_, mut doc) = read(path)?;
+    if !doc.contains_table("api") {
+        doc.insert("api", Item::Table(toml_edit::Table::new()));
+    }
+    doc["api"]["ask_first"] = toml_edit::value(on);
+    write_checked(path, &doc.to_string())
+}
+
 /// The file as the loader reads it and as an editable document; a file the loader refuses
 /// is an error (located, one line; nothing written).
 fn read(path: &Path) -> Result<(Config, DocumentMut), ConfigError> {

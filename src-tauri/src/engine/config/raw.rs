@@ -27,6 +27,10 @@ pub struct RawApi {
     pub max_connections: Option<S<i64>>,
     pub idle_timeout: Option<S<String>>,
     pub keyless_tokenboy: Option<S<Vec<String>>>,
+    pub ask_first: Option<bool>,
+    pub ask_timeout: Option<S<String>>,
+    /// `[api.allow]`: executable path → account names (or `"*"`).
+    pub allow: Option<S<BTreeMap<String, Vec<String>>>>,
 }
 
 /// `[metadata]`: a GCE-style metadata server for Google's client libraries.

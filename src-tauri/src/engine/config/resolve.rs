@@ -295,6 +295,7 @@ pub(super) fn resolve(raw: RawConfig) -> Result<Resolved, Problem> {
         max_connections,
         idle_timeout,
         keyless_tokenboy,
+        asking: super::asking::resolve(&api, &names)?,
     };
     let metadata = super::clients::metadata(raw.metadata.as_ref(), &names, &api)?;
     Ok(Resolved {

@@ -79,6 +79,12 @@ pub enum EngineError {
         limit: u32,
         resets_at: Deadline,
     },
+    /// `[api] ask_first`: the program was not allowed to take the token.
+    #[error("{account}: {message}")]
+    NotApproved {
+        account: AccountName,
+        message: String,
+    },
     #[error("{account}: {message}")]
     Usage {
         account: AccountName,
@@ -106,6 +112,7 @@ pub enum ErrorKind {
     TooSoon,
     QuotaNearlySpent,
     ApiKey,
+    NotApproved,
     Unavailable,
 }
 
@@ -126,6 +133,7 @@ impl ErrorKind {
             Self::TooSoon => "too_soon",
             Self::QuotaNearlySpent => "quota_nearly_spent",
             Self::ApiKey => "api_key",
+            Self::NotApproved => "not_approved",
             Self::Unavailable => "unavailable",
         }
     }
@@ -179,6 +187,7 @@ impl EngineError {
             Self::TooSoon { .. } => ErrorKind::TooSoon,
             Self::QuotaNearlySpent { .. } => ErrorKind::QuotaNearlySpent,
             Self::Usage { .. } => ErrorKind::BadRequest,
+            Self::NotApproved { .. } => ErrorKind::NotApproved,
             Self::Io(_) => ErrorKind::Unavailable,
         }
     }
@@ -237,6 +246,7 @@ impl EngineError {
             | Self::RejectedLoop { account: a, .. }
             | Self::TooSoon { account: a, .. }
             | Self::QuotaNearlySpent { account: a, .. }
+            | Self::NotApproved { account: a, .. }
             | Self::Usage { account: a, .. } => Some(a),
             Self::Refresh(e) => Some(e.account()),
             _ => None,
@@ -272,6 +282,7 @@ mod tests {
             ErrorKind::TooSoon,
             ErrorKind::QuotaNearlySpent,
             ErrorKind::ApiKey,
+            ErrorKind::NotApproved,
             ErrorKind::Unavailable,
         ];
         let mut codes: Vec<_> = kinds.iter().map(|k| k.code()).collect();

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::names::{AccountName, Deadline};
 
+mod approvals;
 mod takers;
 mod writer;
 pub use writer::Writer;
@@ -184,6 +185,7 @@ impl History {
         )
         .map_err(fail)?;
         conn.execute_batch(takers::SCHEMA).map_err(fail)?;
+        conn.execute_batch(approvals::SCHEMA).map_err(fail)?;
         // Logs written before fleets existed have no `host` column.
         let has_host: bool = conn
             .query_row(

@@ -77,4 +77,8 @@ pub struct TakerRow {
     pub last_at: Deadline,
 }
 
+mod approving;
+pub(crate) mod asking;
 mod noting;
+
+pub use asking::{Answer, Approval, Ask};

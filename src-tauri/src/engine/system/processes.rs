@@ -79,6 +79,24 @@ impl Process {
         me
     }
 
+    /// The program that asks through this process: the process itself, or, for our own
+    /// CLI (`tokenwarden token`, `exec`, the credential helpers), the one that ran it. Any
+    /// program can run the CLI, so approving "tokenwarden" would approve them all.
+    pub fn program(&self) -> std::borrow::Cow<'_, Self> {
+        #[cfg(target_os = "linux")]
+        if let (Some(pid), true) = (self.pid, self.exe.as_deref().is_some_and(is_ours)) {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            if let Some(parent) = parent.filter(|p| *p > 1) {
+                return std::borrow::Cow::Owned(Self::of_pid(parent));
+            }
+        }
+        std::borrow::Cow::Borrowed(self)
+    }
+
     /// The process holding the client end of a loopback TCP connection from `peer` to `ours`.
     pub fn at_tcp(peer: std::net::SocketAddr, ours: std::net::SocketAddr) -> Self {
         #[cfg(target_os = "linux")]
@@ -100,6 +118,21 @@ impl Process {
             Self::default()
         }
     }
+}
+
+/// Whether `exe` is one of our own binaries (this one, or the CLI beside the tray app).
+#[cfg(target_os = "linux")]
+fn is_ours(exe: &str) -> bool {
+    static OURS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    OURS.get_or_init(|| {
+        let Ok(me) = std::env::current_exe() else {
+            return Vec::new();
+        };
+        let cli = me.with_file_name("tokenwarden");
+        vec![me.display().to_string(), cli.display().to_string()]
+    })
+    .iter()
+    .any(|ours| ours == exe)
 }
 
 /// The processes found last: a program that took a token is likely to take another on a
