@@ -23,6 +23,11 @@ const COMMANDS: &[&str] = &[
     "create_api_key",
     "revoke_api_key",
     "quit",
+    "asks",
+    "answer_ask",
+    "approvals",
+    "revoke_approval",
+    "set_ask_first",
 ];
 
 fn main() {

@@ -39,6 +39,12 @@ export const apiKeys = () => call('api_keys');
 export const quit = () => call('quit');
 export const createApiKey = (label) => call('create_api_key', { label });
 export const revokeApiKey = (label) => call('revoke_api_key', { label });
+/** Ask first: the requests held for the user, the answer, and the programs allowed always. */
+export const asks = () => call('asks');
+export const answerAsk = (id, answer) => call('answer_ask', { id, answer });
+export const approvals = () => call('approvals');
+export const revokeApproval = (exe, account) => call('revoke_approval', { exe, account });
+export const setAskFirst = (on) => call('set_ask_first', { on });
 
 /** Engine events are hints to re-read state, never the truth (STYLE habit 11). */
 export const onEngineEvent = (fn) => listen('engine-event', (e) => fn(e.payload || {}));

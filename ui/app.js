@@ -7,11 +7,13 @@
 // * connect.js   the consent flow and its panel    * api.js             the only Tauri caller
 // * words.js     what statuses mean, in words      * format.js          times and durations
 // * dom.js       elements without innerHTML        * dialog.js, toast.js, banner.js
+// * asks.js      ask first's prompt (Deny / Allow once / Always)
 
 import * as api from './api.js';
 import { debounce } from './dom.js';
 import { setConnectListener, onConnectProgress } from './connect.js';
 import { drawBanner } from './banner.js';
+import { refreshAsks, setUpAsks } from './asks.js';
 import { toast } from './toast.js';
 import { ATTENTION } from './words.js';
 import { createAccountsView } from './views/accounts.js';
@@ -237,6 +239,11 @@ function onEngineEvent(ev) {
     case 'config_reloaded':
       checkConfig();
       break;
+    case 'ask_started':
+    case 'ask_ended':
+      refreshAsks();
+      if (state.view === 'settings') views.settings.approvalsChanged();
+      return;
     case 'keychain_write_failed':
       toast(`Could not save the ${ev.account} token to the keychain; it is kept in memory and saving is retried.`, 'warn', 7000);
       break;
@@ -273,8 +280,10 @@ async function start() {
   } catch (err) {
     toast(`Live updates are off: ${(err && err.message) || err}`, 'warn', 8000);
   }
+  setUpAsks();
   checkConfig();
   loadPresets();
+  refreshAsks();
   await reloadAccounts();
   if (document.visibilityState === 'visible') startTicking();
 }

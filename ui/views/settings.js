@@ -1,12 +1,14 @@
 // ui/views/settings.js: Settings: the API address, API keys, the three preferences, and where
 // the app lives (tray or window, and why; Quit when there is no tray to quit from).
 // Owns: loading `settings`, `api_keys` and the config path; saving each change at once with
-// `save_settings`; creating a key (shown once, because the user asked for it) and revoking one.
+// `save_settings`; creating a key (shown once, because the user asked for it) and revoking one;
+// ask first: the switch ([api] ask_first in the config) and the programs allowed, revocable.
 
 import * as api from '../api.js';
 import { h, keepFocus, replace } from '../dom.js';
 import { date } from '../format.js';
 import { confirmDialog } from '../dialog.js';
+import { programWords } from '../asks.js';
 import { toast } from '../toast.js';
 
 export function createSettingsView(app) {
@@ -19,6 +21,8 @@ export function createSettingsView(app) {
 
   let settings = null;
   let keys = null;
+  let approvals = null; // {ask_first, ask_timeout_secs, approvals, allowed_in_config}
+  let askError = null;
   let error = null;
   let keyError = null;
   let newKey = null; // {label, key}: shown once, dropped when the view is left
@@ -32,7 +36,93 @@ export function createSettingsView(app) {
     } catch (err) {
       error = err;
     }
+    await loadApprovals();
+  }
+
+  async function loadApprovals() {
+    try {
+      approvals = await api.approvals();
+      askError = null;
+    } catch (err) {
+      askError = err;
+    }
     draw();
+  }
+
+  async function setAskFirst(on) {
+    try {
+      approvals = await api.setAskFirst(on);
+      askError = null;
+      toast(on ? 'Programs are asked about from now on' : 'Programs are no longer asked about', 'ok');
+    } catch (err) {
+      askError = err;
+    }
+    draw();
+  }
+
+  async function revokeApproval(a) {
+    const ok = await confirmDialog({
+      title: `Stop allowing ${a.exe.split('/').pop()} always?`,
+      body: `The next time ${a.exe} asks for ${a.account}’s token, you are asked again.`,
+      confirm: 'Revoke',
+      danger: true,
+    });
+    if (!ok) return;
+    try {
+      approvals = await api.revokeApproval(a.exe, a.account);
+      askError = null;
+      toast(`Revoked: ${a.exe} for ${a.account}`, 'ok');
+    } catch (err) {
+      askError = err;
+    }
+    draw();
+  }
+
+  function askSection() {
+    if (!approvals) return askError ? section('Ask first', null, h('div', { class: 'note note-error', role: 'alert' }, askError.message)) : null;
+    const list = approvals.approvals.length
+      ? h(
+          'ul',
+          { class: 'key-list' },
+          approvals.approvals.map((a) =>
+            h(
+              'li',
+              { class: 'key-row', testid: 'approval-row', 'data-exe': a.exe, 'data-account': a.account },
+              h('span', { class: 'key-label' }, programWords({ exe: a.exe }).name),
+              h('span', { class: 'muted small mono' }, a.exe),
+              h('span', { class: 'muted small' }, `${a.account} · since ${date(a.since)}`),
+              h('button', { type: 'button', class: 'btn btn-small btn-quiet-danger', testid: 'approval-revoke', onclick: () => revokeApproval(a) }, 'Revoke'),
+            ),
+          ),
+        )
+      : h('p', { class: 'muted small', testid: 'approvals-none' }, 'No program is allowed always yet.');
+    const configured = approvals.allowed_in_config.length
+      ? h(
+          'p',
+          { class: 'field-help' },
+          'Allowed in the config file ([api.allow]): ',
+          approvals.allowed_in_config.map((c) => `${c.exe} (${c.accounts.length ? c.accounts.join(', ') : 'every account'})`).join('; '),
+        )
+      : null;
+    return section(
+      'Ask first',
+      'Which programs may take tokens. The Unix socket and the API tell Tokenwarden who asks; a program of yours could still read the keychain itself.',
+      h(
+        'label',
+        { class: 'toggle-row', for: 'setting-ask-first' },
+        h('input', { id: 'setting-ask-first', testid: 'setting-ask-first', type: 'checkbox', checked: Boolean(approvals.ask_first), onchange: (e) => setAskFirst(e.target.checked) }),
+        h(
+          'span',
+          { class: 'toggle-text' },
+          h('span', { class: 'toggle-title' }, 'Ask before a new program takes a token'),
+          h('span', { class: 'field-help' }, `Its request waits up to ${approvals.ask_timeout_secs} s for your answer, then is refused ([api] ask_first, ask_timeout).`),
+        ),
+      ),
+      h('h3', { class: 'toggle-title' }, 'Allowed always'),
+      list,
+      configured,
+      askError ? h('div', { class: 'note note-error', role: 'alert' }, askError.message) : null,
+    );
   }
 
   async function save(patch) {
@@ -227,6 +317,7 @@ export function createSettingsView(app) {
         error ? h('div', { class: 'note note-error', role: 'alert' }, error.message) : null,
         apiSection(),
         keysSection(),
+        askSection(),
         prefsSection(),
         homeSection(),
         h('p', { class: 'save-status muted small', 'aria-live': 'polite' }, status),
@@ -238,7 +329,8 @@ export function createSettingsView(app) {
     el,
     show: () => { newKey = null; keyError = null; draw(); load(); },
     hide: () => { newKey = null; },
-    configChanged: () => settings && draw(),
+    configChanged: () => settings && loadApprovals(),
+    approvalsChanged: () => settings && loadApprovals(),
   };
 }
 

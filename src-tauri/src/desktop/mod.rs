@@ -1,6 +1,7 @@
 //! The tray app (feature `desktop`): a thin shell over the same engine and local API as
 //! `serve`, started and stopped through `host`. It maps engine operations to window commands,
 //! engine events to the window, the tray and notifications, and nothing more.
+//! * `asks`      ask first: the prompt's asks and answers, approvals in Settings
 //! * `commands`  one engine call per window command   * `error`     what `invoke` rejects with
 //! * `tray`      icon per worst state, menu edited in place
 //! * `notify`    episode events → desktop notifications
@@ -9,6 +10,7 @@
 //! * `autostart` the start-at-login entry
 //! * `home`      tray or window: whether this desktop shows tray icons at all
 
+mod asks;
 mod autostart;
 mod clipboard;
 mod commands;
@@ -156,6 +158,11 @@ pub fn run(ctx: Context, hidden: bool) -> ExitCode {
             commands::create_api_key,
             commands::revoke_api_key,
             commands::quit,
+            asks::asks,
+            asks::answer_ask,
+            asks::approvals,
+            asks::revoke_approval,
+            asks::set_ask_first,
         ])
         .on_window_event(|window, event| {
             // Closing the window hides it: the engine keeps serving programs, from the tray
@@ -263,6 +270,7 @@ async fn start_engine(app: &AppHandle, shell: &Shell) -> Result<usize, UiError> 
     match Host::start(&shell.ctx).await {
         Ok(started) => {
             let engine = started.engine().clone();
+            engine.answer_asks_here();
             *shell.engine.write().expect("poisoned") = Some(engine.clone());
             *shell.problem.lock().expect("poisoned") = None;
             *host = Some(started);
@@ -313,6 +321,9 @@ async fn forward(app: AppHandle, engine: Engine) {
             }
             event = events.recv() => match event {
                 Ok(event) => {
+                    if matches!(event, crate::engine::EngineEvent::AskStarted { .. }) {
+                        asks::asked(&app);
+                    }
                     if let Err(e) = app.emit("engine-event", &event) {
                         tracing::warn!(error = %e, "could not tell the window");
                     }

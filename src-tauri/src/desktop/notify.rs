@@ -51,6 +51,10 @@ pub fn wording(event: &EngineEvent) -> Option<(String, String)> {
             format!("{account}: WeChat fetch allowance nearly spent"),
             format!("{used} of today's {limit} token fetches for this appid are spent. The count resets at {resets_at} (midnight in Beijing); past 95%, refreshes you ask for wait until then."),
         )),
+        EngineEvent::AskStarted { account, .. } => Some((
+            format!("A program asks for {account}'s token"),
+            "Tokenwarden holds the request until you allow or deny it in its window.".to_owned(),
+        )),
         _ => None,
     }
 }
