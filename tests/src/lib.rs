@@ -9,6 +9,7 @@
 //! * [`proc`]          processes by id: `/proc/PID/stat` and `status` (alive, CPU, memory,
 //!   children) and signals
 //! * [`prometheus`]    a strict parser of the Prometheus text exposition format
+//! * [`ask`]         a program that takes a token when told (tests/ask/taker.py)
 //! * [`mcp`]         an MCP SDK server with its own OAuth (tests/mcp/server.py)
 //! * [`python`]      the real Python clients (MCP SDK, google-auth) in `target/py`
 //! * [`redis`]         a real `redis-server` on a free loopback port, for the shared store
@@ -23,6 +24,7 @@
 //! plane exists. Tests run inside `tests/scripts/session.sh`, which provides the keychain.
 
 pub mod api;
+pub mod ask;
 pub mod desktop;
 pub mod fakes;
 pub mod fleet;
