@@ -1,7 +1,9 @@
 //! `tokenwarden doctor`: each fault the fakes can make is named with what to do. WeChat's IP
 //! whitelist (40164, with the address WeChat saw), a wrong appsecret (40125), a revoked grant
-//! (invalid_grant), this machine's clock off (libfaketime) against the provider's `Date`; a
-//! healthy account and the store pass; `--bundle` writes a report with no secret in it.
+//! (invalid_grant), this machine's clock off (libfaketime) against the provider's `Date`, a
+//! token the API refuses (with the scopes asked and granted, and one on another site named),
+//! a redirect the provider does not know (its consent page says so); a healthy account, its
+//! token and the store pass; `--bundle` writes a report with no secret in it.
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
@@ -30,6 +32,18 @@ async fn doctor(env: &Env, args: &[&str], extra: &[(&str, &str)]) -> (i32, Vec<V
         )
     });
     (out.status.code().unwrap_or(-1), findings)
+}
+
+/// `fb`'s API is the fake's (`api_base`), so the token probe asks it, not api.fitbit.com.
+fn api_on_the_fake(env: &Env, fake: &OAuthFake) {
+    let mut config = std::fs::read_to_string(&env.config_path).unwrap();
+    assert_eq!(
+        config.matches("[[account]]").count(),
+        1,
+        "fb's table is the last"
+    );
+    config.push_str(&format!("api_base = \"{}\"\n", fake.url("/")));
+    env.write_config(&config);
 }
 
 fn finding<'a>(findings: &'a [Value], check: &str) -> &'a Value {
@@ -94,6 +108,7 @@ async fn a_revoked_grant_is_told_to_connect_again_and_a_healthy_one_passes() {
     let (fake, env, _token) = LegacyAccount::new(|c| c.expires_in(3600))
         .connected(3600)
         .await;
+    api_on_the_fake(&env, &fake);
     let (code, findings) = doctor(&env, &["fb"], &[]).await;
     assert_eq!(
         finding(&findings, "fb: status")["level"],
@@ -105,6 +120,15 @@ async fn a_revoked_grant_is_told_to_connect_again_and_a_healthy_one_passes() {
         .unwrap()
         .contains("exactly http://127.0.0.1:"));
     assert_eq!(finding(&findings, "fb: clock")["level"], "ok");
+    let token = finding(&findings, "fb: token");
+    assert_eq!(token["level"], "ok", "{token}");
+    assert!(
+        token["what"]
+            .as_str()
+            .unwrap()
+            .contains("/1/user/-/profile.json answered 200"),
+        "{token}"
+    );
     assert_eq!(code, 0, "{findings:#?}");
     fake.fail_next(1, OAuthFault::OAuthError("invalid_grant"));
     assert_eq!(env.run(&["refresh", "fb"], None).await.code, 1);
@@ -190,4 +214,62 @@ async fn the_bundle_holds_what_an_issue_needs_and_no_secret() {
     assert!(!text.contains("tw-canary"), "a secret in the bundle");
     let mode = std::fs::metadata(&bundle).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_names_the_scopes_and_the_one_on_another_site() {
+    let google_scope = "https://www.googleapis.com/auth/fitness.activity.read";
+    let (fake, env, _token) = LegacyAccount::new(|c| c.expires_in(3600))
+        .extra(&format!("scopes = [\"activity\", \"{google_scope}\"]"))
+        .connected(3600)
+        .await;
+    api_on_the_fake(&env, &fake);
+    fake.kill_access_token();
+    let (code, findings) = doctor(&env, &["fb"], &[]).await;
+    assert_eq!(code, 1, "{findings:#?}");
+    let token = finding(&findings, "fb: token");
+    assert_eq!(token["level"], "fail", "{token}");
+    let what = token["what"].as_str().unwrap();
+    assert!(what.contains("answered 401"), "{what}");
+    assert!(
+        what.contains(&format!("scopes asked: activity {google_scope}")),
+        "{what}"
+    );
+    let remedy = token["remedy"].as_str().unwrap();
+    assert!(
+        remedy.contains(&format!(
+            "`{google_scope}` is a scope of www.googleapis.com"
+        )),
+        "names the scope on another site: {remedy}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_the_provider_does_not_know_is_named_with_what_to_register() {
+    let registered = format!("http://127.0.0.1:{}/registered", free_port());
+    let fake = OAuthFake::start(OAuthConfig::fitbit_legacy(&registered)).await;
+    let ours = format!("http://127.0.0.1:{}/callback", free_port());
+    let env =
+        Env::new(&fake.account_toml("fb", "fitbit-legacy", &format!("redirect_uri = \"{ours}\"")));
+    let secret = fake.lock().config.client_secret.clone();
+    env.set_secret("fb", &secret).await;
+    let (code, findings) = doctor(&env, &["fb"], &[]).await;
+    assert_eq!(code, 1, "{findings:#?}");
+    let redirect = finding(&findings, "fb: redirect");
+    assert_eq!(redirect["level"], "fail", "{redirect}");
+    let what = redirect["what"].as_str().unwrap();
+    assert!(
+        what.contains(&ours) && what.contains("HTTP 400") && what.contains("redirect_uri mismatch"),
+        "{what}"
+    );
+    assert!(
+        redirect["remedy"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("exactly {ours}")),
+        "{redirect}"
+    );
+    // The provider saw the redirect asked for, as a browser would have brought it.
+    let asked = fake.lock().authorize_queries.clone();
+    assert_eq!(asked.last().unwrap()["redirect_uri"], ours);
 }

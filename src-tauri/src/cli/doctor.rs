@@ -166,11 +166,29 @@ async fn account_findings(engine: &Engine, view: &AccountView, out: &mut Vec<Fin
     status.remedy = explain(&last, name).or(remedy);
     out.push(status);
     if let Ok(Some(hint)) = engine.redirect_to_register(name) {
-        out.push(Finding::new(
+        let registered = Finding::new(
             check("redirect"),
             Level::Ok,
             format!("the provider must have registered: {hint}"),
-        ));
+        );
+        out.push(match engine.probe_consent(name).await {
+            Ok(Some(p)) if !p.accepted && p.status.is_some() => Finding::new(
+                check("redirect"),
+                Level::Fail,
+                format!(
+                    "the provider refuses the consent page for {} (HTTP {}: {})",
+                    p.redirect_uri,
+                    p.status.unwrap_or_default(),
+                    p.said.unwrap_or_default()
+                ),
+            )
+            .remedy(format!("register {hint} in the provider's developer console, or set `redirect_uri` to the one registered there")),
+            Ok(Some(p)) if p.accepted => Finding {
+                what: format!("{} (its consent page answered {})", registered.what, p.status.unwrap_or_default()),
+                ..registered
+            },
+            _ => registered,
+        });
     }
     if let Ok(clock) = engine.provider_clock(name).await {
         out.push(match (clock.skew_seconds, clock.error) {
@@ -185,9 +203,63 @@ async fn account_findings(engine: &Engine, view: &AccountView, out: &mut Vec<Fin
             (None, None) => Finding::new(check("clock"), Level::Warn, "no answer".to_owned()),
         });
     }
+    if view.status != Status::NotConnected {
+        if let Some(finding) = token_finding(engine, name).await {
+            out.push(finding);
+        }
+    }
     if let Some(by) = view.refresh_token_expires_at {
         out.push(Finding::new(check("refresh token"), Level::Warn, format!("the refresh token stops working at {by}")).remedy(format!("run `tokenwarden connect {name}` before then (Google apps in \"Testing\" give 7-day refresh tokens: publish the app to keep them)")));
     }
+}
+
+/// One harmless call to the account's API with its token: does it work, and if not, which
+/// scopes were asked and granted, and which name another site than the API's.
+async fn token_finding(engine: &Engine, name: &AccountName) -> Option<Finding> {
+    let check = format!("{name}: token");
+    let probe = match engine.probe_token(name).await {
+        Ok(Some(probe)) => probe,
+        Ok(None) => return None,
+        Err(e) => {
+            return Some(Finding::new(
+                check,
+                Level::Warn,
+                format!("no token to try: {e}"),
+            ));
+        }
+    };
+    let answered = match (probe.status, &probe.error) {
+        (_, Some(e)) => format!("GET {} failed: {e}", probe.url),
+        (Some(status), None) => format!("GET {} answered {status}", probe.url),
+        (None, None) => format!("GET {} got no answer", probe.url),
+    };
+    if probe.works {
+        return Some(Finding::new(check, Level::Ok, format!("works: {answered}")));
+    }
+    let granted = probe
+        .scopes_granted
+        .as_ref()
+        .map_or("not said".to_owned(), |g| g.join(" "));
+    let what = format!(
+        "{answered}; scopes asked: {}; granted: {granted}",
+        if probe.scopes_asked.is_empty() {
+            "none".to_owned()
+        } else {
+            probe.scopes_asked.join(" ")
+        }
+    );
+    let refused = matches!(probe.status, Some(401 | 403))
+        || (probe.status.is_some() && probe.error.is_some());
+    let remedy = match probe.foreign_scopes.first() {
+        Some((scope, host)) => format!(
+            "`{scope}` is a scope of {host}, not of the API this account calls ({}): use the API's own scope names in `scopes`, then `tokenwarden connect {name}`",
+            url::Url::parse(&probe.url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default()
+        ),
+        None if refused => format!("the API refuses the token: make `scopes` ask for what this call needs, then `tokenwarden connect {name}` (or set `probe_url` to a call the scopes allow)"),
+        None => "the API did not answer as expected: see the error, or set `probe_url` to another harmless call".to_owned(),
+    };
+    let level = if refused { Level::Fail } else { Level::Warn };
+    Some(Finding::new(check, level, what).remedy(remedy))
 }
 
 /// What a provider's error code means and what to do, where it is knowable.

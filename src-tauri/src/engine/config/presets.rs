@@ -34,6 +34,7 @@ const COMMON: &[&str] = &[
     "refresh_token_lifetime",
     "git_hosts",
     "git_username",
+    "probe_url",
 ];
 const OAUTH_KEYS: &[&str] = &[
     "client_id",

@@ -17,6 +17,9 @@ pub struct ProxyTarget {
     /// `Cookie` goes to the provider and `Set-Cookie` comes back: only when the account says
     /// so, for an API that needs its own session cookie besides the token.
     pub cookies: bool,
+    /// One harmless call that shows whether a token works (`doctor`): `probe_url`, else the
+    /// preset's (a "who am I" call under the base).
+    pub probe: Option<Url>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +46,20 @@ fn preset_base(preset: &str) -> Option<&'static str> {
     })
 }
 
+/// The preset's harmless "who am I" call, under its API base.
+fn preset_probe(preset: &str) -> Option<&'static str> {
+    Some(match preset {
+        "fitbit-legacy" => "1/user/-/profile.json",
+        "google" => "oauth2/v3/userinfo",
+        "microsoft" => "v1.0/me",
+        "github" => "user",
+        "spotify" => "v1/me",
+        "strava" => "athlete",
+        "wechat" => "cgi-bin/get_api_domain_ip",
+        _ => return None,
+    })
+}
+
 /// `None` for an account nothing can be proxied to (no `api_base`, and a preset without one).
 pub(super) fn resolve(raw: &RawAccount) -> Result<Option<ProxyTarget>, Problem> {
     let preset = raw.provider.get_ref().as_str();
@@ -63,6 +80,7 @@ pub(super) fn resolve(raw: &RawAccount) -> Result<Option<ProxyTarget>, Problem> 
                         "proxy_cookies",
                         raw.proxy_cookies.as_ref().map(|c| c.span()),
                     ),
+                    ("probe_url", raw.probe_url.as_ref().map(|p| p.span())),
                 ];
                 if let Some((key, Some(span))) = set.into_iter().find(|(_, span)| span.is_some()) {
                     return Err(Problem::new(
@@ -90,11 +108,22 @@ pub(super) fn resolve(raw: &RawAccount) -> Result<Option<ProxyTarget>, Problem> 
         Some(t) => parse_token_in(t.get_ref())
             .ok_or_else(|| Problem::new(t.span(), Some("token_in"), format!("`{}` is not a place for the token; use \"header\" (Authorization: Bearer) or \"query:NAME\" (e.g. \"query:access_token\")", t.get_ref())))?,
     };
+    let probe = match super::fields::url(&raw.probe_url, "probe_url", raw)? {
+        Some(url) => Some(url),
+        None => preset_probe(preset).and_then(|path| {
+            let mut under = base.clone();
+            if !under.path().ends_with('/') {
+                under.set_path(&format!("{}/", under.path()));
+            }
+            under.join(path).ok()
+        }),
+    };
     Ok(Some(ProxyTarget {
         base,
         token_in,
         errcodes: wechat,
         cookies: raw.proxy_cookies.as_ref().is_some_and(|c| *c.get_ref()),
+        probe,
     }))
 }
 

@@ -104,6 +104,7 @@ pub struct RawAccount {
     pub refresh_token_lifetime: Option<S<String>>,
     pub git_hosts: Option<S<Vec<String>>>,
     pub git_username: Option<S<String>>,
+    pub probe_url: Option<S<String>>,
 }
 
 impl RawAccount {
@@ -148,7 +149,8 @@ impl RawAccount {
             proxy_cookies,
             refresh_token_lifetime,
             git_hosts,
-            git_username
+            git_username,
+            probe_url
         );
         keys
     }

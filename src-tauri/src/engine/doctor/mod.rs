@@ -10,6 +10,11 @@ use super::secret::Secret;
 use super::store::item::SecretKey;
 use super::{Engine, EngineError};
 
+mod consent;
+mod probe;
+pub use consent::ConsentProbe;
+pub use probe::TokenProbe;
+
 /// A probe of the store: the time a write, a read and a delete took, or what failed.
 #[derive(Clone, Debug, Serialize)]
 pub struct StoreProbe {
