@@ -7,6 +7,7 @@ const COMMANDS: &[&str] = &[
     "accounts",
     "history",
     "takers",
+    "diagnose",
     "refresh_now",
     "copy_token",
     "begin_connect",

@@ -21,6 +21,8 @@ const call = (command, args = {}) =>
 export const accounts = () => call('accounts');
 export const history = (account, limit) => call('history', { account, limit });
 export const takers = () => call('takers');
+/** What `tokenwarden doctor` finds about one account (no token in it). */
+export const diagnose = (name) => call('diagnose', { name });
 export const refreshNow = (name) => call('refresh_now', { name });
 /** The token goes to the clipboard in Rust; the answer only says when it is cleared. */
 export const copyToken = (name) => call('copy_token', { name });

@@ -34,7 +34,43 @@ export function createAccountsView(app) {
   );
   el.append(header, top, list);
 
-  const busy = new Map(); // name → 'refresh' | 'copy' | 'remove' | 'secret'
+  const busy = new Map(); // name → 'refresh' | 'copy' | 'remove' | 'secret' | 'check'
+  const findings = new Map(); // name → doctor's findings, shown until the card is checked again
+
+  async function check(a) {
+    setBusy(a.name, 'check');
+    try {
+      findings.set(a.name, await api.diagnose(a.name));
+    } catch (err) {
+      showError(a.name, err);
+    } finally {
+      setBusy(a.name, null);
+    }
+  }
+
+  function doctorList(name) {
+    const list = findings.get(name);
+    if (!list) return null;
+    const mark = { ok: '✓', warn: '!', fail: '✕' };
+    return h(
+      'div',
+      { class: 'findings', testid: 'findings' },
+      h('div', { class: 'findings-head' }, h('span', { class: 'used-by-label' }, 'Check'), h('button', { type: 'button', class: 'btn btn-link btn-small', testid: 'findings-close', onclick: () => { findings.delete(name); update(); } }, 'Hide')),
+      h(
+        'ul',
+        {},
+        list.map((f) =>
+          h(
+            'li',
+            { class: `finding finding-${f.level}`, testid: 'finding', 'data-check': f.check, 'data-level': f.level },
+            h('span', { class: 'finding-mark', 'aria-label': f.level }, mark[f.level] || '•'),
+            h('span', { class: 'finding-check' }, f.check.replace(`${name}: `, '')),
+            h('span', { class: 'finding-what' }, f.what, f.remedy ? h('span', { class: 'finding-remedy' }, `→ ${f.remedy}`) : null),
+          ),
+        ),
+      ),
+    );
+  }
 
   // Who took each account's tokens (the engine's ledger), read again at most every few
   // seconds while the view is drawn: a hint for the cards, never on the per-second tick.
@@ -229,6 +265,11 @@ export function createAccountsView(app) {
             a.status === 'not_connected' ? 'Connect' : 'Reconnect',
           )
         : null,
+      h(
+        'button',
+        { type: 'button', class: 'btn btn-quiet', testid: 'check', disabled: doing === 'check', title: 'What tokenwarden doctor finds: the token tried on the API, the redirect, the clock', onclick: () => check(a) },
+        doing === 'check' ? 'Checking…' : 'Check',
+      ),
       h('span', { class: 'spacer' }),
       app.usesSecret(a.provider)
         ? h('button', { type: 'button', class: 'btn btn-quiet', testid: 'set-secret', disabled: doing === 'secret', onclick: () => setSecret(a) }, 'Client secret…')
@@ -269,6 +310,7 @@ export function createAccountsView(app) {
       a.unsaved ? h('p', { class: 'note note-warn' }, 'The newest token is only in memory: saving it to the keychain failed and is being retried.') : null,
       a.last_error ? h('p', { class: a.status === 'retrying' ? 'note note-warn' : 'note note-error' }, h('span', { class: 'note-label' }, 'Last error'), a.last_error) : null,
       remedy,
+      doctorList(a.name),
       rowError
         ? h('div', { class: 'note note-error', role: 'alert' }, rowError.message, remedyControls(a, rowError.remedy, now, true))
         : null,

@@ -11,8 +11,8 @@ use super::error::UiError;
 use super::settings::{self, Settings};
 use super::Shell;
 use crate::engine::{
-    catalog, AccountName, AccountView, ConnectFlow, ConnectStart, ConnectStatus, Entry, KeyInfo,
-    NewAccount, PresetInfo, Secret, TakerRow, MAX_HISTORY_ROWS,
+    catalog, AccountName, AccountView, ConnectFlow, ConnectStart, ConnectStatus, Entry, Finding,
+    KeyInfo, NewAccount, PresetInfo, Secret, TakerRow, MAX_HISTORY_ROWS,
 };
 
 type Result<T> = std::result::Result<T, UiError>;
@@ -36,6 +36,15 @@ pub async fn history(
         .engine()?
         .history(account.as_ref().map(std::slice::from_ref), limit)
         .await?)
+}
+
+/// What `tokenwarden doctor` finds about one account, for its card (remedies worded as the
+/// CLI words them: the window shows the same text).
+#[tauri::command(rename_all = "snake_case")]
+pub async fn diagnose(shell: State<'_, Shell>, name: AccountName) -> Result<Vec<Finding>> {
+    let engine = shell.engine()?;
+    let view = engine.view(&name)?;
+    Ok(engine.diagnose(&view, None).await)
 }
 
 /// Who took the accounts' tokens, for the cards' "Used by".

@@ -142,6 +142,7 @@ pub fn run(ctx: Context, hidden: bool) -> ExitCode {
             commands::accounts,
             commands::history,
             commands::takers,
+            commands::diagnose,
             commands::refresh_now,
             commands::copy_token,
             commands::begin_connect,

@@ -34,6 +34,10 @@ pub const EXAMPLE: &str = r#"# Tokenwarden configuration. Secrets never go here:
 # max_connections = 1024             # served at once; past it the one idle longest is closed
 #                                    # (503 only when all are mid-request)
 # idle_timeout = "10s"               # to send a request's headers, or to sit idle between requests
+# ask_first = true                   # the tray app asks before a new program takes a token
+# ask_timeout = "60s"                # unanswered by then: refused (403 not_approved)
+# [api.allow]                        # allowed without asking, by executable path ("*": every account)
+# "/usr/bin/curl" = ["fitbit"]
 
 # [refresh]
 # per_host = 8                       # refreshes in flight at once against one provider host

@@ -11,8 +11,10 @@ use super::store::item::SecretKey;
 use super::{Engine, EngineError};
 
 mod consent;
+mod findings;
 mod probe;
 pub use consent::ConsentProbe;
+pub use findings::{Finding, Level};
 pub use probe::TokenProbe;
 
 /// A probe of the store: the time a write, a read and a delete took, or what failed.
