@@ -45,6 +45,11 @@ async fn the_command_gets_fresh_tokens_in_its_environment_and_its_exit_code_is_o
         .ok();
     assert_eq!(out.stdout, fresh);
     assert_eq!(fake.lock().refresh_grants, 1);
+    // The ledger names the command exec ran, not only `exec` (its arguments stay out).
+    let who = env.run(&["who", "fb", "--json"], None).await.ok();
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&who.stdout).unwrap();
+    assert!(rows.iter().any(|r| r["detail"] == "exec sh"), "{rows:#?}");
+    assert!(!who.stdout.contains("printf"), "{}", who.stdout);
     serve.stop().await;
 }
 

@@ -190,11 +190,21 @@ fn detail(exe: Option<&str>, args: &[String], dir: &std::path::Path) -> Option<S
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.starts_with("tokenwarden"));
     if ours {
-        return args
+        let subcommand = args
             .iter()
             .skip(1)
-            .find(|a| SUBCOMMANDS.contains(&a.as_str()))
-            .cloned();
+            .find(|a| SUBCOMMANDS.contains(&a.as_str()))?;
+        // `exec … -- CMD`: the token is for CMD, which is not running yet. Its name (never
+        // its arguments) says who gets it.
+        let runs = args
+            .iter()
+            .skip_while(|a| a.as_str() != "--")
+            .nth(1)
+            .and_then(|cmd| std::path::Path::new(cmd).file_name()?.to_str());
+        return Some(match (subcommand.as_str(), runs) {
+            ("exec", Some(cmd)) => format!("exec {cmd}"),
+            _ => subcommand.clone(),
+        });
     }
     let cwd = std::fs::read_link(dir.join("cwd")).ok();
     args.iter().skip(1).take(3).find_map(|a| {
