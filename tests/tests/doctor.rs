@@ -273,3 +273,43 @@ async fn a_redirect_the_provider_does_not_know_is_named_with_what_to_register() 
     let asked = fake.lock().authorize_queries.clone();
     assert_eq!(asked.last().unwrap()["redirect_uri"], ours);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_others_could_tamper_with_is_named_and_nothing_is_opened_there() {
+    let (_fake, env, _token) = LegacyAccount::new(|c| c.expires_in(3600))
+        .connected(3600)
+        .await;
+    let (code, findings) = doctor(&env, &["fb"], &[]).await;
+    assert_eq!(
+        finding(&findings, "data dir")["level"],
+        "ok",
+        "{findings:#?}"
+    );
+    assert_eq!(code, 0, "{findings:#?}");
+    // A folder anyone may write in, without the sticky bit: another user could swap ours.
+    let open = env.root().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let data = open.join("data");
+    let (code, findings) = doctor(
+        &env,
+        &["fb"],
+        &[("TOKENWARDEN_DATA_DIR", data.to_str().unwrap())],
+    )
+    .await;
+    assert_eq!(code, 1, "{findings:#?}");
+    let place = finding(&findings, "data dir");
+    assert_eq!(place["level"], "fail", "{place}");
+    assert!(
+        place["what"]
+            .as_str()
+            .unwrap()
+            .contains(open.to_str().unwrap()),
+        "names the folder: {place}"
+    );
+    assert!(
+        findings.iter().all(|f| f["check"] != "store"),
+        "nothing is opened in a place others could tamper with: {findings:#?}"
+    );
+    assert!(!data.exists(), "nothing was made there");
+}

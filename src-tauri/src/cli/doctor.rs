@@ -11,7 +11,8 @@ use anyhow::{Context as _, Result};
 
 use super::backend::{running, Backend, Local};
 use crate::engine::{
-    lock_holder, AccountName, AccountView, Config, Context, Engine, Finding, Level, Mode, Role,
+    lock_holder, private_dir, AccountName, AccountView, Config, Context, Engine, Finding, Level,
+    Mode, Role,
 };
 
 pub async fn run(
@@ -60,8 +61,24 @@ pub async fn run(
         )
         .remedy("start the tray app, or `tokenwarden serve`"),
     });
+    // The engine refuses to start in a place others could tamper with: say which, and why.
+    let mut places_ok = true;
+    let lock_dir = ctx.lock_place().dir;
+    let mut dirs = vec![("data dir", ctx.data_dir.clone())];
+    if lock_dir != ctx.data_dir {
+        dirs.push(("lock dir", lock_dir));
+    }
+    for (what, dir) in dirs {
+        findings.push(match private_dir(&dir) {
+            Ok(()) => Finding::new(what, Level::Ok, format!("{}: yours alone", dir.display())),
+            Err(e) => {
+                places_ok = false;
+                Finding::new(what, Level::Fail, e)
+            }
+        });
+    }
     let mut views = Vec::new();
-    if config.is_some() {
+    if config.is_some() && places_ok {
         let engine = Engine::open(ctx, Mode::Observer, Role::Cli).await?;
         let probe = engine.probe_store().await;
         findings.push(match &probe.error {

@@ -76,7 +76,7 @@ pub use config::edit::NewAccount;
 pub use config::proxy_target::{ProxyTarget, TokenIn};
 pub use config::{asking::Allowed, ApiSettings, Config, ConfigError, StoreKind};
 pub use connect::{ConnectFlow, ConnectStart, ConnectStatus};
-pub use doctor::{ClockCheck, ConsentProbe, Finding, Level, StoreProbe, TokenProbe};
+pub use doctor::{private_dir, ClockCheck, ConsentProbe, Finding, Level, StoreProbe, TokenProbe};
 pub use error::{EngineError, ErrorKind, Remedy};
 pub use events::{ConnectStage, EngineEvent};
 pub use history::Entry;

@@ -37,6 +37,12 @@ pub struct ClockCheck {
     pub error: Option<String>,
 }
 
+/// Whether `dir` is ours alone, as the engine demands of its data and lock dirs: made (0700)
+/// if missing, tightened if others may read it; an error names what is wrong with it.
+pub fn private_dir(dir: &std::path::Path) -> Result<(), String> {
+    super::system::private::own_dir(dir, super::paths::DATA_DIR_REMEDY).map_err(|e| e.to_string())
+}
+
 impl Engine {
     /// What the provider must have registered for `name`'s consent to come back, in words;
     /// `None` for an account without a browser consent.
