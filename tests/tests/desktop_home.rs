@@ -42,8 +42,8 @@ async fn without_a_tray_the_window_is_the_app_and_closing_it_keeps_the_api_answe
         desktop::close_window(pid).await;
         wait_until(
             Duration::from_secs(10),
-            "closing the window unmaps it",
-            async || desktop::window_mapped(pid).await == Some(false),
+            "closing the window takes it away",
+            async || desktop::window_mapped(pid).await != Some(true),
         )
         .await;
         assert!(app.running(), "closing the window does not quit the app");

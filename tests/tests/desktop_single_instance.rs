@@ -35,8 +35,8 @@ async fn a_second_launch_exits_and_the_first_engine_serves_the_cli() {
         desktop::close_window(pid).await;
         wait_until(
             Duration::from_secs(10),
-            "closing the window unmaps it",
-            async || desktop::window_mapped(pid).await == Some(false),
+            "closing the window takes it away",
+            async || desktop::window_mapped(pid).await != Some(true),
         )
         .await;
     }

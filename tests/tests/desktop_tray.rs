@@ -219,7 +219,7 @@ async fn the_menu_lists_accounts_copies_disables_and_quit_keeps_the_rotated_toke
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn closing_the_window_hides_it_and_open_tokenwarden_shows_it() {
+async fn closing_the_window_destroys_it_and_open_tokenwarden_builds_it_again() {
     let session = Session::start().await;
     let s = three_accounts().await;
     desktop::write_settings(&s.env, true, 60);
@@ -234,11 +234,32 @@ async fn closing_the_window_hides_it_and_open_tokenwarden_shows_it() {
         async || desktop::window_mapped(pid).await == Some(true),
     )
     .await;
+    let web_processes = || {
+        tokenwarden_e2e::proc::descendants(pid)
+            .into_iter()
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm"))
+                    .is_ok_and(|c| c.starts_with("WebKitWebProces"))
+            })
+            .count()
+    };
+    assert!(
+        web_processes() > 0,
+        "a shown window has a WebKit web process"
+    );
     desktop::close_window(pid).await;
+    // Closed, the window is destroyed, not hidden: no X window, and WebKit's web process
+    // (the page's memory) ends with it.
     wait_until(
         Duration::from_secs(10),
-        "closing the window unmaps it",
-        async || desktop::window_mapped(pid).await == Some(false),
+        "closing the window destroys it",
+        async || desktop::window_mapped(pid).await.is_none(),
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(20),
+        "the web process ends with the window",
+        async || web_processes() == 0,
     )
     .await;
     assert!(app.running(), "closing the window does not quit the app");
@@ -254,6 +275,12 @@ async fn closing_the_window_hides_it_and_open_tokenwarden_shows_it() {
         Duration::from_secs(10),
         "Open Tokenwarden maps the window again",
         async || desktop::window_mapped(pid).await == Some(true),
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(20),
+        "the page is loaded again in a web process",
+        async || web_processes() > 0,
     )
     .await;
 }

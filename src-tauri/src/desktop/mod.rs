@@ -166,13 +166,10 @@ pub fn run(ctx: Context, hidden: bool) -> ExitCode {
             asks::set_ask_first,
         ])
         .on_window_event(|window, event| {
-            // Closing the window hides it: the engine keeps serving programs, from the tray
+            // Closing the window destroys it (WebKit's web process and the page's memory go
+            // with it; Open builds it again): the engine keeps serving programs, from the tray
             // or, without one, until the app is started again or quit from the window.
-            if let WindowEvent::CloseRequested { api, .. } = event {
-                api.prevent_close();
-                if let Err(e) = window.hide() {
-                    tracing::warn!(error = %e, "could not hide the window");
-                }
+            if let WindowEvent::CloseRequested { .. } = event {
                 let shell = window.state::<Shell>();
                 if !shell.home.tray {
                     shell.tell_how_to_return(window.app_handle());
