@@ -91,6 +91,23 @@ async fn bench_launch_memory_and_idle_cpu() {
         rss_hidden_helpers as f64 / 1024.0,
         (rss_hidden_app + rss_hidden_helpers) as f64 / 1024.0
     );
+    // Where the closed app's memory is: its own heap and stacks (anonymous) against the
+    // libraries' pages it has touched (file-backed, shared with any other GTK/WebKit program).
+    let kib = |p: u32, field: &str| proc::status_kib(p, field).unwrap_or(0) as f64 / 1024.0;
+    println!(
+        "    app with the window closed: {:.1} MiB anonymous, {:.1} MiB file-backed (libraries)",
+        kib(pid, "RssAnon"),
+        kib(pid, "RssFile")
+    );
+    for &p in &hidden {
+        let name = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+        println!(
+            "    helper {}: {:.1} MiB anonymous, {:.1} MiB file-backed",
+            name.trim(),
+            kib(p, "RssAnon"),
+            kib(p, "RssFile")
+        );
+    }
     println!(
         "  CPU over 60 s, window closed: {:.3} s (app + helpers)",
         cpu_after - cpu_before
