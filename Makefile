@@ -99,7 +99,7 @@ bench: deps-build deps-test deps-bench deps-driver check-cargo
 		$(CARGO) test --release -p tokenwarden-e2e --test bench --test desktop_bench --test durable_window --test mcp_bench -- --nocapture --include-ignored --test-threads=1 && \
 	TOKENWARDEN_BIN=$(CURDIR)/target/release/tokenwarden TOKENWARDEN_LOAD=500x60 tests/scripts/session.sh \
 		$(CARGO) test --release -p tokenwarden-e2e --test load -- --nocapture && \
-	$(CARGO) test --release -p tokenwarden --lib processes -- --ignored --nocapture; } 2>&1 | tee target/bench.log
+	$(CARGO) test --release -p tokenwarden --lib bench_ -- --ignored --nocapture; } 2>&1 | tee target/bench.log
 	@echo; echo "== make bench: every figure (BENCHMARKS.md has them as tables) =="; \
 		grep -oE '(bench|load): .*|desktop bench.*|answer → durable.*|^  (launch|resident|CPU over).*' target/bench.log
 
