@@ -167,14 +167,13 @@ impl Asker {
     /// Whether this caller may take `account`'s token (`[api] ask_first`): may wait for the
     /// user's answer.
     pub async fn may_take(&self, engine: &Engine, account: &AccountName) -> Result<(), ApiError> {
-        let process = match &self.identity {
+        match &self.identity {
             Some(identity) => {
                 identity.resolve().await;
-                identity.process()
+                Ok(engine.may_take(account, identity.process_ref()).await?)
             }
-            None => Process::default(),
-        };
-        Ok(engine.may_take(account, &process).await?)
+            None => Ok(engine.may_take(account, &Process::default()).await?),
+        }
     }
 
     pub async fn took(&self, engine: &Engine, account: &AccountName, via: Via) {

@@ -10,11 +10,21 @@ impl Engine {
     /// Whether `caller` may take `account`'s token without waiting: ask first is off, or the
     /// program is known and allowed. The API's fast path answers only then.
     pub fn approved_at_hand(&self, account: &AccountName, caller: &Process) -> bool {
-        let config = self.config();
-        let asking = &config.api.asking;
-        if !asking.ask_first {
+        // On every fast-path request: with ask first off (the default), one read of a flag,
+        // no clone of the config's `Arc` (whose count every request would fight over).
+        if !self
+            .shared
+            .config
+            .read()
+            .expect("poisoned")
+            .api
+            .asking
+            .ask_first
+        {
             return true;
         }
+        let config = self.config();
+        let asking = &config.api.asking;
         let program = caller.program();
         asking.allows(program.exe.as_deref(), account)
             || self.shared.asks.known(account, &program) == Some(true)
