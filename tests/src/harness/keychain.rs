@@ -33,15 +33,54 @@ impl Env {
         cmd
     }
 
+    /// `secret-tool ARGS` with `input` on stdin, asked again (twice at most, after a moment)
+    /// when it fails with an error: gnome-keyring 42 aborts under bursts of clients (an upstream
+    /// bug, see `session.sh`) and the bus starts it again for the next caller. Only calls in
+    /// flight see the crash, and the test's own reads and writes must not fail for it. A lookup
+    /// of nothing fails without a word, so it is not asked again.
+    async fn secret_tool_run(&self, args: &[&str], input: Option<&str>) -> std::process::Output {
+        let mut attempt = 1;
+        loop {
+            let mut child = self
+                .secret_tool()
+                .args(args)
+                .stdin(if input.is_some() {
+                    Stdio::piped()
+                } else {
+                    Stdio::null()
+                })
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("run secret-tool (Debian package libsecret-tools)");
+            if let Some(value) = input {
+                let mut pipe = child.stdin.take().expect("stdin");
+                pipe.write_all(value.as_bytes())
+                    .await
+                    .expect("write secret");
+            }
+            let out = child.wait_with_output().await.expect("secret-tool");
+            if out.status.success() || out.stderr.is_empty() || attempt == 3 {
+                return out;
+            }
+            eprintln!(
+                "secret-tool {} failed ({}); asking again",
+                args[0],
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            attempt += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    }
+
     /// The secret stored under `username = entry`, read by `secret-tool`, not by the binary.
     pub async fn keychain_get(&self, entry: &str) -> Option<String> {
         let out = self
-            .secret_tool()
-            .args(["lookup", "service", &self.service, "username", entry])
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .expect("run secret-tool (Debian package libsecret-tools)");
+            .secret_tool_run(
+                &["lookup", "service", &self.service, "username", entry],
+                None,
+            )
+            .await;
         let value = String::from_utf8_lossy(&out.stdout).into_owned();
         (out.status.success() && !value.is_empty()).then_some(value)
     }
@@ -51,12 +90,11 @@ impl Env {
     /// secrets on stdout and attributes on stderr, each in item order, so they pair by index.
     pub async fn keychain_all(&self) -> std::collections::HashMap<String, String> {
         let out = self
-            .secret_tool()
-            .args(["search", "--all", "--unlock", "service", &self.service])
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .expect("run secret-tool (Debian package libsecret-tools)");
+            .secret_tool_run(
+                &["search", "--all", "--unlock", "service", &self.service],
+                None,
+            )
+            .await;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         let secrets: Vec<&str> = stdout
@@ -83,38 +121,40 @@ impl Env {
 
     /// Removes an item of this environment's service from the keychain.
     pub async fn keychain_clear(&self, entry: &str) {
-        let status = self
-            .secret_tool()
-            .args(["clear", "service", &self.service, "username", entry])
-            .stdin(Stdio::null())
-            .status()
-            .await
-            .expect("run secret-tool");
-        assert!(status.success(), "secret-tool clear {entry} failed");
+        let out = self
+            .secret_tool_run(
+                &["clear", "service", &self.service, "username", entry],
+                None,
+            )
+            .await;
+        assert!(out.status.success(), "secret-tool clear {entry} failed");
     }
 
     /// Writes an item the way keyring-rs v3 does (same attributes), so the binary finds it.
     pub async fn keychain_set(&self, entry: &str, value: &str) {
-        let mut child = self
-            .secret_tool()
-            .args([
-                "store",
-                "--label",
-                &format!("{entry}@{} (e2e seed)", self.service),
-            ])
-            .args(["service", &self.service, "username", entry])
-            .args(["target", "default", "application", "rust-keyring"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("run secret-tool");
-        let mut pipe = child.stdin.take().expect("stdin");
-        pipe.write_all(value.as_bytes())
-            .await
-            .expect("write secret");
-        drop(pipe);
+        let label = format!("{entry}@{} (e2e seed)", self.service);
+        let out = self
+            .secret_tool_run(
+                &[
+                    "store",
+                    "--label",
+                    &label,
+                    "service",
+                    &self.service,
+                    "username",
+                    entry,
+                    "target",
+                    "default",
+                    "application",
+                    "rust-keyring",
+                ],
+                Some(value),
+            )
+            .await;
         assert!(
-            child.wait().await.expect("secret-tool").success(),
-            "secret-tool store failed"
+            out.status.success(),
+            "secret-tool store failed: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 

@@ -55,13 +55,20 @@ fn fail(entry: &str, e: keyring::Error) -> StoreError {
     StoreError::keychain(entry, message)
 }
 
-/// Whether a failed call died with the Secret Service mid-call (D-Bus `NoReply`): gnome-keyring
-/// aborts on an upstream bug under bursts of clients (GNOME gitlab gnome-keyring #190, #196,
-/// #199), and the bus (or the desktop's session manager) starts it again for the next caller.
+/// Whether a failed call died with the Secret Service mid-call: gnome-keyring aborts on an
+/// upstream bug under bursts of clients (GNOME gitlab gnome-keyring #190, #196, #199), and the
+/// bus (or the desktop's session manager) starts it again for the next caller. A call in flight
+/// sees D-Bus `NoReply`; a call that opened its session with the old daemon and sends the secret
+/// to the new one hears that its session does not exist (`NoSession`).
 fn service_died_mid_call(e: &keyring::Error) -> bool {
-    matches!(e, keyring::Error::PlatformFailure(_))
-        && e.to_string()
-            .contains("disconnected from message bus without replying")
+    const SIGNS: [&str; 2] = [
+        "disconnected from message bus without replying",
+        "The session wrapping the secret does not exist",
+    ];
+    matches!(e, keyring::Error::PlatformFailure(_)) && {
+        let text = e.to_string();
+        SIGNS.iter().any(|sign| text.contains(sign))
+    }
 }
 
 /// Runs a keychain call, and once more after a moment if the service died during it. Every
@@ -171,6 +178,10 @@ mod tests {
             "DBus error: Message recipient disconnected from message bus without replying",
         )));
         assert!(super::service_died_mid_call(&died));
+        let session_lost = keyring::Error::PlatformFailure(Box::new(std::io::Error::other(
+            "DBus error: The session wrapping the secret does not exist",
+        )));
+        assert!(super::service_died_mid_call(&session_lost));
         let locked =
             keyring::Error::NoStorageAccess(Box::new(std::io::Error::other("prompt dismissed")));
         assert!(!super::service_died_mid_call(&locked));
