@@ -21,12 +21,14 @@ use super::guard::Caller;
 use super::taker::Asker;
 use super::tokenboy::TokenBoyAnswer;
 use super::AppState;
-use crate::engine::{AccountName, AccountView, EngineError, Entry, TakerRow, TokenView, Via};
+use crate::engine::{AccountName, EngineError, Entry, TakerRow, TokenView, Via};
 
 pub(super) type Params = Query<HashMap<String, String>>;
 
 const HISTORY_DEFAULT: usize = 100;
 const HISTORY_MAX: usize = crate::engine::MAX_HISTORY_ROWS;
+/// The largest page of `/v1/accounts`: about 3.4 MB of JSON.
+const ACCOUNTS_PAGE_MAX: usize = 10_000;
 
 /// The account named in the path, if the caller's key may see it. To a key limited to
 /// other accounts it does not exist: the same 404 as a name in no config.
@@ -94,13 +96,59 @@ pub async fn healthz(State(s): State<AppState>) -> axum::response::Response {
     }
 }
 
+/// Every account the key may see, in config order: the whole list, as it always was, or with
+/// `?limit=N` a page of it, and `&after=NAME` the page after that account. A page with more
+/// behind it says where the next one is in a `Link: <...>; rel="next"` header (RFC 8288), so
+/// the body stays the same array either way.
 pub async fn accounts(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
-) -> Json<Vec<AccountView>> {
-    let mut views = s.engine.snapshot();
-    views.retain(|v| caller.may_see(&v.name));
-    Json(views)
+    query: Result<Params, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    let query = params(query)?;
+    let limit = match query.get("limit") {
+        None if query.contains_key("after") => {
+            return Err(ApiError::bad_request("`after` needs `limit`"))
+        }
+        None => usize::MAX,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=ACCOUNTS_PAGE_MAX).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "`limit` must be a whole number from 1 to {ACCOUNTS_PAGE_MAX}"
+                ))
+            })?,
+    };
+    let after = query
+        .get("after")
+        .map(|raw| name(raw, Some(&caller)))
+        .transpose()?;
+    // An `after` removed since the page before is the usual 404 `unknown_account`.
+    let page = match (
+        s.engine.page(after.as_ref(), limit, |n| caller.may_see(n)),
+        after,
+    ) {
+        (Some(page), _) => page,
+        (None, after) => {
+            return Err(
+                EngineError::UnknownAccount(after.expect("only `after` is looked up")).into(),
+            )
+        }
+    };
+    let next = match page.views.last() {
+        Some(last) if page.more => Some(format!(
+            "</v1/accounts?limit={limit}&after={}>; rel=\"next\"",
+            last.name
+        )),
+        _ => None,
+    };
+    let mut answer = Json(page.views).into_response();
+    if let Some(link) = next.and_then(|l| header::HeaderValue::from_str(&l).ok()) {
+        answer.headers_mut().insert(header::LINK, link);
+    }
+    Ok(answer)
 }
 
 pub async fn token(
