@@ -18,7 +18,8 @@ const call = (command, args = {}) =>
     throw asUiError(err);
   });
 
-export const accounts = () => call('accounts');
+/** Every account's view; with `names`, only those (names that are no account are left out). */
+export const accounts = (names) => call('accounts', names ? { names } : {});
 export const history = (account, limit) => call('history', { account, limit });
 export const takers = () => call('takers');
 /** What `tokenwarden doctor` finds about one account (no token in it). */

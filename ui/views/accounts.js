@@ -1,15 +1,20 @@
 // ui/views/accounts.js: the Accounts view, one card per account.
 // Owns: the cards, their actions (Copy token, Refresh now, Connect/Reconnect, Remove), the
-// empty state, and the per-second tick that rewrites countdowns and "5 min ago" in place.
-// Data comes from app.state.accounts; nothing here calls the backend on a tick.
+// empty state, search by name, and the per-second tick that rewrites countdowns and "5 min
+// ago" in place. Data comes from app.state.accounts; nothing here calls the backend on a tick.
+// Long lists draw only the cards near the viewport (virtual.js).
 
 import * as api from '../api.js';
-import { h, icon, keepFocus, reconcile, replace } from '../dom.js';
+import { h, icon, keepFocus, replace } from '../dom.js';
 import { countdown, parseTime, relative, upcoming } from '../format.js';
 import { statusLabel, statusSentence, remedyText } from '../words.js';
 import { connecting, connectPanel, startConnect } from '../connect.js';
 import { confirmDialog, secretDialog } from '../dialog.js';
 import { toast } from '../toast.js';
+import { createVirtualList } from '../virtual.js';
+
+/** From how many accounts the view offers a search box. */
+const SEARCH_FROM = 8;
 
 /** The engine's `can_copy`, until the token it speaks of expires (a view is a snapshot). */
 export function canCopy(a, now) {
@@ -32,7 +37,43 @@ export function createAccountsView(app) {
     { class: 'view-header' },
     h('div', {}, h('h1', { id: 'accounts-title' }, 'Accounts'), h('p', { class: 'subtitle' }, 'Tokens Tokenwarden keeps fresh for you and your programs.')),
   );
-  el.append(header, top, list);
+  const search = h('input', {
+    type: 'search',
+    class: 'search',
+    testid: 'search',
+    placeholder: 'Search by name',
+    'aria-label': 'Search accounts by name',
+    autocomplete: 'off',
+    spellcheck: 'false',
+    oninput: () => update(),
+    onkeydown: (e) => {
+      if (e.key === 'Escape' && search.value) {
+        e.preventDefault();
+        search.value = '';
+        update();
+      }
+    },
+  });
+  const found = h('p', { class: 'muted search-count', testid: 'search-count', 'aria-live': 'polite' });
+  const searchBar = h('div', { class: 'search-bar', hidden: true }, search, found);
+  el.append(header, searchBar, top, list);
+  const rows = createVirtualList({
+    list,
+    scroller: document.getElementById('main'),
+    key: (a) => a.name,
+    draw: (a, old) => row(a, Date.now(), connecting(), old),
+  });
+
+  // The accounts whose name holds what is typed, kept for the list and the query it came
+  // from, so a tick or a redraw does not filter 100,000 names again.
+  let shown = { from: null, query: null, list: [] };
+  function matching(accounts) {
+    const query = search.value.trim().toLowerCase();
+    if (shown.from !== accounts || shown.query !== query) {
+      shown = { from: accounts, query, list: query ? accounts.filter((a) => a.name.includes(query)) : accounts };
+    }
+    return shown.list;
+  }
 
   const busy = new Map(); // name → 'refresh' | 'copy' | 'remove' | 'secret' | 'check'
   const findings = new Map(); // name → doctor's findings, shown until the card is checked again
@@ -330,21 +371,34 @@ export function createAccountsView(app) {
   }
 
   function update() {
-    const now = Date.now();
     readTakers();
     const c = connecting();
     replace(top, c ? connectPanel(c, app.providerLabel(app.accountProvider(c.account))) : null);
     keepFocus(list, () => {
       const accounts = app.state.accounts;
-      if (accounts === null) replace(list, h('p', { class: 'muted loading' }, 'Loading…'));
+      const plain = (node) => {
+        list.classList.remove('virtual');
+        replace(list, node);
+      };
+      if (accounts === null) plain(h('p', { class: 'muted loading' }, 'Loading…'));
       else if (app.state.accountsError && accounts.length === 0) {
-        replace(list, h('div', { class: 'note note-error', role: 'alert' }, app.state.accountsError.message));
-      } else if (accounts.length === 0) replace(list, emptyState());
+        plain(h('div', { class: 'note note-error', role: 'alert' }, app.state.accountsError.message));
+      } else if (accounts.length === 0) plain(emptyState());
       else {
-        const drawn = new Map([...list.children].map((r) => [r.getAttribute('data-account'), r]));
-        reconcile(list, accounts.map((a) => row(a, now, c, drawn.get(a.name))));
+        const matched = matching(accounts);
+        rows.render(matched);
+        drawSearch(accounts.length, matched.length);
       }
     });
+    const many = app.state.accounts !== null && app.state.accounts.length >= SEARCH_FROM;
+    searchBar.hidden = !many && !search.value;
+  }
+
+  function drawSearch(all, matched) {
+    const query = search.value.trim();
+    if (!query) found.textContent = '';
+    else if (matched === 0) found.textContent = `No account name contains “${query}”.`;
+    else found.textContent = `${matched.toLocaleString('en')} of ${all.toLocaleString('en')} accounts`;
   }
 
   // What each row was drawn from: a row whose inputs did not change is kept as it is.
@@ -360,10 +414,17 @@ export function createAccountsView(app) {
     return fresh;
   }
 
+  // The accounts by name, made again only when the list is a new one (not on every tick).
+  let index = { from: null, byName: new Map() };
+  function indexed(accounts) {
+    if (index.from !== accounts) index = { from: accounts, byName: new Map(accounts.map((a) => [a.name, a])) };
+    return index.byName;
+  }
+
   /** Rewrites the live parts in place: no rebuild, no backend call. */
   function tick() {
     const now = Date.now();
-    const byName = new Map((app.state.accounts || []).map((a) => [a.name, a]));
+    const byName = indexed(app.state.accounts || []);
     for (const row of list.querySelectorAll('[data-testid=account-row]')) {
       const a = byName.get(row.getAttribute('data-account'));
       if (!a) continue;
@@ -377,6 +438,11 @@ export function createAccountsView(app) {
   }
 
   function focusAccount(name) {
+    if (search.value && !matching(app.state.accounts || []).some((a) => a.name === name)) {
+      search.value = '';
+      update();
+    }
+    rows.scrollTo(name);
     const row = [...list.querySelectorAll('[data-testid=account-row]')].find((r) => r.getAttribute('data-account') === name);
     if (!row) return;
     row.scrollIntoView({ block: 'center', behavior: 'smooth' });

@@ -111,8 +111,9 @@ export function createLogView(app) {
 
   return {
     el,
-    show: () => { draw(); load(); },
+    show: () => { fillAccounts(); draw(); load(); },
     reload: load,
-    accountsChanged: fillAccounts,
+    // Only while shown: with 100,000 accounts the filter's options are not made for nothing.
+    accountsChanged: () => { if (el.isConnected) fillAccounts(); },
   };
 }

@@ -1,6 +1,7 @@
 //! The tray: an icon for the worst state, a summary, and a menu with one "Copy NAME token"
-//! entry per account (its state and time left in the label), then Refresh all, Open
-//! Tokenwarden and Quit. Linux cannot swap a tray menu once set and sends no click events
+//! entry per account (its state and time left in the label; the first [`TRAY_ACCOUNTS`], then
+//! one entry saying how many more the window lists), then Refresh all, Open Tokenwarden and
+//! Quit. Linux cannot swap a tray menu once set and sends no click events
 //! for the icon, so the same menu is edited in place and every action lives in it. The
 //! AppIndicator protocol has no tooltip either, so the summary is also the menu's first,
 //! disabled entry.
@@ -20,6 +21,11 @@ pub const TRAY_ID: &str = "tokenwarden";
 const SUMMARY_ID: &str = "summary";
 /// The summary and its separator come before the accounts.
 const FIRST_ACCOUNT: usize = 2;
+/// The most accounts the menu lists: a menu of 10,000 entries is neither readable nor cheap
+/// (each is a D-Bus menu item on Linux). The window lists and searches them all.
+pub const TRAY_ACCOUNTS: usize = 25;
+/// The entry after the listed accounts when there are more: it opens the window.
+const MORE_ID: &str = "more";
 
 /// Menu ids, to and from their strings in one place.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,7 +49,7 @@ impl MenuId {
     pub fn parse(id: &str) -> Option<Self> {
         match id {
             "refresh-all" => Some(Self::RefreshAll),
-            "open" => Some(Self::Open),
+            "open" | MORE_ID => Some(Self::Open),
             "quit" => Some(Self::Quit),
             other => other.strip_prefix("copy:")?.parse().ok().map(Self::Copy),
         }
@@ -151,6 +157,7 @@ pub struct Tray<R: Runtime> {
     menu: Menu<R>,
     summary: MenuItem<R>,
     entries: Mutex<Vec<(AccountName, MenuItem<R>)>>,
+    more: Mutex<Option<MenuItem<R>>>,
     look: Mutex<Option<Look>>,
 }
 
@@ -196,21 +203,50 @@ impl<R: Runtime> Tray<R> {
             menu,
             summary,
             entries: Mutex::new(Vec::new()),
+            more: Mutex::new(None),
             look: Mutex::new(None),
         })
     }
 
     /// Brings icon, tooltip and entries up to date with the accounts.
+    /// "…and N more in the window" after the listed accounts, at `position`; none for 0.
+    fn more(&self, app: &AppHandle<R>, count: usize, position: usize) -> tauri::Result<()> {
+        let mut more = self.more.lock().expect("poisoned");
+        let text = format!("…and {count} more: Open Tokenwarden");
+        match (more.as_ref(), count) {
+            (Some(item), 0) => {
+                self.menu.remove(item)?;
+                *more = None;
+            }
+            (Some(item), _) => {
+                if item.text()? != text {
+                    // Removed and put back: the accounts before it may have been redrawn.
+                    self.menu.remove(item)?;
+                    item.set_text(text)?;
+                    self.menu.insert(item, position)?;
+                }
+            }
+            (None, 0) => {}
+            (None, _) => {
+                let item = MenuItem::with_id(app, MORE_ID, text, true, None::<&str>)?;
+                self.menu.insert(&item, position)?;
+                *more = Some(item);
+            }
+        }
+        Ok(())
+    }
+
     pub fn redraw(&self, app: &AppHandle<R>, views: &[AccountView]) -> tauri::Result<()> {
         let now = SystemTime::now();
         let mut entries = self.entries.lock().expect("poisoned");
-        let same_accounts = entries.len() == views.len()
-            && entries.iter().zip(views).all(|((n, _), v)| *n == v.name);
+        let listed = &views[..views.len().min(TRAY_ACCOUNTS)];
+        let same_accounts = entries.len() == listed.len()
+            && entries.iter().zip(listed).all(|((n, _), v)| *n == v.name);
         if !same_accounts {
             for (_, item) in entries.drain(..) {
                 self.menu.remove(&item)?;
             }
-            for (position, view) in views.iter().enumerate() {
+            for (position, view) in listed.iter().enumerate() {
                 let (text, enabled) = entry(view, now);
                 let id = MenuId::Copy(view.name.clone()).id();
                 let item = MenuItem::with_id(app, id, text, enabled, None::<&str>)?;
@@ -218,7 +254,7 @@ impl<R: Runtime> Tray<R> {
                 entries.push((view.name.clone(), item));
             }
         } else {
-            for ((_, item), view) in entries.iter().zip(views) {
+            for ((_, item), view) in entries.iter().zip(listed) {
                 let (text, enabled) = entry(view, now);
                 if item.text()? != text {
                     item.set_text(text)?;
@@ -228,6 +264,11 @@ impl<R: Runtime> Tray<R> {
                 }
             }
         }
+        self.more(
+            app,
+            views.len() - listed.len(),
+            FIRST_ACCOUNT + listed.len(),
+        )?;
         let look = look(views);
         let mut shown = self.look.lock().expect("poisoned");
         if *shown != Some(look) {
