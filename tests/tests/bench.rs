@@ -391,9 +391,93 @@ async fn bench_serving_against_the_ceiling() {
             m.p99.as_secs_f64() / ceiling.p99.as_secs_f64()
         );
     }
+
+    // The same pair on Unix sockets (the CLI's way in, no key: the kernel vouches for the
+    // caller), loaded by `loadgen` since wrk cannot reach a socket.
+    let dir = tempfile::tempdir().expect("a dir for the ceiling's socket");
+    let bare_socket = dir.path().join("bare.sock");
+    let mut bare = std::process::Command::new(env!("CARGO_BIN_EXE_bare-axum"))
+        .arg(format!("unix:{}", bare_socket.display()))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("bare-axum");
+    wait_until(Duration::from_secs(10), "bare-axum's socket", async || {
+        bare_socket.exists()
+    })
+    .await;
+    let ours = env.engine_holder().expect("the engine's holder file")["socket"]
+        .as_str()
+        .expect("the engine's socket")
+        .to_owned();
+    let socket_targets = [
+        (
+            "bare axum on a Unix socket (the ceiling)",
+            bare_socket.display().to_string(),
+            "/v1/accounts/wx/token",
+        ),
+        (
+            "GET /v1/accounts/wx/token on the engine's socket",
+            ours.clone(),
+            "/v1/accounts/wx/token",
+        ),
+        (
+            "GET /token?name=wx on the engine's socket",
+            ours,
+            "/token?name=wx",
+        ),
+    ];
+    let mut rounds: Vec<Vec<Round>> = vec![Vec::new(); socket_targets.len()];
+    for _ in 0..3 {
+        for (i, (_, socket, target)) in socket_targets.iter().enumerate() {
+            rounds[i].push(loadgen(&format!("unix:{socket}"), target));
+        }
+    }
+    let _ = bare.kill();
+    let _ = bare.wait();
+    let ceiling = median(rounds[0].clone());
+    println!("bench: serving on Unix sockets, loadgen 2 threads, 64 connections, 5 s, median of 3 rounds taken in turn");
+    println!("bench: | what | requests/s | of the ceiling | p99 | p99 / ceiling's |");
+    println!("bench: |---|---|---|---|---|");
+    for ((what, _, _), rounds) in socket_targets.iter().zip(rounds) {
+        let m = median(rounds);
+        println!(
+            "bench: | {what} | {:.0} | {:.0}% | {:.2?} | {:.2}x |",
+            m.rps,
+            100.0 * m.rps / ceiling.rps,
+            m.p99,
+            m.p99.as_secs_f64() / ceiling.p99.as_secs_f64()
+        );
+    }
     assert_eq!(serve.stop().await.code, 0);
     if let Some((_env, serve, _, _)) = baseline {
         assert_eq!(serve.stop().await.code, 0);
+    }
+}
+
+/// `loadgen ADDRESS TARGET 64 5` (this crate's binary): one 5 s round; every answer must be 200.
+fn loadgen(address: &str, target: &str) -> Round {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([address, target, "64", "5"])
+        .output()
+        .expect("loadgen");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let field = |name: &str| -> f64 {
+        let at = words.iter().position(|w| *w == name).unwrap_or_else(|| {
+            panic!(
+                "no {name} in loadgen's output: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        words[at + 1].parse().expect("a number")
+    };
+    assert!(
+        out.status.success() && field("errors") == 0.0,
+        "loadgen {address}{target}: {text}"
+    );
+    Round {
+        rps: field("per_second"),
+        p99: Duration::from_micros(field("p99_us") as u64),
     }
 }
 
@@ -588,6 +672,36 @@ async fn bench_ten_thousand_accounts() {
         listed.len() as f64 / 1048576.0,
         asked.elapsed()
     );
+    // A page of 1,000, from the middle (the engine walks the config to find `after`).
+    let asked = Instant::now();
+    let page = http
+        .get(format!(
+            "{}/v1/accounts?limit=1000&after={}",
+            api.base_url(),
+            names[fleet / 2]
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    let has_next = page.headers().contains_key("link");
+    let page = page.bytes().await.unwrap();
+    println!(
+        "bench: {fleet} accounts (database store): GET /v1/accounts?limit=1000&after=(the middle) answered {:.0} KiB in {:.2?} (next page linked: {has_next})",
+        page.len() as f64 / 1024.0,
+        asked.elapsed()
+    );
+    // The CLI beside the engine (its Unix socket), as a person types it.
+    for args in [&["list"][..], &["list", "--json"][..]] {
+        let asked = Instant::now();
+        let out = env.run(args, None).await.ok();
+        println!(
+            "bench: {fleet} accounts (database store): `tokenwarden {}` printed {:.1} MiB in {:.2?}",
+            args.join(" "),
+            out.stdout.len() as f64 / 1048576.0,
+            asked.elapsed()
+        );
+    }
 
     // Idle: nothing due for two hours.
     let before = serve.cpu_seconds();

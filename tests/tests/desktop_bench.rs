@@ -2,14 +2,16 @@
 //! (`data-ready`), how much memory it holds shown and closed, how much CPU it burns in 60 s
 //! with the window closed, and how long opening it again takes. Ignored by default: `make
 //! bench` runs it with `--include-ignored` (it needs `--test desktop_bench`), and
-//! `--nocapture` shows the figures.
+//! `--nocapture` shows the figures. A second bench opens the window on 10,000 accounts
+//! (`TOKENWARDEN_BENCH_WINDOW_ACCOUNTS` for another count): its first draw and a search.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokenwarden_e2e::desktop::{self, Driver, Session};
+use tokenwarden_e2e::fakes::http::HttpTokenFake;
 use tokenwarden_e2e::harness::LegacyAccount;
 use tokenwarden_e2e::proc;
-use tokenwarden_e2e::wait_until;
+use tokenwarden_e2e::{wait_until, Env};
 
 /// CPU seconds of `pid` and every process below it (WebKit's web and network processes).
 fn tree_cpu_seconds(pid: u32) -> f64 {
@@ -117,4 +119,148 @@ async fn bench_launch_memory_and_idle_cpu() {
         reopened.as_secs_f64()
     );
     driver.quit().await;
+}
+
+/// Names of the account rows in the page, in order.
+async fn drawn(driver: &Driver) -> Vec<String> {
+    let names = driver
+        .execute(
+            "return [...document.querySelectorAll('[data-testid=account-row]')]\
+             .map((r) => r.getAttribute('data-account'))",
+        )
+        .await;
+    serde_json::from_value(names).expect("names")
+}
+
+/// In the page: types `query` into the search box as one input event and returns the
+/// milliseconds until the list is filtered, drawn and laid out (the layout read forces it).
+async fn search_in_page(driver: &Driver, query: &str) -> f64 {
+    let script = format!(
+        "const s = document.querySelector('[data-testid=search]'); const t0 = performance.now();\
+         s.value = {query:?}; s.dispatchEvent(new Event('input'));\
+         void document.getElementById('main').scrollHeight; return performance.now() - t0;"
+    );
+    driver.execute(&script).await.as_f64().expect("ms")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark: run with --include-ignored (make bench)"]
+async fn bench_the_window_with_ten_thousand_accounts() {
+    let count: usize = std::env::var("TOKENWARDEN_BENCH_WINDOW_ACCOUNTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let session = Session::start().await;
+    let fake = HttpTokenFake::start(7200).await;
+    let accounts: String = (0..count)
+        .map(|i| fake.account_toml(&format!("h{i:05}")))
+        .collect();
+    let env = Env::with_refresh(
+        "per_host = 16",
+        &format!("[store]\nkind = \"database\"\n\n{accounts}"),
+    );
+    // Every set fetched and saved by `serve` first: the app opens on a full store, as it
+    // would the morning after.
+    let key = env.create_api_key("bench").await;
+    let (serve, api) = env.serve_api(&key).await;
+    let http = reqwest::Client::new();
+    wait_until(
+        Duration::from_secs(600),
+        "every account fetched once",
+        async || {
+            let list: Vec<serde_json::Value> = http
+                .get(format!("{}/v1/accounts", api.base_url()))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            list.iter().filter(|a| a["status"] == "fresh").count() == count
+        },
+    )
+    .await;
+    assert_eq!(serve.stop().await.code, 0);
+    desktop::write_settings(&env, true, 60);
+
+    let driver = Driver::launch(&env, &session, &[]).await;
+    let first_draw = driver
+        .execute("return performance.getEntriesByName('tokenwarden:first-draw')[0].startTime")
+        .await
+        .as_f64()
+        .expect("the first draw's mark");
+    let cards = drawn(&driver).await.len();
+    let pid = desktop::engine_pid(&env).expect("the app holds the engine lock");
+    let rss_app = proc::rss_kib(pid) as f64 / 1024.0;
+    let rss_helpers: f64 = proc::descendants(pid)
+        .into_iter()
+        .filter(|&p| proc::alive(p))
+        .map(|p| proc::rss_kib(p) as f64 / 1024.0)
+        .sum();
+
+    // A search of ten matches, in the page, then through WebDriver as a person types it.
+    // h04240 to h04249: ten names at any count from 5,000 up.
+    let ten = "h0424";
+    let searched = search_in_page(&driver, ten).await;
+    let matched = drawn(&driver).await.len();
+    let cleared = search_in_page(&driver, "").await;
+    let typing = Instant::now();
+    driver.fill(r#"[data-testid="search"]"#, ten).await;
+    let want = format!("{matched} of {} accounts", thousands(count));
+    wait_until(
+        Duration::from_secs(30),
+        "the typed search shown",
+        async || {
+            driver
+                .text(r#"[data-testid="search-count"]"#)
+                .await
+                .as_deref()
+                == Some(want.as_str())
+        },
+    )
+    .await;
+    let typed = typing.elapsed();
+    search_in_page(&driver, "").await;
+    // The end of the list: scrolled there in one jump, drawn on the next frame.
+    let scrolled = driver
+        .execute(
+            "const m = document.getElementById('main'); const t0 = performance.now();\
+             m.scrollTop = 1e9; m.dispatchEvent(new Event('scroll'));\
+             return new Promise((done) => requestAnimationFrame(() => { void m.scrollHeight;\
+             done(performance.now() - t0); }));",
+        )
+        .await
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    let last = drawn(&driver).await;
+
+    println!("desktop bench: the window with {count} accounts (database store, all fresh):");
+    println!(
+        "  launch → data-ready: {:.2} s; first draw {first_draw:.0} ms after the page began; {cards} cards in the page",
+        driver.launch_to_ready.as_secs_f64()
+    );
+    println!(
+        "  a search (\"{ten}\", {matched} of {count}): {searched:.1} ms in the page; cleared again: {cleared:.1} ms; typed through WebDriver until shown: {:.0} ms",
+        typed.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  scrolled to the end: drawn in {scrolled:.1} ms, last card {:?}, {} cards in the page",
+        last.last(),
+        last.len()
+    );
+    println!("  resident memory, window shown: app {rss_app:.1} MiB, WebKit helpers {rss_helpers:.1} MiB");
+    driver.quit().await;
+}
+
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
