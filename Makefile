@@ -38,8 +38,9 @@ WINE_PKGS := wine wine64
 BUSY_PKGS := stress-ng
 
 # Bench: wrk loads the API beside a bare axum handler (the ceiling) in the same run; npm fetches
-# mcp-remote (pinned in tests/mcp/compare.py) into target/npm for the MCP comparison.
-BENCH_PKGS := wrk nodejs npm
+# mcp-remote (pinned in tests/mcp/compare.py) into target/npm for the MCP comparison. Debian's
+# npm only where no npm is on the PATH: NodeSource's nodejs carries its own and conflicts with it.
+BENCH_PKGS := wrk $(if $(shell command -v npm),,nodejs npm)
 
 # Packages: rsvg-convert draws every icon size from icons/tokenwarden.svg; rpm reads the .rpm,
 # and the validators and man check what goes in. The Tauri CLI (crates.io, pinned like
@@ -101,7 +102,7 @@ bench: deps-build deps-test deps-bench deps-driver check-cargo
 		$(CARGO) test --release -p tokenwarden-e2e --test load -- --nocapture && \
 	$(CARGO) test --release -p tokenwarden --lib bench_ -- --ignored --nocapture; } 2>&1 | tee target/bench.log
 	@echo; echo "== make bench: every figure (BENCHMARKS.md has them as tables) =="; \
-		grep -oE '(bench|load): .*|desktop bench.*|answer → durable.*|^  (launch|resident|CPU over).*' target/bench.log
+		grep -oE '(bench|load|history): .*|desktop bench.*|answer → durable.*|^  (launch|resident|CPU over|a search|scrolled|opened again).*' target/bench.log
 
 # A .deb and an .rpm under target/$(PROFILE)/bundle/{deb,rpm}/ (README: "Installed files").
 # release: the Tauri CLI builds both binaries for production, then bundles them. debug (what

@@ -573,11 +573,25 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "slow: run by `make bench` (cargo test --test bench -- --include-ignored --nocapture)"]
 async fn bench_ten_thousand_accounts() {
-    // `TOKENWARDEN_BENCH_ACCOUNTS=100000` for issue 24's hundred thousand (README: slow proofs).
-    let fleet: usize = std::env::var("TOKENWARDEN_BENCH_ACCOUNTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(FLEET);
+    // `TOKENWARDEN_BENCH_ACCOUNTS=100000` for issue 24's hundred thousand, or a list
+    // (`10000,100000`) to measure each size in turn in one run (README: slow proofs).
+    let sizes: Vec<usize> = match std::env::var("TOKENWARDEN_BENCH_ACCOUNTS") {
+        Ok(list) => list
+            .split(',')
+            .map(|n| {
+                n.trim().parse().unwrap_or_else(|_| {
+                    panic!("TOKENWARDEN_BENCH_ACCOUNTS: {n:?} is not a count")
+                })
+            })
+            .collect(),
+        Err(_) => vec![FLEET],
+    };
+    for fleet in sizes {
+        many_accounts(fleet).await;
+    }
+}
+
+async fn many_accounts(fleet: usize) {
     let fake = HttpTokenFake::start(7200).await;
     let names: Vec<String> = (0..fleet).map(|i| format!("h{i:05}")).collect();
     let accounts: String = names.iter().map(|n| fake.account_toml(n)).collect();
