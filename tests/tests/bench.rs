@@ -579,9 +579,9 @@ async fn bench_ten_thousand_accounts() {
         Ok(list) => list
             .split(',')
             .map(|n| {
-                n.trim().parse().unwrap_or_else(|_| {
-                    panic!("TOKENWARDEN_BENCH_ACCOUNTS: {n:?} is not a count")
-                })
+                n.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("TOKENWARDEN_BENCH_ACCOUNTS: {n:?} is not a count"))
             })
             .collect(),
         Err(_) => vec![FLEET],
