@@ -142,26 +142,61 @@ static RECENT: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 #[cfg(target_os = "linux")]
 const RECENT_KEPT: usize = 16;
 
-/// The first process of `uid` with a descriptor on socket `inode`: the recent takers first,
-/// then the others newest first (a client that just connected is more often young). One
-/// search at a time: a burst of new connections from one program costs one full search, and
-/// the others find it first among the recent.
+/// Sockets seen while looking through processes' descriptors: inode → (pid, fd). Every
+/// search records every socket it passes, so a burst of connections from one program costs
+/// one read of its descriptors, not one per connection: a client holding 10,000 sockets made
+/// each search read 10,000 links, and a 10,000-connection storm waited 195 s for its answers.
+/// An entry is trusted only after one `readlink` shows the descriptor still holds the socket.
+#[cfg(target_os = "linux")]
+type Seen = std::collections::HashMap<u64, (u32, u32)>;
+#[cfg(target_os = "linux")]
+static SEEN: std::sync::Mutex<Option<Seen>> = std::sync::Mutex::new(None);
+/// How many processes' descriptors were read: the unit test of a burst counts them.
+#[cfg(all(test, target_os = "linux"))]
+static SCANS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Past this many, what was seen is forgotten (the sockets of a storm long closed).
+#[cfg(target_os = "linux")]
+const SEEN_KEPT: usize = 200_000;
+
+/// The first process of `uid` with a descriptor on socket `inode`: one seen holding it in an
+/// earlier search, else the recent takers first, then the others newest first (a client that
+/// just connected is more often young). One search at a time: a burst of new connections
+/// from one program costs one full search, and the others find theirs among what it saw.
 #[cfg(target_os = "linux")]
 fn holder(uid: u32, inode: u64) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    let wanted = format!("socket:[{inode}]");
-    let holds = |pid: u32| {
-        let dir = std::path::PathBuf::from(format!("/proc/{pid}"));
-        if std::fs::metadata(&dir).map(|m| m.uid()).ok() != Some(uid) {
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let seen = seen.get_or_insert_with(Default::default);
+    if let Some(&(pid, fd)) = seen.get(&inode) {
+        if owned_by(pid, uid) && socket_of(&format!("/proc/{pid}/fd/{fd}")) == Some(inode) {
+            remember(pid);
+            return Some(pid);
+        }
+    }
+    if seen.len() > SEEN_KEPT {
+        seen.clear();
+    }
+    // Reads all of `pid`'s descriptors, noting every socket, and says whether one is `inode`.
+    let mut holds = |pid: u32| {
+        if !owned_by(pid, uid) {
             return false;
         }
-        std::fs::read_dir(dir.join("fd")).is_ok_and(|fds| {
-            fds.flatten().any(|fd| {
-                std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == wanted.as_str())
-            })
-        })
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            return false;
+        };
+        #[cfg(test)]
+        SCANS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut found = false;
+        for fd in fds.flatten() {
+            let number = fd.file_name().to_str().and_then(|n| n.parse::<u32>().ok());
+            let socket = fd.path().to_str().and_then(socket_of);
+            if let (Some(number), Some(socket)) = (number, socket) {
+                seen.insert(socket, (pid, number));
+                found |= socket == inode;
+            }
+        }
+        found
     };
-    let mut recent = RECENT.lock().unwrap_or_else(|e| e.into_inner());
+    let recent: Vec<u32> = RECENT.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let found = match recent.iter().copied().find(|&pid| holds(pid)) {
         Some(pid) => pid,
         None => {
@@ -175,10 +210,38 @@ fn holder(uid: u32, inode: u64) -> Option<u32> {
             pids.into_iter().find(|&pid| holds(pid))?
         }
     };
-    recent.retain(|p| *p != found);
-    recent.insert(0, found);
-    recent.truncate(RECENT_KEPT);
+    remember(found);
     Some(found)
+}
+
+#[cfg(target_os = "linux")]
+fn owned_by(pid: u32, uid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}"))
+        .map(|m| m.uid())
+        .ok()
+        == Some(uid)
+}
+
+/// The socket inode a descriptor link (`/proc/PID/fd/N`) points at, if it is a socket.
+#[cfg(target_os = "linux")]
+fn socket_of(link: &str) -> Option<u64> {
+    std::fs::read_link(link)
+        .ok()?
+        .to_str()?
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// Puts `pid` first among the recent takers.
+#[cfg(target_os = "linux")]
+fn remember(pid: u32) {
+    let mut recent = RECENT.lock().unwrap_or_else(|e| e.into_inner());
+    recent.retain(|p| *p != pid);
+    recent.insert(0, pid);
+    recent.truncate(RECENT_KEPT);
 }
 
 /// The script an interpreter runs (its first argument that is an existing file, relative to
@@ -239,6 +302,37 @@ mod tests {
             Process::at_tcp(from, std::net::SocketAddr::from(([127, 0, 0, 1], 1))),
             Process::default()
         );
+    }
+
+    /// A program holding many connections is read once, not once per connection: the first
+    /// search notes every socket it passes, and each later connection of that burst is found
+    /// among them with one `readlink` (a 10,000-connection storm waited 195 s before).
+    #[test]
+    fn a_burst_of_connections_from_one_program_is_read_once() {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = listener.local_addr().unwrap();
+        let mut burst = Vec::new();
+        for _ in 0..500 {
+            let client = std::net::TcpStream::connect(server).unwrap();
+            let (accepted, from) = listener.accept().unwrap();
+            burst.push((client, accepted, from));
+        }
+        let before = super::SCANS.load(Ordering::Relaxed);
+        for (_, _, from) in &burst {
+            assert_eq!(Process::at_tcp(*from, server).pid, Some(std::process::id()));
+        }
+        // One read of this process's descriptors (others' tests may add a few of theirs);
+        // before, each of the 500 connections read them all again.
+        let scans = super::SCANS.load(Ordering::Relaxed) - before;
+        assert!(
+            scans <= 10,
+            "{scans} reads of descriptors for 500 connections"
+        );
+        // A socket closed since is not taken for its old holder's.
+        let (client, accepted, from) = burst.pop().unwrap();
+        drop((client, accepted));
+        assert_eq!(Process::at_tcp(from, server), Process::default());
     }
 
     /// `make bench`: what finding the process behind a loopback connection costs: the client
