@@ -79,5 +79,5 @@ pub async fn set_ask_first(shell: State<'_, Shell>, on: bool) -> Result<Approval
 
 /// A program waits for the user: the window comes forward with the prompt.
 pub fn asked(app: &AppHandle) {
-    super::tray::open_window(app);
+    super::window::open_window(app);
 }

@@ -3,7 +3,7 @@
 //! engine events to the window, the tray and notifications, and nothing more.
 //! * `asks`      ask first: the prompt's asks and answers, approvals in Settings
 //! * `commands`  one engine call per window command   * `error`     what `invoke` rejects with
-//! * `tray`      icon per worst state, menu edited in place
+//! * `tray`      icon per worst state, menu edited in place   * `window`    open (build) the window
 //! * `notify`    episode events → desktop notifications
 //! * `clipboard` copy a token, clear it later if it is still there
 //! * `settings`  desktop.json: notifications, clipboard delay, start at login
@@ -19,6 +19,7 @@ mod home;
 mod notify;
 mod settings;
 mod tray;
+mod window;
 
 use std::process::ExitCode;
 use std::sync::{Mutex, RwLock};
@@ -131,7 +132,7 @@ pub fn run(ctx: Context, hidden: bool) -> ExitCode {
     let app = tauri::Builder::default()
         // First: a second launch focuses this one and exits before starting anything.
         .plugin(tauri_plugin_single_instance::init(|app, _, _| {
-            tray::open_window(app)
+            window::open_window(app)
         }))
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_clipboard_manager::init())
@@ -192,7 +193,7 @@ pub fn run(ctx: Context, hidden: bool) -> ExitCode {
                 tracing::error!(error = %e.message, "the engine did not start");
             }
             if show_window {
-                tray::open_window(&handle);
+                window::open_window(&handle);
             }
             Ok(())
         })
@@ -214,7 +215,7 @@ pub fn run(ctx: Context, hidden: bool) -> ExitCode {
         RunEvent::Reopen {
             has_visible_windows: false,
             ..
-        } => tray::open_window(app),
+        } => window::open_window(app),
         RunEvent::Exit => {
             let shell = app.state::<Shell>();
             let host = tauri::async_runtime::block_on(shell.host.lock()).take();
@@ -392,7 +393,7 @@ fn on_menu(app: &AppHandle, id: &str) {
         return;
     };
     match id {
-        MenuId::Open => tray::open_window(app),
+        MenuId::Open => window::open_window(app),
         MenuId::Quit => app.exit(0),
         MenuId::Copy(name) => {
             let app = app.clone();

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
-use tauri::{AppHandle, Manager, Runtime};
+use tauri::{AppHandle, Runtime};
 
 use crate::engine::{AccountName, AccountView, Severity, Status};
 
@@ -281,33 +281,6 @@ impl<R: Runtime> Tray<R> {
         }
         self.icon.set_tooltip(Some(summary))?;
         Ok(())
-    }
-}
-
-/// Shows and focuses the main window, building it if there is none. Closing the window
-/// destroys it (`desktop::run`): the page and WebKit's web process go with it, so the app
-/// weighs little in the tray, and it is built again here when it is opened.
-pub fn open_window<R: Runtime>(app: &AppHandle<R>) {
-    let window = match app.get_webview_window("main") {
-        Some(window) => window,
-        None => {
-            let Some(config) = app.config().app.windows.iter().find(|w| w.label == "main") else {
-                tracing::warn!("tauri.conf.json has no window labelled main");
-                return;
-            };
-            match tauri::WebviewWindowBuilder::from_config(app, config).and_then(|b| b.build()) {
-                Ok(window) => window,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not open the window");
-                    return;
-                }
-            }
-        }
-    };
-    for result in [window.unminimize(), window.show(), window.set_focus()] {
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "could not show the window");
-        }
     }
 }
 
