@@ -377,20 +377,11 @@ async fn bench_serving_against_the_ceiling() {
     }
     let _ = bare.kill();
     let _ = bare.wait();
-    let ceiling = median(rounds[0].clone());
-    println!("bench: serving, wrk -t2 -c64 -d5s, median of 3 rounds taken in turn");
-    println!("bench: | what | requests/s | of the ceiling | p99 | p99 / ceiling's |");
-    println!("bench: |---|---|---|---|---|");
-    for ((what, _, _), rounds) in targets.iter().zip(rounds) {
-        let m = median(rounds);
-        println!(
-            "bench: | {what} | {:.0} | {:.0}% | {:.2?} | {:.2}x |",
-            m.rps,
-            100.0 * m.rps / ceiling.rps,
-            m.p99,
-            m.p99.as_secs_f64() / ceiling.p99.as_secs_f64()
-        );
-    }
+    print_against_the_ceiling(
+        "serving, wrk -t2 -c64 -d5s, median of 3 rounds taken in turn",
+        targets.iter().map(|(what, _, _)| what.as_str()),
+        rounds,
+    );
 
     // The same pair on Unix sockets (the CLI's way in, no key: the kernel vouches for the
     // caller), loaded by `loadgen` since wrk cannot reach a socket.
@@ -434,11 +425,28 @@ async fn bench_serving_against_the_ceiling() {
     }
     let _ = bare.kill();
     let _ = bare.wait();
+    print_against_the_ceiling(
+        "serving on Unix sockets, loadgen 2 threads, 64 connections, 5 s, median of 3 rounds taken in turn",
+        socket_targets.iter().map(|(what, _, _)| *what),
+        rounds,
+    );
+    assert_eq!(serve.stop().await.code, 0);
+    if let Some((_env, serve, _, _)) = baseline {
+        assert_eq!(serve.stop().await.code, 0);
+    }
+}
+
+/// One table of medians, the first row being the ceiling the others are measured against.
+fn print_against_the_ceiling<'a>(
+    title: &str,
+    what: impl Iterator<Item = &'a str>,
+    rounds: Vec<Vec<Round>>,
+) {
     let ceiling = median(rounds[0].clone());
-    println!("bench: serving on Unix sockets, loadgen 2 threads, 64 connections, 5 s, median of 3 rounds taken in turn");
+    println!("bench: {title}");
     println!("bench: | what | requests/s | of the ceiling | p99 | p99 / ceiling's |");
     println!("bench: |---|---|---|---|---|");
-    for ((what, _, _), rounds) in socket_targets.iter().zip(rounds) {
+    for (what, rounds) in what.zip(rounds) {
         let m = median(rounds);
         println!(
             "bench: | {what} | {:.0} | {:.0}% | {:.2?} | {:.2}x |",
@@ -447,10 +455,6 @@ async fn bench_serving_against_the_ceiling() {
             m.p99,
             m.p99.as_secs_f64() / ceiling.p99.as_secs_f64()
         );
-    }
-    assert_eq!(serve.stop().await.code, 0);
-    if let Some((_env, serve, _, _)) = baseline {
-        assert_eq!(serve.stop().await.code, 0);
     }
 }
 

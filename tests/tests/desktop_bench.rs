@@ -134,17 +134,6 @@ async fn bench_launch_memory_and_idle_cpu() {
     driver.quit().await;
 }
 
-/// Names of the account rows in the page, in order.
-async fn drawn(driver: &Driver) -> Vec<String> {
-    let names = driver
-        .execute(
-            "return [...document.querySelectorAll('[data-testid=account-row]')]\
-             .map((r) => r.getAttribute('data-account'))",
-        )
-        .await;
-    serde_json::from_value(names).expect("names")
-}
-
 /// In the page: types `query` into the search box as one input event and returns the
 /// milliseconds until the list is filtered, drawn and laid out (the layout read forces it).
 async fn search_in_page(driver: &Driver, query: &str) -> f64 {
@@ -203,7 +192,7 @@ async fn bench_the_window_with_ten_thousand_accounts() {
         .await
         .as_f64()
         .expect("the first draw's mark");
-    let cards = drawn(&driver).await.len();
+    let cards = driver.account_rows().await.len();
     let pid = desktop::engine_pid(&env).expect("the app holds the engine lock");
     let rss_app = proc::rss_kib(pid) as f64 / 1024.0;
     let rss_helpers: f64 = proc::descendants(pid)
@@ -217,7 +206,7 @@ async fn bench_the_window_with_ten_thousand_accounts() {
     let ten = format!("h{:04}", count / 2 / 10);
     let ten = ten.as_str();
     let searched = search_in_page(&driver, ten).await;
-    let matched = drawn(&driver).await.len();
+    let matched = driver.account_rows().await.len();
     let cleared = search_in_page(&driver, "").await;
     let typing = Instant::now();
     driver.fill(r#"[data-testid="search"]"#, ten).await;
@@ -247,7 +236,7 @@ async fn bench_the_window_with_ten_thousand_accounts() {
         .await
         .as_f64()
         .unwrap_or(f64::NAN);
-    let last = drawn(&driver).await;
+    let last = driver.account_rows().await;
 
     println!("desktop bench: the window with {count} accounts (database store, all fresh):");
     println!(

@@ -14,16 +14,6 @@ const ROWS: &str = r#"[data-testid="account-row"]"#;
 const SEARCH: &str = r#"[data-testid="search"]"#;
 const COUNT: &str = r#"[data-testid="search-count"]"#;
 
-async fn drawn(driver: &Driver) -> Vec<String> {
-    let names = driver
-        .execute(
-            "return [...document.querySelectorAll('[data-testid=account-row]')]\
-             .map((r) => r.getAttribute('data-account'))",
-        )
-        .await;
-    serde_json::from_value(names).expect("names")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_long_list_draws_only_what_shows_and_search_finds_by_name() {
     let session = Session::start().await;
@@ -44,7 +34,7 @@ async fn a_long_list_draws_only_what_shows_and_search_finds_by_name() {
     .await;
 
     // A window's worth of cards, from the top, not 400.
-    let first = drawn(&driver).await;
+    let first = driver.account_rows().await;
     assert!(
         (2..40).contains(&first.len()),
         "{} cards in the page",
@@ -64,7 +54,7 @@ async fn a_long_list_draws_only_what_shows_and_search_finds_by_name() {
         .execute("document.getElementById('main').scrollTop = 1e9; return true")
         .await;
     wait_until(Duration::from_secs(10), "the last card drawn", async || {
-        drawn(&driver).await.last().map(String::as_str) == Some("h399")
+        driver.account_rows().await.last().map(String::as_str) == Some("h399")
     })
     .await;
     // Each engine event re-read the account it named: the last one too, fresh.
@@ -83,7 +73,7 @@ async fn a_long_list_draws_only_what_shows_and_search_finds_by_name() {
             .as_deref(),
         Some("400 accounts, all well")
     );
-    let end = drawn(&driver).await;
+    let end = driver.account_rows().await;
     assert!(!end.contains(&"h000".to_owned()), "{end:?}");
     assert!(end.len() < 40, "{} cards in the page", end.len());
     // The live parts tick on drawn cards too.
@@ -100,7 +90,7 @@ async fn a_long_list_draws_only_what_shows_and_search_finds_by_name() {
         driver.text(COUNT).await.as_deref() == Some("10 of 400 accounts")
     })
     .await;
-    let found = drawn(&driver).await;
+    let found = driver.account_rows().await;
     let want: Vec<String> = (120..130).map(|i| format!("h{i}")).collect();
     assert_eq!(found, want);
     driver.screenshot("long-list-search").await;
@@ -120,7 +110,7 @@ async fn a_long_list_draws_only_what_shows_and_search_finds_by_name() {
         .await
         .expect("Escape");
     wait_until(Duration::from_secs(10), "the list back", async || {
-        let now = drawn(&driver).await;
+        let now = driver.account_rows().await;
         !now.is_empty() && now.len() < 40
     })
     .await;

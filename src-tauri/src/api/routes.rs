@@ -77,6 +77,21 @@ pub(super) fn params(
         .map_err(|_| ApiError::bad_request("the query string is not valid"))
 }
 
+/// `limit` from the query, 1 to `max`, if given.
+fn limit(params: &HashMap<String, String>, max: usize) -> Result<Option<usize>, ApiError> {
+    params
+        .get("limit")
+        .map(|v| {
+            v.parse::<usize>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("`limit` must be a whole number from 1 to {max}"))
+                })
+        })
+        .transpose()
+}
+
 pub(super) fn seconds(params: &HashMap<String, String>, key: &str) -> Result<Duration, ApiError> {
     match params.get(key) {
         None => Ok(Duration::ZERO),
@@ -106,21 +121,10 @@ pub async fn accounts(
     query: Result<Params, axum::extract::rejection::QueryRejection>,
 ) -> Result<axum::response::Response, ApiError> {
     let query = params(query)?;
-    let limit = match query.get("limit") {
-        None if query.contains_key("after") => {
-            return Err(ApiError::bad_request("`after` needs `limit`"))
-        }
-        None => usize::MAX,
-        Some(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=ACCOUNTS_PAGE_MAX).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "`limit` must be a whole number from 1 to {ACCOUNTS_PAGE_MAX}"
-                ))
-            })?,
-    };
+    if query.contains_key("after") && !query.contains_key("limit") {
+        return Err(ApiError::bad_request("`after` needs `limit`"));
+    }
+    let limit = limit(&query, ACCOUNTS_PAGE_MAX)?.unwrap_or(usize::MAX);
     let after = query
         .get("after")
         .map(|raw| name(raw, Some(&caller)))
@@ -202,18 +206,7 @@ pub async fn history(
         .get("account")
         .map(|raw| name(raw, Some(&caller)))
         .transpose()?;
-    let limit = match query.get("limit") {
-        None => HISTORY_DEFAULT,
-        Some(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=HISTORY_MAX).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "`limit` must be a whole number from 1 to {HISTORY_MAX}"
-                ))
-            })?,
-    };
+    let limit = limit(&query, HISTORY_MAX)?.unwrap_or(HISTORY_DEFAULT);
     let accounts = match (name, caller.scope()) {
         (Some(name), _) => Some(vec![name]),
         (None, Some(scope)) => Some(scope.to_vec()),

@@ -331,6 +331,18 @@ impl Driver {
         }
     }
 
+    /// The `data-account` of each account card in the page, in order (a long list draws only
+    /// the cards near the viewport).
+    pub async fn account_rows(&self) -> Vec<String> {
+        let names = self
+            .execute(
+                "return [...document.querySelectorAll('[data-testid=account-row]')]\
+                 .map((r) => r.getAttribute('data-account'))",
+            )
+            .await;
+        serde_json::from_value(names).expect("names")
+    }
+
     /// Runs `script` in the page and returns its value.
     pub async fn execute(&self, script: &str) -> Value {
         self.guard(script, self.client.execute(script, vec![]))
