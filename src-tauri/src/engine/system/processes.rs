@@ -151,7 +151,8 @@ const RECENT_KEPT: usize = 16;
 type Seen = std::collections::HashMap<u64, (u32, u32)>;
 #[cfg(target_os = "linux")]
 static SEEN: std::sync::Mutex<Option<Seen>> = std::sync::Mutex::new(None);
-/// How many processes' descriptors were read: the unit test of a burst counts them.
+/// How many times the test process's own descriptors were read: the unit test of a burst
+/// counts them (a full search of other tests, running beside it, reads every process's).
 #[cfg(all(test, target_os = "linux"))]
 static SCANS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 /// Past this many, what was seen is forgotten (the sockets of a storm long closed).
@@ -184,7 +185,9 @@ fn holder(uid: u32, inode: u64) -> Option<u32> {
             return false;
         };
         #[cfg(test)]
-        SCANS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if pid == std::process::id() {
+            SCANS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut found = false;
         for fd in fds.flatten() {
             let number = fd.file_name().to_str().and_then(|n| n.parse::<u32>().ok());
@@ -322,11 +325,11 @@ mod tests {
         for (_, _, from) in &burst {
             assert_eq!(Process::at_tcp(*from, server).pid, Some(std::process::id()));
         }
-        // One read of this process's descriptors (others' tests may add a few of theirs);
-        // before, each of the 500 connections read them all again.
+        // One read of this process's descriptors (the other tests' lookups, running beside
+        // this one, may add one each); before, each of the 500 connections read them again.
         let scans = super::SCANS.load(Ordering::Relaxed) - before;
         assert!(
-            scans <= 10,
+            scans <= 20,
             "{scans} reads of descriptors for 500 connections"
         );
         // A socket closed since is not taken for its old holder's.
