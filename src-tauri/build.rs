@@ -1,7 +1,7 @@
 //! The tray app's build step: embeds `tauri.conf.json` and the UI, and turns the list of the
 //! window's commands into permissions that `capabilities/main.json` grants to `main` only.
 
-/// Every command the window may call (src/desktop/commands.rs).
+/// Every command the window may call (src/desktop/commands.rs, asks.rs, window.rs).
 #[cfg(feature = "desktop")]
 const COMMANDS: &[&str] = &[
     "accounts",
@@ -29,6 +29,7 @@ const COMMANDS: &[&str] = &[
     "approvals",
     "revoke_approval",
     "set_ask_first",
+    "window_drawn",
 ];
 
 fn main() {

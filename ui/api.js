@@ -40,6 +40,8 @@ export const settings = () => call('settings');
 export const saveSettings = (settings) => call('save_settings', { settings });
 export const apiKeys = () => call('api_keys');
 export const quit = () => call('quit');
+/** The first list is drawn, `pageMs` after the page began: the app logs how long it took. */
+export const windowDrawn = (pageMs) => call('window_drawn', { page_ms: pageMs });
 export const createApiKey = (label) => call('create_api_key', { label });
 export const revokeApiKey = (label) => call('revoke_api_key', { label });
 /** Ask first: the requests held for the user, the answer, and the programs allowed always. */

@@ -269,6 +269,8 @@ async fn closing_the_window_destroys_it_and_open_tokenwarden_builds_it_again() {
         "the engine still answers"
     );
 
+    // The first page may be closed before it drew anything: counted from here.
+    let drawn = app.stderr().matches("window drawn").count();
     let menu = tray.menu().await;
     tray.click(entry(&menu, "Open Tokenwarden").id).await;
     wait_until(
@@ -283,6 +285,17 @@ async fn closing_the_window_destroys_it_and_open_tokenwarden_builds_it_again() {
         async || web_processes() > 0,
     )
     .await;
+    // The rebuilt page drew its list and said so: the app logs each window's first draw,
+    // with the time since it was opened.
+    wait_until(
+        Duration::from_secs(20),
+        "the app logs the rebuilt window's first draw",
+        async || app.stderr().matches("window drawn").count() == drawn + 1,
+    )
+    .await;
+    let log = app.stderr();
+    let line = log.lines().rfind(|l| l.contains("window drawn"));
+    assert!(line.is_some_and(|l| l.contains("since_open_ms=")), "{log}");
 }
 
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
