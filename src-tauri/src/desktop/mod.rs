@@ -106,6 +106,7 @@ impl Shell {
 /// Runs the tray app until Quit. Tauri owns the main thread and the async runtime. `hidden`:
 /// start in the tray without the window (start at login), where there is a tray.
 pub fn run(ctx: Context, hidden: bool) -> ExitCode {
+    let launched = std::time::Instant::now();
     let mut context = tauri::generate_context!();
     // One instance per keychain service: tests (and profiles) with their own service each
     // get their own app.
@@ -139,6 +140,7 @@ pub fn run(ctx: Context, hidden: bool) -> ExitCode {
         .plugin(tauri_plugin_opener::init())
         .plugin(start_at_login)
         .manage(shell)
+        .manage(window::Clock::new(launched))
         .invoke_handler(tauri::generate_handler![
             commands::accounts,
             commands::history,
@@ -165,6 +167,7 @@ pub fn run(ctx: Context, hidden: bool) -> ExitCode {
             asks::approvals,
             asks::revoke_approval,
             asks::set_ask_first,
+            window::window_drawn,
         ])
         .on_window_event(|window, event| {
             // Closing the window destroys it (WebKit's web process and the page's memory go
@@ -189,11 +192,14 @@ pub fn run(ctx: Context, hidden: bool) -> ExitCode {
                     tracing::warn!(error = %e, "start at login");
                 }
             }
-            if let Err(e) = tauri::async_runtime::block_on(start_engine(&handle, &shell)) {
-                tracing::error!(error = %e.message, "the engine did not start");
-            }
+            // The window first: WebKit starts its web process while the engine starts. The
+            // page asks for nothing before this returns (its requests are served on this
+            // thread), so it never sees an engine half started.
             if show_window {
                 window::open_window(&handle);
+            }
+            if let Err(e) = tauri::async_runtime::block_on(start_engine(&handle, &shell)) {
+                tracing::error!(error = %e.message, "the engine did not start");
             }
             Ok(())
         })
