@@ -204,21 +204,23 @@ impl Engine {
     }
 
     /// Changes a slot, then tells subscribers if its status changed and saves the state for
-    /// other processes. Every state change goes through here.
+    /// other processes when it differs from the one saved. Every state change goes through here.
     pub(crate) fn update<T>(
         &self,
         name: &AccountName,
         f: impl FnOnce(&mut Slot) -> T,
     ) -> Result<T, EngineError> {
         let now = clock::now();
-        let (result, from, to, last_error, last_refresh) = self.with_slot(name, |s| {
+        let (result, from, to, row) = self.with_slot(name, |s| {
             let from = s.status(now);
             let result = f(s);
-            (result, from, s.status(now), s.last_error(), s.last_refresh)
+            let to = s.status(now);
+            (result, from, to, s.row_to_save(to))
         })?;
-        self.shared
-            .log
-            .save_state(name, to.as_str(), last_error, last_refresh);
+        if let Some((last_error, last_refresh)) = row {
+            let log = &self.shared.log;
+            log.save_state(name, to.as_str(), last_error, last_refresh);
+        }
         if from != to {
             self.emit(EngineEvent::StatusChanged {
                 account: name.clone(),
@@ -271,18 +273,6 @@ impl Engine {
             self.shared.wake.notify_one();
         }
         Ok(result)
-    }
-
-    /// Every account's view, in config order.
-    pub fn snapshot(&self) -> Vec<AccountView> {
-        let config = self.config();
-        let accounts = self.shared.accounts.lock().expect("poisoned");
-        let now = crate::engine::clock::now();
-        config
-            .accounts
-            .iter()
-            .filter_map(|a| accounts.get(&a.name).map(|s| self.view_of(s, now)))
-            .collect()
     }
 
     pub fn view(&self, name: &AccountName) -> Result<AccountView, EngineError> {

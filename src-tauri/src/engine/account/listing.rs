@@ -45,6 +45,13 @@ impl Engine {
         Some(Page { views, more: false })
     }
 
+    /// Every account's view, in config order.
+    pub fn snapshot(&self) -> Vec<AccountView> {
+        self.page(None, usize::MAX, |_| true)
+            .map(|p| p.views)
+            .unwrap_or_default()
+    }
+
     /// The views of these accounts in the order asked, without the names that are no account
     /// (removed since the caller heard of them).
     pub fn views_of(&self, names: &[AccountName]) -> Vec<AccountView> {

@@ -83,6 +83,21 @@ pub(crate) struct Slot {
     pub fetch_unasked: bool,
     /// The earliest entry this slot has in the deadline queue (see `deadlines`).
     pub queued: Option<SystemTime>,
+    /// A digest of the state row last saved for this account (see [`Slot::row_to_save`]).
+    pub saved_row: u64,
+}
+
+/// Tells state rows apart without keeping their text: a collision only skips one save of a
+/// row, which the next change writes.
+pub(crate) fn row_digest(
+    status: &str,
+    last_error: Option<&str>,
+    last_refresh: Option<Deadline>,
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (status, last_error, last_refresh.map(|d| d.unix_millis())).hash(&mut hasher);
+    hasher.finish().max(1)
 }
 
 /// A bucket of refreshes callers may ask for: [`bounds::ASKED_REFRESH_BURST`] at most,
@@ -150,7 +165,21 @@ impl Slot {
             restored: None,
             fetch_unasked: true,
             queued: None,
+            saved_row: 0,
         }
+    }
+
+    /// The state row to save now: its status, last error and last refresh, or `None` when
+    /// that is the row saved last. A restart reads every set back unchanged; writing 100,000
+    /// rows that say what they said before cost it seconds of commits (BENCHMARKS.md §5).
+    pub fn row_to_save(&mut self, status: Status) -> Option<(Option<String>, Option<Deadline>)> {
+        let last_error = self.last_error();
+        let row = row_digest(status.as_str(), last_error.as_deref(), self.last_refresh);
+        if row == self.saved_row {
+            return None;
+        }
+        self.saved_row = row;
+        Some((last_error, self.last_refresh))
     }
 
     /// What the scheduler starts for this account next, and when: its unsaved set's next

@@ -395,5 +395,6 @@ async fn a_journaled_set_survives_a_crash_and_is_written_at_the_next_start() {
 }
 
 mod props;
+mod restart;
 mod serving;
 mod stop;
