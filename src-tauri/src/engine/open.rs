@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::account::slot::Slot;
+use super::account::slot::{row_digest, Slot};
 use super::account::state::{AccountState, Failure, Status};
 use super::account::views::AccountView;
 use super::config::edit;
@@ -249,9 +249,10 @@ impl Engine {
         };
         let accounts = engine.config().accounts.clone();
         engine.add_slots(&accounts).await;
-        // The journal's key is in the keychain, which may wait for an unlock prompt: past a
-        // few seconds the engine and its API answer, and refreshes wait for the journal. Not
-        // a tracked task: a stop never waits for a keychain that does not answer.
+        super::system::memory::give_back(); // the config parser's peak
+                                            // The journal's key is in the keychain, which may wait for an unlock prompt: past a
+                                            // few seconds the engine and its API answer, and refreshes wait for the journal. Not
+                                            // a tracked task: a stop never waits for a keychain that does not answer.
         let opener = engine.clone();
         tokio::spawn(async move {
             let (journal, entries) =
@@ -277,22 +278,23 @@ impl Engine {
                 .as_ref()
                 .and_then(lock::holder)
                 .is_some();
-        let names: Vec<AccountName> = accounts.iter().map(|a| a.name.clone()).collect();
         let history = self.shared.history.clone();
-        let mut saved: HashMap<AccountName, SavedState> = tokio::task::spawn_blocking(move || {
-            names
-                .into_iter()
-                .filter_map(|n| Some((n.clone(), history.saved_state(&n).ok()??)))
-                .collect()
-        })
-        .await
-        .unwrap_or_default();
+        // One scan of the saved states rather than a query per account.
+        let mut saved: HashMap<String, SavedState> =
+            tokio::task::spawn_blocking(move || history.saved_states().unwrap_or_default())
+                .await
+                .unwrap_or_default();
+        self.shared
+            .accounts
+            .lock()
+            .expect("poisoned")
+            .reserve(accounts.len());
         let now = crate::engine::clock::now();
         if self.mode() == Mode::Refresher {
             // The scheduler reads the keychain right away, a few accounts at a time: the
             // engine and its API answer at once, whatever the number of accounts.
             for account in accounts {
-                let saved = saved.remove(&account.name);
+                let saved = saved.remove(account.name.as_str());
                 let restored = saved.as_ref().and_then(gave_up);
                 self.insert_slot(account, AccountState::unread(now), saved.as_ref(), restored);
             }
@@ -300,7 +302,7 @@ impl Engine {
             return;
         }
         let reads = accounts.iter().map(|a| {
-            let saved = saved.remove(&a.name);
+            let saved = saved.remove(a.name.as_str());
             async move { (a.clone(), self.shared.keychain.tokens(&a.name).await, saved) }
         });
         for (account, stored, saved) in futures_util::future::join_all(reads).await {
@@ -338,6 +340,9 @@ impl Engine {
     ) {
         let mut slot = Slot::new(account.clone(), state);
         slot.last_refresh = saved.and_then(|s| s.last_refresh);
+        if let Some(s) = saved {
+            slot.saved_row = row_digest(&s.status, s.last_error.as_deref(), s.last_refresh);
+        }
         slot.restored = restored;
         self.shared
             .accounts
@@ -371,6 +376,7 @@ impl Engine {
             added
         };
         self.add_slots(&added).await;
+        super::system::memory::give_back();
         tracing::info!(accounts = count, "config reloaded");
         self.emit(EngineEvent::ConfigReloaded { accounts: count });
         Ok(count)

@@ -34,7 +34,10 @@ fn records_and_reads_newest_first() {
     );
     h.save_state(&a, "fresh", None, None).unwrap();
     h.save_state(&a, "retrying", Some("x"), None).unwrap();
-    assert_eq!(h.saved_state(&a).unwrap().unwrap().status, "retrying");
+    let saved = h.saved_states().unwrap();
+    assert_eq!(saved.len(), 1, "one row per account");
+    assert_eq!(saved["a"].status, "retrying");
+    assert_eq!(saved["a"].last_error.as_deref(), Some("x"));
 }
 
 /// What the refresh log costs on disk (`make bench`): 10,000 accounts refreshed ten times
