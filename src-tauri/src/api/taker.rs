@@ -1,8 +1,8 @@
 //! Who takes a token over the API, for the ledger (`engine::ledger`): the process at the
 //! other end of the connection, looked up once per connection on the first token it takes
 //! (a keep-alive client pays for the lookup once, off the API's workers: that first request
-//! goes through the router, which waits for it on the blocking pool), and the label of the key
-//! it showed.
+//! goes through the router, which waits for it on the thread that looks up callers), and the
+//! label of the key it showed.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,6 +20,10 @@ use crate::engine::{AccountName, Engine, Process, Taker, Via};
 /// A connection's takes are handed to the ledger at most this often (its first at once, the
 /// rest when it closes): one message per request cost a busy API a fifth of its throughput.
 const HAND_OVER_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a request waits for its caller to be looked up (normally well under a
+/// millisecond; only a stuck `/proc` read takes longer).
+const LOOKUP_WAIT: Duration = Duration::from_secs(2);
 
 /// The other end of one connection.
 pub struct Identity {
@@ -70,17 +74,24 @@ impl Identity {
         self.process.get().is_some()
     }
 
-    /// Asks the kernel who it is, on the blocking pool (a few milliseconds of `/proc`): the
-    /// request waits for it, the API's workers do not.
+    /// Asks the kernel who it is, on the thread that looks up callers (a few milliseconds
+    /// of `/proc` at most): the request waits for it, the API's workers do not. Before the
+    /// answer, as a short-lived client (curl) is gone from `/proc` right after it.
     pub async fn resolve(self: &Arc<Self>) {
         if self.resolved() {
             return;
         }
+        let (done, resolved) = tokio::sync::oneshot::channel();
         let me = self.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            me.process();
-        })
-        .await;
+        look_up(Box::new(move || {
+            me.process_ref();
+            let _ = done.send(());
+        }));
+        // One stuck `/proc` read must not hold every new connection behind it.
+        if tokio::time::timeout(LOOKUP_WAIT, resolved).await.is_err() {
+            tracing::warn!("looking up a caller took over {LOOKUP_WAIT:?}; noted as unknown");
+            let _ = self.process.set(Process::default());
+        }
     }
 
     /// The process, asked of the kernel the first time only.
@@ -157,6 +168,24 @@ pub fn key_label(peer: Peer, caller: Option<&Caller>) -> Option<String> {
     }
 }
 
+/// Runs `lookup` on the one thread that looks up callers, in turn. One thread, not the
+/// blocking pool: a storm of 10,000 new connections put hundreds of `/proc` searches at once
+/// on both cores (1.7 s for the storm in BENCHMARKS §3), starving the answers they wait for.
+fn look_up(lookup: Box<dyn FnOnce() + Send>) {
+    type Lookup = Box<dyn FnOnce() + Send>;
+    static CALLERS: OnceLock<std::sync::mpsc::Sender<Lookup>> = OnceLock::new();
+    let callers = CALLERS.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Lookup>();
+        let _ = std::thread::Builder::new()
+            .name("callers".into())
+            .spawn(move || rx.into_iter().for_each(|lookup| lookup()));
+        tx
+    });
+    if let Err(unsent) = callers.send(lookup) {
+        (unsent.0)(); // no thread (it could not start): looked up here
+    }
+}
+
 /// Who is asking, in a handler: `asker.took(&engine, &name, Via::Api)`.
 pub struct Asker {
     identity: Option<Arc<Identity>>,
@@ -167,6 +196,9 @@ impl Asker {
     /// Whether this caller may take `account`'s token (`[api] ask_first`): may wait for the
     /// user's answer.
     pub async fn may_take(&self, engine: &Engine, account: &AccountName) -> Result<(), ApiError> {
+        if !engine.asks_first() {
+            return Ok(());
+        }
         match &self.identity {
             Some(identity) => {
                 identity.resolve().await;

@@ -7,20 +7,19 @@ use crate::engine::system::processes::Process;
 use crate::engine::{Engine, EngineError, EngineEvent};
 
 impl Engine {
+    /// Whether `[api] ask_first` is on: only then must a request know its caller before
+    /// it is answered.
+    pub fn asks_first(&self) -> bool {
+        let config = self.shared.config.read().expect("poisoned");
+        config.api.asking.ask_first
+    }
+
     /// Whether `caller` may take `account`'s token without waiting: ask first is off, or the
     /// program is known and allowed. The API's fast path answers only then.
     pub fn approved_at_hand(&self, account: &AccountName, caller: &Process) -> bool {
         // On every fast-path request: with ask first off (the default), one read of a flag,
         // no clone of the config's `Arc` (whose count every request would fight over).
-        if !self
-            .shared
-            .config
-            .read()
-            .expect("poisoned")
-            .api
-            .asking
-            .ask_first
-        {
+        if !self.asks_first() {
             return true;
         }
         let config = self.config();
