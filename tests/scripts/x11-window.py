@@ -12,11 +12,20 @@ import json
 import re
 import subprocess
 import sys
+import time
 
 
 def windows_named(title):
-    tree = subprocess.run(["xwininfo", "-root", "-tree"], capture_output=True, text=True,
-                          check=True).stdout
+    # xwininfo fails (BadWindow, exit 1) when a window it is walking is destroyed meanwhile,
+    # as the app's window is on close: the tree is read again.
+    for attempt in range(5):
+        run = subprocess.run(["xwininfo", "-root", "-tree"], capture_output=True, text=True)
+        if run.returncode == 0:
+            break
+        time.sleep(0.05)
+    else:
+        run.check_returncode()
+    tree = run.stdout
     pattern = re.compile(r'^\s*(0x[0-9a-f]+) "' + re.escape(title) + r'"', re.M)
     return [int(m.group(1), 16) for m in pattern.finditer(tree)]
 
