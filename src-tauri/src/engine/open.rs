@@ -249,10 +249,11 @@ impl Engine {
         };
         let accounts = engine.config().accounts.clone();
         engine.add_slots(&accounts).await;
-        super::system::memory::give_back(); // the config parser's peak
-                                            // The journal's key is in the keychain, which may wait for an unlock prompt: past a
-                                            // few seconds the engine and its API answer, and refreshes wait for the journal. Not
-                                            // a tracked task: a stop never waits for a keychain that does not answer.
+        // The config parser's peak, handed back to the system.
+        super::system::memory::give_back();
+        // The journal's key is in the keychain, which may wait for an unlock prompt: past a
+        // few seconds the engine and its API answer, and refreshes wait for the journal. Not
+        // a tracked task: a stop never waits for a keychain that does not answer.
         let opener = engine.clone();
         tokio::spawn(async move {
             let (journal, entries) =
